@@ -1,0 +1,364 @@
+"""Every setting of the storyboard studio, declared once.
+
+This is the only module that reads the environment. Settings are a frozen dataclass
+built by :func:`load_settings` from a mapping (``os.environ``, CLI flags, or a dict in a
+test); each field carries its own help text and allowed values, and a bad value raises
+:class:`SettingsError` naming the setting. README.md documents every field (a test checks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "STORYBOARD_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{ENV_PREFIX}{name.upper()} ({name}): {message}")
+        self.setting = name
+
+
+# --- Speed presets --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeedPreset:
+    name: str
+    label: str
+    steps: int
+    guidance_scale: float
+    ip_adapter_scale: float
+
+
+PRESETS: dict[str, SpeedPreset] = {
+    p.name: p
+    for p in (
+        SpeedPreset("ultra_fast", "Ultra fast", 10, 6.0, 0.40),
+        SpeedPreset("fast", "Fast", 12, 6.5, 0.50),
+        SpeedPreset("balanced", "Balanced", 15, 7.0, 0.65),
+        SpeedPreset("quality", "Quality", 20, 7.5, 0.80),
+    )
+}
+DEFAULT_PRESET = "fast"
+
+# SDXL's trained resolutions. The tiny offline model divides them by TINY_SIZE_DIVISOR.
+ASPECTS: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "16:9": (1344, 768),
+    "9:16": (768, 1344),
+    "4:3": (1152, 896),
+    "3:4": (896, 1152),
+}
+DEFAULT_ASPECT = "16:9"
+TINY_SIZE_DIVISOR = 16
+
+MAX_FRAMES = 8
+
+CHARACTER_TRAITS = (
+    "young woman, oval face, large green almond-shaped eyes, light freckles, "
+    "shoulder-length wavy auburn hair with side-swept bangs, "
+    "dark green hooded jacket over a cream sweater"
+)
+STYLE = "cinematic storyboard frame, clean lines, soft lighting, detailed"
+NEGATIVE_PROMPT = (
+    "different face, changing face, inconsistent character, different hair color, "
+    "different eye color, extra people, deformed face, disfigured, blurry, lowres, "
+    "bad anatomy, extra fingers, watermark, text, signature, style change"
+)
+
+SDXL_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
+IP_ADAPTER_HUB_ID = "h94/IP-Adapter"
+
+# The two IP-Adapter variants for SDXL and the image encoder each one was trained with.
+IP_ADAPTER_VARIANTS: dict[str, tuple[str, str]] = {
+    "plus-face": ("ip-adapter-plus-face_sdxl_vit-h.safetensors", "models/image_encoder"),
+    "plain": ("ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder"),
+}
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+# --- Settings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One field per setting; ``metadata['help']`` is what README.md says about it."""
+
+    model: str = field(
+        default="sdxl",
+        metadata={"help": "sdxl: real SDXL base 1.0 from the hub (about 8 GB on first run). "
+                  "tiny: tiny random models built offline, for the demo and tests.",
+                  **_choices("sdxl", "tiny")},
+    )
+    preset: str = field(
+        default=DEFAULT_PRESET,
+        metadata={"help": "Default speed mode for new storyboards.", **_choices(*PRESETS)},
+    )
+    aspect: str = field(
+        default=DEFAULT_ASPECT,
+        metadata={"help": "Default aspect ratio (SDXL's trained sizes).", **_choices(*ASPECTS)},
+    )
+    character_traits: str = field(
+        default=CHARACTER_TRAITS,
+        metadata={"help": "Default character description, face first; leads every prompt."},
+    )
+    style: str = field(default=STYLE, metadata={"help": "Default style appended to every prompt."})
+    negative_prompt: str = field(
+        default=NEGATIVE_PROMPT,
+        metadata={"help": "Negative prompt against face and style drift."},
+    )
+    use_identity_lock: bool = field(
+        default=True,
+        metadata={"help": "Default for the IP-Adapter identity lock (new storyboards can override)."},
+    )
+    ip_adapter_scale: float | None = field(
+        default=None,
+        metadata={"help": "Override the preset's IP-Adapter scale (0.0-1.0); empty = use the preset.",
+                  "range": (0.0, 1.0)},
+    )
+    ip_adapter_variant: str = field(
+        default="plus-face",
+        metadata={"help": "plus-face: ip-adapter-plus-face_sdxl_vit-h with the ViT-H encoder "
+                  "(made for faces). plain: ip-adapter_sdxl with the bigG encoder. Sets the two "
+                  "settings below unless they are given.",
+                  **_choices(*IP_ADAPTER_VARIANTS)},
+    )
+    sdxl_model: str = field(
+        default=SDXL_HUB_ID,
+        metadata={"help": "SDXL base: a hub id or a local folder in the diffusers layout."},
+    )
+    ip_adapter_repo: str = field(
+        default=IP_ADAPTER_HUB_ID,
+        metadata={"help": "IP-Adapter repository: a hub id or a local folder."},
+    )
+    ip_adapter_subfolder: str = field(
+        default="sdxl_models", metadata={"help": "Folder of the adapter weights inside the repository."}
+    )
+    ip_adapter_weight: str = field(
+        default="",
+        metadata={"help": "Adapter weight file (.safetensors only); empty = the variant's file."},
+    )
+    image_encoder: str = field(
+        default="",
+        metadata={"help": "Image encoder folder inside the repository; empty = the variant's encoder."},
+    )
+    vae_model: str = field(
+        default="",
+        metadata={"help": "Optional replacement VAE (hub id or folder), e.g. "
+                  "madebyollin/sdxl-vae-fp16-fix to avoid upcasting SDXL's VAE in fp16."},
+    )
+    hf_cache_dir: str = field(
+        default="",
+        metadata={"help": "Hugging Face cache folder; empty = the hub's default (HF_HUB_CACHE). "
+                  "With model=tiny, defaults to DATA_DIR/tiny-models."},
+    )
+    offline: bool = field(
+        default=False,
+        metadata={"help": "Never contact the hub; load only cached or local weights."},
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto prefers mps, then cuda, then cpu.", **_choices("auto", "mps", "cuda", "cpu")},
+    )
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto = fp16 on mps/cuda, fp32 on cpu.", **_choices("auto", "fp16", "bf16", "fp32")},
+    )
+    fp16_autocast: bool = field(
+        default=True, metadata={"help": "Wrap generation in torch.autocast(float16) on MPS."}
+    )
+    enable_channels_last: bool = field(
+        default=True, metadata={"help": "Put the UNet in channels_last memory format on MPS and CUDA."}
+    )
+    enable_attention_slicing: bool = field(
+        default=True,
+        metadata={"help": "Attention slicing on MPS (saves memory). Never on CUDA unless "
+                  "force_attention_slicing. Skipped while the identity lock is active, because "
+                  "diffusers 0.42 slicing replaces the IP-Adapter processors."},
+    )
+    force_attention_slicing: bool = field(
+        default=False, metadata={"help": "Also slice attention on CUDA and CPU (slower; saves memory)."}
+    )
+    batch_panels: str = field(
+        default="auto",
+        metadata={"help": "Generate panels in one batched call (on), one by one (off), or auto: "
+                  "batched on CUDA, one by one elsewhere so each panel shows as it finishes.",
+                  **_choices("auto", "on", "off")},
+    )
+    max_batch: int = field(
+        default=8, metadata={"help": "Most panels in one batched call.", "range": (1, MAX_FRAMES)}
+    )
+    cfg_cutoff: float = field(
+        default=1.0,
+        metadata={"help": "Fraction of the steps that use classifier-free guidance; after it, "
+                  "one UNet pass per step. 1.0 = CFG on every step.", "range": (0.0, 1.0)},
+    )
+    compile_unet: bool = field(
+        default=False, metadata={"help": "torch.compile the UNet on CUDA (slow first call)."}
+    )
+    data_dir: str = field(
+        default="data", metadata={"help": "Where storyboards, images and the database are kept."}
+    )
+    host: str = field(
+        default="127.0.0.1",
+        metadata={"help": "Address to listen on. Anything but loopback is reachable by others, "
+                  "and there is no login."},
+    )
+    port: int = field(default=8080, metadata={"help": "Port to listen on.", "range": (1, 65535)})
+    preload: bool = field(
+        default=False, metadata={"help": "Load the model when the server starts, not on first use."}
+    )
+    queue_limit: int = field(
+        default=20, metadata={"help": "Most storyboards waiting at once; more get 429.", "range": (1, 10000)}
+    )
+    max_upload_mb: float = field(
+        default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
+                                "range": (0.1, 200.0)}
+    )
+    max_story_chars: int = field(
+        default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}
+    )
+    identity_threshold: float = field(
+        default=0.6,
+        metadata={"help": "Face distance above which a panel counts as drifted (dlib: 0.6).",
+                  "range": (0.0, 2.0)},
+    )
+    identity_retries: int = field(
+        default=2,
+        metadata={"help": "Extra attempts for a drifted panel (next seeds); 0 = off.", "range": (0, 10)},
+    )
+    identity_scoring: bool = field(
+        default=True, metadata={"help": "Score every panel's face against the reference."}
+    )
+
+    # --- derived values ---
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def cache_dir(self) -> str | None:
+        if self.hf_cache_dir:
+            return self.hf_cache_dir
+        if self.model == "tiny":
+            return str(self.data_path / "tiny-models")
+        return None
+
+    @property
+    def adapter_weight(self) -> str:
+        return self.ip_adapter_weight or IP_ADAPTER_VARIANTS[self.ip_adapter_variant][0]
+
+    @property
+    def adapter_image_encoder(self) -> str:
+        return self.image_encoder or IP_ADAPTER_VARIANTS[self.ip_adapter_variant][1]
+
+    @property
+    def size_divisor(self) -> int:
+        return TINY_SIZE_DIVISOR if self.model == "tiny" else 1
+
+    def size_for(self, aspect: str) -> tuple[int, int]:
+        """Width and height in pixels for an aspect ratio, on this model (multiples of 8)."""
+        width, height = ASPECTS[aspect]
+        return _round8(width / self.size_divisor), _round8(height / self.size_divisor)
+
+    def preset_for(self, name: str | None = None) -> SpeedPreset:
+        preset = PRESETS[name or self.preset]
+        if self.ip_adapter_scale is not None:
+            return dataclasses.replace(preset, ip_adapter_scale=self.ip_adapter_scale)
+        return preset
+
+
+def _round8(value: float) -> int:
+    return max(8, int(round(value / 8)) * 8)
+
+
+# --- Loading ----------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(f: dataclasses.Field, raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    name = f.name
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise SettingsError(name, f"{raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
+    if kind in ("int", "float", "float | None"):
+        if kind == "float | None" and (raw is None or str(raw).strip() == ""):
+            return None
+        number_type = int if kind == "int" else float
+        try:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = number_type(raw) if not isinstance(raw, str) else number_type(raw.strip())
+        except (TypeError, ValueError):
+            raise SettingsError(name, f"{raw!r} is not a {'whole number' if kind == 'int' else 'number'}") from None
+        if value != value:  # NaN
+            raise SettingsError(name, "NaN is not allowed")
+        low, high = f.metadata.get("range", (None, None))
+        if low is not None and not (low <= value <= high):
+            raise SettingsError(name, f"{value} is outside {low}..{high}")
+        return value
+    value = str(raw).strip()
+    choices = f.metadata.get("choices")
+    if choices:
+        value = value.lower()
+        if value not in choices:
+            raise SettingsError(name, f"{raw!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def setting_fields() -> tuple[dataclasses.Field, ...]:
+    return dataclasses.fields(Settings)
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper()
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build Settings from ``STORYBOARD_*`` variables, then ``overrides`` (CLI flags, tests).
+
+    ``environ`` defaults to ``os.environ``; unknown ``STORYBOARD_*`` variables and unknown
+    override names are errors, so a typo never silently falls back to a default.
+    """
+    environ = os.environ if environ is None else environ
+    known = {f.name: f for f in setting_fields()}
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in known:
+            raise SettingsError(name, f"unknown setting {key}")
+        values[name] = _parse(known[name], raw)
+    for name, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if name not in known:
+            raise SettingsError(name, "unknown setting")
+        values[name] = _parse(known[name], raw)
+    for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo"):
+        if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
+            raise SettingsError(name, "only .safetensors weights are loaded (pickle files can run code)")
+    return Settings(**values)

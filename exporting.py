@@ -1,0 +1,327 @@
+"""Export a finished storyboard: a ZIP of panels + JSON, a printable PDF, and PNGs that
+carry their own generation parameters.
+
+Everything here is a pure function of the board dict (as ``GET /api/storyboards/<id>``
+returns it) and the image bytes, so the web layer, CLI tools and tests share one code
+path. Panel numbers are positions in ``board["frames"]`` (already in display order), so
+``panel-04.png`` in the ZIP is the panel labelled "4" in the PDF.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from fpdf import FPDF
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+log = logging.getLogger(__name__)
+
+FONT_PACKAGE_HINT = (
+    "install DejaVu Sans (Debian/Ubuntu: `apt-get install fonts-dejavu-core`; "
+    "Fedora: `dnf install dejavu-sans-fonts`; macOS: `brew install --cask font-dejavu`) "
+    "or pass font_path="
+)
+
+# A fixed fallback date keeps exports byte-identical when the board has no usable date.
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
+def _board_date(board: Mapping[str, Any]) -> datetime:
+    raw = board.get("created_at")
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            log.debug("unparsable created_at %r; using fixed date", raw)
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return _EPOCH
+
+
+def _panel_file(position: int) -> str:
+    return f"panel-{position:02d}.png"
+
+
+# --- ZIP ------------------------------------------------------------------------------
+
+
+def storyboard_zip(
+    board: Mapping[str, Any], images: Mapping[int, bytes], reference_png: bytes | None = None
+) -> bytes:
+    """ZIP with ``panel-NN.png`` per frame that has an image, optional ``reference.png``
+    and ``storyboard.json`` (the whole board, each frame annotated with its ``file``)."""
+    meta = copy.deepcopy(dict(board))
+    stamp = _board_date(board).timetuple()[:6]
+    stamp = max(stamp, (1980, 1, 1, 0, 0, 0))  # ZIP cannot store dates before 1980
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+
+        def put(name: str, data: bytes, compress: int) -> None:
+            # Fixed timestamps so the same board always yields the same archive.
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = compress
+            zf.writestr(info, data)
+
+        for position, frame in enumerate(meta.get("frames") or [], start=1):
+            data = images.get(frame.get("index"))
+            frame["file"] = _panel_file(position) if data else None
+            if data:
+                put(frame["file"], data, zipfile.ZIP_STORED)  # PNG is already compressed
+        if reference_png:
+            if isinstance(meta.get("reference"), dict):
+                meta["reference"]["file"] = "reference.png"
+            put("reference.png", reference_png, zipfile.ZIP_STORED)
+        text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
+        put("storyboard.json", text.encode("utf-8"), zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+# --- PDF ------------------------------------------------------------------------------
+
+
+def _font_candidates() -> list[Path]:
+    home = Path.home()
+    return [
+        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),  # Debian / Ubuntu
+        Path("/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf"),  # Fedora
+        Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),  # older Fedora / openSUSE
+        Path("/usr/share/fonts/TTF/DejaVuSans.ttf"),  # Arch
+        Path("/usr/local/share/fonts/DejaVuSans.ttf"),
+        home / ".local/share/fonts/DejaVuSans.ttf",
+        home / ".fonts/DejaVuSans.ttf",
+        Path("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf"),  # Debian fonts-noto-core
+        Path("/usr/share/fonts/noto/NotoSans-Regular.ttf"),  # Arch
+        Path("/usr/share/fonts/google-noto/NotoSans-Regular.ttf"),  # Fedora
+        home / "Library/Fonts/DejaVuSans.ttf",  # macOS, user-installed
+        Path("/Library/Fonts/DejaVuSans.ttf"),
+        Path("/Library/Fonts/Arial Unicode.ttf"),
+        Path("/System/Library/Fonts/Supplemental/Arial Unicode.ttf"),
+        Path("C:/Windows/Fonts/DejaVuSans.ttf"),
+        home / "AppData/Local/Microsoft/Windows/Fonts/DejaVuSans.ttf",
+        Path("C:/Windows/Fonts/ARIALUNI.TTF"),
+        Path("C:/Windows/Fonts/NotoSans-Regular.ttf"),
+    ]
+
+
+def find_unicode_font(candidates: Iterable[str | Path] | None = None) -> Path:
+    """First existing TrueType font with wide script coverage (Latin, Cyrillic, Greek...).
+
+    The PDF core fonts are Latin-1 only, so captions in other scripts need one of these.
+    """
+    paths = [Path(p) for p in (_font_candidates() if candidates is None else candidates)]
+    for path in paths:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "No Unicode TrueType font found for the PDF export (looked in: "
+        + (", ".join(str(p) for p in paths) or "no locations")
+        + f"); {FONT_PACKAGE_HINT}"
+    )
+
+
+# A4 landscape, millimetres.
+_PAGE_W, _PAGE_H, _MARGIN = 297.0, 210.0, 10.0
+_COLS, _ROWS, _GUTTER = 3, 2, 6.0
+_HEADER_H = 20.0
+_LABEL_H, _CAPTION_LINE_H, _CAPTION_LINES = 6.0, 4.2, 3
+_TEXT_H = 1.5 + _LABEL_H + _CAPTION_LINE_H * _CAPTION_LINES
+
+_STATUS_WORDS = {
+    "failed": "Generation failed",
+    "pending": "Not generated yet",
+    "queued": "Queued",
+    "running": "Generating…",
+    "cancelled": "Cancelled",
+    "done": "Image missing",
+}
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _settings_line(settings: Mapping[str, Any]) -> str:
+    parts = []
+    for key, label in (("preset", "Preset {}"), ("steps", "{} steps"), ("guidance_scale", "CFG {}"),
+                       ("ip_adapter_scale", "IP scale {}")):
+        if settings.get(key) is not None:
+            parts.append(label.format(_fmt(settings[key])))
+    if settings.get("width") and settings.get("height"):
+        parts.append(f"{settings['width']}×{settings['height']}")
+    if settings.get("seed") is not None:
+        parts.append(f"seed {settings['seed']}")
+    return "  ·  ".join(parts)
+
+
+def _identity_text(identity: Mapping[str, Any] | None) -> str:
+    if not identity:
+        return ""
+    status = str(identity.get("status") or "")
+    distance = identity.get("distance")
+    if distance is None or status in ("no_face", "none"):
+        return "no face" if status in ("no_face", "none", "") else status.replace("_", " ")
+    mark = "✓" if status == "match" else "✗"
+    return f"face {distance:.2f} {mark} {status.replace('_', ' ')}"
+
+
+def _clip(pdf: FPDF, text: str, width: float, max_lines: int) -> list[str]:
+    """Wrap ``text`` to ``width`` and keep at most ``max_lines``, ellipsizing the last."""
+    lines = pdf.multi_cell(width, text=text, dry_run=True, output="LINES", align="L")
+    if len(lines) <= max_lines:
+        return lines
+    kept, last = lines[:max_lines], lines[max_lines - 1]
+    while last and pdf.get_string_width(last + "…") > width:
+        last = last[:-1]
+    kept[-1] = last.rstrip() + "…"
+    return kept
+
+
+def _header(pdf: FPDF, board: Mapping[str, Any], pages: int) -> None:
+    pdf.set_text_color(20)
+    pdf.set_font_size(16)
+    title = str(board.get("title") or "Untitled storyboard")
+    width = _PAGE_W - 2 * _MARGIN - 25
+    pdf.set_xy(_MARGIN, _MARGIN)
+    pdf.cell(width, 8, _clip(pdf, title, width, 1)[0])
+    pdf.set_font_size(9)
+    pdf.set_text_color(110)
+    pdf.set_xy(_PAGE_W - _MARGIN - 25, _MARGIN + 1)
+    pdf.cell(25, 6, f"{pdf.page_no()} / {pages}", align="R")
+    pdf.set_xy(_MARGIN, _MARGIN + 9)
+    pdf.cell(width, 5, _settings_line(board.get("settings") or {}))
+    pdf.set_draw_color(200)
+    pdf.line(_MARGIN, _MARGIN + _HEADER_H - 4, _PAGE_W - _MARGIN, _MARGIN + _HEADER_H - 4)
+
+
+def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None,
+           x: float, y: float, cell_w: float, box_h: float) -> None:
+    pdf.set_draw_color(190)
+    if image:
+        pdf.rect(x, y, cell_w, box_h)
+        pdf.image(io.BytesIO(image), x=x, y=y, w=cell_w, h=box_h, keep_aspect_ratio=True)
+    else:
+        pdf.set_fill_color(225)
+        pdf.rect(x, y, cell_w, box_h, style="DF")
+        status = str(frame.get("status") or "missing")
+        pdf.set_text_color(90)
+        pdf.set_font_size(12)
+        pdf.set_xy(x, y + box_h / 2 - 6)
+        pdf.cell(cell_w, 6, _STATUS_WORDS.get(status, status.replace("_", " ").capitalize()),
+                 align="C")
+        if frame.get("error"):
+            pdf.set_font_size(7)
+            for i, line in enumerate(_clip(pdf, str(frame["error"]), cell_w - 8, 2)):
+                pdf.set_xy(x + 4, y + box_h / 2 + 1 + i * 3.5)
+                pdf.cell(cell_w - 8, 3.5, line, align="C")
+
+    top = y + box_h + 1.5
+    pdf.set_text_color(20)
+    pdf.set_font_size(11)
+    pdf.set_xy(x, top)
+    pdf.cell(8, _LABEL_H, str(number))
+    identity = _identity_text(frame.get("identity"))
+    pdf.set_font_size(8)
+    pdf.set_text_color(120)
+    id_w = pdf.get_string_width(identity) + 1 if identity else 0
+    shot = str(frame.get("shot") or "")
+    if shot:
+        pdf.set_xy(x + 8, top)
+        pdf.cell(cell_w - 8 - id_w - 2, _LABEL_H, _clip(pdf, shot, cell_w - 8 - id_w - 2, 1)[0])
+    if identity:
+        good = frame["identity"].get("status") == "match"
+        pdf.set_text_color(*((30, 120, 50) if good else (170, 60, 40)))
+        pdf.set_xy(x + cell_w - id_w, top)
+        pdf.cell(id_w, _LABEL_H, identity, align="R")
+
+    pdf.set_text_color(40)
+    pdf.set_font_size(9)
+    for i, line in enumerate(_clip(pdf, str(frame.get("caption") or ""), cell_w, _CAPTION_LINES)):
+        pdf.set_xy(x, top + _LABEL_H + i * _CAPTION_LINE_H)
+        pdf.cell(cell_w, _CAPTION_LINE_H, line)
+
+
+def storyboard_pdf(
+    board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None
+) -> bytes:
+    """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each."""
+    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf.set_auto_page_break(False)  # the grid places everything itself
+    pdf.set_creation_date(_board_date(board))
+    pdf.set_title(str(board.get("title") or "Storyboard"))
+    pdf.set_creator("storyboard studio")
+    pdf.add_font("Unicode", "", str(font_path or find_unicode_font()))
+    pdf.set_font("Unicode", size=10)
+    pdf.c_margin = 0  # text lines up with the image edges
+
+    cell_w = (_PAGE_W - 2 * _MARGIN - (_COLS - 1) * _GUTTER) / _COLS
+    cell_h = (_PAGE_H - 2 * _MARGIN - _HEADER_H - (_ROWS - 1) * _GUTTER) / _ROWS
+    # Image box follows the board's aspect so the caption sits right under the picture.
+    settings = board.get("settings") or {}
+    aspect = (settings.get("height") or 9) / (settings.get("width") or 16)
+    box_h = min(cell_w * aspect, cell_h - _TEXT_H)
+
+    frames = list(board.get("frames") or [])
+    per_page = _COLS * _ROWS
+    # Total known up front: fpdf's {nb} alias would be right-aligned by its own width.
+    pages = max(1, -(-len(frames) // per_page))
+    for start in range(0, pages * per_page, per_page):
+        pdf.add_page()
+        _header(pdf, board, pages)
+        for slot, frame in enumerate(frames[start:start + per_page]):
+            row, col = divmod(slot, _COLS)
+            x = _MARGIN + col * (cell_w + _GUTTER)
+            y = _MARGIN + _HEADER_H + row * (cell_h + _GUTTER)
+            _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h)
+    return bytes(pdf.output())
+
+
+# --- PNG metadata ---------------------------------------------------------------------
+
+
+def _a1111_parameters(p: Mapping[str, Any]) -> str:
+    """The ``parameters`` text AUTOMATIC1111 writes, which other SD tools also parse."""
+    lines = []
+    if p.get("prompt"):
+        lines.append(str(p["prompt"]))
+    if p.get("negative_prompt"):
+        lines.append(f"Negative prompt: {p['negative_prompt']}")
+    fields = []
+    if p.get("steps") is not None:
+        fields.append(f"Steps: {p['steps']}")
+    fields.append("Sampler: Euler")
+    for key, label in (("guidance_scale", "CFG scale"), ("seed", "Seed")):
+        if p.get(key) is not None:
+            fields.append(f"{label}: {_fmt(p[key])}")
+    if p.get("width") and p.get("height"):
+        fields.append(f"Size: {p['width']}x{p['height']}")
+    for key, label in (("model", "Model"), ("ip_adapter_scale", "IP-Adapter scale")):
+        if p.get(key) is not None:
+            fields.append(f"{label}: {_fmt(p[key])}")
+    lines.append(", ".join(fields))
+    return "\n".join(lines)
+
+
+def encode_png(image: Image.Image, parameters: Mapping[str, Any]) -> bytes:
+    """PNG bytes with ``parameters`` (A1111 text) and ``storyboard`` (JSON) text chunks."""
+    info = PngInfo()
+    # iTXt is UTF-8; plain tEXt is Latin-1 and would mangle Cyrillic prompts.
+    info.add_itxt("parameters", _a1111_parameters(parameters))
+    info.add_itxt("storyboard", json.dumps(dict(parameters), ensure_ascii=False, default=str))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def read_png_parameters(data: bytes) -> dict:
+    """The ``storyboard`` JSON that :func:`encode_png` stored; ``{}`` if the PNG has none."""
+    with Image.open(io.BytesIO(data)) as img:
+        raw = img.text.get("storyboard")  # type: ignore[attr-defined]
+    return json.loads(raw) if raw else {}

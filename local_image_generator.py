@@ -1,0 +1,625 @@
+"""SDXL base 1.0 with an IP-Adapter identity lock: one pipeline per process.
+
+Reads like a diffusers pipeline: ``__init__`` only stores ready parts, :meth:`load` loads
+them, and :meth:`StoryboardGenerator.generate` checks its inputs and then runs in plain
+steps. The generator is not thread-safe by nature (a diffusers pipeline is not), so every
+call takes one lock; in the app a single worker thread owns it anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from config import MAX_FRAMES, Settings, SpeedPreset
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights cannot be loaded; the message says what to do."""
+
+
+class GenerationCancelled(Exception):
+    """Raised inside a generate call when its cancel event is set."""
+
+
+class InvalidRequest(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+# --- Requests and results ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PanelJob:
+    """One panel to draw: prompts already built (see prompt_enhancer), seed fixed."""
+
+    index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    caption: str = ""
+    shot: str = ""
+
+
+@dataclass(frozen=True)
+class StoryboardRequest:
+    panels: tuple[PanelJob, ...]
+    width: int
+    height: int
+    preset: SpeedPreset
+    identity_lock: bool = True
+    reference: object | None = None  # PIL image uploaded by the user
+    portrait: PanelJob | None = None  # drawn first as the reference when locked without one
+    steps: int | None = None  # overrides preset.steps (benchmarks)
+
+    @property
+    def num_steps(self) -> int:
+        return self.steps or self.preset.steps
+
+
+@dataclass
+class PanelResult:
+    index: int
+    prompt: str
+    negative_prompt: str
+    seed: int
+    caption: str
+    shot: str
+    status: str  # "done" | "failed"
+    image: object | None = None  # PIL image
+    error: str | None = None
+    seconds: float = 0.0
+    attempts: int = 1
+    vae_fp32_retry: bool = False
+    identity: dict | None = None
+
+
+@dataclass
+class StoryboardResult:
+    panels: list[PanelResult]
+    reference: object | None
+    reference_kind: str | None  # "uploaded" | "generated" | None
+    timings: dict = field(default_factory=dict)
+
+
+ProgressFn = Callable[[int, int, int], None]  # (panel index, step, total steps)
+
+
+# --- Device and precision -----------------------------------------------------------------
+
+
+def resolve_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        if setting == "mps" and not torch.backends.mps.is_available():
+            raise ModelNotAvailable("STORYBOARD_DEVICE=mps, but this machine has no usable Apple GPU (MPS).")
+        if setting == "cuda" and not torch.cuda.is_available():
+            raise ModelNotAvailable("STORYBOARD_DEVICE=cuda, but torch sees no CUDA GPU.")
+        return setting
+    if torch.backends.mps.is_available():
+        return "mps"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def resolve_dtype(setting: str, device: str):
+    import torch
+
+    if setting == "auto":
+        setting = "fp32" if device == "cpu" else "fp16"
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[setting]
+
+
+def _looks_like_path(source: str) -> bool:
+    # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
+
+
+def _missing_weights_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception) -> str:
+    where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
+    return (
+        f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded "
+        f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
+        f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 8 GB); "
+        f"or set {setting} to a local folder that holds it; "
+        f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny)."
+    )
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def free_device_memory(device: str) -> None:
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    elif device == "mps":
+        torch.mps.empty_cache()
+
+
+OOM_MESSAGE = (
+    "The device ran out of memory while drawing this panel. Try a faster speed mode, "
+    "a smaller aspect ratio, fewer panels at once (STORYBOARD_BATCH_PANELS=off), "
+    "or close other programs using the GPU."
+)
+
+
+# --- The generator -------------------------------------------------------------------------
+
+
+class StoryboardGenerator:
+    """Owns one SDXL pipeline (with its IP-Adapter, once loaded) and draws storyboards."""
+
+    def __init__(self, pipe, settings: Settings, device: str, dtype, load_seconds: float = 0.0):
+        self.pipe = pipe
+        self.settings = settings
+        self.device = device
+        self.dtype = dtype
+        self.load_seconds = load_seconds
+        self._lock = threading.Lock()
+        self._plain_processors: dict | None = None
+        self._ip_processors: dict | None = None
+        self._ip_projection = None
+        self._identity_mode: bool | None = None
+        self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
+        self.image_encoder_calls = 0
+
+    # -- loading --
+
+    @classmethod
+    def load(cls, settings: Settings) -> "StoryboardGenerator":
+        """Load SDXL (and the IP-Adapter when the identity lock is on by default)."""
+        import torch
+        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+
+        started = time.perf_counter()
+        device = resolve_device(settings.device)
+        dtype = resolve_dtype(settings.precision, device)
+        common = {"cache_dir": settings.cache_dir, "local_files_only": settings.offline or settings.model == "tiny"}
+        extra = {}
+        if settings.vae_model:
+            source = cls._check_source(settings.vae_model, "STORYBOARD_VAE_MODEL")
+            try:
+                extra["vae"] = AutoencoderKL.from_pretrained(source, dtype=dtype, use_safetensors=True, **common)
+            except OSError as error:
+                raise ModelNotAvailable(
+                    _missing_weights_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
+                ) from error
+        source = cls._check_source(settings.sdxl_model, "STORYBOARD_SDXL_MODEL")
+        try:
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                source, dtype=dtype, use_safetensors=True, **common, **extra
+            )
+        except OSError as error:
+            raise ModelNotAvailable(
+                _missing_weights_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
+            ) from error
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(device)
+        if settings.enable_channels_last and device in ("mps", "cuda"):
+            pipe.unet.to(memory_format=torch.channels_last)
+        generator = cls(pipe, settings, device, dtype)
+        generator._prepare_attention()
+        if settings.use_identity_lock:
+            generator._ensure_adapter()
+        if settings.compile_unet and device == "cuda":
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+        generator.load_seconds = time.perf_counter() - started
+        log.info("loaded %s on %s (%s) in %.1f s", source, device, dtype, generator.load_seconds)
+        return generator
+
+    @staticmethod
+    def _check_source(source: str, setting: str) -> str:
+        if source.endswith((".bin", ".ckpt", ".pt", ".pth")):
+            raise ModelNotAvailable(f"{setting}={source}: only safetensors weights are loaded (pickle can run code).")
+        if _looks_like_path(source):
+            folder = Path(source).expanduser()
+            if not folder.is_dir():
+                raise ModelNotAvailable(
+                    f"{setting}={source}: no such folder. Point it at a folder in the diffusers layout, "
+                    f"or use a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
+                )
+            return str(folder)
+        return source
+
+    def _prepare_attention(self) -> None:
+        """Decide the attention processors used when the identity lock is off."""
+        unet = self.pipe.unet
+        wants_slicing = (self.settings.enable_attention_slicing and self.device == "mps") or (
+            self.settings.force_attention_slicing
+        )
+        if wants_slicing:
+            unet.set_attention_slice("auto")
+        self._plain_processors = dict(unet.attn_processors)
+        if wants_slicing:
+            # load_ip_adapter cannot start from sliced processors (diffusers 0.42).
+            unet.set_default_attn_processor()
+        self._identity_mode = None
+
+    def _ensure_adapter(self) -> None:
+        if self._ip_processors is not None:
+            return
+        s = self.settings
+        repo = self._check_source(s.ip_adapter_repo, "STORYBOARD_IP_ADAPTER_REPO")
+        if not s.adapter_weight.endswith(".safetensors"):
+            raise ModelNotAvailable(
+                f"STORYBOARD_IP_ADAPTER_WEIGHT={s.adapter_weight}: only .safetensors weights are loaded."
+            )
+        unet = self.pipe.unet
+        unet.set_default_attn_processor()
+        try:
+            self.pipe.load_ip_adapter(
+                repo,
+                subfolder=s.ip_adapter_subfolder,
+                weight_name=s.adapter_weight,
+                image_encoder_folder=s.adapter_image_encoder,
+                cache_dir=s.cache_dir,
+                local_files_only=s.offline or s.model == "tiny",
+            )
+        except OSError as error:
+            raise ModelNotAvailable(
+                _missing_weights_message(
+                    f"the IP-Adapter {s.ip_adapter_subfolder}/{s.adapter_weight}",
+                    repo,
+                    "STORYBOARD_IP_ADAPTER_REPO",
+                    s.cache_dir,
+                    error,
+                )
+            ) from error
+        self.pipe.image_encoder.to(self.device)
+        self._ip_processors = dict(unet.attn_processors)
+        self._ip_projection = unet.encoder_hid_proj
+        self._identity_mode = True
+        if self._plain_processors and any("Sliced" in type(p).__name__ for p in self._plain_processors.values()):
+            log.info("attention slicing is skipped while the identity lock is on (it would replace the IP-Adapter)")
+
+    def _set_identity_mode(self, on: bool) -> None:
+        """Swap between the IP-Adapter processors and the plain (maybe sliced) ones.
+
+        With the lock off no IP-Adapter work is done at all, and nothing is reloaded when
+        it is switched back on.
+        """
+        if on:
+            self._ensure_adapter()
+        if self._identity_mode == on:
+            return
+        unet = self.pipe.unet
+        # The projection's own attention layers count among the UNet's processors, so it
+        # is attached before (and detached before) the processors are set.
+        unet.encoder_hid_proj = self._ip_projection if on else None
+        unet.config.encoder_hid_dim_type = "ip_image_proj" if on else None
+        unet.set_attn_processor(dict(self._ip_processors if on else self._plain_processors))
+        self._identity_mode = on
+
+    @property
+    def attention_sliced(self) -> bool:
+        return any("Sliced" in type(p).__name__ for p in self.pipe.unet.attn_processors.values())
+
+    def describe(self) -> dict:
+        return {
+            "model": self.settings.sdxl_model if self.settings.model == "sdxl" else "tiny",
+            "device": self.device,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "ip_adapter": self.settings.adapter_weight,
+            "load_s": round(self.load_seconds, 3),
+        }
+
+    # -- prompts --
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens CLIP sees for ``text``, start and end tokens included (limit 77)."""
+        return max(len(tok(text, truncation=False).input_ids) for tok in (self.pipe.tokenizer, self.pipe.tokenizer_2))
+
+    # -- generation --
+
+    def generate(
+        self,
+        request: StoryboardRequest,
+        on_progress: ProgressFn | None = None,
+        on_panel: Callable[[PanelResult], None] | None = None,
+        on_reference: Callable[[object], None] | None = None,
+        cancel: threading.Event | None = None,
+        judge: Callable[[object, object], dict] | None = None,
+    ) -> StoryboardResult:
+        """Draw every panel of ``request``.
+
+        ``on_panel`` is called as each panel finishes (in one-by-one mode right away, in
+        batched mode after its batch); ``on_reference`` when an auto-generated portrait is
+        ready. Setting ``cancel`` stops the work at the next step (GenerationCancelled).
+        ``judge(reference, image)`` scores identity; a drifted panel is redrawn up to
+        ``settings.identity_retries`` times and the closest attempt is kept.
+        """
+        self._check(request)
+        with self._lock, self._autocast():
+            return self._generate(request, on_progress, on_panel, on_reference, cancel, judge)
+
+    def _check(self, request: StoryboardRequest) -> None:
+        if not request.panels:
+            raise InvalidRequest("frames", "a storyboard needs at least one panel")
+        if len(request.panels) > MAX_FRAMES:
+            raise InvalidRequest("frames", f"at most {MAX_FRAMES} panels")
+        for name in ("width", "height"):
+            value = getattr(request, name)
+            if value <= 0 or value % 8:
+                raise InvalidRequest(name, f"{name} must be a positive multiple of 8, got {value}")
+        if request.num_steps < 1:
+            raise InvalidRequest("steps", "at least one step")
+
+    def _autocast(self):
+        import torch
+
+        if self.device == "mps" and self.settings.fp16_autocast:
+            return torch.autocast(device_type="mps", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _generate(self, request, on_progress, on_panel, on_reference, cancel, judge) -> StoryboardResult:
+        timings: dict = {}
+        run = _Run(request, on_progress, cancel)
+        # 1. The reference: uploaded, drawn from the traits, or none (lock off).
+        reference, reference_kind = request.reference, "uploaded" if request.reference is not None else None
+        if request.identity_lock and reference is None and request.portrait is not None:
+            started = time.perf_counter()
+            self._set_identity_mode(False)  # nothing to lock to yet
+            run.size = self._portrait_size()
+            self._condition(run, [request.portrait])
+            portrait = self._draw([request.portrait], run)[0]
+            run.size = None
+            timings["reference_s"] = time.perf_counter() - started
+            if portrait.status != "done":
+                raise RuntimeError(f"could not draw the character reference: {portrait.error}")
+            reference, reference_kind = portrait.image, "generated"
+            if on_reference:
+                on_reference(reference)
+        if request.identity_lock and reference is None:
+            raise InvalidRequest("reference", "the identity lock needs a reference image or a portrait prompt")
+        # 2. What every panel shares, computed once: text embeddings, the reference's embeddings.
+        started = time.perf_counter()
+        self._set_identity_mode(request.identity_lock)
+        self._condition(run, request.panels)
+        if request.identity_lock:
+            run.image_embeds = self._encode_reference(reference, request)
+        timings["encode_s"] = time.perf_counter() - started
+        # 3. The panels, batched where the device allows.
+        started = time.perf_counter()
+        results: list[PanelResult] = []
+        for batch in self._batches(request.panels):
+            for result in self._draw(batch, run):
+                if judge is not None and result.status == "done":
+                    result = self._redo_if_drifted(result, run, reference, judge)
+                results.append(result)
+                if on_panel:
+                    on_panel(result)
+        timings["panels_s"] = time.perf_counter() - started
+        return StoryboardResult(results, reference, reference_kind, timings)
+
+    def _portrait_size(self) -> tuple[int, int]:
+        side = self.settings.size_for("1:1")[0]
+        return side, side
+
+    def batch_size(self) -> int:
+        mode = self.settings.batch_panels
+        if mode == "off" or (mode == "auto" and self.device != "cuda"):
+            return 1
+        return self.settings.max_batch
+
+    def _batches(self, panels: Sequence[PanelJob]):
+        size = self.batch_size()
+        for start in range(0, len(panels), size):
+            yield list(panels[start : start + size])
+
+    def _redo_if_drifted(self, result: PanelResult, run: "_Run", reference, judge) -> PanelResult:
+        best = result
+        best.identity = judge(reference, result.image)
+        attempts = 1
+        for attempt in range(1, self.settings.identity_retries + 1):
+            if best.identity.get("status") != "drift":
+                break
+            job = next(p for p in run.request.panels if p.index == result.index)
+            # Seeds step by MAX_FRAMES so a retry never reuses another panel's seed.
+            retry_job = PanelJob(job.index, job.prompt, job.negative_prompt, job.seed + MAX_FRAMES * attempt,
+                                 job.caption, job.shot)
+            retry = self._draw([retry_job], run)[0]
+            attempts += 1
+            if retry.status != "done":
+                continue
+            retry.identity = judge(reference, retry.image)
+            if _closer(retry.identity, best.identity):
+                best = retry
+        best.attempts = attempts
+        return best
+
+    # -- the pieces --
+
+    def _encode_text(self, prompts: list[str]):
+        """Prompt embeddings for a list of prompts in one call of each text encoder."""
+        self.text_encoder_calls += 1
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompt=prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )
+        return embeds, pooled
+
+    def _condition(self, run: "_Run", jobs: Sequence[PanelJob]) -> None:
+        """Text embeddings for ``jobs`` (one encoder call) and each distinct negative (once)."""
+        import torch
+
+        embeds, pooled = self._encode_text([job.prompt for job in jobs])
+        for i, job in enumerate(jobs):
+            negative = job.negative_prompt
+            if negative not in run.negatives:
+                if not negative and self.pipe.config.force_zeros_for_empty_prompt:
+                    run.negatives[negative] = (torch.zeros_like(embeds[:1]), torch.zeros_like(pooled[:1]))
+                else:
+                    run.negatives[negative] = self._encode_text([negative])
+            run.conditioning[job.prompt] = (embeds[i : i + 1], pooled[i : i + 1], *run.negatives[negative])
+
+    def _encode_reference(self, reference, request: StoryboardRequest):
+        """The reference image's IP-Adapter embeddings, [negative; positive], once per board."""
+        self.image_encoder_calls += 1
+        self.pipe.set_ip_adapter_scale(request.preset.ip_adapter_scale)
+        return self.pipe.prepare_ip_adapter_image_embeds(
+            ip_adapter_image=reference,
+            ip_adapter_image_embeds=None,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=True,
+        )
+
+    def _draw(self, batch: list[PanelJob], run: "_Run") -> list[PanelResult]:
+        """Run the pipeline for one batch of panels; on out-of-memory retry them one by one."""
+        try:
+            return self._draw_batch(batch, run)
+        except GenerationCancelled:
+            raise
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is handled here
+            if not _is_out_of_memory(error):
+                raise
+            free_device_memory(self.device)
+            if len(batch) > 1:
+                log.warning("out of memory with %d panels at once; drawing them one by one", len(batch))
+                return [result for job in batch for result in self._draw([job], run)]
+            log.warning("out of memory on panel %d", batch[0].index)
+            job = batch[0]
+            return [PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
+                                status="failed", error=OOM_MESSAGE)]
+
+    def _draw_batch(self, batch: list[PanelJob], run: "_Run") -> list[PanelResult]:
+        import torch
+
+        started = time.perf_counter()
+        request, steps = run.request, run.request.num_steps
+        width, height = run.size or (request.width, request.height)
+        parts = [run.conditioning[job.prompt] for job in batch]
+        extra = {}
+        if run.image_embeds is not None:
+            extra["ip_adapter_image_embeds"] = [_repeat_cfg_pairs(e, len(batch)) for e in run.image_embeds]
+        indices = [job.index for job in batch]
+
+        def step_end(pipe, step, timestep, kwargs):
+            run.check_cancel()
+            if run.on_progress:
+                for index in indices:
+                    run.on_progress(index, step + 1, steps)
+            return {}
+
+        run.check_cancel()
+        with torch.inference_mode():
+            latents = self.pipe(
+                prompt_embeds=torch.cat([p[0] for p in parts]),
+                pooled_prompt_embeds=torch.cat([p[1] for p in parts]),
+                negative_prompt_embeds=torch.cat([p[2] for p in parts]),
+                negative_pooled_prompt_embeds=torch.cat([p[3] for p in parts]),
+                width=width,
+                height=height,
+                num_inference_steps=steps,
+                guidance_scale=request.preset.guidance_scale,
+                generator=[torch.Generator("cpu").manual_seed(job.seed) for job in batch],
+                output_type="latent",
+                callback_on_step_end=step_end,
+                **extra,
+            ).images
+            results = []
+            per_panel = (time.perf_counter() - started) / len(batch)
+            for job, latent in zip(batch, latents):
+                decode_started = time.perf_counter()
+                image, error, upcast = self._decode_checked(latent[None])
+                results.append(
+                    PanelResult(
+                        job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
+                        status="done" if error is None else "failed", image=image, error=error,
+                        seconds=per_panel + time.perf_counter() - decode_started, vae_fp32_retry=upcast,
+                    )
+                )
+        return results
+
+    def _decode_checked(self, latents):
+        """Decode; a NaN or all-black image is decoded again with the VAE in fp32."""
+        image = self._decode(latents, force_fp32=False)
+        if not _is_bad(image):
+            return self.pipe.image_processor.postprocess(image, output_type="pil")[0], None, False
+        log.warning("panel decoded to NaN or black; decoding again with the VAE in fp32")
+        image = self._decode(latents, force_fp32=True)
+        if not _is_bad(image):
+            return self.pipe.image_processor.postprocess(image, output_type="pil")[0], None, True
+        return None, "The image came out blank (NaN or black) even with the VAE in fp32; try another seed.", True
+
+    def _decode(self, latents, force_fp32: bool):
+        import torch
+
+        vae = self.pipe.vae
+        original = vae.dtype
+        upcast = original != torch.float32 and (force_fp32 or vae.config.force_upcast)
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            latents = latents.to(device=vae.device, dtype=vae.dtype)
+            mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                mean = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+                std = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+                latents = latents * std / vae.config.scaling_factor + mean
+            else:
+                latents = latents / vae.config.scaling_factor
+            return vae.decode(latents, return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(original)
+
+
+@dataclass
+class _Run:
+    """What one generate call carries from step to step."""
+
+    request: StoryboardRequest
+    on_progress: ProgressFn | None
+    cancel: threading.Event | None
+    size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
+    image_embeds: list | None = None
+    negatives: dict = field(default_factory=dict)
+    conditioning: dict = field(default_factory=dict)
+
+    def check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise GenerationCancelled()
+
+
+def _repeat_cfg_pairs(embeds, count: int):
+    """[negative; positive] for one image -> [negative x count; positive x count]."""
+    import torch
+
+    negative, positive = embeds.chunk(2)
+    return torch.cat([negative.repeat(count, *([1] * (negative.dim() - 1))),
+                      positive.repeat(count, *([1] * (positive.dim() - 1)))])
+
+
+def _is_bad(image) -> bool:
+    """NaN anywhere, or every pixel black (decoded range is -1..1)."""
+    import torch
+
+    image = image.float()
+    return bool(torch.isnan(image).any()) or bool(((image + 1) / 2).amax() < 0.02)
+
+
+def _closer(score: dict, best: dict) -> bool:
+    """Is ``score`` a better identity match than ``best``? A face beats no face."""
+    if score.get("distance") is None:
+        return False
+    return best.get("distance") is None or score["distance"] < best["distance"]

@@ -1,0 +1,354 @@
+"""Tiny random SDXL and IP-Adapter repositories in the exact hub layout, built offline.
+
+Nothing can be downloaded from the Hugging Face hub in tests or CI, so this module writes
+small random models with the same folder layout, file formats and weight-key formats as
+``stabilityai/stable-diffusion-xl-base-1.0`` and ``h94/IP-Adapter`` into an HF cache
+folder, under the real hub ids. The generator then loads them through its normal code path
+(``from_pretrained`` + ``load_ip_adapter``), so what the tests exercise is what users run.
+
+The tokenizers are the real CLIP BPE tokenizer (vocabulary rebuilt from the merges file
+that ships in the ``clip-anytorch`` package), so the 77-token prompt budget is counted as on
+the real model.
+
+    python tiny_models.py --cache-dir DIR     # build (or rebuild) the tiny repos
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
+IP_ADAPTER_REPO = "h94/IP-Adapter"
+# Bump when the tiny architecture changes, so stale caches are rebuilt.
+TINY_VERSION = "3"
+
+# Widths chosen so that a transposed or misplaced weight fails loudly: the cross-attention
+# width (32 + 40 = 72) differs from every UNet width (32, 64).
+TEXT_HIDDEN = (32, 40)
+CROSS_DIM = sum(TEXT_HIDDEN)
+UNET_WIDTHS = (32, 64)
+TIME_EMBED_DIM = 8
+VIT_H = {"hidden": 32, "projection": 24}  # stand-in for models/image_encoder (ViT-H)
+BIG_G = {"hidden": 48, "projection": 40}  # stand-in for sdxl_models/image_encoder (bigG)
+RESAMPLER = {"dim": 64, "queries": 4, "depth": 4}  # diffusers' converter fixes depth 4, head 64
+
+SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "sample_max_value": 1.0,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+    "use_karras_sigmas": False,
+}
+
+
+class MissingVocabulary(RuntimeError):
+    pass
+
+
+# --- Tokenizer ---------------------------------------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # CLIP's (and GPT-2's) reversible byte -> printable character table.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def clip_bpe_merges() -> list[str]:
+    """The real CLIP BPE merges, read from the clip-anytorch package without importing it."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution("clip-anytorch")
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingVocabulary(
+            "The tiny models need CLIP's BPE vocabulary from the clip-anytorch package: "
+            "pip install --no-deps clip-anytorch==2.6.0 (make installs it)."
+        ) from None
+    path = Path(dist.locate_file("clip/bpe_simple_vocab_16e6.txt.gz"))
+    lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
+    return lines[1 : 49152 - 256 - 2 + 1]  # the slice CLIP itself uses
+
+
+def write_clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> None:
+    """Write vocab.json, merges.txt and configs as in the SDXL repo's tokenizer folders."""
+    merges = clip_bpe_merges()
+    symbols = list(_bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": pad_token,
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    config = {
+        **special,
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": 77,
+        "do_lower_case": True,
+        "errors": "replace",
+        "add_prefix_space": False,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+# --- Models ------------------------------------------------------------------------------
+
+
+def _text_config(hidden: int, projection: int | None = None):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,  # SDXL reads the penultimate hidden state
+        num_attention_heads=4,
+        vocab_size=49408,
+        max_position_embeddings=77,
+        projection_dim=projection or hidden,
+        hidden_act="gelu",
+        bos_token_id=0,  # the legacy ids of the real configs: pooled output at argmax(ids)
+        eos_token_id=2,
+        pad_token_id=1,
+    )
+
+
+def _vision_encoder(hidden: int, projection: int):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=projection,
+        hidden_act="gelu",
+    )
+    return CLIPVisionModelWithProjection(config).eval()
+
+
+def build_sdxl_pipeline(seed: int = 0):
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=UNET_WIDTHS,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        cross_attention_dim=CROSS_DIM,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=TIME_EMBED_DIM * 6 + TEXT_HIDDEN[1],
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 16, 32, 32),  # 4 levels: scale factor 8, as in SDXL
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.13025,
+        force_upcast=True,
+    )
+    text_encoder = CLIPTextModel(_text_config(TEXT_HIDDEN[0])).eval()
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(TEXT_HIDDEN[1])).eval()
+    scheduler = EulerDiscreteScheduler.from_config(SCHEDULER_CONFIG)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=None,
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def _cross_attention_widths(unet) -> list[int]:
+    """Hidden width of each cross-attention layer, in the order diffusers numbers them."""
+    widths = []
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            widths.append(unet.config.block_out_channels[-1])
+        elif name.startswith("up_blocks"):
+            widths.append(list(reversed(unet.config.block_out_channels))[int(name[len("up_blocks.")])])
+        else:
+            widths.append(unet.config.block_out_channels[int(name[len("down_blocks.")])])
+    return widths
+
+
+def _adapter_layers(widths: list[int], generator) -> dict:
+    import torch
+
+    # The original files number every attention layer, self-attention included, so the
+    # cross-attention layers that carry IP weights are 1, 3, 5, ...
+    tensors = {}
+    for i, width in enumerate(widths):
+        key = 2 * i + 1
+        for name in ("to_k_ip", "to_v_ip"):
+            tensors[f"ip_adapter.{key}.{name}.weight"] = torch.randn(width, CROSS_DIM, generator=generator) * 0.05
+    return tensors
+
+
+def plain_adapter_tensors(widths: list[int], seed: int = 1) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    embed = BIG_G["projection"]
+    return {
+        "image_proj.proj.weight": torch.randn(4 * CROSS_DIM, embed, generator=g) * 0.05,
+        "image_proj.proj.bias": torch.zeros(4 * CROSS_DIM),
+        "image_proj.norm.weight": torch.ones(CROSS_DIM),
+        "image_proj.norm.bias": torch.zeros(CROSS_DIM),
+        **_adapter_layers(widths, g),
+    }
+
+
+def plus_adapter_tensors(widths: list[int], seed: int = 2) -> dict:
+    """A Resampler ("plus") adapter in the original IP-Adapter key layout."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    dim, embed = RESAMPLER["dim"], VIT_H["hidden"]
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g) * 0.05
+
+    t = {
+        "image_proj.latents": rand(1, RESAMPLER["queries"], dim),
+        "image_proj.proj_in.weight": rand(dim, embed),
+        "image_proj.proj_in.bias": torch.zeros(dim),
+        "image_proj.proj_out.weight": rand(CROSS_DIM, dim),
+        "image_proj.proj_out.bias": torch.zeros(CROSS_DIM),
+        "image_proj.norm_out.weight": torch.ones(CROSS_DIM),
+        "image_proj.norm_out.bias": torch.zeros(CROSS_DIM),
+    }
+    for i in range(RESAMPLER["depth"]):
+        p = f"image_proj.layers.{i}"
+        for norm in ("norm1", "norm2"):
+            t[f"{p}.0.{norm}.weight"] = torch.ones(dim)
+            t[f"{p}.0.{norm}.bias"] = torch.zeros(dim)
+        t[f"{p}.0.to_q.weight"] = rand(dim, dim)  # one head of 64
+        t[f"{p}.0.to_kv.weight"] = rand(2 * dim, dim)
+        t[f"{p}.0.to_out.weight"] = rand(dim, dim)
+        t[f"{p}.1.0.weight"] = torch.ones(dim)
+        t[f"{p}.1.0.bias"] = torch.zeros(dim)
+        t[f"{p}.1.1.weight"] = rand(4 * dim, dim)
+        t[f"{p}.1.3.weight"] = rand(dim, 4 * dim)
+    t.update(_adapter_layers(widths, g))
+    return t
+
+
+# --- Hub cache layout --------------------------------------------------------------------
+
+
+def repo_snapshot(cache_dir: Path, repo_id: str) -> Path:
+    """The snapshot folder of ``repo_id`` in an HF cache, creating refs/main if needed."""
+    repo = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    sha = hashlib.sha1(f"{repo_id}@tiny-{TINY_VERSION}".encode()).hexdigest()
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(sha)
+    return repo / "snapshots" / sha
+
+
+def is_built(cache_dir: Path) -> bool:
+    return all(
+        (repo_snapshot(cache_dir, repo) / ".tiny-complete").exists() for repo in (SDXL_REPO, IP_ADAPTER_REPO)
+    )
+
+
+def build(cache_dir: Path | str, force: bool = False) -> Path:
+    """Write both tiny repos into ``cache_dir`` (an HF cache folder) and return it."""
+    cache_dir = Path(cache_dir)
+    if is_built(cache_dir) and not force:
+        return cache_dir
+    from safetensors.torch import save_file
+
+    sdxl = repo_snapshot(cache_dir, SDXL_REPO)
+    adapters = repo_snapshot(cache_dir, IP_ADAPTER_REPO)
+    for folder in (sdxl, adapters):
+        shutil.rmtree(folder, ignore_errors=True)
+
+    pipe = build_sdxl_pipeline()
+    pipe.save_pretrained(sdxl, safe_serialization=True)
+    # save_pretrained rewrites tokenizers in a newer format: write the hub layout ourselves.
+    write_clip_tokenizer(sdxl / "tokenizer")
+    write_clip_tokenizer(sdxl / "tokenizer_2", pad_token="!")
+    index = json.loads((sdxl / "model_index.json").read_text())
+    for absent in ("image_encoder", "feature_extractor"):  # the real index does not list them
+        index.pop(absent, None)
+    index.update(tokenizer=["transformers", "CLIPTokenizer"], tokenizer_2=["transformers", "CLIPTokenizer"])
+    (sdxl / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    widths = _cross_attention_widths(pipe.unet)
+    (adapters / "sdxl_models").mkdir(parents=True)
+    save_file(plus_adapter_tensors(widths), adapters / "sdxl_models" / "ip-adapter-plus-face_sdxl_vit-h.safetensors")
+    save_file(plain_adapter_tensors(widths), adapters / "sdxl_models" / "ip-adapter_sdxl.safetensors")
+    _vision_encoder(**VIT_H).save_pretrained(adapters / "models" / "image_encoder", safe_serialization=True)
+    _vision_encoder(**BIG_G).save_pretrained(adapters / "sdxl_models" / "image_encoder", safe_serialization=True)
+
+    for folder in (sdxl, adapters):
+        (folder / ".tiny-complete").write_text(TINY_VERSION)
+    log.info("tiny models written to %s", cache_dir)
+    return cache_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache-dir", default="data/tiny-models", help="HF cache folder to write into")
+    parser.add_argument("--force", action="store_true", help="rebuild even if present")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    build(args.cache_dir, force=args.force)
+    print(args.cache_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
