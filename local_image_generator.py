@@ -175,7 +175,8 @@ class StoryboardGenerator:
         self.device = device
         self.dtype = dtype
         self.load_seconds = load_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by clip_similarity inside generate
+        self._clip_reference: tuple | None = None
         self._plain_processors: dict | None = None
         self._ip_processors: dict | None = None
         self._ip_projection = None
@@ -323,6 +324,28 @@ class StoryboardGenerator:
             "load_s": round(self.load_seconds, 3),
         }
 
+    def clip_similarity(self, reference, image) -> float | None:
+        """Cosine similarity of CLIP image embeddings from the IP-Adapter's own encoder.
+
+        Style-independent where face detection fails (stylised characters). The reference's
+        embedding is cached, so each panel costs one small encoder call.
+        """
+        import torch
+
+        encoder = getattr(self.pipe, "image_encoder", None)
+        if encoder is None:
+            return None
+        with self._lock, torch.inference_mode():
+            if self._clip_reference is None or self._clip_reference[0] is not reference:
+                self._clip_reference = (reference, self._clip_embed(reference))
+            embed = self._clip_embed(image)
+            return round(float(torch.nn.functional.cosine_similarity(self._clip_reference[1], embed).item()), 4)
+
+    def _clip_embed(self, image):
+        pixels = self.pipe.feature_extractor(image, return_tensors="pt").pixel_values
+        pixels = pixels.to(device=self.device, dtype=self.pipe.image_encoder.dtype)
+        return self.pipe.image_encoder(pixels).image_embeds.float()
+
     # -- prompts --
 
     def count_tokens(self, text: str) -> int:
@@ -403,7 +426,7 @@ class StoryboardGenerator:
         results: list[PanelResult] = []
         for batch in self._batches(request.panels):
             for result in self._draw(batch, run):
-                if judge is not None and result.status == "done":
+                if judge is not None and reference is not None and result.status == "done":
                     result = self._redo_if_drifted(result, run, reference, judge)
                 results.append(result)
                 if on_panel:

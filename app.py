@@ -1,0 +1,548 @@
+"""The storyboard studio: a Flask page and JSON API over one generator worker.
+
+    python app.py [--model tiny] [--port 8080] ...      (or: make run / make demo)
+
+``create_app(settings, load_generator=...)`` builds the app; tests pass a fake or tiny
+generator. Handlers only validate, store and enqueue; the worker draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import io
+import ipaddress
+import json
+import logging
+import os
+import secrets
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
+from serializers import board_json, preset_json, summary_json
+
+log = logging.getLogger(__name__)
+
+ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
+MAX_REFERENCE_PIXELS = 4096 * 4096
+MAX_FIELD_CHARS = 2000
+FINAL_STATUSES = {"done", "failed", "canceled", "interrupted"}
+
+api = Blueprint("studio", __name__)
+
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+# --- The factory ---------------------------------------------------------------------------
+
+
+def create_app(
+    settings: Settings | None = None,
+    load_generator: Callable[[], Any] | None = None,
+    load_scorer: Callable[[], Any] | None = None,
+    start_worker: bool = True,
+) -> Flask:
+    """Build the app. ``load_generator`` is called once, by the worker, on first use."""
+    from storage import Store
+    from worker import EventHub, Worker
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
+    app.json.ensure_ascii = False
+    store = Store(settings.data_path)
+    recovered = store.recover()
+    if recovered:
+        log.info("marked %d interrupted storyboard(s) after a restart", len(recovered))
+    hub = EventHub()
+    worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
+                    load_scorer if load_scorer is not None else default_scorer_loader)
+    app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker}
+    app.register_blueprint(api)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(FieldError, _field_error)
+    app.before_request(_refuse_cross_origin)
+    if start_worker:
+        worker.start(preload=settings.preload)
+    return app
+
+
+def default_generator_loader(settings: Settings) -> Callable[[], Any]:
+    def load():
+        from local_image_generator import StoryboardGenerator
+
+        if settings.model == "tiny":
+            import tiny_models
+
+            tiny_models.build(settings.cache_dir)
+        return StoryboardGenerator.load(settings)
+
+    return load
+
+
+def default_scorer_loader():
+    from identity import FaceScorer
+
+    return FaceScorer.load()
+
+
+def _studio() -> dict:
+    return current_app.extensions["studio"]
+
+
+# --- Errors and guards ---------------------------------------------------------------------
+
+
+def _http_error(error: HTTPException):
+    if not request.path.startswith("/api/"):
+        return error
+    messages = {
+        413: f"The upload is too large (at most {_studio()['settings'].max_upload_mb:g} MB).",
+        404: "Not found.",
+        405: "Method not allowed.",
+    }
+    return jsonify(error=messages.get(error.code, error.description), field=None), error.code
+
+
+def _field_error(error: FieldError):
+    return jsonify(error=str(error), field=error.field), error.status
+
+
+def _refuse_cross_origin():
+    """A page elsewhere must not drive this studio through the user's browser."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return jsonify(error="Requests from other sites are refused.", field=None), 403
+    origin = request.headers.get("Origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
+        return jsonify(error="Requests from other sites are refused.", field=None), 403
+    if origin == "null":
+        return jsonify(error="Requests from other sites are refused.", field=None), 403
+    return None
+
+
+# --- Input ---------------------------------------------------------------------------------
+
+
+def _payload() -> tuple[dict, bytes | None]:
+    """The request's fields and the raw reference image bytes, from JSON or a form."""
+    if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
+        fields = request.form.to_dict()
+        upload = request.files.get("reference")
+        data = upload.read() if upload and upload.filename else None
+        return fields, data or None
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+    data = None
+    encoded = body.get("reference_image")
+    if encoded:
+        if not isinstance(encoded, str):
+            raise FieldError("reference_image", "reference_image must be a base64 string.")
+        if encoded.startswith("data:"):
+            encoded = encoded.partition(",")[2]
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise FieldError("reference_image", "reference_image is not valid base64.") from None
+    return body, data
+
+
+def _text(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHARS) -> str:
+    value = fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if not isinstance(value, str):
+        raise FieldError(name, f"{name} must be text.")
+    if len(value) > limit:
+        raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
+    return value.strip()
+
+
+def _int(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:
+    value = fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.") from None
+    if not low <= number <= high:
+        raise FieldError(name, f"{name} must be from {low} to {high}, got {number}.")
+    return number
+
+
+def _bool(fields: dict, name: str, default: bool) -> bool:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise FieldError(name, f"{name} must be true or false.")
+
+
+def _choice(fields: dict, name: str, choices, default: str) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise FieldError(name, f"{name} must be one of: {', '.join(choices)}.")
+    return value.strip().lower()
+
+
+def decode_reference(data: bytes) -> bytes:
+    """Check an uploaded face and return it re-encoded as a clean PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format not in ALLOWED_FORMATS:
+                raise FieldError("reference", f"The reference must be PNG, JPEG or WebP, not {image.format}.")
+            if image.width * image.height > MAX_REFERENCE_PIXELS:
+                raise FieldError("reference", f"The reference image is too large ({image.width}x{image.height}; "
+                                              "at most 4096x4096).")
+            image.load()
+            rgb = image.convert("RGB")
+    except FieldError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        raise FieldError("reference", "The reference is not a readable PNG, JPEG or WebP image.") from error
+    rgb.thumbnail((1024, 1024))
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _title(story: str) -> str:
+    first = next((line.strip() for line in story.splitlines() if line.strip()), "Storyboard")
+    return first if len(first) <= 60 else first[:59].rstrip() + "…"
+
+
+# --- Pages ---------------------------------------------------------------------------------
+
+
+@api.get("/")
+def index():
+    return render_template("index.html")
+
+
+@api.get("/api/health")
+def health():
+    studio = _studio()
+    worker = studio["worker"]
+    generator = worker.generator
+    return jsonify(
+        status="ok" if worker.alive else "worker_stopped",
+        model=worker.model_state,
+        error=worker.model_error,
+        device=generator.describe()["device"] if generator is not None else None,
+        queue=studio["store"].queue_length(),
+    )
+
+
+@api.get("/api/presets")
+def presets():
+    settings: Settings = _studio()["settings"]
+    return jsonify(
+        presets=[preset_json(settings.preset_for(name)) for name in PRESETS],
+        default_preset=settings.preset,
+        aspects=[{"name": name, "width": settings.size_for(name)[0], "height": settings.size_for(name)[1]}
+                 for name in ASPECTS],
+        default_aspect=settings.aspect,
+        defaults={"character": settings.character_traits, "style": settings.style, "frames": 6,
+                  "identity_lock": settings.use_identity_lock},
+        max_frames=MAX_FRAMES,
+    )
+
+
+# --- Storyboards ---------------------------------------------------------------------------
+
+
+@api.post("/api/storyboards")
+def create_storyboard():
+    from prompt_enhancer import StoryError, split_story
+
+    studio = _studio()
+    settings: Settings = studio["settings"]
+    fields, reference_data = _payload()
+    story = _text(fields, "story", "", limit=settings.max_story_chars)
+    if not story:
+        raise FieldError("story", "Write a story: one line per panel, or a premise and a panel count.")
+    character = _text(fields, "character", settings.character_traits)
+    style = _text(fields, "style", settings.style)
+    frames = _int(fields, "frames", 1, MAX_FRAMES, None)
+    preset = settings.preset_for(_choice(fields, "preset", tuple(PRESETS), settings.preset))
+    aspect = _choice(fields, "aspect", tuple(ASPECTS), settings.aspect)
+    seed = _int(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    identity_lock = _bool(fields, "identity_lock", settings.use_identity_lock)
+    reference_png = decode_reference(reference_data) if reference_data else None
+    try:
+        plans = split_story(story, frames, MAX_FRAMES)
+    except StoryError as error:
+        raise FieldError(error.field, str(error)) from None
+    if studio["store"].queue_length() >= settings.queue_limit:
+        raise FieldError("queue", f"The studio is busy: {settings.queue_limit} storyboards are already waiting. "
+                                  "Try again when some have finished.", status=429)
+    seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
+    width, height = settings.size_for(aspect)
+    options = {
+        "preset": preset.name, "steps": preset.steps, "guidance_scale": preset.guidance_scale,
+        "ip_adapter_scale": preset.ip_adapter_scale, "aspect": aspect, "width": width, "height": height,
+        "seed": seed, "identity_lock": identity_lock, "negative_prompt": settings.negative_prompt,
+        "model": settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)",
+    }
+    panels = [{"id": plan.index, "caption": plan.caption, "shot": plan.shot, "seed": seed + plan.index - 1}
+              for plan in plans]
+    board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
+                                            settings=options, panels=panels, reference_png=reference_png)
+    studio["worker"].wake()
+    return jsonify(board_json(studio["store"].board(board_id))), 202
+
+
+@api.get("/api/storyboards")
+def list_storyboards():
+    return jsonify(storyboards=[summary_json(row) for row in _studio()["store"].boards()])
+
+
+def _board_or_404(board_id: str) -> dict:
+    board = _studio()["store"].board(board_id)
+    if board is None:
+        abort(404)
+    return board
+
+
+@api.get("/api/storyboards/<board_id>")
+def get_storyboard(board_id: str):
+    _board_or_404(board_id)
+    return jsonify(_studio()["worker"].board_with_progress(board_id))
+
+
+@api.delete("/api/storyboards/<board_id>")
+def delete_storyboard(board_id: str):
+    _board_or_404(board_id)
+    studio = _studio()
+    studio["worker"].cancel(board_id)
+    studio["store"].delete_board(board_id)
+    studio["hub"].forget(board_id)
+    return "", 204
+
+
+@api.post("/api/storyboards/<board_id>/cancel")
+def cancel_storyboard(board_id: str):
+    board = _board_or_404(board_id)
+    if board["status"] not in ("queued", "running"):
+        raise FieldError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
+                                   "canceled.", status=409)
+    _studio()["worker"].cancel(board_id)
+    return jsonify(id=board_id, status="canceled"), 202
+
+
+@api.post("/api/storyboards/<board_id>/resume")
+def resume_storyboard(board_id: str):
+    studio = _studio()
+    board = _board_or_404(board_id)
+    if board["status"] in ("queued", "running"):
+        raise FieldError("status", f"The storyboard is already {board['status']}.", status=409)
+    if all(frame["status"] == "done" for frame in board["frames"]):
+        raise FieldError("status", "Every panel is already drawn.", status=409)
+    last = studio["store"].last_job(board_id)
+    if last is not None and last["status"] == "interrupted":
+        studio["store"].requeue(last["id"])  # keeps its start count: a job that crashes twice is set aside
+        studio["store"].set_board_status(board_id, "queued")
+    else:
+        studio["store"].add_job(board_id, "board")
+    for frame in board["frames"]:
+        if frame["status"] != "done":
+            studio["store"].update_frame(board_id, frame["id"], status="queued", error=None)
+    studio["worker"].wake()
+    return jsonify(id=board_id, status="queued"), 202
+
+
+def _frame_at(board: dict, n: int) -> dict:
+    if not 1 <= n <= len(board["frames"]):
+        abort(404)
+    return board["frames"][n - 1]
+
+
+@api.post("/api/storyboards/<board_id>/frames/<int:n>/regenerate")
+def regenerate_frame(board_id: str, n: int):
+    studio = _studio()
+    board = _board_or_404(board_id)
+    frame = _frame_at(board, n)
+    fields = request.get_json(silent=True) if request.content_length else {}
+    if not isinstance(fields, dict):
+        raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
+    seed = _int(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    caption = _text(fields, "caption", frame["caption"])
+    if frame["status"] in ("queued", "running"):
+        raise FieldError("frame", f"Panel {n} is already being drawn.", status=409)
+    if studio["store"].queue_length() >= studio["settings"].queue_limit:
+        raise FieldError("queue", "The studio is busy; try again when some storyboards have finished.", status=429)
+    seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
+    studio["store"].update_frame(board_id, frame["id"], caption=caption, seed=seed, status="queued", error=None)
+    previous = board["status"] if board["status"] in FINAL_STATUSES else "done"
+    studio["store"].add_job(board_id, "frame", frame["id"], {"previous_status": previous})
+    studio["worker"].wake()
+    return jsonify(studio["worker"].board_with_progress(board_id)), 202
+
+
+@api.put("/api/storyboards/<board_id>/order")
+def reorder(board_id: str):
+    studio = _studio()
+    board = _board_or_404(board_id)
+    body = request.get_json(silent=True)
+    order = body.get("order") if isinstance(body, dict) else None
+    ids = sorted(frame["id"] for frame in board["frames"])
+    if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \
+            or sorted(order) != ids:
+        raise FieldError("order", f"order must list every frame id exactly once: {ids}.")
+    studio["store"].set_order(board_id, order)
+    return jsonify(studio["worker"].board_with_progress(board_id))
+
+
+# --- Files ---------------------------------------------------------------------------------
+
+
+@api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
+def frame_image(board_id: str, frame_id: int):
+    board = _board_or_404(board_id)
+    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
+    path = _studio()["store"].file_path(board_id, frame["image_file"]) if frame else None
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/png", max_age=0)
+
+
+@api.get("/api/storyboards/<board_id>/reference.png")
+def reference_image(board_id: str):
+    board = _board_or_404(board_id)
+    path = _studio()["store"].file_path(board_id, board["reference_file"])
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/png", max_age=0)
+
+
+def _export_parts(board_id: str):
+    store = _studio()["store"]
+    board = _board_or_404(board_id)
+    images = {}
+    for index, frame in enumerate(board["frames"], start=1):
+        path = store.file_path(board_id, frame["image_file"])
+        if path is not None:
+            images[index] = path.read_bytes()
+    reference = store.file_path(board_id, board["reference_file"])
+    return board_json(board), images, reference.read_bytes() if reference else None
+
+
+@api.get("/api/storyboards/<board_id>/export.pdf")
+def export_pdf(board_id: str):
+    from exporting import storyboard_pdf
+
+    board, images, _ = _export_parts(board_id)
+    data = storyboard_pdf(board, images)
+    return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
+                     download_name=f"storyboard-{board_id}.pdf")
+
+
+@api.get("/api/storyboards/<board_id>/export.zip")
+def export_zip(board_id: str):
+    from exporting import storyboard_zip
+
+    board, images, reference = _export_parts(board_id)
+    data = storyboard_zip(board, images, reference)
+    return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                     download_name=f"storyboard-{board_id}.zip")
+
+
+# --- Server-Sent Events --------------------------------------------------------------------
+
+
+@api.get("/api/storyboards/<board_id>/events")
+def events(board_id: str):
+    _board_or_404(board_id)
+    studio = _studio()
+    hub, store = studio["hub"], studio["store"]
+    after = hub.parse_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+
+    def stream():
+        last = after
+        yield "retry: 2000\n\n"
+        while True:
+            batch = hub.wait(board_id, last, timeout=15.0)
+            for seq, kind, data in batch:
+                last = seq
+                yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+            board = store.board(board_id)
+            if board is None:
+                return
+            if board["status"] in FINAL_STATUSES and not store.jobs_for(board_id, "queued"):
+                if not batch or batch[-1][1] != "status":
+                    yield f"event: status\ndata: {json.dumps({'status': board['status'], 'error': board['error']})}\n\n"
+                return
+            if not batch:
+                yield ": keep-alive\n\n"
+
+    return Response(stream(), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# --- Command line --------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description="Local AI storyboard studio (SDXL + IP-Adapter).")
+    parser.add_argument("--model", choices=("sdxl", "tiny"), help="sdxl (default) or tiny offline models")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data)")
+    parser.add_argument("--device", choices=("auto", "mps", "cuda", "cpu"))
+    parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
+    parser.add_argument("--preset", choices=tuple(PRESETS))
+    parser.add_argument("--preload", action="store_true", default=None, help="load the model at start")
+    return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(os.environ, parse_args(argv))
+    except SettingsError as error:
+        log.error("%s", error)
+        return 2
+    if not _is_loopback(settings.host):
+        log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
+                    settings.host)
+    app = create_app(settings)
+    log.info("studio on http://%s:%d (model: %s)", settings.host, settings.port, settings.model)
+    app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,495 @@
+"""Turn a story into storyboard panels and each panel into an SDXL prompt that fits CLIP.
+
+Two steps, both pure functions over small frozen dataclasses:
+
+1. :func:`split_story` cuts the user's story into :class:`PanelPlan` s (one per panel:
+   the caption in the user's own words and a shot type). No tokenizer is needed, so the
+   request handler can store the plan before any model is loaded.
+2. :func:`build_prompt` turns a plan into a :class:`PanelPrompt`:
+   ``"{character}, {scene}, {shot}, {style}"``. SDXL's CLIP text encoders read only 77
+   tokens (start and end tokens included), so the character traits go first, where they
+   always survive, and the scene detail is shortened when the whole does not fit.
+
+Token counting is injected (``count_tokens(text) -> int``, counting the start and end
+tokens, e.g. ``lambda t: len(tokenizer(t).input_ids)``), so this module imports neither
+torch nor transformers, and importing it does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+CLIP_MAX_TOKENS = 77
+DEFAULT_FRAMES = 6
+# traits_budget_warning speaks up when fewer tokens than this are left after the traits:
+# room for a shot (up to 8 tokens), a short style and a few words of scene. 77 - 17 = 60.
+SCENE_RESERVE_TOKENS = 17
+
+SHOT_TYPES: tuple[str, ...] = (
+    "establishing shot",
+    "wide shot",
+    "medium shot",
+    "close-up",
+    "over-the-shoulder shot",
+    "low-angle shot",
+    "extreme close-up",
+    "high-angle shot",
+    "two-shot",
+)
+# Shots for the panels between the first (establishing) and the last (wide, the
+# resolution), in order. No neighbours repeat, "wide shot" is not among them so the last
+# panel never repeats its neighbour, and the close-up comes second so any board of 4+
+# panels has one. "two-shot" is left out: the main character may be alone.
+_MIDDLE_SHOTS = (
+    "medium shot",
+    "close-up",
+    "over-the-shoulder shot",
+    "low-angle shot",
+    "extreme close-up",
+    "high-angle shot",
+)
+
+PORTRAIT_FRAMING = "portrait, front view, head and shoulders, looking at the camera, neutral background"
+PORTRAIT_CAPTION = "Character reference"
+
+
+@dataclass(frozen=True)
+class PanelPlan:
+    """One panel as stored before generation."""
+
+    index: int  # 1-based panel number
+    caption: str  # the user's own words for this panel
+    shot: str  # one of SHOT_TYPES
+
+
+@dataclass(frozen=True)
+class PanelPrompt:
+    """One panel's prompts, ready for the generator."""
+
+    index: int
+    caption: str
+    shot: str
+    prompt: str  # the full positive prompt
+    negative_prompt: str
+    tokens: int  # count_tokens(prompt)
+    shortened: bool  # True when anything (scene words, style, shot) was cut to fit
+    dropped: str  # the words of scene detail that were cut ("" when none)
+
+
+class StoryError(ValueError):
+    """The story or the panel count cannot be used; ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+# --- Shots -------------------------------------------------------------------------------
+
+
+def shot_for(index: int, total: int) -> str:
+    """Shot type of panel ``index`` (1-based) of ``total``; deterministic.
+
+    Panel 1 is the establishing shot, the last panel (of 2+) a wide "resolution" shot,
+    and the panels between cycle through _MIDDLE_SHOTS.
+    """
+    if not 1 <= index <= total:
+        raise ValueError(f"panel {index} is outside 1..{total}")
+    if index == 1:
+        return "establishing shot"
+    if index == total:
+        # A 2-panel board would otherwise end on a second wide view right after the
+        # establishing shot; a medium shot gives it a closer second look.
+        return "medium shot" if total == 2 else "wide shot"
+    # The cycle is 6 long, so a panel and its neighbour never share a shot.
+    return _MIDDLE_SHOTS[(index - 2) % len(_MIDDLE_SHOTS)]
+
+
+# --- Story -> panels ---------------------------------------------------------------------
+
+# A leading list marker: "1." "2)" "3:" "-" "*" "•" "Panel 3:" "Кадр 3." ... A number or
+# bullet must be followed by a space, so "1.5 metres", "12:30" and "-20 degrees" keep their
+# numbers; "Panel 3" needs its ":" "." ")" or dash, so "Scene 2 of the play" stays whole.
+# The em dash is no bullet: it opens Russian dialogue ("— Стой! — крикнула она").
+_MARKER = re.compile(
+    r"^\s*(?:"
+    r"(?:panel|frame|scene|shot|beat|панель|кадр|сцена)\s*\d+\s*[:.)\-–—]\s*"
+    r"|\d{1,2}\s*[.):]\s+"
+    r"|[-*•]\s+"
+    r")",
+    re.IGNORECASE,
+)
+# Lines made only of these are separators ("---", "***", "===="), not panels.
+_SEPARATOR = re.compile(r"^[\s\-–—=*_~#.•]*$")
+
+
+def _strip_marker(line: str) -> str:
+    return _MARKER.sub("", line, count=1).strip()
+
+
+def _story_lines(story: str) -> list[str]:
+    """Non-empty lines, markers stripped, separator lines dropped."""
+    lines = []
+    for raw in story.splitlines():
+        if _SEPARATOR.match(raw):
+            continue
+        line = _strip_marker(raw)
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _check_frames(frames: int | str | None, max_frames: int) -> int | None:
+    """The panel count as an int, None when not given; raises StoryError('frames')."""
+    if frames is None or (isinstance(frames, str) and not frames.strip()):
+        return None
+    # bool is an int subclass; True would silently mean 1 panel.
+    if isinstance(frames, bool) or not isinstance(frames, (int, str)):
+        raise StoryError("frames", f"The number of panels must be a whole number, not {frames!r}.")
+    if isinstance(frames, str):
+        if not frames.strip().isdigit():
+            raise StoryError("frames", f"The number of panels must be a whole number, not {frames!r}.")
+        frames = int(frames.strip())
+    if not 1 <= frames <= max_frames:
+        raise StoryError("frames", f"The number of panels must be between 1 and {max_frames}, not {frames}.")
+    return frames
+
+
+def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> list[PanelPlan]:
+    """Cut a story into panels.
+
+    - Several non-empty lines: one panel per line, in order; the lines win over ``frames``
+      (the user laid the panels out line by line, and dropping or merging their lines
+      would be a surprise). A leading list marker ("1.", "2)", "-", "*", "Panel 3:") is
+      stripped; otherwise the caption is the line as written. Blank lines and separator
+      lines ("---", "***") are ignored. More lines than ``max_frames`` raises
+      StoryError("story") rather than losing text.
+    - One paragraph: split into ``frames`` (default 6) consecutive story beats, see
+      :func:`story_beats`.
+
+    ``frames`` is validated (1..max_frames) whenever it is given, even when lines win.
+    """
+    if not isinstance(story, str) or not story.strip():
+        raise StoryError("story", "The story is empty: write a few sentences, or one line per panel.")
+    frames = _check_frames(frames, max_frames)
+    lines = _story_lines(story)
+    if not lines:
+        raise StoryError("story", "The story has no words, only separators or list markers.")
+    if len(lines) > 1:
+        if len(lines) > max_frames:
+            raise StoryError(
+                "story",
+                f"The story has {len(lines)} lines but at most {max_frames} panels: "
+                f"one line makes one panel, so join some lines or write a single paragraph.",
+            )
+        captions = lines
+    else:
+        captions = story_beats(lines[0], frames or DEFAULT_FRAMES)
+    total = len(captions)
+    return [PanelPlan(i, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
+
+
+# --- Sentences ---------------------------------------------------------------------------
+
+# Sentence ends: . ! ? … (and runs of them), then closing quotes or brackets, then a space
+# or the end; CJK full stops need no space after them.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'»”’)\]]*(?=\s|$)|[。！？]+[\"'»”’)\]]*")
+# Titles before a name: their "." never ends a sentence ("Dr. Watson"). Lower case,
+# without the final dot.
+_TITLES = frozenset("mr mrs ms dr prof st jr sr mt fig vs проф ул им".split())
+# Other abbreviations end a sentence only when a capital follows ("at 3 p.m. They left",
+# but "e.g. a cat"). Lower case, without the final dot.
+_ABBREVIATIONS = frozenset(
+    "e.g i.e etc approx a.m p.m т.е т.к т.д т.п др г гг см стр тыс млн руб".split()
+)
+_OPENERS = "«\"“„'‘(—–-"
+
+
+def _ends_sentence(text: str, start: int, end: int) -> bool:
+    """Whether the punctuation text[start:end] ends a sentence."""
+    mark = text[start:end]
+    after = text[end:].lstrip()
+    if not after or any(c in mark for c in "。！？"):
+        return True
+    # Speech goes on after its attribution: '"Who is there?" she asked.' and, in Russian
+    # dialogue, "— Стой! — крикнула она."
+    said = after.lstrip("—– ")
+    if said[:1].islower() and (after[0] in "—–" or any(c in mark for c in "!?")):
+        return False
+    if any(c in mark for c in "!?"):
+        return True
+    if "…" in mark or ".." in mark:
+        # "and then... nothing" goes on; "It was gone... Then" is a new sentence.
+        return after[0].isupper() or after[0] in _OPENERS
+    word = text[:start].rsplit(None, 1)[-1].lstrip(_OPENERS).lower() if text[:start].strip() else ""
+    if word in _TITLES:
+        return False
+    if word in _ABBREVIATIONS:
+        return after[0].isupper()
+    # A single capital letter is an initial: "J. R. R. Tolkien", "А. С. Пушкин".
+    initial = text[start - 1].isupper() and (start == 1 or not text[start - 2].isalnum())
+    return not initial
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text`` in order, each with its own punctuation.
+
+    A "sentence" with no letters at all (a stray "1." or "—") joins the next one.
+    """
+    text = " ".join(text.split())
+    sentences, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if _ends_sentence(text, match.start(), match.end()):
+            sentences.append(text[start : match.end()].strip())
+            start = match.end()
+    sentences.append(text[start:].strip())
+    merged: list[str] = []
+    carry = ""
+    for sentence in filter(None, sentences):
+        if not any(c.isalpha() for c in sentence):
+            carry = f"{carry} {sentence}".strip()
+            continue
+        merged.append(f"{carry} {sentence}".strip())
+        carry = ""
+    if carry:  # trailing letterless text belongs to the last sentence
+        merged = merged[:-1] + [f"{merged[-1]} {carry}"] if merged else [carry]
+    return merged
+
+
+# --- Beats -------------------------------------------------------------------------------
+
+_CLAUSE_PUNCTUATION = (",", ";", ":", "—", "–")
+_CONJUNCTIONS = frozenset("and then but while и затем потом но а".split())
+MIN_CLAUSE_WORDS = 2
+
+# Story-arc labels for panels that repeat the same text (a premise shorter than the board),
+# so six panels from one sentence read as a story, not six copies. English everywhere:
+# the app's UI is English and CLIP reads English beat words cheaply (a Russian label
+# costs 10-17 tokens of the 77).
+ARC = (
+    "Opening", "Setup", "Rising action", "Complication",
+    "Turning point", "Climax", "Falling action", "Resolution",
+)
+# Which stages a short arc keeps, most important first: 3 panels are Opening, Climax,
+# Resolution; 6 add Rising action, Turning point, Setup.
+_ARC_PRIORITY = (
+    "Opening", "Resolution", "Climax", "Rising action",
+    "Turning point", "Setup", "Falling action", "Complication",
+)
+
+
+def arc_labels(n: int) -> list[str]:
+    """``n`` distinct story-arc labels in story order."""
+    if n <= len(ARC):
+        keep = set(_ARC_PRIORITY[:n])
+        return [stage for stage in ARC if stage in keep]
+    # Longer boards (max_frames raised above 8): stretch the arc and number repeats.
+    labels, seen = [], {}
+    for i in range(n):
+        stage = ARC[i * len(ARC) // n]
+        seen[stage] = seen.get(stage, 0) + 1
+        labels.append(stage if seen[stage] == 1 else f"{stage} {seen[stage]}")
+    return labels
+
+
+def _split_clause(piece: str) -> tuple[str, str] | None:
+    """Split ``piece`` in two at the clause boundary nearest its middle, or None.
+
+    Punctuation boundaries (after , ; : or a dash) are preferred to conjunctions
+    ("and", "then", "и", "затем", ...), which start the second half. Both halves keep
+    at least MIN_CLAUSE_WORDS words; every word is kept.
+    """
+    words = piece.split()
+    valid = range(MIN_CLAUSE_WORDS, len(words) - MIN_CLAUSE_WORDS + 1)
+    punctuation = [j for j in valid if words[j - 1].endswith(_CLAUSE_PUNCTUATION)]
+    conjunctions = [j for j in valid if words[j].lower() in _CONJUNCTIONS]
+    candidates = punctuation or conjunctions
+    if not candidates:
+        return None
+    j = min(candidates, key=lambda j: abs(j - len(words) / 2))
+    return " ".join(words[:j]), " ".join(words[j:])
+
+
+def story_beats(paragraph: str, frames: int) -> list[str]:
+    """Exactly ``frames`` consecutive beats that together hold the whole paragraph.
+
+    - More sentences than frames: neighbouring sentences are merged, the first beats
+      taking one more sentence when they do not divide evenly.
+    - Fewer: the longest piece is split at a clause boundary, repeatedly, while one can be.
+    - Still fewer: pieces are repeated over several panels (earlier pieces first), and
+      each repeated panel is prefixed with its story-arc label ("Opening: ...",
+      "Climax: ...") so every caption is distinct.
+    """
+    # An inline numbered list ("1. She walks. 2. She runs.") keeps its numbers off the
+    # captions, as a list written line by line does.
+    pieces = [p for p in map(_strip_marker, split_sentences(paragraph)) if p] or [paragraph.strip()]
+    if len(pieces) >= frames:
+        return [" ".join(group) for group in _groups(pieces, frames)]
+    while len(pieces) < frames:
+        # Longest first: a long sentence has the most to give to two panels.
+        for i in sorted(range(len(pieces)), key=lambda i: -len(pieces[i].split())):
+            halves = _split_clause(pieces[i])
+            if halves:
+                pieces[i : i + 1] = halves
+                break
+        else:
+            break
+    if len(pieces) == frames:
+        return pieces
+    labels = arc_labels(frames)
+    # Piece k fills the panels of its group; only repeated pieces get their label, so a
+    # piece shown once stays exactly the user's words.
+    beats = []
+    for k, panels in enumerate(_groups(list(range(frames)), len(pieces))):
+        for p in panels:
+            beats.append(f"{labels[p]}: {pieces[k]}" if len(panels) > 1 else pieces[k])
+    return beats
+
+
+def _groups(items: list, n: int) -> list[list]:
+    """``items`` cut into ``n`` consecutive groups whose sizes differ by at most one."""
+    size, extra = divmod(len(items), n)
+    groups, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        groups.append(items[start:end])
+        start = end
+    return groups
+
+
+# --- Panel -> prompt ---------------------------------------------------------------------
+
+# Trimmed off the end of the scene detail so "door," does not become "door,, medium shot".
+_TRAILING = " ,;:.!?…-–—"
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _join(*parts: str) -> str:
+    return ", ".join(part for part in parts if part)
+
+
+def _compose(
+    plan: PanelPlan,
+    scene: str,
+    character: str,
+    style: str,
+    negative_prompt: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+) -> PanelPrompt:
+    """``"{character}, {scene}, {shot}, {style}"`` shortened to fit ``max_tokens``.
+
+    What gives way, in order: scene words from the end, then the style (and the room
+    it frees goes back to the scene), then the scene and shot entirely. The traits are
+    never cut: when they alone are over budget they are kept whole, since CLIP drops
+    the tail of a prompt and the traits are at its head.
+    """
+    traits, shot, style = _normalise(character), _normalise(plan.shot), _normalise(style)
+    words = _normalise(scene).split()
+
+    def prompt_with(n_words: int, keep_style: bool) -> str:
+        kept = " ".join(words[:n_words]).rstrip(_TRAILING)
+        return _join(traits, kept, shot, style if keep_style else "")
+
+    def fits(text: str) -> bool:
+        return count_tokens(text) <= max_tokens
+
+    full = prompt_with(len(words), keep_style=True)
+    if fits(full):
+        n_words, prompt = len(words), full
+    elif fits(_join(traits, shot)):
+        keep_style = fits(prompt_with(0, keep_style=True))
+        # Largest number of scene words that fits, by bisection: CLIP tokenizes word by
+        # word, so the count never shrinks as words are added. lo always fits.
+        lo, hi = 0, len(words)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(prompt_with(mid, keep_style)):
+                lo = mid
+            else:
+                hi = mid - 1
+        n_words, prompt = lo, prompt_with(lo, keep_style)
+    else:
+        n_words, prompt = 0, traits
+    return PanelPrompt(
+        index=plan.index,
+        caption=plan.caption,
+        shot=plan.shot,
+        prompt=prompt,
+        negative_prompt=negative_prompt.strip(),
+        tokens=count_tokens(prompt),
+        shortened=prompt != full,
+        dropped=" ".join(words[n_words:]),
+    )
+
+
+def build_prompt(
+    plan: PanelPlan,
+    character: str,
+    style: str,
+    negative_prompt: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = CLIP_MAX_TOKENS,
+) -> PanelPrompt:
+    """The panel's prompt: traits first, then its caption as scene detail, shot, style.
+
+    ``count_tokens(text)`` counts start and end tokens too; the prompt fits when it
+    returns at most ``max_tokens``. The caption in the result is the plan's caption,
+    whole, even when the prompt carries only part of it.
+    """
+    return _compose(plan, plan.caption, character, style, negative_prompt, count_tokens, max_tokens)
+
+
+def build_prompts(
+    plans: Iterable[PanelPlan],
+    character: str,
+    style: str,
+    negative_prompt: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = CLIP_MAX_TOKENS,
+) -> list[PanelPrompt]:
+    return [build_prompt(p, character, style, negative_prompt, count_tokens, max_tokens) for p in plans]
+
+
+def portrait_prompt(
+    character: str,
+    style: str,
+    negative_prompt: str,
+    count_tokens: Callable[[str], int],
+    max_tokens: int = CLIP_MAX_TOKENS,
+) -> PanelPrompt:
+    """Panel 0: a front-facing head-and-shoulders portrait, the identity reference.
+
+    The framing takes the shot's place (so it outranks the style when space is short);
+    there is no scene detail.
+    """
+    plan = PanelPlan(0, PORTRAIT_CAPTION, PORTRAIT_FRAMING)
+    return _compose(plan, "", character, style, negative_prompt, count_tokens, max_tokens)
+
+
+def traits_budget_warning(
+    character: str, count_tokens: Callable[[str], int], max_tokens: int = CLIP_MAX_TOKENS
+) -> str | None:
+    """A message for the user when the character description leaves too little room.
+
+    None while at least SCENE_RESERVE_TOKENS tokens are left (60 of 77 used at most).
+    """
+    used = count_tokens(_normalise(character))
+    if used <= max_tokens - SCENE_RESERVE_TOKENS:
+        return None
+    if used > max_tokens:
+        consequence = (
+            f"CLIP reads only the first {max_tokens}, so the end of the description is ignored "
+            "and the panels carry no action, shot or style"
+        )
+    else:
+        consequence = f"only {max_tokens - used} are left for each panel's action, shot and style"
+    return (
+        f"The character description uses {used} of {max_tokens} tokens; {consequence}. "
+        "Shorten it: face first, then clothing, in a few words each."
+    )

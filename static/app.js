@@ -1,0 +1,1235 @@
+/* Storyboard Studio — the page's script. Vanilla ES2020, no dependencies.
+ *
+ * Every piece of user or server text goes into the page through textContent or
+ * element attributes, never through innerHTML.
+ */
+"use strict";
+
+const FINAL_STATUSES = ["done", "failed", "canceled", "interrupted"];
+const HEALTH_POLL_MS = 2000;
+const HEALTH_RETRY_MS = 5000;
+const EVENTS_RETRY_MS = 3000;
+const HISTORY_REFRESH_MS = 1500;
+const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
+const NETWORK_ERROR = "Cannot reach the studio server";
+
+/* Used only when /api/presets cannot be read, so the form still works. */
+const FALLBACK_PRESETS = {
+  presets: [
+    { name: "ultra_fast", label: "Ultra fast", steps: 10, guidance_scale: 6.0, ip_adapter_scale: 0.4 },
+    { name: "fast", label: "Fast", steps: 12, guidance_scale: 6.5, ip_adapter_scale: 0.5 },
+    { name: "balanced", label: "Balanced", steps: 15, guidance_scale: 7.0, ip_adapter_scale: 0.65 },
+    { name: "quality", label: "Quality", steps: 20, guidance_scale: 7.5, ip_adapter_scale: 0.8 },
+  ],
+  default_preset: "fast",
+  aspects: [
+    { name: "1:1", width: 1024, height: 1024 },
+    { name: "16:9", width: 1344, height: 768 },
+    { name: "9:16", width: 768, height: 1344 },
+    { name: "4:3", width: 1152, height: 896 },
+    { name: "3:4", width: 896, height: 1152 },
+  ],
+  default_aspect: "16:9",
+  defaults: { character: "", style: "", frames: 6, identity_lock: true },
+  max_frames: 8,
+};
+
+/* API field name -> form element id. */
+const FIELD_IDS = {
+  story: "story",
+  character: "character",
+  frames: "frames",
+  preset: "preset",
+  aspect: "aspect",
+  style: "style",
+  seed: "seed",
+  identity_lock: "identity-lock",
+  reference: "reference",
+  reference_image: "reference",
+};
+
+const state = {
+  presets: null,
+  board: null,
+  boardId: null,
+  events: null,
+  eventsRetry: null,
+  healthTimer: null,
+  historyTimer: null,
+  referenceUrl: null,
+  editing: null, // {frameId, caption, seed}
+  dragFrameId: null,
+  renderPending: false,
+  submitting: false,
+};
+
+const $ = (id) => document.getElementById(id);
+
+/* ------------------------------------------------------------------ helpers */
+
+class ApiError extends Error {
+  constructor(message, field, status) {
+    super(message);
+    this.field = field || null;
+    this.status = status || 0;
+  }
+}
+
+function defaultErrorMessage(status) {
+  if (status === 404) return "That storyboard no longer exists.";
+  if (status === 413) return "The reference image is too large.";
+  if (status === 429) return "The studio is busy — too many storyboards are queued. Try again shortly.";
+  if (status >= 500) return `The studio server hit an error (HTTP ${status}).`;
+  return `The request failed (HTTP ${status}).`;
+}
+
+/** One place for every API call: JSON or FormData in, parsed JSON out, ApiError on failure. */
+async function api(method, url, body) {
+  const options = { method, headers: { Accept: "application/json" } };
+  if (body instanceof FormData) {
+    options.body = body;
+  } else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch (err) {
+    throw new ApiError(NETWORK_ERROR, null, 0);
+  }
+  let data = null;
+  if (response.status !== 204) {
+    const text = await response.text().catch(() => "");
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch (err) {
+        data = null;
+      }
+    }
+  }
+  if (!response.ok) {
+    const message = data && typeof data.error === "string" && data.error
+      ? data.error
+      : defaultErrorMessage(response.status);
+    const field = data && typeof data.field === "string" ? data.field : null;
+    throw new ApiError(message, field, response.status);
+  }
+  return data;
+}
+
+function el(tag, options = {}, children = []) {
+  const node = document.createElement(tag);
+  if (options.className) node.className = options.className;
+  if (options.text !== undefined && options.text !== null) node.textContent = String(options.text);
+  if (options.attrs) {
+    for (const [name, value] of Object.entries(options.attrs)) {
+      if (value !== null && value !== undefined && value !== false) node.setAttribute(name, String(value));
+    }
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+/** Only same-origin paths, http(s) and image data URLs may become src/href. */
+function safeUrl(url) {
+  if (typeof url !== "string" || !url) return null;
+  if (url.startsWith("/") && !url.startsWith("//")) return url;
+  if (/^https?:\/\//i.test(url)) return url;
+  if (/^data:image\/(png|jpeg|webp|gif);/i.test(url)) return url;
+  return null;
+}
+
+function storyboardUrl(id, suffix = "") {
+  return `/api/storyboards/${encodeURIComponent(id)}${suffix}`;
+}
+
+function formatDate(value) {
+  if (value === null || value === undefined || value === "") return "";
+  let date;
+  if (typeof value === "number") date = new Date(value < 1e12 ? value * 1000 : value);
+  else date = new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function formatEta(seconds) {
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "";
+  return `about ${Math.max(1, Math.round(seconds))} s left`;
+}
+
+function isFinal(status) {
+  return FINAL_STATUSES.includes(status);
+}
+
+function boardBusy(board) {
+  if (!board) return false;
+  if (board.status === "queued" || board.status === "running") return true;
+  return (board.frames || []).some((f) => f.status === "queued" || f.status === "running");
+}
+
+function sortedFrames(board) {
+  return [...((board && board.frames) || [])].sort((a, b) => (a.index || 0) - (b.index || 0));
+}
+
+function announce(message) {
+  $("board-message").textContent = message;
+}
+
+/* ------------------------------------------------------------------- errors */
+
+function clearError() {
+  const box = $("error");
+  box.textContent = "";
+  box.classList.remove("visible");
+  for (const node of document.querySelectorAll("#story-form [aria-invalid]")) {
+    node.removeAttribute("aria-invalid");
+  }
+}
+
+function showError(err) {
+  const message = err instanceof Error ? err.message : String(err);
+  const box = $("error");
+  box.textContent = message || "Something went wrong.";
+  box.classList.add("visible");
+  const field = err && err.field ? $(FIELD_IDS[err.field] || err.field) : null;
+  if (field && field.closest("#story-form")) {
+    field.setAttribute("aria-invalid", "true");
+    field.focus();
+  }
+}
+
+function reportError(err) {
+  if (!(err instanceof ApiError)) console.error(err); // keep programming errors visible to developers
+  showError(err instanceof ApiError ? err : new Error("Something went wrong in the page. Please reload."));
+}
+
+/* ------------------------------------------------------------------- health */
+
+async function checkHealth() {
+  clearTimeout(state.healthTimer);
+  const banner = $("health-banner");
+  let health;
+  try {
+    health = await api("GET", "/api/health");
+  } catch (err) {
+    renderBanner(err.message || NETWORK_ERROR, "error");
+    state.healthTimer = setTimeout(checkHealth, HEALTH_RETRY_MS);
+    return;
+  }
+  const model = health && health.model;
+  if (model === "loading") {
+    renderBanner("Loading the model… (first run downloads about 8 GB)", "info");
+    state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
+  } else if (model === "error") {
+    renderBanner(`The model could not be loaded: ${health.error || "unknown error"}`, "error");
+  } else {
+    banner.hidden = true;
+    banner.textContent = "";
+  }
+}
+
+function renderBanner(text, kind) {
+  const banner = $("health-banner");
+  banner.textContent = text;
+  banner.className = `banner ${kind}`;
+  banner.hidden = false;
+}
+
+/* ------------------------------------------------------------------ presets */
+
+async function loadPresets() {
+  let data;
+  try {
+    data = await api("GET", "/api/presets");
+  } catch (err) {
+    showError(err);
+    data = FALLBACK_PRESETS;
+  }
+  state.presets = data;
+  renderPresetOptions(data);
+}
+
+function presetLabel(p) {
+  const cfg = Number(p.guidance_scale).toFixed(1);
+  const ip = Number(p.ip_adapter_scale).toFixed(2);
+  return `${p.label || p.name} — ${p.steps} steps · CFG ${cfg} · IP ${ip}`;
+}
+
+function renderPresetOptions(data) {
+  const preset = $("preset");
+  preset.replaceChildren(...(data.presets || []).map((p) =>
+    el("option", { text: presetLabel(p), attrs: { value: p.name } })));
+  if (data.default_preset) preset.value = data.default_preset;
+
+  const aspect = $("aspect");
+  aspect.replaceChildren(...(data.aspects || []).map((a) =>
+    el("option", { text: `${a.name} — ${a.width}×${a.height}`, attrs: { value: a.name } })));
+  if (data.default_aspect) aspect.value = data.default_aspect;
+
+  const defaults = data.defaults || {};
+  if (!$("character").value && defaults.character) $("character").value = defaults.character;
+  if (!$("style").value && defaults.style) $("style").value = defaults.style;
+  if (defaults.frames) $("frames").value = defaults.frames;
+  if (typeof defaults.identity_lock === "boolean") $("identity-lock").checked = defaults.identity_lock;
+  if (data.max_frames) {
+    $("frames").max = data.max_frames;
+    $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
+  }
+}
+
+/* --------------------------------------------------------- reference upload */
+
+function onReferenceChange() {
+  const input = $("reference");
+  const file = input.files && input.files[0];
+  clearReferencePreview();
+  if (!file) return;
+  if (file.type && !ACCEPTED_TYPES.includes(file.type)) {
+    input.value = "";
+    showError(new ApiError("The reference must be a PNG, JPEG or WebP image.", "reference"));
+    return;
+  }
+  input.removeAttribute("aria-invalid");
+  state.referenceUrl = URL.createObjectURL(file);
+  $("reference-preview-img").src = state.referenceUrl;
+  $("reference-preview-name").textContent = file.name;
+  $("reference-preview").hidden = false;
+}
+
+function clearReferencePreview() {
+  if (state.referenceUrl) URL.revokeObjectURL(state.referenceUrl);
+  state.referenceUrl = null;
+  $("reference-preview-img").removeAttribute("src");
+  $("reference-preview-name").textContent = "";
+  $("reference-preview").hidden = true;
+}
+
+function removeReference() {
+  $("reference").value = "";
+  clearReferencePreview();
+  $("reference").focus();
+}
+
+/* --------------------------------------------------------------- generating */
+
+function readForm() {
+  const seedText = $("seed").value.trim();
+  return {
+    story: $("story").value.trim(),
+    character: $("character").value.trim(),
+    frames: Number.parseInt($("frames").value, 10),
+    preset: $("preset").value,
+    aspect: $("aspect").value,
+    style: $("style").value.trim(),
+    seed: seedText === "" ? null : Number(seedText),
+    identity_lock: $("identity-lock").checked,
+  };
+}
+
+function validateForm(values) {
+  const max = (state.presets && state.presets.max_frames) || 8;
+  if (!values.story) return new ApiError("Write a story first: one line per panel, or a short premise.", "story");
+  if (!Number.isInteger(values.frames) || values.frames < 1 || values.frames > max) {
+    return new ApiError(`The panel count must be a whole number from 1 to ${max}.`, "frames");
+  }
+  if (values.seed !== null && (!Number.isInteger(values.seed) || values.seed < 0)) {
+    return new ApiError("The seed must be a whole number of 0 or more (or blank for random).", "seed");
+  }
+  return null;
+}
+
+function buildRequestBody(values) {
+  const file = $("reference").files && $("reference").files[0];
+  if (!file) return values;
+  const form = new FormData();
+  for (const [name, value] of Object.entries(values)) {
+    if (value === null) continue;
+    form.append(name, typeof value === "boolean" ? String(value) : value);
+  }
+  form.append("reference", file, file.name);
+  return form;
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  if (state.submitting) return;
+  clearError();
+  const values = readForm();
+  const problem = validateForm(values);
+  if (problem) {
+    showError(problem);
+    return;
+  }
+  state.submitting = true;
+  const button = $("generate");
+  button.disabled = true;
+  button.textContent = "Starting…";
+  try {
+    const created = await api("POST", "/api/storyboards", buildRequestBody(values));
+    await openBoard(created.id, { subscribe: true });
+    refreshHistory();
+    checkHealth(); // the first job may start loading the model
+    if (window.matchMedia("(max-width: 800px)").matches) $("board-section").focus();
+  } catch (err) {
+    reportError(err);
+  } finally {
+    state.submitting = false;
+    button.disabled = false;
+    button.textContent = "Generate";
+  }
+}
+
+function onFormKeydown(event) {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    $("story-form").requestSubmit();
+  }
+}
+
+/* ------------------------------------------------------------------- boards */
+
+async function openBoard(id, { subscribe = true } = {}) {
+  if (id === null || id === undefined || id === "") return;
+  const changed = String(id) !== String(state.boardId);
+  if (changed) {
+    closeEvents();
+    state.editing = null;
+  }
+  state.boardId = String(id);
+  setHash(id);
+  try {
+    const board = await api("GET", storyboardUrl(id));
+    if (String(state.boardId) !== String(id)) return; // another board was opened meanwhile
+    setBoard(board);
+    if (subscribe && boardBusy(board)) openEvents(id);
+  } catch (err) {
+    if (err.status === 404) {
+      clearBoard();
+      showError(new ApiError("That storyboard no longer exists."));
+    } else {
+      reportError(err);
+    }
+  }
+}
+
+async function reloadBoard() {
+  if (!state.boardId) return;
+  const id = state.boardId;
+  try {
+    const board = await api("GET", storyboardUrl(id));
+    if (String(state.boardId) !== String(id)) return;
+    setBoard(board);
+    if (boardBusy(board)) openEvents(id);
+    else closeEvents();
+  } catch (err) {
+    reportError(err);
+  }
+}
+
+function setBoard(board) {
+  state.board = board;
+  if (state.editing && !(board.frames || []).some((f) => f.id === state.editing.frameId)) {
+    state.editing = null;
+  }
+  renderAll();
+}
+
+function clearBoard() {
+  closeEvents();
+  state.board = null;
+  state.boardId = null;
+  state.editing = null;
+  setHash(null);
+  renderAll();
+}
+
+function setHash(id) {
+  const wanted = id === null || id === undefined ? "" : `#board=${encodeURIComponent(id)}`;
+  if (window.location.hash === wanted) return;
+  if (wanted) history.replaceState(null, "", wanted);
+  else history.replaceState(null, "", window.location.pathname + window.location.search);
+}
+
+function boardIdFromHash() {
+  const match = /^#board=(.+)$/.exec(window.location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+/* ------------------------------------------------------------------- events */
+
+function openEvents(id) {
+  if (state.events && state.events.boardId === String(id) && state.events.source.readyState !== EventSource.CLOSED) {
+    return;
+  }
+  closeEvents();
+  if (typeof EventSource === "undefined") return;
+  const source = new EventSource(storyboardUrl(id, "/events"));
+  const entry = { boardId: String(id), source };
+  state.events = entry;
+  const current = () => state.events === entry;
+
+  source.addEventListener("progress", (e) => current() && onProgressEvent(parseEvent(e)));
+  source.addEventListener("frame", (e) => current() && onFrameEvent(parseEvent(e)));
+  source.addEventListener("reference", (e) => current() && onReferenceEvent(parseEvent(e)));
+  source.addEventListener("status", (e) => current() && onStatusEvent(parseEvent(e)));
+  source.addEventListener("error", () => {
+    if (!current() || source.readyState !== EventSource.CLOSED) return; // the browser reconnects itself
+    state.events = null;
+    clearTimeout(state.eventsRetry);
+    state.eventsRetry = setTimeout(() => {
+      if (state.boardId === entry.boardId) reloadBoard();
+    }, EVENTS_RETRY_MS);
+  });
+}
+
+function closeEvents() {
+  clearTimeout(state.eventsRetry);
+  if (state.events) state.events.source.close();
+  state.events = null;
+}
+
+function parseEvent(event) {
+  try {
+    return JSON.parse(event.data);
+  } catch (err) {
+    return null;
+  }
+}
+
+function onProgressEvent(progress) {
+  if (!progress || !state.board) return;
+  state.board.progress = progress;
+  if (state.board.status === "queued") state.board.status = "running";
+  renderProgress();
+  renderStatus();
+  updateRunningPanels();
+}
+
+function onFrameEvent(frame) {
+  if (!frame || !state.board) return;
+  const frames = state.board.frames || [];
+  const position = frames.findIndex((f) => f.id === frame.id);
+  if (position >= 0) frames[position] = { ...frames[position], ...frame };
+  else frames.push(frame);
+  state.board.frames = frames;
+  renderBoardSoon();
+  renderHistoryItemProgress();
+  if (isFinal(state.board.status) && !boardBusy(state.board)) {
+    closeEvents();
+    scheduleHistoryRefresh();
+  }
+}
+
+function onReferenceEvent(reference) {
+  if (!reference || !state.board) return;
+  state.board.reference = { ...(state.board.reference || {}), ...reference };
+  renderReference();
+}
+
+function onStatusEvent(data) {
+  if (!data || !state.board) return;
+  state.board.status = data.status;
+  state.board.error = data.error || null;
+  if (isFinal(data.status)) state.board.progress = null;
+  renderAll();
+  scheduleHistoryRefresh();
+  if (isFinal(data.status)) reloadBoard(); // closes the stream when nothing is left to draw
+}
+
+/* ---------------------------------------------------------- board actions */
+
+async function cancelBoard() {
+  if (!state.boardId) return;
+  clearError();
+  $("cancel").disabled = true;
+  try {
+    await api("POST", storyboardUrl(state.boardId, "/cancel"));
+    await reloadBoard();
+    scheduleHistoryRefresh();
+  } catch (err) {
+    reportError(err);
+  } finally {
+    $("cancel").disabled = false;
+  }
+}
+
+async function resumeBoard() {
+  if (!state.boardId) return;
+  clearError();
+  $("resume").disabled = true;
+  try {
+    await api("POST", storyboardUrl(state.boardId, "/resume"));
+    await reloadBoard();
+    openEvents(state.boardId);
+    scheduleHistoryRefresh();
+  } catch (err) {
+    reportError(err);
+  } finally {
+    $("resume").disabled = false;
+  }
+}
+
+async function regenerateFrame(displayIndex, body) {
+  if (!state.boardId) return;
+  clearError();
+  const id = state.boardId;
+  try {
+    const board = await api("POST", storyboardUrl(id, `/frames/${displayIndex}/regenerate`), body);
+    if (state.boardId !== id) return;
+    state.editing = null;
+    if (board && board.frames) setBoard(board);
+    else await reloadBoard();
+    openEvents(id);
+  } catch (err) {
+    reportError(err);
+  }
+}
+
+async function saveOrder(frameIds) {
+  if (!state.boardId || !state.board) return;
+  clearError();
+  const id = state.boardId;
+  // Show the new order at once; the server's answer then replaces it.
+  const byId = new Map(state.board.frames.map((f) => [f.id, f]));
+  state.board.frames = frameIds.map((fid, i) => ({ ...byId.get(fid), index: i + 1 }));
+  renderBoard();
+  try {
+    const board = await api("PUT", storyboardUrl(id, "/order"), { order: frameIds });
+    if (state.boardId !== id) return;
+    if (board && board.frames) setBoard(board);
+    else await reloadBoard();
+  } catch (err) {
+    reportError(err);
+    reloadBoard();
+  }
+}
+
+function moveFrame(frameId, delta) {
+  const ids = sortedFrames(state.board).map((f) => f.id);
+  const from = ids.indexOf(frameId);
+  const to = from + delta;
+  if (from < 0 || to < 0 || to >= ids.length) return;
+  [ids[from], ids[to]] = [ids[to], ids[from]];
+  saveOrder(ids).then(() => focusPanelButton(frameId, delta < 0 ? ".move-left" : ".move-right"));
+}
+
+function useSeed(frame) {
+  const seed = $("seed");
+  seed.value = frame.seed;
+  seed.removeAttribute("aria-invalid");
+  seed.classList.remove("flash");
+  void seed.offsetWidth; // restart the highlight animation
+  seed.classList.add("flash");
+  announce(`Seed ${frame.seed} copied to the form.`);
+}
+
+/* ----------------------------------------------------------------- history */
+
+async function refreshHistory() {
+  let data;
+  try {
+    data = await api("GET", "/api/storyboards");
+  } catch (err) {
+    return; // the health banner already tells when the server is unreachable
+  }
+  renderHistory((data && data.storyboards) || []);
+}
+
+function scheduleHistoryRefresh() {
+  clearTimeout(state.historyTimer);
+  state.historyTimer = setTimeout(refreshHistory, HISTORY_REFRESH_MS);
+}
+
+async function deleteStoryboard(item) {
+  const title = item.title || "Untitled storyboard";
+  if (!window.confirm(`Delete the storyboard “${title}”? This cannot be undone.`)) return;
+  clearError();
+  try {
+    await api("DELETE", storyboardUrl(item.id));
+    if (String(item.id) === String(state.boardId)) clearBoard();
+    await refreshHistory();
+  } catch (err) {
+    reportError(err);
+  }
+}
+
+/* --------------------------------------------------------------- rendering */
+
+function renderAll() {
+  renderHeader();
+  renderStatus();
+  renderReference();
+  renderProgress();
+  renderBoard();
+  renderHistorySelection();
+}
+
+function renderHeader() {
+  const board = state.board;
+  $("board-title").textContent = board ? board.title || "Untitled storyboard" : "No storyboard open";
+  $("board-meta").textContent = board ? boardMetaText(board) : "";
+  const exportsBox = $("exports");
+  const links = board && board.export;
+  exportsBox.hidden = !links;
+  if (links) {
+    setLink($("export-pdf"), links.pdf, `storyboard-${board.id}.pdf`);
+    setLink($("export-zip"), links.zip, `storyboard-${board.id}.zip`);
+  }
+}
+
+function setLink(anchor, url, fileName) {
+  const safe = safeUrl(url);
+  if (safe) anchor.href = safe;
+  else anchor.removeAttribute("href");
+  anchor.setAttribute("download", fileName);
+}
+
+function boardMetaText(board) {
+  const s = board.settings || {};
+  const parts = [];
+  const preset = state.presets && (state.presets.presets || []).find((p) => p.name === s.preset);
+  if (s.preset) parts.push(preset ? preset.label : s.preset);
+  if (s.steps) parts.push(`${s.steps} steps`);
+  if (s.aspect) parts.push(s.width && s.height ? `${s.aspect} (${s.width}×${s.height})` : s.aspect);
+  if (s.seed !== null && s.seed !== undefined) parts.push(`seed ${s.seed}`);
+  if (typeof s.identity_lock === "boolean") parts.push(s.identity_lock ? "identity lock on" : "identity lock off");
+  const date = formatDate(board.created_at);
+  if (date) parts.push(date);
+  return parts.join(" · ");
+}
+
+function renderStatus() {
+  const board = state.board;
+  const pill = $("board-status");
+  const resume = $("resume");
+  if (!board) {
+    pill.hidden = true;
+    pill.textContent = "";
+    resume.hidden = true;
+    announce("");
+    return;
+  }
+  pill.hidden = false;
+  pill.textContent = board.status;
+  pill.className = `status-pill status-${board.status}`;
+  resume.hidden = !(board.status === "interrupted" || board.status === "canceled");
+  announce(statusMessage(board));
+}
+
+function statusMessage(board) {
+  const frames = board.frames || [];
+  const done = frames.filter((f) => f.status === "done").length;
+  switch (board.status) {
+    case "queued":
+      return "Waiting in the queue…";
+    case "running":
+      return "";
+    case "done":
+      return boardBusy(board)
+        ? "Redrawing…"
+        : `Finished — ${done} of ${frames.length} panel${frames.length === 1 ? "" : "s"} drawn.`;
+    case "failed":
+      return `Failed: ${board.error || "unknown error"}`;
+    case "canceled":
+      return `Canceled after ${done} of ${frames.length} panels. Resume to draw the rest.`;
+    case "interrupted":
+      return `Interrupted — the studio stopped while drawing (${done} of ${frames.length} panels done). Resume to finish.`;
+    default:
+      return "";
+  }
+}
+
+function renderReference() {
+  const view = $("reference-view");
+  const reference = state.board && state.board.reference;
+  const url = reference && safeUrl(reference.image_url);
+  if (!url) {
+    view.hidden = true;
+    view.querySelector("img").removeAttribute("src");
+    return;
+  }
+  const kind = reference.kind === "uploaded" ? "uploaded" : "generated";
+  const img = view.querySelector("img");
+  if (img.getAttribute("src") !== url) img.src = url;
+  img.alt = `Character reference (${kind})`;
+  $("reference-caption").textContent = `Character reference (${kind})`;
+  view.hidden = false;
+}
+
+function renderProgress() {
+  const board = state.board;
+  const box = $("progress");
+  const running = board && (board.status === "queued" || board.status === "running");
+  box.hidden = !running;
+  $("cancel").hidden = !running;
+  if (!running) return;
+  const bar = $("progress-bar");
+  const p = board.progress;
+  if (!p || !p.of) {
+    bar.removeAttribute("value"); // indeterminate
+    $("progress-text").textContent = board.status === "queued" ? "Queued — waiting for the model…" : "Starting…";
+    return;
+  }
+  const steps = p.steps || 1;
+  const step = Math.min(p.step || 0, steps);
+  const panel = Math.max(1, p.panel || 1);
+  const fraction = Math.min(1, Math.max(0, (panel - 1 + step / steps) / p.of));
+  bar.max = 1;
+  bar.value = fraction;
+  const parts = [`Panel ${panel} of ${p.of}`, `step ${step} of ${steps}`];
+  const eta = formatEta(p.eta_s);
+  if (eta) parts.push(eta);
+  $("progress-text").textContent = parts.join(" · ");
+}
+
+/** Progress events only touch the running panels' status text, not the whole board. */
+function updateRunningPanels() {
+  for (const node of document.querySelectorAll("#board .panel[data-status='running'] .panel-status")) {
+    node.textContent = runningText();
+  }
+}
+
+function runningText() {
+  const p = state.board && state.board.progress;
+  return p && p.steps ? `drawing… step ${p.step || 0}/${p.steps}` : "drawing…";
+}
+
+function renderBoardSoon() {
+  if (state.dragFrameId !== null) {
+    state.renderPending = true;
+    return;
+  }
+  renderAll();
+}
+
+function renderBoard() {
+  const boardEl = $("board");
+  const board = state.board;
+  $("board-empty").hidden = Boolean(board && (board.frames || []).length);
+  if (!board) {
+    boardEl.replaceChildren();
+    return;
+  }
+  const s = board.settings || {};
+  const width = Number(s.width) || 16;
+  const height = Number(s.height) || 9;
+  boardEl.style.setProperty("--panel-ratio", `${width} / ${height}`);
+  boardEl.style.setProperty("--panel-min", width >= height ? "15rem" : "11rem");
+
+  const focus = rememberFocus();
+  const frames = sortedFrames(board);
+  boardEl.replaceChildren(...frames.map((frame, i) => renderPanel(frame, i + 1, frames.length)));
+  restoreFocus(focus);
+}
+
+function renderPanel(frame, position, count) {
+  const n = frame.index || position;
+  const editing = state.editing && state.editing.frameId === frame.id;
+  const panel = el("li", {
+    className: `panel status-${frame.status}`,
+    attrs: {
+      "data-index": n,
+      "data-frame-id": frame.id,
+      "data-status": frame.status,
+      draggable: editing ? "false" : "true",
+      "aria-label": `Panel ${n}`,
+    },
+  });
+  panel.append(renderPanelImage(frame, n));
+  const body = el("div", { className: "panel-body" });
+  if (editing) body.append(renderEditForm(frame, n));
+  else body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
+  body.append(renderPanelMeta(frame));
+  if (frame.status === "failed" && frame.error) {
+    body.append(el("p", { className: "panel-error", text: frame.error }));
+  }
+  if (!editing) body.append(renderPanelActions(frame, n, position, count));
+  panel.append(body);
+  attachDragHandlers(panel, frame.id);
+  return panel;
+}
+
+function renderPanelImage(frame, n) {
+  const box = el("div", { className: "panel-frame" });
+  const url = frame.status === "done" ? safeUrl(frame.image_url) : null;
+  const statusText = panelStatusText(frame);
+  if (url) {
+    box.append(el("img", {
+      className: "panel-image",
+      attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false", loading: "lazy" },
+    }));
+    box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
+  } else {
+    const placeholder = el("div", { className: "panel-placeholder" });
+    if (frame.status === "running") placeholder.append(el("span", { className: "spinner", attrs: { "aria-hidden": "true" } }));
+    placeholder.append(el("span", { className: "panel-status", text: statusText }));
+    box.append(placeholder);
+  }
+  box.append(el("span", { className: "panel-number", text: n, attrs: { "aria-hidden": "true" } }));
+  return box;
+}
+
+function panelStatusText(frame) {
+  switch (frame.status) {
+    case "done":
+      return "done";
+    case "running":
+      return runningText();
+    case "failed":
+      return `failed: ${frame.error || "unknown error"}`;
+    case "pending":
+      return state.board && isFinal(state.board.status) && state.board.status !== "done" ? "not drawn" : "queued";
+    default:
+      return "queued";
+  }
+}
+
+function renderPanelMeta(frame) {
+  const meta = el("div", { className: "panel-meta" });
+  if (frame.shot) meta.append(el("span", { className: "panel-shot", text: frame.shot }));
+  const hasSeed = frame.seed !== null && frame.seed !== undefined;
+  meta.append(el("span", { className: "panel-seed", text: hasSeed ? `seed ${frame.seed}` : "seed —" }));
+  const badge = renderIdentityBadge(frame);
+  if (badge) meta.append(badge);
+  return meta;
+}
+
+function renderIdentityBadge(frame) {
+  const identity = frame.identity;
+  const tries = frame.attempts > 1 ? `${frame.attempts} tries` : "";
+  if (!identity && !tries) return null;
+  let text = "";
+  let kind = "neutral";
+  let title = "";
+  if (identity) {
+    const distance = typeof identity.distance === "number" ? identity.distance.toFixed(2) : "";
+    if (identity.status === "match") {
+      kind = "match";
+      text = distance ? `face ${distance}` : "face ok";
+      title = "The face matches the character reference (lower distance = closer).";
+    } else if (identity.status === "drift") {
+      kind = "drift";
+      text = distance ? `drift ${distance}` : "drift";
+      title = "The face drifted from the character reference.";
+    } else if (identity.status === "no_reference_face") {
+      text = "no reference face";
+      title = "No face was found in the character reference, so this panel could not be checked.";
+    } else {
+      text = "no face";
+      title = "No face was found in this panel.";
+    }
+    if (typeof identity.clip_similarity === "number") {
+      title += ` CLIP similarity ${identity.clip_similarity.toFixed(2)}.`;
+    }
+  }
+  if (tries) text = text ? `${text} · ${tries}` : tries;
+  return el("span", { className: `identity-badge identity-${kind}`, text, attrs: { title: title || null } });
+}
+
+function actionButton(className, label, ariaLabel, onClick, disabled = false) {
+  const button = el("button", {
+    className: `button small ${className}`,
+    text: label,
+    attrs: { type: "button", "aria-label": ariaLabel, title: ariaLabel },
+  });
+  button.disabled = disabled;
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+function renderPanelActions(frame, n, position, count) {
+  const busy = frame.status === "queued" || frame.status === "running";
+  const actions = el("div", { className: "panel-actions" });
+  actions.append(
+    actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
+      () => regenerateFrame(n, { seed: null }), busy),
+    actionButton("edit", "Edit", `Edit the text or seed of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
+      () => useSeed(frame), frame.seed === null || frame.seed === undefined),
+  );
+  const url = safeUrl(frame.image_url);
+  if (url && frame.status === "done") {
+    actions.append(el("a", {
+      className: "button small download",
+      text: "Download",
+      attrs: { href: url, download: `panel-${n}.png`, "aria-label": `Download panel ${n}` },
+    }));
+  }
+  const move = el("span", { className: "move-buttons" });
+  move.append(
+    actionButton("move-left", "←", `Move panel ${n} earlier`, () => moveFrame(frame.id, -1), position <= 1),
+    actionButton("move-right", "→", `Move panel ${n} later`, () => moveFrame(frame.id, 1), position >= count),
+  );
+  actions.append(move);
+  return actions;
+}
+
+/* ------------------------------------------------------------- inline edit */
+
+function startEdit(frame) {
+  state.editing = { frameId: frame.id, caption: frame.caption || "", seed: frame.seed ?? "" };
+  renderBoard();
+  const area = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frame.id))}"] .edit-caption`);
+  if (area) area.focus();
+}
+
+function renderEditForm(frame, n) {
+  const draft = state.editing;
+  const form = el("form", { className: "edit-form", attrs: { "aria-label": `Edit panel ${n}` } });
+  const captionId = `edit-caption-${frame.id}`;
+  const seedId = `edit-seed-${frame.id}`;
+  const caption = el("textarea", { className: "edit-caption", attrs: { id: captionId, rows: 3 } });
+  caption.value = draft.caption;
+  caption.addEventListener("input", () => { draft.caption = caption.value; });
+  const seed = el("input", {
+    className: "edit-seed",
+    attrs: { id: seedId, type: "number", min: 0, step: 1, inputmode: "numeric", placeholder: "random" },
+  });
+  seed.value = draft.seed;
+  seed.addEventListener("input", () => { draft.seed = seed.value; });
+
+  const save = el("button", { className: "button small primary", text: "Redraw", attrs: { type: "submit" } });
+  const cancel = el("button", { className: "button small ghost", text: "Cancel", attrs: { type: "button" } });
+  cancel.addEventListener("click", () => {
+    state.editing = null;
+    renderBoard();
+    focusPanelButton(frame.id, ".edit");
+  });
+  form.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") cancel.click();
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const seedText = String(draft.seed).trim();
+    const seedValue = seedText === "" ? null : Number(seedText);
+    if (seedValue !== null && (!Number.isInteger(seedValue) || seedValue < 0)) {
+      seed.setAttribute("aria-invalid", "true");
+      seed.focus();
+      return;
+    }
+    const body = { seed: seedValue };
+    const text = draft.caption.trim();
+    if (text && text !== (frame.caption || "")) body.caption = text;
+    regenerateFrame(n, body);
+  });
+
+  form.append(
+    el("label", { className: "small-label", text: "Panel text", attrs: { for: captionId } }),
+    caption,
+    el("label", { className: "small-label", text: "Seed (blank = random)", attrs: { for: seedId } }),
+    seed,
+    el("div", { className: "edit-actions" }, [save, cancel]),
+  );
+  return form;
+}
+
+/* ------------------------------------------------------------ drag & drop */
+
+function attachDragHandlers(panel, frameId) {
+  panel.addEventListener("dragstart", (e) => {
+    if (panel.getAttribute("draggable") !== "true") return;
+    state.dragFrameId = frameId;
+    panel.classList.add("dragging");
+    e.dataTransfer.effectAllowed = "move";
+    e.dataTransfer.setData("text/plain", String(frameId));
+  });
+  panel.addEventListener("dragend", () => {
+    panel.classList.remove("dragging");
+    clearDropMarks();
+    state.dragFrameId = null;
+    if (state.renderPending) {
+      state.renderPending = false;
+      renderAll();
+    }
+  });
+  panel.addEventListener("dragover", (e) => {
+    if (state.dragFrameId === null || state.dragFrameId === frameId) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "move";
+    const before = dropBefore(panel, e);
+    panel.classList.toggle("drop-before", before);
+    panel.classList.toggle("drop-after", !before);
+  });
+  panel.addEventListener("dragleave", (e) => {
+    if (!panel.contains(e.relatedTarget)) panel.classList.remove("drop-before", "drop-after");
+  });
+  panel.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const dragged = state.dragFrameId !== null ? state.dragFrameId : parseDraggedId(e);
+    const before = dropBefore(panel, e);
+    clearDropMarks();
+    state.dragFrameId = null;
+    state.renderPending = false;
+    if (dragged === null || dragged === frameId) return;
+    const ids = sortedFrames(state.board).map((f) => f.id).filter((id) => id !== dragged);
+    const target = ids.indexOf(frameId);
+    if (target < 0) return;
+    ids.splice(before ? target : target + 1, 0, dragged);
+    saveOrder(ids);
+  });
+}
+
+function parseDraggedId(e) {
+  const raw = e.dataTransfer && e.dataTransfer.getData("text/plain");
+  if (!raw) return null;
+  const frame = (state.board.frames || []).find((f) => String(f.id) === raw);
+  return frame ? frame.id : null;
+}
+
+/** In a multi-column grid the drop side is left/right, in one column it is above/below. */
+function dropBefore(panel, e) {
+  const rect = panel.getBoundingClientRect();
+  const boardWidth = $("board").getBoundingClientRect().width;
+  if (rect.width < boardWidth * 0.75) return e.clientX < rect.left + rect.width / 2;
+  return e.clientY < rect.top + rect.height / 2;
+}
+
+function clearDropMarks() {
+  for (const node of document.querySelectorAll("#board .drop-before, #board .drop-after")) {
+    node.classList.remove("drop-before", "drop-after");
+  }
+}
+
+/* ------------------------------------------------------------------ focus */
+
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download"];
+
+function rememberFocus() {
+  const active = document.activeElement;
+  const panel = active && active.closest ? active.closest("#board .panel") : null;
+  if (!panel) return null;
+  const selector = FOCUSABLE_CLASSES.find((cls) => active.matches(cls));
+  return selector ? { frameId: panel.dataset.frameId, selector } : null;
+}
+
+function restoreFocus(focus) {
+  if (focus) focusPanelButton(focus.frameId, focus.selector);
+}
+
+function focusPanelButton(frameId, selector) {
+  const panel = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frameId))}"]`);
+  if (!panel) return;
+  const target = panel.querySelector(`${selector}:not([disabled])`) || panel.querySelector("button:not([disabled])");
+  if (target) target.focus();
+}
+
+/* ---------------------------------------------------------------- history */
+
+function renderHistory(items) {
+  const list = $("history");
+  $("history-empty").hidden = items.length > 0;
+  list.replaceChildren(...items.map(renderHistoryItem));
+  renderHistorySelection();
+}
+
+function renderHistoryItem(item) {
+  const li = el("li", { className: "history-item", attrs: { "data-id": item.id } });
+  const title = item.title || "Untitled storyboard";
+
+  const open = el("button", {
+    className: "history-open",
+    attrs: { type: "button", "aria-label": `Open storyboard ${title}` },
+  });
+  const thumbUrl = safeUrl(item.thumbnail_url);
+  open.append(thumbUrl
+    ? el("img", { className: "history-thumb", attrs: { src: thumbUrl, alt: "", loading: "lazy" } })
+    : el("span", { className: "history-thumb empty-thumb", attrs: { "aria-hidden": "true" } }));
+  const text = el("span", { className: "history-text" });
+  text.append(
+    el("span", { className: "history-title", text: title }),
+    el("span", { className: "history-meta", text: formatDate(item.created_at) }),
+    el("span", { className: "history-meta" }, [
+      el("span", { className: `status-dot status-${item.status}`, text: item.status }),
+      document.createTextNode(` · ${historyCount(item)}`),
+    ]),
+  );
+  open.append(text);
+  open.addEventListener("click", () => {
+    clearError();
+    openBoard(item.id, { subscribe: true });
+    if (window.matchMedia("(max-width: 800px)").matches) $("board-section").focus();
+  });
+
+  const remove = el("button", {
+    className: "history-delete button small ghost",
+    text: "Delete",
+    attrs: { type: "button", "aria-label": `Delete storyboard ${title}`, title: "Delete" },
+  });
+  remove.addEventListener("click", () => deleteStoryboard(item));
+  li.append(open, remove);
+  return li;
+}
+
+function historyCount(item) {
+  const total = item.frames_total ?? 0;
+  const done = item.frames_done ?? total;
+  const noun = total === 1 ? "panel" : "panels";
+  return done === total ? `${total} ${noun}` : `${done}/${total} ${noun}`;
+}
+
+function renderHistorySelection() {
+  for (const item of document.querySelectorAll("#history .history-item")) {
+    const current = state.boardId !== null && item.dataset.id === String(state.boardId);
+    item.classList.toggle("current", current);
+    const open = item.querySelector(".history-open");
+    if (current) open.setAttribute("aria-current", "true");
+    else open.removeAttribute("aria-current");
+  }
+}
+
+/** Keep the open board's history entry roughly current between full refreshes. */
+function renderHistoryItemProgress() {
+  if (!state.board) return;
+  const item = document.querySelector(`#history .history-item[data-id="${CSS.escape(String(state.board.id))}"]`);
+  if (!item) return;
+  const frames = state.board.frames || [];
+  const counts = item.querySelectorAll(".history-meta");
+  const line = counts[counts.length - 1];
+  if (!line || !line.lastChild) return;
+  const done = frames.filter((f) => f.status === "done").length;
+  line.lastChild.textContent = ` · ${historyCount({ frames_total: frames.length, frames_done: done })}`;
+}
+
+/* ------------------------------------------------------------------- start */
+
+function bindEvents() {
+  const form = $("story-form");
+  form.addEventListener("submit", onSubmit);
+  form.addEventListener("keydown", onFormKeydown);
+  form.addEventListener("input", (e) => {
+    if (e.target.hasAttribute && e.target.hasAttribute("aria-invalid")) e.target.removeAttribute("aria-invalid");
+  });
+  $("reference").addEventListener("change", onReferenceChange);
+  $("reference-remove").addEventListener("click", removeReference);
+  $("cancel").addEventListener("click", cancelBoard);
+  $("resume").addEventListener("click", resumeBoard);
+  $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
+  window.addEventListener("hashchange", () => {
+    const id = boardIdFromHash();
+    if (id && id !== state.boardId) openBoard(id, { subscribe: true });
+  });
+}
+
+function collapseHistoryOnPhones() {
+  if (window.matchMedia("(max-width: 800px)").matches) $("history-section").open = false;
+}
+
+async function start() {
+  bindEvents();
+  collapseHistoryOnPhones();
+  renderAll();
+  checkHealth();
+  await loadPresets();
+  refreshHistory();
+  const id = boardIdFromHash();
+  if (id) openBoard(id, { subscribe: true });
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();

@@ -1,0 +1,344 @@
+"""Story splitting, shot types and the 77-token prompt budget (real CLIP BPE tokenizer)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tiny_models
+from config import CHARACTER_TRAITS, NEGATIVE_PROMPT, STYLE
+from prompt_enhancer import (
+    SHOT_TYPES,
+    PanelPlan,
+    StoryError,
+    build_prompt,
+    build_prompts,
+    portrait_prompt,
+    shot_for,
+    split_sentences,
+    split_story,
+    traits_budget_warning,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SIX_SENTENCES = (
+    "Mara wakes before dawn. She packs her grandfather's map. The bus leaves without her! "
+    "She runs after it through the rain. A stranger on a bicycle offers her a ride. "
+    "They reach the harbour as the ferry sounds its horn."
+)
+RU_LINES = "Мара просыпается до рассвета.\nОна берёт карту деда.\nАвтобус уезжает без неё!"
+RU_PARAGRAPH = "Мара просыпается до рассвета. Она берёт карту деда. Автобус уезжает без неё! Она бежит под дождём."
+LONG_SCENE = (
+    "She sprints through the rain-soaked night market, dodging fruit carts and swinging paper "
+    "lanterns, while a crowd of masked dancers parts before her and thunder rolls over the "
+    "harbour as every bell in the old town begins to ring"
+)
+LONG_RU_SCENE = (
+    "Она бежит через ночной рынок под проливным дождём, уворачиваясь от тележек с фруктами "
+    "и бумажных фонарей, а толпа танцоров в масках расступается перед ней"
+)
+
+
+@pytest.fixture(scope="module")
+def count_tokens(tmp_path_factory):
+    from transformers import CLIPTokenizer
+
+    folder = tmp_path_factory.mktemp("tok")
+    tiny_models.write_clip_tokenizer(folder)
+    tok = CLIPTokenizer.from_pretrained(folder)
+    return lambda text: len(tok(text).input_ids)
+
+
+def prompt_for(caption: str, count_tokens, character: str = CHARACTER_TRAITS):
+    return build_prompt(PanelPlan(2, caption, "medium shot"), character, STYLE, NEGATIVE_PROMPT, count_tokens)
+
+
+# --- Lines -------------------------------------------------------------------------------
+
+
+def test_lines_give_one_panel_per_line_with_captions_unchanged():
+    story = "She opens the old door.\nThe room is full of clocks, all stopped.\nOne starts ticking."
+    assert [p.caption for p in split_story(story)] == story.splitlines()
+
+
+def test_blank_lines_are_ignored():
+    assert len(split_story("First panel.\n\n   \nSecond panel.\n")) == 2
+
+
+def test_list_markers_are_stripped_from_lines():
+    story = "1. Door opens.\n2) Clocks stop.\n- Wind blows.\nPanel 4: She smiles."
+    assert [p.caption for p in split_story(story)] == ["Door opens.", "Clocks stop.", "Wind blows.", "She smiles."]
+
+
+def test_lines_win_over_frames():
+    assert len(split_story("One.\nTwo.\nThree.", frames=6)) == 3
+
+
+def test_more_lines_than_max_frames_is_a_story_error():
+    with pytest.raises(StoryError) as err:
+        split_story("\n".join(f"Panel text {i}" for i in range(9)))
+    assert err.value.field == "story" and "9 lines" in str(err.value)
+
+
+def test_panels_are_numbered_from_one():
+    assert [p.index for p in split_story("a b\nc d\ne f")] == [1, 2, 3]
+
+
+# --- Paragraphs --------------------------------------------------------------------------
+
+
+def test_paragraph_gives_exactly_the_requested_number_of_beats():
+    assert len(split_story(SIX_SENTENCES, frames=4)) == 4
+
+
+def test_paragraph_beats_cover_all_sentences_in_order():
+    assert " ".join(p.caption for p in split_story(SIX_SENTENCES, frames=4)) == SIX_SENTENCES
+
+
+def test_six_sentences_in_three_panels_have_two_sentences_each():
+    assert [len(split_sentences(p.caption)) for p in split_story(SIX_SENTENCES, frames=3)] == [2, 2, 2]
+
+
+def test_paragraph_defaults_to_six_panels():
+    assert len(split_story(SIX_SENTENCES)) == 6
+
+
+def test_one_sentence_premise_gives_six_distinct_beats():
+    captions = [p.caption for p in split_story("A girl finds a dragon egg in the forest.", frames=6)]
+    assert len(captions) == 6 and len(set(captions)) == 6
+
+
+def test_one_sentence_premise_beats_follow_a_story_arc():
+    captions = [p.caption for p in split_story("A girl finds a dragon egg in the forest.", frames=6)]
+    assert captions[0].startswith("Opening:") and captions[-1].startswith("Resolution:")
+
+
+def test_long_sentence_is_split_at_clause_boundaries_before_repeating():
+    story = "She opens the door, the wind rushes in, and every candle goes out."
+    assert [p.caption for p in split_story(story, frames=3)] == [
+        "She opens the door,", "the wind rushes in,", "and every candle goes out."]
+
+
+def test_abbreviations_and_initials_do_not_end_sentences():
+    assert split_sentences("Dr. J. R. Watson waits, e.g. by the door. Then he leaves.") == [
+        "Dr. J. R. Watson waits, e.g. by the door.", "Then he leaves."]
+
+
+def test_sentence_ends_include_exclamation_question_and_ellipsis():
+    assert len(split_sentences("Stop! Who is there? Nobody… Silence.")) == 4
+
+
+def test_speech_attribution_does_not_end_a_sentence():
+    assert split_sentences('"Who is there?" she asked. Nobody answered.') == [
+        '"Who is there?" she asked.', "Nobody answered."]
+
+
+def test_inline_numbering_is_kept_off_paragraph_captions():
+    assert [p.caption for p in split_story("1. She walks. 2. She runs.", frames=2)] == ["She walks.", "She runs."]
+
+
+# --- Cyrillic ----------------------------------------------------------------------------
+
+
+def test_cyrillic_lines_keep_captions_unchanged():
+    assert [p.caption for p in split_story(RU_LINES)] == RU_LINES.splitlines()
+
+
+def test_cyrillic_paragraph_is_split_into_sentences():
+    assert [p.caption for p in split_story(RU_PARAGRAPH, frames=4)] == [
+        "Мара просыпается до рассвета.", "Она берёт карту деда.",
+        "Автобус уезжает без неё!", "Она бежит под дождём.",
+    ]
+
+
+def test_cyrillic_abbreviation_does_not_end_a_sentence():
+    assert split_sentences("А. С. Пушкин пишет, т.е. думает. Потом спит.") == [
+        "А. С. Пушкин пишет, т.е. думает.", "Потом спит."]
+
+
+def test_russian_dialogue_attribution_stays_with_its_line():
+    assert split_sentences("— Стой! — крикнула Мара. Она бежит.") == ["— Стой! — крикнула Мара.", "Она бежит."]
+
+
+def test_russian_dialogue_dash_is_not_stripped_as_a_list_marker():
+    assert split_story("— Стой!\n— Нет.")[0].caption == "— Стой!"
+
+
+# --- Errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("story", ["", "   \n\t \n"])
+def test_empty_story_is_a_story_error(story):
+    with pytest.raises(StoryError) as err:
+        split_story(story)
+    assert err.value.field == "story"
+
+
+@pytest.mark.parametrize("frames", [0, 9, -1, True, "many"])
+def test_frames_outside_range_is_a_frames_error(frames):
+    with pytest.raises(StoryError) as err:
+        split_story(SIX_SENTENCES, frames=frames)
+    assert err.value.field == "frames"
+
+
+def test_frames_are_checked_even_when_lines_win():
+    with pytest.raises(StoryError) as err:
+        split_story("One.\nTwo.", frames=9)
+    assert err.value.field == "frames"
+
+
+def test_story_error_is_a_value_error():
+    assert issubclass(StoryError, ValueError)
+
+
+# --- Shots -------------------------------------------------------------------------------
+
+
+def test_first_panel_is_an_establishing_shot():
+    assert all(shot_for(1, total) == "establishing shot" for total in range(1, 9))
+
+
+@pytest.mark.parametrize("total", range(2, 9))
+def test_neighbouring_panels_never_share_a_shot(total):
+    shots = [shot_for(i, total) for i in range(1, total + 1)]
+    assert all(a != b for a, b in zip(shots, shots[1:]))
+
+
+@pytest.mark.parametrize("total", range(2, 9))
+def test_last_panel_is_a_wide_or_medium_shot(total):
+    assert shot_for(total, total) in ("wide shot", "medium shot")
+
+
+@pytest.mark.parametrize("total", range(4, 9))
+def test_boards_of_four_or_more_have_a_close_up(total):
+    assert "close-up" in [shot_for(i, total) for i in range(1, total + 1)]
+
+
+def test_shots_are_known_types():
+    assert all(shot_for(i, 8) in SHOT_TYPES for i in range(1, 9))
+
+
+def test_shots_are_deterministic():
+    assert [p.shot for p in split_story(SIX_SENTENCES)] == [p.shot for p in split_story(SIX_SENTENCES)]
+
+
+def test_split_story_uses_shot_for():
+    assert [p.shot for p in split_story(SIX_SENTENCES)] == [shot_for(i, 6) for i in range(1, 7)]
+
+
+# --- Prompts -----------------------------------------------------------------------------
+
+
+def test_prompt_starts_with_the_character_traits(count_tokens):
+    assert prompt_for("She waves.", count_tokens).prompt.startswith(CHARACTER_TRAITS + ", ")
+
+
+def test_prompt_has_scene_shot_and_style_in_order(count_tokens):
+    assert prompt_for("She waves.", count_tokens).prompt == f"{CHARACTER_TRAITS}, She waves, medium shot, {STYLE}"
+
+
+def test_traits_whitespace_is_normalised(count_tokens):
+    assert prompt_for("She waves.", count_tokens, character="  young   woman,\n red hair ").prompt.startswith(
+        "young woman, red hair, She waves")
+
+
+def test_short_prompt_is_not_shortened(count_tokens):
+    p = prompt_for("She waves from the pier.", count_tokens)
+    assert (p.shortened, p.dropped, p.tokens) == (False, "", count_tokens(p.prompt))
+
+
+def test_long_scene_is_shortened_to_fit_77_tokens(count_tokens):
+    p = prompt_for(LONG_SCENE, count_tokens)
+    assert p.tokens <= 77 and count_tokens(p.prompt) == p.tokens
+
+
+def test_long_scene_keeps_traits_shot_and_style(count_tokens):
+    p = prompt_for(LONG_SCENE, count_tokens)
+    assert p.prompt.startswith(CHARACTER_TRAITS + ", She sprints") and p.prompt.endswith(f", medium shot, {STYLE}")
+
+
+def test_long_scene_reports_the_dropped_words(count_tokens):
+    p = prompt_for(LONG_SCENE, count_tokens)
+    assert p.shortened and p.dropped and LONG_SCENE.endswith(p.dropped)
+
+
+def test_shortening_keeps_as_many_scene_words_as_fit(count_tokens):
+    p = prompt_for(LONG_SCENE, count_tokens)
+    kept = LONG_SCENE[: -len(p.dropped)].split()
+    one_more = LONG_SCENE.split()[: len(kept) + 1]
+    assert count_tokens(f"{CHARACTER_TRAITS}, {' '.join(one_more)}, medium shot, {STYLE}") > 77
+
+
+def test_caption_stays_whole_when_the_prompt_is_shortened(count_tokens):
+    assert prompt_for(LONG_SCENE, count_tokens).caption == LONG_SCENE
+
+
+def test_long_cyrillic_scene_is_shortened_and_passes_through(count_tokens):
+    p = prompt_for(LONG_RU_SCENE, count_tokens)
+    assert p.tokens <= 77 and p.shortened and "Она бежит" in p.prompt and p.caption == LONG_RU_SCENE
+
+
+def test_style_is_dropped_when_traits_and_shot_leave_no_room_for_it(count_tokens):
+    traits = ", ".join(["tall young woman with a round freckled face"] * 7)
+    assert count_tokens(f"{traits}, medium shot, {STYLE}") > 77  # the premise of this test
+    p = prompt_for("She waves.", count_tokens, character=traits)
+    assert p.prompt.startswith(traits) and STYLE not in p.prompt and p.tokens <= 77
+
+
+def test_room_freed_by_the_style_goes_back_to_the_scene(count_tokens):
+    traits = ", ".join(["tall young woman with a round freckled face"] * 7)
+    assert prompt_for("She waves.", count_tokens, character=traits).prompt == f"{traits}, She waves, medium shot"
+
+
+def test_traits_over_budget_are_kept_whole(count_tokens):
+    traits = ", ".join(["tall young woman with a round freckled face"] * 12)
+    p = prompt_for("She waves.", count_tokens, character=traits)
+    assert (p.prompt, p.shortened, p.dropped) == (traits, True, "She waves.")
+
+
+def test_negative_prompt_is_returned_stripped(count_tokens):
+    plan = PanelPlan(1, "x y", "wide shot")
+    p = build_prompt(plan, CHARACTER_TRAITS, STYLE, f"  {NEGATIVE_PROMPT}\n", count_tokens)
+    assert p.negative_prompt == NEGATIVE_PROMPT
+
+
+def test_build_prompts_keeps_panel_order_and_fields(count_tokens):
+    plans = split_story(SIX_SENTENCES)
+    prompts = build_prompts(plans, CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
+    assert [(p.index, p.caption, p.shot) for p in prompts] == [(p.index, p.caption, p.shot) for p in plans]
+
+
+def test_every_default_panel_fits(count_tokens):
+    prompts = build_prompts(split_story(SIX_SENTENCES), CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
+    assert all(p.tokens <= 77 for p in prompts)
+
+
+def test_portrait_prompt_is_a_front_facing_reference(count_tokens):
+    p = portrait_prompt(CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
+    assert (p.index, p.caption) == (0, "Character reference")
+    assert p.prompt.startswith(CHARACTER_TRAITS + ", portrait, front view, head and shoulders")
+
+
+def test_traits_budget_warning_is_silent_for_the_default_traits(count_tokens):
+    assert traits_budget_warning(CHARACTER_TRAITS, count_tokens) is None
+
+
+def test_traits_budget_warning_names_the_token_count(count_tokens):
+    traits = ", ".join(["tall young woman with a round freckled face"] * 7)
+    assert f"uses {count_tokens(traits)} of 77 tokens" in traits_budget_warning(traits, count_tokens)
+
+
+# --- Import ------------------------------------------------------------------------------
+
+
+def test_import_pulls_in_no_heavy_modules():
+    code = (
+        "import sys, prompt_enhancer; "
+        "print(sorted(m for m in ('torch', 'flask', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,354 @@
+"""The one thread that owns the generator, and the event hub that tells browsers what it did.
+
+Request handlers only validate, store and enqueue (jobs live in SQLite, so they survive a
+restart); this worker takes them first come, first served, and is the only code that
+calls the pipeline. Listeners read events from :class:`EventHub`; publishing costs the
+worker one append and one notify, however many browsers listen.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import secrets
+import threading
+import time
+from typing import Callable
+
+from config import Settings, SpeedPreset
+from serializers import board_json, frame_json
+
+log = logging.getLogger(__name__)
+
+
+class EventHub:
+    """A bounded log of events per storyboard, with ids a reconnecting browser resumes from."""
+
+    def __init__(self, keep: int = 2000):
+        self.boot = secrets.token_hex(3)  # ids from before a restart are recognised as stale
+        self._keep = keep
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._logs: dict[str, list[tuple[int, str, dict]]] = {}
+
+    def publish(self, board_id: str, kind: str, data: dict) -> None:
+        with self._cond:
+            self._seq += 1
+            log_ = self._logs.setdefault(board_id, [])
+            log_.append((self._seq, kind, data))
+            del log_[: -self._keep]
+            self._cond.notify_all()
+
+    def event_id(self, seq: int) -> str:
+        return f"{self.boot}-{seq}"
+
+    def parse_id(self, last_event_id: str | None) -> int:
+        boot, _, seq = (last_event_id or "").partition("-")
+        return int(seq) if boot == self.boot and seq.isdigit() else 0
+
+    def wait(self, board_id: str, after: int, timeout: float) -> list[tuple[int, str, dict]]:
+        """Events of ``board_id`` newer than ``after``; waits up to ``timeout`` for one."""
+        with self._cond:
+            events = [e for e in self._logs.get(board_id, ()) if e[0] > after]
+            if not events:
+                self._cond.wait(timeout)
+                events = [e for e in self._logs.get(board_id, ()) if e[0] > after]
+            return events
+
+    def forget(self, board_id: str) -> None:
+        with self._cond:
+            self._logs.pop(board_id, None)
+
+
+class Worker:
+    def __init__(
+        self,
+        store,
+        settings: Settings,
+        load_generator: Callable[[], object],
+        hub: EventHub,
+        load_scorer: Callable[[], object] | None = None,
+    ):
+        self.store = store
+        self.settings = settings
+        self.hub = hub
+        self._load_generator = load_generator
+        self._load_scorer = load_scorer
+        self.generator = None
+        self._scorer = None
+        self.model_state = "not_loaded"  # not_loaded | loading | ready | error
+        self.model_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._current: dict | None = None  # the running job
+        self._cancel = threading.Event()
+        self._progress: dict[str, dict] = {}
+
+    # -- control (any thread) --
+
+    def start(self, preload: bool = False) -> None:
+        self._preload = preload
+        self._thread = threading.Thread(target=self._loop, name="storyboard-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._cancel.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
+
+    def progress(self, board_id: str) -> dict | None:
+        return self._progress.get(board_id)
+
+    def cancel(self, board_id: str) -> bool:
+        """Cancel the board's queued jobs, and its running job at the next step."""
+        canceled = self.store.cancel_queued(board_id) > 0
+        current = self._current
+        if current is not None and current["storyboard_id"] == board_id:
+            self._cancel.set()
+            canceled = True
+        if canceled and (current is None or current["storyboard_id"] != board_id):
+            self._mark_unfinished(board_id, "pending")
+            self.store.set_board_status(board_id, "canceled")
+            self.hub.publish(board_id, "status", {"status": "canceled", "error": None})
+        return canceled
+
+    # -- the loop (worker thread only) --
+
+    def _loop(self) -> None:
+        if self._preload:
+            self._ensure_generator()
+        while not self._stop.is_set():
+            job = self.store.next_job()
+            if job is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            self._run(job)
+
+    def _ensure_generator(self):
+        if self.generator is not None:
+            return self.generator
+        self.model_state, self.model_error = "loading", None
+        try:
+            self.generator = self._load_generator()
+        except Exception as error:  # noqa: BLE001 - reported to the user, retried on the next job
+            log.exception("model failed to load")
+            self.model_state, self.model_error = "error", str(error)
+            raise
+        self.model_state = "ready"
+        return self.generator
+
+    def _scorer_or_none(self):
+        if self._scorer is None and self._load_scorer is not None and self.settings.identity_scoring:
+            try:
+                self._scorer = self._load_scorer()
+            except Exception:  # noqa: BLE001 - scoring is optional; drawing goes on without it
+                log.exception("face scorer unavailable; panels will not be scored")
+                self._load_scorer = None
+        return self._scorer
+
+    def _run(self, job: dict) -> None:
+        board_id = job["storyboard_id"]
+        self._current, self._cancel = job, threading.Event()
+        self.store.set_board_status(board_id, "running")
+        self.hub.publish(board_id, "status", {"status": "running", "error": None})
+        try:
+            generator = self._ensure_generator()
+            self._draw(job, generator)
+        except Exception as error:  # noqa: BLE001 - one bad job must not stop the worker
+            from local_image_generator import GenerationCancelled
+
+            if isinstance(error, GenerationCancelled):
+                self._finish(job, "canceled", None, frames_to="pending")
+            else:
+                log.exception("job %s failed", job["id"])
+                self._finish(job, "failed", _user_message(error), frames_to="failed")
+        else:
+            self._finish(job, "done", None, frames_to=None)
+        finally:
+            self._current = None
+            self._progress.pop(board_id, None)
+
+    def _finish(self, job: dict, status: str, error: str | None, frames_to: str | None) -> None:
+        board_id = job["storyboard_id"]
+        if frames_to:
+            self._mark_unfinished(board_id, frames_to, error)
+        self.store.finish_job(job["id"], status, error)
+        board = self.store.board(board_id)
+        if board is None:  # deleted while drawing
+            return
+        board_status = status
+        if status == "done" and job["kind"] == "frame":
+            unfinished = any(f["status"] != "done" for f in board["frames"])
+            board_status = job["params"].get("previous_status", "done") if unfinished else "done"
+        if self.store.jobs_for(board_id, "queued"):
+            board_status = "queued"
+        self.store.set_board_status(board_id, board_status, error)
+        self.hub.publish(board_id, "status", {"status": board_status, "error": error})
+
+    def _mark_unfinished(self, board_id: str, status: str, error: str | None = None) -> None:
+        board = self.store.board(board_id)
+        for frame in board["frames"] if board else ():
+            if frame["status"] in ("queued", "running"):
+                self.store.update_frame(board_id, frame["id"], status=status, error=error)
+
+    def _draw(self, job: dict, generator) -> None:
+        from PIL import Image
+
+        from local_image_generator import PanelJob, StoryboardRequest
+        from prompt_enhancer import PanelPlan, build_prompt, portrait_prompt
+
+        board_id = job["storyboard_id"]
+        board = self.store.board(board_id)
+        if board is None:
+            return
+        options = board["settings"]
+        preset = SpeedPreset(options["preset"], options["preset"], options["steps"], options["guidance_scale"],
+                             options["ip_adapter_scale"])
+        if job["kind"] == "frame":
+            frames = [f for f in board["frames"] if f["id"] == job["frame_id"]]
+        else:
+            frames = sorted((f for f in board["frames"] if f["status"] != "done"), key=lambda f: f["id"])
+        negative = options["negative_prompt"]
+        panels = []
+        for frame in frames:
+            prompt = build_prompt(PanelPlan(frame["id"], frame["caption"], frame["shot"]), board["character"],
+                                  board["style"], negative, generator.count_tokens)
+            self.store.update_frame(board_id, frame["id"], prompt=prompt.prompt, negative_prompt=prompt.negative_prompt,
+                                    status="queued", error=None)
+            panels.append(PanelJob(frame["id"], prompt.prompt, prompt.negative_prompt, frame["seed"],
+                                   frame["caption"], frame["shot"]))
+        reference = None
+        reference_path = self.store.file_path(board_id, board["reference_file"])
+        if options["identity_lock"] and reference_path is not None:
+            with Image.open(reference_path) as image:
+                reference = image.convert("RGB")
+        portrait = None
+        if options["identity_lock"] and reference is None:
+            p = portrait_prompt(board["character"], board["style"], negative, generator.count_tokens)
+            portrait = PanelJob(0, p.prompt, p.negative_prompt, options["seed"], p.caption, p.shot)
+        request = StoryboardRequest(tuple(panels), options["width"], options["height"], preset,
+                                    options["identity_lock"], reference, portrait)
+        tracker = _Progress(self, board_id, panels, preset.steps, portrait is not None)
+        generator.generate(
+            request,
+            on_progress=tracker.step,
+            on_panel=lambda result: self._save_panel(board_id, result, options, tracker),
+            on_reference=lambda image: self._save_reference(board_id, image),
+            cancel=self._cancel,
+            judge=self._judge(generator) if options["identity_lock"] else None,
+        )
+
+    def _judge(self, generator):
+        scorer = self._scorer_or_none()
+        if scorer is None:
+            return None
+        threshold = self.settings.identity_threshold
+        descriptors: dict[int, object] = {}
+
+        def judge(reference, image) -> dict:
+            if id(reference) not in descriptors:
+                descriptors[id(reference)] = scorer.descriptor(reference)
+            score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
+            similarity = getattr(generator, "clip_similarity", None)
+            score["clip_similarity"] = similarity(reference, image) if similarity else None
+            return score
+
+        return judge
+
+    def _save_panel(self, board_id: str, result, options: dict, tracker: "_Progress") -> None:
+        from exporting import encode_png
+
+        tracker.panel_done()
+        if result.status == "done":
+            meta = {
+                "prompt": result.prompt,
+                "negative_prompt": result.negative_prompt,
+                "steps": options["steps"],
+                "guidance_scale": options["guidance_scale"],
+                "ip_adapter_scale": options["ip_adapter_scale"] if options["identity_lock"] else None,
+                "seed": result.seed,
+                "width": result.image.width,
+                "height": result.image.height,
+                "model": options.get("model"),
+                "caption": result.caption,
+                "shot": result.shot,
+                "panel": result.index,
+                "storyboard": board_id,
+            }
+            self.store.save_frame_image(board_id, result.index, encode_png(result.image, meta), seed=result.seed,
+                                        identity=result.identity, attempts=result.attempts,
+                                        seconds=round(result.seconds, 3))
+        else:
+            self.store.update_frame(board_id, result.index, status="failed", error=result.error)
+        board = self.store.board(board_id)
+        if board is None:
+            return
+        for index, frame in enumerate(board["frames"], start=1):
+            if frame["id"] == result.index:
+                self.hub.publish(board_id, "frame", frame_json(board_id, frame, index))
+
+    def _save_reference(self, board_id: str, image) -> None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        self.store.save_reference(board_id, buffer.getvalue(), "generated")
+        self.hub.publish(board_id, "reference", {"kind": "generated",
+                                                 "image_url": f"/api/storyboards/{board_id}/reference.png"})
+
+    def board_with_progress(self, board_id: str) -> dict | None:
+        board = self.store.board(board_id)
+        return board_json(board, self.progress(board_id)) if board else None
+
+
+class _Progress:
+    """Panel i of N, step j of S and an ETA from the pace so far."""
+
+    def __init__(self, worker: Worker, board_id: str, panels: list, steps: int, with_portrait: bool):
+        self.worker, self.board_id, self.steps = worker, board_id, steps
+        self.order = {panel.index: i for i, panel in enumerate(panels, start=1)}
+        self.total_steps = steps * (len(panels) + (1 if with_portrait else 0))
+        self.done_steps = 0
+        self.panels_done = 0
+        self.started = time.perf_counter()
+        self._last: dict[int, int] = {}
+
+    def step(self, index: int, step: int, steps: int) -> None:
+        self.done_steps += step - self._last.get(index, 0)
+        self._last[index] = step
+        for frame_id in ([index] if index in self.order else []):
+            if step == 1:
+                self.worker.store.update_frame(self.board_id, frame_id, status="running")
+        elapsed = time.perf_counter() - self.started
+        remaining = max(self.total_steps - self.done_steps, 0)
+        eta = round(elapsed / self.done_steps * remaining, 1) if self.done_steps else None
+        progress = {
+            "panel": self.order.get(index, 0),
+            "of": len(self.order),
+            "label": f"Panel {self.order[index]} of {len(self.order)}" if index in self.order else "Character reference",
+            "step": step,
+            "steps": steps,
+            "eta_s": eta,
+        }
+        self.worker._progress[self.board_id] = progress
+        self.worker.hub.publish(self.board_id, "progress", progress)
+
+    def panel_done(self) -> None:
+        self.panels_done += 1
+
+
+def _user_message(error: Exception) -> str:
+    """Words for the page: the error's own message, never a traceback."""
+    text = str(error).strip() or type(error).__name__
+    if isinstance(error, OSError) and getattr(error, "errno", None) == 28:
+        return "The disk is full: the panel could not be saved. Free some space and resume the storyboard."
+    return text[:500]
