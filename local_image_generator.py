@@ -77,6 +77,7 @@ class PanelResult:
     shot: str
     status: str  # "done" | "failed"
     image: object | None = None  # PIL image
+    pixels: object | None = None  # the same as float32 numpy HxWx3 in 0..1, before rounding
     error: str | None = None
     seconds: float = 0.0
     attempts: int = 1
@@ -563,26 +564,30 @@ class StoryboardGenerator:
             per_panel = (time.perf_counter() - started) / len(batch)
             for job, latent in zip(batch, latents):
                 decode_started = time.perf_counter()
-                image, error, upcast = self._decode_checked(latent[None])
+                image, array, error, upcast = self._decode_checked(latent[None])
                 results.append(
                     PanelResult(
                         job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
                         status="done" if error is None else "failed", image=image, error=error,
                         seconds=per_panel + time.perf_counter() - decode_started, vae_fp32_retry=upcast,
+                        pixels=array,
                     )
                 )
         return results
 
     def _decode_checked(self, latents):
-        """Decode; a NaN or all-black image is decoded again with the VAE in fp32."""
-        image = self._decode(latents, force_fp32=False)
-        if not _is_bad(image):
-            return self.pipe.image_processor.postprocess(image, output_type="pil")[0], None, False
-        log.warning("panel decoded to NaN or black; decoding again with the VAE in fp32")
-        image = self._decode(latents, force_fp32=True)
-        if not _is_bad(image):
-            return self.pipe.image_processor.postprocess(image, output_type="pil")[0], None, True
-        return None, "The image came out blank (NaN or black) even with the VAE in fp32; try another seed.", True
+        """Decode; a NaN or all-black image is decoded again with the VAE in fp32.
+
+        Returns (PIL image, float pixels in 0..1, error, retried in fp32).
+        """
+        for force_fp32 in (False, True):
+            image = self._decode(latents, force_fp32=force_fp32)
+            if not _is_bad(image):
+                array = self.pipe.image_processor.postprocess(image, output_type="np")[0]
+                return self.pipe.image_processor.numpy_to_pil(array)[0], array, None, force_fp32
+            if not force_fp32:
+                log.warning("panel decoded to NaN or black; decoding again with the VAE in fp32")
+        return None, None, "The image came out blank (NaN or black) even with the VAE in fp32; try another seed.", True
 
     def _decode(self, latents, force_fp32: bool):
         import torch

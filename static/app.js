@@ -828,7 +828,7 @@ function renderPanel(frame, position, count) {
   const n = frame.index || position;
   const editing = state.editing && state.editing.frameId === frame.id;
   const panel = el("li", {
-    className: `panel status-${frame.status}`,
+    className: `panel panel-${frame.status}`,
     attrs: {
       "data-index": n,
       "data-frame-id": frame.id,
@@ -858,7 +858,7 @@ function renderPanelImage(frame, n) {
   if (url) {
     box.append(el("img", {
       className: "panel-image",
-      attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false", loading: "lazy" },
+      attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false" },
     }));
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
@@ -1138,7 +1138,7 @@ function renderHistoryItem(item) {
   });
   const thumbUrl = safeUrl(item.thumbnail_url);
   open.append(thumbUrl
-    ? el("img", { className: "history-thumb", attrs: { src: thumbUrl, alt: "", loading: "lazy" } })
+    ? el("img", { className: "history-thumb", attrs: { src: thumbUrl, alt: "" } })
     : el("span", { className: "history-thumb empty-thumb", attrs: { "aria-hidden": "true" } }));
   const text = el("span", { className: "history-text" });
   text.append(
@@ -1158,8 +1158,8 @@ function renderHistoryItem(item) {
 
   const remove = el("button", {
     className: "history-delete button small ghost",
-    text: "Delete",
-    attrs: { type: "button", "aria-label": `Delete storyboard ${title}`, title: "Delete" },
+    text: "✕",
+    attrs: { type: "button", "aria-label": `Delete storyboard ${title}`, title: "Delete this storyboard" },
   });
   remove.addEventListener("click", () => deleteStoryboard(item));
   li.append(open, remove);

@@ -1,0 +1,57 @@
+"""Shared fixtures. Everything runs offline.
+
+huggingface_hub reads HF_HUB_CACHE and HF_HUB_OFFLINE when it is imported, so they are set
+here, before any test module imports diffusers: the tiny models are then found under the
+REAL hub ids in a temporary cache, and the default loading path is the one tested.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+_CACHE = Path(tempfile.mkdtemp(prefix="storyboard-hf-cache-"))
+os.environ["HF_HUB_CACHE"] = str(_CACHE)
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for _name in [k for k in os.environ if k.startswith("STORYBOARD_")]:
+    del os.environ[_name]  # a developer's own settings must not change the tests
+
+import pytest  # noqa: E402
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def hf_cache() -> Path:
+    """A Hugging Face cache holding the tiny SDXL and IP-Adapter repos under their real ids."""
+    import tiny_models
+
+    tiny_models.build(_CACHE)
+    return _CACHE
+
+
+@pytest.fixture(scope="session")
+def tiny_settings_factory(hf_cache, tmp_path_factory):
+    from config import load_settings
+
+    def make(**overrides):
+        values = {"model": "tiny", "hf_cache_dir": str(hf_cache), "identity_scoring": False,
+                  "data_dir": str(tmp_path_factory.mktemp("data"))}
+        values.update(overrides)
+        return load_settings({}, values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_settings_factory):
+    """One tiny generator for the session (loading is cheap, but shared state is realistic)."""
+    from local_image_generator import StoryboardGenerator
+
+    return StoryboardGenerator.load(tiny_settings_factory())
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,206 @@
+"""The generation engine on tiny random SDXL + IP-Adapter models, through the real loading calls."""
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from config import PRESETS, load_settings
+from local_image_generator import (
+    GenerationCancelled,
+    InvalidRequest,
+    ModelNotAvailable,
+    PanelJob,
+    StoryboardGenerator,
+    StoryboardRequest,
+)
+
+FAST = PRESETS["fast"]
+
+
+def panels(count=3, seed=100):
+    return tuple(PanelJob(i, f"a girl with red hair, scene {i}", "blurry", seed + i - 1, f"scene {i}")
+                 for i in range(1, count + 1))
+
+
+def request(count=3, lock=True, reference="red", steps=2, seed=100, portrait=False, **kw):
+    ref = Image.new("RGB", (64, 64), reference) if reference else None
+    port = PanelJob(0, "portrait of a girl with red hair", "blurry", seed) if portrait else None
+    return StoryboardRequest(panels(count, seed), kw.pop("width", 48), kw.pop("height", 48), FAST,
+                             identity_lock=lock, reference=ref, portrait=port, steps=steps, **kw)
+
+
+def pixels(result):
+    return [p.pixels.astype(np.float64) for p in result.panels]
+
+
+def max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(pixels(a), pixels(b)))
+
+
+def test_default_hub_ids_load_from_the_cache(hf_cache, tmp_path):
+    # No model, cache or source settings: the real hub ids, resolved through HF_HUB_CACHE.
+    settings = load_settings({}, {"data_dir": str(tmp_path)})
+    generator = StoryboardGenerator.load(settings)
+    assert settings.sdxl_model == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert generator.pipe.image_encoder is not None  # the plus-face adapter's ViT-H encoder
+
+
+def test_missing_weights_say_what_to_do(tmp_path):
+    settings = load_settings({}, {"hf_cache_dir": str(tmp_path), "offline": "true", "data_dir": str(tmp_path)})
+    with pytest.raises(ModelNotAvailable) as caught:
+        StoryboardGenerator.load(settings)
+    message = str(caught.value)
+    assert "network" in message and "local folder" in message and "make demo" in message
+
+
+def test_a_mistyped_local_folder_is_named(tmp_path):
+    settings = load_settings({}, {"sdxl_model": str(tmp_path / "nope"), "data_dir": str(tmp_path)})
+    with pytest.raises(ModelNotAvailable, match="no such folder"):
+        StoryboardGenerator.load(settings)
+
+
+def test_uploaded_reference_is_used_and_encoded_once(tiny_generator):
+    before = tiny_generator.image_encoder_calls
+    result = tiny_generator.generate(request(count=3))
+    assert result.reference_kind == "uploaded"
+    assert tiny_generator.image_encoder_calls == before + 1
+    assert [p.status for p in result.panels] == ["done"] * 3
+
+
+def test_the_reference_changes_the_panels(tiny_generator):
+    red = tiny_generator.generate(request(count=1, reference="red"))
+    blue = tiny_generator.generate(request(count=1, reference="blue"))
+    assert max_diff(red, blue) > 0
+
+
+def test_without_a_reference_a_portrait_is_drawn_and_returned(tiny_generator):
+    seen = []
+    result = tiny_generator.generate(request(count=2, reference=None, portrait=True), on_reference=seen.append)
+    assert result.reference_kind == "generated"
+    assert seen == [result.reference] and result.reference.size == (64, 64)
+
+
+def test_lock_off_does_no_ip_adapter_work(tiny_generator, tiny_settings_factory):
+    plain = StoryboardGenerator.load(tiny_settings_factory(use_identity_lock=False))
+    before = tiny_generator.image_encoder_calls
+    locked_off = tiny_generator.generate(request(lock=False, reference=None))
+    assert tiny_generator.image_encoder_calls == before
+    assert plain._ip_processors is None  # this one never loaded the adapter
+    assert max_diff(locked_off, plain.generate(request(lock=False, reference=None))) == 0
+
+
+def test_attention_slicing_keeps_the_identity_lock(tiny_generator, tiny_settings_factory):
+    sliced = StoryboardGenerator.load(tiny_settings_factory(force_attention_slicing=True))
+    sliced.generate(request(lock=False, reference=None))
+    assert sliced.attention_sliced  # slicing is used while the lock is off
+    locked = sliced.generate(request(lock=True))
+    assert not sliced.attention_sliced  # ... and the IP-Adapter processors while it is on
+    assert max_diff(locked, tiny_generator.generate(request(lock=True))) < 1e-4
+
+
+def test_same_inputs_and_seed_give_the_same_images(tiny_generator):
+    assert max_diff(tiny_generator.generate(request()), tiny_generator.generate(request())) == 0
+
+
+def test_another_seed_gives_another_image(tiny_generator):
+    assert max_diff(tiny_generator.generate(request(seed=1)), tiny_generator.generate(request(seed=2))) > 0
+
+
+def test_batched_equals_one_by_one(tiny_settings_factory):
+    batched = StoryboardGenerator.load(tiny_settings_factory(batch_panels="on"))
+    single = StoryboardGenerator.load(tiny_settings_factory(batch_panels="off"))
+    assert batched.batch_size() == 8 and single.batch_size() == 1
+    assert max_diff(batched.generate(request(count=4)), single.generate(request(count=4))) < 1e-4
+
+
+def test_shared_conditioning_is_encoded_once_per_board(tiny_generator):
+    text, image = tiny_generator.text_encoder_calls, tiny_generator.image_encoder_calls
+    tiny_generator.generate(request(count=6))
+    # One call for the six panel prompts, one for the shared negative prompt.
+    assert tiny_generator.text_encoder_calls - text == 2
+    assert tiny_generator.image_encoder_calls - image == 1
+
+
+def test_cancel_stops_mid_storyboard(tiny_generator):
+    cancel, finished = threading.Event(), []
+
+    def progress(index, step, steps):
+        if index == 2 and step == 1:
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        tiny_generator.generate(request(count=4), on_progress=progress, on_panel=finished.append, cancel=cancel)
+    assert [p.index for p in finished] == [1]
+
+
+def test_progress_reports_panel_step_and_total(tiny_generator):
+    seen = []
+    tiny_generator.generate(request(count=2, steps=3), on_progress=lambda *a: seen.append(a))
+    assert seen == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 3), (2, 2, 3), (2, 3, 3)]
+
+
+def _poison_decode(monkeypatch, generator, times):
+    import torch
+
+    real, calls = generator.pipe.vae.decode, []
+
+    def decode(latents, return_dict=True):
+        calls.append(1)
+        out = real(latents, return_dict=return_dict)
+        if len(calls) <= times:
+            return (torch.full_like(out[0], float("nan")),)
+        return out
+
+    monkeypatch.setattr(generator.pipe.vae, "decode", decode)
+
+
+def test_a_nan_panel_is_decoded_again_in_fp32(tiny_generator, monkeypatch):
+    _poison_decode(monkeypatch, tiny_generator, times=1)
+    result = tiny_generator.generate(request(count=1))
+    assert result.panels[0].status == "done" and result.panels[0].vae_fp32_retry
+
+
+def test_a_panel_still_nan_is_reported_failed_not_saved(tiny_generator, monkeypatch):
+    _poison_decode(monkeypatch, tiny_generator, times=2)
+    result = tiny_generator.generate(request(count=1))
+    assert result.panels[0].status == "failed" and result.panels[0].image is None
+    assert "NaN" in result.panels[0].error
+
+
+def test_out_of_memory_fails_the_panel_and_frees_memory(tiny_generator, monkeypatch):
+    import torch
+
+    real = tiny_generator._draw_batch
+
+    def draw(batch, run):
+        if batch[0].index == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(batch, run)
+
+    monkeypatch.setattr(tiny_generator, "_draw_batch", draw)
+    result = tiny_generator.generate(request(count=3))
+    assert [p.status for p in result.panels] == ["done", "failed", "done"]
+    assert "faster speed mode" in result.panels[1].error
+
+
+def test_drifted_panels_are_redrawn_and_the_closest_kept(tiny_generator, tiny_settings_factory):
+    distances = iter([0.9, 0.7, 0.5])
+    judge = lambda ref, image: {"status": "drift" if (d := next(distances)) > 0.6 else "match", "distance": d}
+    result = tiny_generator.generate(request(count=1), judge=judge)
+    panel = result.panels[0]
+    assert panel.attempts == 3 and panel.identity["distance"] == 0.5
+    assert panel.seed == 100 + 2 * 8  # the second retry's seed
+
+
+def test_token_counts_use_the_pipeline_tokenizer(tiny_generator):
+    assert tiny_generator.count_tokens("hello world") == 4  # start + 2 words + end
+
+
+@pytest.mark.parametrize("field,kw", [("width", {"width": 50}), ("steps", {"steps": 0})])
+def test_bad_requests_name_the_field(tiny_generator, field, kw):
+    bad = request(**kw) if field != "steps" else StoryboardRequest(panels(1), 48, 48, FAST, False, steps=-1)
+    with pytest.raises(InvalidRequest) as caught:
+        tiny_generator.generate(bad)
+    assert caught.value.field == field
