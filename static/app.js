@@ -173,7 +173,12 @@ function sortedFrames(board) {
   return [...((board && board.frames) || [])].sort((a, b) => (a.index || 0) - (b.index || 0));
 }
 
+/** Screen-reader-only notice for small confirmations (the visible status line stays as is). */
 function announce(message) {
+  $("announcer").textContent = message;
+}
+
+function setBoardMessage(message) {
   $("board-message").textContent = message;
 }
 
@@ -708,14 +713,14 @@ function renderStatus() {
     pill.hidden = true;
     pill.textContent = "";
     resume.hidden = true;
-    announce("");
+    setBoardMessage("");
     return;
   }
   pill.hidden = false;
   pill.textContent = board.status;
   pill.className = `status-pill status-${board.status}`;
   resume.hidden = !(board.status === "interrupted" || board.status === "canceled");
-  announce(statusMessage(board));
+  setBoardMessage(statusMessage(board));
 }
 
 function statusMessage(board) {

@@ -1,0 +1,68 @@
+"""A fake generator for route tests: same interface as StoryboardGenerator, instant panels."""
+
+import threading
+import time
+
+from PIL import Image
+
+from local_image_generator import GenerationCancelled, PanelResult, StoryboardResult
+
+
+class FakeGenerator:
+    def __init__(self, step_delay: float = 0.0, fail_on: set[int] | None = None, crash: Exception | None = None):
+        self.step_delay = step_delay
+        self.fail_on = fail_on or set()
+        self.crash = crash
+        self.requests = []
+        self.active = 0
+        self.max_active = 0
+        self.release = threading.Event()
+        self.release.set()
+        self._guard = threading.Lock()
+
+    def describe(self):
+        return {"model": "fake", "device": "cpu", "dtype": "float32"}
+
+    def count_tokens(self, text):
+        return len(text.split()) + 2
+
+    def generate(self, request, on_progress=None, on_panel=None, on_reference=None, cancel=None, judge=None):
+        with self._guard:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            return self._generate(request, on_progress, on_panel, on_reference, cancel)
+        finally:
+            with self._guard:
+                self.active -= 1
+
+    def _generate(self, request, on_progress, on_panel, on_reference, cancel):
+        self.requests.append(request)
+        if self.crash:
+            raise self.crash
+        reference, kind = request.reference, "uploaded" if request.reference is not None else None
+        if request.identity_lock and reference is None:
+            reference, kind = Image.new("RGB", (16, 16), "gray"), "generated"
+            if on_reference:
+                on_reference(reference)
+        results = []
+        for job in request.panels:
+            for step in range(1, request.num_steps + 1):
+                self.release.wait(10)
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled()
+                if self.step_delay:
+                    time.sleep(self.step_delay)
+                if on_progress:
+                    on_progress(job.index, step, request.num_steps)
+            if job.index in self.fail_on:
+                result = PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
+                                     status="failed", error="fake failure")
+            else:
+                image = Image.new("RGB", (request.width, request.height), (job.seed % 256, 80, 120))
+                result = PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
+                                     status="done", image=image)
+            results.append(result)
+            if on_panel:
+                on_panel(result)
+        return StoryboardResult(results, reference, kind)

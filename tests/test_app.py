@@ -1,0 +1,253 @@
+"""Routes with the Flask test client and a fake generator."""
+
+import base64
+import io
+import json
+import zipfile
+
+import pytest
+
+from app import create_app
+from config import load_settings
+from exporting import read_png_parameters
+from fakes import FakeGenerator
+from helpers import png_bytes, wait_for
+
+STORY = "A girl finds a map.\nShe climbs the hill.\nA storm breaks."
+
+
+@pytest.fixture
+def generator():
+    return FakeGenerator()
+
+
+@pytest.fixture
+def app(tmp_path, generator):
+    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
+                                  "max_upload_mb": 1})
+    app = create_app(settings, load_generator=lambda: generator)
+    yield app
+    app.extensions["studio"]["worker"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def create(client, **fields):
+    return client.post("/api/storyboards", json={"story": STORY, "seed": 7, **fields})
+
+
+def test_a_storyboard_is_accepted_with_one_panel_per_line(client):
+    answer = create(client)
+    assert answer.status_code == 202
+    assert [f["caption"] for f in answer.get_json()["frames"]] == STORY.splitlines()
+
+
+def test_every_panel_is_drawn_and_served(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    assert board["status"] == "done" and all(f["status"] == "done" for f in board["frames"])
+    assert client.get(board["frames"][0]["image_url"]).mimetype == "image/png"
+
+
+def test_panel_seeds_follow_the_board_seed(client):
+    board = wait_for(client, create(client, seed=40).get_json()["id"])
+    assert [f["seed"] for f in board["frames"]] == [40, 41, 42]
+
+
+def test_panel_png_carries_its_parameters(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    meta = read_png_parameters(client.get(board["frames"][1]["image_url"]).data)
+    assert meta["seed"] == 8 and meta["caption"] == "She climbs the hill."
+
+
+def test_a_paragraph_with_a_count_gives_that_many_panels(client):
+    answer = client.post("/api/storyboards", json={"story": "A knight rides out. He meets a dragon.", "frames": 4})
+    assert len(answer.get_json()["frames"]) == 4
+
+
+def test_uploaded_reference_by_form(client, generator):
+    data = {"story": STORY, "reference": (io.BytesIO(png_bytes()), "face.png")}
+    board = wait_for(client, client.post("/api/storyboards", data=data).get_json()["id"])
+    assert board["reference"]["kind"] == "uploaded"
+    assert client.get(board["reference"]["image_url"]).status_code == 200
+    assert generator.requests[0].reference is not None
+
+
+def test_uploaded_reference_as_base64(client):
+    encoded = "data:image/jpeg;base64," + base64.b64encode(png_bytes(fmt="JPEG")).decode()
+    board = wait_for(client, create(client, reference_image=encoded).get_json()["id"])
+    assert board["reference"]["kind"] == "uploaded"
+
+
+def test_without_reference_the_generated_portrait_is_kept(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    assert board["reference"]["kind"] == "generated"
+
+
+def test_lock_off_sends_no_reference(client, generator):
+    wait_for(client, create(client, identity_lock=False).get_json()["id"])
+    assert generator.requests[0].identity_lock is False and generator.requests[0].portrait is None
+
+
+@pytest.mark.parametrize("fields,field", [
+    ({"story": ""}, "story"),
+    ({"story": "   "}, "story"),
+    ({"story": 42}, "story"),
+    ({"story": "x" * 5000}, "story"),
+    ({"frames": 0}, "frames"),
+    ({"frames": 9}, "frames"),
+    ({"frames": "six"}, "frames"),
+    ({"frames": 2.5}, "frames"),
+    ({"preset": "turbo"}, "preset"),
+    ({"aspect": "2:1"}, "aspect"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "abc"}, "seed"),
+    ({"seed": True}, "seed"),
+    ({"identity_lock": "maybe"}, "identity_lock"),
+    ({"character": "x" * 3000}, "character"),
+    ({"reference_image": "@@not base64@@"}, "reference_image"),
+])
+def test_bad_fields_are_named(client, fields, field):
+    answer = client.post("/api/storyboards", json={"story": "One line", **fields})
+    assert answer.status_code == 400 and answer.get_json()["field"] == field
+
+
+def test_a_body_that_is_not_an_object_is_refused(client):
+    answer = client.post("/api/storyboards", data="[1]", content_type="application/json")
+    assert answer.status_code == 400 and answer.get_json()["field"] == "body"
+
+
+def test_history_lists_boards_newest_first(client):
+    first = create(client).get_json()["id"]
+    second = create(client).get_json()["id"]
+    wait_for(client, second)
+    ids = [b["id"] for b in client.get("/api/storyboards").get_json()["storyboards"]]
+    assert ids[:2] == [second, first]
+
+
+def test_delete_removes_the_board_and_its_files(client, app):
+    board = wait_for(client, create(client).get_json()["id"])
+    assert client.delete(f"/api/storyboards/{board['id']}").status_code == 204
+    assert client.get(f"/api/storyboards/{board['id']}").status_code == 404
+    assert not (app.extensions["studio"]["store"].boards_dir / board["id"]).exists()
+
+
+def test_regenerate_with_same_seed_and_new_caption(client, generator):
+    board = wait_for(client, create(client).get_json()["id"])
+    answer = client.post(f"/api/storyboards/{board['id']}/frames/2/regenerate", json={"seed": 8, "caption": "She runs"})
+    assert answer.status_code == 202
+    after = wait_for(client, board["id"], ("done",))
+    frame = after["frames"][1]
+    assert (frame["caption"], frame["seed"], frame["status"]) == ("She runs", 8, "done")
+    assert frame["image_url"] != board["frames"][1]["image_url"]  # a new version
+    assert "She runs" in generator.requests[-1].panels[0].prompt
+
+
+def test_regenerate_without_seed_picks_a_new_one(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    client.post(f"/api/storyboards/{board['id']}/frames/1/regenerate")
+    after = wait_for(client, board["id"], ("done",))
+    assert after["frames"][0]["seed"] != 7 and after["frames"][1]["seed"] == 8
+
+
+def test_reorder_changes_the_display_order(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    answer = client.put(f"/api/storyboards/{board['id']}/order", json={"order": [3, 1, 2]})
+    assert [(f["index"], f["id"]) for f in answer.get_json()["frames"]] == [(1, 3), (2, 1), (3, 2)]
+    assert [f["id"] for f in client.get(f"/api/storyboards/{board['id']}").get_json()["frames"]] == [3, 1, 2]
+
+
+@pytest.mark.parametrize("order", [[1, 2], [1, 1, 2], [1, 2, 4], "123", [1, 2, True]])
+def test_a_bad_order_is_refused(client, order):
+    board = wait_for(client, create(client).get_json()["id"])
+    answer = client.put(f"/api/storyboards/{board['id']}/order", json={"order": order})
+    assert answer.status_code == 400 and answer.get_json()["field"] == "order"
+
+
+def test_exports_follow_the_display_order(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    client.put(f"/api/storyboards/{board['id']}/order", json={"order": [3, 2, 1]})
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/storyboards/{board['id']}/export.zip").data))
+    saved = json.loads(archive.read("storyboard.json"))
+    assert [f["caption"] for f in saved["frames"]] == STORY.splitlines()[::-1]
+    assert {"panel-01.png", "panel-02.png", "panel-03.png", "reference.png"} <= set(archive.namelist())
+    assert client.get(f"/api/storyboards/{board['id']}/export.pdf").data.startswith(b"%PDF")
+
+
+def test_events_stream_progress_frames_and_the_end(client):
+    board_id = create(client).get_json()["id"]
+    wait_for(client, board_id)
+    body = client.get(f"/api/storyboards/{board_id}/events").get_data(as_text=True)
+    kinds = [line.split(": ", 1)[1] for line in body.splitlines() if line.startswith("event: ")]
+    assert kinds[0] == "status" and "progress" in kinds and kinds.count("frame") == 3
+    assert kinds[-1] == "status" and '"done"' in body.rsplit("event: status", 1)[1]
+
+
+def test_events_resume_after_the_last_event_id(client):
+    board_id = create(client).get_json()["id"]
+    wait_for(client, board_id)
+    body = client.get(f"/api/storyboards/{board_id}/events").get_data(as_text=True)
+    ids = [line[4:] for line in body.splitlines() if line.startswith("id: ")]
+    resumed = client.get(f"/api/storyboards/{board_id}/events", headers={"Last-Event-ID": ids[-3]})
+    assert [line[4:] for line in resumed.get_data(as_text=True).splitlines() if line.startswith("id: ")] == ids[-2:]
+
+
+def test_cancel_a_running_board(client, generator):
+    generator.release.clear()
+    board_id = create(client).get_json()["id"]
+    wait_for(client, board_id, ("running",))
+    assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202
+    generator.release.set()
+    assert wait_for(client, board_id)["status"] == "canceled"
+
+
+def test_resume_a_canceled_board_draws_the_rest(client, generator):
+    generator.release.clear()
+    board_id = create(client).get_json()["id"]
+    wait_for(client, board_id, ("running",))
+    client.post(f"/api/storyboards/{board_id}/cancel")
+    generator.release.set()
+    wait_for(client, board_id)
+    assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
+    assert wait_for(client, board_id, ("done",))["status"] == "done"
+
+
+def test_a_failed_panel_is_reported_and_not_saved(tmp_path):
+    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False})
+    app = create_app(settings, load_generator=lambda: FakeGenerator(fail_on={2}))
+    client = app.test_client()
+    board = wait_for(client, create(client).get_json()["id"])
+    app.extensions["studio"]["worker"].stop()
+    assert [f["status"] for f in board["frames"]] == ["done", "failed", "done"]
+    assert board["frames"][1]["image_url"] is None and board["frames"][1]["error"] == "fake failure"
+
+
+def test_a_model_that_cannot_load_fails_the_board_with_words(tmp_path):
+    from local_image_generator import ModelNotAvailable
+
+    def load():
+        raise ModelNotAvailable("Cannot load SDXL: run once with network access")
+
+    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False})
+    app = create_app(settings, load_generator=load)
+    client = app.test_client()
+    board = wait_for(client, create(client).get_json()["id"])
+    health = client.get("/api/health").get_json()
+    app.extensions["studio"]["worker"].stop()
+    assert board["status"] == "failed" and "network access" in board["error"]
+    assert health["model"] == "error" and health["status"] == "ok"
+
+
+def test_health_and_presets(client):
+    assert client.get("/api/health").get_json()["status"] == "ok"
+    presets = client.get("/api/presets").get_json()
+    assert [p["name"] for p in presets["presets"]] == ["ultra_fast", "fast", "balanced", "quality"]
+    assert presets["default_preset"] == "fast"
+    assert {"name": "16:9", "width": 80, "height": 48} in presets["aspects"]
+
+
+def test_the_page_is_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b'id="story-form"' in page.data
