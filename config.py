@@ -362,3 +362,20 @@ def load_settings(
         if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
             raise SettingsError(name, "only .safetensors weights are loaded (pickle files can run code)")
     return Settings(**values)
+
+
+def settings_markdown() -> str:
+    """The README's settings table, generated from the declarations above."""
+    rows = ["| Variable | Default | Allowed | What it does |", "| --- | --- | --- | --- |"]
+    for f in setting_fields():
+        allowed = ", ".join(f.metadata.get("choices", ())) or (
+            "{}..{}".format(*f.metadata["range"]) if "range" in f.metadata else "")
+        default = "(empty)" if f.default in ("", None) else str(f.default)
+        if len(default) > 40:
+            default = default[:37] + "..."
+        rows.append(f"| `{env_name(f.name)}` | `{default}` | {allowed} | {f.metadata.get('help', '')} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

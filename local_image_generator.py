@@ -537,15 +537,34 @@ class StoryboardGenerator:
             extra["ip_adapter_image_embeds"] = [_repeat_cfg_pairs(e, len(batch)) for e in run.image_embeds]
         indices = [job.index for job in batch]
 
+        cfg = request.preset.guidance_scale
+        # After the cutoff, one UNet pass per step instead of two (unconditional dropped).
+        cutoff_step = round(steps * self.settings.cfg_cutoff) if cfg > 1 and self.settings.cfg_cutoff < 1 else None
+        guided = {"on": True}
+
         def step_end(pipe, step, timestep, kwargs):
             run.check_cancel()
             if run.on_progress:
                 for index in indices:
                     run.on_progress(index, step + 1, steps)
+            if cutoff_step is not None and guided["on"] and step + 1 >= cutoff_step:
+                guided["on"] = False
+                pipe._guidance_scale = 0.0
+                return {name: kwargs[name].chunk(2)[1] for name in CFG_TENSORS}
             return {}
 
+        def positive_image_embeds(module, args):
+            # The pipeline rebuilds the [negative; positive] IP embeddings every step; once
+            # guidance stops, the UNet gets only the positive half.
+            if guided["on"]:
+                return None
+            return ([embeds.chunk(2)[1] for embeds in args[0]],)
+
+        hook = None
+        if cutoff_step is not None and self.pipe.unet.encoder_hid_proj is not None and run.image_embeds is not None:
+            hook = self.pipe.unet.encoder_hid_proj.register_forward_pre_hook(positive_image_embeds)
         run.check_cancel()
-        with torch.inference_mode():
+        with torch.inference_mode(), _removing(hook):
             latents = self.pipe(
                 prompt_embeds=torch.cat([p[0] for p in parts]),
                 pooled_prompt_embeds=torch.cat([p[1] for p in parts]),
@@ -554,10 +573,11 @@ class StoryboardGenerator:
                 width=width,
                 height=height,
                 num_inference_steps=steps,
-                guidance_scale=request.preset.guidance_scale,
+                guidance_scale=cfg,
                 generator=[torch.Generator("cpu").manual_seed(job.seed) for job in batch],
                 output_type="latent",
                 callback_on_step_end=step_end,
+                callback_on_step_end_tensor_inputs=["latents", *CFG_TENSORS],
                 **extra,
             ).images
             results = []
@@ -610,6 +630,18 @@ class StoryboardGenerator:
         finally:
             if upcast:
                 vae.to(original)
+
+
+CFG_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
+
+
+@contextlib.contextmanager
+def _removing(hook):
+    try:
+        yield
+    finally:
+        if hook is not None:
+            hook.remove()
 
 
 @dataclass

@@ -204,3 +204,18 @@ def test_bad_requests_name_the_field(tiny_generator, field, kw):
     with pytest.raises(InvalidRequest) as caught:
         tiny_generator.generate(bad)
     assert caught.value.field == field
+
+
+def test_cfg_cutoff_halves_the_unet_batch_after_the_cutoff(tiny_settings_factory):
+    generator = StoryboardGenerator.load(tiny_settings_factory(cfg_cutoff=0.5))
+    batches = []
+    hook = generator.pipe.unet.register_forward_pre_hook(lambda m, args, kwargs: batches.append(args[0].shape[0]),
+                                                         with_kwargs=True)
+    result = generator.generate(request(count=1, steps=4))
+    hook.remove()
+    assert batches == [2, 2, 1, 1] and result.panels[0].status == "done"
+
+
+def test_cfg_cutoff_at_one_changes_nothing(tiny_generator, tiny_settings_factory):
+    full = StoryboardGenerator.load(tiny_settings_factory(cfg_cutoff=1.0))
+    assert max_diff(full.generate(request(count=1)), tiny_generator.generate(request(count=1))) == 0

@@ -1,0 +1,89 @@
+"""Settings: declared once, parsed from a mapping, errors name the setting, all documented."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from config import PRESETS, SettingsError, load_settings, setting_fields
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings({})
+    assert (settings.model, settings.preset, settings.port, settings.host) == ("sdxl", "fast", 8080, "127.0.0.1")
+
+
+@pytest.mark.parametrize("name,steps,cfg,ip", [
+    ("ultra_fast", 10, 6.0, 0.40), ("fast", 12, 6.5, 0.50), ("balanced", 15, 7.0, 0.65), ("quality", 20, 7.5, 0.80),
+])
+def test_speed_presets_are_as_the_user_asked(name, steps, cfg, ip):
+    preset = PRESETS[name]
+    assert (preset.steps, preset.guidance_scale, preset.ip_adapter_scale) == (steps, cfg, ip)
+
+
+def test_environment_variables_are_read():
+    settings = load_settings({"STORYBOARD_PRESET": "Quality", "STORYBOARD_PORT": "9000", "STORYBOARD_PRELOAD": "yes"})
+    assert (settings.preset, settings.port, settings.preload) == ("quality", 9000, True)
+
+
+def test_overrides_win_over_the_environment():
+    assert load_settings({"STORYBOARD_PORT": "9000"}, {"port": 9100}).port == 9100
+
+
+@pytest.mark.parametrize("env,setting", [
+    ({"STORYBOARD_PRESET": "turbo"}, "preset"),
+    ({"STORYBOARD_PORT": "eighty"}, "port"),
+    ({"STORYBOARD_PORT": "70000"}, "port"),
+    ({"STORYBOARD_DEVICE": "tpu"}, "device"),
+    ({"STORYBOARD_USE_IDENTITY_LOCK": "perhaps"}, "use_identity_lock"),
+    ({"STORYBOARD_IP_ADAPTER_SCALE": "1.5"}, "ip_adapter_scale"),
+    ({"STORYBOARD_IP_ADAPTER_SCALE": "nan"}, "ip_adapter_scale"),
+    ({"STORYBOARD_IP_ADAPTER_WEIGHT": "ip-adapter.bin"}, "ip_adapter_weight"),
+    ({"STORYBOARD_PORTT": "1"}, "portt"),
+])
+def test_a_bad_value_names_the_setting(env, setting):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert caught.value.setting == setting and setting.upper() in str(caught.value)
+
+
+def test_ip_adapter_scale_override_replaces_the_presets():
+    assert load_settings({"STORYBOARD_IP_ADAPTER_SCALE": "0.7"}).preset_for("fast").ip_adapter_scale == 0.7
+
+
+def test_variants_pick_adapter_and_encoder():
+    plain = load_settings({"STORYBOARD_IP_ADAPTER_VARIANT": "plain"})
+    assert (plain.adapter_weight, plain.adapter_image_encoder) == ("ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder")
+    face = load_settings({})
+    assert (face.adapter_weight, face.adapter_image_encoder) == (
+        "ip-adapter-plus-face_sdxl_vit-h.safetensors", "models/image_encoder")
+
+
+@pytest.mark.parametrize("aspect,sdxl,tiny", [
+    ("1:1", (1024, 1024), (64, 64)), ("16:9", (1344, 768), (80, 48)), ("9:16", (768, 1344), (48, 80)),
+    ("4:3", (1152, 896), (72, 56)), ("3:4", (896, 1152), (56, 72)),
+])
+def test_sizes_are_sdxls_and_tiny_scales_them_by_16(aspect, sdxl, tiny):
+    assert load_settings({}).size_for(aspect) == sdxl
+    assert load_settings({}, {"model": "tiny"}).size_for(aspect) == tiny
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    documented = set(re.findall(r"STORYBOARD_[A-Z0-9_]+", readme))
+    missing = [f"STORYBOARD_{f.name.upper()}" for f in setting_fields() if f"STORYBOARD_{f.name.upper()}" not in documented]
+    assert not missing
+
+
+def test_importing_modules_does_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, threading; import app, config, storage, worker, local_image_generator, tiny_models; "
+            "assert threading.active_count() == 1; "
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'")
+    root = Path(__file__).parent.parent
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(root)},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
