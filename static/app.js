@@ -783,7 +783,9 @@ function renderProgress() {
   const fraction = Math.min(1, Math.max(0, (panel - 1 + step / steps) / p.of));
   bar.max = 1;
   bar.value = fraction;
-  const parts = [`Panel ${panel} of ${p.of}`, `step ${step} of ${steps}`];
+  // panel 0 is the character reference portrait, drawn before the panels.
+  const where = p.panel === 0 ? (p.label || "Character reference") : `Panel ${panel} of ${p.of}`;
+  const parts = [where, `step ${step} of ${steps}`];
   const eta = formatEta(p.eta_s);
   if (eta) parts.push(eta);
   $("progress-text").textContent = parts.join(" · ");
@@ -821,7 +823,7 @@ function renderBoard() {
   const width = Number(s.width) || 16;
   const height = Number(s.height) || 9;
   boardEl.style.setProperty("--panel-ratio", `${width} / ${height}`);
-  boardEl.style.setProperty("--panel-min", width >= height ? "15rem" : "11rem");
+  boardEl.style.setProperty("--panel-min", width >= height ? "15rem" : "9.5rem");
 
   const focus = rememberFocus();
   const frames = sortedFrames(board);
