@@ -1,0 +1,46 @@
+"""The whole app on the tiny real models: HTTP in, PNG panels and scores out."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from app import create_app
+from helpers import png_bytes, wait_for
+
+
+@pytest.fixture
+def client(tiny_settings_factory):
+    app = create_app(tiny_settings_factory(identity_scoring=True))
+    yield app.test_client()
+    app.extensions["studio"]["worker"].stop()
+
+
+def test_a_six_panel_board_on_the_tiny_model(client):
+    answer = client.post("/api/storyboards", json={"story": "A girl walks to the lighthouse at dusk.", "frames": 6,
+                                                   "preset": "ultra_fast", "seed": 3})
+    board = wait_for(client, answer.get_json()["id"], timeout=120)
+    assert board["status"] == "done" and len(board["frames"]) == 6
+    image = Image.open(io.BytesIO(client.get(board["frames"][5]["image_url"]).data))
+    assert image.size == (80, 48)
+    assert board["reference"]["kind"] == "generated"
+    # Tiny random models draw no faces: an honest "no face" result, never a made-up distance.
+    assert {f["identity"]["status"] for f in board["frames"]} <= {"no_face", "no_reference_face"}
+    assert all(f["identity"]["distance"] is None for f in board["frames"])
+    assert all(0 < f["identity"]["clip_similarity"] <= 1 for f in board["frames"])
+
+
+def test_prompts_fit_clip_and_start_with_the_traits(client):
+    traits = "round face, grey eyes, short black hair, yellow raincoat"
+    story = "She runs through the rain-soaked market, past fruit stalls, lanterns and a crowd of umbrellas " * 3
+    answer = client.post("/api/storyboards", json={"story": story, "frames": 1, "character": traits,
+                                                   "preset": "ultra_fast", "identity_lock": False})
+    frame = wait_for(client, answer.get_json()["id"], timeout=120)["frames"][0]
+    assert frame["prompt"].startswith(traits)
+    assert frame["caption"] == story.strip()
+
+
+def test_uploaded_reference_locks_the_board(client):
+    data = {"story": "One.\nTwo.", "preset": "ultra_fast", "reference": (io.BytesIO(png_bytes((96, 96))), "f.png")}
+    board = wait_for(client, client.post("/api/storyboards", data=data).get_json()["id"], timeout=120)
+    assert board["status"] == "done" and board["reference"]["kind"] == "uploaded"
