@@ -157,6 +157,10 @@ def free_device_memory(device: str) -> None:
         torch.mps.empty_cache()
 
 
+# Working memory one SDXL panel needs per megapixel in fp16 with CFG (latents, attention,
+# VAE decode), an estimate: a batch that still runs out of memory is redrawn one by one.
+PANEL_BYTES_PER_MEGAPIXEL = 1.5 * 2**30
+
 OOM_MESSAGE = (
     "The device ran out of memory while drawing this panel. Try a faster speed mode, "
     "a smaller aspect ratio, fewer panels at once (STORYBOARD_BATCH_PANELS=off), "
@@ -425,7 +429,7 @@ class StoryboardGenerator:
         # 3. The panels, batched where the device allows.
         started = time.perf_counter()
         results: list[PanelResult] = []
-        for batch in self._batches(request.panels):
+        for batch in self._batches(request.panels, request.width, request.height):
             for result in self._draw(batch, run):
                 if judge is not None and reference is not None and result.status == "done":
                     result = self._redo_if_drifted(result, run, reference, judge)
@@ -439,14 +443,21 @@ class StoryboardGenerator:
         side = self.settings.size_for("1:1")[0]
         return side, side
 
-    def batch_size(self) -> int:
+    def batch_size(self, width: int = 1024, height: int = 1024) -> int:
+        """Panels per pipeline call: one by one off CUDA, else as many as free memory allows."""
         mode = self.settings.batch_panels
         if mode == "off" or (mode == "auto" and self.device != "cuda"):
             return 1
-        return self.settings.max_batch
+        if mode == "on" or self.device != "cuda":
+            return self.settings.max_batch
+        import torch
 
-    def _batches(self, panels: Sequence[PanelJob]):
-        size = self.batch_size()
+        free, _ = torch.cuda.mem_get_info()
+        per_panel = PANEL_BYTES_PER_MEGAPIXEL * width * height / 1e6
+        return max(1, min(self.settings.max_batch, int(free * 0.8 // per_panel)))
+
+    def _batches(self, panels: Sequence[PanelJob], width: int, height: int):
+        size = self.batch_size(width, height)
         for start in range(0, len(panels), size):
             yield list(panels[start : start + size])
 

@@ -219,3 +219,15 @@ def test_cfg_cutoff_halves_the_unet_batch_after_the_cutoff(tiny_settings_factory
 def test_cfg_cutoff_at_one_changes_nothing(tiny_generator, tiny_settings_factory):
     full = StoryboardGenerator.load(tiny_settings_factory(cfg_cutoff=1.0))
     assert max_diff(full.generate(request(count=1)), tiny_generator.generate(request(count=1))) == 0
+
+
+def test_cuda_batches_are_sized_to_free_memory(tiny_settings_factory, monkeypatch):
+    import torch
+
+    generator = StoryboardGenerator.load(tiny_settings_factory())
+    monkeypatch.setattr(generator, "device", "cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (8 * 2**30, 80 * 2**30))
+    # 8 GiB free, 80% usable, ~1.5 GiB per 1024x1024 panel: 4 panels at once.
+    assert generator.batch_size(1024, 1024) == 4
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2**30, 80 * 2**30))
+    assert generator.batch_size(1024, 1024) == 1
