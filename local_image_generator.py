@@ -186,6 +186,7 @@ class StoryboardGenerator:
         self._ip_processors: dict | None = None
         self._ip_projection = None
         self._identity_mode: bool | None = None
+        self._ip_scale = None  # a shared tensor when the UNet is compiled
         self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
         self.image_encoder_calls = 0
 
@@ -294,9 +295,30 @@ class StoryboardGenerator:
         self.pipe.image_encoder.to(self.device)
         self._ip_processors = dict(unet.attn_processors)
         self._ip_projection = unet.encoder_hid_proj
+        if s.compile_unet:
+            self._share_scale_tensor()
         self._identity_mode = True
         if self._plain_processors and any("Sliced" in type(p).__name__ for p in self._plain_processors.values()):
             log.info("attention slicing is skipped while the identity lock is on (it would replace the IP-Adapter)")
+
+    def _share_scale_tensor(self) -> None:
+        """Give every IP-Adapter processor one shared 0-d scale tensor.
+
+        A compiled UNet guards on Python floats, so a new scale would recompile it; a
+        tensor changed in place is just an input.
+        """
+        import torch
+
+        self._ip_scale = torch.tensor(1.0, device=self.device)
+        for processor in self._ip_processors.values():
+            if hasattr(processor, "scale"):
+                processor.scale = [self._ip_scale] * len(processor.scale)
+
+    def _set_ip_scale(self, value: float) -> None:
+        if getattr(self, "_ip_scale", None) is not None:
+            self._ip_scale.fill_(value)
+        else:
+            self.pipe.set_ip_adapter_scale(value)
 
     def _set_identity_mode(self, on: bool) -> None:
         """Swap between the IP-Adapter processors and the plain (maybe sliced) ones.
@@ -509,7 +531,7 @@ class StoryboardGenerator:
     def _encode_reference(self, reference, request: StoryboardRequest):
         """The reference image's IP-Adapter embeddings, [negative; positive], once per board."""
         self.image_encoder_calls += 1
-        self.pipe.set_ip_adapter_scale(request.preset.ip_adapter_scale)
+        self._set_ip_scale(request.preset.ip_adapter_scale)
         return self.pipe.prepare_ip_adapter_image_embeds(
             ip_adapter_image=reference,
             ip_adapter_image_embeds=None,

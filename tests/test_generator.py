@@ -231,3 +231,15 @@ def test_cuda_batches_are_sized_to_free_memory(tiny_settings_factory, monkeypatc
     assert generator.batch_size(1024, 1024) == 4
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2**30, 80 * 2**30))
     assert generator.batch_size(1024, 1024) == 1
+
+
+def test_compiled_mode_changes_the_ip_scale_in_place(tiny_generator, tiny_settings_factory):
+    # With compile_unet the scale is a shared tensor (no recompile per scale); on CPU nothing
+    # is compiled, so the images must equal the plain float path's.
+    shared = StoryboardGenerator.load(tiny_settings_factory(compile_unet=True))
+    processors = dict(shared.pipe.unet.attn_processors)
+    assert max_diff(shared.generate(request(count=1)), tiny_generator.generate(request(count=1))) < 1e-6
+    quality = request(count=1)
+    quality = StoryboardRequest(quality.panels, 48, 48, PRESETS["quality"], True, quality.reference, steps=2)
+    shared.generate(quality)
+    assert float(shared._ip_scale) == pytest.approx(0.80) and dict(shared.pipe.unet.attn_processors) == processors
