@@ -256,10 +256,21 @@ async function loadPresets() {
   renderPresetOptions(data);
 }
 
+/* The option stays short enough for the form column; the hint below it gives every number. */
 function presetLabel(p) {
+  return `${p.label || p.name} — ${p.steps} steps`;
+}
+
+function presetDetails(p) {
   const cfg = Number(p.guidance_scale).toFixed(1);
   const ip = Number(p.ip_adapter_scale).toFixed(2);
-  return `${p.label || p.name} — ${p.steps} steps · CFG ${cfg} · IP ${ip}`;
+  return `${p.steps} steps · CFG ${cfg} · IP-Adapter scale ${ip}`;
+}
+
+function renderPresetHint() {
+  const presets = (state.presets && state.presets.presets) || [];
+  const chosen = presets.find((p) => p.name === $("preset").value);
+  $("preset-hint").textContent = chosen ? presetDetails(chosen) : "";
 }
 
 function renderPresetOptions(data) {
@@ -267,6 +278,7 @@ function renderPresetOptions(data) {
   preset.replaceChildren(...(data.presets || []).map((p) =>
     el("option", { text: presetLabel(p), attrs: { value: p.name } })));
   if (data.default_preset) preset.value = data.default_preset;
+  renderPresetHint();
 
   const aspect = $("aspect");
   aspect.replaceChildren(...(data.aspects || []).map((a) =>
@@ -602,6 +614,7 @@ async function saveOrder(frameIds) {
   renderBoard();
   try {
     const board = await api("PUT", storyboardUrl(id, "/order"), { order: frameIds });
+    scheduleHistoryRefresh(); // the history thumbnail is the first panel
     if (state.boardId !== id) return;
     if (board && board.frames) setBoard(board);
     else await reloadBoard();
@@ -1214,6 +1227,7 @@ function bindEvents() {
   });
   $("reference").addEventListener("change", onReferenceChange);
   $("reference-remove").addEventListener("click", removeReference);
+  $("preset").addEventListener("change", renderPresetHint);
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
