@@ -25,12 +25,16 @@ from werkzeug.exceptions import HTTPException
 
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
 from serializers import board_json, preset_json, summary_json
+from storage import QueueFull
 
 log = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_REFERENCE_PIXELS = 4096 * 4096
 MAX_FIELD_CHARS = 2000
+# A stream writes at least this often, so a listener that has gone is noticed (its
+# thread ends at the failed write) even while its board is quiet.
+SSE_KEEPALIVE_S = 15.0
 FINAL_STATUSES = {"done", "failed", "canceled", "interrupted"}
 
 api = Blueprint("studio", __name__)
@@ -141,6 +145,9 @@ def _payload() -> tuple[dict, bytes | None]:
         upload = request.files.get("reference")
         data = upload.read() if upload and upload.filename else None
         return fields, data or None
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is not None and request.content_length is None and len(request.get_data(cache=True)) >= limit:
+        abort(413)  # a chunked body is cut at the limit without an error: it was too large
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
@@ -298,8 +305,7 @@ def create_storyboard():
     except StoryError as error:
         raise FieldError(error.field, str(error)) from None
     if studio["store"].queue_length() >= settings.queue_limit:
-        raise FieldError("queue", f"The studio is busy: {settings.queue_limit} storyboards are already waiting. "
-                                  "Try again when some have finished.", status=429)
+        raise _busy(settings.queue_limit)
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     width, height = settings.size_for(aspect)
     options = {
@@ -310,10 +316,19 @@ def create_storyboard():
     }
     panels = [{"id": plan.index, "caption": plan.caption, "shot": plan.shot, "seed": seed + plan.index - 1}
               for plan in plans]
-    board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
-                                            settings=options, panels=panels, reference_png=reference_png)
+    try:
+        board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
+                                                settings=options, panels=panels, reference_png=reference_png,
+                                                queue_limit=settings.queue_limit)
+    except QueueFull:  # the check above raced with other requests; the store's count is exact
+        raise _busy(settings.queue_limit) from None
     studio["worker"].wake()
     return jsonify(board_json(studio["store"].board(board_id))), 202
+
+
+def _busy(limit: int) -> FieldError:
+    return FieldError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
+                               "Try again when some have finished.", status=429)
 
 
 @api.get("/api/storyboards")
@@ -394,7 +409,7 @@ def regenerate_frame(board_id: str, n: int):
     if frame["status"] in ("queued", "running"):
         raise FieldError("frame", f"Panel {n} is already being drawn.", status=409)
     if studio["store"].queue_length() >= studio["settings"].queue_limit:
-        raise FieldError("queue", "The studio is busy; try again when some storyboards have finished.", status=429)
+        raise _busy(studio["settings"].queue_limit)
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     studio["store"].update_frame(board_id, frame["id"], caption=caption, seed=seed, status="queued", error=None)
     previous = board["status"] if board["status"] in FINAL_STATUSES else "done"
@@ -485,7 +500,7 @@ def events(board_id: str):
         last = after
         yield "retry: 2000\n\n"
         while True:
-            batch = hub.wait(board_id, last, timeout=15.0)
+            batch = hub.wait(board_id, last, timeout=SSE_KEEPALIVE_S)
             for seq, kind, data in batch:
                 last = seq
                 yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -64,6 +65,14 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
 """
 
 FINAL = ("done", "failed", "canceled", "interrupted")
+
+
+class QueueFull(Exception):
+    """The queue already holds ``limit`` jobs; nothing was stored."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"{limit} storyboards are already waiting")
+        self.limit = limit
 
 
 def now() -> str:
@@ -134,8 +143,13 @@ class Store:
 
     # -- storyboards --
 
-    def create_board(self, *, title, story, character, style, settings: dict, panels, reference_png: bytes | None):
-        """Store a new board with its planned panels and queue its job; returns the id."""
+    def create_board(self, *, title, story, character, style, settings: dict, panels, reference_png: bytes | None,
+                     queue_limit: int | None = None):
+        """Store a new board with its planned panels and queue its job; returns the id.
+
+        With ``queue_limit``, raises QueueFull when that many jobs already wait. The count
+        and the insert share one transaction, so concurrent requests cannot overshoot it.
+        """
         board_id = secrets.token_hex(6)
         folder = self.boards_dir / board_id
         folder.mkdir()
@@ -143,7 +157,20 @@ class Store:
         if reference_png is not None:
             reference_file = "reference.png"
             write_atomic(folder / reference_file, reference_png)
+        try:
+            self._insert_board(board_id, title, story, character, style, settings, panels, reference_file,
+                               queue_limit)
+        except QueueFull:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return board_id
+
+    def _insert_board(self, board_id, title, story, character, style, settings, panels, reference_file,
+                      queue_limit) -> None:
         with self._tx() as db:
+            waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+            if queue_limit is not None and waiting >= queue_limit:
+                raise QueueFull(queue_limit)
             db.execute(
                 "INSERT INTO storyboards (id, title, status, created_at, story, character, style, settings,"
                 " reference_kind, reference_file) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
@@ -157,7 +184,6 @@ class Store:
                     (board_id, panel["id"], panel["id"], panel["caption"], panel["shot"], panel["seed"]),
                 )
             self._add_job(db, board_id, "board")
-        return board_id
 
     def _add_job(self, db, board_id: str, kind: str, frame_id: int | None = None, params: dict | None = None) -> int:
         cursor = db.execute(
@@ -203,6 +229,9 @@ class Store:
             deleted = db.execute("DELETE FROM storyboards WHERE id = ?", (board_id,)).rowcount
         if deleted:
             folder = self.boards_dir / board_id
+            if folder.is_symlink():
+                folder.unlink()  # a planted link: remove the link, never the files it points at
+                return True
             for path in folder.glob("*"):
                 path.unlink(missing_ok=True)
             folder.rmdir() if folder.exists() else None
@@ -242,11 +271,19 @@ class Store:
                        (kind, board_id))
 
     def file_path(self, board_id: str, name: str | None) -> Path | None:
-        """The path of a file the database names; never built from request text."""
+        """The path of a file the database names; never built from request text.
+
+        A symlink anywhere on the way (the file, or a board folder swapped for a link)
+        could lead outside the data directory, so the real path must be the expected one.
+        """
         if not name:
             return None
         path = self.boards_dir / board_id / name
-        return path if path.is_file() and not path.is_symlink() else None
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # missing, or a symlink loop
+            return None
+        return path if real == self.boards_dir.resolve() / board_id / name and real.is_file() else None
 
     # -- jobs --
 

@@ -47,13 +47,19 @@ class EventHub:
         return int(seq) if boot == self.boot and seq.isdigit() else 0
 
     def wait(self, board_id: str, after: int, timeout: float) -> list[tuple[int, str, dict]]:
-        """Events of ``board_id`` newer than ``after``; waits up to ``timeout`` for one."""
+        """Events of ``board_id`` newer than ``after``; waits up to ``timeout`` for one.
+
+        Every publish wakes every listener; one whose board has nothing new waits on, so
+        listeners of quiet boards cost nothing per event of the board being drawn.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
-            events = [e for e in self._logs.get(board_id, ()) if e[0] > after]
-            if not events:
-                self._cond.wait(timeout)
+            while True:
                 events = [e for e in self._logs.get(board_id, ()) if e[0] > after]
-            return events
+                remaining = deadline - time.monotonic()
+                if events or remaining <= 0:
+                    return events
+                self._cond.wait(remaining)
 
     def forget(self, board_id: str) -> None:
         with self._cond:
@@ -83,6 +89,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._current: dict | None = None  # the running job
         self._cancel = threading.Event()
+        # Held while a job moves from the queue to _current: cancel() always finds it in one of them.
+        self._taking = threading.Lock()
         self._progress: dict[str, dict] = {}
 
     # -- control (any thread) --
@@ -111,11 +119,12 @@ class Worker:
 
     def cancel(self, board_id: str) -> bool:
         """Cancel the board's queued jobs, and its running job at the next step."""
-        canceled = self.store.cancel_queued(board_id) > 0
-        current = self._current
-        if current is not None and current["storyboard_id"] == board_id:
-            self._cancel.set()
-            canceled = True
+        with self._taking:
+            canceled = self.store.cancel_queued(board_id) > 0
+            current = self._current
+            if current is not None and current["storyboard_id"] == board_id:
+                self._cancel.set()
+                canceled = True
         if canceled and (current is None or current["storyboard_id"] != board_id):
             self._mark_unfinished(board_id, "pending")
             self.store.set_board_status(board_id, "canceled")
@@ -128,7 +137,10 @@ class Worker:
         if self._preload:
             self._ensure_generator()
         while not self._stop.is_set():
-            job = self.store.next_job()
+            with self._taking:
+                job = self.store.next_job()
+                if job is not None:
+                    self._current, self._cancel = job, threading.Event()
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -158,16 +170,18 @@ class Worker:
         return self._scorer
 
     def _run(self, job: dict) -> None:
+        """Draw ``job``, which the loop has made ``_current`` (with a fresh cancel event)."""
+        from local_image_generator import GenerationCancelled
+
         board_id = job["storyboard_id"]
-        self._current, self._cancel = job, threading.Event()
         self.store.set_board_status(board_id, "running")
         self.hub.publish(board_id, "status", {"status": "running", "error": None})
         try:
+            if self._cancel.is_set():  # canceled while being taken: no model load, no drawing
+                raise GenerationCancelled()
             generator = self._ensure_generator()
             self._draw(job, generator)
         except Exception as error:  # noqa: BLE001 - one bad job must not stop the worker
-            from local_image_generator import GenerationCancelled
-
             if isinstance(error, GenerationCancelled):
                 self._finish(job, "canceled", None, frames_to="pending")
             else:

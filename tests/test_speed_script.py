@@ -1,0 +1,108 @@
+"""test_speed.py (the benchmark) and sdxl_random.py (full-size SDXL shapes, random weights).
+
+The benchmark runs here on the tiny models only; the full-size model is checked on the
+meta device (no memory, no compute): its parameter count and its FLOPs.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_importing_test_speed_does_nothing():
+    code = (
+        "import sys, test_speed\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'local_image_generator') if m in sys.modules]\n"
+        "print(','.join(heavy) or 'clean')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "clean"
+    assert out.stderr == ""  # no argv parsing, no output
+
+
+def test_importing_sdxl_random_does_not_import_torch():
+    code = "import sys, sdxl_random; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_size_flag_is_checked():
+    import test_speed
+
+    assert test_speed.parse_size("1024x768") == (1024, 768)
+    with pytest.raises(SystemExit):
+        test_speed.main(["--model", "tiny", "--size", "100x100"])  # not a multiple of 8
+
+
+def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
+    import test_speed
+
+    path = tmp_path / "speed.json"
+    code = test_speed.main(["--model", "tiny", "--json", str(path), "--cache-dir", str(hf_cache), "--steps", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for label in ("no IP-Adapter", "IP-Adapter (identity lock)", "3-panel storyboard", "estimate, 6-panel",
+                  "model load", "float32", "cpu"):
+        assert label in printed
+
+    data = json.loads(path.read_text())
+    missing = [key for key in test_speed.REQUIRED_KEYS if key not in data]
+    assert not missing
+    assert data["model"] == "tiny"
+    assert data["device"] == "cpu" and data["dtype"] == "float32"
+    assert data["preset"] == "fast" and data["steps"] == 2
+    assert (data["width"], data["height"]) == (64, 64)  # the tiny model's 1:1 size
+    for key in ("load_s", "single_no_ip_s", "single_ip_s", "storyboard_s", "per_image_s", "estimate_6_s"):
+        assert data[key] > 0, key
+    assert data["storyboard_frames"] == 3
+    assert len(data["panel_seconds"]) == 3
+    assert data["per_image_s"] == pytest.approx(data["storyboard_s"] / 3, rel=1e-3)
+    assert data["estimate_6_s"] == pytest.approx(6 * data["per_image_s"], rel=1e-3)
+    # Computed once per board: the panels' prompts in one call plus the shared negative, one reference.
+    assert data["text_encoder_calls"] == 2
+    assert data["image_encoder_calls"] == 1
+    assert data["torch"].startswith("2.") and data["diffusers"] and data["python"].count(".") == 2
+    assert "T" in data["timestamp"]
+
+
+def test_sdxl_unet_has_the_real_parameter_count_and_flops():
+    import sdxl_random
+
+    started = time.perf_counter()
+    unet = sdxl_random.build_unet("meta")
+    count = sdxl_random.check_unet_parameters(unet)
+    assert count == pytest.approx(2.567e9, rel=0.005)
+    assert next(unet.parameters()).device.type == "meta"  # nothing allocated
+    flops = sdxl_random.unet_flops(1024, 1024, batch=1, unet=unet)
+    assert flops == pytest.approx(6.76e12, rel=0.15)
+    assert time.perf_counter() - started < 60
+
+
+def test_a_wrong_config_fails_the_parameter_check():
+    import sdxl_random
+
+    with pytest.raises(sdxl_random.ParameterCountError, match="2,567,463,684"):
+        sdxl_random.check_unet_parameters(_FakeModule(2_500_000_000))
+
+
+class _FakeModule:
+    def __init__(self, n):
+        self.n = n
+
+    def parameters(self):
+        class P:
+            def __init__(self, n):
+                self._n = n
+
+            def numel(self):
+                return self._n
+
+        return [P(self.n)]
