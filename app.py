@@ -121,8 +121,15 @@ def _field_error(error: FieldError):
     return jsonify(error=str(error), field=error.field), error.status
 
 
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
+    settings: Settings = _studio()["settings"]
+    # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
+    if _is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
+        return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
     if request.headers.get("Sec-Fetch-Site") == "cross-site":

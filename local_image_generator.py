@@ -128,14 +128,26 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
 
 
-def _missing_weights_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception) -> str:
+_MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file", "not found", "cannot find",
+                  "outgoing traffic has been disabled", "connect", "localentrynotfound", "is not a local folder")
+
+
+def _load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception) -> str:
+    """Words for a failed load: missing weights and damaged weights need different fixes."""
     where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
+    detail = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
+        return (
+            f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
+            f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 8 GB); "
+            f"or set {setting} to a local folder that holds it; "
+            f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny). ({detail})"
+        )
     return (
-        f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded "
-        f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). "
-        f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 8 GB); "
-        f"or set {setting} to a local folder that holds it; "
-        f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny)."
+        f"Cannot load {what} '{source}': its files are there but could not be read; they are probably "
+        f"truncated or corrupt (an interrupted download?). To fix: delete that model's folder in {where} "
+        f"and run once with network access to download it again, or set {setting} to a folder with a "
+        f"good copy. ({detail})"
     )
 
 
@@ -207,18 +219,18 @@ class StoryboardGenerator:
             source = cls._check_source(settings.vae_model, "STORYBOARD_VAE_MODEL")
             try:
                 extra["vae"] = AutoencoderKL.from_pretrained(source, dtype=dtype, use_safetensors=True, **common)
-            except OSError as error:
+            except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
                 raise ModelNotAvailable(
-                    _missing_weights_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
+                    _load_failure_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
                 ) from error
         source = cls._check_source(settings.sdxl_model, "STORYBOARD_SDXL_MODEL")
         try:
             pipe = StableDiffusionXLPipeline.from_pretrained(
                 source, dtype=dtype, use_safetensors=True, **common, **extra
             )
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
             raise ModelNotAvailable(
-                _missing_weights_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
+                _load_failure_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
             ) from error
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
@@ -282,9 +294,9 @@ class StoryboardGenerator:
                 cache_dir=s.cache_dir,
                 local_files_only=s.offline or s.model == "tiny",
             )
-        except OSError as error:
+        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
             raise ModelNotAvailable(
-                _missing_weights_message(
+                _load_failure_message(
                     f"the IP-Adapter {s.ip_adapter_subfolder}/{s.adapter_weight}",
                     repo,
                     "STORYBOARD_IP_ADAPTER_REPO",

@@ -58,7 +58,8 @@ def summary_json(row: dict) -> dict:
         "created_at": row["created_at"],
         "frames_total": row["frames_total"],
         "frames_done": row["frames_done"],
-        "thumbnail_url": f"/api/storyboards/{row['id']}/frames/{thumb}/image.png" if thumb is not None else None,
+        "thumbnail_url": (f"/api/storyboards/{row['id']}/frames/{thumb}/image.png?v={row['thumb_version']}"
+                          if thumb is not None else None),
     }
 
 

@@ -215,7 +215,9 @@ class Store:
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id) AS frames_total,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id AND f.status = 'done') AS frames_done,"
             " (SELECT f.id FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
-            "  ORDER BY f.position LIMIT 1) AS thumb_frame"
+            "  ORDER BY f.position LIMIT 1) AS thumb_frame,"
+            " (SELECT f.version FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
+            "  ORDER BY f.position LIMIT 1) AS thumb_version"
             " FROM storyboards s ORDER BY s.created_at DESC, s.rowid DESC"
         )
         return [dict(row) for row in rows]

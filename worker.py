@@ -365,4 +365,4 @@ def _user_message(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
     if isinstance(error, OSError) and getattr(error, "errno", None) == 28:
         return "The disk is full: the panel could not be saved. Free some space and resume the storyboard."
-    return text[:500]
+    return text[:1000]

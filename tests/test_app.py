@@ -251,3 +251,17 @@ def test_health_and_presets(client):
 def test_the_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and b'id="story-form"' in page.data
+
+
+def test_a_rebound_host_name_is_refused(client):
+    # DNS rebinding: a site's own name pointed at 127.0.0.1 must not read or drive the studio.
+    assert client.get("/api/storyboards", base_url="http://evil.example").status_code == 403
+    assert client.get("/api/storyboards", base_url="http://127.0.0.1:8080").status_code == 200
+
+
+def test_history_thumbnail_changes_when_the_first_panel_is_redrawn(client):
+    board = wait_for(client, create(client).get_json()["id"])
+    before = client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"]
+    client.post(f"/api/storyboards/{board['id']}/frames/1/regenerate")
+    wait_for(client, board["id"], ("done",))
+    assert client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"] != before

@@ -731,6 +731,7 @@ def truncate_unet(snapshot):
 def test_truncated_weights_fail_the_board_with_words(weights_board):
     _, board = weights_board(truncate_unet)
     assert board["status"] == "failed" and board["error"].startswith("Cannot load SDXL")
+    assert "corrupt" in board["error"] and "download it again" in board["error"]
     assert "Traceback" not in board["error"]
 
 
