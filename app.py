@@ -504,14 +504,19 @@ def events(board_id: str):
     after = hub.parse_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
 
     def stream():
-        last = after
+        last, first = after, True
         yield "retry: 2000\n\n"
         while True:
             batch = hub.wait(board_id, last, timeout=SSE_KEEPALIVE_S)
             for seq, kind, data in batch:
                 last = seq
                 yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-            board = store.board(board_id)
+            # Only a status event (or silence) can mean the end: progress and frame events
+            # need no database read, so listeners stay cheap while the worker draws.
+            if not (first or not batch or any(kind == "status" for _, kind, _ in batch)):
+                continue
+            first = False
+            board = store.board_status(board_id)
             if board is None:
                 return
             if board["status"] in FINAL_STATUSES and not store.jobs_for(board_id, "queued"):

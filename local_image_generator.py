@@ -271,7 +271,7 @@ class StoryboardGenerator:
         self._plain_processors = dict(unet.attn_processors)
         if wants_slicing:
             # load_ip_adapter cannot start from sliced processors (diffusers 0.42).
-            unet.set_default_attn_processor()
+            _use_sdpa(unet)
         self._identity_mode = None
 
     def _ensure_adapter(self) -> None:
@@ -284,7 +284,9 @@ class StoryboardGenerator:
                 f"STORYBOARD_IP_ADAPTER_WEIGHT={s.adapter_weight}: only .safetensors weights are loaded."
             )
         unet = self.pipe.unet
-        unet.set_default_attn_processor()
+        # The adapter keeps the self-attention processors it finds: make them SDPA, not
+        # the classic ones set_default_attn_processor() would pick.
+        _use_sdpa(unet)
         try:
             self.pipe.load_ip_adapter(
                 repo,
@@ -675,6 +677,12 @@ class StoryboardGenerator:
         finally:
             if upcast:
                 vae.to(original)
+
+
+def _use_sdpa(unet) -> None:
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0())
 
 
 CFG_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")

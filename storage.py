@@ -88,7 +88,9 @@ class Store:
         self._db = sqlite3.connect(self.root / "studio.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # In WAL mode NORMAL survives any crash of the process (kill -9 included); only a
+        # power cut can lose the last commits, and then a saved PNG is merely unreferenced.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
 
@@ -203,6 +205,10 @@ class Store:
             "SELECT * FROM frames WHERE storyboard_id = ? ORDER BY position", (board_id,))]
         return board
 
+    def board_status(self, board_id: str) -> dict | None:
+        rows = self._query("SELECT status, error FROM storyboards WHERE id = ?", (board_id,))
+        return dict(rows[0]) if rows else None
+
     @staticmethod
     def _frame(row: sqlite3.Row) -> dict:
         frame = dict(row)
@@ -248,12 +254,17 @@ class Store:
     # -- frames --
 
     def update_frame(self, board_id: str, frame_id: int, **fields) -> None:
-        if "identity" in fields and fields["identity"] is not None:
-            fields["identity"] = json.dumps(fields["identity"])
-        columns = ", ".join(f"{name} = ?" for name in fields)
+        self.update_frames(board_id, {frame_id: fields})
+
+    def update_frames(self, board_id: str, changes: dict[int, dict]) -> None:
+        """Change several frames in one transaction: {frame id: {column: value}}."""
         with self._tx() as db:
-            db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
-                       (*fields.values(), board_id, frame_id))
+            for frame_id, fields in changes.items():
+                if fields.get("identity") is not None:
+                    fields = {**fields, "identity": json.dumps(fields["identity"])}
+                columns = ", ".join(f"{name} = ?" for name in fields)
+                db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
+                           (*fields.values(), board_id, frame_id))
 
     def save_frame_image(self, board_id: str, frame_id: int, png: bytes, **fields) -> None:
         """Write the PNG (atomically), then point the frame at it; the old file goes after."""

@@ -235,13 +235,15 @@ class Worker:
             frames = sorted((f for f in board["frames"] if f["status"] != "done"), key=lambda f: f["id"])
         negative = options["negative_prompt"]
         panels = []
+        changes = {}
         for frame in frames:
             prompt = build_prompt(PanelPlan(frame["id"], frame["caption"], frame["shot"]), board["character"],
                                   board["style"], negative, generator.count_tokens)
-            self.store.update_frame(board_id, frame["id"], prompt=prompt.prompt, negative_prompt=prompt.negative_prompt,
-                                    status="queued", error=None)
+            changes[frame["id"]] = {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt,
+                                    "status": "queued", "error": None}
             panels.append(PanelJob(frame["id"], prompt.prompt, prompt.negative_prompt, frame["seed"],
                                    frame["caption"], frame["shot"]))
+        self.store.update_frames(board_id, changes)
         reference = None
         reference_path = self.store.file_path(board_id, board["reference_file"])
         if options["identity_lock"] and reference_path is not None:
@@ -257,7 +259,7 @@ class Worker:
         generator.generate(
             request,
             on_progress=tracker.step,
-            on_panel=lambda result: self._save_panel(board_id, result, options, tracker),
+            on_panel=lambda result: self._save_panel(board_id, result, options),
             on_reference=lambda image: self._save_reference(board_id, image),
             cancel=self._cancel,
             judge=self._judge(generator) if options["identity_lock"] else None,
@@ -280,10 +282,9 @@ class Worker:
 
         return judge
 
-    def _save_panel(self, board_id: str, result, options: dict, tracker: "_Progress") -> None:
+    def _save_panel(self, board_id: str, result, options: dict) -> None:
         from exporting import encode_png
 
-        tracker.panel_done()
         if result.status == "done":
             meta = {
                 "prompt": result.prompt,
@@ -324,6 +325,11 @@ class Worker:
         return board_json(board, self.progress(board_id)) if board else None
 
 
+# Progress events are coalesced to this rate: each event wakes every listener, and on a fast
+# device (or the tiny model) a step takes milliseconds.
+PROGRESS_INTERVAL_S = 0.1
+
+
 class _Progress:
     """Panel i of N, step j of S and an ETA from the pace so far."""
 
@@ -332,32 +338,29 @@ class _Progress:
         self.order = {panel.index: i for i, panel in enumerate(panels, start=1)}
         self.total_steps = steps * (len(panels) + (1 if with_portrait else 0))
         self.done_steps = 0
-        self.panels_done = 0
         self.started = time.perf_counter()
+        self._published = 0.0
         self._last: dict[int, int] = {}
 
     def step(self, index: int, step: int, steps: int) -> None:
         self.done_steps += step - self._last.get(index, 0)
         self._last[index] = step
-        for frame_id in ([index] if index in self.order else []):
-            if step == 1:
-                self.worker.store.update_frame(self.board_id, frame_id, status="running")
-        elapsed = time.perf_counter() - self.started
+        if step == 1 and index in self.order:
+            self.worker.store.update_frame(self.board_id, index, status="running")
+        now = time.perf_counter()
         remaining = max(self.total_steps - self.done_steps, 0)
-        eta = round(elapsed / self.done_steps * remaining, 1) if self.done_steps else None
         progress = {
             "panel": self.order.get(index, 0),
             "of": len(self.order),
             "label": f"Panel {self.order[index]} of {len(self.order)}" if index in self.order else "Character reference",
             "step": step,
             "steps": steps,
-            "eta_s": eta,
+            "eta_s": round((now - self.started) / self.done_steps * remaining, 1),
         }
         self.worker._progress[self.board_id] = progress
-        self.worker.hub.publish(self.board_id, "progress", progress)
-
-    def panel_done(self) -> None:
-        self.panels_done += 1
+        if step in (1, steps) or now - self._published >= PROGRESS_INTERVAL_S:
+            self._published = now
+            self.worker.hub.publish(self.board_id, "progress", progress)
 
 
 def _user_message(error: Exception) -> str:

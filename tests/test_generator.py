@@ -243,3 +243,11 @@ def test_compiled_mode_changes_the_ip_scale_in_place(tiny_generator, tiny_settin
     quality = StoryboardRequest(quality.panels, 48, 48, PRESETS["quality"], True, quality.reference, steps=2)
     shared.generate(quality)
     assert float(shared._ip_scale) == pytest.approx(0.80) and dict(shared.pipe.unet.attn_processors) == processors
+
+
+def test_self_attention_stays_on_sdpa_with_the_adapter(tiny_generator):
+    tiny_generator.generate(request(count=1, lock=True))
+    names = {type(p).__name__ for p in tiny_generator.pipe.unet.attn_processors.values()}
+    assert names == {"AttnProcessor2_0", "IPAdapterAttnProcessor2_0"}
+    tiny_generator.generate(request(count=1, lock=False, reference=None))
+    assert {type(p).__name__ for p in tiny_generator.pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}

@@ -1,0 +1,586 @@
+"""How fast is the storyboard generator? One table, optionally a JSON file.
+
+After a warm-up, it times with the app's own StoryboardGenerator:
+
+1. one image WITHOUT the IP-Adapter (identity lock off): a character portrait, which then
+   serves as the reference image,
+2. one image WITH the IP-Adapter (identity lock on, that reference),
+3. a 3-panel storyboard (identity lock on, same reference),
+
+and prints each figure, the panels' own times and their average, the time per panel of the
+storyboard, an estimate for 6 panels (6 x that), the model load time (separately), the
+device and the dtype. Every figure is the median of ``--repeat`` runs, timed with
+``time.perf_counter`` between device synchronisations.
+
+Models:
+  sdxl         the real SDXL base 1.0 + IP-Adapter from the hub (downloads ~8 GB once)
+  tiny         the tiny random models of tiny_models.py (offline; built if missing)
+  sdxl-random  full-size SDXL + plus-face IP-Adapter with random weights (sdxl_random.py):
+               real speed and memory without the download. Also prints the parameter
+               count, FLOPs, the device's matmul rate, the FLOP floor, and a breakdown
+               (build, text/image encoding, UNet step, VAE decode, per panel, 6-panel
+               board, peak memory). On a CPU it is a smoke test: 256x256, one step, bf16.
+
+    python test_speed.py --model tiny
+    python test_speed.py --model sdxl-random --size 1024x1024 --preset fast --repeat 3
+
+Importing this module does nothing: all work happens in main().
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+MODELS = ("sdxl", "tiny", "sdxl-random")
+DEFAULT_TINY_CACHE = "data/tiny-models"
+CPU_SMOKE_SIZE = (256, 256)
+CPU_SMOKE_STEPS = 1
+ESTIMATE_FRAMES = 6
+BOARD_FRAMES = 3
+STORY = (
+    "She steps off the night train into the rain, holding a battered suitcase.",
+    "She reads a crumpled letter under a flickering streetlamp.",
+    "She climbs the fire escape of an old brick building.",
+    "She finds the rooftop garden empty except for a single lantern.",
+    "She turns as footsteps approach behind her.",
+    "She smiles at the friend she thought she had lost.",
+)
+REQUIRED_KEYS = (
+    "device", "dtype", "model", "preset", "steps", "width", "height", "load_s",
+    "single_no_ip_s", "single_ip_s", "storyboard_frames", "storyboard_s", "per_image_s",
+    "estimate_6_s", "text_encoder_calls", "image_encoder_calls", "python", "torch",
+    "diffusers", "timestamp",
+)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1024x1024") from None
+    if width <= 0 or height <= 0 or width % 8 or height % 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 8")
+    return width, height
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from config import PRESETS  # config imports nothing heavy
+
+    p = argparse.ArgumentParser(
+        prog="test_speed.py", description=__doc__.split("\n\n")[0],
+        epilog="See BENCHMARKS.md for measured figures and the GPU command.",
+    )
+    p.add_argument("--model", choices=MODELS, default="sdxl", help="which weights (default sdxl)")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="fast", help="speed preset (default fast)")
+    p.add_argument("--steps", type=positive_int, help="override the preset's step count")
+    p.add_argument("--size", type=parse_size,
+                   help="WxH; default the model's 1:1 size (1024x1024 sdxl, 64x64 tiny; "
+                        "sdxl-random on CPU: 256x256)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs per figure; the median is kept")
+    p.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="default: STORYBOARD_DEVICE or auto")
+    p.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"),
+                   help="default: STORYBOARD_PRECISION or auto (fp16 on GPU, fp32 on CPU; "
+                        "sdxl-random on CPU: bf16, to halve its 18 GB of fp32 weights)")
+    p.add_argument("--cache-dir", help=f"HF cache of the tiny models (default {DEFAULT_TINY_CACHE}, "
+                                       "built if missing); with --model sdxl, the HF cache to use")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA only)")
+    p.add_argument("--cfg-cutoff", type=float, metavar="F",
+                   help="fraction of steps with classifier-free guidance, if the generator supports it")
+    p.add_argument("--vae-force-upcast", choices=("on", "off"), default="on",
+                   help="sdxl-random: build the VAE with force_upcast on (SDXL's VAE) or off (the "
+                        "fp16-fix VAE's setting; same architecture). The breakdown times both.")
+    p.add_argument("--threads", type=positive_int,
+                   help="torch CPU threads (default: torch's choice); 1 is steadier on a busy shared CPU")
+    return p
+
+
+# --- Timing helpers -------------------------------------------------------------------------
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
+
+
+def timed(fn, device: str):
+    """(seconds, result) of ``fn()``, the device synchronised before and after."""
+    sync(device)
+    started = time.perf_counter()
+    result = fn()
+    sync(device)
+    return time.perf_counter() - started, result
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """No progress bars or library warnings in the table (restored afterwards)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    saved = [(lib, lib.get_verbosity(), lib.is_progress_bar_enabled())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, verbosity, bars in saved:
+            lib.set_verbosity(verbosity)
+            if bars:
+                lib.enable_progress_bar()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    if device == "mps":
+        return f"Apple GPU (MPS), {platform.machine()}"
+    return f"{_cpu_name()}, {os.cpu_count()} cores"
+
+
+# --- Setting up ---------------------------------------------------------------------------
+
+
+def make_settings(args, environ):
+    from config import load_settings
+
+    overrides = {
+        "model": "tiny" if args.model == "tiny" else "sdxl",
+        "preset": args.preset,
+        "device": args.device,
+        "precision": args.precision,
+        "use_identity_lock": True,
+        "compile_unet": True if args.compile else None,
+    }
+    if args.model == "tiny":
+        overrides["hf_cache_dir"] = args.cache_dir or DEFAULT_TINY_CACHE
+    elif args.cache_dir and args.model == "sdxl":
+        overrides["hf_cache_dir"] = args.cache_dir
+    return load_settings(environ, overrides)
+
+
+def cfg_cutoff_supported() -> bool:
+    """Does the generator read settings.cfg_cutoff? (Checked in its source.)"""
+    import inspect
+
+    import local_image_generator
+
+    return "cfg_cutoff" in inspect.getsource(local_image_generator)
+
+
+def load_generator(args, settings):
+    """(generator, device) for the chosen model; load_seconds is the load/build time."""
+    from local_image_generator import StoryboardGenerator, resolve_device
+
+    if args.model == "tiny":
+        import tiny_models
+
+        tiny_models.build(settings.cache_dir)
+    if args.model == "sdxl-random":
+        import sdxl_random
+
+        device = resolve_device(settings.device)
+        return sdxl_random.build_generator(settings, device, force_upcast=args.vae_force_upcast == "on")
+    return StoryboardGenerator.load(settings)
+
+
+def make_jobs(generator, settings, frames: int):
+    """The portrait (panel 0) and ``frames`` story panels, prompts built as the app does."""
+    from local_image_generator import PanelJob
+    from prompt_enhancer import PanelPlan, build_prompt, portrait_prompt, shot_for
+
+    count = generator.count_tokens
+    traits, style, negative = settings.character_traits, settings.style, settings.negative_prompt
+    p = portrait_prompt(traits, style, negative, count)
+    portrait = PanelJob(0, p.prompt, p.negative_prompt, seed=1234, caption=p.caption, shot=p.shot)
+    panels = []
+    for i in range(1, frames + 1):
+        plan = PanelPlan(i, STORY[(i - 1) % len(STORY)], shot_for(i, frames))
+        q = build_prompt(plan, traits, style, negative, count)
+        panels.append(PanelJob(i, q.prompt, q.negative_prompt, seed=1234 + i, caption=q.caption, shot=q.shot))
+    return portrait, panels
+
+
+# --- The benchmark ------------------------------------------------------------------------
+
+
+def run_benchmark(generator, settings, args, width: int, height: int, steps: int | None,
+                  full_warmup: bool, board6: bool) -> dict:
+    from local_image_generator import StoryboardRequest
+
+    device = generator.device
+    preset = settings.preset_for(args.preset)
+    portrait, panels = make_jobs(generator, settings, max(BOARD_FRAMES, ESTIMATE_FRAMES))
+
+    def request(jobs, lock, reference=None):
+        return StoryboardRequest(panels=tuple(jobs), width=width, height=height, preset=preset,
+                                 identity_lock=lock, reference=reference, steps=steps)
+
+    def check(result):
+        failed = [p for p in result.panels if p.status != "done"]
+        if failed:
+            raise RuntimeError(f"panel {failed[0].index} failed: {failed[0].error}")
+        return result
+
+    # Warm-up (not timed): the portrait without the IP-Adapter becomes the reference.
+    reference = check(generator.generate(request([portrait], False))).panels[0].image
+    no_ip, ip = request([portrait], False), request(panels[:1], True, reference)
+    board = request(panels[:BOARD_FRAMES], True, reference)
+    if full_warmup:
+        check(generator.generate(ip))
+        check(generator.generate(board))
+
+    runs: dict[str, list] = {"single_no_ip_s": [], "single_ip_s": [], "storyboard_s": []}
+    panel_seconds: list[list[float]] = []
+    text_calls = image_calls = retries = 0
+    for _ in range(args.repeat):
+        seconds, _ = timed(lambda: check(generator.generate(no_ip)), device)
+        runs["single_no_ip_s"].append(seconds)
+        seconds, _ = timed(lambda: check(generator.generate(ip)), device)
+        runs["single_ip_s"].append(seconds)
+        text_before, image_before = generator.text_encoder_calls, generator.image_encoder_calls
+        seconds, result = timed(lambda: check(generator.generate(board)), device)
+        text_calls = generator.text_encoder_calls - text_before
+        image_calls = generator.image_encoder_calls - image_before
+        runs["storyboard_s"].append(seconds)
+        panel_seconds.append([p.seconds for p in result.panels])
+        retries += sum(p.vae_fp32_retry for p in result.panels)
+
+    out = {name: statistics.median(values) for name, values in runs.items()}
+    median_run = sorted(range(args.repeat), key=lambda i: runs["storyboard_s"][i])[(args.repeat - 1) // 2]
+    out["storyboard_frames"] = BOARD_FRAMES
+    out["panel_seconds"] = panel_seconds[median_run]
+    out["panel_average_s"] = statistics.fmean(out["panel_seconds"])
+    out["per_image_s"] = out["storyboard_s"] / BOARD_FRAMES
+    out["average_image_s"] = statistics.fmean([out["single_no_ip_s"], out["single_ip_s"], out["per_image_s"]])
+    out["estimate_6_s"] = ESTIMATE_FRAMES * out["per_image_s"]
+    out["text_encoder_calls"] = text_calls
+    out["image_encoder_calls"] = image_calls
+    out["vae_fp32_retries"] = retries  # panels decoded twice (NaN/black in half precision)
+    out["runs"] = runs
+    if board6:
+        six = request(panels[:ESTIMATE_FRAMES], True, reference)
+        check(generator.generate(six))  # warm-up for the batch shape
+        out["board_6_s"] = statistics.median(
+            timed(lambda: check(generator.generate(six)), device)[0] for _ in range(args.repeat))
+    if args.cfg_cutoff is not None:
+        out["unet_batches_single_ip"] = unet_batches(generator, lambda: check(generator.generate(ip)))
+    out["scoring"] = measure_scoring(generator, reference, [p.image for p in result.panels], settings)
+    out["reference"] = reference
+    return out
+
+
+def measure_scoring(generator, reference, images, settings) -> dict:
+    """What the identity score costs per panel: dlib face distance + CLIP similarity."""
+    try:
+        from identity import FaceScorer
+
+        started = time.perf_counter()
+        scorer = FaceScorer.load()
+        load_s = time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - the benchmark goes on without scoring
+        return {"available": False, "reason": f"{type(error).__name__}: {error}"}
+    face, clip = [], []
+    for image in images:
+        # The detector and descriptor are the cost; a panel's score is one descriptor plus a
+        # subtraction (and with no face in the reference score() would skip the work).
+        started = time.perf_counter()
+        scorer.descriptor(image)
+        face.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        generator.clip_similarity(reference, image)
+        clip.append(time.perf_counter() - started)
+    return {"available": True, "load_s": load_s, "face_per_panel_s": statistics.median(face),
+            "clip_per_panel_s": statistics.median(clip),
+            "per_panel_s": statistics.median(face) + statistics.median(clip)}
+
+
+def unet_batches(generator, fn) -> list[int]:
+    """The batch size of every UNet call while ``fn`` runs (2 = a CFG pass for one panel)."""
+    seen: list[int] = []
+
+    def record(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        seen.append(int(sample.shape[0]))
+
+    handle = generator.pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return seen
+
+
+def panels_per_call(generator, width: int, height: int) -> int:
+    try:
+        return generator.batch_size(width, height)
+    except TypeError:  # a generator whose batch size does not depend on the size
+        return generator.batch_size()
+
+
+def sdxl_random_extras(generator, reference, args, width, height, steps, flops, results) -> dict:
+    """Breakdown, matmul rate and FLOP floor for the random full-size model."""
+    import sdxl_random
+
+    device, dtype = generator.device, generator.dtype
+    prompt = make_jobs(generator, generator.settings, 1)[1][0].prompt
+    components = sdxl_random.component_timings(generator, reference, width, height, prompt,
+                                               repeat=args.repeat)
+    rate = sdxl_random.matmul_rate(device, dtype)
+    floor = sdxl_random.floor_seconds(flops, rate, steps, ESTIMATE_FRAMES)
+    board = results.get("board_6_s", results["estimate_6_s"])
+    return {
+        "unet_parameters": generator.build_info["parameters"]["unet"],
+        "parameters": generator.build_info["parameters"],
+        "build_seconds": generator.build_info["seconds"],
+        "flops": flops,
+        "matmul_tflops": rate / 1e12,
+        "floor_panel_s": floor["panel_s"],
+        "floor_board_6_s": floor["board_s"],
+        "board_6_measured": "board_6_s" in results,
+        "board_6_s": board,
+        "ratio_measured_over_floor": board / floor["board_s"],
+        **components,
+        "per_panel_s": results["per_image_s"],
+        "vae_force_upcast": args.vae_force_upcast == "on",
+    }
+
+
+# --- Output -------------------------------------------------------------------------------
+
+
+def format_table(r: dict) -> str:
+    width = 50
+
+    def row(label: str, seconds: float, note: str = "") -> str:
+        return f"{label:<{width}}{seconds:10.3f} s" + (f"   {note}" if note else "")
+
+    frames = r["storyboard_frames"]
+    lines = [
+        f"model       {r['model']}" + ("   (CPU SMOKE TEST: small size, few steps; not a speed figure "
+                                       "for real use)" if r.get("smoke_test") else ""),
+        f"device      {r['device']} ({r['device_name']})"
+        + (f", {r['threads']} torch thread(s)" if r.get("threads") else ""),
+        f"dtype       {r['dtype']}",
+        f"preset      {r['preset']}, {r['steps']} steps, {r['width']}x{r['height']}, "
+        f"median of {r['repeat']} run(s), batch of {r['batch_size']} panel(s) per call",
+        f"versions    python {r['python']}, torch {r['torch']}, diffusers {r['diffusers']}",
+        "-" * 72,
+        row("model load (separate, not in any figure below)", r["load_s"]),
+        row("one image, no IP-Adapter", r["single_no_ip_s"]),
+        row("one image, IP-Adapter (identity lock)", r["single_ip_s"]),
+        row(f"{frames}-panel storyboard, identity lock", r["storyboard_s"]),
+        "  its panels: " + ", ".join(f"{v:.3f}" for v in r["panel_seconds"])
+        + f" s (average {r['panel_average_s']:.3f} s)",
+        row(f"per image in the storyboard (board / {frames})", r["per_image_s"]),
+        row("average of the three per-image figures", r["average_image_s"]),
+        row(f"estimate, {ESTIMATE_FRAMES}-panel storyboard ({ESTIMATE_FRAMES} x per image)", r["estimate_6_s"]),
+        f"encoder calls in the storyboard: text {r['text_encoder_calls']}, image {r['image_encoder_calls']}"
+        + (f"; VAE decoded twice (fp32 retry) {r['vae_fp32_retries']}x" if r.get("vae_fp32_retries") else ""),
+    ]
+    scoring = r.get("scoring") or {}
+    if scoring.get("available"):
+        lines.append(row("identity score per panel (face + CLIP similarity)", scoring["per_panel_s"],
+                         f"face {scoring['face_per_panel_s']:.3f} s, CLIP {scoring['clip_per_panel_s']:.3f} s; "
+                         f"scorer load {scoring['load_s']:.2f} s"))
+    elif scoring:
+        lines.append(f"identity score: not measured ({scoring['reason']})")
+    if r.get("cfg_cutoff") is not None:
+        batches = r.get("unet_batches_single_ip") or []
+        lines.append(f"cfg_cutoff {r['cfg_cutoff']}: "
+                     + ("applied" if r["cfg_cutoff_applied"] else "SKIPPED (the generator does not support it)")
+                     + f"; UNet batch per step for one image: {batches}")
+    x = r.get("sdxl_random")
+    if x:
+        f = x["flops"]
+        board_label = "measured" if x["board_6_measured"] else f"estimated, {ESTIMATE_FRAMES} x per panel"
+        lines += [
+            "-" * 72,
+            f"UNet parameters {x['unet_parameters']:,} (SDXL base 1.0: 2,567,463,684); "
+            + ", ".join(f"{k} {v / 1e6:.0f}M" for k, v in x["parameters"].items() if k != "unet"),
+            f"FLOPs (meta device): UNet forward {f['unet_forward'] / 1e12:.3f} T, CFG step "
+            f"{f['unet_cfg_step'] / 1e12:.3f} T, VAE decode {f['vae_decode'] / 1e12:.3f} T, "
+            f"prompt {f['text_prompt'] / 1e12:.3f} T, image {f['image'] / 1e12:.3f} T",
+            f"{'matmul rate (' + r['dtype'] + ', measured in this run)':<{width}}{x['matmul_tflops']:10.2f} TFLOP/s",
+            "model build: " + ", ".join(f"{k} {v:.1f} s" for k, v in x["build_seconds"].items())
+            + f" (total {r['load_s']:.1f} s)",
+            row("text encoding (one prompt, both encoders)", x["text_encode_s"]),
+            row("image encoding (reference + zero image, ViT-H)", x["image_encode_s"]),
+            row("UNet step, CFG batch 2, identity lock on", x["unet_step_ip_s"]),
+            row("UNet step, CFG batch 2, identity lock off", x["unet_step_plain_s"]),
+        ]
+        for key, label in (("vae_decode_upcast_s", "on (fp32 VAE)"), ("vae_decode_no_upcast_s", "off")):
+            if key in x:
+                lines.append(row(f"VAE decode, force_upcast {label}", x[key]))
+        lines += [
+            row(f"per panel (storyboard / {frames})", x["per_panel_s"]),
+            row(f"{ESTIMATE_FRAMES}-panel board ({board_label})", x["board_6_s"]),
+            row("FLOP floor, one panel", x["floor_panel_s"]),
+            row(f"FLOP floor, {ESTIMATE_FRAMES}-panel board", x["floor_board_6_s"],
+                f"measured / floor = {x['ratio_measured_over_floor']:.1f}x"),
+            f"peak memory: {r['peak_memory_gb']:.2f} GB ({r['peak_memory_kind']}); "
+            f"after build {r['build_peak_memory_gb']:.2f} GB",
+            "attention processors, identity lock on: "
+            + ", ".join(f"{k} x{v}" for k, v in x["attention_processors_ip"].items()),
+        ]
+    return "\n".join(lines)
+
+
+def _json_ready(value):
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.model in ("tiny", "sdxl-random"):
+        # Nothing to download: never ask the hub (read when huggingface_hub is imported).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import diffusers
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with quiet_libraries():
+        return _run(args, diffusers, torch)
+
+
+def _run(args, diffusers, torch) -> int:
+    from local_image_generator import ModelNotAvailable, resolve_device, resolve_dtype
+
+    settings = make_settings(args, os.environ)
+    device = resolve_device(settings.device)
+    smoke = args.model == "sdxl-random" and device == "cpu"
+    if smoke and args.precision is None and settings.precision == "auto":
+        settings = dataclasses.replace(settings, precision="bf16")
+    if args.compile and device != "cuda":
+        print(f"--compile: ignored on {device} (the generator compiles on CUDA only)")
+    cfg_applied = False
+    if args.cfg_cutoff is not None:
+        if cfg_cutoff_supported():
+            settings = dataclasses.replace(settings, cfg_cutoff=args.cfg_cutoff)
+            cfg_applied = True
+        else:
+            print(f"--cfg-cutoff {args.cfg_cutoff}: skipped, local_image_generator does not read "
+                  "settings.cfg_cutoff (every step runs CFG)")
+    dtype = resolve_dtype(settings.precision, device)
+    width, height = args.size or (CPU_SMOKE_SIZE if smoke else settings.size_for("1:1"))
+    steps = args.steps or (CPU_SMOKE_STEPS if smoke else None)
+    if smoke:
+        print(f"sdxl-random on CPU: a SMOKE TEST at {width}x{height}, "
+              f"{steps or settings.preset_for(args.preset).steps} step(s), {str(dtype).replace('torch.', '')}. "
+              "Its times say nothing about a GPU; see BENCHMARKS.md for the GPU command.")
+
+    flops = None
+    if args.model == "sdxl-random":
+        import sdxl_random
+
+        print("counting FLOPs on the meta device ...")
+        flops = sdxl_random.count_flops(width, height)
+    print(f"loading {args.model} on {device} ({str(dtype).replace('torch.', '')}) ...")
+    try:
+        generator = load_generator(args, settings)
+    except ModelNotAvailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    build_peak = None
+    if args.model == "sdxl-random":
+        import sdxl_random
+
+        build_peak = sdxl_random.peak_memory_bytes(generator.device)
+        sdxl_random.reset_peak_memory(generator.device)
+
+    print("warming up, then timing ...")
+    measured = run_benchmark(generator, settings, args, width, height, steps,
+                             full_warmup=not smoke, board6=args.model == "sdxl-random" and not smoke)
+    reference = measured.pop("reference")
+    described = generator.describe()
+    results = {
+        "model": args.model,
+        "device": generator.device,
+        "device_name": device_name(generator.device),
+        "dtype": described["dtype"],
+        "preset": args.preset,
+        "steps": steps or settings.preset_for(args.preset).steps,
+        "width": width,
+        "height": height,
+        "repeat": args.repeat,
+        "batch_size": panels_per_call(generator, width, height),
+        "threads": torch.get_num_threads() if generator.device == "cpu" else None,
+        "compile": bool(args.compile and generator.device == "cuda"),
+        "cfg_cutoff": args.cfg_cutoff,
+        "cfg_cutoff_applied": cfg_applied,
+        "smoke_test": smoke,
+        "load_s": generator.load_seconds,
+        **measured,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "platform": platform.platform(),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if args.model == "sdxl-random":
+        import sdxl_random
+
+        results["sdxl_random"] = sdxl_random_extras(
+            generator, reference, args, width, height, results["steps"], flops, results)
+        results["peak_memory_gb"] = sdxl_random.peak_memory_bytes(generator.device) / 1e9
+        results["peak_memory_kind"] = {
+            "cuda": "torch.cuda.max_memory_allocated since the build",
+            "mps": "MPS driver memory at the end",
+        }.get(generator.device, "process max RSS, build included")
+        results["build_peak_memory_gb"] = build_peak / 1e9
+    print(format_table(results))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
