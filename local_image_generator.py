@@ -232,8 +232,17 @@ class StoryboardGenerator:
             raise ModelNotAvailable(
                 _load_failure_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
             ) from error
+        generator = cls.from_pipeline(pipe.to(device), settings, device, dtype)
+        generator.load_seconds = time.perf_counter() - started
+        log.info("loaded %s on %s (%s) in %.1f s", source, device, dtype, generator.load_seconds)
+        return generator
+
+    @classmethod
+    def from_pipeline(cls, pipe, settings: Settings, device: str, dtype) -> "StoryboardGenerator":
+        """Prepare a pipeline already on ``device`` (memory format, attention, adapter, compile)."""
+        import torch
+
         pipe.set_progress_bar_config(disable=True)
-        pipe.to(device)
         if settings.enable_channels_last and device in ("mps", "cuda"):
             pipe.unet.to(memory_format=torch.channels_last)
         generator = cls(pipe, settings, device, dtype)
@@ -242,8 +251,6 @@ class StoryboardGenerator:
             generator._ensure_adapter()
         if settings.compile_unet and device == "cuda":
             pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
-        generator.load_seconds = time.perf_counter() - started
-        log.info("loaded %s on %s (%s) in %.1f s", source, device, dtype, generator.load_seconds)
         return generator
 
     @staticmethod

@@ -370,26 +370,18 @@ def build_pipeline(device: str, dtype, force_upcast: bool = True):
 def build_generator(settings, device: str | None = None, dtype=None, force_upcast: bool = True):
     """The app's StoryboardGenerator around a random full-size pipeline.
 
-    Follows ``StoryboardGenerator.load`` step by step (attention setup, IP-Adapter when the
-    identity lock is on by default, channels_last and torch.compile on CUDA), with
-    ``build_pipeline`` in place of ``from_pretrained``. ``generator.build_info`` holds the
-    parameter counts and per-part build seconds.
+    ``StoryboardGenerator.from_pipeline`` does what ``load`` does after ``from_pretrained``
+    (attention setup, IP-Adapter when the identity lock is on by default, channels_last and
+    torch.compile on CUDA). ``generator.build_info`` holds the parameter counts and per-part
+    build seconds.
     """
-    import torch
     from local_image_generator import StoryboardGenerator, resolve_device, resolve_dtype
 
     started = time.perf_counter()
     device = device or resolve_device(settings.device)
     dtype = dtype or resolve_dtype(settings.precision, device)
     pipe, info = build_pipeline(device, dtype, force_upcast=force_upcast)
-    if settings.enable_channels_last and device in ("mps", "cuda"):
-        pipe.unet.to(memory_format=torch.channels_last)
-    generator = StoryboardGenerator(pipe, settings, device, dtype)
-    generator._prepare_attention()
-    if settings.use_identity_lock:
-        generator._ensure_adapter()
-    if settings.compile_unet and device == "cuda":
-        pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+    generator = StoryboardGenerator.from_pipeline(pipe, settings, device, dtype)
     _sync(device)
     generator.load_seconds = time.perf_counter() - started
     generator.build_info = info
