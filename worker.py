@@ -135,7 +135,10 @@ class Worker:
 
     def _loop(self) -> None:
         if self._preload:
-            self._ensure_generator()
+            try:
+                self._ensure_generator()
+            except Exception:  # noqa: BLE001 - health shows the error; the next job retries
+                pass
         while not self._stop.is_set():
             with self._taking:
                 job = self.store.next_job()

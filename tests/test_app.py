@@ -265,3 +265,22 @@ def test_history_thumbnail_changes_when_the_first_panel_is_redrawn(client):
     client.post(f"/api/storyboards/{board['id']}/frames/1/regenerate")
     wait_for(client, board["id"], ("done",))
     assert client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"] != before
+
+
+def test_a_failed_preload_leaves_the_worker_serving(tmp_path):
+    from local_image_generator import ModelNotAvailable
+
+    attempts = []
+
+    def load():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ModelNotAvailable("not cached yet")
+        return FakeGenerator()
+
+    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False, "preload": True})
+    app = create_app(settings, load_generator=load)
+    client = app.test_client()
+    board = wait_for(client, create(client).get_json()["id"])
+    app.extensions["studio"]["worker"].stop()
+    assert board["status"] == "done" and len(attempts) == 2
