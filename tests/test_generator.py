@@ -251,3 +251,31 @@ def test_self_attention_stays_on_sdpa_with_the_adapter(tiny_generator):
     assert names == {"AttnProcessor2_0", "IPAdapterAttnProcessor2_0"}
     tiny_generator.generate(request(count=1, lock=False, reference=None))
     assert {type(p).__name__ for p in tiny_generator.pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+
+
+def test_on_mps_the_plain_processors_are_sliced_and_autocast_is_fp16(tiny_settings_factory, monkeypatch):
+    # No Apple GPU here: check the MPS decisions themselves on the tiny pipeline.
+    import torch
+
+    generator = StoryboardGenerator.load(tiny_settings_factory())
+    monkeypatch.setattr(generator, "device", "mps")
+    generator._prepare_attention()
+    assert all("Sliced" in type(p).__name__ for p in generator._plain_processors.values())
+    autocast = generator._autocast()
+    assert isinstance(autocast, torch.autocast) and autocast.fast_dtype == torch.float16
+
+
+def test_on_cuda_attention_is_not_sliced(tiny_settings_factory, monkeypatch):
+    generator = StoryboardGenerator.load(tiny_settings_factory())
+    monkeypatch.setattr(generator, "device", "cuda")
+    generator._prepare_attention()
+    assert not any("Sliced" in type(p).__name__ for p in generator._plain_processors.values())
+
+
+@pytest.mark.parametrize("device,precision,expected", [
+    ("cpu", "auto", "float32"), ("mps", "auto", "float16"), ("cuda", "auto", "float16"), ("cuda", "bf16", "bfloat16"),
+])
+def test_precision_follows_the_device(device, precision, expected):
+    from local_image_generator import resolve_dtype
+
+    assert str(resolve_dtype(precision, device)) == f"torch.{expected}"
