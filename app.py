@@ -74,6 +74,7 @@ def create_app(
     app.register_blueprint(api)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(FieldError, _field_error)
+    app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_refuse_cross_origin)
     if start_worker:
         worker.start(preload=settings.preload)
@@ -104,6 +105,14 @@ def _studio() -> dict:
 
 
 # --- Errors and guards ---------------------------------------------------------------------
+
+
+def _unexpected_error(error: Exception):
+    """A bug must not show a traceback: words for the page, details in the server log."""
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return jsonify(error="Something went wrong in the studio; the details are in the server log.", field=None), 500
 
 
 def _http_error(error: HTTPException):

@@ -284,3 +284,10 @@ def test_a_failed_preload_leaves_the_worker_serving(tmp_path):
     board = wait_for(client, create(client).get_json()["id"])
     app.extensions["studio"]["worker"].stop()
     assert board["status"] == "done" and len(attempts) == 2
+
+
+def test_an_unexpected_error_is_words_not_a_traceback(client, app, monkeypatch):
+    monkeypatch.setattr(app.extensions["studio"]["store"], "boards", lambda: 1 / 0)
+    answer = client.get("/api/storyboards")
+    assert answer.status_code == 500 and "server log" in answer.get_json()["error"]
+    assert "ZeroDivisionError" not in answer.get_data(as_text=True)
