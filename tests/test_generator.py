@@ -279,3 +279,19 @@ def test_precision_follows_the_device(device, precision, expected):
     from local_image_generator import resolve_dtype
 
     assert str(resolve_dtype(precision, device)) == f"torch.{expected}"
+
+
+def test_half_precision_prefers_fp16_files_and_falls_back(tiny_settings_factory, monkeypatch):
+    from diffusers import StableDiffusionXLPipeline
+
+    asked = []
+    real = StableDiffusionXLPipeline.from_pretrained.__func__
+
+    def spy(cls, source, **kwargs):
+        asked.append(kwargs.get("variant"))
+        return real(cls, source, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionXLPipeline, "from_pretrained", classmethod(spy))
+    generator = StoryboardGenerator.load(tiny_settings_factory(precision="fp16", use_identity_lock=False))
+    # The tiny repo has no fp16 files, like a local folder without them: loaded as it is.
+    assert asked == ["fp16", None] and str(generator.pipe.unet.dtype) == "torch.float16"
