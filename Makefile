@@ -1,4 +1,4 @@
-# make run   - the studio on http://127.0.0.1:8080 with real SDXL + IP-Adapter (downloads ~8 GB once)
+# make run   - the studio on http://127.0.0.1:8080 with real SDXL + IP-Adapter (downloads ~10 GB once)
 # make demo  - the same studio offline, on tiny random models built locally
 # make test  - the whole offline test suite
 # make bench - test_speed.py on the tiny models

@@ -96,7 +96,7 @@ class Settings:
 
     model: str = field(
         default="sdxl",
-        metadata={"help": "sdxl: real SDXL base 1.0 from the hub (about 8 GB on first run). "
+        metadata={"help": "sdxl: real SDXL base 1.0 from the hub (about 10 GB on first run). "
                   "tiny: tiny random models built offline, for the demo and tests.",
                   **_choices("sdxl", "tiny")},
     )

@@ -139,7 +139,7 @@ def _load_failure_message(what: str, source: str, setting: str, cache_dir: str |
     if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
         return (
             f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
-            f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 8 GB); "
+            f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 10 GB); "
             f"or set {setting} to a local folder that holds it; "
             f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny). ({detail})"
         )

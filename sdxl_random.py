@@ -1,6 +1,6 @@
 """Full-size SDXL base 1.0 + the plus-face IP-Adapter with RANDOM weights, built offline.
 
-A benchmark of the real architecture without the 8 GB download: every shape below is the
+A benchmark of the real architecture without the 10 GB download: every shape below is the
 published config of ``stabilityai/stable-diffusion-xl-base-1.0`` (unet/, vae/,
 text_encoder/, text_encoder_2/) and ``h94/IP-Adapter`` (models/image_encoder, the ViT-H
 encoder, and ip-adapter-plus-face_sdxl_vit-h), written out in code. Only the weights are

@@ -13,7 +13,7 @@ device and the dtype. Every figure is the median of ``--repeat`` runs, timed wit
 ``time.perf_counter`` between device synchronisations.
 
 Models:
-  sdxl         the real SDXL base 1.0 + IP-Adapter from the hub (downloads ~8 GB once)
+  sdxl         the real SDXL base 1.0 + IP-Adapter from the hub (downloads ~10 GB once)
   tiny         the tiny random models of tiny_models.py (offline; built if missing)
   sdxl-random  full-size SDXL + plus-face IP-Adapter with random weights (sdxl_random.py):
                real speed and memory without the download. Also prints the parameter

@@ -225,7 +225,7 @@ async function checkHealth() {
   }
   const model = health && health.model;
   if (model === "loading") {
-    renderBanner("Loading the model… (first run downloads about 8 GB)", "info");
+    renderBanner("Loading the model… (first run downloads about 10 GB)", "info");
     state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
   } else if (model === "error") {
     renderBanner(`The model could not be loaded: ${health.error || "unknown error"}`, "error");
