@@ -87,3 +87,10 @@ def test_importing_modules_does_nothing(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_readme_settings_table_is_the_generated_one():
+    from config import settings_markdown
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert settings_markdown() in readme, "run `python config.py` and paste the table into README.md"
