@@ -20,6 +20,8 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "shot": frame["shot"],
         "prompt": frame["prompt"],
         "negative_prompt": frame["negative_prompt"],
+        # Scene words cut from the prompt to fit CLIP's 77 tokens (the caption keeps them).
+        "prompt_shortened": frame["dropped"],
         "seed": frame["seed"],
         "image_url": image_url(board_id, frame),
         "identity": frame["identity"],

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS frames (
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     seconds REAL,
+    dropped TEXT,
     PRIMARY KEY (storyboard_id, id)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -93,6 +94,9 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
+        if "dropped" not in columns:  # a data directory from before the column existed
+            self._db.execute("ALTER TABLE frames ADD COLUMN dropped TEXT")
 
     def close(self) -> None:
         with self._lock:

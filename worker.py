@@ -243,7 +243,7 @@ class Worker:
             prompt = build_prompt(PanelPlan(frame["id"], frame["caption"], frame["shot"]), board["character"],
                                   board["style"], negative, generator.count_tokens)
             changes[frame["id"]] = {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt,
-                                    "status": "queued", "error": None}
+                                    "dropped": prompt.dropped or None, "status": "queued", "error": None}
             panels.append(PanelJob(frame["id"], prompt.prompt, prompt.negative_prompt, frame["seed"],
                                    frame["caption"], frame["shot"]))
         self.store.update_frames(board_id, changes)

@@ -913,6 +913,13 @@ function renderPanelMeta(frame) {
   meta.append(el("span", { className: "panel-seed", text: hasSeed ? `seed ${frame.seed}` : "seed —" }));
   const badge = renderIdentityBadge(frame);
   if (badge) meta.append(badge);
+  if (frame.prompt_shortened) {
+    meta.append(el("span", {
+      className: "prompt-shortened",
+      text: "prompt shortened",
+      attrs: { title: `To fit CLIP's 77 tokens the prompt left out: “${frame.prompt_shortened}”. The caption keeps them.` },
+    }));
+  }
   return meta;
 }
 

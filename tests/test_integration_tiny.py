@@ -38,6 +38,7 @@ def test_prompts_fit_clip_and_start_with_the_traits(client):
     frame = wait_for(client, answer.get_json()["id"], timeout=120)["frames"][0]
     assert frame["prompt"].startswith(traits)
     assert frame["caption"] == story.strip()
+    assert frame["prompt_shortened"] and " ".join(story.split()).endswith(frame["prompt_shortened"])
 
 
 def test_uploaded_reference_locks_the_board(client):
