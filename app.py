@@ -320,8 +320,6 @@ def create_storyboard():
         plans = split_story(story, frames, MAX_FRAMES)
     except StoryError as error:
         raise FieldError(error.field, str(error)) from None
-    if studio["store"].queue_length() >= settings.queue_limit:
-        raise _busy(settings.queue_limit)
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     width, height = settings.size_for(aspect)
     options = {
@@ -336,7 +334,7 @@ def create_storyboard():
         board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
                                                 settings=options, panels=panels, reference_png=reference_png,
                                                 queue_limit=settings.queue_limit)
-    except QueueFull:  # the check above raced with other requests; the store's count is exact
+    except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio["worker"].wake()
     return jsonify(board_json(studio["store"].board(board_id))), 202

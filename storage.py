@@ -65,9 +65,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
 """
 
-FINAL = ("done", "failed", "canceled", "interrupted")
-
-
 class QueueFull(Exception):
     """The queue already holds ``limit`` jobs; nothing was stored."""
 
