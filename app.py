@@ -550,6 +550,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
     parser.add_argument("--preload", action="store_true", default=None, help="load the model at start")
+    parser.add_argument("--cpu-threads", dest="cpu_threads", type=int,
+                        help="torch CPU threads (0 = auto: 1 for tiny, one per core for sdxl)")
     return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
 
 

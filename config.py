@@ -206,6 +206,12 @@ class Settings:
     compile_unet: bool = field(
         default=False, metadata={"help": "torch.compile the UNet on CUDA (slow first call)."}
     )
+    cpu_threads: int = field(
+        default=0,
+        metadata={"help": "torch's CPU threads. 0 = auto: 1 for the tiny models (their ops are too small "
+                  "to share, and on a busy machine extra threads only wait for each other: about 20x "
+                  "slower measured), torch's default (one per core) for SDXL.", "range": (0, 1024)},
+    )
     data_dir: str = field(
         default="data", metadata={"help": "Where storyboards, images and the database are kept."}
     )
@@ -271,6 +277,13 @@ class Settings:
         """Width and height in pixels for an aspect ratio, on this model (multiples of 8)."""
         width, height = ASPECTS[aspect]
         return _round8(width / self.size_divisor), _round8(height / self.size_divisor)
+
+    @property
+    def torch_threads(self) -> int | None:
+        """The CPU threads to give torch, or None to keep torch's own choice."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return 1 if self.model == "tiny" else None
 
     def preset_for(self, name: str | None = None) -> SpeedPreset:
         preset = PRESETS[name or self.preset]

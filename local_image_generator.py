@@ -123,6 +123,16 @@ def resolve_dtype(setting: str, device: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[setting]
 
 
+def apply_cpu_threads(settings: Settings) -> None:
+    """Give torch the configured CPU threads (process-wide: one generator per process)."""
+    import torch
+
+    threads = settings.torch_threads
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log.info("torch uses %d CPU thread(s)", threads)
+
+
 def _looks_like_path(source: str) -> bool:
     # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
@@ -227,6 +237,7 @@ class StoryboardGenerator:
         from diffusers import AutoencoderKL, StableDiffusionXLPipeline
 
         started = time.perf_counter()
+        apply_cpu_threads(settings)
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.precision, device)
         common = {"cache_dir": settings.cache_dir, "local_files_only": settings.offline or settings.model == "tiny"}

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sdxl-random: build the VAE with force_upcast on (SDXL's VAE) or off (the "
                         "fp16-fix VAE's setting; same architecture). The breakdown times both.")
     p.add_argument("--threads", type=positive_int,
-                   help="torch CPU threads (default: torch's choice); 1 is steadier on a busy shared CPU")
+                   help="torch CPU threads (default: STORYBOARD_CPU_THREADS, else 1 for tiny, torch's choice otherwise)")
     return p
 
 
@@ -186,6 +186,7 @@ def make_settings(args, environ):
         "precision": args.precision,
         "use_identity_lock": True,
         "compile_unet": True if args.compile else None,
+        "cpu_threads": args.threads,
     }
     if args.model == "tiny":
         overrides["hf_cache_dir"] = args.cache_dir or DEFAULT_TINY_CACHE
@@ -482,16 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     import diffusers
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     with quiet_libraries():
         return _run(args, diffusers, torch)
 
 
 def _run(args, diffusers, torch) -> int:
-    from local_image_generator import ModelNotAvailable, resolve_device, resolve_dtype
+    from local_image_generator import ModelNotAvailable, apply_cpu_threads, resolve_device, resolve_dtype
 
     settings = make_settings(args, os.environ)
+    apply_cpu_threads(settings)
     device = resolve_device(settings.device)
     smoke = args.model == "sdxl-random" and device == "cpu"
     if smoke and args.precision is None and settings.precision == "auto":

@@ -94,3 +94,18 @@ def test_the_readme_settings_table_is_the_generated_one():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert settings_markdown() in readme, "run `python config.py` and paste the table into README.md"
+
+
+@pytest.mark.parametrize("values,threads", [
+    ({"model": "tiny"}, 1),  # tiny ops gain nothing from threads; on a busy CPU they only contend
+    ({"model": "sdxl"}, None),  # torch's own choice, one per core
+    ({"model": "tiny", "cpu_threads": 3}, 3),
+    ({"model": "sdxl", "cpu_threads": 2}, 2),
+])
+def test_cpu_threads_default_per_model(values, threads):
+    assert load_settings({}, values).torch_threads == threads
+
+
+def test_cpu_threads_rejects_a_negative_count():
+    with pytest.raises(SettingsError, match="cpu_threads"):
+        load_settings({"STORYBOARD_CPU_THREADS": "-1"})

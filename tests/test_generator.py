@@ -295,3 +295,17 @@ def test_half_precision_prefers_fp16_files_and_falls_back(tiny_settings_factory,
     generator = StoryboardGenerator.load(tiny_settings_factory(precision="fp16", use_identity_lock=False))
     # The tiny repo has no fp16 files, like a local folder without them: loaded as it is.
     assert asked == ["fp16", None] and str(generator.pipe.unet.dtype) == "torch.float16"
+
+
+def test_loading_gives_torch_the_configured_cpu_threads(tiny_settings_factory):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        StoryboardGenerator.load(tiny_settings_factory())  # tiny: auto = 1 thread
+        assert torch.get_num_threads() == 1
+        StoryboardGenerator.load(tiny_settings_factory(cpu_threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
