@@ -379,7 +379,10 @@ def cancel_storyboard(board_id: str):
     if board["status"] not in ("queued", "running"):
         raise FieldError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
                                    "canceled.", status=409)
-    _studio()["worker"].cancel(board_id)
+    if not _studio()["worker"].cancel(board_id):
+        board = _studio()["store"].board_status(board_id) or abort(404)
+        raise FieldError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
+                         status=409)
     return jsonify(id=board_id, status="canceled"), 202
 
 

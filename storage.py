@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     params TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL,
     starts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     created_at TEXT NOT NULL
 );
@@ -94,6 +95,8 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
         if "dropped" not in columns:  # a data directory from before the column existed
             self._db.execute("ALTER TABLE frames ADD COLUMN dropped TEXT")
+        if "cancel_requested" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -331,10 +334,23 @@ class Store:
         return [dict(r) for r in self._query(
             "SELECT * FROM jobs WHERE storyboard_id = ? AND status = ? ORDER BY id", (board_id, status))]
 
-    def cancel_queued(self, board_id: str) -> int:
+    def request_cancel(self, board_id: str) -> tuple[int, int]:
+        """Cancel the board's queued jobs and flag its running one, in one transaction.
+
+        Taking a job is a transaction too, so each cancel lands wholly before or after a
+        take: before, the job is never taken; after, the worker finds the flag.
+        Returns (queued jobs canceled, running jobs flagged).
+        """
         with self._tx() as db:
-            return db.execute("UPDATE jobs SET status = 'canceled' WHERE storyboard_id = ? AND status = 'queued'",
-                              (board_id,)).rowcount
+            queued = db.execute("UPDATE jobs SET status = 'canceled' WHERE storyboard_id = ? AND status = 'queued'",
+                                (board_id,)).rowcount
+            running = db.execute("UPDATE jobs SET cancel_requested = 1 WHERE storyboard_id = ? AND status = 'running'",
+                                 (board_id,)).rowcount
+        return queued, running
+
+    def cancel_requested(self, job_id: int) -> bool:
+        rows = self._query("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return bool(rows and rows[0][0])
 
     def last_job(self, board_id: str) -> dict | None:
         rows = self._query("SELECT * FROM jobs WHERE storyboard_id = ? AND kind = 'board' ORDER BY id DESC LIMIT 1",

@@ -89,8 +89,7 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._current: dict | None = None  # the running job
         self._cancel = threading.Event()
-        # Held while a job moves from the queue to _current: cancel() always finds it in one of them.
-        self._taking = threading.Lock()
+        self._guard = threading.Lock()  # _current and _cancel change together
         self._progress: dict[str, dict] = {}
 
     # -- control (any thread) --
@@ -118,18 +117,22 @@ class Worker:
         return self._progress.get(board_id)
 
     def cancel(self, board_id: str) -> bool:
-        """Cancel the board's queued jobs, and its running job at the next step."""
-        with self._taking:
-            canceled = self.store.cancel_queued(board_id) > 0
+        """Cancel the board's queued jobs, and its running job at the next step.
+
+        The promise: a cancel that lands before the worker starts drawing draws nothing;
+        one that lands while it draws stops it within one step, keeping finished panels.
+        Returns False when there was nothing left to cancel (the board had finished).
+        """
+        queued, running = self.store.request_cancel(board_id)
+        with self._guard:
             current = self._current
-            if current is not None and current["storyboard_id"] == board_id:
+            if running and current is not None and current["storyboard_id"] == board_id:
                 self._cancel.set()
-                canceled = True
-        if canceled and (current is None or current["storyboard_id"] != board_id):
+        if queued and not running:
             self._mark_unfinished(board_id, "pending")
             self.store.set_board_status(board_id, "canceled")
             self.hub.publish(board_id, "status", {"status": "canceled", "error": None})
-        return canceled
+        return bool(queued or running)
 
     # -- the loop (worker thread only) --
 
@@ -140,10 +143,14 @@ class Worker:
             except Exception:  # noqa: BLE001 - health shows the error; the next job retries
                 pass
         while not self._stop.is_set():
-            with self._taking:
-                job = self.store.next_job()
-                if job is not None:
+            job = self.store.next_job()
+            if job is not None:
+                with self._guard:
                     self._current, self._cancel = job, threading.Event()
+                # A cancel that flagged the job after it was taken, but before it was
+                # published as current, could not reach the event: its flag is in the store.
+                if self.store.cancel_requested(job["id"]):
+                    self._cancel.set()
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -183,6 +190,8 @@ class Worker:
             if self._cancel.is_set():  # canceled while being taken: no model load, no drawing
                 raise GenerationCancelled()
             generator = self._ensure_generator()
+            if self._cancel.is_set():  # canceled while the model loaded
+                raise GenerationCancelled()
             self._draw(job, generator)
         except Exception as error:  # noqa: BLE001 - one bad job must not stop the worker
             if isinstance(error, GenerationCancelled):
@@ -193,7 +202,8 @@ class Worker:
         else:
             self._finish(job, "done", None, frames_to=None)
         finally:
-            self._current = None
+            with self._guard:
+                self._current = None
             self._progress.pop(board_id, None)
 
     def _finish(self, job: dict, status: str, error: str | None, frames_to: str | None) -> None:

@@ -6,6 +6,7 @@ REAL hub ids in a temporary cache, and the default loading path is the one teste
 """
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,6 +18,12 @@ for _name in [k for k in os.environ if k.startswith("STORYBOARD_")]:
     del os.environ[_name]  # a developer's own settings must not change the tests
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    """The tiny models' cache (~25 MB) goes with the session that made it."""
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 

@@ -18,6 +18,10 @@ class FakeGenerator:
         self.max_active = 0
         self.release = threading.Event()
         self.release.set()
+        # pause_at = (panel index, step): after that step, set ``paused`` and wait for ``resume``.
+        self.pause_at: tuple[int, int] | None = None
+        self.paused, self.resume = threading.Event(), threading.Event()
+        self.steps_run: list[tuple[int, int]] = []
         self._guard = threading.Lock()
 
     def describe(self):
@@ -53,8 +57,12 @@ class FakeGenerator:
                     raise GenerationCancelled()
                 if self.step_delay:
                     time.sleep(self.step_delay)
+                self.steps_run.append((job.index, step))
                 if on_progress:
                     on_progress(job.index, step, request.num_steps)
+                if self.pause_at == (job.index, step):
+                    self.paused.set()
+                    assert self.resume.wait(30), "the test never resumed the fake generator"
             if job.index in self.fail_on:
                 result = PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
                                      status="failed", error="fake failure")

@@ -46,11 +46,11 @@ FINAL = ("done", "failed", "canceled", "interrupted")
 # --- Shared pieces -------------------------------------------------------------------------
 
 
-def make_app(data_dir, generator=None, load_generator=None, **overrides):
+def make_app(data_dir, generator=None, load_generator=None, start_worker=True, **overrides):
     values = {"data_dir": str(data_dir), "model": "tiny", "identity_scoring": False, "max_upload_mb": 1}
     values.update(overrides)
     loader = load_generator or ((lambda: generator) if generator is not None else None)  # None: real loading
-    return create_app(load_settings({}, values), load_generator=loader)
+    return create_app(load_settings({}, values), load_generator=loader, start_worker=start_worker)
 
 
 @pytest.fixture
@@ -317,14 +317,27 @@ def timed_board(app, generator, port, listeners=0, close=0):
     return seconds
 
 
-def test_twenty_listeners_do_not_slow_the_worker(studio):
-    generator = FakeGenerator(step_delay=0.01)
+def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
+    # Speed is for benchmarks (bench_overhead.py); what keeps listeners cheap is that they
+    # read the store only on status events, never per progress step. Counted, not timed.
+    generator = FakeGenerator()
     app = studio(generator)
+    store = app.extensions["studio"]["store"]
+    reads = []
+    for name in ("board", "board_status", "jobs_for"):
+        original = getattr(store, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            if "process_request_thread" in threading.current_thread().name:  # a server thread: a listener
+                reads.append(_name)
+            return _original(*args, **kwargs)
+
+        setattr(store, name, counted)
     with serve(app) as port:
-        timed_board(app, generator, port)  # warm up
-        alone = timed_board(app, generator, port)
-        watched = timed_board(app, generator, port, listeners=20, close=10)
-    assert watched / alone < 1.5, (alone, watched)
+        timed_board(app, generator, port, listeners=20, close=10)
+    steps = 4 * 12  # 4 panels, FAST
+    status_events = 3  # queued (at the start of each stream), running, done
+    assert len(reads) <= 20 * (status_events + 2) + 5, (len(reads), steps)
 
 
 def test_listeners_that_leave_mid_stream_leak_no_threads(studio):
@@ -334,7 +347,7 @@ def test_listeners_that_leave_mid_stream_leak_no_threads(studio):
         timed_board(app, generator, port)
         baseline = threading.active_count()
         timed_board(app, generator, port, listeners=20, close=10)
-        assert wait_threads(baseline, 5.0) <= baseline
+        assert wait_threads(baseline, 60.0) <= baseline
 
 
 def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatch):
@@ -349,7 +362,7 @@ def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatc
         wait_for(client, board_id, ("running",))
         for sock in [open_stream(port, board_id) for _ in range(20)]:
             sock.close()
-        left = wait_threads(baseline, 5.0)
+        left = wait_threads(baseline, 60.0)
         generator.release.set()
         assert left <= baseline
 
@@ -419,8 +432,10 @@ def killed(hf_cache, tmp_path_factory):
     try:
         process, base = start_studio(data_dir, hf_cache, log_path)
         processes.append(process)
-        story = "\n".join(f"Panel {i}: the fox crosses field {i}." for i in range(1, 7))
-        board_id = http_json("POST", base + "/api/storyboards", {"story": story, "preset": "fast", "seed": 3,
+        # 8 panels of 20 steps: once 2 are done, 120 steps stand between the poll and the
+        # board's end, so the kill lands mid-board however slow the machine is.
+        story = "\n".join(f"Panel {i}: the fox crosses field {i}." for i in range(1, 9))
+        board_id = http_json("POST", base + "/api/storyboards", {"story": story, "preset": "quality", "seed": 3,
                                                                  "identity_lock": False, "aspect": "1:1"})["id"]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -477,7 +492,7 @@ def test_after_a_kill_the_database_is_intact(killed):
 
 def test_after_a_kill_resume_draws_the_rest(killed):
     frames = killed["resumed"]["frames"]
-    assert killed["resumed"]["status"] == "done" and [f["status"] for f in frames] == ["done"] * 6
+    assert killed["resumed"]["status"] == "done" and [f["status"] for f in frames] == ["done"] * 8
 
 
 # --- Faults: a job that takes the studio down twice ----------------------------------------
@@ -761,22 +776,6 @@ def test_a_pickle_adapter_weight_setting_is_refused():
 # --- Faults: cancel ------------------------------------------------------------------------
 
 
-def test_cancel_stops_within_one_step(studio):
-    generator = FakeGenerator(step_delay=0.03)
-    app = studio(generator)
-    client, hub = app.test_client(), app.extensions["studio"]["hub"]
-    events = []
-    original = hub.publish
-    hub.publish = lambda board_id, kind, data: (events.append(kind), original(board_id, kind, data))
-    board_id = post_board(client, identity_lock=False).get_json()["id"]
-    while events.count("progress") < 3:
-        time.sleep(0.005)
-    client.post(f"/api/storyboards/{board_id}/cancel")
-    seen = len(events)
-    wait_for(client, board_id)
-    assert events[seen:].count("progress") <= 1
-
-
 @pytest.fixture
 def two_boards(studio):
     """Board A running (held by the fake), board B queued behind it, B canceled."""
@@ -800,29 +799,66 @@ def test_a_canceled_queued_board_never_reaches_the_generator(two_boards):
     assert two_boards["b"]["status"] == "canceled" and len(two_boards["generator"].requests) == 1
 
 
-def test_cancel_just_as_the_worker_takes_the_job_still_cancels(studio, monkeypatch):
-    # The worker has taken B from the queue but not started it: the page still shows it queued.
-    generator = FakeGenerator()
-    app = studio(generator)
-    store, client = app.extensions["studio"]["store"], app.test_client()
-    taken, go = threading.Event(), threading.Event()
+def paused_take(store, monkeypatch, before: bool):
+    """Pause the worker just before (or just after) its transaction that takes a job."""
+    at, go = threading.Event(), threading.Event()
     original = store.next_job
 
     def next_job():
+        if before:
+            at.set()
+            assert go.wait(30)
         job = original()
-        if job is not None:
-            taken.set()
-            go.wait(5)
+        if job is not None and not before:
+            at.set()
+            assert go.wait(30)
         return job
 
     monkeypatch.setattr(store, "next_job", next_job)
+    return at, go
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-the-take", "after-the-take"])
+def test_a_cancel_that_lands_while_the_job_is_taken_draws_nothing(studio, monkeypatch, before):
+    # The promise: a cancel that lands before the worker starts drawing draws nothing.
+    # Both orders of the cancel and the take's transaction are forced, not raced.
+    generator = FakeGenerator()
+    app = studio(generator, start_worker=False)
+    store, worker, client = app.extensions["studio"]["store"], app.extensions["studio"]["worker"], app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
-    assert taken.wait(5)
-    threading.Timer(0.3, go.set).start()  # let the worker go on while (or after) cancel runs
-    client.post(f"/api/storyboards/{board_id}/cancel")
+    at, go = paused_take(store, monkeypatch, before)
+    worker.start()
+    assert at.wait(30)
+    assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202  # returns while the worker waits
     go.set()
     board = wait_for(client, board_id)
-    assert board["status"] == "canceled" and "done" not in {f["status"] for f in board["frames"]}
+    assert board["status"] == "canceled" and {f["status"] for f in board["frames"]} == {"pending"}
+    assert generator.requests == []
+
+
+def test_a_cancel_while_drawing_stops_within_one_step_and_keeps_finished_panels(studio):
+    generator = FakeGenerator()
+    generator.pause_at = (2, 2)  # panel 1 done, panel 2 two steps in
+    app = studio(generator)
+    client = app.test_client()
+    board_id = post_board(client, identity_lock=False).get_json()["id"]
+    assert generator.paused.wait(30)
+    assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202
+    generator.resume.set()
+    board = wait_for(client, board_id)
+    assert board["status"] == "canceled"
+    assert [f["status"] for f in board["frames"]] == ["done", "pending", "pending"]
+    assert generator.steps_run[-1] == (2, 2)  # the very next step saw the cancel
+
+
+def test_a_cancel_after_the_board_finished_says_so(studio):
+    app = studio(FakeGenerator())
+    client = app.test_client()
+    board_id = post_board(client, identity_lock=False).get_json()["id"]
+    wait_for(client, board_id)
+    worker = app.extensions["studio"]["worker"]
+    assert worker.cancel(board_id) is False  # nothing left to cancel; the board stays done
+    assert client.get(f"/api/storyboards/{board_id}").get_json()["status"] == "done"
 
 
 # --- Bad input: uploads --------------------------------------------------------------------

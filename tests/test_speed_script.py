@@ -7,7 +7,6 @@ meta device (no memory, no compute): its parameter count and its FLOPs.
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -76,14 +75,12 @@ def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
 def test_sdxl_unet_has_the_real_parameter_count_and_flops():
     import sdxl_random
 
-    started = time.perf_counter()
     unet = sdxl_random.build_unet("meta")
     count = sdxl_random.check_unet_parameters(unet)
     assert count == pytest.approx(2.567e9, rel=0.005)
     assert next(unet.parameters()).device.type == "meta"  # nothing allocated
     flops = sdxl_random.unet_flops(1024, 1024, batch=1, unet=unet)
     assert flops == pytest.approx(6.76e12, rel=0.15)
-    assert time.perf_counter() - started < 60
 
 
 def test_a_wrong_config_fails_the_parameter_check():
