@@ -83,8 +83,9 @@ def create_app(
 
 def default_generator_loader(settings: Settings) -> Callable[[], Any]:
     def load():
-        from local_image_generator import StoryboardGenerator
+        from local_image_generator import StoryboardGenerator, quiet_library_logs
 
+        quiet_library_logs(progress_bars=settings.model != "tiny")
         if settings.model == "tiny":
             import tiny_models
 
@@ -300,7 +301,7 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
-    from prompt_enhancer import StoryError, split_story
+    from prompt_enhancer import StoryError, plan_story
 
     studio = _studio()
     settings: Settings = studio["settings"]
@@ -317,7 +318,7 @@ def create_storyboard():
     identity_lock = _bool(fields, "identity_lock", settings.use_identity_lock)
     reference_png = decode_reference(reference_data) if reference_data else None
     try:
-        plans = split_story(story, frames, MAX_FRAMES)
+        plan = plan_story(story, frames, MAX_FRAMES)
     except StoryError as error:
         raise FieldError(error.field, str(error)) from None
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
@@ -327,9 +328,10 @@ def create_storyboard():
         "ip_adapter_scale": preset.ip_adapter_scale, "aspect": aspect, "width": width, "height": height,
         "seed": seed, "identity_lock": identity_lock, "negative_prompt": settings.negative_prompt,
         "model": settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)",
+        "notices": list(plan.notices),
     }
-    panels = [{"id": plan.index, "caption": plan.caption, "shot": plan.shot, "seed": seed + plan.index - 1}
-              for plan in plans]
+    panels = [{"id": panel.index, "caption": panel.caption, "shot": panel.shot, "seed": seed + panel.index - 1}
+              for panel in plan.panels]
     try:
         board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
                                                 settings=options, panels=panels, reference_png=reference_png,

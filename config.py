@@ -61,10 +61,12 @@ TINY_SIZE_DIVISOR = 16
 
 MAX_FRAMES = 8
 
+# Face first, then clothing, in 26 of CLIP's 77 tokens: with the style and the longest shot
+# that leaves 30+ tokens for each panel's scene (a test checks), which a scene in a
+# language other than English needs (a Russian word costs 3-6 tokens).
 CHARACTER_TRAITS = (
-    "young woman, oval face, large green almond-shaped eyes, light freckles, "
-    "shoulder-length wavy auburn hair with side-swept bangs, "
-    "dark green hooded jacket over a cream sweater"
+    "young woman, oval face, green almond eyes, light freckles, "
+    "wavy auburn shoulder-length hair, dark green hooded jacket"
 )
 STYLE = "cinematic storyboard frame, clean lines, soft lighting, detailed"
 NEGATIVE_PROMPT = (

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from config import MAX_FRAMES, Settings, SpeedPreset
+from prompt_enhancer import shorten
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,37 @@ def apply_cpu_threads(settings: Settings) -> None:
         log.info("torch uses %d CPU thread(s)", threads)
 
 
+# Library messages that say nothing to a studio user: torchvision is not installed on purpose
+# (transformers falls back to the PIL image processors, which IP-Adapter uses anyway), and
+# diffusers warns about an empty list of fp32 modules when a pipeline is moved with .to().
+HARMLESS_LIBRARY_MESSAGES = ("requires torchvision", "should be kept in float32: []")
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in HARMLESS_LIBRARY_MESSAGES)
+
+
+def quiet_library_logs(progress_bars: bool = True) -> None:
+    """Drop the known-harmless warnings of diffusers and transformers (process-wide).
+
+    ``progress_bars=False`` also hides their progress bars, e.g. for the tiny models,
+    which load in a fraction of a second and download nothing.
+    """
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils as hub_utils
+    import transformers.utils.logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        for handler in library.get_logger().handlers:  # the library's root logger and its handler
+            if not any(isinstance(f, _DropHarmless) for f in handler.filters):
+                handler.addFilter(_DropHarmless())
+        if not progress_bars:
+            library.disable_progress_bar()
+    if not progress_bars:
+        hub_utils.disable_progress_bars()
+
+
 def _looks_like_path(source: str) -> bool:
     # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
@@ -145,7 +177,7 @@ _MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file",
 def _load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception) -> str:
     """Words for a failed load: missing weights and damaged weights need different fixes."""
     where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
-    detail = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    detail = f"{type(error).__name__}: {shorten((str(error).splitlines() or [''])[0], 200)}"
     if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
         return (
             f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
@@ -260,7 +292,10 @@ class StoryboardGenerator:
             ) from error
         generator = cls.from_pipeline(pipe.to(device), settings, device, dtype)
         generator.load_seconds = time.perf_counter() - started
-        log.info("loaded %s on %s (%s) in %.1f s", source, device, dtype, generator.load_seconds)
+        what = (f"the tiny random SDXL + IP-Adapter (offline demo, built in {settings.cache_dir})"
+                if settings.model == "tiny" else source)
+        log.info("loaded %s on %s (%s) in %.1f s", what, device, str(dtype).replace("torch.", ""),
+                 generator.load_seconds)
         return generator
 
     @classmethod

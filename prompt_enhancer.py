@@ -191,6 +191,53 @@ def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> l
     return [PanelPlan(i, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
 
 
+@dataclass(frozen=True)
+class StoryPlan:
+    """The panels of a story, and what the user should know about how it was read."""
+
+    panels: tuple[PanelPlan, ...]
+    notices: tuple[str, ...]
+
+
+def plan_story(story: str, frames: int | None = None, max_frames: int = 8) -> StoryPlan:
+    """:func:`split_story`, with notices: fewer panels than asked, a story not in English."""
+    panels = tuple(split_story(story, frames, max_frames))
+    notices = []
+    wanted = _check_frames(frames, max_frames)
+    one_paragraph = len(_story_lines(story)) == 1
+    if one_paragraph and len(panels) < (wanted or DEFAULT_FRAMES):
+        notices.append(
+            f"The story has {len(panels)} distinct beat{'s' if len(panels) != 1 else ''}, so it makes "
+            f"{len(panels)} panel{'s' if len(panels) != 1 else ''}, not {wanted or DEFAULT_FRAMES}: two panels "
+            "with the same scene would come out nearly identical. Add sentences, or write one line per panel."
+        )
+    elif not one_paragraph and wanted is not None and wanted != len(panels):
+        notices.append(f"The story has {len(panels)} lines, one panel each, so the panel count ({wanted}) "
+                       "was not used.")
+    language = language_notice(story)
+    if language:
+        notices.append(language)
+    return StoryPlan(panels, tuple(notices))
+
+
+# A story counts as not English when more than this share of its letters is outside ASCII
+# (Cyrillic, Greek, CJK, Arabic, ...). Latin-script languages are not detected.
+NON_ENGLISH_SHARE = 0.3
+
+
+def language_notice(story: str) -> str | None:
+    """Words for the user when the story is not in English, else None."""
+    letters = [ch for ch in story if ch.isalpha()]
+    if not letters or sum(not ch.isascii() for ch in letters) / len(letters) <= NON_ENGLISH_SHARE:
+        return None
+    return (
+        "This story is not in English. SDXL's text encoders read English: scenes in another language "
+        "guide the picture weakly and cost several tokens a word, so each panel's prompt keeps only the "
+        "start of its scene within CLIP's 77 tokens (each panel shows what was cut). Captions and exports "
+        "keep your words; for better pictures, write the scenes in English."
+    )
+
+
 # --- Sentences ---------------------------------------------------------------------------
 
 # Sentence ends: . ! ? … (and runs of them), then closing quotes or brackets, then a space
@@ -264,36 +311,6 @@ _CLAUSE_PUNCTUATION = (",", ";", ":", "—", "–")
 _CONJUNCTIONS = frozenset("and then but while и затем потом но а".split())
 MIN_CLAUSE_WORDS = 2
 
-# Story-arc labels for panels that repeat the same text (a premise shorter than the board),
-# so six panels from one sentence read as a story, not six copies. English everywhere:
-# the app's UI is English and CLIP reads English beat words cheaply (a Russian label
-# costs 10-17 tokens of the 77).
-ARC = (
-    "Opening", "Setup", "Rising action", "Complication",
-    "Turning point", "Climax", "Falling action", "Resolution",
-)
-# Which stages a short arc keeps, most important first: 3 panels are Opening, Climax,
-# Resolution; 6 add Rising action, Turning point, Setup.
-_ARC_PRIORITY = (
-    "Opening", "Resolution", "Climax", "Rising action",
-    "Turning point", "Setup", "Falling action", "Complication",
-)
-
-
-def arc_labels(n: int) -> list[str]:
-    """``n`` distinct story-arc labels in story order."""
-    if n <= len(ARC):
-        keep = set(_ARC_PRIORITY[:n])
-        return [stage for stage in ARC if stage in keep]
-    # Longer boards (max_frames raised above 8): stretch the arc and number repeats.
-    labels, seen = [], {}
-    for i in range(n):
-        stage = ARC[i * len(ARC) // n]
-        seen[stage] = seen.get(stage, 0) + 1
-        labels.append(stage if seen[stage] == 1 else f"{stage} {seen[stage]}")
-    return labels
-
-
 def _split_clause(piece: str) -> tuple[str, str] | None:
     """Split ``piece`` in two at the clause boundary nearest its middle, or None.
 
@@ -313,14 +330,13 @@ def _split_clause(piece: str) -> tuple[str, str] | None:
 
 
 def story_beats(paragraph: str, frames: int) -> list[str]:
-    """Exactly ``frames`` consecutive beats that together hold the whole paragraph.
+    """At most ``frames`` consecutive beats that together hold the whole paragraph.
 
     - More sentences than frames: neighbouring sentences are merged, the first beats
       taking one more sentence when they do not divide evenly.
     - Fewer: the longest piece is split at a clause boundary, repeatedly, while one can be.
-    - Still fewer: pieces are repeated over several panels (earlier pieces first), and
-      each repeated panel is prefixed with its story-arc label ("Opening: ...",
-      "Climax: ...") so every caption is distinct.
+    - Still fewer: that many beats. Two panels never share a scene (they would come out
+      nearly identical); :func:`plan_story` tells the user why there are fewer panels.
     """
     # An inline numbered list ("1. She walks. 2. She runs.") keeps its numbers off the
     # captions, as a list written line by line does.
@@ -336,16 +352,7 @@ def story_beats(paragraph: str, frames: int) -> list[str]:
                 break
         else:
             break
-    if len(pieces) == frames:
-        return pieces
-    labels = arc_labels(frames)
-    # Piece k fills the panels of its group; only repeated pieces get their label, so a
-    # piece shown once stays exactly the user's words.
-    beats = []
-    for k, panels in enumerate(_groups(list(range(frames)), len(pieces))):
-        for p in panels:
-            beats.append(f"{labels[p]}: {pieces[k]}" if len(panels) > 1 else pieces[k])
-    return beats
+    return pieces
 
 
 def _groups(items: list, n: int) -> list[list]:
@@ -363,6 +370,14 @@ def _groups(items: list, n: int) -> list[list]:
 
 # Trimmed off the end of the scene detail so "door," does not become "door,, medium shot".
 _TRAILING = " ,;:.!?…-–—"
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary, with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
 
 
 def _normalise(text: str) -> str:

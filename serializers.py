@@ -44,6 +44,8 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "character": board["character"],
         "style": board["style"],
         "settings": board["settings"],
+        # How the story was read: fewer panels than asked, a story not in English.
+        "notices": board["settings"].get("notices", []),
         "reference": {"kind": board["reference_kind"], "image_url": reference_url},
         "progress": progress,
         "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],

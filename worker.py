@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from config import Settings, SpeedPreset
+from prompt_enhancer import shorten
 from serializers import board_json, frame_json
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class Worker:
                 self._finish(job, "canceled", None, frames_to="pending")
             else:
                 log.exception("job %s failed", job["id"])
-                self._finish(job, "failed", _user_message(error), frames_to="failed")
+                self._finish(job, "failed", _user_message(error), frames_to="failed", frame_error=NOT_DRAWN)
         else:
             self._finish(job, "done", None, frames_to=None)
         finally:
@@ -206,10 +207,11 @@ class Worker:
                 self._current = None
             self._progress.pop(board_id, None)
 
-    def _finish(self, job: dict, status: str, error: str | None, frames_to: str | None) -> None:
+    def _finish(self, job: dict, status: str, error: str | None, frames_to: str | None,
+                frame_error: str | None = None) -> None:
         board_id = job["storyboard_id"]
         if frames_to:
-            self._mark_unfinished(board_id, frames_to, error)
+            self._mark_unfinished(board_id, frames_to, frame_error)
         self.store.finish_job(job["id"], status, error)
         board = self.store.board(board_id)
         if board is None:  # deleted while drawing
@@ -268,7 +270,8 @@ class Worker:
             portrait = PanelJob(0, p.prompt, p.negative_prompt, options["seed"], p.caption, p.shot)
         request = StoryboardRequest(tuple(panels), options["width"], options["height"], preset,
                                     options["identity_lock"], reference, portrait)
-        tracker = _Progress(self, board_id, panels, preset.steps, portrait is not None)
+        positions = {frame["id"]: i for i, frame in enumerate(board["frames"], start=1)}
+        tracker = _Progress(self, board_id, [p.index for p in panels], positions, portrait is not None)
         generator.generate(
             request,
             on_progress=tracker.step,
@@ -344,31 +347,38 @@ PROGRESS_INTERVAL_S = 0.1
 
 
 class _Progress:
-    """Panel i of N, step j of S and an ETA from the pace so far."""
+    """How far the job is, for the progress bar: only ever forward.
 
-    def __init__(self, worker: Worker, board_id: str, panels: list, steps: int, with_portrait: bool):
-        self.worker, self.board_id, self.steps = worker, board_id, steps
-        self.order = {panel.index: i for i, panel in enumerate(panels, start=1)}
-        self.total_steps = steps * (len(panels) + (1 if with_portrait else 0))
-        self.done_steps = 0
+    The job's units are its panels plus the generated reference portrait, if any; a unit
+    counts by its steps. Panels are named by their position on the board ("Panel 2 of 3"
+    when panel 2 is redrawn or resumed), not by their place in this job.
+    """
+
+    def __init__(self, worker: Worker, board_id: str, indices: list[int], positions: dict[int, int],
+                 with_portrait: bool):
+        self.worker, self.board_id = worker, board_id
+        self.indices, self.positions = set(indices), positions
+        self.units = len(indices) + (1 if with_portrait else 0)
+        self._done: dict[int, float] = {}  # unit -> its best fraction (a redrawn panel restarts its steps)
+        self.fraction = 0.0
         self.started = time.perf_counter()
         self._published = 0.0
-        self._last: dict[int, int] = {}
 
     def step(self, index: int, step: int, steps: int) -> None:
-        self.done_steps += step - self._last.get(index, 0)
-        self._last[index] = step
-        if step == 1 and index in self.order:
+        self._done[index] = max(self._done.get(index, 0.0), step / steps)
+        self.fraction = max(self.fraction, min(sum(self._done.values()) / self.units, 1.0))
+        if step == 1 and index in self.indices:
             self.worker.store.update_frame(self.board_id, index, status="running")
         now = time.perf_counter()
-        remaining = max(self.total_steps - self.done_steps, 0)
+        position = self.positions.get(index) if index in self.indices else None
         progress = {
-            "panel": self.order.get(index, 0),
-            "of": len(self.order),
-            "label": f"Panel {self.order[index]} of {len(self.order)}" if index in self.order else "Character reference",
+            "fraction": round(self.fraction, 4),
+            "panel": position or 0,
+            "of": len(self.positions),
+            "label": f"Panel {position} of {len(self.positions)}" if position else "Character reference",
             "step": step,
             "steps": steps,
-            "eta_s": round((now - self.started) / self.done_steps * remaining, 1),
+            "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
         }
         self.worker._progress[self.board_id] = progress
         if step in (1, steps) or now - self._published >= PROGRESS_INTERVAL_S:
@@ -376,9 +386,13 @@ class _Progress:
             self.worker.hub.publish(self.board_id, "progress", progress)
 
 
+# What a panel says when its board failed as a whole; the board's error has the details.
+NOT_DRAWN = "Not drawn: the storyboard failed."
+
+
 def _user_message(error: Exception) -> str:
     """Words for the page: the error's own message, never a traceback."""
     text = str(error).strip() or type(error).__name__
     if isinstance(error, OSError) and getattr(error, "errno", None) == 28:
         return "The disk is full: the panel could not be saved. Free some space and resume the storyboard."
-    return text[:1000]
+    return shorten(text, 1000)

@@ -63,8 +63,23 @@ def test_panel_png_carries_its_parameters(client):
 
 
 def test_a_paragraph_with_a_count_gives_that_many_panels(client):
+    story = "A knight rides out. He meets a dragon. They talk. He rides home."
+    answer = client.post("/api/storyboards", json={"story": story, "frames": 4})
+    assert len(answer.get_json()["frames"]) == 4 and answer.get_json()["notices"] == []
+
+
+def test_a_paragraph_with_fewer_beats_than_asked_draws_fewer_and_says_why(client):
     answer = client.post("/api/storyboards", json={"story": "A knight rides out. He meets a dragon.", "frames": 4})
-    assert len(answer.get_json()["frames"]) == 4
+    board = answer.get_json()
+    assert len(board["frames"]) == 2 and "not 4" in board["notices"][0]
+    assert client.get(f"/api/storyboards/{board['id']}").get_json()["notices"] == board["notices"]
+
+
+def test_a_story_not_in_english_is_noticed_and_captions_keep_its_words(client):
+    story = "Мара просыпается до рассвета.\nОна берёт карту деда."
+    board = client.post("/api/storyboards", json={"story": story}).get_json()
+    assert any("not in English" in n for n in board["notices"])
+    assert [f["caption"] for f in board["frames"]] == story.splitlines()
 
 
 def test_uploaded_reference_by_form(client, generator):
@@ -214,6 +229,33 @@ def test_resume_a_canceled_board_draws_the_rest(client, generator):
     assert wait_for(client, board_id, ("done",))["status"] == "done"
 
 
+def progress_labels(app, board_id):
+    events = app.extensions["studio"]["hub"].wait(board_id, 0, timeout=0)
+    return [data["label"] for _, kind, data in events if kind == "progress"]
+
+
+def test_a_redrawn_panel_is_named_by_its_place_on_the_board(client, app):
+    board_id = create(client).get_json()["id"]
+    wait_for(client, board_id)
+    app.extensions["studio"]["hub"].forget(board_id)
+    client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={})
+    wait_for(client, board_id, ("done",))
+    assert set(progress_labels(app, board_id)) == {"Panel 2 of 3"}
+
+
+def test_a_resumed_board_names_panels_by_their_place(client, app, generator):
+    generator.pause_at = (1, 12)  # panel 1's last step
+    board_id = create(client).get_json()["id"]
+    assert generator.paused.wait(30)
+    client.post(f"/api/storyboards/{board_id}/cancel")
+    generator.resume.set()
+    wait_for(client, board_id)
+    app.extensions["studio"]["hub"].forget(board_id)
+    client.post(f"/api/storyboards/{board_id}/resume")
+    wait_for(client, board_id, ("done",))
+    assert progress_labels(app, board_id)[0] == "Panel 2 of 3" and "Panel 1 of 3" not in progress_labels(app, board_id)
+
+
 def test_a_failed_panel_is_reported_and_not_saved(tmp_path):
     settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False})
     app = create_app(settings, load_generator=lambda: FakeGenerator(fail_on={2}))
@@ -238,6 +280,8 @@ def test_a_model_that_cannot_load_fails_the_board_with_words(tmp_path):
     app.extensions["studio"]["worker"].stop()
     assert board["status"] == "failed" and "network access" in board["error"]
     assert health["model"] == "error" and health["status"] == "ok"
+    # The full message is the board's; panels only say they were not drawn.
+    assert {f["error"] for f in board["frames"]} == {"Not drawn: the storyboard failed."}
 
 
 def test_health_and_presets(client):

@@ -309,3 +309,30 @@ def test_loading_gives_torch_the_configured_cpu_threads(tiny_settings_factory):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("library", ["diffusers", "transformers"])
+def test_known_harmless_library_warnings_are_dropped_and_others_kept(library):
+    import logging
+
+    from local_image_generator import quiet_library_logs
+
+    quiet_library_logs()
+    handlers = logging.getLogger(library).handlers
+    assert handlers
+
+    def shown(message: str) -> bool:
+        record = logging.LogRecord(f"{library}.x", logging.WARNING, __file__, 1, message, None, None)
+        return all(handler.filter(record) for handler in handlers)
+
+    assert not shown("`CLIPImageProcessor` requires torchvision (not installed); falling back")
+    assert not shown("There are modules in UNet2DConditionModel that should be kept in float32: []. Casting")
+    assert shown("There are modules in UNet2DConditionModel that should be kept in float32: ['norm']")
+    assert shown("a warning worth reading")
+
+
+def test_the_log_says_the_tiny_models_were_loaded(tiny_settings_factory, caplog):
+    caplog.set_level("INFO", logger="local_image_generator")
+    StoryboardGenerator.load(tiny_settings_factory())
+    loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded")]
+    assert loaded and "tiny random SDXL" in loaded[0] and "stabilityai" not in loaded[0]

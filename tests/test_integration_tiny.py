@@ -10,15 +10,23 @@ from helpers import png_bytes, wait_for
 
 
 @pytest.fixture
-def client(tiny_settings_factory):
+def app(tiny_settings_factory):
     app = create_app(tiny_settings_factory(identity_scoring=True))
-    yield app.test_client()
+    yield app
     app.extensions["studio"]["worker"].stop()
 
 
-def test_a_six_panel_board_on_the_tiny_model(client):
-    answer = client.post("/api/storyboards", json={"story": "A girl walks to the lighthouse at dusk.", "frames": 6,
-                                                   "preset": "ultra_fast", "seed": 3})
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+SIX_BEATS = ("A girl walks to the lighthouse at dusk. The door is open. She climbs the stairs. A lamp flickers. "
+             "She sees a ship. She waves.")
+
+
+def test_a_six_panel_board_on_the_tiny_model(client, app):
+    answer = client.post("/api/storyboards", json={"story": SIX_BEATS, "frames": 6, "preset": "ultra_fast", "seed": 3})
     board = wait_for(client, answer.get_json()["id"], timeout=120)
     assert board["status"] == "done" and len(board["frames"]) == 6
     image = Image.open(io.BytesIO(client.get(board["frames"][5]["image_url"]).data))
@@ -45,3 +53,17 @@ def test_uploaded_reference_locks_the_board(client):
     data = {"story": "One.\nTwo.", "preset": "ultra_fast", "reference": (io.BytesIO(png_bytes((96, 96))), "f.png")}
     board = wait_for(client, client.post("/api/storyboards", data=data).get_json()["id"], timeout=120)
     assert board["status"] == "done" and board["reference"]["kind"] == "uploaded"
+
+
+def test_progress_counts_the_reference_and_only_moves_forward(client, app):
+    answer = client.post("/api/storyboards", json={"story": "One.\nTwo.\nThree.", "preset": "ultra_fast", "seed": 5})
+    board_id = answer.get_json()["id"]
+    wait_for(client, board_id, timeout=120)
+    events = app.extensions["studio"]["hub"].wait(board_id, 0, timeout=0)
+    progress = [data for _, kind, data in events if kind == "progress"]
+    fractions = [p["fraction"] for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert progress[0]["label"] == "Character reference" and 0 < progress[-1]["fraction"]
+    # The portrait is one of four units of this board: it ends at a quarter.
+    assert max(p["fraction"] for p in progress if p["label"] == "Character reference") == 0.25
+    assert progress[-1]["label"] == "Panel 3 of 3"

@@ -16,6 +16,7 @@ from prompt_enhancer import (
     StoryError,
     build_prompt,
     build_prompts,
+    plan_story,
     portrait_prompt,
     shot_for,
     split_sentences,
@@ -107,14 +108,44 @@ def test_paragraph_defaults_to_six_panels():
     assert len(split_story(SIX_SENTENCES)) == 6
 
 
-def test_one_sentence_premise_gives_six_distinct_beats():
-    captions = [p.caption for p in split_story("A girl finds a dragon egg in the forest.", frames=6)]
-    assert len(captions) == 6 and len(set(captions)) == 6
+PREMISE = ("A young cartographer follows her grandfather's map into the mountains, loses the trail in a storm, "
+           "and finds a hidden valley.")
 
 
-def test_one_sentence_premise_beats_follow_a_story_arc():
-    captions = [p.caption for p in split_story("A girl finds a dragon egg in the forest.", frames=6)]
-    assert captions[0].startswith("Opening:") and captions[-1].startswith("Resolution:")
+def test_a_premise_never_gives_two_panels_the_same_scene():
+    plan = plan_story(PREMISE, frames=8)
+    captions = [p.caption for p in plan.panels]
+    assert len(captions) == len(set(captions)) and 1 < len(captions) < 8
+    assert " ".join(captions) == PREMISE  # every word kept, none repeated
+
+
+def test_fewer_beats_than_panels_is_said_not_padded():
+    plan = plan_story("A girl finds a dragon egg in the forest.", frames=6)
+    assert [p.caption for p in plan.panels] == ["A girl finds a dragon egg in the forest."]
+    assert any("1 distinct beat" in n and "not 6" in n for n in plan.notices)
+
+
+def test_a_story_with_enough_beats_has_no_notice():
+    assert plan_story(SIX_SENTENCES).notices == ()
+
+
+def test_lines_that_override_the_panel_count_are_explained():
+    assert any("3 lines" in n for n in plan_story("One.\nTwo.\nThree.", frames=6).notices)
+
+
+def test_a_russian_story_is_told_about_english_encoders():
+    notices = plan_story(RU_PARAGRAPH, frames=4).notices
+    assert len(notices) == 1 and "not in English" in notices[0] and "77 tokens" in notices[0]
+
+
+def test_an_english_story_with_a_few_foreign_names_gets_no_language_notice():
+    assert plan_story("Zoë meets François at the café. They share a crêpe.", frames=2).notices == ()
+
+
+def test_the_default_character_leaves_room_for_a_scene(tiny_generator):
+    longest_shot = max(SHOT_TYPES, key=len)
+    used = tiny_generator.count_tokens(", ".join((CHARACTER_TRAITS, longest_shot, STYLE)))
+    assert 77 - used >= 30, used
 
 
 def test_long_sentence_is_split_at_clause_boundaries_before_repeating():
@@ -342,3 +373,14 @@ def test_import_pulls_in_no_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text,limit,expected", [
+    ("short enough", 20, "short enough"),
+    ("cannot load the weights and outgoing traffic", 30, "cannot load the weights and…"),
+    ("x" * 40, 10, "x" * 9 + "…"),
+])
+def test_shorten_cuts_at_a_word_boundary(text, limit, expected):
+    from prompt_enhancer import shorten
+
+    assert shorten(text, limit) == expected and len(shorten(text, limit)) <= limit
