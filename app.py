@@ -16,16 +16,18 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
 from serializers import board_json, preset_json, summary_json
-from storage import QueueFull
+from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
+from worker import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ MAX_FIELD_CHARS = 2000
 # A stream writes at least this often, so a listener that has gone is noticed (its
 # thread ends at the failed write) even while its board is quiet.
 SSE_KEEPALIVE_S = 15.0
-FINAL_STATUSES = {"done", "failed", "canceled", "interrupted"}
 
 api = Blueprint("studio", __name__)
 
@@ -76,6 +77,7 @@ def create_app(
     app.register_error_handler(FieldError, _field_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_refuse_cross_origin)
+    app.after_request(_security_headers)
     if start_worker:
         worker.start(preload=settings.preload)
     return app
@@ -112,6 +114,9 @@ def _unexpected_error(error: Exception):
     """A bug must not show a traceback: words for the page, details in the server log."""
     if isinstance(error, HTTPException):
         return _http_error(error)
+    if is_disk_full(error):
+        log.error("disk full on %s %s: %s", request.method, request.path, error)
+        return jsonify(error=DISK_FULL_MESSAGE, field=None), 507
     log.exception("unexpected error on %s %s", request.method, request.path)
     return jsonify(error="Something went wrong in the studio; the details are in the server log.", field=None), 500
 
@@ -129,6 +134,23 @@ def _http_error(error: HTTPException):
 
 def _field_error(error: FieldError):
     return jsonify(error=str(error), field=error.field), error.status
+
+
+# The page runs no inline script or style, so the policy can forbid both; no other site
+# may frame the studio (it could trick a click on Delete).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
 
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
@@ -155,17 +177,76 @@ def _refuse_cross_origin():
 # --- Input ---------------------------------------------------------------------------------
 
 
+MAX_JSON_DEPTH = 32
+# Control characters reach prompts and PNG metadata for no good reason; tabs and line
+# breaks are kept (a story has one panel per line).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_body(required: bool = True) -> Any:
+    """The request's JSON body; malformed, too deep or not UTF-8 is a 400 naming the body."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.get_data(cache=True)
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        abort(413)  # a chunked body is cut at the limit without an error: it was too large
+    if not data.strip():
+        if required:
+            raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+        return {}
+    if not request.is_json:
+        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldError("body", "The body is not UTF-8 text.") from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise FieldError("body", f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise FieldError("body", "The body is not valid JSON.") from None
+
+
+def _form() -> tuple[dict, Any]:
+    """The form's fields and files; too many parts is said as such, not as 'too large'."""
+    try:
+        return request.form.to_dict(), request.files
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and limit is not None and request.content_length <= limit:
+            raise FieldError("body", f"The form has too many parts (at most {request.max_form_parts}).") from None
+        raise
+
+
 def _payload() -> tuple[dict, bytes | None]:
     """The request's fields and the raw reference image bytes, from JSON or a form."""
     if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
-        fields = request.form.to_dict()
-        upload = request.files.get("reference")
-        data = upload.read() if upload and upload.filename else None
-        return fields, data or None
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if limit is not None and request.content_length is None and len(request.get_data(cache=True)) >= limit:
-        abort(413)  # a chunked body is cut at the limit without an error: it was too large
-    body = request.get_json(silent=True)
+        fields, files = _form()
+        upload = files.get("reference")
+        if upload is None or not upload.filename:
+            return fields, None
+        data = upload.read()
+        if not data:
+            raise FieldError("reference", "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
+        return fields, data
+    body = _json_body()
     if not isinstance(body, dict):
         raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     data = None
@@ -190,7 +271,11 @@ def _text(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHARS) -
         raise FieldError(name, f"{name} must be text.")
     if len(value) > limit:
         raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
-    return value.strip()
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldError(name, f"{name} contains characters that are not valid text (lone surrogates).") from None
+    return _CONTROL.sub("", value).strip() or default
 
 
 def _int(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:
@@ -273,7 +358,8 @@ def health():
     worker = studio["worker"]
     generator = worker.generator
     return jsonify(
-        status="ok" if worker.alive else "worker_stopped",
+        status="worker_stopped" if not worker.alive else "failing" if worker.problem else "ok",
+        problem=worker.problem,  # e.g. the disk is full: boards wait until it is solved
         model=worker.model_state,
         error=worker.model_error,
         device=generator.describe()["device"] if generator is not None else None,
@@ -391,20 +477,13 @@ def cancel_storyboard(board_id: str):
 @api.post("/api/storyboards/<board_id>/resume")
 def resume_storyboard(board_id: str):
     studio = _studio()
-    board = _board_or_404(board_id)
-    if board["status"] in ("queued", "running"):
-        raise FieldError("status", f"The storyboard is already {board['status']}.", status=409)
-    if all(frame["status"] == "done" for frame in board["frames"]):
-        raise FieldError("status", "Every panel is already drawn.", status=409)
-    last = studio["store"].last_job(board_id)
-    if last is not None and last["status"] == "interrupted":
-        studio["store"].requeue(last["id"])  # keeps its start count: a job that crashes twice is set aside
-        studio["store"].set_board_status(board_id, "queued")
-    else:
-        studio["store"].add_job(board_id, "board")
-    for frame in board["frames"]:
-        if frame["status"] != "done":
-            studio["store"].update_frame(board_id, frame["id"], status="queued", error=None)
+    _board_or_404(board_id)
+    try:
+        studio["store"].resume(board_id, queue_limit=studio["settings"].queue_limit)
+    except Conflict as error:
+        raise FieldError("status", str(error), status=409) from None
+    except QueueFull:  # counted in the same transaction as the resume
+        raise _busy(studio["settings"].queue_limit) from None
     studio["worker"].wake()
     return jsonify(id=board_id, status="queued"), 202
 
@@ -420,19 +499,18 @@ def regenerate_frame(board_id: str, n: int):
     studio = _studio()
     board = _board_or_404(board_id)
     frame = _frame_at(board, n)
-    fields = request.get_json(silent=True) if request.content_length else {}
+    fields = _json_body(required=False)
     if not isinstance(fields, dict):
         raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
     seed = _int(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
     caption = _text(fields, "caption", frame["caption"])
-    if frame["status"] in ("queued", "running"):
-        raise FieldError("frame", f"Panel {n} is already being drawn.", status=409)
-    if studio["store"].queue_length() >= studio["settings"].queue_limit:
-        raise _busy(studio["settings"].queue_limit)
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
-    studio["store"].update_frame(board_id, frame["id"], caption=caption, seed=seed, status="queued", error=None)
-    previous = board["status"] if board["status"] in FINAL_STATUSES else "done"
-    studio["store"].add_job(board_id, "frame", frame["id"], {"previous_status": previous})
+    try:
+        studio["store"].redraw(board_id, frame["id"], caption, seed, queue_limit=studio["settings"].queue_limit)
+    except Conflict:
+        raise FieldError("frame", f"Panel {n} is already being drawn.", status=409) from None
+    except QueueFull:
+        raise _busy(studio["settings"].queue_limit) from None
     studio["worker"].wake()
     return jsonify(studio["worker"].board_with_progress(board_id)), 202
 
@@ -441,7 +519,7 @@ def regenerate_frame(board_id: str, n: int):
 def reorder(board_id: str):
     studio = _studio()
     board = _board_or_404(board_id)
-    body = request.get_json(silent=True)
+    body = _json_body()
     order = body.get("order") if isinstance(body, dict) else None
     ids = sorted(frame["id"] for frame in board["frames"])
     if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \
@@ -531,7 +609,7 @@ def events(board_id: str):
             board = store.board_status(board_id)
             if board is None:
                 return
-            if board["status"] in FINAL_STATUSES and not store.jobs_for(board_id, "queued"):
+            if board["status"] in FINAL:  # derived: a final board has no work waiting
                 if not batch or batch[-1][1] != "status":
                     yield f"event: status\ndata: {json.dumps({'status': board['status'], 'error': board['error']})}\n\n"
                 return
@@ -555,6 +633,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
     parser.add_argument("--preload", action="store_true", default=None, help="load the model at start")
+    parser.add_argument("--dev-server", dest="dev_server", action="store_true", default=None,
+                        help="Werkzeug's development server instead of waitress (debugging only)")
     parser.add_argument("--cpu-threads", dest="cpu_threads", type=int,
                         help="torch CPU threads (0 = auto: 1 for tiny, one per core for sdxl)")
     return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
@@ -579,10 +659,43 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(settings.host):
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except DatabaseDamaged as error:
+        log.error("%s", error)
+        return 2
     log.info("studio on http://%s:%d (model: %s)", settings.host, settings.port, settings.model)
-    app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    if settings.dev_server:
+        app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
+    else:
+        make_server(app, settings).run()
     return 0
+
+
+def make_server(app: Flask, settings: Settings, port: int | None = None):
+    """waitress with bounded threads and connections and an inactivity timeout: a client that
+    sends its request slowly holds a connection (one of ``max_connections``), never a thread."""
+    from waitress import create_server
+
+    return create_server(
+        app, host=settings.host, port=settings.port if port is None else port, threads=settings.server_threads,
+        connection_limit=settings.max_connections, channel_timeout=settings.request_timeout,
+        cleanup_interval=max(1, min(30, settings.request_timeout // 2)), ident="storyboard-studio",
+        clear_untrusted_proxy_headers=True)
+
+
+def stop_server(server, timeout: float = 10.0) -> None:
+    """Stop a server made by :func:`make_server` from another thread (tests, embedding).
+
+    Its connections are closed on its own loop thread (closing them from here would pull
+    sockets from under its select), which then ends; then its request threads end.
+    """
+    def close_all():
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_all)
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,26 @@ class Settings:
                   "and there is no login."},
     )
     port: int = field(default=8080, metadata={"help": "Port to listen on.", "range": (1, 65535)})
+    server_threads: int = field(
+        default=32,
+        metadata={"help": "Threads serving requests (each open page's live updates hold one).",
+                  "range": (2, 512)},
+    )
+    max_connections: int = field(
+        default=100,
+        metadata={"help": "Most open connections; more wait until one closes.", "range": (4, 10000)},
+    )
+    request_timeout: int = field(
+        default=60,
+        metadata={"help": "Seconds a connection may stay silent (sending nothing, receiving "
+                  "nothing) before it is closed. A request being answered (live updates "
+                  "included) is never cut.", "range": (1, 3600)},
+    )
+    dev_server: bool = field(
+        default=False,
+        metadata={"help": "Serve with Werkzeug's development server instead of waitress (for "
+                  "debugging only: no connection limit, no timeout)."},
+    )
     preload: bool = field(
         default=False, metadata={"help": "Load the model when the server starts, not on first use."}
     )

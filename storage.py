@@ -9,14 +9,38 @@ shared under a lock (SQLite in WAL mode); every call is a short transaction.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Status(StrEnum):
+    """The words boards, panels and jobs share (a StrEnum: equal to the stored strings)."""
+
+    PENDING = "pending"  # a panel not drawn and not waiting (after a cancel or a restart)
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    INTERRUPTED = "interrupted"  # the studio stopped while drawing
+
+
+ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+FINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELED, Status.INTERRUPTED})
+INTERRUPTED_MESSAGE = "The studio stopped while drawing; finished panels are kept. Resume to draw the rest."
+SET_ASIDE_MESSAGE = "Set aside: the studio stopped twice while drawing this storyboard."
+BOARD_ID = re.compile(r"^[0-9a-f]{12}$")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS storyboards (
@@ -74,6 +98,14 @@ class QueueFull(Exception):
         self.limit = limit
 
 
+class Conflict(Exception):
+    """The board or panel is not in a state that allows this; nothing was changed."""
+
+
+class DatabaseDamaged(Exception):
+    """The database file cannot be used; the message names it and says what to do."""
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -84,8 +116,24 @@ class Store:
         self.boards_dir = self.root / "boards"
         self.boards_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.root / "studio.sqlite3", check_same_thread=False, isolation_level=None)
+        self.path = self.root / "studio.sqlite3"
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        try:
+            self._open()
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise DatabaseDamaged(
+                f"The studio's database {self.path} is damaged ({error}). It was not changed. To start "
+                f"afresh, stop the studio and move that file aside (with its -wal and -shm files, if any); "
+                f"the panels' images stay in {self.boards_dir}."
+            ) from error
+
+    def _open(self) -> None:
+        # A damaged file is refused before anything is written to it.
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError("; ".join(problems[:3]))
         self._db.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL survives any crash of the process (kill -9 included); only a
         # power cut can lose the last commits, and then a saved PNG is merely unreferenced.
@@ -120,31 +168,21 @@ class Store:
     # -- recovery --
 
     def recover(self) -> list[str]:
-        """After a restart: running jobs become interrupted; stray temp files are removed."""
+        """After a restart: running jobs become interrupted; stray temp files and the folders
+        of boards that were never stored (a failed insert) are removed."""
         for tmp in self.boards_dir.glob("*/*.tmp"):
             tmp.unlink(missing_ok=True)
+        known = {row[0] for row in self._query("SELECT id FROM storyboards")}
+        for folder in self.boards_dir.iterdir():
+            if folder.name not in known and (BOARD_ID.match(folder.name) or folder.name.startswith(".trash-")):
+                _remove_folder(folder)
         with self._tx() as db:
             rows = db.execute("SELECT id, storyboard_id, starts FROM jobs WHERE status = 'running'").fetchall()
             for row in rows:
-                if row["starts"] >= 2:
-                    # It has now taken the studio down twice: set it aside instead of looping.
-                    reason = "Set aside: the studio stopped twice while drawing this storyboard."
-                    db.execute("UPDATE jobs SET status = 'failed', error = ? WHERE id = ?", (reason, row["id"]))
-                    db.execute("UPDATE storyboards SET status = 'failed', error = ? WHERE id = ?",
-                               (reason, row["storyboard_id"]))
-                    db.execute("UPDATE frames SET status = 'pending' WHERE storyboard_id = ?"
-                               " AND status IN ('running', 'queued')", (row["storyboard_id"],))
-                    continue
-                db.execute("UPDATE jobs SET status = 'interrupted' WHERE id = ?", (row["id"],))
-                db.execute(
-                    "UPDATE storyboards SET status = 'interrupted', error = ? WHERE id = ?",
-                    ("The studio stopped while drawing; finished panels are kept. Resume to draw the rest.",
-                     row["storyboard_id"]),
-                )
-                db.execute(
-                    "UPDATE frames SET status = 'pending' WHERE storyboard_id = ? AND status IN ('running', 'queued')",
-                    (row["storyboard_id"],),
-                )
+                # A job that has now taken the studio down twice is set aside instead of looping.
+                status, error = ((Status.FAILED, SET_ASIDE_MESSAGE) if row["starts"] >= 2
+                                 else (Status.INTERRUPTED, INTERRUPTED_MESSAGE))
+                self._end_job(db, dict(row), status, error, Status.PENDING)
         return [row["storyboard_id"] for row in rows]
 
     # -- storyboards --
@@ -166,17 +204,15 @@ class Store:
         try:
             self._insert_board(board_id, title, story, character, style, settings, panels, reference_file,
                                queue_limit)
-        except QueueFull:
-            shutil.rmtree(folder, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a board that was not stored
             raise
         return board_id
 
     def _insert_board(self, board_id, title, story, character, style, settings, panels, reference_file,
                       queue_limit) -> None:
         with self._tx() as db:
-            waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
-            if queue_limit is not None and waiting >= queue_limit:
-                raise QueueFull(queue_limit)
+            self._check_room(db, queue_limit)
             db.execute(
                 "INSERT INTO storyboards (id, title, status, created_at, story, character, style, settings,"
                 " reference_kind, reference_file) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
@@ -232,21 +268,26 @@ class Store:
         )
         return [dict(row) for row in rows]
 
-    def set_board_status(self, board_id: str, status: str, error: str | None = None) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE storyboards SET status = ?, error = ? WHERE id = ?", (status, error, board_id))
-
     def delete_board(self, board_id: str) -> bool:
-        with self._tx() as db:
-            deleted = db.execute("DELETE FROM storyboards WHERE id = ?", (board_id,)).rowcount
-        if deleted:
-            folder = self.boards_dir / board_id
-            if folder.is_symlink():
-                folder.unlink()  # a planted link: remove the link, never the files it points at
-                return True
-            for path in folder.glob("*"):
-                path.unlink(missing_ok=True)
-            folder.rmdir() if folder.exists() else None
+        """Remove the board and every file in its folder, stray ones included.
+
+        The folder is first renamed aside, so a failure leaves either the whole board or
+        a trash folder that the next start removes; never a row without files or the reverse.
+        """
+        folder = self.boards_dir / board_id
+        trash = self.boards_dir / f".trash-{board_id}"
+        moved = folder.exists() or folder.is_symlink()
+        if moved:
+            os.replace(folder, trash)
+        try:
+            with self._tx() as db:
+                deleted = db.execute("DELETE FROM storyboards WHERE id = ?", (board_id,)).rowcount
+        except BaseException:
+            if moved:
+                os.replace(trash, folder)
+            raise
+        if moved:
+            _remove_folder(trash)
         return bool(deleted)
 
     def set_order(self, board_id: str, frame_ids: list[int]) -> None:
@@ -302,17 +343,66 @@ class Store:
             return None
         return path if real == self.boards_dir.resolve() / board_id / name and real.is_file() else None
 
-    # -- jobs --
+    # -- jobs and the board's status --
+    #
+    # Every transition below is one transaction that ends by deriving the board's status
+    # from its jobs and panels (_refresh), the one place that decides it.
 
     def queue_length(self) -> int:
         return self._query("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")[0][0]
 
-    def add_job(self, board_id: str, kind: str, frame_id: int | None = None, params: dict | None = None,
-                board_status: str = "queued") -> int:
-        with self._tx() as db:
-            job_id = self._add_job(db, board_id, kind, frame_id, params)
-            db.execute("UPDATE storyboards SET status = ?, error = NULL WHERE id = ?", (board_status, board_id))
-        return job_id
+    @staticmethod
+    def _check_room(db, queue_limit: int | None) -> None:
+        waiting = db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+        if queue_limit is not None and waiting >= queue_limit:
+            raise QueueFull(queue_limit)
+
+    def _refresh(self, db, board_id: str) -> Status:
+        """Derive the board's status from its jobs and panels, and store it.
+
+        Running or queued work wins; then a board whose every panel is drawn is done;
+        otherwise the last job that ended early (failed, canceled, interrupted) says why.
+        """
+        jobs = db.execute("SELECT status, error FROM jobs WHERE storyboard_id = ? ORDER BY id",
+                          (board_id,)).fetchall()
+        frames = [row[0] for row in db.execute("SELECT status FROM frames WHERE storyboard_id = ?", (board_id,))]
+        statuses = {row["status"] for row in jobs}
+        status, error = Status.DONE, None
+        if Status.RUNNING in statuses:
+            status = Status.RUNNING
+        elif Status.QUEUED in statuses:
+            status = Status.QUEUED
+        elif not frames or any(frame != Status.DONE for frame in frames):
+            ended = [row for row in jobs if row["status"] in (Status.FAILED, Status.CANCELED, Status.INTERRUPTED)]
+            if ended:
+                status, error = Status(ended[-1]["status"]), ended[-1]["error"]
+        db.execute("UPDATE storyboards SET status = ?, error = ? WHERE id = ?", (status, error, board_id))
+        return status
+
+    def _job_frames(self, db, job: dict) -> list[int]:
+        """The panels a job draws: its own panel, or a board job's unfinished panels that no
+        other waiting job is about to redraw."""
+        if job.get("kind") == "frame" or job.get("frame_id") is not None:
+            return [job["frame_id"]]
+        others = {row[0] for row in db.execute(
+            "SELECT frame_id FROM jobs WHERE storyboard_id = ? AND id != ? AND status IN ('queued', 'running')"
+            " AND frame_id IS NOT NULL", (job["storyboard_id"], job["id"]))}
+        return [row[0] for row in db.execute(
+            "SELECT id FROM frames WHERE storyboard_id = ? AND status IN ('queued', 'running')",
+            (job["storyboard_id"],)) if row[0] not in others]
+
+    def _end_job(self, db, job: dict, status: Status, error: str | None, frames_to: Status,
+                 frame_error: str | None = None) -> Status:
+        """End ``job`` and settle its unfinished panels: a panel that still has an image (a
+        redraw that did not happen) shows that image again; the others become ``frames_to``."""
+        db.execute("UPDATE jobs SET status = ?, error = ? WHERE id = ?", (status, error, job["id"]))
+        if job.get("kind") is None:
+            job = dict(db.execute("SELECT * FROM jobs WHERE id = ?", (job["id"],)).fetchone())
+        for frame_id in self._job_frames(db, job):
+            db.execute("UPDATE frames SET status = CASE WHEN image_file IS NOT NULL AND ? != 'failed' THEN 'done'"
+                       " ELSE ? END, error = ? WHERE storyboard_id = ? AND id = ? AND status IN ('queued', 'running')",
+                       (frames_to, frames_to, frame_error, job["storyboard_id"], frame_id))
+        return self._refresh(db, job["storyboard_id"])
 
     def next_job(self) -> dict | None:
         """Take the oldest queued job, mark it running and count the start."""
@@ -321,18 +411,19 @@ class Store:
             if row is None:
                 return None
             db.execute("UPDATE jobs SET status = 'running', starts = starts + 1 WHERE id = ?", (row["id"],))
+            self._refresh(db, row["storyboard_id"])
         job = dict(row)
         job["starts"] += 1
         job["params"] = json.loads(job["params"])
         return job
 
-    def finish_job(self, job_id: int, status: str, error: str | None = None) -> None:
+    def finish_job(self, job: dict, status: Status, error: str | None = None,
+                   frames_to: Status = Status.PENDING, frame_error: str | None = None) -> Status | None:
+        """End a running job; returns the board's status (None when the board is gone)."""
         with self._tx() as db:
-            db.execute("UPDATE jobs SET status = ?, error = ? WHERE id = ?", (status, error, job_id))
-
-    def jobs_for(self, board_id: str, status: str) -> list[dict]:
-        return [dict(r) for r in self._query(
-            "SELECT * FROM jobs WHERE storyboard_id = ? AND status = ? ORDER BY id", (board_id, status))]
+            if not db.execute("SELECT 1 FROM storyboards WHERE id = ?", (job["storyboard_id"],)).fetchone():
+                return None
+            return self._end_job(db, job, status, error, frames_to, frame_error)
 
     def request_cancel(self, board_id: str) -> tuple[int, int]:
         """Cancel the board's queued jobs and flag its running one, in one transaction.
@@ -342,24 +433,61 @@ class Store:
         Returns (queued jobs canceled, running jobs flagged).
         """
         with self._tx() as db:
-            queued = db.execute("UPDATE jobs SET status = 'canceled' WHERE storyboard_id = ? AND status = 'queued'",
-                                (board_id,)).rowcount
+            queued = [dict(row) for row in db.execute(
+                "SELECT * FROM jobs WHERE storyboard_id = ? AND status = 'queued' ORDER BY id", (board_id,))]
+            for job in queued:
+                self._end_job(db, job, Status.CANCELED, None, Status.PENDING)
             running = db.execute("UPDATE jobs SET cancel_requested = 1 WHERE storyboard_id = ? AND status = 'running'",
                                  (board_id,)).rowcount
-        return queued, running
+        return len(queued), running
 
     def cancel_requested(self, job_id: int) -> bool:
         rows = self._query("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
         return bool(rows and rows[0][0])
 
-    def last_job(self, board_id: str) -> dict | None:
-        rows = self._query("SELECT * FROM jobs WHERE storyboard_id = ? AND kind = 'board' ORDER BY id DESC LIMIT 1",
-                           (board_id,))
-        return dict(rows[0]) if rows else None
+    def resume(self, board_id: str, queue_limit: int | None = None) -> None:
+        """Queue the board's unfinished panels again (Conflict, QueueFull: nothing changed).
 
-    def requeue(self, job_id: int) -> None:
+        An interrupted job is queued again with its start count, so a job that takes the
+        studio down twice is set aside rather than retried forever.
+        """
         with self._tx() as db:
-            db.execute("UPDATE jobs SET status = 'queued' WHERE id = ?", (job_id,))
+            status = self._refresh(db, board_id)
+            if status in ACTIVE:
+                raise Conflict(f"The storyboard is already {status}.")
+            if status == Status.DONE:
+                raise Conflict("Every panel is already drawn.")
+            self._check_room(db, queue_limit)
+            last = db.execute("SELECT id, status FROM jobs WHERE storyboard_id = ? AND kind = 'board'"
+                              " ORDER BY id DESC LIMIT 1", (board_id,)).fetchone()
+            if last is not None and last["status"] == Status.INTERRUPTED:
+                db.execute("UPDATE jobs SET status = 'queued', error = NULL WHERE id = ?", (last["id"],))
+            else:
+                self._add_job(db, board_id, "board")
+            db.execute("UPDATE frames SET status = 'queued', error = NULL WHERE storyboard_id = ? AND status != 'done'",
+                       (board_id,))
+            self._refresh(db, board_id)
+
+    def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, queue_limit: int | None = None) -> None:
+        """Queue one panel again with this caption and seed (Conflict, QueueFull: nothing changed)."""
+        with self._tx() as db:
+            frame = db.execute("SELECT status FROM frames WHERE storyboard_id = ? AND id = ?",
+                               (board_id, frame_id)).fetchone()
+            if frame is None or frame["status"] in ACTIVE:
+                raise Conflict("already being drawn")
+            self._check_room(db, queue_limit)
+            db.execute("UPDATE frames SET caption = ?, seed = ?, status = 'queued', error = NULL"
+                       " WHERE storyboard_id = ? AND id = ?", (caption, seed, board_id, frame_id))
+            self._add_job(db, board_id, "frame", frame_id)
+            self._refresh(db, board_id)
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a board folder and everything in it; a planted link is removed, never followed."""
+    if folder.is_symlink() or not folder.is_dir():
+        folder.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -8,16 +8,21 @@ worker one append and one notify, however many browsers listen.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 from typing import Callable
 
+from pathlib import Path
+
 from config import Settings, SpeedPreset
 from prompt_enhancer import shorten
 from serializers import board_json, frame_json
+from storage import Status
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,9 @@ class Worker:
         self._cancel = threading.Event()
         self._guard = threading.Lock()  # _current and _cancel change together
         self._progress: dict[str, dict] = {}
+        # Set while the store refuses writes (a full disk): health and the page say so.
+        self.problem: str | None = None
+        self._unrecorded: tuple | None = None  # a job's end the store could not record yet
 
     # -- control (any thread) --
 
@@ -130,9 +138,7 @@ class Worker:
             if running and current is not None and current["storyboard_id"] == board_id:
                 self._cancel.set()
         if queued and not running:
-            self._mark_unfinished(board_id, "pending")
-            self.store.set_board_status(board_id, "canceled")
-            self.hub.publish(board_id, "status", {"status": "canceled", "error": None})
+            self._publish_status(board_id)
         return bool(queued or running)
 
     # -- the loop (worker thread only) --
@@ -144,19 +150,37 @@ class Worker:
             except Exception:  # noqa: BLE001 - health shows the error; the next job retries
                 pass
         while not self._stop.is_set():
-            job = self.store.next_job()
-            if job is not None:
-                with self._guard:
-                    self._current, self._cancel = job, threading.Event()
-                # A cancel that flagged the job after it was taken, but before it was
-                # published as current, could not reach the event: its flag is in the store.
-                if self.store.cancel_requested(job["id"]):
-                    self._cancel.set()
+            try:
+                job = self._next()
+            except Exception as error:  # noqa: BLE001 - e.g. a full disk: wait, then try again
+                self._store_failed(error)
+                job = None
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
             self._run(job)
+
+    def _next(self) -> dict | None:
+        """Record what could not be recorded before, then take the next job."""
+        if self._unrecorded is not None:
+            self._finish(*self._unrecorded)
+            self._unrecorded = None
+        job = self.store.next_job()
+        self.problem = None
+        if job is not None:
+            with self._guard:
+                self._current, self._cancel = job, threading.Event()
+            # A cancel that flagged the job after it was taken, but before it was
+            # published as current, could not reach the event: its flag is in the store.
+            if self.store.cancel_requested(job["id"]):
+                self._cancel.set()
+        return job
+
+    def _store_failed(self, error: Exception) -> None:
+        if self.problem is None:
+            log.error("the studio cannot write its database or files: %s", error)
+        self.problem = _user_message(error, self.settings.data_path)
 
     def _ensure_generator(self):
         if self.generator is not None:
@@ -185,8 +209,7 @@ class Worker:
         from local_image_generator import GenerationCancelled
 
         board_id = job["storyboard_id"]
-        self.store.set_board_status(board_id, "running")
-        self.hub.publish(board_id, "status", {"status": "running", "error": None})
+        self.hub.publish(board_id, "status", {"status": Status.RUNNING, "error": None})
         try:
             if self._cancel.is_set():  # canceled while being taken: no model load, no drawing
                 raise GenerationCancelled()
@@ -196,40 +219,32 @@ class Worker:
             self._draw(job, generator)
         except Exception as error:  # noqa: BLE001 - one bad job must not stop the worker
             if isinstance(error, GenerationCancelled):
-                self._finish(job, "canceled", None, frames_to="pending")
+                outcome = (job, Status.CANCELED, None, Status.PENDING, None)
             else:
                 log.exception("job %s failed", job["id"])
-                self._finish(job, "failed", _user_message(error), frames_to="failed", frame_error=NOT_DRAWN)
+                outcome = (job, Status.FAILED, _user_message(error, self.settings.data_path), Status.FAILED,
+                           NOT_DRAWN)
         else:
-            self._finish(job, "done", None, frames_to=None)
+            outcome = (job, Status.DONE, None, Status.PENDING, None)
         finally:
             with self._guard:
                 self._current = None
             self._progress.pop(board_id, None)
+        try:
+            self._finish(*outcome)
+        except Exception as error:  # noqa: BLE001 - e.g. a full disk: recorded once the store takes writes
+            self._unrecorded = outcome
+            self._store_failed(error)
 
-    def _finish(self, job: dict, status: str, error: str | None, frames_to: str | None,
-                frame_error: str | None = None) -> None:
-        board_id = job["storyboard_id"]
-        if frames_to:
-            self._mark_unfinished(board_id, frames_to, frame_error)
-        self.store.finish_job(job["id"], status, error)
-        board = self.store.board(board_id)
-        if board is None:  # deleted while drawing
-            return
-        board_status = status
-        if status == "done" and job["kind"] == "frame":
-            unfinished = any(f["status"] != "done" for f in board["frames"])
-            board_status = job["params"].get("previous_status", "done") if unfinished else "done"
-        if self.store.jobs_for(board_id, "queued"):
-            board_status = "queued"
-        self.store.set_board_status(board_id, board_status, error)
-        self.hub.publish(board_id, "status", {"status": board_status, "error": error})
+    def _finish(self, job: dict, status: Status, error: str | None, frames_to: Status,
+                frame_error: str | None) -> None:
+        if self.store.finish_job(job, status, error, frames_to, frame_error) is not None:
+            self._publish_status(job["storyboard_id"])
 
-    def _mark_unfinished(self, board_id: str, status: str, error: str | None = None) -> None:
-        board = self.store.board(board_id)
-        for frame in board["frames"] if board else ():
-            if frame["status"] in ("queued", "running"):
-                self.store.update_frame(board_id, frame["id"], status=status, error=error)
+    def _publish_status(self, board_id: str) -> None:
+        board = self.store.board_status(board_id)
+        if board is not None:
+            self.hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
 
     def _draw(self, job: dict, generator) -> None:
         from PIL import Image
@@ -390,9 +405,20 @@ class _Progress:
 NOT_DRAWN = "Not drawn: the storyboard failed."
 
 
-def _user_message(error: Exception) -> str:
-    """Words for the page: the error's own message, never a traceback."""
+def is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower()
+
+
+DISK_FULL_MESSAGE = "The disk is full: the studio cannot save panels. Free some space; finished panels are kept."
+
+
+def _user_message(error: Exception, data_path: Path | None = None) -> str:
+    """Words for the page: the error's own message, never a traceback or the data folder's path."""
+    if is_disk_full(error):
+        return DISK_FULL_MESSAGE
     text = str(error).strip() or type(error).__name__
-    if isinstance(error, OSError) and getattr(error, "errno", None) == 28:
-        return "The disk is full: the panel could not be saved. Free some space and resume the storyboard."
+    if data_path is not None:
+        text = text.replace(str(data_path.resolve()), "the data folder").replace(str(data_path), "the data folder")
     return shorten(text, 1000)

@@ -76,18 +76,15 @@ def post_board(client, story="A girl finds a map.\nShe climbs the hill.\nA storm
 
 @contextmanager
 def serve(app):
-    """The real threaded werkzeug server on a free loopback port; yields the port."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    """The studio's own server (waitress, as `make run` serves it) on a free loopback port."""
+    server = app_module.make_server(app, app.extensions["studio"]["settings"], port=0)
+    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     try:
-        yield server.server_port
+        yield server.effective_port
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        app_module.stop_server(server)
+        thread.join(10)
 
 
 def raw_get(port, path, follow=0):
@@ -324,11 +321,11 @@ def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
     app = studio(generator)
     store = app.extensions["studio"]["store"]
     reads = []
-    for name in ("board", "board_status", "jobs_for"):
+    for name in ("board", "board_status"):
         original = getattr(store, name)
 
         def counted(*args, _original=original, _name=name, **kwargs):
-            if "process_request_thread" in threading.current_thread().name:  # a server thread: a listener
+            if threading.current_thread().name.startswith("waitress"):  # a server thread: a listener
                 reads.append(_name)
             return _original(*args, **kwargs)
 
