@@ -826,7 +826,9 @@ function statusMessage(board) {
         : `Finished — ${done} of ${frames.length} panel${frames.length === 1 ? "" : "s"} drawn.`;
     case "failed":
       // The banner already says it in full when the model could not be loaded.
-      if (sameMessage(board.error, bannerError())) return "Failed: the model could not be loaded (see the message at the top).";
+      if (sameMessage(board.error, bannerError())) {
+        return "Failed: the model could not be loaded (see the message at the top).";
+      }
       return `Failed: ${board.error || "unknown error"}`;
     case "canceled":
       return `Canceled after ${done} of ${frames.length} panels. Resume to draw the rest.`;
@@ -979,16 +981,16 @@ function renderPanelImage(frame, n) {
   const url = frame.status === "done" ? safeUrl(frame.image_url) : null;
   const statusText = panelStatusText(frame);
   if (url) {
-    const open = el("button", {
+    const show = el("button", {
       className: "panel-open",
       attrs: { type: "button", "aria-label": `Show panel ${n} large, with what made it`, draggable: "false" },
     });
-    open.append(el("img", {
+    show.append(el("img", {
       className: "panel-image",
       attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false" },
     }));
-    open.addEventListener("click", () => openPanelDialog(frame, n));
-    box.append(open);
+    show.addEventListener("click", () => openPanelDialog(frame, n));
+    box.append(show);
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
     const placeholder = el("div", { className: "panel-placeholder" });
@@ -1073,7 +1075,11 @@ function renderIdentityBadge(frame) {
   if (!frame.identity && !tries) return null;
   const words = frame.identity ? identityWords(frame.identity) : { kind: "neutral", text: "", title: "" };
   const text = [words.text, tries].filter(Boolean).join(" · ");
-  return el("span", { className: `identity-badge identity-${words.kind}`, text, attrs: { title: words.title || null } });
+  return el("span", {
+    className: `identity-badge identity-${words.kind}`,
+    text,
+    attrs: { title: words.title || null },
+  });
 }
 
 function actionButton(className, label, ariaLabel, onClick, disabled = false) {
