@@ -364,7 +364,23 @@ def health():
         error=worker.model_error,
         device=generator.describe()["device"] if generator is not None else None,
         queue=studio["store"].queue_length(),
+        loading_message=_loading_message(studio["settings"]),
     )
+
+
+def _loading_message(settings: Settings) -> str:
+    """What the page says while the model loads: nothing is downloaded for the tiny models."""
+    if settings.model == "tiny":
+        return "Building the tiny offline models (a few seconds)…"
+    return ("Loading SDXL + IP-Adapter… The first run downloads them (about 10 GB); "
+            "later starts load from disk in under a minute.")
+
+
+@api.get("/api/openapi.json")
+def openapi_json():
+    from openapi import openapi_document
+
+    return jsonify(openapi_document())
 
 
 @api.get("/api/presets")

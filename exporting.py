@@ -149,16 +149,27 @@ def _fmt(value: Any) -> str:
 
 
 def _settings_line(settings: Mapping[str, Any]) -> str:
+    """The settings really used: with the identity lock off no IP-Adapter scale applied."""
     parts = []
+    lock_off = settings.get("identity_lock") is False
     for key, label in (("preset", "Preset {}"), ("steps", "{} steps"), ("guidance_scale", "CFG {}"),
                        ("ip_adapter_scale", "IP scale {}")):
-        if settings.get(key) is not None:
+        if settings.get(key) is not None and not (key == "ip_adapter_scale" and lock_off):
             parts.append(label.format(_fmt(settings[key])))
+    if lock_off:
+        parts.append("identity lock off")
     if settings.get("width") and settings.get("height"):
         parts.append(f"{settings['width']}×{settings['height']}")
     if settings.get("seed") is not None:
         parts.append(f"seed {settings['seed']}")
     return "  ·  ".join(parts)
+
+
+# Only a drifted face is a warning (the page's colour for it); "no face" is a fact about the
+# picture (a back view, a wide shot, the tiny demo's noise), shown in the neutral grey.
+_MATCH_RGB = (30, 120, 50)
+_DRIFT_RGB = (138, 90, 0)
+_NEUTRAL_GREY = 120
 
 
 def _identity_text(identity: Mapping[str, Any] | None) -> str:
@@ -201,8 +212,18 @@ def _header(pdf: FPDF, board: Mapping[str, Any], pages: int) -> None:
     pdf.line(_MARGIN, _MARGIN + _HEADER_H - 4, _PAGE_W - _MARGIN, _MARGIN + _HEADER_H - 4)
 
 
+def _own_error(frame: Mapping[str, Any], board_error: Any) -> str | None:
+    """The panel's error unless it is the board's (a board that failed as a whole marks each
+    unfinished panel with it, or with a short "Not drawn: ..."): that is said once, not per panel."""
+    error = str(frame.get("error") or "").strip()
+    board = str(board_error or "").strip()
+    if not error or (board and (error in board or board in error)):
+        return None
+    return None if error.lower().startswith("not drawn") else error
+
+
 def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None,
-           x: float, y: float, cell_w: float, box_h: float) -> None:
+           x: float, y: float, cell_w: float, box_h: float, board_error: Any = None) -> None:
     pdf.set_draw_color(190)
     if image:
         pdf.rect(x, y, cell_w, box_h)
@@ -211,14 +232,17 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
         pdf.set_fill_color(225)
         pdf.rect(x, y, cell_w, box_h, style="DF")
         status = str(frame.get("status") or "missing")
+        error = _own_error(frame, board_error)
+        words = _STATUS_WORDS.get(status, status.replace("_", " ").capitalize())
+        if status == "failed" and not error:
+            words = "Not drawn"
         pdf.set_text_color(90)
         pdf.set_font_size(12)
         pdf.set_xy(x, y + box_h / 2 - 6)
-        pdf.cell(cell_w, 6, _STATUS_WORDS.get(status, status.replace("_", " ").capitalize()),
-                 align="C")
-        if frame.get("error"):
+        pdf.cell(cell_w, 6, words, align="C")
+        if error:
             pdf.set_font_size(7)
-            for i, line in enumerate(_clip(pdf, str(frame["error"]), cell_w - 8, 2)):
+            for i, line in enumerate(_clip(pdf, error, cell_w - 8, 2)):
                 pdf.set_xy(x + 4, y + box_h / 2 + 1 + i * 3.5)
                 pdf.cell(cell_w - 8, 3.5, line, align="C")
 
@@ -229,15 +253,15 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
     pdf.cell(8, _LABEL_H, str(number))
     identity = _identity_text(frame.get("identity"))
     pdf.set_font_size(8)
-    pdf.set_text_color(120)
+    pdf.set_text_color(_NEUTRAL_GREY)
     id_w = pdf.get_string_width(identity) + 1 if identity else 0
     shot = str(frame.get("shot") or "")
     if shot:
         pdf.set_xy(x + 8, top)
         pdf.cell(cell_w - 8 - id_w - 2, _LABEL_H, _clip(pdf, shot, cell_w - 8 - id_w - 2, 1)[0])
     if identity:
-        good = frame["identity"].get("status") == "match"
-        pdf.set_text_color(*((30, 120, 50) if good else (170, 60, 40)))
+        status = frame["identity"].get("status")
+        pdf.set_text_color(*{"match": _MATCH_RGB, "drift": _DRIFT_RGB}.get(status, (_NEUTRAL_GREY,)))
         pdf.set_xy(x + cell_w - id_w, top)
         pdf.cell(id_w, _LABEL_H, identity, align="R")
 
@@ -279,7 +303,8 @@ def storyboard_pdf(
             row, col = divmod(slot, _COLS)
             x = _MARGIN + col * (cell_w + _GUTTER)
             y = _MARGIN + _HEADER_H + row * (cell_h + _GUTTER)
-            _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h)
+            _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h,
+                   board.get("error"))
     return bytes(pdf.output())
 
 

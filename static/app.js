@@ -13,27 +13,6 @@ const HISTORY_REFRESH_MS = 1500;
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const NETWORK_ERROR = "Cannot reach the studio server";
 
-/* Used only when /api/presets cannot be read, so the form still works. */
-const FALLBACK_PRESETS = {
-  presets: [
-    { name: "ultra_fast", label: "Ultra fast", steps: 10, guidance_scale: 6.0, ip_adapter_scale: 0.4 },
-    { name: "fast", label: "Fast", steps: 12, guidance_scale: 6.5, ip_adapter_scale: 0.5 },
-    { name: "balanced", label: "Balanced", steps: 15, guidance_scale: 7.0, ip_adapter_scale: 0.65 },
-    { name: "quality", label: "Quality", steps: 20, guidance_scale: 7.5, ip_adapter_scale: 0.8 },
-  ],
-  default_preset: "fast",
-  aspects: [
-    { name: "1:1", width: 1024, height: 1024 },
-    { name: "16:9", width: 1344, height: 768 },
-    { name: "9:16", width: 768, height: 1344 },
-    { name: "4:3", width: 1152, height: 896 },
-    { name: "3:4", width: 896, height: 1152 },
-  ],
-  default_aspect: "16:9",
-  defaults: { character: "", style: "", frames: 6, identity_lock: true },
-  max_frames: 8,
-};
-
 /* API field name -> form element id. */
 const FIELD_IDS = {
   story: "story",
@@ -50,6 +29,7 @@ const FIELD_IDS = {
 
 const state = {
   presets: null,
+  health: null,
   board: null,
   boardId: null,
   events: null,
@@ -61,6 +41,11 @@ const state = {
   dragFrameId: null,
   renderPending: false,
   submitting: false,
+  errorField: null, // the form field the visible error message is about
+  // One drawing job's progress: the bar never goes back within a job.
+  job: { floor: 0, sawReference: false },
+  createdNotices: {}, // board id -> notices from the 202 answer, for a board JSON without them
+  lastEventId: "", // the newest event id heard from the server, on any board's stream
 };
 
 const $ = (id) => document.getElementById(id);
@@ -188,6 +173,7 @@ function clearError() {
   const box = $("error");
   box.textContent = "";
   box.classList.remove("visible");
+  state.errorField = null;
   for (const node of document.querySelectorAll("#story-form [aria-invalid]")) {
     node.removeAttribute("aria-invalid");
   }
@@ -199,10 +185,19 @@ function showError(err) {
   box.textContent = message || "Something went wrong.";
   box.classList.add("visible");
   const field = err && err.field ? $(FIELD_IDS[err.field] || err.field) : null;
-  if (field && field.closest("#story-form")) {
+  state.errorField = field && field.closest("#story-form") ? field.id : null;
+  if (state.errorField) {
     field.setAttribute("aria-invalid", "true");
     field.focus();
   }
+}
+
+/** Editing a field settles its own error: a message about it must not outlive the fix. */
+function onFormInput(event) {
+  const target = event.target;
+  if (!target || !target.id) return;
+  target.removeAttribute("aria-invalid");
+  if (state.errorField === target.id) clearError();
 }
 
 function reportError(err) {
@@ -210,11 +205,18 @@ function reportError(err) {
   showError(err instanceof ApiError ? err : new Error("Something went wrong in the page. Please reload."));
 }
 
+/** The same message in two places: one may be cut short, or wrapped in more words. */
+function sameMessage(a, b) {
+  if (typeof a !== "string" || typeof b !== "string") return false;
+  const x = a.trim();
+  const y = b.trim();
+  return Boolean(x && y) && (x.includes(y) || y.includes(x));
+}
+
 /* ------------------------------------------------------------------- health */
 
 async function checkHealth() {
   clearTimeout(state.healthTimer);
-  const banner = $("health-banner");
   let health;
   try {
     health = await api("GET", "/api/health");
@@ -223,16 +225,20 @@ async function checkHealth() {
     state.healthTimer = setTimeout(checkHealth, HEALTH_RETRY_MS);
     return;
   }
+  state.health = health;
   const model = health && health.model;
   if (model === "loading") {
-    renderBanner("Loading the model… (first run downloads about 10 GB)", "info");
-    state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
+    renderBanner(health.loading_message || "Loading the model…", "info");
   } else if (model === "error") {
     renderBanner(`The model could not be loaded: ${health.error || "unknown error"}`, "error");
   } else {
-    banner.hidden = true;
-    banner.textContent = "";
+    hideBanner();
   }
+  // A queued board starts the model loading any moment: watch for it (and for its end).
+  if (model === "loading" || (model === "not_loaded" && boardBusy(state.board))) {
+    state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
+  }
+  renderStatus(); // a board error that the banner shows is not repeated on the board
 }
 
 function renderBanner(text, kind) {
@@ -240,6 +246,17 @@ function renderBanner(text, kind) {
   banner.textContent = text;
   banner.className = `banner ${kind}`;
   banner.hidden = false;
+}
+
+function hideBanner() {
+  const banner = $("health-banner");
+  banner.hidden = true;
+  banner.textContent = "";
+}
+
+/** The model error the banner shows now, or null. */
+function bannerError() {
+  return state.health && state.health.model === "error" ? state.health.error || null : null;
 }
 
 /* ------------------------------------------------------------------ presets */
@@ -250,21 +267,31 @@ async function loadPresets() {
     data = await api("GET", "/api/presets");
   } catch (err) {
     showError(err);
-    data = FALLBACK_PRESETS;
+    setTimeout(loadPresets, HEALTH_RETRY_MS); // the speed modes live on the server only
+    return;
   }
   state.presets = data;
   renderPresetOptions(data);
 }
 
-/* The option stays short enough for the form column; the hint below it gives every number. */
+/* The option stays short enough for the form column; the hint below it gives the cost. */
 function presetLabel(p) {
   return `${p.label || p.name} — ${p.steps} steps`;
 }
 
+/** What a mode costs, in the server's words when it has them. */
 function presetDetails(p) {
-  const cfg = Number(p.guidance_scale).toFixed(1);
-  const ip = Number(p.ip_adapter_scale).toFixed(2);
-  return `${p.steps} steps · CFG ${cfg} · IP-Adapter scale ${ip}`;
+  const parts = [];
+  if (typeof p.description === "string" && p.description.trim()) {
+    parts.push(p.description.trim());
+  } else {
+    parts.push(`${p.steps} steps`);
+    if (typeof p.guidance_scale === "number") {
+      parts.push(p.guidance_scale > 1 ? `CFG ${p.guidance_scale.toFixed(1)}` : "no CFG");
+    }
+  }
+  if (typeof p.ip_adapter_scale === "number") parts.push(`IP-Adapter scale ${p.ip_adapter_scale.toFixed(2)}`);
+  return parts.join(" · ");
 }
 
 function renderPresetHint() {
@@ -309,6 +336,7 @@ function onReferenceChange() {
     return;
   }
   input.removeAttribute("aria-invalid");
+  $("reuse-note").hidden = true;
   state.referenceUrl = URL.createObjectURL(file);
   $("reference-preview-img").src = state.referenceUrl;
   $("reference-preview-name").textContent = file.name;
@@ -325,6 +353,7 @@ function clearReferencePreview() {
 
 function removeReference() {
   $("reference").value = "";
+  $("reuse-note").hidden = true;
   clearReferencePreview();
   $("reference").focus();
 }
@@ -385,10 +414,11 @@ async function onSubmit(event) {
   button.textContent = "Starting…";
   try {
     const created = await api("POST", "/api/storyboards", buildRequestBody(values));
+    if (created && Array.isArray(created.notices)) state.createdNotices[String(created.id)] = created.notices;
     await openBoard(created.id, { subscribe: true });
+    revealBoard();
     refreshHistory();
     checkHealth(); // the first job may start loading the model
-    if (window.matchMedia("(max-width: 800px)").matches) $("board-section").focus();
   } catch (err) {
     reportError(err);
   } finally {
@@ -407,12 +437,23 @@ function onFormKeydown(event) {
 
 /* ------------------------------------------------------------------- boards */
 
+/** Bring the board's top (title, progress, messages) into view when it is not, e.g. after
+ * Generate at the bottom of a long form or a click far down the history. */
+function revealBoard() {
+  const section = $("board-section");
+  const top = section.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight * 0.4) section.scrollIntoView({ block: "start" });
+  // In one column the board is far from the form: keyboards and screen readers follow the eyes.
+  if (window.matchMedia("(max-width: 800px)").matches) section.focus({ preventScroll: true });
+}
+
 async function openBoard(id, { subscribe = true } = {}) {
   if (id === null || id === undefined || id === "") return;
   const changed = String(id) !== String(state.boardId);
   if (changed) {
     closeEvents();
     state.editing = null;
+    newJob();
   }
   state.boardId = String(id);
   setHash(id);
@@ -447,6 +488,7 @@ async function reloadBoard() {
 
 function setBoard(board) {
   state.board = board;
+  noteJobBoundary(board);
   if (state.editing && !(board.frames || []).some((f) => f.id === state.editing.frameId)) {
     state.editing = null;
   }
@@ -482,15 +524,23 @@ function openEvents(id) {
   }
   closeEvents();
   if (typeof EventSource === "undefined") return;
-  const source = new EventSource(storyboardUrl(id, "/events"));
+  // A new stream replays the board's logged events (earlier jobs too), but the board the page
+  // shows was read after the newest event it heard: the ids are one sequence for all boards.
+  const after = state.lastEventId ? `?last_event_id=${encodeURIComponent(state.lastEventId)}` : "";
+  const source = new EventSource(storyboardUrl(id, `/events${after}`));
   const entry = { boardId: String(id), source };
   state.events = entry;
   const current = () => state.events === entry;
+  const on = (kind, handle) => source.addEventListener(kind, (e) => {
+    if (!current()) return;
+    if (e.lastEventId) state.lastEventId = e.lastEventId;
+    handle(parseEvent(e));
+  });
 
-  source.addEventListener("progress", (e) => current() && onProgressEvent(parseEvent(e)));
-  source.addEventListener("frame", (e) => current() && onFrameEvent(parseEvent(e)));
-  source.addEventListener("reference", (e) => current() && onReferenceEvent(parseEvent(e)));
-  source.addEventListener("status", (e) => current() && onStatusEvent(parseEvent(e)));
+  on("progress", onProgressEvent);
+  on("frame", onFrameEvent);
+  on("reference", onReferenceEvent);
+  on("status", onStatusEvent);
   source.addEventListener("error", () => {
     if (!current() || source.readyState !== EventSource.CLOSED) return; // the browser reconnects itself
     state.events = null;
@@ -518,6 +568,7 @@ function parseEvent(event) {
 function onProgressEvent(progress) {
   if (!progress || !state.board) return;
   state.board.progress = progress;
+  if (progress.panel === 0) state.job.sawReference = true; // this job draws the reference first
   if (state.board.status === "queued") state.board.status = "running";
   renderProgress();
   renderStatus();
@@ -549,10 +600,27 @@ function onStatusEvent(data) {
   if (!data || !state.board) return;
   state.board.status = data.status;
   state.board.error = data.error || null;
-  if (isFinal(data.status)) state.board.progress = null;
+  if (data.status !== "running") state.board.progress = null;
+  noteJobBoundary(state.board);
   renderAll();
   scheduleHistoryRefresh();
-  if (isFinal(data.status)) reloadBoard(); // closes the stream when nothing is left to draw
+  if (isFinal(data.status)) {
+    reloadBoard(); // closes the stream when nothing is left to draw
+    checkHealth(); // a failed board may mean the model failed to load
+  }
+}
+
+/** A fresh job's bar starts from zero; within a job it only moves forward. */
+function newJob() {
+  state.job = { floor: 0, sawReference: false };
+}
+
+/* Jobs run one after another, and between two jobs of a board the worker reports a status
+ * other than "running" (done, failed, ..., or queued behind the next job). A new stream
+ * replays the board's recent events, so a "running" event alone is no boundary: it may be
+ * the start of the job whose progress the page already shows. */
+function noteJobBoundary(board) {
+  if (board && board.status !== "running") newJob();
 }
 
 /* ---------------------------------------------------------- board actions */
@@ -678,6 +746,7 @@ async function deleteStoryboard(item) {
 function renderAll() {
   renderHeader();
   renderStatus();
+  renderNotices();
   renderReference();
   renderProgress();
   renderBoard();
@@ -688,6 +757,7 @@ function renderHeader() {
   const board = state.board;
   $("board-title").textContent = board ? board.title || "Untitled storyboard" : "No storyboard open";
   $("board-meta").textContent = board ? boardMetaText(board) : "";
+  $("reuse").hidden = !board;
   const exportsBox = $("exports");
   const links = board && board.export;
   exportsBox.hidden = !links;
@@ -732,8 +802,14 @@ function renderStatus() {
   pill.hidden = false;
   pill.textContent = board.status;
   pill.className = `status-pill status-${board.status}`;
-  resume.hidden = !(board.status === "interrupted" || board.status === "canceled");
+  resume.hidden = !canResume(board);
   setBoardMessage(statusMessage(board));
+}
+
+/** What POST .../resume accepts: a board that stopped with panels left to draw. */
+function canResume(board) {
+  return ["failed", "canceled", "interrupted"].includes(board.status) && !boardBusy(board)
+    && (board.frames || []).some((f) => f.status !== "done");
 }
 
 function statusMessage(board) {
@@ -749,6 +825,10 @@ function statusMessage(board) {
         ? "Redrawing…"
         : `Finished — ${done} of ${frames.length} panel${frames.length === 1 ? "" : "s"} drawn.`;
     case "failed":
+      // The banner already says it in full when the model could not be loaded.
+      if (sameMessage(board.error, bannerError())) {
+        return "Failed: the model could not be loaded (see the message at the top).";
+      }
       return `Failed: ${board.error || "unknown error"}`;
     case "canceled":
       return `Canceled after ${done} of ${frames.length} panels. Resume to draw the rest.`;
@@ -757,6 +837,17 @@ function statusMessage(board) {
     default:
       return "";
   }
+}
+
+/** Things to know about this board's input (e.g. a story the text encoders cannot read well). */
+function renderNotices() {
+  const box = $("board-notices");
+  const board = state.board;
+  let notices = board && board.notices;
+  if (board && !Array.isArray(notices)) notices = state.createdNotices[String(board.id)];
+  const texts = (Array.isArray(notices) ? notices : []).filter((n) => typeof n === "string" && n.trim());
+  box.replaceChildren(...texts.map((text) => el("li", { text })));
+  box.hidden = texts.length === 0;
 }
 
 function renderReference() {
@@ -785,23 +876,38 @@ function renderProgress() {
   if (!running) return;
   const bar = $("progress-bar");
   const p = board.progress;
-  if (!p || !p.of) {
+  const fraction = p ? progressFraction(p) : null;
+  if (fraction === null) {
     bar.removeAttribute("value"); // indeterminate
     $("progress-text").textContent = board.status === "queued" ? "Queued — waiting for the model…" : "Starting…";
     return;
   }
-  const steps = p.steps || 1;
-  const step = Math.min(p.step || 0, steps);
-  const panel = Math.max(1, p.panel || 1);
-  const fraction = Math.min(1, Math.max(0, (panel - 1 + step / steps) / p.of));
+  // However the numbers arrive (coalesced, replayed, a retried panel), the bar never goes back.
+  state.job.floor = Math.max(state.job.floor, fraction);
   bar.max = 1;
-  bar.value = fraction;
-  // panel 0 is the character reference portrait, drawn before the panels.
-  const where = p.panel === 0 ? (p.label || "Character reference") : `Panel ${panel} of ${p.of}`;
-  const parts = [where, `step ${step} of ${steps}`];
+  bar.value = state.job.floor;
+  const parts = [progressLabel(p)];
+  if (p.steps) parts.push(`step ${Math.min(p.step || 0, p.steps)} of ${p.steps}`);
   const eta = formatEta(p.eta_s);
   if (eta) parts.push(eta);
   $("progress-text").textContent = parts.join(" · ");
+}
+
+/** The share of the job done, 0..1: the worker's own ``fraction``; else worked out from the
+ * panel and step (the character reference, panel 0, counted as one more panel), or null. */
+function progressFraction(p) {
+  if (typeof p.fraction === "number" && Number.isFinite(p.fraction)) return Math.min(1, Math.max(0, p.fraction));
+  if (!p.of) return null;
+  const reference = state.job.sawReference ? 1 : 0;
+  const steps = p.steps || 1;
+  const within = Math.min(p.step || 0, steps) / steps;
+  const done = p.panel === 0 ? within : Math.max(0, (p.panel || 1) - 1) + reference + within;
+  return Math.min(1, Math.max(0, done / (p.of + reference)));
+}
+
+function progressLabel(p) {
+  if (typeof p.label === "string" && p.label) return p.label;
+  return p.panel === 0 ? "Character reference" : `Panel ${p.panel || 1} of ${p.of}`;
 }
 
 /** Progress events only touch the running panels' status text, not the whole board. */
@@ -848,7 +954,7 @@ function renderPanel(frame, position, count) {
   const n = frame.index || position;
   const editing = state.editing && state.editing.frameId === frame.id;
   const panel = el("li", {
-    className: `panel panel-${frame.status}`,
+    className: `panel panel-${frame.status}${failedAsBoard(frame) ? " not-drawn" : ""}`,
     attrs: {
       "data-index": n,
       "data-frame-id": frame.id,
@@ -862,9 +968,8 @@ function renderPanel(frame, position, count) {
   if (editing) body.append(renderEditForm(frame, n));
   else body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
   body.append(renderPanelMeta(frame));
-  if (frame.status === "failed" && frame.error) {
-    body.append(el("p", { className: "panel-error", text: frame.error }));
-  }
+  const detail = panelErrorDetail(frame);
+  if (detail) body.append(el("p", { className: "panel-error", text: detail }));
   if (!editing) body.append(renderPanelActions(frame, n, position, count));
   panel.append(body);
   attachDragHandlers(panel, frame.id);
@@ -876,10 +981,16 @@ function renderPanelImage(frame, n) {
   const url = frame.status === "done" ? safeUrl(frame.image_url) : null;
   const statusText = panelStatusText(frame);
   if (url) {
-    box.append(el("img", {
+    const show = el("button", {
+      className: "panel-open",
+      attrs: { type: "button", "aria-label": `Show panel ${n} large, with what made it`, draggable: "false" },
+    });
+    show.append(el("img", {
       className: "panel-image",
       attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false" },
     }));
+    show.addEventListener("click", () => openPanelDialog(frame, n));
+    box.append(show);
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
     const placeholder = el("div", { className: "panel-placeholder" });
@@ -898,12 +1009,26 @@ function panelStatusText(frame) {
     case "running":
       return runningText();
     case "failed":
-      return `failed: ${frame.error || "unknown error"}`;
+      return failedAsBoard(frame) ? "not drawn" : "failed";
     case "pending":
       return state.board && isFinal(state.board.status) && state.board.status !== "done" ? "not drawn" : "queued";
     default:
       return "queued";
   }
+}
+
+/* A board that failed as a whole (the model did not load, the disk is full) marks every
+ * unfinished panel failed: its words belong to the board message, once, not to each panel. */
+function failedAsBoard(frame) {
+  const board = state.board;
+  if (!board || board.status !== "failed" || !frame.error) return false;
+  return sameMessage(frame.error, board.error) || /^not drawn\b/i.test(frame.error.trim());
+}
+
+/** The panel's own error, in full, under its caption; null when the board message has it. */
+function panelErrorDetail(frame) {
+  if (frame.status !== "failed" || !frame.error || failedAsBoard(frame)) return null;
+  return frame.error;
 }
 
 function renderPanelMeta(frame) {
@@ -923,36 +1048,38 @@ function renderPanelMeta(frame) {
   return meta;
 }
 
-function renderIdentityBadge(frame) {
-  const identity = frame.identity;
-  const tries = frame.attempts > 1 ? `${frame.attempts} tries` : "";
-  if (!identity && !tries) return null;
-  let text = "";
-  let kind = "neutral";
-  let title = "";
-  if (identity) {
-    const distance = typeof identity.distance === "number" ? identity.distance.toFixed(2) : "";
-    if (identity.status === "match") {
-      kind = "match";
-      text = distance ? `face ${distance}` : "face ok";
-      title = "The face matches the character reference (lower distance = closer).";
-    } else if (identity.status === "drift") {
-      kind = "drift";
-      text = distance ? `drift ${distance}` : "drift";
-      title = "The face drifted from the character reference.";
-    } else if (identity.status === "no_reference_face") {
-      text = "no reference face";
-      title = "No face was found in the character reference, so this panel could not be checked.";
-    } else {
-      text = "no face";
-      title = "No face was found in this panel.";
-    }
-    if (typeof identity.clip_similarity === "number") {
-      title += ` CLIP similarity ${identity.clip_similarity.toFixed(2)}.`;
-    }
+/** A face score in words: {text, kind, title}; kind is match, drift or neutral. */
+function identityWords(identity) {
+  const distance = typeof identity.distance === "number" ? identity.distance.toFixed(2) : "";
+  let words;
+  if (identity.status === "match") {
+    words = { kind: "match", text: distance ? `face ${distance}` : "face ok",
+      title: "The face matches the character reference (lower distance = closer)." };
+  } else if (identity.status === "drift") {
+    words = { kind: "drift", text: distance ? `drift ${distance}` : "drift",
+      title: "The face drifted from the character reference." };
+  } else if (identity.status === "no_reference_face") {
+    words = { kind: "neutral", text: "no reference face",
+      title: "No face was found in the character reference, so this panel could not be checked." };
+  } else {
+    words = { kind: "neutral", text: "no face", title: "No face was found in this panel." };
   }
-  if (tries) text = text ? `${text} · ${tries}` : tries;
-  return el("span", { className: `identity-badge identity-${kind}`, text, attrs: { title: title || null } });
+  if (typeof identity.clip_similarity === "number") {
+    words.title += ` CLIP similarity ${identity.clip_similarity.toFixed(2)}.`;
+  }
+  return words;
+}
+
+function renderIdentityBadge(frame) {
+  const tries = frame.attempts > 1 ? `${frame.attempts} tries` : "";
+  if (!frame.identity && !tries) return null;
+  const words = frame.identity ? identityWords(frame.identity) : { kind: "neutral", text: "", title: "" };
+  const text = [words.text, tries].filter(Boolean).join(" · ");
+  return el("span", {
+    className: `identity-badge identity-${words.kind}`,
+    text,
+    attrs: { title: words.title || null },
+  });
 }
 
 function actionButton(className, label, ariaLabel, onClick, disabled = false) {
@@ -964,6 +1091,32 @@ function actionButton(className, label, ariaLabel, onClick, disabled = false) {
   button.disabled = disabled;
   button.addEventListener("click", onClick);
   return button;
+}
+
+function panelFileName(position) {
+  return `panel-${String(position).padStart(2, "0")}.png`;
+}
+
+/* The image answers with its stored name in Content-Disposition (frame-4-v1.png), and browsers
+ * prefer that to the link's download attribute; a blob has no such header, so its name holds. */
+async function downloadAs(event, url, fileName) {
+  event.preventDefault();
+  let blob;
+  try {
+    const response = await fetch(url);
+    if (!response.ok) throw new ApiError(defaultErrorMessage(response.status), null, response.status);
+    blob = await response.blob();
+  } catch (err) {
+    reportError(err instanceof ApiError ? err : new ApiError(NETWORK_ERROR));
+    return;
+  }
+  const blobUrl = URL.createObjectURL(blob);
+  const link = el("a", { attrs: { href: blobUrl, download: fileName } });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The download has started from the blob by now; a minute's grace covers slow disks.
+  setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
 }
 
 function renderPanelActions(frame, n, position, count) {
@@ -978,11 +1131,14 @@ function renderPanelActions(frame, n, position, count) {
   );
   const url = safeUrl(frame.image_url);
   if (url && frame.status === "done") {
-    actions.append(el("a", {
+    // Named by position as in the ZIP, so "1" on the page is panel-01.png everywhere.
+    const link = el("a", {
       className: "button small download",
       text: "Download",
-      attrs: { href: url, download: `panel-${n}.png`, "aria-label": `Download panel ${n}` },
-    }));
+      attrs: { href: url, download: panelFileName(position), "aria-label": `Download panel ${n}` },
+    });
+    link.addEventListener("click", (event) => downloadAs(event, url, panelFileName(position)));
+    actions.append(link);
   }
   const move = el("span", { className: "move-buttons" });
   move.append(
@@ -991,6 +1147,87 @@ function renderPanelActions(frame, n, position, count) {
   );
   actions.append(move);
   return actions;
+}
+
+/* ----------------------------------------------------------- panel details */
+
+function formatNumber(value, digits) {
+  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : null;
+}
+
+/** Everything that made a panel, from the panel and the board's settings. */
+function panelDetails(frame, settings) {
+  const s = settings || {};
+  let identityText = "not scored";
+  if (frame.identity) {
+    identityText = identityWords(frame.identity).text;
+    const clip = formatNumber(frame.identity.clip_similarity, 2);
+    if (clip) identityText += ` (CLIP similarity ${clip})`;
+  }
+  const ip = s.identity_lock === false ? "identity lock off" : formatNumber(s.ip_adapter_scale, 2);
+  const seconds = formatNumber(frame.seconds, 1);
+  return [
+    ["Prompt", frame.prompt || "—"],
+    ["Negative prompt", frame.negative_prompt || "—"],
+    ["Scene words cut", frame.prompt_shortened
+      ? `${frame.prompt_shortened} (left out to fit CLIP's 77 tokens; the caption keeps them)` : "none"],
+    ["Shot", frame.shot || "—"],
+    ["Seed", frame.seed ?? "—"],
+    ["Steps", s.steps ?? "—"],
+    ["CFG", formatNumber(s.guidance_scale, 1) ?? "—"],
+    ["IP-Adapter scale", ip ?? "—"],
+    ["Identity", identityText],
+    ["Attempts", frame.attempts ?? "—"],
+    ["Time", seconds ? `${seconds} s` : "—"],
+  ];
+}
+
+function openPanelDialog(frame, n) {
+  const dialog = $("panel-dialog");
+  const url = safeUrl(frame.image_url);
+  const image = $("panel-dialog-image");
+  if (url) image.src = url;
+  else image.removeAttribute("src");
+  image.alt = `Panel ${n}: ${frame.caption || ""}`;
+  image.hidden = !url;
+  $("panel-dialog-title").textContent = `Panel ${n}`;
+  $("panel-dialog-caption").textContent = frame.caption || "";
+  $("panel-dialog-details").replaceChildren(...panelDetails(frame, state.board && state.board.settings)
+    .flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value })]));
+  if (!dialog.open) dialog.showModal(); // modal: Esc closes it and focus returns to the panel
+}
+
+function onDialogClick(event) {
+  // A click on the backdrop lands on the dialog element itself, outside its content box.
+  if (event.target === $("panel-dialog")) $("panel-dialog").close();
+}
+
+/* ---------------------------------------------------------- reuse settings */
+
+/** Put an opened board's inputs back into the form, to draw a variation of it. */
+function reuseSettings() {
+  const board = state.board;
+  if (!board) return;
+  const s = board.settings || {};
+  clearError();
+  $("story").value = board.story || "";
+  $("character").value = board.character || "";
+  $("style").value = board.style || "";
+  if ((board.frames || []).length) $("frames").value = board.frames.length;
+  setSelect($("preset"), s.preset);
+  renderPresetHint();
+  setSelect($("aspect"), s.aspect);
+  $("seed").value = s.seed ?? "";
+  if (typeof s.identity_lock === "boolean") $("identity-lock").checked = s.identity_lock;
+  // A file input cannot be filled from a URL: say so rather than draw a different face.
+  const uploaded = board.reference && board.reference.kind === "uploaded";
+  $("reuse-note").hidden = !uploaded;
+  $("story").focus();
+  announce("The board's settings are in the form.");
+}
+
+function setSelect(select, value) {
+  if (value && [...select.options].some((option) => option.value === value)) select.value = value;
 }
 
 /* ------------------------------------------------------------- inline edit */
@@ -1177,10 +1414,10 @@ function renderHistoryItem(item) {
     ]),
   );
   open.append(text);
-  open.addEventListener("click", () => {
+  open.addEventListener("click", async () => {
     clearError();
-    openBoard(item.id, { subscribe: true });
-    if (window.matchMedia("(max-width: 800px)").matches) $("board-section").focus();
+    await openBoard(item.id, { subscribe: true });
+    revealBoard();
   });
 
   const remove = el("button", {
@@ -1229,14 +1466,14 @@ function bindEvents() {
   const form = $("story-form");
   form.addEventListener("submit", onSubmit);
   form.addEventListener("keydown", onFormKeydown);
-  form.addEventListener("input", (e) => {
-    if (e.target.hasAttribute && e.target.hasAttribute("aria-invalid")) e.target.removeAttribute("aria-invalid");
-  });
+  form.addEventListener("input", onFormInput); // selects, checkboxes and files send "input" too
   $("reference").addEventListener("change", onReferenceChange);
   $("reference-remove").addEventListener("click", removeReference);
   $("preset").addEventListener("change", renderPresetHint);
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
+  $("reuse").addEventListener("click", reuseSettings);
+  $("panel-dialog").addEventListener("click", onDialogClick);
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {
     const id = boardIdFromHash();

@@ -143,6 +143,73 @@ def test_pdf_shows_settings_identity_and_failure(board, images):
     assert "Generation failed" in text
 
 
+def test_pdf_header_shows_the_ip_scale_only_while_the_identity_lock_is_on(board, images):
+    assert "IP scale 0.5" in pdf_text(storyboard_pdf(board, images))
+    board["settings"]["identity_lock"] = False
+    text = pdf_text(storyboard_pdf(board, images))
+    assert "IP scale" not in text
+    assert "identity lock off" in text and "12 steps" in text and "CFG 6.5" in text
+
+
+class DrawnText:
+    """Every text cell the PDF draws, with the colour it is drawn in (as 0-255 RGB)."""
+
+    def __init__(self, monkeypatch):
+        import exporting
+
+        self.cells: list[tuple[str, tuple[float, ...]]] = []
+        cells = self.cells
+
+        class Recording(exporting.FPDF):
+            def cell(self, w=None, h=None, text="", *args, **kwargs):
+                color = self.text_color
+                rgb = (color.r, color.g, color.b) if hasattr(color, "r") else (color.g,) * 3
+                cells.append((text, tuple(round(c * 255) for c in rgb)))
+                return super().cell(w, h, text, *args, **kwargs)
+
+        monkeypatch.setattr(exporting, "FPDF", Recording)
+
+    def color_of(self, text: str) -> tuple[float, ...]:
+        colors = {color for cell, color in self.cells if cell.startswith(text)}
+        assert len(colors) == 1, (text, colors, self.cells)
+        return colors.pop()
+
+
+def is_grey(rgb) -> bool:
+    return max(rgb) - min(rgb) < 2
+
+
+def test_no_face_is_information_and_only_drift_is_a_warning(board, images, monkeypatch):
+    board["frames"][1]["identity"] = {"status": "no_face", "distance": None, "clip_similarity": 0.4}
+    board["frames"][2]["identity"] = {"status": "drift", "distance": 0.72, "clip_similarity": 0.5}
+    drawn = DrawnText(monkeypatch)
+    storyboard_pdf(board, images)
+    no_face, drift, match = drawn.color_of("no face"), drawn.color_of("face 0.72"), drawn.color_of("face 0.31")
+    assert is_grey(no_face), no_face
+    assert no_face == drawn.color_of("medium shot")  # the same grey as the other panel facts
+    assert not is_grey(drift) and drift[0] > drift[2], drift  # a warm warning colour
+    assert not is_grey(match) and match[1] > match[0], match  # green
+    assert drift != match
+
+
+def test_a_board_wide_error_is_not_repeated_in_every_panel(board, images, monkeypatch):
+    long_error = ("Could not load stabilityai/stable-diffusion-xl-base-1.0: no network and no cached copy "
+                  "in /home/someone/.cache/huggingface/hub; run once online or set STORYBOARD_SDXL_MODEL")
+    board["status"], board["error"] = "failed", long_error
+    for frame in board["frames"][3:]:
+        frame.update(status="failed", image_url=None, identity=None, error=long_error[:60])
+    board["frames"][5]["error"] = "Not drawn: the storyboard failed."
+    drawn = DrawnText(monkeypatch)
+    text = pdf_text(storyboard_pdf(board, {i: images[i] for i in (1, 2, 3)}))
+    assert "no network" not in text and "Not drawn: the" not in text
+    assert [cell for cell, _ in drawn.cells].count("Not drawn") == 3
+
+
+def test_a_panel_keeps_its_own_error(board, images):
+    text = pdf_text(storyboard_pdf(board, images))
+    assert "Generation failed" in text and "CUDA out of memory" in text
+
+
 def test_pdf_numbers_panels(board, images):
     lines = pdf_text(storyboard_pdf(board, images)).splitlines()
     labels = [line.split()[0] for line in lines if line.endswith(("shot", "match"))]

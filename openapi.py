@@ -1,0 +1,325 @@
+"""The JSON API described as an OpenAPI 3.1 document (served at ``GET /api/openapi.json``).
+
+Written by hand, next to the routes it describes; ``tests/test_openapi.py`` compares its paths
+and methods with the app's real routes both ways, so a route added without a description (or a
+description left after its route is gone) fails the tests. The choices (speed modes, aspect
+ratios, panel count) come from config.py, so they cannot drift either.
+"""
+
+from __future__ import annotations
+
+from config import ASPECTS, MAX_FRAMES, PRESETS
+
+OPENAPI_VERSION = "3.1.0"
+STATUSES = ["queued", "running", "done", "failed", "canceled", "interrupted"]
+FRAME_STATUSES = ["pending", "queued", "running", "done", "failed"]
+ERROR_WORDS = {
+    400: "A field is missing or wrong; `field` names it.",
+    403: "Refused: a request from another site, or a host name other than the studio's own.",
+    404: "No such storyboard, panel or image.",
+    409: "Not possible in the storyboard's current state (e.g. resuming a running board).",
+    413: "The request (the reference upload) is too large.",
+    429: "The queue is full; try again when some storyboards have finished.",
+    500: "Something went wrong in the studio; the details are in the server log.",
+}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): {"$ref": f"#/components/responses/Error{code}"} for code in codes}
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+BOARD_ID = {"name": "board_id", "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "The storyboard's id."}
+POSITION = {"name": "n", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
+            "description": "The panel's position on the board (1-based, display order)."}
+FRAME_ID = {"name": "frame_id", "in": "path", "required": True, "schema": {"type": "integer"},
+            "description": "The panel's stable id (a frame's `id`, not its position)."}
+
+
+def _schemas() -> dict:
+    string, integer, number, boolean = ({"type": t} for t in ("string", "integer", "number", "boolean"))
+    return {
+        "Error": {
+            "type": "object", "required": ["error", "field"],
+            "properties": {"error": {**string, "description": "What went wrong, in words."},
+                           "field": {**_nullable(string), "description": "The request field at fault, or null."}},
+        },
+        "NewStoryboard": {
+            "type": "object", "required": ["story"],
+            "properties": {
+                "story": {**string, "description": "One line per panel, or a premise and a panel count."},
+                "character": {**string, "description": "The main character, face first. Default: the server's."},
+                "frames": {"type": "integer", "minimum": 1, "maximum": MAX_FRAMES,
+                           "description": "Panel count; ignored when the story has one line per panel."},
+                "preset": {"enum": list(PRESETS), "description": "Speed mode (see GET /api/presets)."},
+                "aspect": {"enum": list(ASPECTS)},
+                "style": string,
+                "seed": {**_nullable({"type": "integer", "minimum": 0}), "description": "Empty or null: random."},
+                "identity_lock": boolean,
+                "reference_image": {**string, "description": "JSON only: the face as base64 or a data URL "
+                                                             "(PNG, JPEG or WebP)."},
+            },
+        },
+        "NewStoryboardForm": {
+            "type": "object", "required": ["story"],
+            "properties": {
+                **{key: {"type": "string"} for key in
+                   ("story", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock")},
+                "reference": {"type": "string", "contentMediaType": "application/octet-stream",
+                              "description": "The reference face file (PNG, JPEG or WebP)."},
+            },
+        },
+        "Settings": {
+            "type": "object", "description": "What the board is drawn with.",
+            "properties": {
+                "preset": string, "steps": integer, "guidance_scale": number,
+                "ip_adapter_scale": {**number, "description": "Used only while identity_lock is true."},
+                "aspect": string, "width": integer, "height": integer, "seed": integer,
+                "identity_lock": boolean, "negative_prompt": string, "model": string,
+            },
+        },
+        "Identity": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["match", "drift", "no_face", "no_reference_face"]},
+                "distance": {**_nullable(number), "description": "dlib face distance; lower is the same person."},
+                "threshold": number,
+                "clip_similarity": _nullable(number),
+            },
+        },
+        "Frame": {
+            "type": "object",
+            "properties": {
+                "id": {**integer, "description": "Stable id (image URLs use it)."},
+                "index": {**integer, "description": "1-based position in display order."},
+                "status": {"enum": FRAME_STATUSES},
+                "caption": string, "shot": string,
+                "prompt": _nullable(string), "negative_prompt": _nullable(string),
+                "prompt_shortened": {**_nullable(string),
+                                     "description": "Scene words left out to fit CLIP's 77 tokens."},
+                "seed": integer,
+                "image_url": _nullable(string),
+                "identity": _nullable(_ref("Identity")),
+                "attempts": _nullable(integer),
+                "error": _nullable(string),
+                "seconds": _nullable(number),
+            },
+        },
+        "Progress": {
+            "type": "object", "description": "The running job: only forward, over the whole job.",
+            "properties": {
+                "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                "panel": {**integer, "description": "The panel's position on the board; 0 = the character reference."},
+                "of": {**integer, "description": "Panels on the board."},
+                "label": {**string, "examples": ["Panel 2 of 3", "Character reference"]},
+                "step": integer, "steps": integer,
+                "eta_s": {**number, "description": "Seconds left, from the pace so far."},
+            },
+        },
+        "Storyboard": {
+            "type": "object",
+            "properties": {
+                "id": string, "title": string, "status": {"enum": STATUSES},
+                "error": {**_nullable(string), "description": "Why the board failed, in full."},
+                "created_at": {**string, "format": "date-time"},
+                "story": string, "character": string, "style": string,
+                "settings": _ref("Settings"),
+                "reference": {"type": "object", "properties": {
+                    "kind": {"enum": ["uploaded", "generated", None]}, "image_url": _nullable(string)}},
+                "progress": _nullable(_ref("Progress")),
+                "frames": {"type": "array", "items": _ref("Frame")},
+                "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "notices": {"type": "array", "items": string,
+                            "description": "Things to know about the input (e.g. a story not in English); "
+                                           "absent on older boards."},
+            },
+        },
+        "StoryboardSummary": {
+            "type": "object",
+            "properties": {
+                "id": string, "title": string, "status": {"enum": STATUSES},
+                "created_at": {**string, "format": "date-time"},
+                "frames_total": integer, "frames_done": integer, "thumbnail_url": _nullable(string),
+            },
+        },
+        "Accepted": {
+            "type": "object", "properties": {"id": string, "status": {"enum": STATUSES}},
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"enum": ["ok", "worker_stopped"]},
+                "model": {"enum": ["not_loaded", "loading", "ready", "error"]},
+                "error": {**_nullable(string), "description": "Why the model could not be loaded."},
+                "device": _nullable(string),
+                "queue": {**integer, "description": "Jobs waiting."},
+                "loading_message": {**string, "description": "What loading the model involves (download or not)."},
+            },
+        },
+        "Preset": {
+            "type": "object",
+            "properties": {
+                "name": {"enum": list(PRESETS)}, "label": string, "steps": integer,
+                "guidance_scale": number, "ip_adapter_scale": number,
+                "description": {**string, "description": "What the mode costs, in words (optional)."},
+            },
+        },
+        "Presets": {
+            "type": "object",
+            "properties": {
+                "presets": {"type": "array", "items": _ref("Preset")},
+                "default_preset": string,
+                "aspects": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"enum": list(ASPECTS)}, "width": integer, "height": integer}}},
+                "default_aspect": string,
+                "defaults": {"type": "object", "properties": {
+                    "character": string, "style": string, "frames": integer, "identity_lock": boolean}},
+                "max_frames": integer,
+            },
+        },
+    }
+
+
+def _paths() -> dict:
+    board = _json(_ref("Storyboard"), "The storyboard.")
+    png = {"description": "The PNG (with its generation parameters in text chunks).",
+           "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}}
+    return {
+        "/": {"get": {"summary": "The studio's page", "operationId": "page",
+                      "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+        "/api/health": {"get": {
+            "summary": "Is the studio up, and is the model loaded?", "operationId": "health",
+            "responses": {"200": _json(_ref("Health"), "The studio's state.")}}},
+        "/api/presets": {"get": {
+            "summary": "Speed modes, aspect ratios (with the sizes this server draws) and form defaults",
+            "operationId": "presets", "responses": {"200": _json(_ref("Presets"), "The choices.")}}},
+        "/api/openapi.json": {"get": {
+            "summary": "This document", "operationId": "openapi",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
+        "/api/storyboards": {
+            "get": {"summary": "History, newest first", "operationId": "listStoryboards",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "storyboards": {"type": "array", "items": _ref("StoryboardSummary")}}}, "The boards.")}},
+            "post": {
+                "summary": "A new storyboard (queued; drawn by the worker)", "operationId": "createStoryboard",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("NewStoryboard")},
+                    "multipart/form-data": {"schema": _ref("NewStoryboardForm")}}},
+                "responses": {"202": _json(_ref("Storyboard"), "Accepted: the new board."),
+                              **_errors(400, 403, 413, 429)}},
+        },
+        "/api/storyboards/{board_id}": {
+            "parameters": [BOARD_ID],
+            "get": {"summary": "A storyboard, with the running job's progress", "operationId": "getStoryboard",
+                    "responses": {"200": board, **_errors(404)}},
+            "delete": {"summary": "Delete the board and its files", "operationId": "deleteStoryboard",
+                       "responses": {"204": {"description": "Deleted."}, **_errors(403, 404)}},
+        },
+        "/api/storyboards/{board_id}/events": {
+            "parameters": [BOARD_ID],
+            "get": {
+                "summary": "Server-Sent Events: progress, frame, reference, status",
+                "description": "Every event has an id; a reconnecting client sends Last-Event-ID (or the "
+                               "`last_event_id` query parameter) and gets only what it missed. The stream "
+                               "ends after the final status.",
+                "operationId": "storyboardEvents",
+                "parameters": [{"name": "last_event_id", "in": "query", "required": False,
+                                "schema": {"type": "string"}},
+                               {"name": "Last-Event-ID", "in": "header", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The event stream.",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                              **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/cancel": {
+            "parameters": [BOARD_ID],
+            "post": {"summary": "Stop at the next step (finished panels are kept)", "operationId": "cancelStoryboard",
+                     "responses": {"202": _json(_ref("Accepted"), "Canceling."), **_errors(403, 404, 409)}},
+        },
+        "/api/storyboards/{board_id}/resume": {
+            "parameters": [BOARD_ID],
+            "post": {"summary": "Draw the panels not yet done (after a cancel, a failure or a restart)",
+                     "operationId": "resumeStoryboard",
+                     "responses": {"202": _json(_ref("Accepted"), "Queued."), **_errors(403, 404, 409)}},
+        },
+        "/api/storyboards/{board_id}/frames/{n}/regenerate": {
+            "parameters": [BOARD_ID, POSITION],
+            "post": {
+                "summary": "Redraw the panel at position n", "operationId": "regenerateFrame",
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "seed": {**_nullable({"type": "integer", "minimum": 0}),
+                                 "description": "Missing or null: a new random seed."},
+                        "caption": {"type": "string", "description": "Edited panel text."}}}}}},
+                "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
+        },
+        "/api/storyboards/{board_id}/order": {
+            "parameters": [BOARD_ID],
+            "put": {
+                "summary": "Reorder the panels", "operationId": "reorderFrames",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["order"], "properties": {"order": {
+                        "type": "array", "items": {"type": "integer"},
+                        "description": "Every frame id exactly once, in the new order."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/image.png": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "get": {"summary": "A panel's image", "operationId": "frameImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/reference.png": {
+            "parameters": [BOARD_ID],
+            "get": {"summary": "The character reference (uploaded or generated)", "operationId": "referenceImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/export.pdf": {
+            "parameters": [BOARD_ID],
+            "get": {"summary": "PDF export, in display order", "operationId": "exportPdf",
+                    "responses": {"200": {"description": "A4 landscape pages, six numbered panels each.",
+                                          "content": {"application/pdf": {}}}, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/export.zip": {
+            "parameters": [BOARD_ID],
+            "get": {"summary": "ZIP export: panel-01.png... in display order, reference.png, storyboard.json",
+                    "operationId": "exportZip",
+                    "responses": {"200": {"description": "The archive.", "content": {"application/zip": {}}},
+                                  **_errors(404)}},
+        },
+    }
+
+
+def openapi_document() -> dict:
+    """The whole document, as a plain dict (the HTTP layer turns it into JSON)."""
+    paths = _paths()
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if path.startswith("/api/") and method != "parameters":
+                operation["responses"].update(_errors(500))  # any route, on a bug: words, not a traceback
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Storyboard Studio API",
+            "version": "1",
+            "description": "The JSON API the studio's page uses. Errors are "
+                           '`{"error": "words", "field": "name or null"}`. POST, PUT and DELETE from '
+                           "another site are refused (403).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "responses": {f"Error{code}": _json(_ref("Error"), words) for code, words in ERROR_WORDS.items()},
+        },
+    }
