@@ -21,7 +21,9 @@ class StandIn:
         self.release = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="llm-standin", daemon=True)
+        # serve_forever checks for shutdown between polls; 0.5 s (its default) per test adds up.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="llm-standin", daemon=True)
 
     @property
     def url(self) -> str:
