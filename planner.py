@@ -52,6 +52,9 @@ MAX_CAPTION_CHARS = 300
 MAX_SCENE_CHARS = 400
 MAX_ANSWER_CHARS = 64_000
 MAX_RESPONSE_BYTES = 1_000_000
+# How much of a rejected answer goes back to the model with the reason: enough to see its
+# mistake, not a long answer's worth of tokens again.
+MAX_ECHO_CHARS = 8000
 # What a user may write: the same limit as the studio's other text fields.
 MAX_USER_TEXT = 2000
 MAX_NAME_CHARS = 60
@@ -136,7 +139,7 @@ def plan_premise(
         except PlanRejected as error:
             reason = f"{error} (the answer was cut off at the server's length limit)" if reply.cut_off else str(error)
             log.info("planner answer %d rejected: %s", attempt, reason)
-            messages = [*messages, {"role": "assistant", "content": reply.text[:MAX_ANSWER_CHARS]},
+            messages = [*messages, {"role": "assistant", "content": reply.text[:MAX_ECHO_CHARS]},
                         {"role": "user", "content": retry_message(reason)}]
             continue
         log.info("planner: %d panels in %.1f s (%d answer%s)", len(panels), time.monotonic() - started,
