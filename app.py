@@ -25,6 +25,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, jsonify, rende
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
+from plans_api import plans
 from serializers import board_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from worker import DISK_FULL_MESSAGE, is_disk_full
@@ -73,6 +74,7 @@ def create_app(
                     load_scorer if load_scorer is not None else default_scorer_loader)
     app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker}
     app.register_blueprint(api)
+    app.register_blueprint(plans)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(FieldError, _field_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "STORYBOARD_"
 
@@ -268,6 +269,37 @@ class Settings:
     identity_scoring: bool = field(
         default=True, metadata={"help": "Score every panel's face against the reference."}
     )
+    planner_url: str = field(
+        default="",
+        metadata={"help": "Base URL of an OpenAI-compatible LLM server that plans boards from a premise, e.g. "
+                  "http://localhost:11434/v1 (Ollama) or http://127.0.0.1:8081/v1 (llama.cpp's server). "
+                  "Empty = no planner: the built-in splitter plans. Nothing is sent anywhere else."},
+    )
+    planner_model: str = field(
+        default="",
+        metadata={"help": "The model the planner server should use, e.g. qwen2.5:7b-instruct on Ollama "
+                  "(llama.cpp's server accepts any name). Required with a planner URL."},
+    )
+    # repr=False: the key must not reach a log line or a traceback through repr(settings).
+    planner_api_key: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "Key sent as 'Authorization: Bearer' to the planner URL only; empty = none "
+                  "(local servers need none). Environment only: no flag sets it, and it is never "
+                  "logged, stored or exported.", "environment_only": True},
+    )
+    planner_timeout_s: float = field(
+        default=120.0,
+        metadata={"help": "Seconds to wait for each answer of the planner (a local model's first answer "
+                  "includes loading it); past it the built-in splitter plans.", "range": (0.1, 3600.0)},
+    )
+    planner_json_mode: str = field(
+        default="json_schema",
+        metadata={"help": "How the planner is asked for JSON: json_schema (structured output; Ollama, "
+                  "llama.cpp, LM Studio, vLLM, OpenAI), json_object (older servers), off (the prompt "
+                  "alone; for servers that refuse both).",
+                  **_choices("json_schema", "json_object", "off")},
+    )
 
     # --- derived values ---
 
@@ -392,11 +424,37 @@ def load_settings(
             continue
         if name not in known:
             raise SettingsError(name, "unknown setting")
+        if known[name].metadata.get("environment_only"):
+            # Flags land in shell history and process lists; a secret must not.
+            raise SettingsError(name, f"set it in the environment ({env_name(name)}), not as an option")
         values[name] = _parse(known[name], raw)
+    _check_planner(values)
     for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo"):
         if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
             raise SettingsError(name, "only .safetensors weights are loaded (pickle files can run code)")
     return Settings(**values)
+
+
+def _check_planner(values: dict[str, Any]) -> None:
+    """A planner URL the client can use, and a model to ask for. The messages never repeat
+    the URL: it may carry a user name and password."""
+    url = values.get("planner_url", "")
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError("planner_url", "must be an http:// or https:// base URL, such as "
+                                           "http://localhost:11434/v1")
+    if parts.username or parts.password:
+        raise SettingsError("planner_url", "must not carry a user name or password; put the key in "
+                                           f"{env_name('planner_api_key')}")
+    if not values.get("planner_model"):
+        raise SettingsError("planner_model", "name the model the planner should use (e.g. qwen2.5:7b-instruct "
+                                             "on Ollama; llama.cpp's server accepts any name)")
 
 
 def settings_markdown() -> str:

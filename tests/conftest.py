@@ -62,3 +62,13 @@ def tiny_generator(tiny_settings_factory):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def llm_server():
+    """A chat-completions stand-in on 127.0.0.1 (tests/llm_standin.py), stopped after the test."""
+    from llm_standin import StandIn
+
+    server = StandIn().start()
+    yield server
+    server.stop()
