@@ -16,36 +16,30 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
 from plans_api import plans
 from serializers import board_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
+from web_input import FieldError, bool_field, choice_field, form_fields, int_field, json_body, text_field
 from worker import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
 
 ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
 MAX_REFERENCE_PIXELS = 4096 * 4096
-MAX_FIELD_CHARS = 2000
 # A stream writes at least this often, so a listener that has gone is noticed (its
 # thread ends at the failed write) even while its board is quiet.
 SSE_KEEPALIVE_S = 15.0
 
 api = Blueprint("studio", __name__)
 
-
-class FieldError(ValueError):
-    def __init__(self, field: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.field, self.status = field, status
 
 
 # --- The factory ---------------------------------------------------------------------------
@@ -179,68 +173,10 @@ def _refuse_cross_origin():
 # --- Input ---------------------------------------------------------------------------------
 
 
-MAX_JSON_DEPTH = 32
-# Control characters reach prompts and PNG metadata for no good reason; tabs and line
-# breaks are kept (a story has one panel per line).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def _json_depth(text: str) -> int:
-    """How deeply arrays and objects nest in a JSON text (brackets inside strings skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
-
-
-def _json_body(required: bool = True) -> Any:
-    """The request's JSON body; malformed, too deep or not UTF-8 is a 400 naming the body."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    data = request.get_data(cache=True)
-    if limit is not None and request.content_length is None and len(data) >= limit:
-        abort(413)  # a chunked body is cut at the limit without an error: it was too large
-    if not data.strip():
-        if required:
-            raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
-        return {}
-    if not request.is_json:
-        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FieldError("body", "The body is not UTF-8 text.") from None
-    if _json_depth(text) > MAX_JSON_DEPTH:
-        raise FieldError("body", f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        raise FieldError("body", "The body is not valid JSON.") from None
-
-
-def _form() -> tuple[dict, Any]:
-    """The form's fields and files; too many parts is said as such, not as 'too large'."""
-    try:
-        return request.form.to_dict(), request.files
-    except RequestEntityTooLarge:
-        limit = current_app.config["MAX_CONTENT_LENGTH"]
-        if request.content_length is not None and limit is not None and request.content_length <= limit:
-            raise FieldError("body", f"The form has too many parts (at most {request.max_form_parts}).") from None
-        raise
-
-
 def _payload() -> tuple[dict, bytes | None]:
     """The request's fields and the raw reference image bytes, from JSON or a form."""
     if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
-        fields, files = _form()
+        fields, files = form_fields()
         upload = files.get("reference")
         if upload is None or not upload.filename:
             return fields, None
@@ -248,7 +184,7 @@ def _payload() -> tuple[dict, bytes | None]:
         if not data:
             raise FieldError("reference", "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
         return fields, data
-    body = _json_body()
+    body = json_body()
     if not isinstance(body, dict):
         raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     data = None
@@ -263,59 +199,6 @@ def _payload() -> tuple[dict, bytes | None]:
         except (binascii.Error, ValueError):
             raise FieldError("reference_image", "reference_image is not valid base64.") from None
     return body, data
-
-
-def _text(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHARS) -> str:
-    value = fields.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    if not isinstance(value, str):
-        raise FieldError(name, f"{name} must be text.")
-    if len(value) > limit:
-        raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FieldError(name, f"{name} contains characters that are not valid text (lone surrogates).") from None
-    return _CONTROL.sub("", value).strip() or default
-
-
-def _int(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:
-    value = fields.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.")
-    try:
-        number = int(value.strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.") from None
-    if not low <= number <= high:
-        raise FieldError(name, f"{name} must be from {low} to {high}, got {number}.")
-    return number
-
-
-def _bool(fields: dict, name: str, default: bool) -> bool:
-    value = fields.get(name)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "on", "yes"):
-        return True
-    if text in ("0", "false", "off", "no"):
-        return False
-    raise FieldError(name, f"{name} must be true or false.")
-
-
-def _choice(fields: dict, name: str, choices, default: str) -> str:
-    value = fields.get(name)
-    if value is None or value == "":
-        return default
-    if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise FieldError(name, f"{name} must be one of: {', '.join(choices)}.")
-    return value.strip().lower()
 
 
 def decode_reference(data: bytes) -> bytes:
@@ -410,16 +293,16 @@ def create_storyboard():
     studio = _studio()
     settings: Settings = studio["settings"]
     fields, reference_data = _payload()
-    story = _text(fields, "story", "", limit=settings.max_story_chars)
+    story = text_field(fields, "story", "", limit=settings.max_story_chars)
     if not story:
         raise FieldError("story", "Write a story: one line per panel, or a premise and a panel count.")
-    character = _text(fields, "character", settings.character_traits)
-    style = _text(fields, "style", settings.style)
-    frames = _int(fields, "frames", 1, MAX_FRAMES, None)
-    preset = settings.preset_for(_choice(fields, "preset", tuple(PRESETS), settings.preset))
-    aspect = _choice(fields, "aspect", tuple(ASPECTS), settings.aspect)
-    seed = _int(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
-    identity_lock = _bool(fields, "identity_lock", settings.use_identity_lock)
+    character = text_field(fields, "character", settings.character_traits)
+    style = text_field(fields, "style", settings.style)
+    frames = int_field(fields, "frames", 1, MAX_FRAMES, None)
+    preset = settings.preset_for(choice_field(fields, "preset", tuple(PRESETS), settings.preset))
+    aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
+    seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
     reference_png = decode_reference(reference_data) if reference_data else None
     try:
         plan = plan_story(story, frames, MAX_FRAMES)
@@ -517,11 +400,11 @@ def regenerate_frame(board_id: str, n: int):
     studio = _studio()
     board = _board_or_404(board_id)
     frame = _frame_at(board, n)
-    fields = _json_body(required=False)
+    fields = json_body(required=False)
     if not isinstance(fields, dict):
         raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
-    seed = _int(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
-    caption = _text(fields, "caption", frame["caption"])
+    seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    caption = text_field(fields, "caption", frame["caption"])
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     try:
         studio["store"].redraw(board_id, frame["id"], caption, seed, queue_limit=studio["settings"].queue_limit)
@@ -537,7 +420,7 @@ def regenerate_frame(board_id: str, n: int):
 def reorder(board_id: str):
     studio = _studio()
     board = _board_or_404(board_id)
-    body = _json_body()
+    body = json_body()
     order = body.get("order") if isinstance(body, dict) else None
     ids = sorted(frame["id"] for frame in board["frames"])
     if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \

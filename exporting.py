@@ -139,7 +139,7 @@ _STATUS_WORDS = {
     "pending": "Not generated yet",
     "queued": "Queued",
     "running": "Generating…",
-    "cancelled": "Cancelled",
+    "canceled": "Canceled",
     "done": "Image missing",
 }
 
@@ -225,10 +225,16 @@ def _own_error(frame: Mapping[str, Any], board_error: Any) -> str | None:
 def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None,
            x: float, y: float, cell_w: float, box_h: float, board_error: Any = None) -> None:
     pdf.set_draw_color(190)
+    damaged = False
     if image:
-        pdf.rect(x, y, cell_w, box_h)
-        pdf.image(io.BytesIO(image), x=x, y=y, w=cell_w, h=box_h, keep_aspect_ratio=True)
-    else:
+        try:
+            pdf.image(io.BytesIO(image), x=x, y=y, w=cell_w, h=box_h, keep_aspect_ratio=True)
+            pdf.rect(x, y, cell_w, box_h)
+        except Exception:  # noqa: BLE001 - any unreadable file: export the rest, mark this one
+            log.warning("panel %d of %s: its image file is damaged; exported without it", number,
+                        frame.get("id"))
+            damaged = True
+    if not image or damaged:
         pdf.set_fill_color(225)
         pdf.rect(x, y, cell_w, box_h, style="DF")
         status = str(frame.get("status") or "missing")
@@ -236,6 +242,8 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
         words = _STATUS_WORDS.get(status, status.replace("_", " ").capitalize())
         if status == "failed" and not error:
             words = "Not drawn"
+        if damaged:
+            words, error = "Image damaged", "Its file could not be read: redraw this panel."
         pdf.set_text_color(90)
         pdf.set_font_size(12)
         pdf.set_xy(x, y + box_h / 2 - 6)

@@ -21,6 +21,7 @@ ERROR_WORDS = {
     413: "The request (the reference upload) is too large.",
     429: "The queue is full; try again when some storyboards have finished.",
     500: "Something went wrong in the studio; the details are in the server log.",
+    507: "The disk is full: nothing was stored. Free some space and try again.",
 }
 
 
@@ -160,13 +161,42 @@ def _schemas() -> dict:
         "Health": {
             "type": "object",
             "properties": {
-                "status": {"enum": ["ok", "worker_stopped"]},
+                "status": {"enum": ["ok", "failing", "worker_stopped"],
+                           "description": "failing: the worker is alive but cannot save (see problem)."},
+                "problem": {**_nullable(string), "description": "Why the worker cannot go on (e.g. a full "
+                                                                "disk); boards wait until it is solved."},
                 "model": {"enum": ["not_loaded", "loading", "ready", "error"]},
                 "error": {**_nullable(string), "description": "Why the model could not be loaded."},
                 "device": _nullable(string),
                 "queue": {**integer, "description": "Jobs waiting."},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
             },
+        },
+        "PlanRequest": {
+            "type": "object", "required": ["premise"],
+            "properties": {
+                "premise": string,
+                "frames": {**integer, "minimum": 1, "maximum": MAX_FRAMES},
+                "characters": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                                          "properties": {"name": string, "traits": string}}},
+            },
+        },
+        "Plan": {
+            "type": "object",
+            "properties": {
+                "source": {"enum": ["built-in", "llm", "fallback"],
+                           "description": "fallback: the LLM's plan was not used; the first notice says why."},
+                "notices": {"type": "array", "items": string},
+                "panels": {"type": "array", "items": {"type": "object", "properties": {
+                    "caption": {**string, "description": "In the user's language."},
+                    "scene": {**string, "description": "In English, for the text encoders."},
+                    "shot": string, "cast": {"type": "array", "items": string}}}},
+            },
+        },
+        "Planner": {
+            "type": "object",
+            "properties": {"llm": boolean, "model": _nullable(string),
+                           "server": {**_nullable(string), "description": "Scheme, host and port; never the key."}},
         },
         "Preset": {
             "type": "object",
@@ -208,6 +238,13 @@ def _paths() -> dict:
         "/api/openapi.json": {"get": {
             "summary": "This document", "operationId": "openapi",
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")}}},
+        "/api/plans": {"post": {
+            "summary": "A plan to edit before drawing (nothing is drawn or stored)", "operationId": "createPlan",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlanRequest")}}},
+            "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403)}}},
+        "/api/planner": {"get": {
+            "summary": "Whether an LLM plans stories, and which", "operationId": "planner",
+            "responses": {"200": _json(_ref("Planner"), "The planner.")}}},
         "/api/storyboards": {
             "get": {"summary": "History, newest first", "operationId": "listStoryboards",
                     "responses": {"200": _json({"type": "object", "properties": {
@@ -218,7 +255,7 @@ def _paths() -> dict:
                     "application/json": {"schema": _ref("NewStoryboard")},
                     "multipart/form-data": {"schema": _ref("NewStoryboardForm")}}},
                 "responses": {"202": _json(_ref("Storyboard"), "Accepted: the new board."),
-                              **_errors(400, 403, 413, 429)}},
+                              **_errors(400, 403, 413, 429, 507)}},
         },
         "/api/storyboards/{board_id}": {
             "parameters": [BOARD_ID],

@@ -4,18 +4,18 @@
                        -> {"source", "notices", "panels": [{"caption", "scene", "shot", "cast"}]}
     GET  /api/planner  -> whether an LLM plans, and which (never the key)
 
-Registered by ``app.create_app``. This module does not import ``app``: run as a script,
-app.py is ``__main__``, and a second copy of its FieldError would not reach its handler.
-Input errors are StoryError here, answered in the studio's error shape.
+Registered by ``app.create_app``. Input is read with web_input (the FieldError the app
+answers); the planner's own validation raises StoryError, answered in the same shape.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from config import MAX_FRAMES
 from planner import Plan, plan_premise, planner_client, validated_cast
 from prompt_enhancer import StoryError
+from web_input import FieldError, int_field, json_body, text_field
 
 plans = Blueprint("plans", __name__)
 
@@ -28,11 +28,13 @@ def _input_error(error: StoryError):
 @plans.post("/api/plans")
 def create_plan():
     settings = current_app.extensions["studio"]["settings"]
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
-        raise StoryError("body", "Send a JSON object: {\"premise\": \"...\", \"frames\": 6, \"characters\": [...]}.")
-    premise = _premise(body.get("premise"), settings.max_story_chars)
-    frames = _frames(body.get("frames"))
+        raise FieldError("body", "Send a JSON object: {\"premise\": \"...\", \"frames\": 6, \"characters\": [...]}.")
+    premise = text_field(body, "premise", "", limit=settings.max_story_chars)
+    if not premise:
+        raise FieldError("premise", "Write a premise: a few sentences, or one line per panel.")
+    frames = int_field(body, "frames", 1, MAX_FRAMES, None)
     cast = validated_cast(body.get("characters"))
     plan = plan_premise(premise, frames, cast, client=planner_client(settings),
                         json_mode=settings.planner_json_mode, max_frames=MAX_FRAMES)
@@ -54,23 +56,3 @@ def plan_json(plan: Plan) -> dict:
         "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot, "cast": list(p.cast)}
                    for p in plan.panels],
     }
-
-
-def _premise(value, limit: int) -> str:
-    if value is None or isinstance(value, str) and not value.strip():
-        raise StoryError("premise", "Write a premise: a few sentences, or one line per panel.")
-    if not isinstance(value, str):
-        raise StoryError("premise", "premise must be text.")
-    if len(value) > limit:
-        raise StoryError("premise", f"premise is too long ({len(value)} characters; at most {limit}).")
-    return value.strip()
-
-
-def _frames(value) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FRAMES:
-        raise StoryError("frames", f"frames must be a whole number from 1 to {MAX_FRAMES}.")
-    return value

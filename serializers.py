@@ -33,6 +33,10 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
 
 def board_json(board: dict, progress: dict | None = None) -> dict:
     board_id = board["id"]
+    settings = dict(board["settings"])
+    # How the story was read (fewer panels than asked, a story not in English): stored with
+    # the board's settings, shown on their own.
+    notices = settings.pop("notices", [])
     reference_url = f"/api/storyboards/{board_id}/reference.png" if board["reference_file"] else None
     return {
         "id": board_id,
@@ -43,9 +47,8 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "story": board["story"],
         "character": board["character"],
         "style": board["style"],
-        "settings": board["settings"],
-        # How the story was read: fewer panels than asked, a story not in English.
-        "notices": board["settings"].get("notices", []),
+        "settings": settings,
+        "notices": notices,
         "reference": {"kind": board["reference_kind"], "image_url": reference_url},
         "progress": progress,
         "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],

@@ -1,0 +1,133 @@
+"""Reading request input: JSON bodies, forms and fields, each error naming its field.
+
+No app import: under ``python app.py`` the app module is ``__main__``, and every blueprint
+must raise the one FieldError class that the app's handler answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flask import abort, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+MAX_FIELD_CHARS = 2000
+
+
+class FieldError(ValueError):
+    def __init__(self, field: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.field, self.status = field, status
+
+
+MAX_JSON_DEPTH = 32
+# Control characters reach prompts and PNG metadata for no good reason; tabs and line
+# breaks are kept (a story has one panel per line).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in a JSON text (brackets inside strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def json_body(required: bool = True) -> Any:
+    """The request's JSON body; malformed, too deep or not UTF-8 is a 400 naming the body."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    data = request.get_data(cache=True)
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        abort(413)  # a chunked body is cut at the limit without an error: it was too large
+    if not data.strip():
+        if required:
+            raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+        return {}
+    if not request.is_json:
+        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldError("body", "The body is not UTF-8 text.") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise FieldError("body", f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise FieldError("body", "The body is not valid JSON.") from None
+
+
+def form_fields() -> tuple[dict, Any]:
+    """The form's fields and files; too many parts is said as such, not as 'too large'."""
+    try:
+        return request.form.to_dict(), request.files
+    except RequestEntityTooLarge:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and limit is not None and request.content_length <= limit:
+            raise FieldError("body", f"The form has too many parts (at most {request.max_form_parts}).") from None
+        raise
+
+
+def text_field(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHARS) -> str:
+    value = fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if not isinstance(value, str):
+        raise FieldError(name, f"{name} must be text.")
+    if len(value) > limit:
+        raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldError(name, f"{name} contains characters that are not valid text (lone surrogates).") from None
+    return _CONTROL.sub("", value).strip() or default
+
+
+def int_field(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:
+    value = fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.")
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.") from None
+    if not low <= number <= high:
+        raise FieldError(name, f"{name} must be from {low} to {high}, got {number}.")
+    return number
+
+
+def bool_field(fields: dict, name: str, default: bool) -> bool:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no"):
+        return False
+    raise FieldError(name, f"{name} must be true or false.")
+
+
+def choice_field(fields: dict, name: str, choices, default: str) -> str:
+    value = fields.get(name)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value.strip().lower() not in choices:
+        raise FieldError(name, f"{name} must be one of: {', '.join(choices)}.")
+    return value.strip().lower()
