@@ -27,7 +27,8 @@ from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_s
 from plans_api import plans
 from serializers import board_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
-from web_input import FieldError, bool_field, choice_field, form_fields, int_field, json_body, text_field
+from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
+                       json_depth, text_field)
 from worker import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -288,14 +289,12 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
-    from prompt_enhancer import StoryError, plan_story
+    from prompt_enhancer import StoryError
 
     studio = _studio()
     settings: Settings = studio["settings"]
     fields, reference_data = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
-    if not story:
-        raise FieldError("story", "Write a story: one line per panel, or a premise and a panel count.")
     character = text_field(fields, "character", settings.character_traits)
     style = text_field(fields, "style", settings.style)
     frames = int_field(fields, "frames", 1, MAX_FRAMES, None)
@@ -305,9 +304,10 @@ def create_storyboard():
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
     reference_png = decode_reference(reference_data) if reference_data else None
     try:
-        plan = plan_story(story, frames, MAX_FRAMES)
+        plan, scenes = _story_plan(story, frames, fields.get("panels"))
     except StoryError as error:
         raise FieldError(error.field, str(error)) from None
+    story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     width, height = settings.size_for(aspect)
     options = {
@@ -317,8 +317,8 @@ def create_storyboard():
         "model": settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)",
         "notices": list(plan.notices),
     }
-    panels = [{"id": panel.index, "caption": panel.caption, "shot": panel.shot, "seed": seed + panel.index - 1}
-              for panel in plan.panels]
+    panels = [{"id": panel.index, "caption": panel.caption, "scene": scene, "shot": panel.shot,
+               "seed": seed + panel.index - 1} for panel, scene in zip(plan.panels, scenes)]
     try:
         board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
                                                 settings=options, panels=panels, reference_png=reference_png,
@@ -327,6 +327,31 @@ def create_storyboard():
         raise _busy(settings.queue_limit) from None
     studio["worker"].wake()
     return jsonify(board_json(studio["store"].board(board_id))), 202
+
+
+def _story_plan(story: str, frames: int | None, raw_panels: Any):
+    """The board's panels and each one's scene (None: the caption is the scene): from an
+    edited plan (``panels``, see POST /api/plans) when given, else split from the story."""
+    from planner import validated_panels
+    from prompt_enhancer import PanelPlan, StoryError, StoryPlan, language_notice, plan_story
+
+    if isinstance(raw_panels, str) and raw_panels.strip():  # a multipart form sends it as JSON text
+        try:
+            raw_panels = json.loads(raw_panels) if json_depth(raw_panels) <= MAX_JSON_DEPTH else None
+        except ValueError:
+            raw_panels = None
+        if raw_panels is None:
+            raise StoryError("panels", "panels must be a JSON list of {\"caption\", \"scene\", \"shot\"}.")
+    if raw_panels is None or raw_panels == "":
+        if not story:
+            raise StoryError("story", "Write a story: one line per panel, or a premise and a panel count.")
+        plan = plan_story(story, frames, MAX_FRAMES)
+        return plan, [None] * len(plan.panels)
+    planned = validated_panels(raw_panels, MAX_FRAMES)
+    notice = language_notice(" ".join(panel.scene for panel in planned))
+    plan = StoryPlan(tuple(PanelPlan(i, p.caption, p.shot) for i, p in enumerate(planned, start=1)),
+                     (notice,) if notice else ())
+    return plan, [p.scene if p.scene != p.caption else None for p in planned]
 
 
 def _busy(limit: int) -> FieldError:
@@ -405,9 +430,11 @@ def regenerate_frame(board_id: str, n: int):
         raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
     seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
     caption = text_field(fields, "caption", frame["caption"])
+    scene = text_field(fields, "scene", frame["scene"] or "") or None
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     try:
-        studio["store"].redraw(board_id, frame["id"], caption, seed, queue_limit=studio["settings"].queue_limit)
+        studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene,
+                               queue_limit=studio["settings"].queue_limit)
     except Conflict:
         raise FieldError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:

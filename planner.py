@@ -35,6 +35,7 @@ from prompt_enhancer import (
     DEFAULT_FRAMES,
     SHOT_TYPES,
     StoryError,
+    clean_text,
     language_notice,
     plan_story,
     shot_for,
@@ -420,7 +421,10 @@ def _user_text(value: Any, where: str, limit: int, required: bool) -> str:
         return ""
     if not isinstance(value, str):
         raise StoryError(where, f"{where} must be text.")
-    text = " ".join(value.split())
+    try:
+        text = " ".join(clean_text(value).split())
+    except ValueError as error:
+        raise StoryError(where, f"{where} {error}.") from None
     if len(text) > limit:
         raise StoryError(where, f"{where} is too long ({len(text)} characters; at most {limit}).")
     return text

@@ -372,6 +372,23 @@ def _groups(items: list, n: int) -> list[list]:
 _TRAILING = " ,;:.!?…-–—"
 
 
+# Control characters reach prompts and PNG metadata for no good reason; tabs and line
+# breaks are kept (a story has one panel per line).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters (tabs and line breaks stay).
+
+    Raises ValueError for text that cannot be stored or encoded (lone surrogates).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains characters that are not valid text (lone surrogates)") from None
+    return _CONTROL.sub("", text)
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters at a word boundary, with an ellipsis when cut."""
     if len(text) <= limit:

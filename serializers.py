@@ -17,6 +17,8 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "index": index,
         "status": frame["status"],
         "caption": frame["caption"],
+        # What the prompt describes: the caption, or an English scene from an edited plan.
+        "scene": frame["scene"] or frame["caption"],
         "shot": frame["shot"],
         "prompt": frame["prompt"],
         "negative_prompt": frame["negative_prompt"],

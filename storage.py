@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS frames (
     error TEXT,
     seconds REAL,
     dropped TEXT,
+    scene TEXT,
     PRIMARY KEY (storyboard_id, id)
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -141,8 +142,9 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
-        if "dropped" not in columns:  # a data directory from before the column existed
-            self._db.execute("ALTER TABLE frames ADD COLUMN dropped TEXT")
+        for column in ("dropped", "scene"):  # a data directory from before the column existed
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE frames ADD COLUMN {column} TEXT")
         if "cancel_requested" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
             self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
@@ -221,9 +223,10 @@ class Store:
             )
             for panel in panels:
                 db.execute(
-                    "INSERT INTO frames (storyboard_id, id, position, status, caption, shot, seed)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?, ?)",
-                    (board_id, panel["id"], panel["id"], panel["caption"], panel["shot"], panel["seed"]),
+                    "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed)"
+                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
+                     panel["seed"]),
                 )
             self._add_job(db, board_id, "board")
 
@@ -468,16 +471,17 @@ class Store:
                        (board_id,))
             self._refresh(db, board_id)
 
-    def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, queue_limit: int | None = None) -> None:
-        """Queue one panel again with this caption and seed (Conflict, QueueFull: nothing changed)."""
+    def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, scene: str | None = None,
+               queue_limit: int | None = None) -> None:
+        """Queue one panel again with this caption, scene and seed (Conflict, QueueFull: nothing changed)."""
         with self._tx() as db:
             frame = db.execute("SELECT status FROM frames WHERE storyboard_id = ? AND id = ?",
                                (board_id, frame_id)).fetchone()
             if frame is None or frame["status"] in ACTIVE:
                 raise Conflict("already being drawn")
             self._check_room(db, queue_limit)
-            db.execute("UPDATE frames SET caption = ?, seed = ?, status = 'queued', error = NULL"
-                       " WHERE storyboard_id = ? AND id = ?", (caption, seed, board_id, frame_id))
+            db.execute("UPDATE frames SET caption = ?, scene = ?, seed = ?, status = 'queued', error = NULL"
+                       " WHERE storyboard_id = ? AND id = ?", (caption, scene, seed, board_id, frame_id))
             self._add_job(db, board_id, "frame", frame_id)
             self._refresh(db, board_id)
 

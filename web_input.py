@@ -7,11 +7,12 @@ must raise the one FieldError class that the app's handler answers.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from flask import abort, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+
+from prompt_enhancer import clean_text
 
 MAX_FIELD_CHARS = 2000
 
@@ -23,9 +24,6 @@ class FieldError(ValueError):
 
 
 MAX_JSON_DEPTH = 32
-# Control characters reach prompts and PNG metadata for no good reason; tabs and line
-# breaks are kept (a story has one panel per line).
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def json_depth(text: str) -> int:
@@ -89,10 +87,10 @@ def text_field(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHA
     if len(value) > limit:
         raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FieldError(name, f"{name} contains characters that are not valid text (lone surrogates).") from None
-    return _CONTROL.sub("", value).strip() or default
+        value = clean_text(value)
+    except ValueError as error:
+        raise FieldError(name, f"{name} {error}.") from None
+    return value.strip() or default
 
 
 def int_field(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:

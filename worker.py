@@ -267,7 +267,8 @@ class Worker:
         panels = []
         changes = {}
         for frame in frames:
-            prompt = build_prompt(PanelPlan(frame["id"], frame["caption"], frame["shot"]), board["character"],
+            scene = frame["scene"] or frame["caption"]  # an edited plan's English scene, else the caption
+            prompt = build_prompt(PanelPlan(frame["id"], scene, frame["shot"]), board["character"],
                                   board["style"], negative, generator.count_tokens)
             changes[frame["id"]] = {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt,
                                     "dropped": prompt.dropped or None, "status": "queued", "error": None}

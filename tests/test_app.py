@@ -335,3 +335,46 @@ def test_an_unexpected_error_is_words_not_a_traceback(client, app, monkeypatch):
     answer = client.get("/api/storyboards")
     assert answer.status_code == 500 and "server log" in answer.get_json()["error"]
     assert "ZeroDivisionError" not in answer.get_data(as_text=True)
+
+
+# --- Drawing from an edited plan (POST /api/plans, then panels here) ------------------------
+
+PLAN = [{"caption": "Мара бежит под дождём.", "scene": "Mara runs through the rain", "shot": "close-up"},
+        {"caption": "Она находит карту.", "scene": "she finds a map on the ground"}]
+
+
+def test_a_board_is_drawn_from_an_edited_plan_with_english_scenes(client):
+    answer = client.post("/api/storyboards", json={"panels": PLAN, "seed": 3, "identity_lock": False})
+    assert answer.status_code == 202
+    board = wait_for(client, answer.get_json()["id"])
+    assert [f["caption"] for f in board["frames"]] == [p["caption"] for p in PLAN]
+    assert [f["scene"] for f in board["frames"]] == [p["scene"] for p in PLAN]
+    assert "Mara runs through the rain" in board["frames"][0]["prompt"] and "Мара" not in board["frames"][0]["prompt"]
+    assert board["frames"][0]["shot"] == "close-up" and board["story"].splitlines()[0] == PLAN[0]["caption"]
+    assert board["notices"] == []  # the scenes are English
+
+
+def test_a_plan_arrives_as_json_text_in_a_form(client):
+    form = {"panels": json.dumps(PLAN), "identity_lock": "false"}
+    board = client.post("/api/storyboards", data=form).get_json()
+    assert [f["scene"] for f in board["frames"]] == [p["scene"] for p in PLAN]
+
+
+@pytest.mark.parametrize("panels,field", [
+    ([{"scene": "no caption"}], "panels[0].caption"),
+    ([{"caption": "ok", "shot": "drone shot"}], "panels[0].shot"),
+    ("[[[", "panels"),
+    ([{"caption": "x"}] * 9, "panels"),
+])
+def test_a_bad_plan_names_the_field(client, panels, field):
+    answer = client.post("/api/storyboards", json={"panels": panels})
+    assert answer.status_code == 400 and answer.get_json()["field"] == field
+
+
+def test_a_redraw_can_change_the_scene(client):
+    board_id = client.post("/api/storyboards", json={"panels": PLAN, "identity_lock": False}).get_json()["id"]
+    wait_for(client, board_id)
+    client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={"scene": "she reads the map by a fire"})
+    frame = wait_for(client, board_id, ("done",))["frames"][1]
+    assert frame["scene"] == "she reads the map by a fire" and "reads the map" in frame["prompt"]
+    assert frame["caption"] == PLAN[1]["caption"]
