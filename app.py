@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
 from plans_api import plans
-from serializers import board_json, preset_json, summary_json
+from serializers import board_json, frame_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
                        json_depth, text_field)
@@ -67,7 +68,8 @@ def create_app(
     hub = EventHub()
     worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
                     load_scorer if load_scorer is not None else default_scorer_loader)
-    app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker}
+    app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker,
+                                "event_texts": ({}, threading.Lock())}
     app.register_blueprint(api)
     app.register_blueprint(plans)
     app.register_error_handler(HTTPException, _http_error)
@@ -364,6 +366,13 @@ def list_storyboards():
     return jsonify(storyboards=[summary_json(row) for row in _studio()["store"].boards()])
 
 
+def _board_json(board_id: str) -> dict | None:
+    """The board as the API shows it, with the running job's progress."""
+    studio = _studio()
+    board = studio["store"].board(board_id)
+    return board_json(board, studio["worker"].progress(board_id)) if board else None
+
+
 def _board_or_404(board_id: str) -> dict:
     board = _studio()["store"].board(board_id)
     if board is None:
@@ -374,7 +383,7 @@ def _board_or_404(board_id: str) -> dict:
 @api.get("/api/storyboards/<board_id>")
 def get_storyboard(board_id: str):
     _board_or_404(board_id)
-    return jsonify(_studio()["worker"].board_with_progress(board_id))
+    return jsonify(_board_json(board_id))
 
 
 @api.delete("/api/storyboards/<board_id>")
@@ -440,7 +449,7 @@ def regenerate_frame(board_id: str, n: int):
     except QueueFull:
         raise _busy(studio["settings"].queue_limit) from None
     studio["worker"].wake()
-    return jsonify(studio["worker"].board_with_progress(board_id)), 202
+    return jsonify(_board_json(board_id)), 202
 
 
 @api.put("/api/storyboards/<board_id>/order")
@@ -454,7 +463,7 @@ def reorder(board_id: str):
             or sorted(order) != ids:
         raise FieldError("order", f"order must list every frame id exactly once: {ids}.")
     studio["store"].set_order(board_id, order)
-    return jsonify(studio["worker"].board_with_progress(board_id))
+    return jsonify(_board_json(board_id))
 
 
 # --- Files ---------------------------------------------------------------------------------
@@ -514,6 +523,33 @@ def export_zip(board_id: str):
 # --- Server-Sent Events --------------------------------------------------------------------
 
 
+def _event_data(studio: dict, board_id: str, seq: int, kind: str, fact: dict) -> str:
+    """An event's JSON for the page, from the fact the worker published: a saved panel
+    becomes the frame as the API shows it, with its URL. Made once per event, however
+    many pages listen."""
+    texts, lock = studio["event_texts"]
+    with lock:
+        text = texts.get(seq)
+        if text is not None:
+            return text
+        data = fact
+        if kind == "frame":
+            board = studio["store"].board(board_id)
+            frames = board["frames"] if board else []
+            data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
+                         if frame["id"] == fact["frame_id"]), fact)
+        elif kind == "reference":
+            data = {**fact, "image_url": f"/api/storyboards/{board_id}/reference.png"}
+        text = json.dumps(data, ensure_ascii=False)
+        texts[seq] = text
+        while len(texts) > EVENT_TEXTS_KEPT:
+            texts.pop(next(iter(texts)), None)
+        return text
+
+
+EVENT_TEXTS_KEPT = 4096
+
+
 @api.get("/api/storyboards/<board_id>/events")
 def events(board_id: str):
     _board_or_404(board_id)
@@ -528,7 +564,7 @@ def events(board_id: str):
             batch = hub.wait(board_id, last, timeout=SSE_KEEPALIVE_S)
             for seq, kind, data in batch:
                 last = seq
-                yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+                yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {_event_data(studio, board_id, seq, kind, data)}\n\n"
             # Only a status event (or silence) can mean the end: progress and frame events
             # need no database read, so listeners stay cheap while the worker draws.
             if not (first or not batch or any(kind == "status" for _, kind, _ in batch)):

@@ -58,9 +58,14 @@ def _schemas() -> dict:
                            "field": {**_nullable(string), "description": "The request field at fault, or null."}},
         },
         "NewStoryboard": {
-            "type": "object", "required": ["story"],
+            "type": "object", "description": "Needs `story`, or `panels` (an edited plan).",
             "properties": {
                 "story": {**string, "description": "One line per panel, or a premise and a panel count."},
+                "panels": {"type": "array", "maxItems": MAX_FRAMES, "description": "An edited plan (see "
+                           "POST /api/plans), drawn instead of splitting the story.",
+                           "items": {"type": "object", "required": ["caption"], "properties": {
+                               "caption": string, "scene": {**string, "description": "English; blank = caption."},
+                               "shot": string}}},
                 "character": {**string, "description": "The main character, face first. Default: the server's."},
                 "frames": {"type": "integer", "minimum": 1, "maximum": MAX_FRAMES,
                            "description": "Panel count; ignored when the story has one line per panel."},
@@ -74,10 +79,10 @@ def _schemas() -> dict:
             },
         },
         "NewStoryboardForm": {
-            "type": "object", "required": ["story"],
+            "type": "object", "description": "Needs `story`, or `panels` (an edited plan, as JSON text).",
             "properties": {
                 **{key: {"type": "string"} for key in
-                   ("story", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock")},
+                   ("story", "panels", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock")},
                 "reference": {"type": "string", "contentMediaType": "application/octet-stream",
                               "description": "The reference face file (PNG, JPEG or WebP)."},
             },
@@ -106,7 +111,10 @@ def _schemas() -> dict:
                 "id": {**integer, "description": "Stable id (image URLs use it)."},
                 "index": {**integer, "description": "1-based position in display order."},
                 "status": {"enum": FRAME_STATUSES},
-                "caption": string, "shot": string,
+                "caption": string,
+                "scene": {**string, "description": "What the prompt describes: the caption, or the English "
+                                                   "scene of an edited plan."},
+                "shot": string,
                 "prompt": _nullable(string), "negative_prompt": _nullable(string),
                 "prompt_shortened": {**_nullable(string),
                                      "description": "Scene words left out to fit CLIP's 77 tokens."},
@@ -299,7 +307,8 @@ def _paths() -> dict:
                     "type": "object", "properties": {
                         "seed": {**_nullable({"type": "integer", "minimum": 0}),
                                  "description": "Missing or null: a new random seed."},
-                        "caption": {"type": "string", "description": "Edited panel text."}}}}}},
+                        "caption": {"type": "string", "description": "Edited panel text."},
+                        "scene": {"type": "string", "description": "Edited English scene for the prompt."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
         },
         "/api/storyboards/{board_id}/order": {

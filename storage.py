@@ -314,6 +314,19 @@ class Store:
                 db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
                            (*fields.values(), board_id, frame_id))
 
+    def panel_prompts(self, board_id: str, prompts: dict[int, tuple[str, str, str | None]]) -> None:
+        """The prompts a job built for its panels ({frame id: (prompt, negative, words cut)})."""
+        with self._tx() as db:
+            for frame_id, (prompt, negative, dropped) in prompts.items():
+                db.execute("UPDATE frames SET prompt = ?, negative_prompt = ?, dropped = ?, error = NULL"
+                           " WHERE storyboard_id = ? AND id = ?", (prompt, negative, dropped, board_id, frame_id))
+
+    def panel_started(self, board_id: str, frame_id: int) -> None:
+        self.update_frame(board_id, frame_id, status=Status.RUNNING)
+
+    def panel_failed(self, board_id: str, frame_id: int, error: str) -> None:
+        self.update_frame(board_id, frame_id, status=Status.FAILED, error=error)
+
     def save_frame_image(self, board_id: str, frame_id: int, png: bytes, **fields) -> None:
         """Write the PNG (atomically), then point the frame at it; the old file goes after."""
         old = self._query("SELECT image_file, version FROM frames WHERE storyboard_id = ? AND id = ?",

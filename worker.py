@@ -9,7 +9,6 @@ worker one append and one notify, however many browsers listen.
 from __future__ import annotations
 
 import errno
-import io
 import logging
 import secrets
 import sqlite3
@@ -19,9 +18,8 @@ from typing import Callable
 
 from pathlib import Path
 
-from config import Settings, SpeedPreset
+from config import Settings
 from prompt_enhancer import shorten
-from serializers import board_json, frame_json
 from storage import Status
 
 log = logging.getLogger(__name__)
@@ -247,55 +245,15 @@ class Worker:
             self.hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
 
     def _draw(self, job: dict, generator) -> None:
-        from PIL import Image
+        from drawing import draw, spec_for
 
-        from local_image_generator import PanelJob, StoryboardRequest
-        from prompt_enhancer import PanelPlan, build_prompt, portrait_prompt
-
-        board_id = job["storyboard_id"]
-        board = self.store.board(board_id)
+        board = self.store.board(job["storyboard_id"])
         if board is None:
             return
-        options = board["settings"]
-        preset = SpeedPreset(options["preset"], options["preset"], options["steps"], options["guidance_scale"],
-                             options["ip_adapter_scale"])
-        if job["kind"] == "frame":
-            frames = [f for f in board["frames"] if f["id"] == job["frame_id"]]
-        else:
-            frames = sorted((f for f in board["frames"] if f["status"] != "done"), key=lambda f: f["id"])
-        negative = options["negative_prompt"]
-        panels = []
-        changes = {}
-        for frame in frames:
-            scene = frame["scene"] or frame["caption"]  # an edited plan's English scene, else the caption
-            prompt = build_prompt(PanelPlan(frame["id"], scene, frame["shot"]), board["character"],
-                                  board["style"], negative, generator.count_tokens)
-            changes[frame["id"]] = {"prompt": prompt.prompt, "negative_prompt": prompt.negative_prompt,
-                                    "dropped": prompt.dropped or None, "status": "queued", "error": None}
-            panels.append(PanelJob(frame["id"], prompt.prompt, prompt.negative_prompt, frame["seed"],
-                                   frame["caption"], frame["shot"]))
-        self.store.update_frames(board_id, changes)
-        reference = None
-        reference_path = self.store.file_path(board_id, board["reference_file"])
-        if options["identity_lock"] and reference_path is not None:
-            with Image.open(reference_path) as image:
-                reference = image.convert("RGB")
-        portrait = None
-        if options["identity_lock"] and reference is None:
-            p = portrait_prompt(board["character"], board["style"], negative, generator.count_tokens)
-            portrait = PanelJob(0, p.prompt, p.negative_prompt, options["seed"], p.caption, p.shot)
-        request = StoryboardRequest(tuple(panels), options["width"], options["height"], preset,
-                                    options["identity_lock"], reference, portrait)
-        positions = {frame["id"]: i for i, frame in enumerate(board["frames"], start=1)}
-        tracker = _Progress(self, board_id, [p.index for p in panels], positions, portrait is not None)
-        generator.generate(
-            request,
-            on_progress=tracker.step,
-            on_panel=lambda result: self._save_panel(board_id, result, options),
-            on_reference=lambda image: self._save_reference(board_id, image),
-            cancel=self._cancel,
-            judge=self._judge(generator) if options["identity_lock"] else None,
-        )
+        path = self.store.file_path(board["id"], board["reference_file"])
+        spec = spec_for(job, board, path.read_bytes() if path is not None else None)
+        judge = self._judge(generator) if spec.identity_lock else None
+        draw(generator, spec, StoreSink(self.store, self.hub, board["id"], self._progress), self._cancel, judge)
 
     def _judge(self, generator):
         scorer = self._scorer_or_none()
@@ -314,92 +272,37 @@ class Worker:
 
         return judge
 
-    def _save_panel(self, board_id: str, result, options: dict) -> None:
-        from exporting import encode_png
-
-        if result.status == "done":
-            meta = {
-                "prompt": result.prompt,
-                "negative_prompt": result.negative_prompt,
-                "steps": options["steps"],
-                "guidance_scale": options["guidance_scale"],
-                "ip_adapter_scale": options["ip_adapter_scale"] if options["identity_lock"] else None,
-                "seed": result.seed,
-                "width": result.image.width,
-                "height": result.image.height,
-                "model": options.get("model"),
-                "caption": result.caption,
-                "shot": result.shot,
-                "panel": result.index,
-                "storyboard": board_id,
-            }
-            self.store.save_frame_image(board_id, result.index, encode_png(result.image, meta), seed=result.seed,
-                                        identity=result.identity, attempts=result.attempts,
-                                        seconds=round(result.seconds, 3))
-        else:
-            self.store.update_frame(board_id, result.index, status="failed", error=result.error)
-        board = self.store.board(board_id)
-        if board is None:
-            return
-        for index, frame in enumerate(board["frames"], start=1):
-            if frame["id"] == result.index:
-                self.hub.publish(board_id, "frame", frame_json(board_id, frame, index))
-
-    def _save_reference(self, board_id: str, image) -> None:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        self.store.save_reference(board_id, buffer.getvalue(), "generated")
-        self.hub.publish(board_id, "reference", {"kind": "generated",
-                                                 "image_url": f"/api/storyboards/{board_id}/reference.png"})
-
-    def board_with_progress(self, board_id: str) -> dict | None:
-        board = self.store.board(board_id)
-        return board_json(board, self.progress(board_id)) if board else None
 
 
-# Progress events are coalesced to this rate: each event wakes every listener, and on a fast
-# device (or the tiny model) a step takes milliseconds.
-PROGRESS_INTERVAL_S = 0.1
+class StoreSink:
+    """The embedded worker's sink: each fact goes to the store, then to the page as an event."""
 
+    def __init__(self, store, hub: EventHub, board_id: str, progress: dict):
+        self.store, self.hub, self.board_id, self._progress = store, hub, board_id, progress
 
-class _Progress:
-    """How far the job is, for the progress bar: only ever forward.
+    def prompts(self, prompts) -> None:
+        self.store.panel_prompts(self.board_id, {frame_id: (p.prompt, p.negative_prompt, p.dropped)
+                                                 for frame_id, p in prompts.items()})
 
-    The job's units are its panels plus the generated reference portrait, if any; a unit
-    counts by its steps. Panels are named by their position on the board ("Panel 2 of 3"
-    when panel 2 is redrawn or resumed), not by their place in this job.
-    """
+    def panel_started(self, frame_id: int) -> None:
+        self.store.panel_started(self.board_id, frame_id)
 
-    def __init__(self, worker: Worker, board_id: str, indices: list[int], positions: dict[int, int],
-                 with_portrait: bool):
-        self.worker, self.board_id = worker, board_id
-        self.indices, self.positions = set(indices), positions
-        self.units = len(indices) + (1 if with_portrait else 0)
-        self._done: dict[int, float] = {}  # unit -> its best fraction (a redrawn panel restarts its steps)
-        self.fraction = 0.0
-        self.started = time.perf_counter()
-        self._published = 0.0
+    def panel_saved(self, panel) -> None:
+        self.store.save_frame_image(self.board_id, panel.frame_id, panel.png, seed=panel.seed,
+                                    identity=panel.identity, attempts=panel.attempts, seconds=panel.seconds)
+        self.hub.publish(self.board_id, "frame", {"frame_id": panel.frame_id})
 
-    def step(self, index: int, step: int, steps: int) -> None:
-        self._done[index] = max(self._done.get(index, 0.0), step / steps)
-        self.fraction = max(self.fraction, min(sum(self._done.values()) / self.units, 1.0))
-        if step == 1 and index in self.indices:
-            self.worker.store.update_frame(self.board_id, index, status="running")
-        now = time.perf_counter()
-        position = self.positions.get(index) if index in self.indices else None
-        progress = {
-            "fraction": round(self.fraction, 4),
-            "panel": position or 0,
-            "of": len(self.positions),
-            "label": f"Panel {position} of {len(self.positions)}" if position else "Character reference",
-            "step": step,
-            "steps": steps,
-            "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
-        }
-        self.worker._progress[self.board_id] = progress
-        if step in (1, steps) or now - self._published >= PROGRESS_INTERVAL_S:
-            self._published = now
-            self.worker.hub.publish(self.board_id, "progress", progress)
+    def panel_failed(self, frame_id: int, error: str) -> None:
+        self.store.panel_failed(self.board_id, frame_id, error)
+        self.hub.publish(self.board_id, "frame", {"frame_id": frame_id})
+
+    def reference(self, png: bytes) -> None:
+        self.store.save_reference(self.board_id, png, "generated")
+        self.hub.publish(self.board_id, "reference", {"kind": "generated"})
+
+    def progress(self, progress: dict) -> None:
+        self._progress[self.board_id] = progress
+        self.hub.publish(self.board_id, "progress", progress)
 
 
 # What a panel says when its board failed as a whole; the board's error has the details.
