@@ -55,19 +55,25 @@ def create_app(
 ) -> Flask:
     """Build the app. ``load_generator`` is called once, by the worker, on first use."""
     from storage import Store
-    from worker import EventHub, Worker
+    from worker import EventHub, Worker, default_generator_loader, default_scorer_loader
 
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
     store = Store(settings.data_path)
-    recovered = store.recover()
+    # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
+    recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
         log.info("marked %d interrupted storyboard(s) after a restart", len(recovered))
     hub = EventHub()
-    worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
-                    load_scorer if load_scorer is not None else default_scorer_loader)
+    if settings.queue_url:
+        from redis_backend import RedisBackend
+
+        worker = RedisBackend(store, settings, hub)
+    else:
+        worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
+                        load_scorer if load_scorer is not None else default_scorer_loader)
     app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker,
                                 "event_texts": ({}, threading.Lock())}
     app.register_blueprint(api)
@@ -80,26 +86,6 @@ def create_app(
     if start_worker:
         worker.start(preload=settings.preload)
     return app
-
-
-def default_generator_loader(settings: Settings) -> Callable[[], Any]:
-    def load():
-        from local_image_generator import StoryboardGenerator, quiet_library_logs
-
-        quiet_library_logs(progress_bars=settings.model != "tiny")
-        if settings.model == "tiny":
-            import tiny_models
-
-            tiny_models.build(settings.cache_dir)
-        return StoryboardGenerator.load(settings)
-
-    return load
-
-
-def default_scorer_loader():
-    from identity import FaceScorer
-
-    return FaceScorer.load()
 
 
 def _studio() -> dict:
@@ -243,15 +229,16 @@ def index():
 @api.get("/api/health")
 def health():
     studio = _studio()
-    worker = studio["worker"]
-    generator = worker.generator
+    state = studio["worker"].health()
     return jsonify(
-        status="worker_stopped" if not worker.alive else "failing" if worker.problem else "ok",
-        problem=worker.problem,  # e.g. the disk is full: boards wait until it is solved
-        model=worker.model_state,
-        error=worker.model_error,
-        device=generator.describe()["device"] if generator is not None else None,
+        status="worker_stopped" if not state.alive else "failing" if state.problem else "ok",
+        problem=state.problem,  # e.g. the disk is full: boards wait until it is solved
+        model=state.model_state,
+        error=state.model_error,
+        device=state.device,
         queue=studio["store"].queue_length(),
+        backend=state.queue,
+        workers=state.workers,
         loading_message=_loading_message(studio["settings"]),
     )
 
@@ -295,6 +282,7 @@ def create_storyboard():
 
     studio = _studio()
     settings: Settings = studio["settings"]
+    _refuse_if_unavailable()
     fields, reference_data = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
     character = text_field(fields, "character", settings.character_traits)
@@ -356,6 +344,12 @@ def _story_plan(story: str, frames: int | None, raw_panels: Any):
     return plan, [p.scene if p.scene != p.caption else None for p in planned]
 
 
+def _refuse_if_unavailable() -> None:
+    reason = _studio()["worker"].accepting
+    if reason:
+        raise FieldError("queue", reason, status=503)
+
+
 def _busy(limit: int) -> FieldError:
     return FieldError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
                                "Try again when some have finished.", status=429)
@@ -413,6 +407,7 @@ def cancel_storyboard(board_id: str):
 def resume_storyboard(board_id: str):
     studio = _studio()
     _board_or_404(board_id)
+    _refuse_if_unavailable()
     try:
         studio["store"].resume(board_id, queue_limit=studio["settings"].queue_limit)
     except Conflict as error:
@@ -441,6 +436,7 @@ def regenerate_frame(board_id: str, n: int):
     caption = text_field(fields, "caption", frame["caption"])
     scene = text_field(fields, "scene", frame["scene"] or "") or None
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
+    _refuse_if_unavailable()
     try:
         studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene,
                                queue_limit=studio["settings"].queue_limit)
@@ -597,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
     parser.add_argument("--preload", action="store_true", default=None, help="load the model at start")
+    parser.add_argument("--queue", dest="queue_url", metavar="redis://HOST:6379/0",
+                        help="draw on Redis + RQ workers (python worker.py) instead of in this process")
     parser.add_argument("--dev-server", dest="dev_server", action="store_true", default=None,
                         help="Werkzeug's development server instead of waitress (debugging only)")
     parser.add_argument("--cpu-threads", dest="cpu_threads", type=int,
@@ -628,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseDamaged as error:
         log.error("%s", error)
         return 2
-    log.info("studio on http://%s:%d (model: %s)", settings.host, settings.port, settings.model)
+    log.info("studio on http://%s:%d (model: %s, %s)", settings.host, settings.port, settings.model,
+             f"jobs on Redis at {settings.queue_url}" if settings.queue_url else "embedded worker")
     if settings.dev_server:
         app.run(host=settings.host, port=settings.port, threaded=True, use_reloader=False)
     else:

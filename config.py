@@ -280,6 +280,18 @@ class Settings:
         metadata={"help": "The model the planner server should use, e.g. qwen2.5:7b-instruct on Ollama "
                   "(llama.cpp's server accepts any name). Required with a planner URL."},
     )
+    queue_url: str = field(
+        default="",
+        metadata={"help": "Empty: the embedded worker (one process). redis://HOST:6379/0: jobs go to "
+                  "Redis, drawn by `python worker.py` processes (one per GPU, any machine); the studio "
+                  "stays the one writer of the database and images. No password in the URL: see below."},
+    )
+    queue_password: str = field(
+        default="",
+        repr=False,
+        metadata={"help": "The Redis password (requirepass). Environment only: no flag sets it, and it "
+                  "is never logged.", "environment_only": True},
+    )
     # repr=False: the key must not reach a log line or a traceback through repr(settings).
     planner_api_key: str = field(
         default="",
@@ -429,6 +441,7 @@ def load_settings(
             raise SettingsError(name, f"set it in the environment ({env_name(name)}), not as an option")
         values[name] = _parse(known[name], raw)
     _check_planner(values)
+    _check_queue(values)
     for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo"):
         if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
             raise SettingsError(name, "only .safetensors weights are loaded (pickle files can run code)")
@@ -455,6 +468,22 @@ def _check_planner(values: dict[str, Any]) -> None:
     if not values.get("planner_model"):
         raise SettingsError("planner_model", "name the model the planner should use (e.g. qwen2.5:7b-instruct "
                                              "on Ollama; llama.cpp's server accepts any name)")
+
+
+def _check_queue(values: dict[str, Any]) -> None:
+    url = values.get("queue_url", "")
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise SettingsError("queue_url", "must be a redis:// (or rediss://) URL, such as redis://localhost:6379/0")
+    if parts.password or parts.username:
+        raise SettingsError("queue_url", "must not carry a user name or password (a command line is visible "
+                                         f"to other users); put the password in {env_name('queue_password')}")
 
 
 def settings_markdown() -> str:

@@ -169,15 +169,18 @@ class Store:
 
     # -- recovery --
 
-    def recover(self) -> list[str]:
-        """After a restart: running jobs become interrupted; stray temp files and the folders
-        of boards that were never stored (a failed insert) are removed."""
+    def recover(self, interrupt_running: bool = True) -> list[str]:
+        """After a restart: running jobs become interrupted (unless they run elsewhere, on
+        Redis workers); stray temp files and the folders of boards that were never stored
+        (a failed insert) are removed."""
         for tmp in self.boards_dir.glob("*/*.tmp"):
             tmp.unlink(missing_ok=True)
         known = {row[0] for row in self._query("SELECT id FROM storyboards")}
         for folder in self.boards_dir.iterdir():
             if folder.name not in known and (BOARD_ID.match(folder.name) or folder.name.startswith(".trash-")):
                 _remove_folder(folder)
+        if not interrupt_running:
+            return []
         with self._tx() as db:
             rows = db.execute("SELECT id, storyboard_id, starts FROM jobs WHERE status = 'running'").fetchall()
             for row in rows:
@@ -456,6 +459,24 @@ class Store:
             running = db.execute("UPDATE jobs SET cancel_requested = 1 WHERE storyboard_id = ? AND status = 'running'",
                                  (board_id,)).rowcount
         return len(queued), running
+
+    def job(self, job_id: int) -> dict | None:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return dict(rows[0]) if rows else None
+
+    def running_jobs(self) -> list[dict]:
+        return [dict(row) for row in self._query("SELECT * FROM jobs WHERE status = 'running' ORDER BY id")]
+
+    def cancel_requested_jobs(self) -> list[int]:
+        return [row[0] for row in self._query("SELECT id FROM jobs WHERE status = 'running' AND cancel_requested = 1")]
+
+    def release_job(self, job_id: int) -> None:
+        """A taken job goes back to the queue untouched (it could not be handed on)."""
+        with self._tx() as db:
+            row = db.execute("SELECT storyboard_id FROM jobs WHERE id = ? AND status = 'running'", (job_id,)).fetchone()
+            if row is not None:
+                db.execute("UPDATE jobs SET status = 'queued', starts = starts - 1 WHERE id = ?", (job_id,))
+                self._refresh(db, row["storyboard_id"])
 
     def cancel_requested(self, job_id: int) -> bool:
         rows = self._query("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))

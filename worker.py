@@ -14,9 +14,9 @@ import secrets
 import sqlite3
 import threading
 import time
-from typing import Callable
-
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from config import Settings
 from prompt_enhancer import shorten
@@ -70,7 +70,24 @@ class EventHub:
             self._logs.pop(board_id, None)
 
 
+@dataclass(frozen=True)
+class BackendHealth:
+    """What a backend says about itself; the HTTP layer turns it into /api/health."""
+
+    alive: bool
+    problem: str | None  # why work cannot go on right now (a full disk, Redis unreachable)
+    model_state: str  # not_loaded | loading | ready | error
+    model_error: str | None
+    device: str | None
+    workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
+    queue: str = "embedded"
+
+
 class Worker:
+    """The embedded backend: one thread in the studio's process owns the generator."""
+
+    accepting = None  # never refuses work for its own reasons (a full disk answers 507 itself)
+
     def __init__(
         self,
         store,
@@ -122,6 +139,12 @@ class Worker:
 
     def progress(self, board_id: str) -> dict | None:
         return self._progress.get(board_id)
+
+    def health(self) -> BackendHealth:
+        generator = self.generator
+        return BackendHealth(alive=self.alive, problem=self.problem, model_state=self.model_state,
+                             model_error=self.model_error,
+                             device=generator.describe()["device"] if generator is not None else None)
 
     def cancel(self, board_id: str) -> bool:
         """Cancel the board's queued jobs, and its running job at the next step.
@@ -257,21 +280,7 @@ class Worker:
 
     def _judge(self, generator):
         scorer = self._scorer_or_none()
-        if scorer is None:
-            return None
-        threshold = self.settings.identity_threshold
-        descriptors: dict[int, object] = {}
-
-        def judge(reference, image) -> dict:
-            if id(reference) not in descriptors:
-                descriptors[id(reference)] = scorer.descriptor(reference)
-            score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
-            similarity = getattr(generator, "clip_similarity", None)
-            score["clip_similarity"] = similarity(reference, image) if similarity else None
-            return score
-
-        return judge
-
+        return make_judge(scorer, generator, self.settings.identity_threshold) if scorer is not None else None
 
 
 class StoreSink:
@@ -305,6 +314,42 @@ class StoreSink:
         self.hub.publish(self.board_id, "progress", progress)
 
 
+def default_generator_loader(settings: Settings) -> Callable[[], object]:
+    def load():
+        from local_image_generator import StoryboardGenerator, quiet_library_logs
+
+        quiet_library_logs(progress_bars=settings.model != "tiny")
+        if settings.model == "tiny":
+            import tiny_models
+
+            tiny_models.build(settings.cache_dir)
+        return StoryboardGenerator.load(settings)
+
+    return load
+
+
+def default_scorer_loader():
+    from identity import FaceScorer
+
+    return FaceScorer.load()
+
+
+def make_judge(scorer, generator, threshold: float):
+    """judge(reference, image) -> the identity score of a panel, the reference's descriptor
+    computed once."""
+    descriptors: dict[int, object] = {}
+
+    def judge(reference, image) -> dict:
+        if id(reference) not in descriptors:
+            descriptors[id(reference)] = scorer.descriptor(reference)
+        score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
+        similarity = getattr(generator, "clip_similarity", None)
+        score["clip_similarity"] = similarity(reference, image) if similarity else None
+        return score
+
+    return judge
+
+
 # What a panel says when its board failed as a whole; the board's error has the details.
 NOT_DRAWN = "Not drawn: the storyboard failed."
 
@@ -326,3 +371,57 @@ def _user_message(error: Exception, data_path: Path | None = None) -> str:
     if data_path is not None:
         text = text.replace(str(data_path.resolve()), "the data folder").replace(str(data_path), "the data folder")
     return shorten(text, 1000)
+
+
+# --- A Redis worker process -----------------------------------------------------------------
+
+
+def parse_worker_args(argv: list[str] | None = None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="A storyboard worker: takes jobs from Redis (the studio runs with the same --queue) and "
+                    "draws them on one device. Run one per GPU.")
+    parser.add_argument("--queue", dest="queue_url", required=True, metavar="redis://HOST:6379/0",
+                        help="the studio's Redis (password: STORYBOARD_QUEUE_PASSWORD)")
+    parser.add_argument("--device", help="auto, cpu, mps, cuda or cuda:N (this process sees only GPU N)")
+    parser.add_argument("--model", choices=("sdxl", "tiny"))
+    parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
+    parser.add_argument("--data-dir", dest="data_dir", help="where the tiny models are built (model tiny)")
+    parser.add_argument("--cpu-threads", dest="cpu_threads", type=int, help="torch CPU threads (0 = auto)")
+    parser.add_argument("--name", help="this worker's name in /api/health (default: host and device)")
+    return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+    import socket
+
+    from config import SettingsError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_worker_args(argv)
+    name = args.pop("name", None)
+    device = args.get("device", "auto")
+    if device.startswith("cuda:"):
+        # One process per GPU: this one sees only its own, as cuda.
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        args["device"] = "cuda"
+    try:
+        settings = load_settings(os.environ, args)
+    except SettingsError as error:
+        log.error("%s", error)
+        return 2
+    from redis_backend import WorkerContext, connect, make_worker, safe_url
+
+    name = name or f"{socket.gethostname()}-{device}-{os.getpid()}"
+    context = WorkerContext(connect(settings.queue_url, settings.queue_password), settings,
+                            default_generator_loader(settings),
+                            default_scorer_loader if settings.identity_scoring else None, name, device)
+    log.info("worker %s on %s takes jobs from %s", name, device, safe_url(settings.queue_url))
+    make_worker(context).work(logging_level="WARNING")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

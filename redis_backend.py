@@ -1,0 +1,571 @@
+"""Scale-out on Redis + RQ: the studio queues, GPU workers draw, the studio writes.
+
+    studio:  python app.py --queue redis://:PASSWORD@HOST:6379/0
+    workers: python worker.py --queue redis://:PASSWORD@HOST:6379/0 --device cuda:0   (one per GPU)
+
+The studio stays the one writer of the database and the image files; workers are
+stateless. What moves through Redis:
+
+- the RQ queue ``storyboard``: one RQ job per studio job, its payload a
+  :class:`drawing.JobSpec` as JSON (RQ's JSON serializer: nothing is unpickled), with
+  RQ's ``Retry`` so a job whose worker died is taken over by another;
+- the stream ``sb:results`` (consumer group ``studio``): every fact a worker reports
+  (prompts, panel started, panel saved with its PNG, panel failed, generated reference,
+  job ended). The studio acknowledges a fact only after it is in the database and on disk,
+  so a studio restart loses nothing: unacknowledged facts are read again;
+- the channel ``sb:events``: progress, for the page (lossy by nature);
+- ``sb:cancel:<job>`` (set by the studio, read by the worker at every step),
+  ``sb:delivered:<job>`` (panels already reported: a job taken over skips them),
+  ``sb:reference:<job>`` (a generated portrait, for a job taken over), and
+  ``sb:worker:<name>`` (each worker's heartbeat: host, device, model, board).
+
+A worker that dies stops its heartbeats; its RQ execution then expires and the studio's
+sweep (RQ's own ``StartedJobRegistry.cleanup``) queues the job again for another worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from drawing import JobSpec, SpecError, draw, spec_for
+from storage import Status
+from worker import BackendHealth, EventHub, _user_message
+
+log = logging.getLogger(__name__)
+
+QUEUE = "storyboard"
+RESULTS = "sb:results"
+GROUP = "studio"
+EVENTS = "sb:events"
+HEARTBEAT_S = 2.0
+# A worker silent this long is taken for dead: its job goes to another worker.
+EXECUTION_TTL_S = 10
+JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
+RETRIES = 3
+KEY_TTL_S = 7 * 24 * 3600
+
+
+def cancel_key(job_id: int) -> str:
+    return f"sb:cancel:{job_id}"
+
+
+def delivered_key(job_id: int) -> str:
+    return f"sb:delivered:{job_id}"
+
+
+def reference_key(job_id: int) -> str:
+    return f"sb:reference:{job_id}"
+
+
+def safe_url(url: str) -> str:
+    """The URL as logs and the page show it (without a password, should one slip in)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def connect(url: str, password: str = ""):
+    from redis import Redis
+
+    return Redis.from_url(url, password=password or None, socket_connect_timeout=2, socket_timeout=10,
+                          health_check_interval=10)
+
+
+def rq_queue(connection):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+
+
+# --- The studio's side ----------------------------------------------------------------------
+
+
+class RedisBackend:
+    """Hands the studio's jobs to RQ and writes back what workers report.
+
+    Same face as the embedded :class:`worker.Worker` (start, stop, wake, cancel,
+    progress, health), so the HTTP layer does not know which one it has.
+    """
+
+    def __init__(self, store, settings, hub: EventHub):
+        self.store, self.settings, self.hub = store, settings, hub
+        self.url = settings.queue_url
+        self.redis = connect(self.url, settings.queue_password)
+        self.queue = rq_queue(self.redis)
+        self._progress: dict[str, dict] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.redis_error: str | None = None
+        self.problem: str | None = None
+        self.consumer = f"{socket.gethostname()}-{id(self):x}"
+
+    # -- the backend's face --
+
+    def start(self, preload: bool = False) -> None:
+        for name, target in (("dispatch", self._dispatch_loop), ("collect", self._collect_loop),
+                             ("events", self._events_loop)):
+            thread = threading.Thread(target=target, name=f"storyboard-redis-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
+
+    def progress(self, board_id: str) -> dict | None:
+        return self._progress.get(board_id)
+
+    @property
+    def accepting(self) -> str | None:
+        """Why new work is refused right now (Redis unreachable), or None."""
+        return self.redis_error
+
+    def cancel(self, board_id: str) -> bool:
+        queued, running = self.store.request_cancel(board_id)
+        if running:
+            self._send_cancels()
+        if queued and not running:
+            self._publish_status(board_id)
+        return bool(queued or running)
+
+    def health(self) -> BackendHealth:
+        workers = self.workers()
+        ready = [w for w in workers if w["model"] == "ready"]
+        model = "ready" if ready else (workers[0]["model"] if workers else "not_loaded")
+        return BackendHealth(
+            alive=self.alive, problem=self.redis_error or self.problem, model_state=model,
+            model_error=next((w.get("error") for w in workers if w.get("error")), None),
+            device=", ".join(sorted({w["device"] for w in workers if w.get("device")})) or None,
+            workers=workers, queue=f"redis ({safe_url(self.url)})")
+
+    def workers(self) -> list[dict]:
+        try:
+            keys = sorted(self.redis.scan_iter("sb:worker:*", count=100))
+            rows = [self.redis.hgetall(key) for key in keys]
+        except Exception:  # noqa: BLE001 - Redis down: health says so through problem
+            return []
+        workers = []
+        for row in rows:
+            info = {key.decode(): value.decode() for key, value in row.items()}
+            if info:
+                info["last_heartbeat"] = float(info.get("last_heartbeat", 0))
+                info["board"] = info.get("board") or None
+                info["error"] = info.get("error") or None
+                workers.append(info)
+        return workers
+
+    # -- dispatch: studio jobs -> RQ --
+
+    def _dispatch_loop(self) -> None:
+        reconciled = False
+        while not self._stop.is_set():
+            try:
+                self.redis.ping()
+                if not reconciled:
+                    self._reconcile()
+                    reconciled = True
+                self._sweep()
+                self._send_cancels()
+                while not self._stop.is_set() and self._dispatch_one():
+                    pass
+                self._ok()
+            except Exception as error:  # noqa: BLE001 - Redis down or the disk full: said, retried
+                self._failed(error)
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _dispatch_one(self) -> bool:
+        from rq import Retry
+
+        job = self.store.next_job()
+        if job is None:
+            return False
+        board = self.store.board(job["storyboard_id"])
+        if board is None:
+            return True
+        path = self.store.file_path(board["id"], board["reference_file"])
+        spec = spec_for(job, board, path.read_bytes() if path is not None else None)
+        try:
+            self.queue.enqueue("redis_backend.draw_job", spec.to_json(), job_id=rq_job_id(job),
+                               retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
+                               failure_ttl=KEY_TTL_S, description=f"board {board['id']} job {job['id']}")
+        except Exception:
+            self.store.release_job(job["id"])  # back in the studio's queue, drawn when Redis is back
+            raise
+        self.hub.publish(board["id"], "status", {"status": Status.RUNNING, "error": None})
+        return True
+
+    def _sweep(self) -> None:
+        """RQ's own clean-up of executions whose worker stopped beating: with retries left,
+        the job is queued again for another worker."""
+        self.queue.started_job_registry.cleanup()
+
+    def _send_cancels(self) -> None:
+        for job_id in self.store.cancel_requested_jobs():
+            self.redis.set(cancel_key(job_id), 1, ex=KEY_TTL_S)
+
+    def _reconcile(self) -> None:
+        """After a studio restart: a job handed to RQ that Redis no longer knows (Redis lost
+        its data) will never report back; it is interrupted, so the user can resume it."""
+        from rq.job import Job
+
+        for job in self.store.running_jobs():
+            if not Job.exists(rq_job_id(job), connection=self.redis) and not self._has_facts(job["id"]):
+                self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job; resume to draw the rest.")
+                self._publish_status(job["storyboard_id"])
+
+    def _has_facts(self, job_id: int) -> bool:
+        return any(json.loads(fields[b"job"]) == job_id for _, fields in self.redis.xrange(RESULTS, count=10000))
+
+    # -- collect: worker facts -> the store --
+
+    def _collect_loop(self) -> None:
+        from redis.exceptions import ResponseError
+
+        backlog = True  # first the facts read before a restart and never acknowledged
+        while not self._stop.is_set():
+            try:
+                try:
+                    self.redis.xgroup_create(RESULTS, GROUP, id="0", mkstream=True)
+                except ResponseError as error:
+                    if "BUSYGROUP" not in str(error):
+                        raise
+                while not self._stop.is_set():
+                    start = "0" if backlog else ">"
+                    answer = self.redis.xreadgroup(GROUP, self.consumer, {RESULTS: start}, count=50,
+                                                   block=None if backlog else 1000)
+                    entries = answer[0][1] if answer else []
+                    if backlog and not entries:
+                        backlog = self._claim_others()
+                        continue
+                    for entry_id, fields in entries:
+                        self._apply(fields)
+                        self.redis.xack(RESULTS, GROUP, entry_id)
+                        self.redis.xdel(RESULTS, entry_id)
+                    self._ok()
+            except Exception as error:  # noqa: BLE001 - Redis down or the disk full: said, retried
+                self._failed(error)
+                backlog = True
+                self._stop.wait(1.0)
+
+    def _claim_others(self) -> bool:
+        """Facts read by an earlier studio process (another consumer name) and never
+        acknowledged become this one's; returns whether there were any."""
+        _, claimed, _ = self.redis.xautoclaim(RESULTS, GROUP, self.consumer, min_idle_time=0, count=100)
+        return bool(claimed)
+
+    def _apply(self, fields: dict) -> None:
+        fact = {key.decode(): value for key, value in fields.items()}
+        kind = fact["type"].decode()
+        job_id = json.loads(fact["job"])
+        board_id = fact["board"].decode()
+        if self.store.board_status(board_id) is None:
+            return  # deleted meanwhile
+        data = json.loads(fact.get("data", b"{}"))
+        if kind == "prompts":
+            self.store.panel_prompts(board_id, {int(k): tuple(v) for k, v in data.items()})
+        elif kind == "started":
+            self.store.panel_started(board_id, data["frame_id"])
+        elif kind == "saved":
+            self.store.save_frame_image(board_id, data["frame_id"], fact["png"], seed=data["seed"],
+                                        identity=data["identity"], attempts=data["attempts"],
+                                        seconds=data["seconds"])
+            self.hub.publish(board_id, "frame", {"frame_id": data["frame_id"]})
+        elif kind == "failed":
+            self.store.panel_failed(board_id, data["frame_id"], data["error"])
+            self.hub.publish(board_id, "frame", {"frame_id": data["frame_id"]})
+        elif kind == "reference":
+            self.store.save_reference(board_id, fact["png"], "generated")
+            self.hub.publish(board_id, "reference", {"kind": "generated"})
+        elif kind == "end":
+            job = self.store.job(job_id)
+            if job is not None and job["status"] == Status.RUNNING:
+                self.store.finish_job(job, Status(data["status"]), data["error"],
+                                      Status.FAILED if data["status"] == Status.FAILED else Status.PENDING,
+                                      data.get("frame_error"))
+            self._progress.pop(board_id, None)
+            self.redis.delete(cancel_key(job_id), delivered_key(job_id), reference_key(job_id))
+            self._publish_status(board_id)
+
+    # -- events: progress -> the page --
+
+    def _events_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(EVENTS)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    event = json.loads(message["data"])
+                    self._progress[event["board"]] = event["progress"]
+                    self.hub.publish(event["board"], "progress", event["progress"])
+            except Exception as error:  # noqa: BLE001 - Redis down: said, retried
+                self._failed(error)
+                self._stop.wait(1.0)
+
+    # -- state --
+
+    def _publish_status(self, board_id: str) -> None:
+        board = self.store.board_status(board_id)
+        if board is not None:
+            self.hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
+
+    def _ok(self) -> None:
+        if self.redis_error:
+            log.info("Redis at %s answers again", safe_url(self.url))
+        self.redis_error = self.problem = None
+
+    def _failed(self, error: Exception) -> None:
+        from redis.exceptions import RedisError
+
+        if isinstance(error, (RedisError, OSError)) and not _is_disk(error):
+            message = (f"The job queue (Redis at {safe_url(self.url)}) cannot be reached; new storyboards wait "
+                       "until it is back. Nothing already made is lost.")
+            if self.redis_error is None:
+                log.error("%s (%s)", message, error)
+            self.redis_error = message
+        else:
+            log.exception("the studio could not record a worker's report")
+            self.problem = _user_message(error, self.settings.data_path)
+
+
+def _is_disk(error: Exception) -> bool:
+    from worker import is_disk_full
+
+    return is_disk_full(error)
+
+
+def rq_job_id(job: dict) -> str:
+    """One RQ job per start of a studio job (a resumed, interrupted job starts again)."""
+    return f"sb-{job['id']}-{job['starts']}"
+
+
+# --- The worker's side ----------------------------------------------------------------------
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process owns: its Redis connection and its one generator."""
+
+    redis: Any
+    settings: Any
+    load_generator: Callable[[], Any]
+    load_scorer: Callable[[], Any] | None
+    name: str
+    device: str
+    generator: Any = None
+    scorer: Any = None
+    model_state: str = "not_loaded"
+    model_error: str | None = None
+    board: str | None = None
+
+    def ensure_generator(self):
+        if self.generator is None:
+            self.model_state, self.model_error = "loading", None
+            self.beat()
+            try:
+                self.generator = self.load_generator()
+            except Exception as error:  # noqa: BLE001 - reported with the job; the next job retries
+                self.model_state, self.model_error = "error", str(error)
+                raise
+            self.model_state = "ready"
+            if self.device == "auto":
+                self.device = self.generator.describe()["device"]
+        return self.generator
+
+    def beat(self) -> None:
+        key = f"sb:worker:{self.name}"
+        self.redis.hset(key, mapping={
+            "name": self.name, "host": socket.gethostname(), "device": self.device, "model": self.model_state,
+            "error": self.model_error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}"})
+        self.redis.expire(key, int(HEARTBEAT_S * 5))
+
+
+_context: contextvars.ContextVar[WorkerContext] = contextvars.ContextVar("storyboard_worker_context")
+
+
+def draw_job(payload: dict) -> str:
+    """The RQ job: draw one studio job and report every fact to the studio.
+
+    Never raises for the studio's own reasons (a bad payload, a model that cannot load, a
+    cancel): those end the job with a fact. It raises only when Redis fails, so that RQ
+    retries the job.
+    """
+    from local_image_generator import GenerationCancelled
+
+    context = _context.get()
+    try:
+        spec = JobSpec.from_json(payload)
+    except SpecError as error:
+        job_id = payload.get("job_id") if isinstance(payload, dict) else None
+        board_id = payload.get("board_id") if isinstance(payload, dict) else None
+        if isinstance(job_id, int) and isinstance(board_id, str):
+            RedisSink(context.redis, job_id, board_id).end(Status.FAILED, f"The job could not be read: {error}")
+        log.error("refused a job payload: %s", error)
+        return "refused"
+    sink = RedisSink(context.redis, spec.job_id, spec.board_id)
+    delivered = frozenset(int(x) for x in context.redis.smembers(delivered_key(spec.job_id)))
+    earlier_portrait = context.redis.get(reference_key(spec.job_id))
+    if spec.identity_lock and spec.reference_png is None and earlier_portrait:
+        spec = replace(spec, reference_png=earlier_portrait)  # taken over: the same face as before
+    cancel = RedisCancel(context.redis, spec.job_id)
+    context.board = spec.board_id
+    try:
+        if cancel.is_set():
+            raise GenerationCancelled()
+        generator = context.ensure_generator()
+        draw(generator, spec, sink, cancel, _judge(context, generator), skip=delivered)
+    except GenerationCancelled:
+        sink.end(Status.CANCELED, None)
+    except Exception as error:  # noqa: BLE001 - the job ends with words; Redis errors go to RQ
+        from redis.exceptions import RedisError
+
+        if isinstance(error, RedisError):
+            raise
+        log.exception("job %s failed", spec.job_id)
+        from worker import NOT_DRAWN
+
+        sink.end(Status.FAILED, _user_message(error), NOT_DRAWN)
+    else:
+        sink.end(Status.DONE, None)
+    finally:
+        context.board = None
+    return "ended"
+
+
+def _judge(context: WorkerContext, generator):
+    from worker import make_judge
+
+    if not context.settings.identity_scoring or context.load_scorer is None:
+        return None
+    if context.scorer is None:
+        try:
+            context.scorer = context.load_scorer()
+        except Exception:  # noqa: BLE001 - scoring is optional
+            log.exception("face scorer unavailable; panels will not be scored")
+            context.load_scorer = None
+            return None
+    return make_judge(context.scorer, generator, context.settings.identity_threshold)
+
+
+class RedisCancel:
+    """The cancel flag the generator checks at every step: a key the studio sets."""
+
+    def __init__(self, redis, job_id: int):
+        self.redis, self.key = redis, cancel_key(job_id)
+
+    def is_set(self) -> bool:
+        return bool(self.redis.exists(self.key))
+
+
+class RedisSink:
+    """A worker's facts, sent to the studio through the results stream (progress through
+    pub/sub). A delivered panel is recorded with it, so a job taken over skips it."""
+
+    def __init__(self, redis, job_id: int, board_id: str):
+        self.redis, self.job_id, self.board_id = redis, job_id, board_id
+
+    def _send(self, kind: str, data: dict | None = None, png: bytes | None = None, also=None) -> None:
+        fields = {"type": kind, "job": json.dumps(self.job_id), "board": self.board_id,
+                  "data": json.dumps(data or {})}
+        if png is not None:
+            fields["png"] = png
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(RESULTS, fields)
+            if also:
+                also(pipe)
+            pipe.execute()
+
+    def prompts(self, prompts) -> None:
+        self._send("prompts", {str(k): [p.prompt, p.negative_prompt, p.dropped] for k, p in prompts.items()})
+
+    def panel_started(self, frame_id: int) -> None:
+        self._send("started", {"frame_id": frame_id})
+
+    def panel_saved(self, panel) -> None:
+        self._send("saved", {"frame_id": panel.frame_id, "seed": panel.seed, "identity": panel.identity,
+                             "attempts": panel.attempts, "seconds": panel.seconds}, png=panel.png,
+                   also=lambda pipe: self._delivered(pipe, panel.frame_id))
+
+    def panel_failed(self, frame_id: int, error: str) -> None:
+        self._send("failed", {"frame_id": frame_id, "error": error},
+                   also=lambda pipe: self._delivered(pipe, frame_id))
+
+    def reference(self, png: bytes) -> None:
+        self._send("reference", png=png, also=lambda pipe: pipe.set(reference_key(self.job_id), png, ex=KEY_TTL_S))
+
+    def progress(self, progress: dict) -> None:
+        self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "progress": progress}))
+
+    def end(self, status: Status, error: str | None, frame_error: str | None = None) -> None:
+        self._send("end", {"status": str(status), "error": error, "frame_error": frame_error})
+
+    def _delivered(self, pipe, frame_id: int) -> None:
+        pipe.sadd(delivered_key(self.job_id), frame_id)
+        pipe.expire(delivered_key(self.job_id), KEY_TTL_S)
+
+
+def make_worker(context: WorkerContext, burst: bool = False):
+    """An RQ worker that draws in its own process (no fork: the pipeline is loaded once)
+    and beats while it draws, so that a dead worker's job is taken over within seconds."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    class StudioWorker(SimpleWorker):
+        def get_heartbeat_ttl(self, job) -> int:
+            return EXECUTION_TTL_S
+
+        def execute_job(self, job, queue):
+            token = _context.set(context)
+            stop = threading.Event()
+            beats = threading.Thread(target=self._beat_while, args=(job, stop), daemon=True)
+            beats.start()
+            try:
+                return super().execute_job(job, queue)
+            finally:
+                stop.set()
+                beats.join()
+                _context.reset(token)
+
+        def _beat_while(self, job, stop: threading.Event) -> None:
+            while not stop.wait(HEARTBEAT_S):
+                try:
+                    if getattr(self, "execution", None) is not None:
+                        self.maintain_heartbeats(job)
+                    context.beat()
+                except Exception:  # noqa: BLE001 - a missed beat is retried; Redis down is logged by RQ
+                    log.warning("heartbeat failed", exc_info=True)
+
+        @property
+        def dequeue_timeout(self) -> int:
+            return int(HEARTBEAT_S)  # an idle worker wakes this often to beat
+
+        def heartbeat(self, timeout=None, pipeline=None):
+            super().heartbeat(timeout, pipeline)
+            if pipeline is None:
+                context.beat()
+
+    return StudioWorker([rq_queue(context.redis)], connection=context.redis, serializer=JSONSerializer,
+                        name=context.name)
