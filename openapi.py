@@ -21,6 +21,7 @@ ERROR_WORDS = {
     413: "The request (the reference upload) is too large.",
     429: "The queue is full; try again when some storyboards have finished.",
     500: "Something went wrong in the studio; the details are in the server log.",
+    503: "The job queue (Redis) cannot be reached; nothing was stored. Try again when it is back.",
     507: "The disk is full: nothing was stored. Free some space and try again.",
 }
 
@@ -177,6 +178,13 @@ def _schemas() -> dict:
                 "error": {**_nullable(string), "description": "Why the model could not be loaded."},
                 "device": _nullable(string),
                 "queue": {**integer, "description": "Jobs waiting."},
+                "backend": {**string, "description": "embedded, or redis (URL without password)."},
+                "workers": {"type": "array", "description": "Redis backend: one entry per live worker process.",
+                            "items": {"type": "object", "properties": {
+                                "name": string, "host": string, "device": string,
+                                "model": {"enum": ["not_loaded", "loading", "ready", "error"]},
+                                "error": _nullable(string), "board": _nullable(string),
+                                "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
             },
         },
@@ -263,7 +271,7 @@ def _paths() -> dict:
                     "application/json": {"schema": _ref("NewStoryboard")},
                     "multipart/form-data": {"schema": _ref("NewStoryboardForm")}}},
                 "responses": {"202": _json(_ref("Storyboard"), "Accepted: the new board."),
-                              **_errors(400, 403, 413, 429, 507)}},
+                              **_errors(400, 403, 413, 429, 503, 507)}},
         },
         "/api/storyboards/{board_id}": {
             "parameters": [BOARD_ID],

@@ -230,12 +230,14 @@ class RedisBackend:
         from rq.job import Job
 
         for job in self.store.running_jobs():
-            if not Job.exists(rq_job_id(job), connection=self.redis) and not self._has_facts(job["id"]):
+            if not Job.exists(rq_job_id(job), connection=self.redis) and not self._has_facts(job):
                 self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job; resume to draw the rest.")
                 self._publish_status(job["storyboard_id"])
 
-    def _has_facts(self, job_id: int) -> bool:
-        return any(json.loads(fields[b"job"]) == job_id for _, fields in self.redis.xrange(RESULTS, count=10000))
+    def _has_facts(self, job: dict) -> bool:
+        board = job["storyboard_id"].encode()
+        return any(fields[b"board"] == board and json.loads(fields[b"job"]) == job["id"]
+                   for _, fields in self.redis.xrange(RESULTS, count=10000))
 
     # -- collect: worker facts -> the store --
 
@@ -358,8 +360,9 @@ def _is_disk(error: Exception) -> bool:
 
 
 def rq_job_id(job: dict) -> str:
-    """One RQ job per start of a studio job (a resumed, interrupted job starts again)."""
-    return f"sb-{job['id']}-{job['starts']}"
+    """One RQ job per start of a studio job (a resumed, interrupted job starts again); the
+    board id keeps two studios (or a studio with a new database) on one Redis apart."""
+    return f"sb-{job['storyboard_id']}-{job['id']}-{job['starts']}"
 
 
 # --- The worker's side ----------------------------------------------------------------------

@@ -464,6 +464,10 @@ class Store:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return dict(rows[0]) if rows else None
 
+    def jobs(self, board_id: str) -> list[dict]:
+        return [dict(row) for row in self._query("SELECT * FROM jobs WHERE storyboard_id = ? ORDER BY id",
+                                                 (board_id,))]
+
     def running_jobs(self) -> list[dict]:
         return [dict(row) for row in self._query("SELECT * FROM jobs WHERE status = 'running' ORDER BY id")]
 

@@ -1,0 +1,300 @@
+"""The studio on Redis + RQ workers, with real parts: Debian's redis-server on a free
+loopback port, worker processes (python worker.py) on the tiny models, the studio in
+this process. Faults are real too: kill -9 of a worker, a studio stopped and started
+again, Redis stopped and started."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from config import load_settings
+from helpers import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "test-only-secret"
+EIGHT = "\n".join(f"Panel {i}: the fox crosses field {i}." for i in range(1, 9))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1 with a password and an append-only file, so that a stop
+    and a start keep its data, as a production Redis would."""
+
+    def __init__(self, binary: str, folder: Path):
+        self.binary, self.folder, self.port = binary, folder, free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
+             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder),
+             "--daemonize", "no", "--logfile", str(self.folder / "redis.log")])
+        client = self.client()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return
+            except Exception:  # noqa: BLE001 - still starting
+                assert time.monotonic() < deadline, (self.folder / "redis.log").read_text()[-2000:]
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # redis writes its AOF and exits
+            self.process.wait(30)
+
+    def client(self):
+        from redis import Redis
+
+        return Redis.from_url(self.url, password=PASSWORD, socket_connect_timeout=2)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing; .ci/run installs it (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def workers(redis_server, hf_cache, tmp_path_factory):
+    """workers.ensure(n): n live worker processes on the tiny models; workers.kill(name)."""
+    pool = WorkerPool(redis_server, hf_cache, tmp_path_factory.mktemp("workers"))
+    yield pool
+    pool.stop_all()
+
+
+class WorkerPool:
+    def __init__(self, redis_server, hf_cache, folder: Path):
+        self.redis_server, self.hf_cache, self.folder = redis_server, hf_cache, folder
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.started = 0
+
+    def ensure(self, count: int) -> list[str]:
+        for name, process in list(self.processes.items()):
+            if process.poll() is not None:
+                del self.processes[name]
+        while len(self.processes) < count:
+            self.started += 1
+            name = f"w{self.started}"
+            env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1",
+                   "STORYBOARD_HF_CACHE_DIR": str(self.hf_cache), "STORYBOARD_IDENTITY_SCORING": "false"}
+            log = open(self.folder / f"{name}.log", "ab")
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "worker.py", "--queue", self.redis_server.url, "--model", "tiny",
+                 "--data-dir", str(self.folder / name), "--name", name], cwd=ROOT, env=env, stdout=log, stderr=log)
+        return list(self.processes)
+
+    def freeze(self) -> None:
+        """SIGSTOP every worker: the board in progress waits exactly where it is."""
+        for process in self.processes.values():
+            process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+
+    def kill(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGKILL)
+        self.processes[name].wait(30)
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(30)
+
+
+@pytest.fixture
+def studio(redis_server, tmp_path):
+    """make(data_dir=None) -> a studio app on Redis (this process); stopped after the test."""
+    apps = []
+
+    def make(data_dir=None):
+        settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": PASSWORD}, {
+            "data_dir": str(data_dir or tmp_path / "studio"), "model": "tiny", "identity_scoring": False,
+            "queue_url": redis_server.url})
+        app = create_app(settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["studio"]["worker"].stop()
+
+
+def wait_until(condition, message: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
+
+
+def live_workers(client, count: int) -> list[dict]:
+    return wait_until(lambda: (lambda w: w if len(w) >= count else None)(client.get("/api/health").get_json()["workers"]),
+                      f"{count} workers never reported", timeout=180)
+
+
+def post(client, story=EIGHT, preset="quality"):
+    answer = client.post("/api/storyboards", json={"story": story, "preset": preset, "seed": 3,
+                                                   "identity_lock": False, "aspect": "1:1"})
+    assert answer.status_code == 202, answer.get_json()
+    return answer.get_json()["id"]
+
+
+def done_panels(client, board_id) -> int:
+    return sum(f["status"] == "done" for f in client.get(f"/api/storyboards/{board_id}").get_json()["frames"])
+
+
+def test_two_workers_draw_two_boards_at_once_and_health_lists_them(studio, workers, redis_server):
+    app = studio()
+    client = app.test_client()
+    workers.ensure(2)
+    listed = live_workers(client, 2)
+    assert {"name", "host", "device", "model", "board", "last_heartbeat"} <= set(listed[0])
+    first, second = post(client), post(client, "Four.\nFive.\nSix.")
+    boards = [wait_for(client, board_id, timeout=180) for board_id in (first, second)]
+    assert [b["status"] for b in boards] == ["done", "done"]
+    drawn_by = {rq_worker_name(redis_server, app, board_id) for board_id in (first, second)}
+    assert len(drawn_by) == 2, f"one worker drew both: {drawn_by}"
+
+
+def rq_worker_name(redis_server, app, board_id) -> str:
+    from rq.job import Job
+
+    from redis_backend import rq_job_id
+
+    job = app.extensions["studio"]["store"].jobs(board_id)[-1]
+    return Job.fetch(rq_job_id(job), connection=redis_server.client()).worker_name
+
+
+def test_a_worker_killed_mid_board_is_taken_over_and_no_panel_is_lost_or_drawn_twice(studio, workers,
+                                                                                     redis_server):
+    app = studio()
+    client = app.test_client()
+    workers.ensure(2)
+    live_workers(client, 2)
+    board_id = post(client)
+    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    workers.freeze()
+    try:
+        before = done_panels(client, board_id)
+        assert before < 8, "the board finished before its worker could be stopped"
+        drawing = rq_worker_name(redis_server, app, board_id)
+        workers.kill(drawing)
+    finally:
+        workers.thaw()
+    board = wait_for(client, board_id, timeout=180)
+    assert board["status"] == "done", (board, workers.log(drawing))
+    versions = [app.extensions["studio"]["store"].board(board_id)["frames"][i]["version"] for i in range(8)]
+    assert versions == [1] * 8  # every panel saved once: none lost, none drawn twice
+
+
+def test_a_studio_restarted_mid_board_loses_nothing(studio, workers, tmp_path):
+    workers.ensure(1)
+    first = studio(tmp_path / "data")
+    client = first.test_client()
+    live_workers(client, 1)
+    board_id = post(client)
+    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    first.extensions["studio"]["worker"].stop()  # the studio goes; the worker draws on
+    first.extensions["studio"]["store"].close()
+    second = studio(tmp_path / "data")
+    board = wait_for(second.test_client(), board_id, timeout=180)
+    assert board["status"] == "done" and [f["status"] for f in board["frames"]] == ["done"] * 8
+    versions = [f["version"] for f in second.extensions["studio"]["store"].board(board_id)["frames"]]
+    assert versions == [1] * 8
+
+
+def test_cancel_and_resume_across_processes(studio, workers):
+    app = studio()
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    board_id = post(client)
+    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    workers.freeze()  # the cancel lands mid-board, however fast the board is
+    try:
+        assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202
+    finally:
+        workers.thaw()
+    board = wait_for(client, board_id, timeout=120)
+    assert board["status"] == "canceled" and "pending" in {f["status"] for f in board["frames"]}
+    kept = {f["id"] for f in board["frames"] if f["status"] == "done"}
+    assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
+    board = wait_for(client, board_id, ("done",), timeout=180)
+    versions = {f["id"]: f["version"] for f in app.extensions["studio"]["store"].board(board_id)["frames"]}
+    assert all(versions[i] == 1 for i in kept)  # panels finished before the cancel were not redrawn
+
+
+def test_redis_down_is_said_refuses_new_work_and_everything_resumes(studio, workers, redis_server):
+    app = studio()
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    done = wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=120)
+    redis_server.stop()
+    try:
+        health = wait_until(lambda: (lambda h: h if h["problem"] else None)(client.get("/api/health").get_json()),
+                            "health never said Redis was down", timeout=60)
+        assert health["status"] == "failing" and "Redis" in health["problem"] and PASSWORD not in json.dumps(health)
+        refused = client.post("/api/storyboards", json={"story": "While Redis is down."})
+        assert refused.status_code == 503 and refused.get_json()["field"] == "queue"
+        assert client.get(done["frames"][0]["image_url"]).status_code == 200  # nothing made is lost
+    finally:
+        redis_server.start()
+    wait_until(lambda: client.get("/api/health").get_json()["status"] == "ok", "health never recovered", 60)
+    live_workers(client, 1)
+    board = wait_for(client, post(client, "After.\nRedis.", preset="ultra_fast"), timeout=180)
+    assert board["status"] == "done"
+
+
+def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    workers.ensure(1)
+    redis = redis_server.client()
+    payload = {"version": 1, "job_id": 424242, "board_id": "badpayload01", "panels": [{"shot": "drone shot"}]}
+    Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue("redis_backend.draw_job", payload)
+
+    def ended():
+        for _, fields in redis.xrange("sb:results"):
+            if fields[b"board"] == b"badpayload01" and fields[b"type"] == b"end":
+                return json.loads(fields[b"data"])
+        return None
+
+    end = wait_until(ended, "the worker never answered the bad payload", timeout=120)
+    assert end["status"] == "failed" and "could not be read" in end["error"]
