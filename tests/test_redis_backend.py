@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,54 +17,11 @@ import pytest
 from app import create_app
 from config import load_settings
 from helpers import wait_for
+from local_redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "test-only-secret"
 EIGHT = "\n".join(f"Panel {i}: the fox crosses field {i}." for i in range(1, 9))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1 with a password and an append-only file, so that a stop
-    and a start keep its data, as a production Redis would."""
-
-    def __init__(self, binary: str, folder: Path):
-        self.binary, self.folder, self.port = binary, folder, free_port()
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder),
-             "--daemonize", "no", "--logfile", str(self.folder / "redis.log")])
-        client = self.client()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                return
-            except Exception:  # noqa: BLE001 - still starting
-                assert time.monotonic() < deadline, (self.folder / "redis.log").read_text()[-2000:]
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)  # redis writes its AOF and exits
-            self.process.wait(30)
-
-    def client(self):
-        from redis import Redis
-
-        return Redis.from_url(self.url, password=PASSWORD, socket_connect_timeout=2)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +31,7 @@ def redis_server(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail("redis-server is missing; .ci/run installs it (apt-get install redis-server)")
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server = LocalRedis(tmp_path_factory.mktemp("redis"), PASSWORD, binary)
     server.start()
     yield server
     server.stop()
