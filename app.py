@@ -30,7 +30,7 @@ from serializers import board_json, frame_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
                        json_depth, text_field)
-from worker import DISK_FULL_MESSAGE, is_disk_full
+from backend import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def create_app(
 ) -> Flask:
     """Build the app. ``load_generator`` is called once, by the worker, on first use."""
     from storage import Store
-    from worker import EventHub, Worker, default_generator_loader, default_scorer_loader
+    from backend import default_generator_loader, default_scorer_loader
+    from worker import EventHub, Worker
 
     settings = settings or load_settings()
     app = Flask(__name__)

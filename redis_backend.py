@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from drawing import JobSpec, SpecError, draw, spec_for
 from storage import Status
-from worker import BackendHealth, EventHub, _user_message
+from backend import BackendHealth, user_message
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class RedisBackend:
     progress, health), so the HTTP layer does not know which one it has.
     """
 
-    def __init__(self, store, settings, hub: EventHub):
+    def __init__(self, store, settings, hub):
         self.store, self.settings, self.hub = store, settings, hub
         self.url = settings.queue_url
         self.redis = connect(self.url, settings.queue_password)
@@ -350,11 +350,11 @@ class RedisBackend:
             self.redis_error = message
         else:
             log.exception("the studio could not record a worker's report")
-            self.problem = _user_message(error, self.settings.data_path)
+            self.problem = user_message(error, self.settings.data_path)
 
 
 def _is_disk(error: Exception) -> bool:
-    from worker import is_disk_full
+    from backend import is_disk_full
 
     return is_disk_full(error)
 
@@ -448,9 +448,9 @@ def draw_job(payload: dict) -> str:
         if isinstance(error, RedisError):
             raise
         log.exception("job %s failed", spec.job_id)
-        from worker import NOT_DRAWN
+        from backend import NOT_DRAWN
 
-        sink.end(Status.FAILED, _user_message(error), NOT_DRAWN)
+        sink.end(Status.FAILED, user_message(error), NOT_DRAWN)
     else:
         sink.end(Status.DONE, None)
     finally:
@@ -459,7 +459,7 @@ def draw_job(payload: dict) -> str:
 
 
 def _judge(context: WorkerContext, generator):
-    from worker import make_judge
+    from backend import make_judge
 
     if not context.settings.identity_scoring or context.load_scorer is None:
         return None

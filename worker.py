@@ -8,18 +8,15 @@ worker one append and one notify, however many browsers listen.
 
 from __future__ import annotations
 
-import errno
 import logging
 import secrets
-import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
+from backend import (NOT_DRAWN, BackendHealth, default_generator_loader, default_scorer_loader, make_judge,
+                     user_message)
 from config import Settings
-from prompt_enhancer import shorten
 from storage import Status
 
 log = logging.getLogger(__name__)
@@ -68,19 +65,6 @@ class EventHub:
     def forget(self, board_id: str) -> None:
         with self._cond:
             self._logs.pop(board_id, None)
-
-
-@dataclass(frozen=True)
-class BackendHealth:
-    """What a backend says about itself; the HTTP layer turns it into /api/health."""
-
-    alive: bool
-    problem: str | None  # why work cannot go on right now (a full disk, Redis unreachable)
-    model_state: str  # not_loaded | loading | ready | error
-    model_error: str | None
-    device: str | None
-    workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
-    queue: str = "embedded"
 
 
 class Worker:
@@ -201,7 +185,7 @@ class Worker:
     def _store_failed(self, error: Exception) -> None:
         if self.problem is None:
             log.error("the studio cannot write its database or files: %s", error)
-        self.problem = _user_message(error, self.settings.data_path)
+        self.problem = user_message(error, self.settings.data_path)
 
     def _ensure_generator(self):
         if self.generator is not None:
@@ -243,7 +227,7 @@ class Worker:
                 outcome = (job, Status.CANCELED, None, Status.PENDING, None)
             else:
                 log.exception("job %s failed", job["id"])
-                outcome = (job, Status.FAILED, _user_message(error, self.settings.data_path), Status.FAILED,
+                outcome = (job, Status.FAILED, user_message(error, self.settings.data_path), Status.FAILED,
                            NOT_DRAWN)
         else:
             outcome = (job, Status.DONE, None, Status.PENDING, None)
@@ -313,64 +297,6 @@ class StoreSink:
         self._progress[self.board_id] = progress
         self.hub.publish(self.board_id, "progress", progress)
 
-
-def default_generator_loader(settings: Settings) -> Callable[[], object]:
-    def load():
-        from local_image_generator import StoryboardGenerator, quiet_library_logs
-
-        quiet_library_logs(progress_bars=settings.model != "tiny")
-        if settings.model == "tiny":
-            import tiny_models
-
-            tiny_models.build(settings.cache_dir)
-        return StoryboardGenerator.load(settings)
-
-    return load
-
-
-def default_scorer_loader():
-    from identity import FaceScorer
-
-    return FaceScorer.load()
-
-
-def make_judge(scorer, generator, threshold: float):
-    """judge(reference, image) -> the identity score of a panel, the reference's descriptor
-    computed once."""
-    descriptors: dict[int, object] = {}
-
-    def judge(reference, image) -> dict:
-        if id(reference) not in descriptors:
-            descriptors[id(reference)] = scorer.descriptor(reference)
-        score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
-        similarity = getattr(generator, "clip_similarity", None)
-        score["clip_similarity"] = similarity(reference, image) if similarity else None
-        return score
-
-    return judge
-
-
-# What a panel says when its board failed as a whole; the board's error has the details.
-NOT_DRAWN = "Not drawn: the storyboard failed."
-
-
-def is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return True
-    return isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower()
-
-
-DISK_FULL_MESSAGE = "The disk is full: the studio cannot save panels. Free some space; finished panels are kept."
-
-
-def _user_message(error: Exception, data_path: Path | None = None) -> str:
-    """Words for the page: the error's own message, never a traceback or the data folder's path."""
-    if is_disk_full(error):
-        return DISK_FULL_MESSAGE
-    text = str(error).strip() or type(error).__name__
-    if data_path is not None:
-        text = text.replace(str(data_path.resolve()), "the data folder").replace(str(data_path), "the data folder")
-    return shorten(text, 1000)
 
 
 # --- A Redis worker process -----------------------------------------------------------------

@@ -7,7 +7,6 @@ the app in-process with the fake generator, or the studio's own server on loopba
 import io
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -16,7 +15,6 @@ import time
 import urllib.request
 
 import pytest
-from PIL import Image
 
 import app as app_module
 from app import create_app

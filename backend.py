@@ -1,0 +1,87 @@
+"""What every backend shares: its health, the words for its errors, and how it loads and
+judges. The embedded worker (worker.py) and the Redis backend (redis_backend.py) both
+build on this module; it imports neither.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from config import Settings
+from prompt_enhancer import shorten
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    """What a backend says about itself; the HTTP layer turns it into /api/health."""
+
+    alive: bool
+    problem: str | None  # why work cannot go on right now (a full disk, Redis unreachable)
+    model_state: str  # not_loaded | loading | ready | error
+    model_error: str | None
+    device: str | None
+    workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
+    queue: str = "embedded"
+
+
+def default_generator_loader(settings: Settings) -> Callable[[], object]:
+    def load():
+        from local_image_generator import StoryboardGenerator, quiet_library_logs
+
+        quiet_library_logs(progress_bars=settings.model != "tiny")
+        if settings.model == "tiny":
+            import tiny_models
+
+            tiny_models.build(settings.cache_dir)
+        return StoryboardGenerator.load(settings)
+
+    return load
+
+
+def default_scorer_loader():
+    from identity import FaceScorer
+
+    return FaceScorer.load()
+
+
+def make_judge(scorer, generator, threshold: float):
+    """judge(reference, image) -> the identity score of a panel, the reference's descriptor
+    computed once."""
+    descriptors: dict[int, object] = {}
+
+    def judge(reference, image) -> dict:
+        if id(reference) not in descriptors:
+            descriptors[id(reference)] = scorer.descriptor(reference)
+        score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
+        similarity = getattr(generator, "clip_similarity", None)
+        score["clip_similarity"] = similarity(reference, image) if similarity else None
+        return score
+
+    return judge
+
+
+# What a panel says when its board failed as a whole; the board's error has the details.
+NOT_DRAWN = "Not drawn: the storyboard failed."
+
+
+def is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return isinstance(error, sqlite3.OperationalError) and "full" in str(error).lower()
+
+
+DISK_FULL_MESSAGE = "The disk is full: the studio cannot save panels. Free some space; finished panels are kept."
+
+
+def user_message(error: Exception, data_path: Path | None = None) -> str:
+    """Words for the page: the error's own message, never a traceback or the data folder's path."""
+    if is_disk_full(error):
+        return DISK_FULL_MESSAGE
+    text = str(error).strip() or type(error).__name__
+    if data_path is not None:
+        text = text.replace(str(data_path.resolve()), "the data folder").replace(str(data_path), "the data folder")
+    return shorten(text, 1000)
