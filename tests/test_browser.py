@@ -481,7 +481,8 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
     try:
         page.goto("/")
         expect(page.locator("#preset option")).not_to_have_count(0)
-        page.wait_for_function("document.querySelector('#history .history-item')"
+        # Predicates are functions: a bare expression is eval'd in the page, which its CSP forbids.
+        page.wait_for_function("() => document.querySelector('#history .history-item')"
                                " || !document.getElementById('history-empty').hidden")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, "the empty page is too wide"
         # Open the newest board (the first test's), so the panels are in the layout too.
@@ -490,7 +491,7 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
             page.evaluate("document.getElementById('history-section').open = true")
             items.first.click()
             expect(page.locator("#board .panel").first).to_be_visible()
-            page.wait_for_function("[...document.querySelectorAll('#board img.panel-image')]"
+            page.wait_for_function("() => [...document.querySelectorAll('#board img.panel-image')]"
                                    ".every((img) => img.complete)")
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(artifacts / "phone.png"), full_page=True)
