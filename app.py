@@ -12,7 +12,6 @@ import argparse
 import base64
 import binascii
 import io
-import ipaddress
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, load_settings
+from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
 from plans_api import plans
 from serializers import board_json, frame_json, preset_json, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
@@ -146,7 +145,7 @@ def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
     settings: Settings = _studio()["settings"]
     # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
-    if _is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
+    if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
         return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
@@ -603,15 +602,6 @@ def parse_args(argv: list[str] | None = None) -> dict:
     return {key: value for key, value in vars(parser.parse_args(argv)).items() if value is not None}
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -619,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         log.error("%s", error)
         return 2
-    if not _is_loopback(settings.host):
+    if not is_loopback(settings.host):
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
     try:

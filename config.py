@@ -486,6 +486,18 @@ def _check_queue(values: dict[str, Any]) -> None:
                                          f"to other users); put the password in {env_name('queue_password')}")
 
 
+def is_loopback(host: str) -> bool:
+    """Is ``host`` (a name or an address) this machine's loopback?"""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def settings_markdown() -> str:
     """The README's settings table, generated from the declarations above."""
     rows = ["| Variable | Default | Allowed | What it does |", "| --- | --- | --- | --- |"]

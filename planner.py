@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 from urllib.parse import urlsplit
 
+from config import is_loopback
 from prompt_enhancer import (
     DEFAULT_FRAMES,
     SHOT_TYPES,
@@ -471,7 +472,7 @@ class ChatCompletionsClient:
         deadline = time.monotonic() + self.timeout_s
         # A proxy from the environment would carry the premise and the key off a machine whose
         # planner is on loopback; a hosted planner may need the proxy.
-        trust_env = not _is_loopback(urlsplit(url).hostname or "")
+        trust_env = not is_loopback(urlsplit(url).hostname or "")
         try:
             with httpx2.Client(timeout=self.timeout_s, trust_env=trust_env, follow_redirects=False) as http:
                 with http.stream("POST", url, json=body, headers=headers) as response:
@@ -545,14 +546,3 @@ class ChatCompletionsClient:
         if not isinstance(content, str) or not content.strip():
             raise PlannerUnavailable("the model answered with no text")
         return Reply(content, cut_off=choice.get("finish_reason") == "length")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
