@@ -147,6 +147,15 @@ def test_two_workers_draw_two_boards_at_once_and_health_lists_them(studio, worke
     assert len(drawn_by) == 2, f"one worker drew both: {drawn_by}"
 
 
+def board_under_way(client, workers, count: int) -> str:
+    """An 8-panel board that ``count`` live workers have started: its first panel is saved."""
+    workers.ensure(count)
+    live_workers(client, count)
+    board_id = post(client)
+    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    return board_id
+
+
 def rq_worker_name(redis_server, app, board_id) -> str:
     from rq.job import Job
 
@@ -160,10 +169,7 @@ def test_a_worker_killed_mid_board_is_taken_over_and_no_panel_is_lost_or_drawn_t
                                                                                      redis_server):
     app = studio()
     client = app.test_client()
-    workers.ensure(2)
-    live_workers(client, 2)
-    board_id = post(client)
-    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    board_id = board_under_way(client, workers, 2)
     workers.freeze()
     try:
         before = done_panels(client, board_id)
@@ -179,12 +185,9 @@ def test_a_worker_killed_mid_board_is_taken_over_and_no_panel_is_lost_or_drawn_t
 
 
 def test_a_studio_restarted_mid_board_loses_nothing(studio, workers, tmp_path):
-    workers.ensure(1)
     first = studio(tmp_path / "data")
     client = first.test_client()
-    live_workers(client, 1)
-    board_id = post(client)
-    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    board_id = board_under_way(client, workers, 1)
     first.extensions["studio"]["worker"].stop()  # the studio goes; the worker draws on
     first.extensions["studio"]["store"].close()
     second = studio(tmp_path / "data")
@@ -197,10 +200,7 @@ def test_a_studio_restarted_mid_board_loses_nothing(studio, workers, tmp_path):
 def test_cancel_and_resume_across_processes(studio, workers):
     app = studio()
     client = app.test_client()
-    workers.ensure(1)
-    live_workers(client, 1)
-    board_id = post(client)
-    wait_until(lambda: done_panels(client, board_id) >= 1, "no panel was drawn")
+    board_id = board_under_way(client, workers, 1)
     workers.freeze()  # the cancel lands mid-board, however fast the board is
     try:
         assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202
