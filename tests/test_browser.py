@@ -1,7 +1,8 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
 settings, open a panel's details, and check that user text is shown as text. A second, short
-flow runs against a studio whose model cannot be loaded. With UPDATE_SCREENSHOT=1 it also
+flow runs against a studio whose model cannot be loaded. Every page records
+Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1 it also
 refreshes docs/screenshot.png.
 
 Needs Debian's Chromium at /usr/bin/chromium (Playwright cannot download its own browser
@@ -135,12 +136,29 @@ def browser(server):
             browser.close()
 
 
+# Playwright's init scripts are not subject to the page's CSP: this one sees every violation,
+# keeps it in the page and hands it to the test (which survives reloads).
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const seen = {directive: event.violatedDirective, blocked: event.blockedURI, sample: event.sample,
+                source: `${event.sourceFile}:${event.lineNumber}`};
+  window.__cspViolations.push(seen);
+  window.__reportCspViolation(seen);
+}, true);
+"""
+
+
 class PageWatch:
-    """A page plus what went wrong in it: JS dialogs, uncaught errors, console errors."""
+    """A page plus what went wrong in it: JS dialogs, uncaught errors, console errors and
+    Content-Security-Policy violations."""
 
     def __init__(self, browser, base_url: str, **context_options):
         self.context = browser.new_context(base_url=base_url, **context_options)
         self.context.set_default_timeout(TIMEOUT_MS)
+        self.csp: list[dict] = []
+        self.context.expose_binding("__reportCspViolation", lambda source, seen: self.csp.append(seen))
+        self.context.add_init_script(CSP_RECORDER)
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
@@ -155,6 +173,14 @@ class PageWatch:
     def _on_console(self, message):
         if message.type == "error":
             self.errors.append(f"console: {message.text}")
+
+    def assert_clean(self, answered: tuple[int, ...] = ()):
+        """Nothing went wrong, but for the error answers the test asked for (``answered``:
+        their HTTP statuses, which Chromium logs as console errors)."""
+        expected = tuple(f"the server responded with a status of {status} " for status in answered)
+        assert self.dialogs == [], self.dialogs
+        assert [e for e in self.errors if not any(words in e for words in expected)] == [], self.errors
+        assert self.page.evaluate("window.__cspViolations") == [] and self.csp == [], self.csp
 
     def close(self):
         self.context.close()
@@ -443,8 +469,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         expect(page.locator("#board-title")).to_be_in_viewport()
 
         # Nothing went wrong in the page, and nothing was executed from the story.
-        assert watch.dialogs == [], watch.dialogs
-        assert watch.errors == [], watch.errors
+        watch.assert_clean()
         assert page.evaluate("[...document.querySelectorAll('*')].flatMap((node) => [...node.attributes])"
                              ".filter((a) => a.name.startsWith('on')).map((a) => a.name)") == []
 
@@ -481,7 +506,8 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
     try:
         page.goto("/")
         expect(page.locator("#preset option")).not_to_have_count(0)
-        page.wait_for_function("document.querySelector('#history .history-item')"
+        # Functions, not expressions: Playwright polls an expression with eval, which the CSP forbids.
+        page.wait_for_function("() => document.querySelector('#history .history-item')"
                                " || !document.getElementById('history-empty').hidden")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, "the empty page is too wide"
         # Open the newest board (the first test's), so the panels are in the layout too.
@@ -490,12 +516,12 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
             page.evaluate("document.getElementById('history-section').open = true")
             items.first.click()
             expect(page.locator("#board .panel").first).to_be_visible()
-            page.wait_for_function("[...document.querySelectorAll('#board img.panel-image')]"
+            page.wait_for_function("() => [...document.querySelectorAll('#board img.panel-image')]"
                                    ".every((img) => img.complete)")
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(artifacts / "phone.png"), full_page=True)
         assert width <= 390 + 1, f"the page scrolls sideways on a phone: scrollWidth {width}"
-        assert watch.dialogs == [] and watch.errors == [], (watch.dialogs, watch.errors)
+        watch.assert_clean()
     finally:
         watch.close()
 
@@ -603,9 +629,32 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert details["Scene words cut"].startswith("at dawn")
         page.keyboard.press("Escape")
         expect(page.locator("#panel-dialog")).to_be_hidden()
-        assert watch.dialogs == [] and watch.errors == [], (watch.dialogs, watch.errors)
+        watch.assert_clean()
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+def test_csp_violations_are_seen(browser, server):
+    """The check every test makes can fail: the app sends the policy, and an inline script or
+    a style attribute added to the page is refused and recorded."""
+    watch = PageWatch(browser, server)
+    page = watch.page
+    try:
+        response = page.goto("/")
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        page.evaluate("""() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__ran = 1";
+            document.head.append(script);
+            document.getElementById("board-empty").setAttribute("style", "color: red");
+        }""")
+        # The binding's calls reach the test while Playwright talks to the page.
+        _poll(lambda: page.evaluate("window.__cspViolations.length") and len(watch.csp) == 2,
+              message="the violations to be reported")
+        assert page.evaluate("window.__ran") is None
+        assert sorted(v["directive"] for v in watch.csp) == ["script-src-elem", "style-src-attr"]
     finally:
         watch.close()
 
