@@ -6,12 +6,14 @@
 "use strict";
 
 const FINAL_STATUSES = ["done", "failed", "canceled", "interrupted"];
-const HEALTH_POLL_MS = 2000;
+const HEALTH_POLL_MS = 2000; // while something is under way or wrong
+const HEALTH_IDLE_MS = 30000; // otherwise: a worker that stops while the page is idle still shows
 const HEALTH_RETRY_MS = 5000;
 const EVENTS_RETRY_MS = 3000;
 const HISTORY_REFRESH_MS = 1500;
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const NETWORK_ERROR = "Cannot reach the studio server";
+const WORKER_STOPPED = "The studio's worker has stopped; restart the studio.";
 
 /* API field name -> form element id. */
 const FIELD_IDS = {
@@ -64,6 +66,7 @@ function defaultErrorMessage(status) {
   if (status === 404) return "That storyboard no longer exists.";
   if (status === 413) return "The reference image is too large.";
   if (status === 429) return "The studio is busy — too many storyboards are queued. Try again shortly.";
+  if (status === 507) return "The disk is full: nothing was stored. Free some space and try again.";
   if (status >= 500) return `The studio server hit an error (HTTP ${status}).`;
   return `The request failed (HTTP ${status}).`;
 }
@@ -222,23 +225,50 @@ async function checkHealth() {
     health = await api("GET", "/api/health");
   } catch (err) {
     renderBanner(err.message || NETWORK_ERROR, "error");
+    clearTimeout(state.healthTimer);
     state.healthTimer = setTimeout(checkHealth, HEALTH_RETRY_MS);
     return;
   }
-  state.health = health;
-  const model = health && health.model;
-  if (model === "loading") {
-    renderBanner(health.loading_message || "Loading the model…", "info");
-  } else if (model === "error") {
-    renderBanner(`The model could not be loaded: ${health.error || "unknown error"}`, "error");
-  } else {
-    hideBanner();
-  }
-  // A queued board starts the model loading any moment: watch for it (and for its end).
-  if (model === "loading" || (model === "not_loaded" && boardBusy(state.board))) {
-    state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
-  }
+  state.health = health || {};
+  const banner = healthBanner(state.health);
+  if (banner.lines.length) renderBanner(banner.lines.join("\n"), banner.kind);
+  else hideBanner();
+  // Watch closely while something is wrong or under way (a queued board starts the model
+  // loading any moment, a full disk stops a drawing board), so the banner comes and goes
+  // with the trouble; otherwise now and then, so a worker that stops is seen.
+  const watch = workerTrouble(state.health) || state.health.model === "loading" || boardBusy(state.board);
+  clearTimeout(state.healthTimer); // two checks at once (a timer, a submit) leave one timer
+  state.healthTimer = setTimeout(checkHealth, watch ? HEALTH_POLL_MS : HEALTH_IDLE_MS);
   renderStatus(); // a board error that the banner shows is not repeated on the board
+}
+
+/** Whether the worker cannot go on: stopped, or failing (e.g. the disk is full). */
+function workerTrouble(health) {
+  return Boolean(health && health.status && health.status !== "ok");
+}
+
+/** The banner's lines: the worker's trouble first (nothing gets drawn until it is solved),
+ * then the model's state. ``kind`` is error when any line is one. */
+function healthBanner(health) {
+  const lines = [];
+  let kind = "info";
+  if (workerTrouble(health)) {
+    kind = "error";
+    const problem = typeof health.problem === "string" && health.problem.trim() ? health.problem.trim() : null;
+    if (health.status === "worker_stopped") {
+      if (problem && !sameMessage(problem, WORKER_STOPPED)) lines.push(problem);
+      lines.push(WORKER_STOPPED);
+    } else {
+      lines.push(problem || "The studio's worker cannot go on; the details are in the server log.");
+    }
+  }
+  if (health.model === "loading") {
+    lines.push(health.loading_message || "Loading the model…");
+  } else if (health.model === "error") {
+    kind = "error";
+    lines.push(`The model could not be loaded: ${health.error || "unknown error"}`);
+  }
+  return { lines, kind };
 }
 
 function renderBanner(text, kind) {
@@ -257,6 +287,11 @@ function hideBanner() {
 /** The model error the banner shows now, or null. */
 function bannerError() {
   return state.health && state.health.model === "error" ? state.health.error || null : null;
+}
+
+/** The worker's problem the banner shows now, or null. */
+function bannerProblem() {
+  return workerTrouble(state.health) ? state.health.problem || null : null;
 }
 
 /* ------------------------------------------------------------------ presets */
@@ -421,6 +456,7 @@ async function onSubmit(event) {
     checkHealth(); // the first job may start loading the model
   } catch (err) {
     reportError(err);
+    if (err.status === 0 || err.status >= 500) checkHealth(); // e.g. a full disk: the banner says so too
   } finally {
     state.submitting = false;
     button.disabled = false;
@@ -829,6 +865,7 @@ function statusMessage(board) {
       if (sameMessage(board.error, bannerError())) {
         return "Failed: the model could not be loaded (see the message at the top).";
       }
+      if (sameMessage(board.error, bannerProblem())) return "Failed: see the message at the top.";
       return `Failed: ${board.error || "unknown error"}`;
     case "canceled":
       return `Canceled after ${done} of ${frames.length} panels. Resume to draw the rest.`;

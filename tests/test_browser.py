@@ -1,7 +1,8 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
 settings, open a panel's details, and check that user text is shown as text. A second, short
-flow runs against a studio whose model cannot be loaded. Every page records
+flow runs against a studio whose model cannot be loaded, and one whose worker fails or
+stopped. Every page records
 Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1 it also
 refreshes docs/screenshot.png.
 
@@ -12,6 +13,7 @@ offline). Without it the test is skipped, except under CI (CI=true), where it fa
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -89,12 +91,17 @@ def _serving(app):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_settings_factory):
+def studio(tiny_settings_factory):
+    """The module's app: the real tiny generator, loaded by the worker on first use."""
     _require_browser()
     from app import create_app
 
-    settings = tiny_settings_factory(identity_scoring=False)
-    with _serving(create_app(settings)) as url:  # the real tiny generator, loaded by the worker on first use
+    return create_app(tiny_settings_factory(identity_scoring=False))
+
+
+@pytest.fixture(scope="module")
+def server(studio):
+    with _serving(studio) as url:
         yield url
 
 
@@ -632,6 +639,68 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         watch.assert_clean()
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+# --- The studio's health ---------------------------------------------------------------------
+
+
+def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, monkeypatch):
+    """A full disk: the worker cannot take jobs and a new board cannot be stored. The banner
+    says so while it lasts, the 507 shows as the form's error, and both go when it is over."""
+    from playwright.sync_api import expect
+    from worker import DISK_FULL_MESSAGE
+
+    store = studio.extensions["studio"]["store"]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        banner = page.locator("#health-banner")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        expect(banner).to_be_hidden()
+        monkeypatch.setattr(store, "next_job", disk_full)
+        monkeypatch.setattr(store, "create_board", disk_full)
+        _poll(lambda: page.request.get("/api/health").json()["status"] == "failing", message="the worker to fail")
+
+        page.fill("#story", "A girl finds a map.")
+        page.click("#generate")
+        expect(page.locator("#error")).to_have_text(DISK_FULL_MESSAGE)
+        expect(banner).to_have_text(DISK_FULL_MESSAGE)
+        expect(banner).to_have_class(re.compile(r"\berror\b"))
+
+        monkeypatch.undo()  # space is free again: the worker takes jobs, the banner goes
+        expect(banner).to_be_hidden()
+        watch.assert_clean(answered=(507,))
+    finally:
+        monkeypatch.undo()
+        watch.close()
+
+
+@pytest.fixture
+def stopped_server(tiny_settings_factory):
+    _require_browser()
+    from app import create_app
+
+    with _serving(create_app(tiny_settings_factory(), start_worker=False)) as url:
+        yield url
+
+
+def test_a_stopped_worker_is_shown(browser, stopped_server):
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, stopped_server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        assert page.request.get("/api/health").json()["status"] == "worker_stopped"
+        expect(page.locator("#health-banner")).to_have_text("The studio's worker has stopped; restart the studio.")
+        watch.assert_clean()
     finally:
         watch.close()
 
