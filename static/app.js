@@ -347,11 +347,16 @@ function renderPresetOptions(data) {
     el("option", { text: `${a.name} — ${a.width}×${a.height}`, attrs: { value: a.name } })));
   if (data.default_aspect) aspect.value = data.default_aspect;
 
+  // The server's defaults fill only what the user has not touched: presets may arrive late.
   const defaults = data.defaults || {};
   if (!$("character").value && defaults.character) $("character").value = defaults.character;
   if (!$("style").value && defaults.style) $("style").value = defaults.style;
-  if (defaults.frames) $("frames").value = defaults.frames;
-  if (typeof defaults.identity_lock === "boolean") $("identity-lock").checked = defaults.identity_lock;
+  const frames = $("frames");
+  if (defaults.frames && frames.value === frames.defaultValue) frames.value = defaults.frames;
+  const lock = $("identity-lock");
+  if (typeof defaults.identity_lock === "boolean" && lock.checked === lock.defaultChecked) {
+    lock.checked = defaults.identity_lock;
+  }
   if (data.max_frames) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;

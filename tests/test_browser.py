@@ -613,7 +613,10 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert progress({"fraction": 0.1, "panel": 1, "of": 3, "label": "Panel 1 of 3", "step": 1,
                          "steps": 10}) == 0.1
 
-        # A mode with the server's description shows it; one without shows its numbers.
+        # A mode with the server's description shows it; one without shows its numbers. Presets
+        # that arrive late keep what the user set.
+        page.fill("#frames", "3")
+        page.set_checked("#identity-lock", False)
         page.evaluate("""() => { state.presets = {...state.presets, presets: [
             {name: "lightning", label: "Lightning", steps: 4, guidance_scale: 0, ip_adapter_scale: 0.5,
              description: "4 steps, no CFG"},
@@ -621,6 +624,8 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
             renderPresetOptions(state.presets); }""")
         page.select_option("#preset", "lightning")
         expect(page.locator("#preset-hint")).to_have_text("4 steps, no CFG · IP-Adapter scale 0.50")
+        expect(page.locator("#frames")).to_have_value("3")
+        assert not page.is_checked("#identity-lock")
         page.select_option("#preset", "fast")
         expect(page.locator("#preset-hint")).to_have_text("12 steps · CFG 6.5 · IP-Adapter scale 0.50")
 
