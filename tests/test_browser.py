@@ -743,7 +743,13 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         expect(row2_shot).not_to_have_attribute("aria-invalid", "true")
         expected[1][2] = "wide shot"
 
-        # Draw this plan: the board is drawn from the rows, in their order, as Generate would.
+        # Draw this plan: the board is drawn from the rows, in their order, as Generate would,
+        # with the uploaded face (a multipart form, the panels in it as JSON text).
+        from helpers import png_bytes
+
+        page.set_input_files("#reference", files=[{"name": "face.png", "mimeType": "image/png",
+                                                   "buffer": png_bytes((64, 64), "tan")}])
+        expect(page.locator("#reference-preview")).to_be_visible()
         page.click("#draw-plan")
         expect(page.locator("#board .panel")).to_have_count(3)
         page.wait_for_function(ALL_PANELS_LOADED, arg=3, timeout=BOARD_TIMEOUT_MS)
@@ -751,7 +757,8 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         expect(editor).to_be_visible()  # kept, to change and draw again
         board_id = page.evaluate("decodeURIComponent(location.hash.replace('#board=', ''))")
         board = api.get(f"/api/storyboards/{board_id}").json()
-        assert board["id"] != "" and board["story"] == premise
+        # A multipart form sends line breaks as CRLF, and the server keeps them as sent.
+        assert board["story"].replace("\r\n", "\n") == premise and board["reference"]["kind"] == "uploaded"
         frames = board["frames"]
         assert [f["caption"] for f in frames] == [EDITED_CAPTION, PLAN_LINES[3], PLAN_LINES[2]]
         assert [f["scene"] for f in frames] == [EDITED_CAPTION, PLAN_LINES[3], EDITED_SCENE]
