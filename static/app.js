@@ -6,12 +6,21 @@
 "use strict";
 
 const FINAL_STATUSES = ["done", "failed", "canceled", "interrupted"];
-const HEALTH_POLL_MS = 2000;
+const HEALTH_POLL_MS = 2000; // while something is under way or wrong
+const HEALTH_IDLE_MS = 30000; // otherwise: a worker that stops while the page is idle still shows
 const HEALTH_RETRY_MS = 5000;
 const EVENTS_RETRY_MS = 3000;
 const HISTORY_REFRESH_MS = 1500;
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const NETWORK_ERROR = "Cannot reach the studio server";
+const WORKER_STOPPED = "The studio's worker has stopped; restart the studio.";
+/* The shot types a plan may name. The server's list wins once /api/presets sends it
+ * (``shots``); until then this is the only copy in the page (a test compares it with
+ * prompt_enhancer.SHOT_TYPES). */
+const FALLBACK_SHOTS = [
+  "establishing shot", "wide shot", "medium shot", "close-up", "over-the-shoulder shot",
+  "low-angle shot", "extreme close-up", "high-angle shot", "two-shot",
+];
 
 /* API field name -> form element id. */
 const FIELD_IDS = {
@@ -25,11 +34,16 @@ const FIELD_IDS = {
   identity_lock: "identity-lock",
   reference: "reference",
   reference_image: "reference",
+  premise: "story", // POST /api/plans plans the story
 };
 
 const state = {
   presets: null,
   health: null,
+  planner: null, // GET /api/planner: {llm, model, server}
+  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot}]}
+  planning: false,
+  planRowKey: 1, // a plan row's key: stable while rows move, so ids and focus follow the row
   board: null,
   boardId: null,
   events: null,
@@ -37,7 +51,7 @@ const state = {
   healthTimer: null,
   historyTimer: null,
   referenceUrl: null,
-  editing: null, // {frameId, caption, seed}
+  editing: null, // {frameId, caption, scene, seed}
   dragFrameId: null,
   renderPending: false,
   submitting: false,
@@ -64,6 +78,7 @@ function defaultErrorMessage(status) {
   if (status === 404) return "That storyboard no longer exists.";
   if (status === 413) return "The reference image is too large.";
   if (status === 429) return "The studio is busy — too many storyboards are queued. Try again shortly.";
+  if (status === 507) return "The disk is full: nothing was stored. Free some space and try again.";
   if (status >= 500) return `The studio server hit an error (HTTP ${status}).`;
   return `The request failed (HTTP ${status}).`;
 }
@@ -170,25 +185,42 @@ function setBoardMessage(message) {
 /* ------------------------------------------------------------------- errors */
 
 function clearError() {
-  const box = $("error");
-  box.textContent = "";
-  box.classList.remove("visible");
+  for (const box of [$("error"), $("plan-error")]) {
+    box.textContent = "";
+    box.classList.remove("visible");
+  }
   state.errorField = null;
   for (const node of document.querySelectorAll("#story-form [aria-invalid]")) {
     node.removeAttribute("aria-invalid");
   }
+  for (const row of document.querySelectorAll("#plan-rows .plan-row.invalid")) row.classList.remove("invalid");
 }
 
-function showError(err) {
+/** The element a field error is about: a form field, or a plan row's (``panels[2].shot``). */
+function fieldElement(field) {
+  if (typeof field !== "string" || !field) return null;
+  const planField = /^panels(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
+  if (planField) return planFieldElement(planField[1], planField[2]);
+  const node = $(FIELD_IDS[field] || field);
+  return node && node.closest("#story-form") ? node : null;
+}
+
+/** A message in the form's error box, or in the plan's (``inPlan``: the plan's button was
+ * used), and the field it is about marked and focused. */
+function showError(err, { inPlan = false } = {}) {
   const message = err instanceof Error ? err.message : String(err);
-  const box = $("error");
+  const field = fieldElement(err && err.field);
+  const box = (field ? field.closest("#plan-editor") : inPlan && state.plan) ? $("plan-error") : $("error");
   box.textContent = message || "Something went wrong.";
   box.classList.add("visible");
-  const field = err && err.field ? $(FIELD_IDS[err.field] || err.field) : null;
-  state.errorField = field && field.closest("#story-form") ? field.id : null;
-  if (state.errorField) {
+  state.errorField = field ? field.id : null;
+  if (field) {
     field.setAttribute("aria-invalid", "true");
+    const row = field.closest(".plan-row");
+    if (row) row.classList.add("invalid");
     field.focus();
+  } else {
+    box.scrollIntoView({ block: "nearest" });
   }
 }
 
@@ -200,9 +232,9 @@ function onFormInput(event) {
   if (state.errorField === target.id) clearError();
 }
 
-function reportError(err) {
+function reportError(err, options) {
   if (!(err instanceof ApiError)) console.error(err); // keep programming errors visible to developers
-  showError(err instanceof ApiError ? err : new Error("Something went wrong in the page. Please reload."));
+  showError(err instanceof ApiError ? err : new Error("Something went wrong in the page. Please reload."), options);
 }
 
 /** The same message in two places: one may be cut short, or wrapped in more words. */
@@ -222,23 +254,50 @@ async function checkHealth() {
     health = await api("GET", "/api/health");
   } catch (err) {
     renderBanner(err.message || NETWORK_ERROR, "error");
+    clearTimeout(state.healthTimer);
     state.healthTimer = setTimeout(checkHealth, HEALTH_RETRY_MS);
     return;
   }
-  state.health = health;
-  const model = health && health.model;
-  if (model === "loading") {
-    renderBanner(health.loading_message || "Loading the model…", "info");
-  } else if (model === "error") {
-    renderBanner(`The model could not be loaded: ${health.error || "unknown error"}`, "error");
-  } else {
-    hideBanner();
-  }
-  // A queued board starts the model loading any moment: watch for it (and for its end).
-  if (model === "loading" || (model === "not_loaded" && boardBusy(state.board))) {
-    state.healthTimer = setTimeout(checkHealth, HEALTH_POLL_MS);
-  }
+  state.health = health || {};
+  const banner = healthBanner(state.health);
+  if (banner.lines.length) renderBanner(banner.lines.join("\n"), banner.kind);
+  else hideBanner();
+  // Watch closely while something is wrong or under way (a queued board starts the model
+  // loading any moment, a full disk stops a drawing board), so the banner comes and goes
+  // with the trouble; otherwise now and then, so a worker that stops is seen.
+  const watch = workerTrouble(state.health) || state.health.model === "loading" || boardBusy(state.board);
+  clearTimeout(state.healthTimer); // two checks at once (a timer, a submit) leave one timer
+  state.healthTimer = setTimeout(checkHealth, watch ? HEALTH_POLL_MS : HEALTH_IDLE_MS);
   renderStatus(); // a board error that the banner shows is not repeated on the board
+}
+
+/** Whether the worker cannot go on: stopped, or failing (e.g. the disk is full). */
+function workerTrouble(health) {
+  return Boolean(health && health.status && health.status !== "ok");
+}
+
+/** The banner's lines: the worker's trouble first (nothing gets drawn until it is solved),
+ * then the model's state. ``kind`` is error when any line is one. */
+function healthBanner(health) {
+  const lines = [];
+  let kind = "info";
+  if (workerTrouble(health)) {
+    kind = "error";
+    const problem = typeof health.problem === "string" && health.problem.trim() ? health.problem.trim() : null;
+    if (health.status === "worker_stopped") {
+      if (problem && !sameMessage(problem, WORKER_STOPPED)) lines.push(problem);
+      lines.push(WORKER_STOPPED);
+    } else {
+      lines.push(problem || "The studio's worker cannot go on; the details are in the server log.");
+    }
+  }
+  if (health.model === "loading") {
+    lines.push(health.loading_message || "Loading the model…");
+  } else if (health.model === "error") {
+    kind = "error";
+    lines.push(`The model could not be loaded: ${health.error || "unknown error"}`);
+  }
+  return { lines, kind };
 }
 
 function renderBanner(text, kind) {
@@ -259,6 +318,11 @@ function bannerError() {
   return state.health && state.health.model === "error" ? state.health.error || null : null;
 }
 
+/** The worker's problem the banner shows now, or null. */
+function bannerProblem() {
+  return workerTrouble(state.health) ? state.health.problem || null : null;
+}
+
 /* ------------------------------------------------------------------ presets */
 
 async function loadPresets() {
@@ -272,6 +336,7 @@ async function loadPresets() {
   }
   state.presets = data;
   renderPresetOptions(data);
+  if (state.plan) renderPlan(); // the shots may come from the server
 }
 
 /* The option stays short enough for the form column; the hint below it gives the cost. */
@@ -312,11 +377,16 @@ function renderPresetOptions(data) {
     el("option", { text: `${a.name} — ${a.width}×${a.height}`, attrs: { value: a.name } })));
   if (data.default_aspect) aspect.value = data.default_aspect;
 
+  // The server's defaults fill only what the user has not touched: presets may arrive late.
   const defaults = data.defaults || {};
   if (!$("character").value && defaults.character) $("character").value = defaults.character;
   if (!$("style").value && defaults.style) $("style").value = defaults.style;
-  if (defaults.frames) $("frames").value = defaults.frames;
-  if (typeof defaults.identity_lock === "boolean") $("identity-lock").checked = defaults.identity_lock;
+  const frames = $("frames");
+  if (defaults.frames && frames.value === frames.defaultValue) frames.value = defaults.frames;
+  const lock = $("identity-lock");
+  if (typeof defaults.identity_lock === "boolean" && lock.checked === lock.defaultChecked) {
+    lock.checked = defaults.identity_lock;
+  }
   if (data.max_frames) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
@@ -374,9 +444,16 @@ function readForm() {
   };
 }
 
-function validateForm(values) {
-  const max = (state.presets && state.presets.max_frames) || 8;
-  if (!values.story) return new ApiError("Write a story first: one line per panel, or a short premise.", "story");
+function maxFrames() {
+  return (state.presets && state.presets.max_frames) || 8;
+}
+
+/** The form's own checks; a plan brings its panels, so its story may be blank. */
+function validateForm(values, { storyRequired = true } = {}) {
+  const max = maxFrames();
+  if (storyRequired && !values.story) {
+    return new ApiError("Write a story first: one line per panel, or a short premise.", "story");
+  }
   if (!Number.isInteger(values.frames) || values.frames < 1 || values.frames > max) {
     return new ApiError(`The panel count must be a whole number from 1 to ${max}.`, "frames");
   }
@@ -392,7 +469,8 @@ function buildRequestBody(values) {
   const form = new FormData();
   for (const [name, value] of Object.entries(values)) {
     if (value === null) continue;
-    form.append(name, typeof value === "boolean" ? String(value) : value);
+    if (typeof value === "object") form.append(name, JSON.stringify(value)); // a plan's panels
+    else form.append(name, typeof value === "boolean" ? String(value) : value);
   }
   form.append("reference", file, file.name);
   return form;
@@ -408,9 +486,15 @@ async function onSubmit(event) {
     showError(problem);
     return;
   }
+  await createBoard(values, $("generate"));
+}
+
+/** POST the board (Generate, or Draw this plan from ``button``), then open it. */
+async function createBoard(values, button, { inPlan = false } = {}) {
   state.submitting = true;
-  const button = $("generate");
-  button.disabled = true;
+  const label = button.textContent;
+  $("generate").disabled = true; // one board per click, whichever button
+  $("draw-plan").disabled = true;
   button.textContent = "Starting…";
   try {
     const created = await api("POST", "/api/storyboards", buildRequestBody(values));
@@ -420,19 +504,274 @@ async function onSubmit(event) {
     refreshHistory();
     checkHealth(); // the first job may start loading the model
   } catch (err) {
-    reportError(err);
+    reportError(err, { inPlan });
+    if (err.status === 0 || err.status >= 500) checkHealth(); // e.g. a full disk: the banner says so too
   } finally {
     state.submitting = false;
-    button.disabled = false;
-    button.textContent = "Generate";
+    button.textContent = label;
+    $("generate").disabled = false;
+    $("draw-plan").disabled = state.planning;
   }
 }
 
 function onFormKeydown(event) {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
     event.preventDefault();
-    $("story-form").requestSubmit();
+    // In the plan, the shortcut draws the plan; elsewhere it generates from the story.
+    if (event.target.closest && event.target.closest("#plan-editor")) drawPlan();
+    else $("story-form").requestSubmit();
   }
+}
+
+/* ----------------------------------------------------------------- planning */
+
+async function loadPlanner() {
+  try {
+    state.planner = await api("GET", "/api/planner");
+  } catch (err) {
+    state.planner = null; // the built-in splitter's label; the plan itself says who planned
+  }
+  renderPlanButton();
+}
+
+function plannerModel() {
+  const p = state.planner;
+  return p && p.llm && typeof p.model === "string" && p.model ? p.model : null;
+}
+
+function renderPlanButton() {
+  const button = $("plan");
+  const model = plannerModel();
+  button.disabled = state.planning;
+  button.textContent = state.planning ? "Planning…" : model ? `Plan with ${model}` : "Plan panels";
+  button.title = model
+    ? `Ask ${model}${state.planner.server ? ` (${state.planner.server})` : ""} for a plan to edit before drawing`
+    : "Split the story into panels you can edit before drawing";
+}
+
+function shotTypes() {
+  const shots = state.presets && state.presets.shots;
+  return Array.isArray(shots) && shots.length ? shots : FALLBACK_SHOTS;
+}
+
+/** Plan the story (the premise) with the server's planner: rows to edit, nothing drawn. */
+async function planStory() {
+  if (state.planning) return;
+  clearError();
+  const premise = $("story").value.trim();
+  if (!premise) {
+    showError(new ApiError("Write a story or a premise first, then plan it.", "story"));
+    return;
+  }
+  const body = { premise };
+  // As for Generate: a story written line by line has one panel per line, whatever the count.
+  if (premise.split("\n").filter((line) => line.trim()).length <= 1) {
+    const frames = Number.parseInt($("frames").value, 10);
+    const problem = validateForm({ story: premise, frames, seed: null });
+    if (problem) {
+      showError(problem);
+      return;
+    }
+    body.frames = frames;
+  }
+  setPlanning(true);
+  try {
+    const answer = await api("POST", "/api/plans", body);
+    setPlan(answer, premise);
+    $("plan-editor").scrollIntoView({ block: "start" });
+    const first = document.querySelector("#plan-rows .plan-caption");
+    if (first) first.focus({ preventScroll: true });
+    announce(`Planned ${state.plan.rows.length} panels. Edit them, then draw the plan.`);
+  } catch (err) {
+    reportError(err);
+  } finally {
+    setPlanning(false);
+  }
+}
+
+function setPlanning(on) {
+  state.planning = on;
+  renderPlanButton();
+  $("draw-plan").disabled = on || state.submitting;
+  $("plan-editor").setAttribute("aria-busy", String(on));
+  const model = plannerModel();
+  // An LLM's answer may take minutes (a model that loads, a CPU): say so, so nobody clicks twice.
+  $("plan-status").textContent = !on ? ""
+    : model ? `Asking ${model} for a plan… a local model can take a minute or more.` : "Planning…";
+}
+
+function setPlan(answer, premise) {
+  state.plan = {
+    source: answer && answer.source,
+    notices: ((answer && answer.notices) || []).filter((n) => typeof n === "string" && n.trim()),
+    premise,
+    model: plannerModel(),
+    rows: ((answer && answer.panels) || []).map(newPlanRow),
+  };
+  renderPlan();
+}
+
+/* The scene is kept blank while it is the caption (the built-in splitter's plan): blank
+ * means "the caption", so an edited caption is what gets drawn. */
+function newPlanRow(panel = {}) {
+  const caption = typeof panel.caption === "string" ? panel.caption : "";
+  const scene = typeof panel.scene === "string" && panel.scene.trim() !== caption.trim() ? panel.scene : "";
+  return { key: state.planRowKey++, caption, scene, shot: typeof panel.shot === "string" ? panel.shot : "" };
+}
+
+function discardPlan() {
+  state.plan = null;
+  clearError();
+  renderPlan();
+  $("plan").focus();
+}
+
+function planSourceText(plan) {
+  if (plan.source === "llm") {
+    return `Planned by ${plan.model || "the language model"}: captions in your language, scenes in English for the image.`;
+  }
+  if (plan.source === "fallback") {
+    return `Planned by the built-in splitter: ${plan.model || "the language model"}'s plan was not used (see why below).`;
+  }
+  return "Planned by the built-in splitter: each caption is your words, and so is its scene.";
+}
+
+function renderPlan() {
+  const editor = $("plan-editor");
+  const plan = state.plan;
+  editor.hidden = !plan;
+  if (!plan) {
+    $("plan-rows").replaceChildren();
+    return;
+  }
+  $("plan-source").textContent = planSourceText(plan);
+  const notices = $("plan-notices");
+  notices.replaceChildren(...plan.notices.map((text) => el("li", { text })));
+  notices.hidden = plan.notices.length === 0;
+  notices.classList.toggle("warn", plan.source === "fallback");
+  const rows = plan.rows;
+  $("plan-rows").replaceChildren(...rows.map((row, i) => renderPlanRow(row, i, rows.length)));
+  $("plan-add").disabled = rows.length >= maxFrames();
+  renderPlanStale();
+}
+
+function renderPlanStale() {
+  $("plan-stale").hidden = !state.plan || $("story").value.trim() === state.plan.premise;
+}
+
+function renderPlanRow(row, i, count) {
+  const n = i + 1;
+  const li = el("li", { className: "plan-row", attrs: { "data-key": row.key, "aria-label": `Panel ${n}` } });
+  const head = el("div", { className: "plan-row-head" }, [
+    el("span", { className: "plan-number", text: `Panel ${n}` }),
+    el("span", { className: "plan-row-buttons" }, [
+      actionButton("plan-up", "↑", `Move panel ${n} up`, () => movePlanRow(row.key, -1), i === 0),
+      actionButton("plan-down", "↓", `Move panel ${n} down`, () => movePlanRow(row.key, 1), i === count - 1),
+      actionButton("ghost plan-delete", "✕", `Delete panel ${n}`, () => deletePlanRow(row.key), count <= 1),
+    ]),
+  ]);
+  const caption = planText(row, "caption", 2, { placeholder: "What happens, in your words" });
+  const scene = planText(row, "scene", 2, { placeholder: "Same as the caption" });
+  const shot = el("select", { className: "plan-shot", attrs: { id: `plan-shot-${row.key}` } });
+  // The row's own shot stays choosable even when this page does not know it.
+  const shots = shotTypes().includes(row.shot) || !row.shot ? shotTypes() : [...shotTypes(), row.shot];
+  shot.append(el("option", { text: "any (by position)", attrs: { value: "" } }),
+    ...shots.map((name) => el("option", { text: name, attrs: { value: name } })));
+  shot.value = row.shot;
+  shot.addEventListener("change", () => { row.shot = shot.value; });
+
+  li.append(
+    head,
+    planLabel(caption, "Caption"),
+    caption,
+    planLabel(scene, "Scene", "for the image, in English; blank = the caption"),
+    scene,
+    el("div", { className: "plan-shot-row" }, [planLabel(shot, "Shot"), shot]),
+  );
+  return li;
+}
+
+function planText(row, name, rows, attrs) {
+  const area = el("textarea", { className: `plan-${name}`, attrs: { id: `plan-${name}-${row.key}`, rows, ...attrs } });
+  area.value = row[name];
+  area.addEventListener("input", () => { row[name] = area.value; });
+  return area;
+}
+
+function planLabel(control, text, hint) {
+  const label = el("label", { className: "small-label", text, attrs: { for: control.id } });
+  if (hint) label.append(" ", el("span", { className: "optional", text: `(${hint})` }));
+  return label;
+}
+
+/** The control for ``panels[index].name`` in an error from the server, or null. */
+function planFieldElement(index, name) {
+  if (!state.plan) return null;
+  const row = index === undefined ? null : state.plan.rows[Number(index)];
+  if (!row) return $("plan-rows");
+  const kind = ["caption", "scene", "shot"].includes(name) ? name : "caption";
+  return $(`plan-${kind}-${row.key}`);
+}
+
+function focusPlanRow(key, selector) {
+  const row = document.querySelector(`#plan-rows .plan-row[data-key="${CSS.escape(String(key))}"]`);
+  if (!row) return;
+  const target = row.querySelector(`${selector}:not([disabled])`) || row.querySelector("textarea");
+  if (target) target.focus();
+}
+
+/* Rows move, go and come: an error about a row by its position would now point elsewhere. */
+function movePlanRow(key, delta) {
+  const rows = state.plan.rows;
+  const from = rows.findIndex((row) => row.key === key);
+  const to = from + delta;
+  if (from < 0 || to < 0 || to >= rows.length) return;
+  [rows[from], rows[to]] = [rows[to], rows[from]];
+  clearError();
+  renderPlan();
+  focusPlanRow(key, delta < 0 ? ".plan-up" : ".plan-down");
+  announce(`Moved to panel ${to + 1}.`);
+}
+
+function deletePlanRow(key) {
+  const rows = state.plan.rows;
+  const at = rows.findIndex((row) => row.key === key);
+  if (at < 0 || rows.length <= 1) return;
+  rows.splice(at, 1);
+  clearError();
+  renderPlan();
+  const next = rows[Math.min(at, rows.length - 1)];
+  focusPlanRow(next.key, ".plan-delete");
+  announce(`Panel ${at + 1} deleted.`);
+}
+
+function addPlanRow() {
+  if (!state.plan || state.plan.rows.length >= maxFrames()) return;
+  const row = newPlanRow();
+  state.plan.rows.push(row);
+  clearError();
+  renderPlan();
+  focusPlanRow(row.key, ".plan-caption");
+}
+
+/** Draw the plan's rows as the board's panels, with the rest of the form, as Generate does. */
+async function drawPlan() {
+  if (!state.plan || state.submitting || state.planning) return;
+  clearError();
+  const rows = state.plan.rows;
+  const values = { ...readForm(), frames: rows.length };
+  const problem = validateForm(values, { storyRequired: false });
+  if (problem) {
+    showError(problem);
+    return;
+  }
+  const blank = rows.findIndex((row) => !row.caption.trim());
+  if (blank >= 0) {
+    showError(new ApiError(`Panel ${blank + 1} needs a caption.`, `panels[${blank}].caption`));
+    return;
+  }
+  values.panels = rows.map((row) => ({ caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot }));
+  await createBoard(values, $("draw-plan"), { inPlan: true });
 }
 
 /* ------------------------------------------------------------------- boards */
@@ -829,6 +1168,7 @@ function statusMessage(board) {
       if (sameMessage(board.error, bannerError())) {
         return "Failed: the model could not be loaded (see the message at the top).";
       }
+      if (sameMessage(board.error, bannerProblem())) return "Failed: see the message at the top.";
       return `Failed: ${board.error || "unknown error"}`;
     case "canceled":
       return `Canceled after ${done} of ${frames.length} panels. Resume to draw the rest.`;
@@ -1125,7 +1465,7 @@ function renderPanelActions(frame, n, position, count) {
   actions.append(
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(n, { seed: null }), busy),
-    actionButton("edit", "Edit", `Edit the text or seed of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("edit", "Edit", `Edit the text, scene or seed of panel ${n}`, () => startEdit(frame), busy),
     actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
       () => useSeed(frame), frame.seed === null || frame.seed === undefined),
   );
@@ -1166,7 +1506,9 @@ function panelDetails(frame, settings) {
   }
   const ip = s.identity_lock === false ? "identity lock off" : formatNumber(s.ip_adapter_scale, 2);
   const seconds = formatNumber(frame.seconds, 1);
+  const scene = distinctScene(frame);
   return [
+    ...(scene ? [["Scene", scene]] : []),
     ["Prompt", frame.prompt || "—"],
     ["Negative prompt", frame.negative_prompt || "—"],
     ["Scene words cut", frame.prompt_shortened
@@ -1180,6 +1522,12 @@ function panelDetails(frame, settings) {
     ["Attempts", frame.attempts ?? "—"],
     ["Time", seconds ? `${seconds} s` : "—"],
   ];
+}
+
+/** The panel's scene when it is not simply its caption (an edited plan's English scene), else "". */
+function distinctScene(frame) {
+  const scene = typeof frame.scene === "string" ? frame.scene.trim() : "";
+  return scene && scene !== (frame.caption || "").trim() ? scene : "";
 }
 
 function openPanelDialog(frame, n) {
@@ -1233,7 +1581,7 @@ function setSelect(select, value) {
 /* ------------------------------------------------------------- inline edit */
 
 function startEdit(frame) {
-  state.editing = { frameId: frame.id, caption: frame.caption || "", seed: frame.seed ?? "" };
+  state.editing = { frameId: frame.id, caption: frame.caption || "", scene: distinctScene(frame), seed: frame.seed ?? "" };
   renderBoard();
   const area = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frame.id))}"] .edit-caption`);
   if (area) area.focus();
@@ -1243,10 +1591,17 @@ function renderEditForm(frame, n) {
   const draft = state.editing;
   const form = el("form", { className: "edit-form", attrs: { "aria-label": `Edit panel ${n}` } });
   const captionId = `edit-caption-${frame.id}`;
+  const sceneId = `edit-scene-${frame.id}`;
   const seedId = `edit-seed-${frame.id}`;
   const caption = el("textarea", { className: "edit-caption", attrs: { id: captionId, rows: 3 } });
   caption.value = draft.caption;
   caption.addEventListener("input", () => { draft.caption = caption.value; });
+  const scene = el("textarea", {
+    className: "edit-scene",
+    attrs: { id: sceneId, rows: 2, placeholder: "Same as the text" },
+  });
+  scene.value = draft.scene;
+  scene.addEventListener("input", () => { draft.scene = scene.value; });
   const seed = el("input", {
     className: "edit-seed",
     attrs: { id: seedId, type: "number", min: 0, step: 1, inputmode: "numeric", placeholder: "random" },
@@ -1278,14 +1633,20 @@ function renderEditForm(frame, n) {
       return;
     }
     const body = { seed: seedValue };
-    const text = draft.caption.trim();
-    if (text && text !== (frame.caption || "")) body.caption = text;
+    const text = draft.caption.trim() || frame.caption || "";
+    if (text !== (frame.caption || "")) body.caption = text;
+    // A blank scene is the text itself (sent as such: a blank field keeps the old scene).
+    const sceneText = draft.scene.trim() || text;
+    if (sceneText !== (frame.scene || frame.caption || "")) body.scene = sceneText;
     regenerateFrame(n, body);
   });
 
   form.append(
     el("label", { className: "small-label", text: "Panel text", attrs: { for: captionId } }),
     caption,
+    el("label", { className: "small-label", text: "Scene (for the image, in English; blank = the text)",
+      attrs: { for: sceneId } }),
+    scene,
     el("label", { className: "small-label", text: "Seed (blank = random)", attrs: { for: seedId } }),
     seed,
     el("div", { className: "edit-actions" }, [save, cancel]),
@@ -1469,6 +1830,11 @@ function bindEvents() {
   form.addEventListener("input", onFormInput); // selects, checkboxes and files send "input" too
   $("reference").addEventListener("change", onReferenceChange);
   $("reference-remove").addEventListener("click", removeReference);
+  $("plan").addEventListener("click", planStory);
+  $("plan-add").addEventListener("click", addPlanRow);
+  $("plan-discard").addEventListener("click", discardPlan);
+  $("draw-plan").addEventListener("click", drawPlan);
+  $("story").addEventListener("input", renderPlanStale);
   $("preset").addEventListener("change", renderPresetHint);
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
@@ -1490,6 +1856,7 @@ async function start() {
   collapseHistoryOnPhones();
   renderAll();
   checkHealth();
+  loadPlanner();
   await loadPresets();
   refreshHistory();
   const id = boardIdFromHash();

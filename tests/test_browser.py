@@ -1,8 +1,10 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
-settings, open a panel's details, and check that user text is shown as text. A second, short
-flow runs against a studio whose model cannot be loaded. With UPDATE_SCREENSHOT=1 it also
-refreshes docs/screenshot.png.
+settings, open a panel's details, and check that user text is shown as text; plan a story,
+edit the plan and draw it. Short flows run against a studio whose model cannot be loaded,
+one whose worker fails or stopped, and one that plans with an LLM stand-in. Every page
+records Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1
+it also refreshes docs/screenshot.png.
 
 Needs Debian's Chromium at /usr/bin/chromium (Playwright cannot download its own browser
 offline). Without it the test is skipped, except under CI (CI=true), where it fails.
@@ -11,6 +13,7 @@ offline). Without it the test is skipped, except under CI (CI=true), where it fa
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -88,12 +91,17 @@ def _serving(app):
 
 
 @pytest.fixture(scope="module")
-def server(tiny_settings_factory):
+def studio(tiny_settings_factory):
+    """The module's app: the real tiny generator, loaded by the worker on first use."""
     _require_browser()
     from app import create_app
 
-    settings = tiny_settings_factory(identity_scoring=False)
-    with _serving(create_app(settings)) as url:  # the real tiny generator, loaded by the worker on first use
+    return create_app(tiny_settings_factory(identity_scoring=False))
+
+
+@pytest.fixture(scope="module")
+def server(studio):
+    with _serving(studio) as url:
         yield url
 
 
@@ -135,12 +143,29 @@ def browser(server):
             browser.close()
 
 
+# Playwright's init scripts are not subject to the page's CSP: this one sees every violation,
+# keeps it in the page and hands it to the test (which survives reloads).
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const seen = {directive: event.violatedDirective, blocked: event.blockedURI, sample: event.sample,
+                source: `${event.sourceFile}:${event.lineNumber}`};
+  window.__cspViolations.push(seen);
+  window.__reportCspViolation(seen);
+}, true);
+"""
+
+
 class PageWatch:
-    """A page plus what went wrong in it: JS dialogs, uncaught errors, console errors."""
+    """A page plus what went wrong in it: JS dialogs, uncaught errors, console errors and
+    Content-Security-Policy violations."""
 
     def __init__(self, browser, base_url: str, **context_options):
         self.context = browser.new_context(base_url=base_url, **context_options)
         self.context.set_default_timeout(TIMEOUT_MS)
+        self.csp: list[dict] = []
+        self.context.expose_binding("__reportCspViolation", lambda source, seen: self.csp.append(seen))
+        self.context.add_init_script(CSP_RECORDER)
         self.page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
@@ -155,6 +180,14 @@ class PageWatch:
     def _on_console(self, message):
         if message.type == "error":
             self.errors.append(f"console: {message.text}")
+
+    def assert_clean(self, answered: tuple[int, ...] = ()):
+        """Nothing went wrong, but for the error answers the test asked for (``answered``:
+        their HTTP statuses, which Chromium logs as console errors)."""
+        expected = tuple(f"the server responded with a status of {status} " for status in answered)
+        assert self.dialogs == [], self.dialogs
+        assert [e for e in self.errors if not any(words in e for words in expected)] == [], self.errors
+        assert self.page.evaluate("window.__cspViolations") == [] and self.csp == [], self.csp
 
     def close(self):
         self.context.close()
@@ -443,8 +476,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         expect(page.locator("#board-title")).to_be_in_viewport()
 
         # Nothing went wrong in the page, and nothing was executed from the story.
-        assert watch.dialogs == [], watch.dialogs
-        assert watch.errors == [], watch.errors
+        watch.assert_clean()
         assert page.evaluate("[...document.querySelectorAll('*')].flatMap((node) => [...node.attributes])"
                              ".filter((a) => a.name.startsWith('on')).map((a) => a.name)") == []
 
@@ -481,7 +513,7 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
     try:
         page.goto("/")
         expect(page.locator("#preset option")).not_to_have_count(0)
-        # Predicates are functions: a bare expression is eval'd in the page, which its CSP forbids.
+        # Functions, not expressions: Playwright polls an expression with eval, which the CSP forbids.
         page.wait_for_function("() => document.querySelector('#history .history-item')"
                                " || !document.getElementById('history-empty').hidden")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, "the empty page is too wide"
@@ -496,7 +528,7 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
         width = page.evaluate("document.documentElement.scrollWidth")
         page.screenshot(path=str(artifacts / "phone.png"), full_page=True)
         assert width <= 390 + 1, f"the page scrolls sideways on a phone: scrollWidth {width}"
-        assert watch.dialogs == [] and watch.errors == [], (watch.dialogs, watch.errors)
+        watch.assert_clean()
     finally:
         watch.close()
 
@@ -581,7 +613,10 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert progress({"fraction": 0.1, "panel": 1, "of": 3, "label": "Panel 1 of 3", "step": 1,
                          "steps": 10}) == 0.1
 
-        # A mode with the server's description shows it; one without shows its numbers.
+        # A mode with the server's description shows it; one without shows its numbers. Presets
+        # that arrive late keep what the user set.
+        page.fill("#frames", "3")
+        page.set_checked("#identity-lock", False)
         page.evaluate("""() => { state.presets = {...state.presets, presets: [
             {name: "lightning", label: "Lightning", steps: 4, guidance_scale: 0, ip_adapter_scale: 0.5,
              description: "4 steps, no CFG"},
@@ -589,6 +624,8 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
             renderPresetOptions(state.presets); }""")
         page.select_option("#preset", "lightning")
         expect(page.locator("#preset-hint")).to_have_text("4 steps, no CFG · IP-Adapter scale 0.50")
+        expect(page.locator("#frames")).to_have_value("3")
+        assert not page.is_checked("#identity-lock")
         page.select_option("#preset", "fast")
         expect(page.locator("#preset-hint")).to_have_text("12 steps · CFG 6.5 · IP-Adapter scale 0.50")
 
@@ -604,9 +641,313 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert details["Scene words cut"].startswith("at dawn")
         page.keyboard.press("Escape")
         expect(page.locator("#panel-dialog")).to_be_hidden()
-        assert watch.dialogs == [] and watch.errors == [], (watch.dialogs, watch.errors)
+        watch.assert_clean()
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+# --- Planning: a plan to edit, then drawn ---------------------------------------------------
+
+PLAN_LINES = [
+    "Ada finds a broken radio in the shed.",
+    "She solders the last wire at midnight.",
+    "A faint voice calls from the sea.",
+    "She rows out into the fog.",
+]
+EDITED_CAPTION = "Ada finds a broken radio in the garden shed."
+EDITED_SCENE = "a faint voice crackles from a radio speaker, night, lamplight"
+REDRAWN_SCENE = "a small rowing boat in thick fog, lantern light"
+
+# [caption, scene, shot] of every plan row, as the page holds them.
+PLAN_ROWS = """
+() => [...document.querySelectorAll("#plan-rows .plan-row")].map((row) => [
+  row.querySelector(".plan-caption").value, row.querySelector(".plan-scene").value,
+  row.querySelector(".plan-shot").value])
+"""
+
+
+def _plan_row(page, n: int):
+    return page.locator(f"#plan-rows .plan-row:nth-child({n})")
+
+
+def test_plan_edit_and_draw(browser, server, artifacts):
+    """Plan with the built-in splitter (no LLM here), edit a caption and a scene, delete a row,
+    move one, see a server error land on its row, draw, and change a panel's scene in Edit."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        plan_button, editor, plan_error = page.locator("#plan"), page.locator("#plan-editor"), page.locator("#plan-error")
+        expect(plan_button).to_have_text("Plan panels")
+        expect(editor).to_be_hidden()
+        premise = "\n".join(PLAN_LINES)
+        page.fill("#story", premise)
+        page.fill("#character", CHARACTER)
+        page.select_option("#preset", "ultra_fast")
+        page.fill("#seed", "7")
+        plan_button.click()
+
+        rows = page.locator("#plan-rows .plan-row")
+        expect(rows).to_have_count(4)
+        planned = api.post("/api/plans", data={"premise": premise}).json()
+        assert planned["source"] == "built-in" and len(planned["panels"]) == 4
+        expect(page.locator("#plan-source")).to_contain_text("built-in splitter")
+        shots = [p["shot"] for p in planned["panels"]]
+        # The built-in plan's scene is its caption: blank in the editor, so an edited caption is drawn.
+        assert page.evaluate(PLAN_ROWS) == [[line, "", shot] for line, shot in zip(PLAN_LINES, shots)]
+        expect(page.locator("#plan-notices li")).to_have_text(planned["notices"])
+        expect(page.locator("#plan-stale")).to_be_hidden()
+
+        # Edit a caption and a scene, delete row 2, move the last row up.
+        _plan_row(page, 1).locator(".plan-caption").fill(EDITED_CAPTION)
+        _plan_row(page, 3).locator(".plan-scene").fill(EDITED_SCENE)
+        _plan_row(page, 2).locator(".plan-delete").click()
+        expect(rows).to_have_count(3)
+        _plan_row(page, 3).locator(".plan-up").click()
+        expected = [[EDITED_CAPTION, "", shots[0]], [PLAN_LINES[3], "", shots[3]], [PLAN_LINES[2], EDITED_SCENE, shots[2]]]
+        assert page.evaluate(PLAN_ROWS) == expected
+        expect(_plan_row(page, 2).locator(".plan-up")).to_be_focused()  # focus follows the moved row
+        expect(_plan_row(page, 1).locator(".plan-up")).to_be_disabled()
+        expect(_plan_row(page, 3).locator(".plan-down")).to_be_disabled()
+
+        # A blank caption is caught in the page, on its row.
+        boards_before = len(api.get("/api/storyboards").json()["storyboards"])
+        _plan_row(page, 1).locator(".plan-caption").fill("")
+        page.click("#draw-plan")
+        expect(plan_error).to_have_text("Panel 1 needs a caption.")
+        expect(_plan_row(page, 1)).to_have_class(re.compile(r"\binvalid\b"))
+        expect(_plan_row(page, 1).locator(".plan-caption")).to_be_focused()
+        page.keyboard.type(EDITED_CAPTION)
+        expect(plan_error).to_have_text("")
+        expect(_plan_row(page, 1)).not_to_have_class(re.compile(r"\binvalid\b"))
+
+        # The server's field error (panels[1].shot) lands on row 2's shot; fixing it clears it.
+        page.evaluate("() => { state.plan.rows[1].shot = 'dutch angle'; renderPlan(); }")
+        page.click("#draw-plan")
+        expect(plan_error).to_contain_text("shot must be one of")
+        row2_shot = _plan_row(page, 2).locator(".plan-shot")
+        expect(_plan_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
+        expect(row2_shot).to_have_attribute("aria-invalid", "true")
+        expect(row2_shot).to_be_focused()
+        expect(page.locator("#plan-rows .plan-row.invalid")).to_have_count(1)
+        assert len(api.get("/api/storyboards").json()["storyboards"]) == boards_before
+        page.screenshot(path=str(artifacts / "plan-error.png"), full_page=True)
+        row2_shot.select_option("wide shot")
+        expect(plan_error).to_have_text("")
+        expect(row2_shot).not_to_have_attribute("aria-invalid", "true")
+        expected[1][2] = "wide shot"
+
+        # Draw this plan: the board is drawn from the rows, in their order, as Generate would,
+        # with the uploaded face (a multipart form, the panels in it as JSON text).
+        from helpers import png_bytes
+
+        page.set_input_files("#reference", files=[{"name": "face.png", "mimeType": "image/png",
+                                                   "buffer": png_bytes((64, 64), "tan")}])
+        expect(page.locator("#reference-preview")).to_be_visible()
+        page.click("#draw-plan")
+        expect(page.locator("#board .panel")).to_have_count(3)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=3, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        expect(editor).to_be_visible()  # kept, to change and draw again
+        board_id = page.evaluate("decodeURIComponent(location.hash.replace('#board=', ''))")
+        board = api.get(f"/api/storyboards/{board_id}").json()
+        # A multipart form sends line breaks as CRLF, and the server keeps them as sent.
+        assert board["story"].replace("\r\n", "\n") == premise and board["reference"]["kind"] == "uploaded"
+        frames = board["frames"]
+        assert [f["caption"] for f in frames] == [EDITED_CAPTION, PLAN_LINES[3], PLAN_LINES[2]]
+        assert [f["scene"] for f in frames] == [EDITED_CAPTION, PLAN_LINES[3], EDITED_SCENE]
+        assert [f["shot"] for f in frames] == [row[2] for row in expected]
+        assert [f["seed"] for f in frames] == [7, 8, 9]
+        assert "radio speaker" in frames[2]["prompt"] and "faint voice calls" not in frames[2]["prompt"]
+        expect(page.locator("#board .panel .panel-caption")).to_have_text([f["caption"] for f in frames])
+
+        # The details show a scene that is not the caption; a panel without one shows none.
+        page.locator("#board .panel[data-index='3'] .panel-open").click()
+        assert page.evaluate(DIALOG_DETAILS)["Scene"] == EDITED_SCENE
+        page.keyboard.press("Escape")
+        page.locator("#board .panel[data-index='1'] .panel-open").click()
+        assert "Scene" not in page.evaluate(DIALOG_DETAILS)
+        page.keyboard.press("Escape")
+
+        # Edit changes a panel's scene (the caption stays) and redraws it.
+        panel2 = page.locator("#board .panel[data-index='2']")
+        panel2.locator(".edit").click()
+        expect(panel2.locator(".edit-scene")).to_have_value("")  # its scene is its caption
+        panel2.locator(".edit-scene").fill(REDRAWN_SCENE)
+        panel2.locator(".edit-form button[type='submit']").click()
+        redrawn = _poll(lambda: (b := api.get(f"/api/storyboards/{board_id}").json())["status"] == "done"
+                        and b["frames"][1]["scene"] == REDRAWN_SCENE
+                        and all(f["status"] == "done" for f in b["frames"]) and b,
+                        timeout=BOARD_TIMEOUT_MS / 1000, message="panel 2 to be redrawn with its new scene")
+        assert redrawn["frames"][1]["caption"] == PLAN_LINES[3] and "rowing boat" in redrawn["frames"][1]["prompt"]
+        page.wait_for_function(ALL_PANELS_LOADED, arg=3, timeout=TIMEOUT_MS)
+        panel2.locator(".edit").click()
+        expect(panel2.locator(".edit-scene")).to_have_value(REDRAWN_SCENE)
+        panel2.locator(".edit-form .ghost").click()  # Cancel
+
+        # A changed story is pointed out (the plan was made from the old one); Discard closes the plan.
+        page.fill("#story", "Something else.")
+        expect(page.locator("#plan-stale")).to_be_visible()
+        page.click("#plan-discard")
+        expect(editor).to_be_hidden()
+        watch.assert_clean(answered=(400,))
+    except Exception as error:
+        raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+@pytest.fixture
+def planning_server(tiny_settings_factory, llm_server):
+    """A studio that plans with the chat-completions stand-in (and draws nothing)."""
+    _require_browser()
+    from app import create_app
+    from fakes import FakeGenerator
+
+    settings = tiny_settings_factory(planner_url=llm_server.url, planner_model="stand-in-7b", planner_timeout_s=60)
+    with _serving(create_app(settings, load_generator=FakeGenerator)) as url:
+        yield url
+
+
+def test_planning_with_an_llm(browser, planning_server, llm_server, artifacts):
+    """The button names the model, a slow answer shows as busy and cannot be asked twice, the
+    LLM's English scenes fill the rows, and a fallback plan says why."""
+    from llm_standin import plan_answer, raw_answer, slow_answer
+    from playwright.sync_api import expect
+
+    llm_server.answer(slow_answer(plan_answer(3)), raw_answer(b"<html>not the protocol</html>"))
+    watch = PageWatch(browser, planning_server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        plan_button = page.locator("#plan")
+        expect(plan_button).to_have_text("Plan with stand-in-7b")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.fill("#story", "A lighthouse keeper's daughter follows a distress call into the fog.")
+        page.fill("#frames", "3")
+        plan_button.click()
+        expect(plan_button).to_be_disabled()
+        expect(plan_button).to_have_text("Planning…")
+        expect(page.locator("#plan-status")).to_contain_text("Asking stand-in-7b")
+        _poll(lambda: len(llm_server.requests) == 1, message="the planner to be asked")
+        page.evaluate("planStory()")  # a second click while planning (the button is disabled) asks nothing
+        llm_server.release.set()
+
+        rows = page.locator("#plan-rows .plan-row")
+        expect(rows).to_have_count(3)
+        assert page.evaluate(PLAN_ROWS) == [[f"Panel {i} of the story.", f"A hillside at dawn, moment {i}.", shot]
+                                            for i, shot in zip((1, 2, 3), ("establishing shot", "close-up",
+                                                                           "medium shot"))]
+        expect(page.locator("#plan-source")).to_contain_text("Planned by stand-in-7b")
+        page.screenshot(path=str(artifacts / "plan-llm.png"), full_page=True)
+        expect(page.locator("#plan-notices")).to_be_hidden()
+        expect(plan_button).to_be_enabled()
+        expect(page.locator("#plan-status")).to_have_text("")
+        assert len(llm_server.requests) == 1
+
+        # An answer that is not the protocol: the built-in splitter's plan, and why, in view.
+        plan_button.click()
+        notices = page.locator("#plan-notices")
+        expect(notices).to_be_visible()
+        expect(notices).to_have_class(re.compile(r"\bwarn\b"))
+        expect(page.locator("#plan-source")).to_contain_text("was not used")
+        answer = page.request.post("/api/plans", data={"premise": page.input_value("#story"), "frames": 3}).json()
+        assert answer["source"] == "fallback" and "chat-completions" in answer["notices"][0]
+        expect(page.locator("#plan-notices li")).to_have_text(answer["notices"])
+        assert page.evaluate(PLAN_ROWS) == [[p["caption"], "", p["shot"]] for p in answer["panels"]]
+        page.screenshot(path=str(artifacts / "plan-fallback.png"), full_page=True)
+        watch.assert_clean()
+    finally:
+        watch.close()
+
+
+# --- The studio's health ---------------------------------------------------------------------
+
+
+def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, monkeypatch):
+    """A full disk: the worker cannot take jobs and a new board cannot be stored. The banner
+    says so while it lasts, the 507 shows as the form's error, and both go when it is over."""
+    from playwright.sync_api import expect
+    from worker import DISK_FULL_MESSAGE
+
+    store = studio.extensions["studio"]["store"]
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        banner = page.locator("#health-banner")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        expect(banner).to_be_hidden()
+        monkeypatch.setattr(store, "next_job", disk_full)
+        monkeypatch.setattr(store, "create_board", disk_full)
+        _poll(lambda: page.request.get("/api/health").json()["status"] == "failing", message="the worker to fail")
+
+        page.fill("#story", "A girl finds a map.")
+        page.click("#generate")
+        expect(page.locator("#error")).to_have_text(DISK_FULL_MESSAGE)
+        expect(banner).to_have_text(DISK_FULL_MESSAGE)
+        expect(banner).to_have_class(re.compile(r"\berror\b"))
+
+        monkeypatch.undo()  # space is free again: the worker takes jobs, the banner goes
+        expect(banner).to_be_hidden()
+        watch.assert_clean(answered=(507,))
+    finally:
+        monkeypatch.undo()
+        watch.close()
+
+
+@pytest.fixture
+def stopped_server(tiny_settings_factory):
+    _require_browser()
+    from app import create_app
+
+    with _serving(create_app(tiny_settings_factory(), start_worker=False)) as url:
+        yield url
+
+
+def test_a_stopped_worker_is_shown(browser, stopped_server):
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, stopped_server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        assert page.request.get("/api/health").json()["status"] == "worker_stopped"
+        expect(page.locator("#health-banner")).to_have_text("The studio's worker has stopped; restart the studio.")
+        watch.assert_clean()
+    finally:
+        watch.close()
+
+
+def test_csp_violations_are_seen(browser, server):
+    """The check every test makes can fail: the app sends the policy, and an inline script or
+    a style attribute added to the page is refused and recorded."""
+    watch = PageWatch(browser, server)
+    page = watch.page
+    try:
+        response = page.goto("/")
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        page.evaluate("""() => {
+            const script = document.createElement("script");
+            script.textContent = "window.__ran = 1";
+            document.head.append(script);
+            document.getElementById("board-empty").setAttribute("style", "color: red");
+        }""")
+        # The binding's calls reach the test while Playwright talks to the page.
+        _poll(lambda: page.evaluate("window.__cspViolations.length") and len(watch.csp) == 2,
+              message="the violations to be reported")
+        assert page.evaluate("window.__ran") is None
+        assert sorted(v["directive"] for v in watch.csp) == ["script-src-elem", "style-src-attr"]
     finally:
         watch.close()
 
@@ -641,3 +982,13 @@ def test_the_speed_modes_come_from_the_server():
 
     script = (ROOT / "static" / "app.js").read_text(encoding="utf-8")
     assert [name for name in PRESETS if f'"{name}"' in script or f"'{name}'" in script] == []
+
+
+def test_the_pages_shot_list_is_the_servers():
+    """Until /api/presets sends the shots, the page keeps one copy: it must be the server's."""
+    from prompt_enhancer import SHOT_TYPES
+
+    script = (ROOT / "static" / "app.js").read_text(encoding="utf-8")
+    block = re.search(r"const FALLBACK_SHOTS = \[(.*?)\];", script, re.S)
+    assert block and re.findall(r'"([^"]+)"', block.group(1)) == list(SHOT_TYPES)
+    assert sum(script.count(f'"{shot}"') for shot in SHOT_TYPES) == len(SHOT_TYPES)
