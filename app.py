@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
 from plans_api import plans
 from serializers import board_json, frame_json, preset_json, summary_json
+from prompt_enhancer import SHOT_TYPES
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
                        json_depth, text_field)
@@ -270,6 +271,7 @@ def presets():
         defaults={"character": settings.character_traits, "style": settings.style, "frames": 6,
                   "identity_lock": settings.use_identity_lock},
         max_frames=MAX_FRAMES,
+        shots=list(SHOT_TYPES),  # what a plan's panels may name
     )
 
 
@@ -434,7 +436,8 @@ def regenerate_frame(board_id: str, n: int):
         raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
     seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
     caption = text_field(fields, "caption", frame["caption"])
-    scene = text_field(fields, "scene", frame["scene"] or "") or None
+    # A blank scene means "the caption" again; a missing one keeps the panel's.
+    scene = None if fields.get("scene") == "" else text_field(fields, "scene", frame["scene"] or "") or None
     seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
     _refuse_if_unavailable()
     try:

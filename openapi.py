@@ -233,6 +233,7 @@ def _schemas() -> dict:
                 "defaults": {"type": "object", "properties": {
                     "character": string, "style": string, "frames": integer, "identity_lock": boolean}},
                 "max_frames": integer,
+                "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
             },
         },
     }

@@ -378,7 +378,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def clean_text(text: str) -> str:
-    """``text`` without control characters (tabs and line breaks stay).
+    """``text`` without control characters (tabs and line breaks stay, as ``\\n``).
 
     Raises ValueError for text that cannot be stored or encoded (lone surrogates).
     """
@@ -386,7 +386,7 @@ def clean_text(text: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("contains characters that are not valid text (lone surrogates)") from None
-    return _CONTROL.sub("", text)
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def shorten(text: str, limit: int) -> str:

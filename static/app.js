@@ -14,14 +14,6 @@ const HISTORY_REFRESH_MS = 1500;
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const NETWORK_ERROR = "Cannot reach the studio server";
 const WORKER_STOPPED = "The studio's worker has stopped; restart the studio.";
-/* The shot types a plan may name. The server's list wins once /api/presets sends it
- * (``shots``); until then this is the only copy in the page (a test compares it with
- * prompt_enhancer.SHOT_TYPES). */
-const FALLBACK_SHOTS = [
-  "establishing shot", "wide shot", "medium shot", "close-up", "over-the-shoulder shot",
-  "low-angle shot", "extreme close-up", "high-angle shot", "two-shot",
-];
-
 /* API field name -> form element id. */
 const FIELD_IDS = {
   story: "story",
@@ -549,9 +541,10 @@ function renderPlanButton() {
     : "Split the story into panels you can edit before drawing";
 }
 
+/** The shot types a plan may name, as /api/presets sends them (prompt_enhancer's list). */
 function shotTypes() {
   const shots = state.presets && state.presets.shots;
-  return Array.isArray(shots) && shots.length ? shots : FALLBACK_SHOTS;
+  return Array.isArray(shots) ? shots : [];
 }
 
 /** Plan the story (the premise) with the server's planner: rows to edit, nothing drawn. */

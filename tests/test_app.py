@@ -378,3 +378,23 @@ def test_a_redraw_can_change_the_scene(client):
     frame = wait_for(client, board_id, ("done",))["frames"][1]
     assert frame["scene"] == "she reads the map by a fire" and "reads the map" in frame["prompt"]
     assert frame["caption"] == PLAN[1]["caption"]
+
+
+def test_a_form_story_keeps_plain_line_breaks(client):
+    form = {"story": "One.\r\nTwo.\rThree.", "reference": (io.BytesIO(png_bytes()), "face.png")}
+    board = client.post("/api/storyboards", data=form).get_json()
+    assert board["story"] == "One.\nTwo.\nThree." and len(board["frames"]) == 3
+
+
+def test_presets_list_the_shot_types_a_plan_may_name(client):
+    from prompt_enhancer import SHOT_TYPES
+
+    assert client.get("/api/presets").get_json()["shots"] == list(SHOT_TYPES)
+
+
+def test_a_blank_scene_on_redraw_means_the_caption_again(client):
+    board_id = client.post("/api/storyboards", json={"panels": PLAN, "identity_lock": False}).get_json()["id"]
+    wait_for(client, board_id)
+    client.post(f"/api/storyboards/{board_id}/frames/1/regenerate", json={"scene": ""})
+    frame = wait_for(client, board_id, ("done",))["frames"][0]
+    assert frame["scene"] == frame["caption"] == PLAN[0]["caption"]
