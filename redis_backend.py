@@ -51,6 +51,8 @@ EXECUTION_TTL_S = 10
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
 RETRIES = 3
 KEY_TTL_S = 7 * 24 * 3600
+GAVE_UP = (f"Its worker stopped {RETRIES + 1} times while drawing this storyboard (see the workers' logs); "
+           "finished panels are kept. Resume to try again.")
 
 
 def cancel_key(job_id: int) -> str:
@@ -143,7 +145,10 @@ class RedisBackend:
     def cancel(self, board_id: str) -> bool:
         queued, running = self.store.request_cancel(board_id)
         if running:
-            self._send_cancels()
+            try:
+                self._send_cancels()
+            except Exception as error:  # noqa: BLE001 - the flag is in the store: sent when Redis is back
+                self._failed(error)
         if queued and not running:
             self._publish_status(board_id)
         return bool(queued or running)
@@ -217,8 +222,20 @@ class RedisBackend:
 
     def _sweep(self) -> None:
         """RQ's own clean-up of executions whose worker stopped beating: with retries left,
-        the job is queued again for another worker."""
+        the job is queued again for another worker. A job out of retries is failed here,
+        since no worker will report its end."""
         self.queue.started_job_registry.cleanup()
+        failed = self.queue.failed_job_registry
+        for rq_id in failed.get_job_ids():
+            ids = parse_rq_job_id(rq_id)
+            job = self.store.job(ids[1]) if ids else None
+            if job is not None and job["storyboard_id"] != ids[0]:
+                job = None  # another studio's job on the same Redis
+            if job is not None and job["status"] == Status.RUNNING:
+                self.store.finish_job(job, Status.FAILED, GAVE_UP, Status.FAILED,
+                                      "Not drawn: no worker could finish it.")
+                self._publish_status(job["storyboard_id"])
+            failed.remove(rq_id)
 
     def _send_cancels(self) -> None:
         for job_id in self.store.cancel_requested_jobs():
@@ -363,6 +380,14 @@ def rq_job_id(job: dict) -> str:
     """One RQ job per start of a studio job (a resumed, interrupted job starts again); the
     board id keeps two studios (or a studio with a new database) on one Redis apart."""
     return f"sb-{job['storyboard_id']}-{job['id']}-{job['starts']}"
+
+
+def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
+    """(board id, studio job id) of an id made by :func:`rq_job_id`, else None."""
+    parts = rq_id.split("-")
+    if len(parts) != 4 or parts[0] != "sb" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
 
 
 # --- The worker's side ----------------------------------------------------------------------

@@ -254,3 +254,25 @@ def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server
 
     end = wait_until(ended, "the worker never answered the bad payload", timeout=120)
     assert end["status"] == "failed" and "could not be read" in end["error"]
+
+
+def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_server):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from redis_backend import GAVE_UP, rq_job_id
+
+    workers.stop_all()  # nobody takes the job: it is failed as if its workers kept dying
+    app = studio()
+    client = app.test_client()
+    board_id = post(client, "One.\nTwo.")
+    store = app.extensions["studio"]["store"]
+    job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
+    redis = redis_server.client()
+    rq_job = Job.fetch(rq_job_id(job), connection=redis, serializer=JSONSerializer)
+    queue = app.extensions["studio"]["worker"].queue
+    queue.remove(rq_job)
+    queue.failed_job_registry.add(rq_job, ttl=600, exc_string="AbandonedJobError")
+    board = wait_for(client, board_id, timeout=60)
+    assert board["status"] == "failed" and board["error"] == GAVE_UP
+    assert {f["status"] for f in board["frames"]} == {"failed"}
