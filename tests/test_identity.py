@@ -270,3 +270,13 @@ def test_the_assignment_is_optimal(distances, expected):
     from identity import assign
 
     assert assign(distances) == expected
+
+
+def test_the_studios_judge_scores_each_character_of_a_panel(scorer, astronaut):
+    from backend import make_judge
+
+    stranger = lfw(3)
+    judge = make_judge(scorer, generator=None, threshold=0.6)  # no generator: no CLIP similarity
+    score = judge((stranger, astronaut), side_by_side(astronaut.crop(ASTRONAUT_FACE), stranger))
+    assert [(c["status"], c["face"]) for c in score["characters"]] == [("match", 1), ("match", 0)]
+    assert score["status"] == "match" and score["faces"] == 2 and score["clip_similarity"] is None
