@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from config import PRESETS, load_settings
+from config import MAX_FRAMES, PRESETS, load_settings
 from local_image_generator import (
     GenerationCancelled,
     InvalidRequest,
@@ -459,3 +459,16 @@ def test_a_cast_the_request_lacks_is_refused(tiny_generator, casts, field):
     with pytest.raises(InvalidRequest) as caught:
         tiny_generator.generate(cast_request(casts))
     assert caught.value.field == field
+
+
+def test_a_panel_where_one_characters_face_drifted_is_redrawn(tiny_generator):
+    verdicts = iter(["drift", "match"])
+
+    def judge(references, image):
+        status = next(verdicts)
+        return {"status": status, "distance": 0.9 if status == "drift" else 0.3, "characters": [
+            {"status": status, "distance": 0.9 if status == "drift" else 0.3}, {"status": "match", "distance": 0.2}]}
+
+    result = tiny_generator.generate(cast_request([(0, 1)]), judge=judge)
+    assert result.panels[0].attempts == 2 and result.panels[0].identity["status"] == "match"
+    assert result.panels[0].seed == 100 + MAX_FRAMES  # the retry's seed (board_params.retry_seed)
