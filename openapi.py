@@ -405,7 +405,8 @@ def _paths() -> dict:
         "/api/storyboards/{board_id}/export.pdf": {
             "parameters": [BOARD_ID],
             "get": {"summary": "PDF export, in display order", "operationId": "exportPdf",
-                    "responses": {"200": {"description": "A4 landscape pages, six numbered panels each.",
+                    "responses": {"200": {"description": "A4 landscape pages, six numbered panels each, then "
+                                                         "the cast: names, traits and reference faces.",
                                           "content": {"application/pdf": {}}}, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/export.zip": {
