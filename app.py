@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import secrets
 import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -23,10 +22,12 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
+from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED, BoardParams, CastError, Character, check_cast, \
+    panel_cast, panel_seed, random_seed
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
 from plans_api import plans
-from serializers import board_json, frame_json, preset_json, summary_json
 from prompt_enhancer import SHOT_TYPES
+from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
                        json_depth, text_field)
@@ -163,51 +164,66 @@ def _refuse_cross_origin():
 # --- Input ---------------------------------------------------------------------------------
 
 
-def _payload() -> tuple[dict, bytes | None]:
-    """The request's fields and the raw reference image bytes, from JSON or a form."""
+# The faces of a cast in a multipart form: reference_1 is character 1's, and so on.
+CAST_UPLOADS = tuple(f"reference_{k}" for k in range(1, MAX_CHARACTERS + 1))
+
+
+def _payload() -> tuple[dict, dict[str, bytes]]:
+    """The request's fields and its uploaded faces (raw bytes) by upload field: ``reference``
+    (one character) or ``reference_1``... (a cast), from a form's files or JSON's base64."""
     if request.mimetype == "multipart/form-data" or request.mimetype == "application/x-www-form-urlencoded":
         fields, files = form_fields()
-        upload = files.get("reference")
-        if upload is None or not upload.filename:
-            return fields, None
-        data = upload.read()
-        if not data:
-            raise FieldError("reference", "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
-        return fields, data
+        uploads = {}
+        for name in ("reference", *CAST_UPLOADS):
+            upload = files.get(name)
+            if upload is None or not upload.filename:
+                continue
+            uploads[name] = upload.read()
+            if not uploads[name]:
+                raise FieldError(name, "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
+        return fields, uploads
     body = json_body()
     if not isinstance(body, dict):
         raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
-    data = None
-    encoded = body.get("reference_image")
-    if encoded:
-        if not isinstance(encoded, str):
-            raise FieldError("reference_image", "reference_image must be a base64 string.")
-        if encoded.startswith("data:"):
-            encoded = encoded.partition(",")[2]
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise FieldError("reference_image", "reference_image is not valid base64.") from None
-    return body, data
+    uploads = {}
+    if body.get("reference_image"):
+        uploads["reference"] = _base64(body["reference_image"], "reference_image")
+    characters = body.get("characters")
+    if isinstance(characters, list):
+        for k, item in enumerate(characters[:MAX_CHARACTERS], start=1):
+            if isinstance(item, dict) and item.get("reference_image"):
+                uploads[f"reference_{k}"] = _base64(item["reference_image"], f"characters[{k - 1}].reference_image")
+    return body, uploads
 
 
-def decode_reference(data: bytes) -> bytes:
+def _base64(encoded: Any, field: str) -> bytes:
+    if not isinstance(encoded, str):
+        raise FieldError(field, f"{field} must be a base64 string.")
+    if encoded.startswith("data:"):
+        encoded = encoded.partition(",")[2]
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise FieldError(field, f"{field} is not valid base64.") from None
+
+
+def decode_reference(data: bytes, field: str = "reference") -> bytes:
     """Check an uploaded face and return it re-encoded as a clean PNG."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in ALLOWED_FORMATS:
-                raise FieldError("reference", f"The reference must be PNG, JPEG or WebP, not {image.format}.")
+                raise FieldError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
             if image.width * image.height > MAX_REFERENCE_PIXELS:
-                raise FieldError("reference", f"The reference image is too large ({image.width}x{image.height}; "
-                                              "at most 4096x4096).")
+                raise FieldError(field, f"The reference image is too large ({image.width}x{image.height}; "
+                                        "at most 4096x4096).")
             image.load()
             rgb = image.convert("RGB")
     except FieldError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise FieldError("reference", "The reference is not a readable PNG, JPEG or WebP image.") from error
+        raise FieldError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
     rgb.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
@@ -272,6 +288,7 @@ def presets():
                   "identity_lock": settings.use_identity_lock},
         max_frames=MAX_FRAMES,
         shots=list(SHOT_TYPES),  # what a plan's panels may name
+        max_characters=MAX_CHARACTERS,
     )
 
 
@@ -285,48 +302,114 @@ def create_storyboard():
     studio = _studio()
     settings: Settings = studio["settings"]
     _refuse_if_unavailable()
-    fields, reference_data = _payload()
+    fields, uploads = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
-    character = text_field(fields, "character", settings.character_traits)
+    characters, references = _cast(fields, uploads, settings)
     style = text_field(fields, "style", settings.style)
     frames = int_field(fields, "frames", 1, MAX_FRAMES, None)
     preset = settings.preset_for(choice_field(fields, "preset", tuple(PRESETS), settings.preset))
     aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
-    seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
-    reference_png = decode_reference(reference_data) if reference_data else None
     try:
-        plan, scenes = _story_plan(story, frames, fields.get("panels"))
+        plan, scenes, casts = _story_plan(story, frames, fields.get("panels"), characters)
     except StoryError as error:
         raise FieldError(error.field, str(error)) from None
+    except CastError as error:
+        raise FieldError(error.field, str(error)) from None
     story = story or "\n".join(panel.caption for panel in plan.panels)
-    seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
+    seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
-    options = {
-        "preset": preset.name, "steps": preset.steps, "guidance_scale": preset.guidance_scale,
-        "ip_adapter_scale": preset.ip_adapter_scale, "aspect": aspect, "width": width, "height": height,
-        "seed": seed, "identity_lock": identity_lock, "negative_prompt": settings.negative_prompt,
-        "model": settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)",
-        "notices": list(plan.notices),
-    }
+    params = BoardParams(
+        characters=characters, style=style, preset=preset.name, steps=preset.steps,
+        guidance_scale=preset.guidance_scale, ip_adapter_scale=preset.ip_adapter_scale, aspect=aspect, width=width,
+        height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
+        model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     panels = [{"id": panel.index, "caption": panel.caption, "scene": scene, "shot": panel.shot,
-               "seed": seed + panel.index - 1} for panel, scene in zip(plan.panels, scenes)]
+               "seed": panel_seed(seed, panel.index), "cast": cast}
+              for panel, scene, cast in zip(plan.panels, scenes, casts)]
     try:
-        board_id = studio["store"].create_board(title=_title(story), story=story, character=character, style=style,
-                                                settings=options, panels=panels, reference_png=reference_png,
-                                                queue_limit=settings.queue_limit)
+        board_id = studio["store"].create_board(title=_title(story), story=story, params=params, panels=panels,
+                                                references=references, queue_limit=settings.queue_limit)
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio["worker"].wake()
     return jsonify(board_json(studio["store"].board(board_id))), 202
 
 
-def _story_plan(story: str, frames: int | None, raw_panels: Any):
-    """The board's panels and each one's scene (None: the caption is the scene): from an
-    edited plan (``panels``, see POST /api/plans) when given, else split from the story."""
-    from planner import validated_panels
-    from prompt_enhancer import PanelPlan, StoryError, StoryPlan, language_notice, plan_story
+def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
+    """The board's cast and each character's uploaded face (a clean PNG, by 1-based place):
+    ``characters`` (a list, or its JSON text in a form), else one unnamed character from
+    ``character`` with its face in ``reference``."""
+    raw = fields.get("characters")
+    if isinstance(raw, str):  # a multipart form sends it as JSON text
+        raw = _json_text(raw, "characters", 'characters must be a JSON list of {"name", "traits"}.')
+    if raw is None or raw == []:
+        extra = next((name for name in CAST_UPLOADS if name in uploads), None)
+        if extra:
+            raise FieldError(extra, f"{extra} is a face of the characters list; with one character, use reference.")
+        character = Character("", text_field(fields, "character", settings.character_traits))
+        face = uploads.get("reference")
+        return (character,), ({1: decode_reference(face, "reference")} if face is not None else {})
+    if fields.get("character") not in (None, ""):
+        raise FieldError("character", "Send either character (one character) or characters (a cast), not both.")
+    if "reference" in uploads:
+        raise FieldError("reference", "With characters, each face goes with its character: reference_image in "
+                                      "JSON, or the files reference_1 to reference_4 in a form.")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHARACTERS:
+        raise FieldError("characters", f'characters must be a list of 1 to {MAX_CHARACTERS} '
+                                       '{"name", "traits", "reference_image"}.')
+    characters = []
+    for i, item in enumerate(raw):
+        where = f"characters[{i}]"
+        if not isinstance(item, dict):
+            raise FieldError(where, f'{where} must be an object like {{"name": "Mara", "traits": "..."}}.')
+        characters.append(Character(_item_text(item, "name", where, MAX_NAME_CHARS), _item_text(item, "traits", where)))
+    try:
+        check_cast(tuple(characters))
+    except CastError as error:
+        raise FieldError(error.field, str(error)) from None
+    extra = next((name for name in CAST_UPLOADS[len(characters):] if name in uploads), None)
+    if extra:
+        raise FieldError(extra, f"{extra} has no character: the cast has {len(characters)}.")
+    references = {}
+    for k in range(1, len(characters) + 1):
+        face = uploads.get(f"reference_{k}")
+        if face is not None:
+            form = request.mimetype == "multipart/form-data"
+            references[k] = decode_reference(face, f"reference_{k}" if form else f"characters[{k - 1}].reference_image")
+    return tuple(characters), references
 
+
+def _item_text(item: dict, key: str, where: str, limit: int = 2000) -> str:
+    try:
+        return text_field(item, key, "", limit=limit)
+    except FieldError as error:
+        raise FieldError(f"{where}.{key}", f"{where}.{error}") from None
+
+
+def _json_text(text: str, field: str, message: str) -> Any:
+    """A form field that carries JSON (a list); blank is None."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
+    except ValueError:
+        value = None
+    if not isinstance(value, list):
+        raise FieldError(field, message)
+    return value
+
+
+def _story_plan(story: str, frames: int | None, raw_panels: Any, characters: tuple[Character, ...]):
+    """The board's panels, each one's scene (None: the caption is the scene) and each one's
+    cast (names): from an edited plan (``panels``, see POST /api/plans) when given, else split
+    from the story. A panel's cast is the plan's (``cast``, [] for no one) or, by default,
+    who its words name (the first character when they name nobody)."""
+    from planner import validated_panels
+    from prompt_enhancer import PanelPlan, StoryError, StoryPlan, cast_from_text, language_notice, plan_story
+
+    names = tuple(c.name for c in characters)
     if isinstance(raw_panels, str) and raw_panels.strip():  # a multipart form sends it as JSON text
         try:
             raw_panels = json.loads(raw_panels) if json_depth(raw_panels) <= MAX_JSON_DEPTH else None
@@ -338,12 +421,23 @@ def _story_plan(story: str, frames: int | None, raw_panels: Any):
         if not story:
             raise StoryError("story", "Write a story: one line per panel, or a premise and a panel count.")
         plan = plan_story(story, frames, MAX_FRAMES)
-        return plan, [None] * len(plan.panels)
+        return plan, [None] * len(plan.panels), [cast_from_text(p.caption, names) for p in plan.panels]
+    # Casts are checked against this board's characters here; the plan's own check knows no cast.
+    given = [p.get("cast") if isinstance(p, dict) else None for p in raw_panels] if isinstance(raw_panels, list) else []
+    if isinstance(raw_panels, list):
+        raw_panels = [{k: v for k, v in p.items() if k != "cast"} if isinstance(p, dict) else p for p in raw_panels]
     planned = validated_panels(raw_panels, MAX_FRAMES)
     notice = language_notice(" ".join(panel.scene for panel in planned))
     plan = StoryPlan(tuple(PanelPlan(i, p.caption, p.shot) for i, p in enumerate(planned, start=1)),
                      (notice,) if notice else ())
-    return plan, [p.scene if p.scene != p.caption else None for p in planned]
+    casts = []
+    for i, (panel, cast) in enumerate(zip(planned, given)):
+        # One unnamed character: a plan made without a cast says [] for everyone; it means the character.
+        if cast is None or (cast == [] and names == ("",)):
+            casts.append(cast_from_text(f"{panel.caption}\n{panel.scene}", names))
+        else:
+            casts.append(panel_cast(cast, characters, f"panels[{i}].cast"))
+    return plan, [p.scene if p.scene != p.caption else None for p in planned], casts
 
 
 def _refuse_if_unavailable() -> None:
@@ -434,14 +528,20 @@ def regenerate_frame(board_id: str, n: int):
     fields = json_body(required=False)
     if not isinstance(fields, dict):
         raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
-    seed = int_field(fields, "seed", 0, 2**31 - 1 - MAX_FRAMES * 20, None)
+    seed = int_field(fields, "seed", 0, MAX_SEED, None)
     caption = text_field(fields, "caption", frame["caption"])
     # A blank scene means "the caption" again; a missing one keeps the panel's.
     scene = None if fields.get("scene") == "" else text_field(fields, "scene", frame["scene"] or "") or None
-    seed = secrets.randbelow(2**31 - MAX_FRAMES * 20) if seed is None else seed
+    cast = None  # missing: the panel keeps its cast
+    if fields.get("cast") is not None:
+        try:
+            cast = panel_cast(fields["cast"], board["params"].characters, "cast")
+        except CastError as error:
+            raise FieldError(error.field, str(error)) from None
+    seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
-        studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene,
+        studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio["settings"].queue_limit)
     except Conflict:
         raise FieldError("frame", f"Panel {n} is already being drawn.", status=409) from None
@@ -478,13 +578,20 @@ def frame_image(board_id: str, frame_id: int):
     return send_file(path, mimetype="image/png", max_age=0)
 
 
-@api.get("/api/storyboards/<board_id>/reference.png")
-def reference_image(board_id: str):
+@api.get("/api/storyboards/<board_id>/references/<int:character>.png")
+def character_reference(board_id: str, character: int):
     board = _board_or_404(board_id)
-    path = _studio()["store"].file_path(board_id, board["reference_file"])
+    reference = board["references"].get(character)
+    path = _studio()["store"].file_path(board_id, reference["file"]) if reference else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
+
+
+@api.get("/api/storyboards/<board_id>/reference.png")
+def reference_image(board_id: str):
+    """The first character's reference (the URL from before the cast)."""
+    return character_reference(board_id, 1)
 
 
 def _export_parts(board_id: str):
@@ -495,16 +602,15 @@ def _export_parts(board_id: str):
         path = store.file_path(board_id, frame["image_file"])
         if path is not None:
             images[index] = path.read_bytes()
-    reference = store.file_path(board_id, board["reference_file"])
-    return board_json(board), images, reference.read_bytes() if reference else None
+    return board_json(board), images, store.reference_pngs(board)
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    board, images, _ = _export_parts(board_id)
-    data = storyboard_pdf(board, images)
+    board, images, references = _export_parts(board_id)
+    data = storyboard_pdf(board, images, references=references)
     return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
                      download_name=f"storyboard-{board_id}.pdf")
 
@@ -513,8 +619,8 @@ def export_pdf(board_id: str):
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    board, images, reference = _export_parts(board_id)
-    data = storyboard_zip(board, images, reference)
+    board, images, references = _export_parts(board_id)
+    data = storyboard_zip(board, images, references=references)
     return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                      download_name=f"storyboard-{board_id}.zip")
 
@@ -538,7 +644,11 @@ def _event_data(studio: dict, board_id: str, seq: int, kind: str, fact: dict) ->
             data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
                          if frame["id"] == fact["frame_id"]), fact)
         elif kind == "reference":
-            data = {**fact, "image_url": f"/api/storyboards/{board_id}/reference.png"}
+            board = studio["store"].board(board_id)
+            names = board["params"].names if board else ()
+            character = fact.get("character", 1)
+            data = {**fact, "name": names[character - 1] if character <= len(names) else None,
+                    "image_url": reference_url(board_id, character)}
         text = json.dumps(data, ensure_ascii=False)
         texts[seq] = text
         while len(texts) > EVENT_TEXTS_KEPT:

@@ -49,16 +49,22 @@ def default_scorer_loader():
 
 
 def make_judge(scorer, generator, threshold: float):
-    """judge(reference, image) -> the identity score of a panel, the reference's descriptor
-    computed once."""
-    descriptors: dict[int, object] = {}
+    """judge(references, image) -> the identity score of a panel against the references of
+    the characters in it (identity.CastScore as a dict, each character's CLIP similarity
+    added), each reference's descriptor computed once."""
+    descriptors: dict[int, tuple] = {}  # id -> (the reference, kept alive so its id stays its own; descriptor)
 
-    def judge(reference, image) -> dict:
-        if id(reference) not in descriptors:
-            descriptors[id(reference)] = scorer.descriptor(reference)
-        score = scorer.score(descriptors[id(reference)], image, threshold).to_dict()
+    def judge(references, image) -> dict:
+        for reference in references:
+            if id(reference) not in descriptors:
+                descriptors[id(reference)] = (reference, scorer.descriptor(reference))
+        score = scorer.score_cast([descriptors[id(r)][1] for r in references], image, threshold).to_dict()
         similarity = getattr(generator, "clip_similarity", None)
-        score["clip_similarity"] = similarity(reference, image) if similarity else None
+        similarities = [similarity(r, image) if similarity else None for r in references]
+        for character, value in zip(score["characters"], similarities):
+            character["clip_similarity"] = value
+        # The panel's: its least similar character (overall look, not identity).
+        score["clip_similarity"] = None if None in similarities else min(similarities, default=None)
         return score
 
     return judge

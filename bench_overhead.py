@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     import tiny_models
     from app import create_app
     from config import load_settings
+    from board_params import panel_seed
     from local_image_generator import PanelJob, StoryboardGenerator, StoryboardRequest
     from prompt_enhancer import build_prompt, split_story
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for plan in split_story(story, None):
             prompt = build_prompt(plan, settings.character_traits, settings.style, settings.negative_prompt,
                                   generator.count_tokens)
-            panels.append(PanelJob(plan.index, prompt.prompt, prompt.negative_prompt, seed + plan.index - 1))
+            panels.append(PanelJob(plan.index, prompt.prompt, prompt.negative_prompt, panel_seed(seed, plan.index)))
         generator.generate(StoryboardRequest(tuple(panels), width, height, preset, True, reference))
         return time.perf_counter() - started
 

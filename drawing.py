@@ -17,16 +17,24 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
+from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, SEED_LIMIT, portrait_seed
 from config import MAX_FRAMES, PRESETS, SpeedPreset
-from prompt_enhancer import SHOT_TYPES, PanelPlan, build_prompt, portrait_prompt
+from prompt_enhancer import CAST_POSITIONS, SHOT_TYPES, PanelPlan, build_prompt, portrait_prompt
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: a cast (characters with their references, each panel's cast)
 MAX_TEXT = 4000
 MAX_REFERENCE_BYTES = 16 * 2**20
 
 
 class SpecError(ValueError):
     """A job's payload that cannot be drawn; the message names the field."""
+
+
+@dataclass(frozen=True)
+class CharacterSpec:
+    name: str  # "" for the one unnamed character of a cast of one
+    traits: str
+    reference_png: bytes | None = field(default=None, repr=False)  # uploaded or generated earlier
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class PanelSpec:
     scene: str  # what the prompt describes
     shot: str
     seed: int
+    cast: tuple[int, ...] = (1,)  # who is in it: places in the job's characters (1-based), () = no one
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class JobSpec:
     board_id: str
     panels: tuple[PanelSpec, ...]
     board_panels: int  # how many panels the board has ("of 3")
-    character: str
+    characters: tuple[CharacterSpec, ...]
     style: str
     negative_prompt: str
     preset: str
@@ -54,10 +63,9 @@ class JobSpec:
     ip_adapter_scale: float
     width: int
     height: int
-    seed: int  # the board's seed: the generated portrait's
+    seed: int  # the board's seed: the generated portraits' come from it
     identity_lock: bool
     model: str | None = None
-    reference_png: bytes | None = field(default=None, repr=False)  # uploaded or generated earlier
 
     @property
     def speed_preset(self) -> SpeedPreset:
@@ -69,9 +77,11 @@ class JobSpec:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        data["panels"] = [asdict(panel) for panel in self.panels]  # JSON has lists, not tuples
+        data["panels"] = [{**asdict(panel), "cast": list(panel.cast)} for panel in self.panels]  # lists, not tuples
+        data["characters"] = [{"name": c.name, "traits": c.traits,
+                               "reference_png": base64.b64encode(c.reference_png).decode() if c.reference_png
+                               else None} for c in self.characters]
         data["version"] = SPEC_VERSION
-        data["reference_png"] = base64.b64encode(self.reference_png).decode() if self.reference_png else None
         return data
 
     @classmethod
@@ -81,26 +91,21 @@ class JobSpec:
             raise SpecError("the job payload is not an object")
         if data.get("version") != SPEC_VERSION:
             raise SpecError(f"version: expected {SPEC_VERSION}, got {data.get('version')!r}")
+        raw_characters = data.get("characters")
+        if not isinstance(raw_characters, list) or not 1 <= len(raw_characters) <= MAX_CHARACTERS:
+            raise SpecError(f"characters: 1 to {MAX_CHARACTERS} characters expected")
+        characters = tuple(_character(c, f"characters[{i}]", len(raw_characters))
+                           for i, c in enumerate(raw_characters))
         raw_panels = data.get("panels")
         if not isinstance(raw_panels, list) or not 1 <= len(raw_panels) <= MAX_FRAMES:
             raise SpecError(f"panels: 1 to {MAX_FRAMES} panels expected")
-        panels = tuple(_panel(p, f"panels[{i}]") for i, p in enumerate(raw_panels))
-        reference = data.get("reference_png")
-        if reference is not None:
-            if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_BYTES * 4 // 3 + 4:
-                raise SpecError("reference_png: base64 text of a PNG expected")
-            try:
-                reference = base64.b64decode(reference, validate=True)
-            except ValueError:
-                raise SpecError("reference_png: not base64") from None
-            if not reference.startswith(b"\x89PNG\r\n\x1a\n"):
-                raise SpecError("reference_png: not a PNG")
+        panels = tuple(_panel(p, f"panels[{i}]", len(characters)) for i, p in enumerate(raw_panels))
         spec = cls(
             job_id=_integer(data, "job_id", 1, 2**62),
             board_id=_text(data, "board_id", 64),
             panels=panels,
             board_panels=_integer(data, "board_panels", len(panels), MAX_FRAMES),
-            character=_text(data, "character", MAX_TEXT),
+            characters=characters,
             style=_text(data, "style", MAX_TEXT, empty=True),
             negative_prompt=_text(data, "negative_prompt", MAX_TEXT, empty=True),
             preset=_text(data, "preset", 64),
@@ -109,10 +114,9 @@ class JobSpec:
             ip_adapter_scale=_number(data, "ip_adapter_scale", 0.0, 1.0),
             width=_integer(data, "width", 8, 4096),
             height=_integer(data, "height", 8, 4096),
-            seed=_integer(data, "seed", 0, 2**31 - 1),
+            seed=_integer(data, "seed", 0, SEED_LIMIT),
             identity_lock=_boolean(data, "identity_lock"),
             model=data.get("model") if isinstance(data.get("model"), str) else None,
-            reference_png=reference,
         )
         for name in ("width", "height"):
             if getattr(spec, name) % 8:
@@ -120,19 +124,41 @@ class JobSpec:
         return spec
 
 
-def _panel(raw: Any, where: str) -> PanelSpec:
+def _character(raw: Any, where: str, count: int) -> CharacterSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: an object expected")
+    reference = raw.get("reference_png")
+    if reference is not None:
+        if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_BYTES * 4 // 3 + 4:
+            raise SpecError(f"{where}.reference_png: base64 text of a PNG expected")
+        try:
+            reference = base64.b64decode(reference, validate=True)
+        except ValueError:
+            raise SpecError(f"{where}.reference_png: not base64") from None
+        if not reference.startswith(b"\x89PNG\r\n\x1a\n"):
+            raise SpecError(f"{where}.reference_png: not a PNG")
+    return CharacterSpec(name=_text(raw, "name", MAX_NAME_CHARS, empty=count == 1, where=where),
+                         traits=_text(raw, "traits", MAX_TEXT, where=where), reference_png=reference)
+
+
+def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: an object expected")
     shot = _text(raw, "shot", 64, where=where)
     if shot not in SHOT_TYPES:
         raise SpecError(f"{where}.shot: one of {', '.join(SHOT_TYPES)} expected")
+    cast = raw.get("cast")
+    if (not isinstance(cast, list) or len(cast) > max(CAST_POSITIONS) or len(set(cast)) != len(cast)
+            or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= characters for i in cast)):
+        raise SpecError(f"{where}.cast: distinct places from 1 to {characters} expected")
     return PanelSpec(
         frame_id=_integer(raw, "frame_id", 1, 10_000, where=where),
         position=_integer(raw, "position", 1, MAX_FRAMES, where=where),
         caption=_text(raw, "caption", MAX_TEXT, where=where),
         scene=_text(raw, "scene", MAX_TEXT, where=where),
         shot=shot,
-        seed=_integer(raw, "seed", 0, 2**31 - 1, where=where),
+        seed=_integer(raw, "seed", 0, SEED_LIMIT, where=where),
+        cast=tuple(cast),
     )
 
 
@@ -168,23 +194,25 @@ def _boolean(data: dict, key: str) -> bool:
     return value
 
 
-def spec_for(job: dict, board: dict, reference_png: bytes | None) -> JobSpec:
-    """The spec of ``job`` (a store row) on ``board`` (the store's board, frames in display order)."""
-    options = board["settings"]
+def spec_for(job: dict, board: dict, references: dict[int, bytes]) -> JobSpec:
+    """The spec of ``job`` (a store row) on ``board`` (the store's board, frames in display
+    order); ``references``: the PNG of each character (1-based) that has one."""
+    params = board["params"]
     positions = {frame["id"]: i for i, frame in enumerate(board["frames"], start=1)}
     if job["kind"] == "frame":
         frames = [f for f in board["frames"] if f["id"] == job["frame_id"]]
     else:
         frames = sorted((f for f in board["frames"] if f["status"] != "done"), key=lambda f: f["id"])
     panels = tuple(PanelSpec(f["id"], positions[f["id"]], f["caption"], f["scene"] or f["caption"], f["shot"],
-                             f["seed"]) for f in frames)
+                             f["seed"], tuple(params.position(name) for name in f["cast"])) for f in frames)
+    characters = tuple(CharacterSpec(c.name, c.traits, references.get(k) if params.identity_lock else None)
+                       for k, c in enumerate(params.characters, start=1))
     return JobSpec(
         job_id=job["id"], board_id=board["id"], panels=panels, board_panels=len(board["frames"]),
-        character=board["character"], style=board["style"], negative_prompt=options["negative_prompt"],
-        preset=options["preset"], steps=options["steps"], guidance_scale=options["guidance_scale"],
-        ip_adapter_scale=options["ip_adapter_scale"], width=options["width"], height=options["height"],
-        seed=options["seed"], identity_lock=options["identity_lock"], model=options.get("model"),
-        reference_png=reference_png if options["identity_lock"] else None,
+        characters=characters, style=params.style, negative_prompt=params.negative_prompt,
+        preset=params.preset, steps=params.steps, guidance_scale=params.guidance_scale,
+        ip_adapter_scale=params.ip_adapter_scale, width=params.width, height=params.height,
+        seed=params.seed, identity_lock=params.identity_lock, model=params.model or None,
     )
 
 
@@ -196,6 +224,7 @@ class PanelPrompts:
     prompt: str
     negative_prompt: str
     dropped: str | None  # scene words cut to fit CLIP's 77 tokens
+    traits_dropped: dict[str, str] | None = None  # name -> trait phrases cut, for those cut
 
 
 @dataclass(frozen=True)
@@ -221,7 +250,7 @@ class Sink(Protocol):
 
     def panel_failed(self, frame_id: int, error: str) -> None: ...
 
-    def reference(self, png: bytes) -> None: ...
+    def reference(self, character: int, png: bytes) -> None: ...  # a generated portrait (character 1-based)
 
     def progress(self, progress: dict) -> None: ...
 
@@ -229,48 +258,67 @@ class Sink(Protocol):
 def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | None = None,
          skip: frozenset[int] = frozenset()) -> None:
     """Draw ``spec``'s panels (but those in ``skip``, already delivered) with ``generator``."""
-    from PIL import Image
-
-    from local_image_generator import PanelJob, StoryboardRequest
+    from local_image_generator import CharacterLock, PanelJob, StoryboardRequest
 
     panels = [p for p in spec.panels if p.frame_id not in skip]
     prompts = {}
     jobs = []
     for panel in panels:
-        built = build_prompt(PanelPlan(panel.frame_id, panel.scene, panel.shot), spec.character, spec.style,
-                             spec.negative_prompt, generator.count_tokens)
-        prompts[panel.frame_id] = PanelPrompts(built.prompt, built.negative_prompt, built.dropped or None)
+        present = [spec.characters[i - 1] for i in panel.cast]
+        built = build_prompt(PanelPlan(panel.frame_id, panel.scene, panel.shot), [c.traits for c in present],
+                             spec.style, spec.negative_prompt, generator.count_tokens)
+        cut = {c.name: words for c, words in zip(present, built.traits_dropped) if words}
+        prompts[panel.frame_id] = PanelPrompts(built.prompt, built.negative_prompt, built.dropped or None, cut or None)
         jobs.append(PanelJob(panel.frame_id, built.prompt, built.negative_prompt, panel.seed, panel.caption,
-                             panel.shot))
+                             panel.shot, tuple(i - 1 for i in panel.cast)))
     sink.prompts(prompts)
     if not jobs:
         return
-    reference = portrait = None
-    if spec.identity_lock and spec.reference_png is not None:
-        with Image.open(io.BytesIO(spec.reference_png)) as image:
-            reference = image.convert("RGB")
-    elif spec.identity_lock:
-        p = portrait_prompt(spec.character, spec.style, spec.negative_prompt, generator.count_tokens)
-        portrait = PanelJob(0, p.prompt, p.negative_prompt, spec.seed, p.caption, p.shot)
+    shown = {i for panel in panels for i in panel.cast}
+    locks, portraits = [], {}
+    for k, character in enumerate(spec.characters, start=1):
+        if not spec.identity_lock or k not in shown:
+            locks.append(CharacterLock())
+        elif character.reference_png is not None:
+            locks.append(CharacterLock(reference=_image(character.reference_png)))
+        else:
+            p = portrait_prompt(character.traits, spec.style, spec.negative_prompt, generator.count_tokens)
+            # Portraits are units of the progress bar beside the panels: -k never is a frame id.
+            portraits[-k] = character.name
+            locks.append(CharacterLock(portrait=PanelJob(-k, p.prompt, p.negative_prompt, portrait_seed(spec.seed, k),
+                                                         p.caption, p.shot)))
     request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.speed_preset, spec.identity_lock,
-                                reference, portrait)
-    tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portrait is not None)
+                                characters=tuple(locks))
+    tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits)
+    casts = {panel.frame_id: panel.cast for panel in panels}
     generator.generate(
         request,
         on_progress=tracker.step,
-        on_panel=lambda result: _deliver(spec, result, sink),
-        on_reference=lambda image: sink.reference(_png(image)),
+        on_panel=lambda result: _deliver(spec, result, sink, casts[result.index]),
+        on_reference=lambda character, image: sink.reference(character + 1, _png(image)),
         cancel=cancel,
         judge=judge if spec.identity_lock else None,
     )
 
 
-def _deliver(spec: JobSpec, result, sink: Sink) -> None:
+def _image(png: bytes):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB")
+
+
+def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     from exporting import encode_png
 
     if result.status != "done":
         sink.panel_failed(result.index, result.error or "The panel could not be drawn.")
         return
+    names = [spec.characters[i - 1].name for i in cast]
+    identity = result.identity
+    if identity is not None and "characters" in identity:  # the judge scores by place; the page shows names
+        identity = {**identity, "characters": [{"name": name, **score}
+                                               for name, score in zip(names, identity["characters"])]}
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
@@ -283,10 +331,11 @@ def _deliver(spec: JobSpec, result, sink: Sink) -> None:
         "model": spec.model,
         "caption": result.caption,
         "shot": result.shot,
+        "cast": names,
         "panel": result.index,
         "storyboard": spec.board_id,
     }
-    sink.panel_saved(SavedPanel(result.index, encode_png(result.image, meta), result.seed, result.identity,
+    sink.panel_saved(SavedPanel(result.index, encode_png(result.image, meta), result.seed, identity,
                                 result.attempts, round(result.seconds, 3)))
 
 
@@ -304,14 +353,16 @@ PROGRESS_INTERVAL_S = 0.1
 class Progress:
     """How far the job is, for the progress bar: only ever forward.
 
-    The job's units are its panels plus the generated reference portrait, if any; a unit
+    The job's units are its panels plus the generated reference portraits, if any; a unit
     counts by its steps. Panels are named by their position on the board ("Panel 2 of 3"
-    when panel 2 is redrawn or resumed), not by their place in this job.
+    when panel 2 is redrawn or resumed), not by their place in this job; a portrait by its
+    character's name.
     """
 
-    def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, with_portrait: bool):
+    def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, portraits: dict[int, str]):
         self.sink, self.positions, self.board_panels = sink, positions, board_panels
-        self.units = len(positions) + (1 if with_portrait else 0)
+        self.portraits = portraits  # portrait index -> the character's name ("" unnamed)
+        self.units = len(positions) + len(portraits)
         self._done: dict[int, float] = {}  # unit -> its best fraction (a redrawn panel restarts its steps)
         self.fraction = 0.0
         self.started = time.perf_counter()
@@ -328,7 +379,7 @@ class Progress:
             "fraction": round(self.fraction, 4),
             "panel": position or 0,
             "of": self.board_panels,
-            "label": f"Panel {position} of {self.board_panels}" if position else "Character reference",
+            "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(index),
             "step": step,
             "steps": steps,
             "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
@@ -336,3 +387,7 @@ class Progress:
         if step in (1, steps) or now - self._published >= PROGRESS_INTERVAL_S:
             self._published = now
             self.sink.progress(progress)
+
+    def _portrait_label(self, index: int) -> str:
+        name = self.portraits.get(index)
+        return f"Character reference: {name}" if name else "Character reference"

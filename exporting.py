@@ -53,11 +53,16 @@ def _panel_file(position: int) -> str:
 # --- ZIP ------------------------------------------------------------------------------
 
 
+def _reference_file(character: int) -> str:
+    return f"reference-{character}.png"
+
+
 def storyboard_zip(
-    board: Mapping[str, Any], images: Mapping[int, bytes], reference_png: bytes | None = None
+    board: Mapping[str, Any], images: Mapping[int, bytes], references: Mapping[int, bytes] | None = None
 ) -> bytes:
-    """ZIP with ``panel-NN.png`` per frame that has an image, optional ``reference.png``
-    and ``storyboard.json`` (the whole board, each frame annotated with its ``file``)."""
+    """ZIP with ``panel-NN.png`` per frame that has an image, ``reference-K.png`` per
+    character K (1-based) with a reference in ``references``, and ``storyboard.json`` (the
+    whole board, each frame and each character's reference annotated with its ``file``)."""
     meta = copy.deepcopy(dict(board))
     stamp = _board_date(board).timetuple()[:6]
     stamp = max(stamp, (1980, 1, 1, 0, 0, 0))  # ZIP cannot store dates before 1980
@@ -75,10 +80,14 @@ def storyboard_zip(
             frame["file"] = _panel_file(position) if data else None
             if data:
                 put(frame["file"], data, zipfile.ZIP_STORED)  # PNG is already compressed
-        if reference_png:
-            if isinstance(meta.get("reference"), dict):
-                meta["reference"]["file"] = "reference.png"
-            put("reference.png", reference_png, zipfile.ZIP_STORED)
+        characters = meta.get("characters") or []
+        for character, data in sorted((references or {}).items()):
+            name = _reference_file(character)
+            put(name, data, zipfile.ZIP_STORED)
+            if character <= len(characters) and isinstance(characters[character - 1].get("reference"), dict):
+                characters[character - 1]["reference"]["file"] = name
+            if character == 1 and isinstance(meta.get("reference"), dict):
+                meta["reference"]["file"] = name
         text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
         put("storyboard.json", text.encode("utf-8"), zipfile.ZIP_DEFLATED)
     return buf.getvalue()
@@ -167,6 +176,7 @@ def _settings_line(settings: Mapping[str, Any]) -> str:
 
 # Only a drifted face is a warning (the page's colour for it); "no face" is a fact about the
 # picture (a back view, a wide shot, the tiny demo's noise), shown in the neutral grey.
+_CAST_WORDS = {"missing": "not found", "no_reference_face": "no reference face"}
 _MATCH_RGB = (30, 120, 50)
 _DRIFT_RGB = (138, 90, 0)
 _NEUTRAL_GREY = 120
@@ -175,12 +185,23 @@ _NEUTRAL_GREY = 120
 def _identity_text(identity: Mapping[str, Any] | None) -> str:
     if not identity:
         return ""
+    characters = identity.get("characters") or []
+    if len(characters) > 1:  # a cast: each character's face, by name
+        return "  ".join(_character_identity(c) for c in characters)
     status = str(identity.get("status") or "")
     distance = identity.get("distance")
     if distance is None or status in ("no_face", "none"):
         return "no face" if status in ("no_face", "none", "") else status.replace("_", " ")
     mark = "✓" if status == "match" else "✗"
     return f"face {distance:.2f} {mark} {status.replace('_', ' ')}"
+
+
+def _character_identity(character: Mapping[str, Any]) -> str:
+    name = character.get("name") or "?"
+    if character.get("distance") is None:
+        return f"{name} {_CAST_WORDS.get(character.get('status'), 'no face')}"
+    mark = {"match": "✓", "drift": "✗"}.get(character.get("status"), "")
+    return f"{name} {character['distance']:.2f} {mark}".rstrip()
 
 
 def _clip(pdf: FPDF, text: str, width: float, max_lines: int) -> list[str]:
@@ -259,11 +280,15 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
     pdf.set_font_size(11)
     pdf.set_xy(x, top)
     pdf.cell(8, _LABEL_H, str(number))
-    identity = _identity_text(frame.get("identity"))
     pdf.set_font_size(8)
     pdf.set_text_color(_NEUTRAL_GREY)
+    identity = _identity_text(frame.get("identity"))
+    identity = _clip(pdf, identity, cell_w * 0.6, 1)[0] if identity else ""
     id_w = pdf.get_string_width(identity) + 1 if identity else 0
     shot = str(frame.get("shot") or "")
+    cast = [name for name in frame.get("cast") or [] if name]
+    if cast:  # who is in it, when the characters have names
+        shot = f"{shot} · {', '.join(cast)}"
     if shot:
         pdf.set_xy(x + 8, top)
         pdf.cell(cell_w - 8 - id_w - 2, _LABEL_H, _clip(pdf, shot, cell_w - 8 - id_w - 2, 1)[0])
@@ -280,10 +305,56 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
         pdf.cell(cell_w, _CAPTION_LINE_H, line)
 
 
+_CAST_COLS = 4
+_REFERENCE_WORDS = {"uploaded": "Uploaded face", "generated": "Generated portrait"}
+
+
+def _cast_page(pdf: FPDF, board: Mapping[str, Any], references: Mapping[int, bytes]) -> None:
+    """The cast: each character's name, traits and reference face, side by side."""
+    pdf.set_text_color(20)
+    pdf.set_font_size(13)
+    pdf.set_xy(_MARGIN, _MARGIN + _HEADER_H)
+    pdf.cell(60, 7, "Cast")
+    width = (_PAGE_W - 2 * _MARGIN - (_CAST_COLS - 1) * _GUTTER) / _CAST_COLS
+    top = _MARGIN + _HEADER_H + 10
+    for k, character in enumerate(board.get("characters") or [], start=1):
+        x = _MARGIN + (k - 1) * (width + _GUTTER)
+        image = references.get(k)
+        pdf.set_draw_color(190)
+        drawn = False
+        if image:
+            try:
+                pdf.image(io.BytesIO(image), x=x, y=top, w=width, h=width, keep_aspect_ratio=True)
+                drawn = True
+            except Exception:  # noqa: BLE001 - an unreadable file: the rest of the page still prints
+                log.warning("character %d's reference is damaged; exported without it", k)
+        if not drawn:
+            pdf.set_fill_color(225)
+            pdf.rect(x, top, width, width, style="DF")
+        pdf.rect(x, top, width, width)
+        y = top + width + 2
+        pdf.set_text_color(20)
+        pdf.set_font_size(12)
+        pdf.set_xy(x, y)
+        pdf.cell(width, 6, _clip(pdf, str(character.get("name") or f"Character {k}"), width, 1)[0])
+        kind = (character.get("reference") or {}).get("kind")
+        pdf.set_font_size(8)
+        pdf.set_text_color(_NEUTRAL_GREY)
+        pdf.set_xy(x, y + 6)
+        pdf.cell(width, 4, "Image damaged" if image and not drawn else _REFERENCE_WORDS.get(kind, "No reference"))
+        pdf.set_text_color(40)
+        pdf.set_font_size(9)
+        for i, line in enumerate(_clip(pdf, str(character.get("traits") or ""), width, 8)):
+            pdf.set_xy(x, y + 11 + i * _CAPTION_LINE_H)
+            pdf.cell(width, _CAPTION_LINE_H, line)
+
+
 def storyboard_pdf(
-    board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None
+    board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None,
+    references: Mapping[int, bytes] | None = None,
 ) -> bytes:
-    """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each."""
+    """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each; then,
+    for a board with ``characters``, a cast page (``references``: each character's face)."""
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)  # the grid places everything itself
     pdf.set_creation_date(_board_date(board))
@@ -302,9 +373,10 @@ def storyboard_pdf(
 
     frames = list(board.get("frames") or [])
     per_page = _COLS * _ROWS
+    panel_pages = max(1, -(-len(frames) // per_page))
     # Total known up front: fpdf's {nb} alias would be right-aligned by its own width.
-    pages = max(1, -(-len(frames) // per_page))
-    for start in range(0, pages * per_page, per_page):
+    pages = panel_pages + (1 if board.get("characters") else 0)
+    for start in range(0, panel_pages * per_page, per_page):
         pdf.add_page()
         _header(pdf, board, pages)
         for slot, frame in enumerate(frames[start:start + per_page]):
@@ -313,6 +385,10 @@ def storyboard_pdf(
             y = _MARGIN + _HEADER_H + row * (cell_h + _GUTTER)
             _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h,
                    board.get("error"))
+    if board.get("characters"):
+        pdf.add_page()
+        _header(pdf, board, pages)
+        _cast_page(pdf, board, references or {})
     return bytes(pdf.output())
 
 

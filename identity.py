@@ -1,8 +1,13 @@
-"""Face identity scoring: does a generated panel still show the reference face?
+"""Face identity scoring: does a generated panel still show the reference faces?
 
 Uses dlib's HOG face detector, 5-point landmarks and the 128-d face
 recognition ResNet, with model files shipped by ``face_recognition_models``.
 Importing this module loads nothing; call ``FaceScorer.load()`` once and reuse.
+
+One character: :meth:`FaceScorer.score` compares the strongest face with the reference.
+A cast: :meth:`FaceScorer.score_cast` finds every face in the panel and gives each
+character present the face that an optimal assignment on face distance gives it
+(:func:`assign`), then says per character: match, drift or missing.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import argparse
 import importlib.util
 import json
 import logging
+import itertools
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -26,6 +33,9 @@ DEFAULT_THRESHOLD = 0.6  # dlib's documented same-person cut-off
 MIN_SIDE = 256
 # Keep weak detections; the strongest one is picked anyway.
 DETECT_THRESHOLD = 0.0
+# Faces a panel is searched for at most (the strongest): a cast has at most 4 characters,
+# and an exhaustive assignment over 8 faces is 1680 orders.
+MAX_FACES = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,64 @@ class IdentityScore:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CharacterScore:
+    """One character of a panel's cast. ``face``: which of the panel's faces (left to right)
+    was assigned to it, None when it got none."""
+
+    status: str  # "match" | "drift" | "missing" | "no_reference_face"
+    distance: float | None
+    face: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CastScore:
+    """A panel against the references of the characters in it, in cast order.
+
+    ``status``: "drift" if any character's face drifted, else "match" if any matched, else
+    "no_face" (no face in the panel) or "no_reference_face" (no reference shows a face).
+    ``distance``: the largest distance of a character that got a face (None: none did), so
+    a lower one is a closer panel.
+    """
+
+    status: str
+    distance: float | None
+    threshold: float
+    faces: int  # faces found in the panel
+    characters: tuple[CharacterScore, ...]
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "distance": self.distance, "threshold": self.threshold,
+                "faces": self.faces, "characters": [c.to_dict() for c in self.characters]}
+
+
+def assign(distances: Sequence[Sequence[float]]) -> tuple[int | None, ...]:
+    """The optimal assignment of faces (columns) to characters (rows): each character at
+    most one face and each face at most one character, as many characters as there are
+    faces given one, and the smallest total distance among those. Exhaustive: a cast has
+    at most 4 characters and a panel is searched for at most MAX_FACES faces."""
+    rows = len(distances)
+    columns = len(distances[0]) if rows else 0
+    best: tuple[float, tuple[int | None, ...]] | None = None
+    if columns >= rows:
+        for faces in itertools.permutations(range(columns), rows):
+            total = sum(distances[r][f] for r, f in enumerate(faces))
+            if best is None or total < best[0]:
+                best = (total, tuple(faces))
+    else:
+        for characters in itertools.permutations(range(rows), columns):
+            total = sum(distances[r][f] for f, r in enumerate(characters))
+            if best is None or total < best[0]:
+                chosen: list[int | None] = [None] * rows
+                for f, r in enumerate(characters):
+                    chosen[r] = f
+                best = (total, tuple(chosen))
+    return best[1] if best is not None else (None,) * rows
 
 
 def _model_path(name: str) -> str:
@@ -81,8 +149,8 @@ class FaceScorer:
                 return rects[int(np.argmax(scores))]
         return None
 
-    def descriptor(self, image: Image.Image) -> np.ndarray | None:
-        """128-d descriptor of the strongest face, or None when there is none."""
+    @staticmethod
+    def _pixels(image: Image.Image) -> np.ndarray:
         image = image.convert("RGB")
         short = min(image.size)
         if short < MIN_SIDE:
@@ -91,12 +159,30 @@ class FaceScorer:
                 (round(image.width * scale), round(image.height * scale)),
                 Image.Resampling.BICUBIC,
             )
-        pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+        return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+    def _describe(self, pixels: np.ndarray, rect) -> np.ndarray:
+        shape = self.shape_predictor(pixels, rect)
+        return np.asarray(self.recognizer.compute_face_descriptor(pixels, shape))
+
+    def descriptor(self, image: Image.Image) -> np.ndarray | None:
+        """128-d descriptor of the strongest face, or None when there is none."""
+        pixels = self._pixels(image)
         rect = self._strongest_face(pixels)
         if rect is None:
             return None
-        shape = self.shape_predictor(pixels, rect)
-        return np.asarray(self.recognizer.compute_face_descriptor(pixels, shape))
+        return self._describe(pixels, rect)
+
+    def descriptors(self, image: Image.Image) -> list[np.ndarray]:
+        """Descriptors of every face (the MAX_FACES strongest), left to right. As for one
+        face, the image is upsampled only when nothing is found at its own size."""
+        pixels = self._pixels(image)
+        for upsample in (0, 1):
+            rects, scores, _ = self.detector.run(pixels, upsample, DETECT_THRESHOLD)
+            if len(rects):
+                break
+        strongest = sorted(range(len(rects)), key=lambda i: -scores[i])[:MAX_FACES]
+        return [self._describe(pixels, rects[i]) for i in sorted(strongest, key=lambda i: rects[i].left())]
 
     def score(
         self,
@@ -112,6 +198,35 @@ class FaceScorer:
         distance = float(np.linalg.norm(found - reference))
         status = "match" if distance <= threshold else "drift"
         return IdentityScore(status, distance, threshold)
+
+
+    def score_cast(
+        self,
+        references: Sequence[np.ndarray | None],
+        image: Image.Image,
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> CastScore:
+        """Score a panel against each present character's reference descriptor (None: the
+        reference shows no face), faces assigned optimally (:func:`assign`)."""
+        faces = self.descriptors(image)
+        scored = [i for i, reference in enumerate(references) if reference is not None]
+        chosen = assign([[float(np.linalg.norm(face - references[i])) for face in faces] for i in scored])
+        characters: list[CharacterScore] = [CharacterScore("no_reference_face", None, None)] * len(references)
+        for i, face in zip(scored, chosen):
+            if face is None:
+                characters[i] = CharacterScore("missing", None, None)
+            else:
+                distance = float(np.linalg.norm(faces[face] - references[i]))
+                characters[i] = CharacterScore("match" if distance <= threshold else "drift", distance, face)
+        found = [c for c in characters if c.distance is not None]
+        if any(c.status == "drift" for c in characters):
+            status = "drift"
+        elif found:
+            status = "match"
+        else:
+            status = "no_face" if scored else "no_reference_face"
+        distance = max((c.distance for c in found), default=None)
+        return CastScore(status, distance, threshold, len(faces), tuple(characters))
 
 
 def _open(path: str) -> Image.Image:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from board_params import retry_seed
 from config import MAX_FRAMES, Settings, SpeedPreset
-from prompt_enhancer import shorten
+from prompt_enhancer import CAST_POSITIONS, shorten
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,22 @@ class PanelJob:
     seed: int
     caption: str = ""
     shot: str = ""
+    # Who is in it: places in the request's characters (0-based), left to right in the
+    # picture; () = no one. None: the first character (a request of one character).
+    cast: tuple[int, ...] | None = None
+
+    @property
+    def characters(self) -> tuple[int, ...]:
+        return (0,) if self.cast is None else self.cast
+
+
+@dataclass(frozen=True)
+class CharacterLock:
+    """One character's identity lock: its reference image (uploaded, or drawn earlier), or
+    the portrait to draw first as one. Neither: the character is in none of the panels."""
+
+    reference: object | None = None  # PIL image
+    portrait: PanelJob | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +79,17 @@ class StoryboardRequest:
     reference: object | None = None  # PIL image uploaded by the user
     portrait: PanelJob | None = None  # drawn first as the reference when locked without one
     steps: int | None = None  # overrides preset.steps (benchmarks)
+    # A cast (each panel's PanelJob.cast says who is in it); empty: one character, locked
+    # with ``reference`` or ``portrait`` above.
+    characters: tuple[CharacterLock, ...] = ()
 
     @property
     def num_steps(self) -> int:
         return self.steps or self.preset.steps
+
+    @property
+    def locks(self) -> tuple[CharacterLock, ...]:
+        return self.characters or (CharacterLock(self.reference, self.portrait),)
 
 
 @dataclass
@@ -89,12 +113,18 @@ class PanelResult:
 @dataclass
 class StoryboardResult:
     panels: list[PanelResult]
-    reference: object | None
+    reference: object | None  # the first character's
     reference_kind: str | None  # "uploaded" | "generated" | None
     timings: dict = field(default_factory=dict)
+    references: tuple = ()  # every character's, in the request's order (None: not needed)
 
 
 ProgressFn = Callable[[int, int, int], None]  # (panel index, step, total steps)
+
+# The IP-Adapter scale of a panel with several characters is kept in this range: above it
+# the references blend into one face, below it they hardly hold (diffusers' maintainers,
+# issue #8626: 0.5-0.7 with region masks).
+CAST_IP_ADAPTER_SCALE = (0.5, 0.7)
 
 
 # --- Device and precision -----------------------------------------------------------------
@@ -251,7 +281,7 @@ class StoryboardGenerator:
         self.dtype = dtype
         self.load_seconds = load_seconds
         self._lock = threading.RLock()  # re-entered by clip_similarity inside generate
-        self._clip_reference: tuple | None = None
+        self._clip_references: dict[int, tuple] = {}  # id(reference) -> (reference, its CLIP embedding)
         self._plain_processors: dict | None = None
         self._ip_processors: dict | None = None
         self._ip_projection = None
@@ -445,10 +475,13 @@ class StoryboardGenerator:
         if encoder is None:
             return None
         with self._lock, torch.inference_mode():
-            if self._clip_reference is None or self._clip_reference[0] is not reference:
-                self._clip_reference = (reference, self._clip_embed(reference))
+            cached = self._clip_references.get(id(reference))
+            if cached is None or cached[0] is not reference:
+                if len(self._clip_references) >= 8:  # a board's cast; older boards' go
+                    self._clip_references.clear()
+                cached = self._clip_references[id(reference)] = (reference, self._clip_embed(reference))
             embed = self._clip_embed(image)
-            return round(float(torch.nn.functional.cosine_similarity(self._clip_reference[1], embed).item()), 4)
+            return round(float(torch.nn.functional.cosine_similarity(cached[1], embed).item()), 4)
 
     def _clip_embed(self, image):
         pixels = self.pipe.feature_extractor(image, return_tensors="pt").pixel_values
@@ -474,11 +507,13 @@ class StoryboardGenerator:
     ) -> StoryboardResult:
         """Draw every panel of ``request``.
 
-        ``on_panel`` is called as each panel finishes (in one-by-one mode right away, in
-        batched mode after its batch); ``on_reference`` when an auto-generated portrait is
-        ready. Setting ``cancel`` stops the work at the next step (GenerationCancelled).
-        ``judge(reference, image)`` scores identity; a drifted panel is redrawn up to
-        ``settings.identity_retries`` times and the closest attempt is kept.
+        ``on_panel`` is called as each panel finishes (in one-by-one mode right away and in
+        order, in batched mode after its batch); ``on_reference(character, image)`` when a
+        generated portrait is ready (``character``: its place in ``request.locks``).
+        Setting ``cancel`` stops the work at the next step (GenerationCancelled).
+        ``judge(references, image)`` scores identity against the references of the panel's
+        cast; a drifted panel is redrawn up to ``settings.identity_retries`` times and the
+        closest attempt is kept.
         """
         self._check(request)
         with self._lock, self._autocast():
@@ -495,6 +530,19 @@ class StoryboardGenerator:
                 raise InvalidRequest(name, f"{name} must be a positive multiple of 8, got {value}")
         if request.num_steps < 1:
             raise InvalidRequest("steps", "at least one step")
+        if request.characters and (request.reference is not None or request.portrait is not None):
+            raise InvalidRequest("characters", "a cast locks each character itself: no request-wide reference")
+        locks = request.locks
+        for job in request.panels:
+            if len(job.characters) not in CAST_POSITIONS and job.characters:
+                raise InvalidRequest("cast", f"panel {job.index}: at most {max(CAST_POSITIONS)} characters")
+            if len(set(job.characters)) != len(job.characters) or any(
+                    not 0 <= i < len(locks) for i in job.characters):
+                raise InvalidRequest("cast", f"panel {job.index}: its cast names characters the request lacks")
+            if request.identity_lock and any(locks[i].reference is None and locks[i].portrait is None
+                                             for i in job.characters):
+                raise InvalidRequest("reference", f"panel {job.index}: the identity lock needs a reference "
+                                                  "image or a portrait prompt for each character in it")
 
     def _autocast(self):
         import torch
@@ -506,42 +554,95 @@ class StoryboardGenerator:
     def _generate(self, request, on_progress, on_panel, on_reference, cancel, judge) -> StoryboardResult:
         timings: dict = {}
         run = _Run(request, on_progress, cancel)
-        # 1. The reference: uploaded, drawn from the traits, or none (lock off).
-        reference, reference_kind = request.reference, "uploaded" if request.reference is not None else None
-        if request.identity_lock and reference is None and request.portrait is not None:
-            started = time.perf_counter()
-            self._set_identity_mode(False)  # nothing to lock to yet
-            run.size = self._portrait_size()
-            self._condition(run, [request.portrait])
-            portrait = self._draw([request.portrait], run)[0]
-            run.size = None
-            timings["reference_s"] = time.perf_counter() - started
-            if portrait.status != "done":
-                raise RuntimeError(f"could not draw the character reference: {portrait.error}")
-            reference, reference_kind = portrait.image, "generated"
-            if on_reference:
-                on_reference(reference)
-        if request.identity_lock and reference is None:
-            raise InvalidRequest("reference", "the identity lock needs a reference image or a portrait prompt")
-        # 2. What every panel shares, computed once: text embeddings, the reference's embeddings.
+        # 1. The references: uploaded, drawn from the traits, or none (lock off).
         started = time.perf_counter()
-        self._set_identity_mode(request.identity_lock)
+        if request.identity_lock:
+            run.references = self._references(request, run, on_reference)
+            timings["reference_s"] = time.perf_counter() - started
+        # 2. What every panel shares, computed once: text embeddings, each cast's reference embeddings.
+        started = time.perf_counter()
         self._condition(run, request.panels)
         if request.identity_lock:
-            run.image_embeds = self._encode_reference(reference, request)
+            self._set_identity_mode(True)
+            for cast in dict.fromkeys(job.characters for job in request.panels if job.characters):
+                images = [run.references[i] for i in cast]
+                run.cast_embeds[cast] = self._encode_reference(images[0] if len(images) == 1 else images, request)
         timings["encode_s"] = time.perf_counter() - started
-        # 3. The panels, batched where the device allows.
+        # 3. The panels, batched where the device allows; one cast per call.
         started = time.perf_counter()
         results: list[PanelResult] = []
-        for batch in self._batches(request.panels, request.width, request.height):
+        for batch in self._batches(request.panels, request.width, request.height, key=run.cast_of):
+            references = self._use_cast(run, run.cast_of(batch[0]))
             for result in self._draw(batch, run):
-                if judge is not None and reference is not None and result.status == "done":
-                    result = self._redo_if_drifted(result, run, reference, judge)
+                if judge is not None and references and result.status == "done":
+                    result = self._redo_if_drifted(result, run, references, judge)
                 results.append(result)
                 if on_panel:
                     on_panel(result)
         timings["panels_s"] = time.perf_counter() - started
-        return StoryboardResult(results, reference, reference_kind, timings)
+        order = {job.index: i for i, job in enumerate(request.panels)}
+        results.sort(key=lambda result: order[result.index])
+        first = run.references[0] if run.references else None
+        kind = None if first is None else "uploaded" if request.locks[0].reference is not None else "generated"
+        return StoryboardResult(results, first, kind, timings, tuple(run.references))
+
+    def _references(self, request: StoryboardRequest, run: "_Run", on_reference) -> list:
+        """Each character's reference: the one given, or its portrait drawn now (only for the
+        characters some panel shows)."""
+        shown = {i for job in request.panels for i in job.characters}
+        references = []
+        for i, lock in enumerate(request.locks):
+            reference = lock.reference
+            if reference is None and lock.portrait is not None and i in shown:
+                self._set_identity_mode(False)  # nothing to lock to yet
+                run.size = self._portrait_size()
+                self._condition(run, [lock.portrait])
+                portrait = self._draw([lock.portrait], run)[0]
+                run.size = None
+                if portrait.status != "done":
+                    raise RuntimeError(f"could not draw the character reference: {portrait.error}")
+                reference = portrait.image
+                if on_reference:
+                    on_reference(i, reference)
+            references.append(reference)
+        return references
+
+    def _use_cast(self, run: "_Run", cast: tuple[int, ...]) -> tuple:
+        """Set the pipeline up for panels showing ``cast``; returns their references.
+
+        One character: its reference, as ever. Several: one IP-Adapter with their reference
+        images, each gated to its strip of the picture by a region mask (left to right, as
+        the prompt places them) at a scale that keeps the faces apart. No one, or the lock
+        off: the plain pipeline.
+        """
+        if not cast:
+            self._set_identity_mode(False)
+            run.image_embeds = run.ip_masks = None
+            return ()
+        self._set_identity_mode(True)
+        run.image_embeds = run.cast_embeds[cast]
+        scale = run.request.preset.ip_adapter_scale
+        run.ip_masks = None
+        if len(cast) > 1:
+            low, high = CAST_IP_ADAPTER_SCALE
+            scale = min(max(scale, low), high)
+            run.ip_masks = self._region_masks(len(cast), run.request.width, run.request.height)
+        self._set_ip_scale(scale)
+        return tuple(run.references[i] for i in cast)
+
+    def _region_masks(self, count: int, width: int, height: int) -> list:
+        """``count`` vertical strips, left to right, as diffusers' IP-Adapter masks take them:
+        one [1, count, height, width] tensor for the one adapter."""
+        from diffusers.image_processor import IPAdapterMaskProcessor
+        from PIL import Image
+
+        strips = []
+        for i in range(count):
+            mask = Image.new("L", (width, height), 0)
+            mask.paste(255, (round(width * i / count), 0, round(width * (i + 1) / count), height))
+            strips.append(mask)
+        masks = IPAdapterMaskProcessor().preprocess(strips, height=height, width=width)
+        return [masks.reshape(1, count, height, width).to(self.device)]
 
     def _portrait_size(self) -> tuple[int, int]:
         side = self.settings.size_for("1:1")[0]
@@ -560,27 +661,35 @@ class StoryboardGenerator:
         per_panel = PANEL_BYTES_PER_MEGAPIXEL * width * height / 1e6
         return max(1, min(self.settings.max_batch, int(free * 0.8 // per_panel)))
 
-    def _batches(self, panels: Sequence[PanelJob], width: int, height: int):
+    def _batches(self, panels: Sequence[PanelJob], width: int, height: int, key: Callable = lambda job: None):
+        """Panels in calls of at most batch_size, only panels of one ``key`` (their cast) per
+        call: per-panel IP-Adapter embeddings in one call mix across the batch (diffusers
+        issue #9813), so panels never share a call unless they share their embeddings. One
+        by one, the panels keep their order."""
         size = self.batch_size(width, height)
-        for start in range(0, len(panels), size):
-            yield list(panels[start : start + size])
+        groups: dict = {}
+        for job in panels:
+            groups.setdefault(key(job) if size > 1 else len(groups), []).append(job)
+        for group in groups.values():
+            for start in range(0, len(group), size):
+                yield group[start : start + size]
 
-    def _redo_if_drifted(self, result: PanelResult, run: "_Run", reference, judge) -> PanelResult:
+    def _redo_if_drifted(self, result: PanelResult, run: "_Run", references: tuple, judge) -> PanelResult:
         best = result
-        best.identity = judge(reference, result.image)
+        best.identity = judge(references, result.image)
         attempts = 1
         for attempt in range(1, self.settings.identity_retries + 1):
             if best.identity.get("status") != "drift":
                 break
             job = next(p for p in run.request.panels if p.index == result.index)
-            # Seeds step by MAX_FRAMES so a retry never reuses another panel's seed.
-            retry_job = PanelJob(job.index, job.prompt, job.negative_prompt, job.seed + MAX_FRAMES * attempt,
-                                 job.caption, job.shot)
+            # A retry never reuses another panel's seed (board_params.retry_seed).
+            retry_job = PanelJob(job.index, job.prompt, job.negative_prompt, retry_seed(job.seed, attempt),
+                                 job.caption, job.shot, job.cast)
             retry = self._draw([retry_job], run)[0]
             attempts += 1
             if retry.status != "done":
                 continue
-            retry.identity = judge(reference, retry.image)
+            retry.identity = judge(references, retry.image)
             if _closer(retry.identity, best.identity):
                 best = retry
         best.attempts = attempts
@@ -611,11 +720,12 @@ class StoryboardGenerator:
             run.conditioning[job.prompt] = (embeds[i : i + 1], pooled[i : i + 1], *run.negatives[negative])
 
     def _encode_reference(self, reference, request: StoryboardRequest):
-        """The reference image's IP-Adapter embeddings, [negative; positive], once per board."""
+        """The reference image's IP-Adapter embeddings, [negative; positive], once per board
+        and cast; a list of images (a cast) goes to the one adapter as its several images."""
         self.image_encoder_calls += 1
         self._set_ip_scale(request.preset.ip_adapter_scale)
         return self.pipe.prepare_ip_adapter_image_embeds(
-            ip_adapter_image=reference,
+            ip_adapter_image=[list(reference)] if isinstance(reference, list) else reference,
             ip_adapter_image_embeds=None,
             device=self.device,
             num_images_per_prompt=1,
@@ -650,6 +760,8 @@ class StoryboardGenerator:
         extra = {}
         if run.image_embeds is not None:
             extra["ip_adapter_image_embeds"] = [_repeat_cfg_pairs(e, len(batch)) for e in run.image_embeds]
+        if run.ip_masks is not None:
+            extra["cross_attention_kwargs"] = {"ip_adapter_masks": run.ip_masks}
         indices = [job.index for job in batch]
 
         cfg = request.preset.guidance_scale
@@ -773,13 +885,20 @@ class _Run:
     on_progress: ProgressFn | None
     cancel: threading.Event | None
     size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
-    image_embeds: list | None = None
+    image_embeds: list | None = None  # the IP-Adapter embeddings of the panels being drawn
+    ip_masks: list | None = None  # ... and their region masks (several characters)
+    references: list = field(default_factory=list)  # each character's reference image
+    cast_embeds: dict = field(default_factory=dict)  # cast -> its IP-Adapter embeddings
     negatives: dict = field(default_factory=dict)
     conditioning: dict = field(default_factory=dict)
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise GenerationCancelled()
+
+    def cast_of(self, job: PanelJob) -> tuple[int, ...]:
+        """Who the identity lock holds in ``job``: its cast, or no one with the lock off."""
+        return job.characters if self.request.identity_lock else ()
 
 
 def _repeat_cfg_pairs(embeds, count: int):

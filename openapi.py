@@ -8,6 +8,7 @@ ratios, panel count) come from config.py, so they cannot drift either.
 
 from __future__ import annotations
 
+from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
 from config import ASPECTS, MAX_FRAMES, PRESETS
 
 OPENAPI_VERSION = "3.1.0"
@@ -48,6 +49,12 @@ POSITION = {"name": "n", "in": "path", "required": True, "schema": {"type": "int
             "description": "The panel's position on the board (1-based, display order)."}
 FRAME_ID = {"name": "frame_id", "in": "path", "required": True, "schema": {"type": "integer"},
             "description": "The panel's stable id (a frame's `id`, not its position)."}
+CHARACTER = {"name": "character", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHARACTERS},
+             "description": "The character's place in the board's `characters` (1-based)."}
+CAST = {"type": "array", "maxItems": MAX_CHARACTERS, "items": {"type": "string"},
+        "description": "Who is in the panel: names from the board's characters (any case), [] for no one. "
+                       "The one unnamed character of a board made with `character` is \"\"."}
 
 
 def _schemas() -> dict:
@@ -66,17 +73,32 @@ def _schemas() -> dict:
                            "POST /api/plans), drawn instead of splitting the story.",
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
-                               "shot": string}}},
-                "character": {**string, "description": "The main character, face first. Default: the server's."},
+                               "shot": string,
+                               "cast": {**CAST, "description": "Who is in the panel (names from `characters`, [] "
+                                        "for no one); missing: the names its caption and scene mention, else the "
+                                        "first character. With one unnamed character, [] means that character."}}}},
+                "characters": {
+                    "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
+                    "description": "The cast, instead of `character`: the first is the lead (shown in panels "
+                                   "that name nobody). Names are needed by a cast of several and unique.",
+                    "items": {"type": "object", "required": ["traits"], "properties": {
+                        "name": {**string, "maxLength": MAX_NAME_CHARS},
+                        "traits": {**string, "description": "Face first, then clothing."},
+                        "reference_image": {**string, "description": "This character's face as base64 or a data "
+                                                                     "URL (PNG, JPEG or WebP); none: a portrait "
+                                                                     "is drawn from the traits."}}}},
+                "character": {**string, "description": "One unnamed character, face first (instead of "
+                                                       "`characters`). Default: the server's."},
                 "frames": {"type": "integer", "minimum": 1, "maximum": MAX_FRAMES,
                            "description": "Panel count; ignored when the story has one line per panel."},
                 "preset": {"enum": list(PRESETS), "description": "Speed mode (see GET /api/presets)."},
                 "aspect": {"enum": list(ASPECTS)},
                 "style": string,
-                "seed": {**_nullable({"type": "integer", "minimum": 0}), "description": "Empty or null: random."},
+                "seed": {**_nullable({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
+                         "description": "Empty or null: random."},
                 "identity_lock": boolean,
-                "reference_image": {**string, "description": "JSON only: the face as base64 or a data URL "
-                                                             "(PNG, JPEG or WebP)."},
+                "reference_image": {**string, "description": "JSON only: the face of `character` as base64 or "
+                                                             "a data URL (PNG, JPEG or WebP)."},
             },
         },
         "NewStoryboardForm": {
@@ -84,8 +106,13 @@ def _schemas() -> dict:
             "properties": {
                 **{key: {"type": "string"} for key in
                    ("story", "panels", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock")},
+                "characters": {"type": "string", "description": "The cast as JSON text: a list of "
+                                                                '{"name", "traits"}; faces as reference_1...'},
                 "reference": {"type": "string", "contentMediaType": "application/octet-stream",
-                              "description": "The reference face file (PNG, JPEG or WebP)."},
+                              "description": "The face file of `character` (PNG, JPEG or WebP)."},
+                **{f"reference_{k}": {"type": "string", "contentMediaType": "application/octet-stream",
+                                      "description": f"The face file of character {k} of `characters`."}
+                   for k in range(1, MAX_CHARACTERS + 1)},
             },
         },
         "Settings": {
@@ -100,10 +127,23 @@ def _schemas() -> dict:
         "Identity": {
             "type": "object",
             "properties": {
-                "status": {"enum": ["match", "drift", "no_face", "no_reference_face"]},
-                "distance": {**_nullable(number), "description": "dlib face distance; lower is the same person."},
+                "status": {"enum": ["match", "drift", "no_face", "no_reference_face"],
+                           "description": "drift: a character's face drifted; match: none drifted and one matched; "
+                                          "no_face: no face found; no_reference_face: no reference shows one."},
+                "distance": {**_nullable(number), "description": "dlib face distance, the largest of the characters "
+                                                                 "found; lower is the same person."},
                 "threshold": number,
-                "clip_similarity": _nullable(number),
+                "clip_similarity": {**_nullable(number), "description": "The least similar character's."},
+                "faces": {**integer, "description": "Faces found in the panel (absent on older boards)."},
+                "characters": {"type": "array", "description": "Per character in the panel, in cast order: the "
+                               "face an optimal assignment gave it (absent on older boards).",
+                               "items": {"type": "object", "properties": {
+                                   "name": string,
+                                   "status": {"enum": ["match", "drift", "missing", "no_reference_face"]},
+                                   "distance": _nullable(number),
+                                   "face": {**_nullable(integer),
+                                            "description": "Which face, left to right (0-based)."},
+                                   "clip_similarity": _nullable(number)}}},
             },
         },
         "Frame": {
@@ -117,8 +157,12 @@ def _schemas() -> dict:
                                                    "scene of an edited plan."},
                 "shot": string,
                 "prompt": _nullable(string), "negative_prompt": _nullable(string),
+                "cast": CAST,
                 "prompt_shortened": {**_nullable(string),
                                      "description": "Scene words left out to fit CLIP's 77 tokens."},
+                "traits_shortened": {**_nullable({"type": "object", "additionalProperties": string}),
+                                     "description": "Per character (by name), the trait phrases left out to fit "
+                                                    "CLIP's 77 tokens; only when several characters did not fit."},
                 "seed": integer,
                 "image_url": _nullable(string),
                 "identity": _nullable(_ref("Identity")),
@@ -133,7 +177,8 @@ def _schemas() -> dict:
                 "fraction": {"type": "number", "minimum": 0, "maximum": 1},
                 "panel": {**integer, "description": "The panel's position on the board; 0 = the character reference."},
                 "of": {**integer, "description": "Panels on the board."},
-                "label": {**string, "examples": ["Panel 2 of 3", "Character reference"]},
+                "label": {**string, "examples": ["Panel 2 of 3", "Character reference",
+                                                 "Character reference: Mara"]},
                 "step": integer, "steps": integer,
                 "eta_s": {**number, "description": "Seconds left, from the pace so far."},
             },
@@ -144,10 +189,16 @@ def _schemas() -> dict:
                 "id": string, "title": string, "status": {"enum": STATUSES},
                 "error": {**_nullable(string), "description": "Why the board failed, in full."},
                 "created_at": {**string, "format": "date-time"},
-                "story": string, "character": string, "style": string,
+                "story": string,
+                "characters": {"type": "array", "description": "The cast, in order (the first is the lead).",
+                               "items": {"type": "object", "properties": {
+                                   "name": {**string, "description": "\"\" for the one character of a board made "
+                                                                     "with `character`."},
+                                   "traits": string, "reference": _ref("Reference")}}},
+                "character": {**string, "description": "The first character's traits."},
+                "style": string,
                 "settings": _ref("Settings"),
-                "reference": {"type": "object", "properties": {
-                    "kind": {"enum": ["uploaded", "generated", None]}, "image_url": _nullable(string)}},
+                "reference": {**_ref("Reference"), "description": "The first character's reference."},
                 "progress": _nullable(_ref("Progress")),
                 "frames": {"type": "array", "items": _ref("Frame")},
                 "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
@@ -156,6 +207,9 @@ def _schemas() -> dict:
                                            "absent on older boards."},
             },
         },
+        "Reference": {
+            "type": "object", "description": "A character's reference face; kind null: none yet.",
+            "properties": {"kind": {"enum": ["uploaded", "generated", None]}, "image_url": _nullable(string)}},
         "StoryboardSummary": {
             "type": "object",
             "properties": {
@@ -234,6 +288,7 @@ def _schemas() -> dict:
                     "character": string, "style": string, "frames": integer, "identity_lock": boolean}},
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
+                "max_characters": {**integer, "description": "Most characters in a cast."},
             },
         },
     }
@@ -287,7 +342,8 @@ def _paths() -> dict:
                 "summary": "Server-Sent Events: progress, frame, reference, status",
                 "description": "Every event has an id; a reconnecting client sends Last-Event-ID (or the "
                                "`last_event_id` query parameter) and gets only what it missed. The stream "
-                               "ends after the final status.",
+                               "ends after the final status. A `reference` event is a generated portrait: "
+                               "`character` (1-based), `name`, `kind`, `image_url`.",
                 "operationId": "storyboardEvents",
                 "parameters": [{"name": "last_event_id", "in": "query", "required": False,
                                 "schema": {"type": "string"}},
@@ -317,7 +373,9 @@ def _paths() -> dict:
                         "seed": {**_nullable({"type": "integer", "minimum": 0}),
                                  "description": "Missing or null: a new random seed."},
                         "caption": {"type": "string", "description": "Edited panel text."},
-                        "scene": {"type": "string", "description": "Edited English scene for the prompt."}}}}}},
+                        "scene": {"type": "string", "description": "Edited English scene for the prompt."},
+                        "cast": {**CAST, "description": "Who is in the panel ([] for no one); missing: the "
+                                                        "panel keeps its cast."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
         },
         "/api/storyboards/{board_id}/order": {
@@ -337,18 +395,25 @@ def _paths() -> dict:
         },
         "/api/storyboards/{board_id}/reference.png": {
             "parameters": [BOARD_ID],
-            "get": {"summary": "The character reference (uploaded or generated)", "operationId": "referenceImage",
+            "get": {"summary": "The first character's reference (uploaded or generated)",
+                    "operationId": "referenceImage", "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/references/{character}.png": {
+            "parameters": [BOARD_ID, CHARACTER],
+            "get": {"summary": "A character's reference (uploaded or generated)", "operationId": "characterReference",
                     "responses": {"200": png, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/export.pdf": {
             "parameters": [BOARD_ID],
             "get": {"summary": "PDF export, in display order", "operationId": "exportPdf",
-                    "responses": {"200": {"description": "A4 landscape pages, six numbered panels each.",
+                    "responses": {"200": {"description": "A4 landscape pages, six numbered panels each, then "
+                                                         "the cast: names, traits and reference faces.",
                                           "content": {"application/pdf": {}}}, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/export.zip": {
             "parameters": [BOARD_ID],
-            "get": {"summary": "ZIP export: panel-01.png... in display order, reference.png, storyboard.json",
+            "get": {"summary": "ZIP export: panel-01.png... in display order, reference-1.png... (one per "
+                               "character with a reference), storyboard.json",
                     "operationId": "exportZip",
                     "responses": {"200": {"description": "The archive.", "content": {"application/zip": {}}},
                                   **_errors(404)}},

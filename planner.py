@@ -36,6 +36,7 @@ from prompt_enhancer import (
     DEFAULT_FRAMES,
     SHOT_TYPES,
     StoryError,
+    cast_from_text,
     clean_text,
     language_notice,
     plan_story,
@@ -162,14 +163,16 @@ def planned_count(premise: str, frames: int | None, max_frames: int = 8) -> int:
 def builtin_plan(premise: str, frames: int | None, cast: Sequence[CastMember] = (), max_frames: int = 8,
                  source: str = SOURCE_BUILT_IN, first_notice: str | None = None) -> Plan:
     """The splitter's plan: caption = scene = the user's words, shots from shot_for. A panel's
-    cast is the names its words mention (the splitter cannot know more)."""
+    cast is what a board drawn from it shows by default: the names its words mention, else
+    the first character (the splitter cannot know more)."""
     try:
         story = plan_story(premise, frames, max_frames)
     except StoryError as error:
         field_name = "premise" if error.field == "story" else error.field
         message = f"{first_notice} The built-in splitter cannot plan it either: {error}" if first_notice else str(error)
         raise StoryError(field_name, message) from None
-    panels = tuple(PlannedPanel(p.caption, p.caption, p.shot, _mentioned(p.caption, cast)) for p in story.panels)
+    names = [m.name for m in cast]
+    panels = tuple(PlannedPanel(p.caption, p.caption, p.shot, cast_from_text(p.caption, names)) for p in story.panels)
     notices = ((first_notice,) if first_notice else ()) + story.notices
     return Plan(panels, source, notices)
 
@@ -179,10 +182,6 @@ def _fallback(premise: str, frames: int | None, cast: Sequence[CastMember], max_
     notice = (f"The LLM planner's plan was not used: {reason}. "
               "The built-in splitter planned these panels from your words instead.")
     return builtin_plan(premise, frames, cast, max_frames, SOURCE_FALLBACK, notice)
-
-
-def _mentioned(text: str, cast: Sequence[CastMember]) -> tuple[str, ...]:
-    return tuple(m.name for m in cast if re.search(rf"(?<!\w){re.escape(m.name)}(?!\w)", text, re.IGNORECASE))
 
 
 # --- What the LLM is asked -----------------------------------------------------------------

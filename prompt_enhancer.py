@@ -18,8 +18,9 @@ torch nor transformers, and importing it does nothing.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 CLIP_MAX_TOKENS = 77
 DEFAULT_FRAMES = 6
@@ -76,6 +77,7 @@ class PanelPrompt:
     tokens: int  # count_tokens(prompt)
     shortened: bool  # True when anything (scene words, style, shot) was cut to fit
     dropped: str  # the words of scene detail that were cut ("" when none)
+    traits_dropped: tuple[str, ...] = ()  # per character present, the trait phrases cut ("" when none)
 
 
 class StoryError(ValueError):
@@ -366,6 +368,52 @@ def _groups(items: list, n: int) -> list[list]:
     return groups
 
 
+# --- Who is in a panel -------------------------------------------------------------------
+
+# Scripts written without spaces between words: a name in them is found inside a run of
+# letters ("小明去了" mentions 小明), where in other scripts it must be a whole word
+# ("Marat" does not mention Mara).
+_UNSPACED_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN", "HANGUL")
+
+
+def _unspaced(char: str) -> bool:
+    return unicodedata.name(char, "").startswith(_UNSPACED_SCRIPTS)
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether ``text`` names ``name``: as words, ignoring case (casefolded, so "ΣΟΦΙΑ"
+    and "σοφια" match), in any script; spaces inside the name match any spacing."""
+    folded = " ".join(name.split()).casefold()
+    if not folded:
+        return False
+    body = r"\s+".join(re.escape(word) for word in folded.split(" "))
+    before = "" if _unspaced(folded[0]) else r"(?<!\w)"
+    after = "" if _unspaced(folded[-1]) else r"(?!\w)"
+    return re.search(before + body + after, text.casefold()) is not None
+
+
+def cast_from_text(text: str, names: Sequence[str]) -> tuple[str, ...]:
+    """Who is in a panel by default: the characters whose names ``text`` mentions, in cast
+    order; when it names nobody, the first character (a board's lead). An empty ``names``
+    (no cast) gives nobody."""
+    present = tuple(name for name in names if mentions(text, name))
+    return present or tuple(names[:1])
+
+
+# The places of the characters in a panel with several of them, left to right: the
+# prompt names them and the identity lock gives each its strip of the picture.
+CAST_POSITIONS: dict[int, tuple[str, ...]] = {
+    1: ("",),
+    2: ("left", "right"),
+    3: ("left", "center", "right"),
+    4: ("far left", "center left", "center right", "far right"),
+}
+
+
+def cast_positions(count: int) -> tuple[str, ...]:
+    return CAST_POSITIONS[count]
+
+
 # --- Panel -> prompt ---------------------------------------------------------------------
 
 # Trimmed off the end of the scene detail so "door," does not become "door,, medium shot".
@@ -405,36 +453,70 @@ def _join(*parts: str) -> str:
     return ", ".join(part for part in parts if part)
 
 
+def _phrases(traits: str) -> list[str]:
+    """A character's traits as its comma-separated phrases, face first (as the form asks)."""
+    return [phrase.strip() for phrase in _normalise(traits).split(",") if phrase.strip()]
+
+
+def _cast_text(phrases: Sequence[Sequence[str]], kept: Sequence[int]) -> str:
+    """The traits of the characters present: one character's as they are; several, each
+    after its place in the picture ("left: ...; right: ..."), the places the identity lock's
+    regions use (:func:`cast_positions`)."""
+    texts = [", ".join(p[:n]) for p, n in zip(phrases, kept)]
+    if len(texts) <= 1:
+        return texts[0] if texts else ""
+    return "; ".join(f"{place}: {text}" for place, text in zip(cast_positions(len(texts)), texts))
+
+
+def _fair_cut(phrases: Sequence[Sequence[str]], fits: Callable[[list[int]], bool],
+              count_tokens: Callable[[str], int]) -> list[int]:
+    """How many phrases of each character to keep so that ``fits``: a phrase at a time from
+    the end (clothing goes before the face), always from the character whose traits are
+    longest now (the later one on a tie), never a character's first phrase."""
+    kept = [len(p) for p in phrases]
+    while not fits(kept):
+        longest = [(count_tokens(", ".join(p[:n])), i) for i, (p, n) in enumerate(zip(phrases, kept)) if n > 1]
+        if not longest:
+            break
+        kept[max(longest)[1]] -= 1
+    return kept
+
+
 def _compose(
     plan: PanelPlan,
     scene: str,
-    character: str,
+    characters: Sequence[str],
     style: str,
     negative_prompt: str,
     count_tokens: Callable[[str], int],
     max_tokens: int,
 ) -> PanelPrompt:
-    """``"{character}, {scene}, {shot}, {style}"`` shortened to fit ``max_tokens``.
+    """``"{traits}, {scene}, {shot}, {style}"`` shortened to fit ``max_tokens``, where the
+    traits are those of every character present (see :func:`_cast_text`).
 
-    What gives way, in order: scene words from the end, then the style (and the room
-    it frees goes back to the scene), then the scene and shot entirely. The traits are
-    never cut: when they alone are over budget they are kept whole, since CLIP drops
-    the tail of a prompt and the traits are at its head.
+    What gives way, in order: scene words from the end, then the style (and the room it
+    frees goes back to the scene), then the scene entirely; then, with several characters,
+    their traits, fairly (:func:`_fair_cut`), and last the shot. One character's traits are
+    never cut: when they alone are over budget they are kept whole, since CLIP drops the
+    tail of a prompt and the traits are at its head.
     """
-    traits, shot, style = _normalise(character), _normalise(plan.shot), _normalise(style)
+    phrases = [_phrases(traits) for traits in characters]
+    whole = [len(p) for p in phrases]
+    shot, style = _normalise(plan.shot), _normalise(style)
     words = _normalise(scene).split()
 
-    def prompt_with(n_words: int, keep_style: bool) -> str:
-        kept = " ".join(words[:n_words]).rstrip(_TRAILING)
-        return _join(traits, kept, shot, style if keep_style else "")
+    def prompt_with(n_words: int, keep_style: bool, kept: Sequence[int] = whole, keep_shot: bool = True) -> str:
+        scene_kept = " ".join(words[:n_words]).rstrip(_TRAILING)
+        return _join(_cast_text(phrases, kept), scene_kept, shot if keep_shot else "", style if keep_style else "")
 
     def fits(text: str) -> bool:
         return count_tokens(text) <= max_tokens
 
     full = prompt_with(len(words), keep_style=True)
+    kept = whole
     if fits(full):
         n_words, prompt = len(words), full
-    elif fits(_join(traits, shot)):
+    elif fits(prompt_with(0, keep_style=False)):
         keep_style = fits(prompt_with(0, keep_style=True))
         # Largest number of scene words that fits, by bisection: CLIP tokenizes word by
         # word, so the count never shrinks as words are added. lo always fits.
@@ -446,8 +528,15 @@ def _compose(
             else:
                 hi = mid - 1
         n_words, prompt = lo, prompt_with(lo, keep_style)
+    elif len(phrases) > 1:
+        n_words = 0
+        kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k)), count_tokens)
+        keep_shot = fits(prompt_with(0, False, kept))
+        if not keep_shot:
+            kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k, keep_shot=False)), count_tokens)
+        prompt = prompt_with(0, False, kept, keep_shot)
     else:
-        n_words, prompt = 0, traits
+        n_words, prompt = 0, _cast_text(phrases, whole)
     return PanelPrompt(
         index=plan.index,
         caption=plan.caption,
@@ -457,12 +546,17 @@ def _compose(
         tokens=count_tokens(prompt),
         shortened=prompt != full,
         dropped=" ".join(words[n_words:]),
+        traits_dropped=tuple(", ".join(p[n:]) for p, n in zip(phrases, kept)),
     )
+
+
+def _characters(character: str | Sequence[str]) -> tuple[str, ...]:
+    return (character,) if isinstance(character, str) else tuple(character)
 
 
 def build_prompt(
     plan: PanelPlan,
-    character: str,
+    character: str | Sequence[str],
     style: str,
     negative_prompt: str,
     count_tokens: Callable[[str], int],
@@ -470,16 +564,18 @@ def build_prompt(
 ) -> PanelPrompt:
     """The panel's prompt: traits first, then its caption as scene detail, shot, style.
 
+    ``character`` is the traits of the one character, or of each character present in
+    cast order (left to right in the picture; none: a panel without anyone).
     ``count_tokens(text)`` counts start and end tokens too; the prompt fits when it
     returns at most ``max_tokens``. The caption in the result is the plan's caption,
     whole, even when the prompt carries only part of it.
     """
-    return _compose(plan, plan.caption, character, style, negative_prompt, count_tokens, max_tokens)
+    return _compose(plan, plan.caption, _characters(character), style, negative_prompt, count_tokens, max_tokens)
 
 
 def build_prompts(
     plans: Iterable[PanelPlan],
-    character: str,
+    character: str | Sequence[str],
     style: str,
     negative_prompt: str,
     count_tokens: Callable[[str], int],
@@ -501,7 +597,7 @@ def portrait_prompt(
     there is no scene detail.
     """
     plan = PanelPlan(0, PORTRAIT_CAPTION, PORTRAIT_FRAMING)
-    return _compose(plan, "", character, style, negative_prompt, count_tokens, max_tokens)
+    return _compose(plan, "", (character,), style, negative_prompt, count_tokens, max_tokens)
 
 
 def traits_budget_warning(

@@ -16,7 +16,7 @@ stateless. What moves through Redis:
 - the channel ``sb:events``: progress, for the page (lossy by nature);
 - ``sb:cancel:<job>`` (set by the studio, read by the worker at every step),
   ``sb:delivered:<job>`` (panels already reported: a job taken over skips them),
-  ``sb:reference:<job>`` (a generated portrait, for a job taken over), and
+  ``sb:reference:<job>:<character>`` (a generated portrait, for a job taken over), and
   ``sb:worker:<name>`` (each worker's heartbeat: host, device, model, board).
 
 A worker that dies stops its heartbeats; its RQ execution then expires and the studio's
@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from board_params import MAX_CHARACTERS
 from drawing import JobSpec, SpecError, draw, spec_for
 from storage import Status
 from backend import BackendHealth, user_message
@@ -63,8 +64,8 @@ def delivered_key(job_id: int) -> str:
     return f"sb:delivered:{job_id}"
 
 
-def reference_key(job_id: int) -> str:
-    return f"sb:reference:{job_id}"
+def reference_key(job_id: int, character: int) -> str:
+    return f"sb:reference:{job_id}:{character}"
 
 
 def safe_url(url: str) -> str:
@@ -208,8 +209,7 @@ class RedisBackend:
         board = self.store.board(job["storyboard_id"])
         if board is None:
             return True
-        path = self.store.file_path(board["id"], board["reference_file"])
-        spec = spec_for(job, board, path.read_bytes() if path is not None else None)
+        spec = spec_for(job, board, self.store.reference_pngs(board))
         try:
             self.queue.enqueue("redis_backend.draw_job", spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
@@ -302,7 +302,7 @@ class RedisBackend:
             return  # deleted meanwhile
         data = json.loads(fact.get("data", b"{}"))
         if kind == "prompts":
-            self.store.panel_prompts(board_id, {int(k): tuple(v) for k, v in data.items()})
+            self.store.panel_prompts(board_id, {int(k): (*v, None)[:4] for k, v in data.items()})
         elif kind == "started":
             self.store.panel_started(board_id, data["frame_id"])
         elif kind == "saved":
@@ -314,8 +314,9 @@ class RedisBackend:
             self.store.panel_failed(board_id, data["frame_id"], data["error"])
             self.hub.publish(board_id, "frame", {"frame_id": data["frame_id"]})
         elif kind == "reference":
-            self.store.save_reference(board_id, fact["png"], "generated")
-            self.hub.publish(board_id, "reference", {"kind": "generated"})
+            character = data.get("character", 1)  # a worker from before the cast draws character 1's
+            self.store.save_reference(board_id, character, fact["png"], "generated")
+            self.hub.publish(board_id, "reference", {"character": character, "kind": "generated"})
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
@@ -323,7 +324,8 @@ class RedisBackend:
                                       Status.FAILED if data["status"] == Status.FAILED else Status.PENDING,
                                       data.get("frame_error"))
             self._progress.pop(board_id, None)
-            self.redis.delete(cancel_key(job_id), delivered_key(job_id), reference_key(job_id))
+            self.redis.delete(cancel_key(job_id), delivered_key(job_id),
+                              *(reference_key(job_id, k) for k in range(1, MAX_CHARACTERS + 1)))
             self._publish_status(board_id)
 
     # -- events: progress -> the page --
@@ -455,9 +457,10 @@ def draw_job(payload: dict) -> str:
         return "refused"
     sink = RedisSink(context.redis, spec.job_id, spec.board_id)
     delivered = frozenset(int(x) for x in context.redis.smembers(delivered_key(spec.job_id)))
-    earlier_portrait = context.redis.get(reference_key(spec.job_id))
-    if spec.identity_lock and spec.reference_png is None and earlier_portrait:
-        spec = replace(spec, reference_png=earlier_portrait)  # taken over: the same face as before
+    if spec.identity_lock:  # taken over: the same faces as before
+        spec = replace(spec, characters=tuple(
+            replace(c, reference_png=c.reference_png or context.redis.get(reference_key(spec.job_id, k)))
+            for k, c in enumerate(spec.characters, start=1)))
     cancel = RedisCancel(context.redis, spec.job_id)
     context.board = spec.board_id
     try:
@@ -527,7 +530,8 @@ class RedisSink:
             pipe.execute()
 
     def prompts(self, prompts) -> None:
-        self._send("prompts", {str(k): [p.prompt, p.negative_prompt, p.dropped] for k, p in prompts.items()})
+        self._send("prompts", {str(k): [p.prompt, p.negative_prompt, p.dropped, p.traits_dropped]
+                               for k, p in prompts.items()})
 
     def panel_started(self, frame_id: int) -> None:
         self._send("started", {"frame_id": frame_id})
@@ -541,8 +545,9 @@ class RedisSink:
         self._send("failed", {"frame_id": frame_id, "error": error},
                    also=lambda pipe: self._delivered(pipe, frame_id))
 
-    def reference(self, png: bytes) -> None:
-        self._send("reference", png=png, also=lambda pipe: pipe.set(reference_key(self.job_id), png, ex=KEY_TTL_S))
+    def reference(self, character: int, png: bytes) -> None:
+        self._send("reference", {"character": character}, png=png,
+                   also=lambda pipe: pipe.set(reference_key(self.job_id, character), png, ex=KEY_TTL_S))
 
     def progress(self, progress: dict) -> None:
         self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "progress": progress}))

@@ -11,6 +11,10 @@ def image_url(board_id: str, frame: dict) -> str | None:
     return f"/api/storyboards/{board_id}/frames/{frame['id']}/image.png?v={frame['version']}"
 
 
+def reference_url(board_id: str, character: int) -> str:
+    return f"/api/storyboards/{board_id}/references/{character}.png"
+
+
 def frame_json(board_id: str, frame: dict, index: int) -> dict:
     return {
         "id": frame["id"],
@@ -20,10 +24,14 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         # What the prompt describes: the caption, or an English scene from an edited plan.
         "scene": frame["scene"] or frame["caption"],
         "shot": frame["shot"],
+        # Who is in it: names of the board's characters ("" is the one unnamed character), [] no one.
+        "cast": list(frame["cast"]),
         "prompt": frame["prompt"],
         "negative_prompt": frame["negative_prompt"],
         # Scene words cut from the prompt to fit CLIP's 77 tokens (the caption keeps them).
         "prompt_shortened": frame["dropped"],
+        # The trait phrases cut, by character, when several characters' traits did not fit.
+        "traits_shortened": frame["traits_dropped"],
         "seed": frame["seed"],
         "image_url": image_url(board_id, frame),
         "identity": frame["identity"],
@@ -34,12 +42,15 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
 
 
 def board_json(board: dict, progress: dict | None = None) -> dict:
-    board_id = board["id"]
-    settings = dict(board["settings"])
-    # How the story was read (fewer panels than asked, a story not in English): stored with
-    # the board's settings, shown on their own.
-    notices = settings.pop("notices", [])
-    reference_url = f"/api/storyboards/{board_id}/reference.png" if board["reference_file"] else None
+    board_id, params = board["id"], board["params"]
+    references = board["references"]
+
+    def reference(character: int) -> dict:
+        kind = references[character]["kind"] if character in references else None
+        return {"kind": kind, "image_url": reference_url(board_id, character) if kind else None}
+
+    characters = [{"name": c.name, "traits": c.traits, "reference": reference(k)}
+                  for k, c in enumerate(params.characters, start=1)]
     return {
         "id": board_id,
         "title": board["title"],
@@ -47,11 +58,14 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "error": board["error"],
         "created_at": board["created_at"],
         "story": board["story"],
-        "character": board["character"],
-        "style": board["style"],
-        "settings": settings,
-        "notices": notices,
-        "reference": {"kind": board["reference_kind"], "image_url": reference_url},
+        "characters": characters,
+        # The first character, as the single-character API had it.
+        "character": params.characters[0].traits,
+        "reference": characters[0]["reference"],
+        "style": params.style,
+        "settings": params.settings_json(),
+        # How the story was read (fewer panels than asked, a story not in English).
+        "notices": list(params.notices),
         "progress": progress,
         "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],
         "export": {"pdf": f"/api/storyboards/{board_id}/export.pdf", "zip": f"/api/storyboards/{board_id}/export.zip"},

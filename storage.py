@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 
+from board_params import PARAMS_SCHEMA, BoardParams
+
 log = logging.getLogger(__name__)
 
 
@@ -50,10 +52,10 @@ CREATE TABLE IF NOT EXISTS storyboards (
     error TEXT,
     created_at TEXT NOT NULL,
     story TEXT NOT NULL,
-    character TEXT NOT NULL,
+    character TEXT NOT NULL,  -- the first character's traits (the cast is in params)
     style TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    reference_kind TEXT,
+    params TEXT NOT NULL,  -- board_params.BoardParams as JSON, with its schema version
+    reference_kind TEXT,  -- before the cast: the one reference (now in board_references)
     reference_file TEXT
 );
 CREATE TABLE IF NOT EXISTS frames (
@@ -74,7 +76,16 @@ CREATE TABLE IF NOT EXISTS frames (
     seconds REAL,
     dropped TEXT,
     scene TEXT,
+    cast_names TEXT,  -- JSON list of the names in the panel; NULL (from before the cast): the first character
+    traits_dropped TEXT,  -- JSON {name: trait phrases cut to fit CLIP's 77 tokens}
     PRIMARY KEY (storyboard_id, id)
+);
+CREATE TABLE IF NOT EXISTS board_references (
+    storyboard_id TEXT NOT NULL REFERENCES storyboards(id) ON DELETE CASCADE,
+    character INTEGER NOT NULL,  -- 1-based place in the board's cast
+    kind TEXT NOT NULL,  -- uploaded | generated
+    file TEXT NOT NULL,
+    PRIMARY KEY (storyboard_id, character)
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -142,11 +153,31 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
-        for column in ("dropped", "scene"):  # a data directory from before the column existed
+        for column in ("dropped", "scene", "cast_names", "traits_dropped"):  # from before the column existed
             if column not in columns:
                 self._db.execute(f"ALTER TABLE frames ADD COLUMN {column} TEXT")
         if "cancel_requested" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
             self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+        self._upgrade_to_casts()
+
+    def _upgrade_to_casts(self) -> None:
+        """A data directory from before the cast, in one transaction: its boards' options
+        become parameters (a cast of one unnamed character, whose traits were the
+        ``character`` column) and their one reference becomes that character's."""
+        with self._tx() as db:
+            if "settings" in {row[1] for row in db.execute("PRAGMA table_info(storyboards)")}:
+                db.execute("ALTER TABLE storyboards RENAME COLUMN settings TO params")
+            rows = db.execute("SELECT id, character, style, params, reference_kind, reference_file FROM storyboards"
+                              " WHERE json_extract(params, '$.schema') IS NULL").fetchall()
+            for row in rows:
+                params = BoardParams.from_legacy(json.loads(row["params"]), row["character"], row["style"])
+                db.execute("UPDATE storyboards SET params = ? WHERE id = ?", (json.dumps(params.to_json()), row["id"]))
+                if row["reference_file"]:
+                    db.execute("INSERT OR IGNORE INTO board_references (storyboard_id, character, kind, file)"
+                               " VALUES (?, 1, ?, ?)", (row["id"], row["reference_kind"] or "uploaded",
+                                                       row["reference_file"]))
+        if rows:
+            log.info("upgraded %d storyboard(s) to casts (schema %d)", len(rows), PARAMS_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -192,44 +223,48 @@ class Store:
 
     # -- storyboards --
 
-    def create_board(self, *, title, story, character, style, settings: dict, panels, reference_png: bytes | None,
-                     queue_limit: int | None = None):
+    def create_board(self, *, title: str, story: str, params: BoardParams, panels: list[dict],
+                     references: dict[int, bytes], queue_limit: int | None = None) -> str:
         """Store a new board with its planned panels and queue its job; returns the id.
 
-        With ``queue_limit``, raises QueueFull when that many jobs already wait. The count
-        and the insert share one transaction, so concurrent requests cannot overshoot it.
+        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names)} each;
+        ``references``: the uploaded face of each character (1-based) that has one. With
+        ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
+        the insert share one transaction, so concurrent requests cannot overshoot it.
         """
         board_id = secrets.token_hex(6)
         folder = self.boards_dir / board_id
         folder.mkdir()
-        reference_file = None
-        if reference_png is not None:
-            reference_file = "reference.png"
-            write_atomic(folder / reference_file, reference_png)
         try:
-            self._insert_board(board_id, title, story, character, style, settings, panels, reference_file,
-                               queue_limit)
+            files = {}
+            for character, png in references.items():
+                files[character] = reference_name(character)
+                write_atomic(folder / files[character], png)
+            self._insert_board(board_id, title, story, params, panels, files, queue_limit)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a board that was not stored
             raise
         return board_id
 
-    def _insert_board(self, board_id, title, story, character, style, settings, panels, reference_file,
+    def _insert_board(self, board_id, title, story, params: BoardParams, panels, files: dict[int, str],
                       queue_limit) -> None:
         with self._tx() as db:
             self._check_room(db, queue_limit)
             db.execute(
-                "INSERT INTO storyboards (id, title, status, created_at, story, character, style, settings,"
-                " reference_kind, reference_file) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                (board_id, title, now(), story, character, style, json.dumps(settings),
-                 "uploaded" if reference_file else None, reference_file),
+                "INSERT INTO storyboards (id, title, status, created_at, story, character, style, params)"
+                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (board_id, title, now(), story, params.characters[0].traits, params.style,
+                 json.dumps(params.to_json())),
             )
+            for character, name in files.items():
+                db.execute("INSERT INTO board_references (storyboard_id, character, kind, file)"
+                           " VALUES (?, ?, 'uploaded', ?)", (board_id, character, name))
             for panel in panels:
                 db.execute(
-                    "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names)"
+                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                     (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
-                     panel["seed"]),
+                     panel["seed"], json.dumps(list(panel["cast"]))),
                 )
             self._add_job(db, board_id, "board")
 
@@ -246,8 +281,12 @@ class Store:
         if not rows:
             return None
         board = dict(rows[0])
-        board["settings"] = json.loads(board["settings"])
-        board["frames"] = [self._frame(row) for row in self._query(
+        for legacy in ("character", "style", "reference_kind", "reference_file"):  # all in params now
+            del board[legacy]
+        board["params"] = params = BoardParams.from_json(json.loads(board["params"]))
+        board["references"] = {row["character"]: {"kind": row["kind"], "file": row["file"]} for row in self._query(
+            "SELECT character, kind, file FROM board_references WHERE storyboard_id = ?", (board_id,))}
+        board["frames"] = [self._frame(row, params.names[0]) for row in self._query(
             "SELECT * FROM frames WHERE storyboard_id = ? ORDER BY position", (board_id,))]
         return board
 
@@ -256,14 +295,26 @@ class Store:
         return dict(rows[0]) if rows else None
 
     @staticmethod
-    def _frame(row: sqlite3.Row) -> dict:
+    def _frame(row: sqlite3.Row, lead: str) -> dict:
         frame = dict(row)
         frame["identity"] = json.loads(frame["identity"]) if frame["identity"] else None
+        names = frame.pop("cast_names")
+        frame["cast"] = tuple(json.loads(names)) if names is not None else (lead,)
+        frame["traits_dropped"] = json.loads(frame["traits_dropped"]) if frame["traits_dropped"] else None
         return frame
+
+    def reference_pngs(self, board: dict) -> dict[int, bytes]:
+        """The reference PNG of each character (1-based) of ``board`` that has one on disk."""
+        pngs = {}
+        for character, reference in board["references"].items():
+            path = self.file_path(board["id"], reference["file"])
+            if path is not None:
+                pngs[character] = path.read_bytes()
+        return pngs
 
     def boards(self) -> list[dict]:
         rows = self._query(
-            "SELECT s.id, s.title, s.status, s.created_at, s.settings,"
+            "SELECT s.id, s.title, s.status, s.created_at,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id) AS frames_total,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id AND f.status = 'done') AS frames_done,"
             " (SELECT f.id FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
@@ -317,12 +368,15 @@ class Store:
                 db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
                            (*fields.values(), board_id, frame_id))
 
-    def panel_prompts(self, board_id: str, prompts: dict[int, tuple[str, str, str | None]]) -> None:
-        """The prompts a job built for its panels ({frame id: (prompt, negative, words cut)})."""
+    def panel_prompts(self, board_id: str, prompts: dict[int, tuple]) -> None:
+        """The prompts a job built for its panels: {frame id: (prompt, negative, scene words
+        cut, {name: trait phrases cut} or None)}."""
         with self._tx() as db:
-            for frame_id, (prompt, negative, dropped) in prompts.items():
-                db.execute("UPDATE frames SET prompt = ?, negative_prompt = ?, dropped = ?, error = NULL"
-                           " WHERE storyboard_id = ? AND id = ?", (prompt, negative, dropped, board_id, frame_id))
+            for frame_id, (prompt, negative, dropped, traits_dropped) in prompts.items():
+                db.execute("UPDATE frames SET prompt = ?, negative_prompt = ?, dropped = ?, traits_dropped = ?,"
+                           " error = NULL WHERE storyboard_id = ? AND id = ?",
+                           (prompt, negative, dropped, json.dumps(traits_dropped) if traits_dropped else None,
+                            board_id, frame_id))
 
     def panel_started(self, board_id: str, frame_id: int) -> None:
         self.update_frame(board_id, frame_id, status=Status.RUNNING)
@@ -341,11 +395,14 @@ class Store:
         if old["image_file"] and old["image_file"] != name:
             (self.boards_dir / board_id / old["image_file"]).unlink(missing_ok=True)
 
-    def save_reference(self, board_id: str, png: bytes, kind: str) -> None:
-        write_atomic(self.boards_dir / board_id / "reference.png", png)
+    def save_reference(self, board_id: str, character: int, png: bytes, kind: str) -> None:
+        """Character ``character``'s (1-based) reference: written first, then pointed at."""
+        name = reference_name(character)
+        write_atomic(self.boards_dir / board_id / name, png)
         with self._tx() as db:
-            db.execute("UPDATE storyboards SET reference_kind = ?, reference_file = 'reference.png' WHERE id = ?",
-                       (kind, board_id))
+            db.execute("INSERT INTO board_references (storyboard_id, character, kind, file) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (storyboard_id, character) DO UPDATE SET kind = excluded.kind,"
+                       " file = excluded.file", (board_id, character, kind, name))
 
     def file_path(self, board_id: str, name: str | None) -> Path | None:
         """The path of a file the database names; never built from request text.
@@ -510,8 +567,9 @@ class Store:
             self._refresh(db, board_id)
 
     def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, scene: str | None = None,
-               queue_limit: int | None = None) -> None:
-        """Queue one panel again with this caption, scene and seed (Conflict, QueueFull: nothing changed)."""
+               cast: tuple[str, ...] | None = None, queue_limit: int | None = None) -> None:
+        """Queue one panel again with this caption, scene, seed and cast (None: the panel's own);
+        Conflict, QueueFull: nothing changed."""
         with self._tx() as db:
             frame = db.execute("SELECT status FROM frames WHERE storyboard_id = ? AND id = ?",
                                (board_id, frame_id)).fetchone()
@@ -520,8 +578,15 @@ class Store:
             self._check_room(db, queue_limit)
             db.execute("UPDATE frames SET caption = ?, scene = ?, seed = ?, status = 'queued', error = NULL"
                        " WHERE storyboard_id = ? AND id = ?", (caption, scene, seed, board_id, frame_id))
+            if cast is not None:
+                db.execute("UPDATE frames SET cast_names = ? WHERE storyboard_id = ? AND id = ?",
+                           (json.dumps(list(cast)), board_id, frame_id))
             self._add_job(db, board_id, "frame", frame_id)
             self._refresh(db, board_id)
+
+
+def reference_name(character: int) -> str:
+    return f"reference-{character}.png"
 
 
 def _remove_folder(folder: Path) -> None:

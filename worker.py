@@ -257,8 +257,7 @@ class Worker:
         board = self.store.board(job["storyboard_id"])
         if board is None:
             return
-        path = self.store.file_path(board["id"], board["reference_file"])
-        spec = spec_for(job, board, path.read_bytes() if path is not None else None)
+        spec = spec_for(job, board, self.store.reference_pngs(board))
         judge = self._judge(generator) if spec.identity_lock else None
         draw(generator, spec, StoreSink(self.store, self.hub, board["id"], self._progress), self._cancel, judge)
 
@@ -274,7 +273,7 @@ class StoreSink:
         self.store, self.hub, self.board_id, self._progress = store, hub, board_id, progress
 
     def prompts(self, prompts) -> None:
-        self.store.panel_prompts(self.board_id, {frame_id: (p.prompt, p.negative_prompt, p.dropped)
+        self.store.panel_prompts(self.board_id, {frame_id: (p.prompt, p.negative_prompt, p.dropped, p.traits_dropped)
                                                  for frame_id, p in prompts.items()})
 
     def panel_started(self, frame_id: int) -> None:
@@ -289,9 +288,9 @@ class StoreSink:
         self.store.panel_failed(self.board_id, frame_id, error)
         self.hub.publish(self.board_id, "frame", {"frame_id": frame_id})
 
-    def reference(self, png: bytes) -> None:
-        self.store.save_reference(self.board_id, png, "generated")
-        self.hub.publish(self.board_id, "reference", {"kind": "generated"})
+    def reference(self, character: int, png: bytes) -> None:
+        self.store.save_reference(self.board_id, character, png, "generated")
+        self.hub.publish(self.board_id, "reference", {"character": character, "kind": "generated"})
 
     def progress(self, progress: dict) -> None:
         self._progress[self.board_id] = progress

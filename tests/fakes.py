@@ -44,11 +44,17 @@ class FakeGenerator:
         self.requests.append(request)
         if self.crash:
             raise self.crash
-        reference, kind = request.reference, "uploaded" if request.reference is not None else None
-        if request.identity_lock and reference is None:
-            reference, kind = Image.new("RGB", (16, 16), "gray"), "generated"
-            if on_reference:
-                on_reference(reference)
+        shown = {i for job in request.panels for i in job.characters}
+        references = []
+        for i, lock in enumerate(request.locks):
+            reference = lock.reference
+            if request.identity_lock and reference is None and lock.portrait is not None and i in shown:
+                reference = Image.new("RGB", (16, 16), "gray")
+                if on_reference:
+                    on_reference(i, reference)
+            references.append(reference)
+        reference = references[0]
+        kind = None if reference is None else "uploaded" if request.locks[0].reference is not None else "generated"
         results = []
         for job in request.panels:
             for step in range(1, request.num_steps + 1):

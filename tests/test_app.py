@@ -87,7 +87,7 @@ def test_uploaded_reference_by_form(client, generator):
     board = wait_for(client, client.post("/api/storyboards", data=data).get_json()["id"])
     assert board["reference"]["kind"] == "uploaded"
     assert client.get(board["reference"]["image_url"]).status_code == 200
-    assert generator.requests[0].reference is not None
+    assert generator.requests[0].locks[0].reference is not None
 
 
 def test_uploaded_reference_as_base64(client):
@@ -103,7 +103,7 @@ def test_without_reference_the_generated_portrait_is_kept(client):
 
 def test_lock_off_sends_no_reference(client, generator):
     wait_for(client, create(client, identity_lock=False).get_json()["id"])
-    assert generator.requests[0].identity_lock is False and generator.requests[0].portrait is None
+    assert generator.requests[0].identity_lock is False and generator.requests[0].locks[0].portrait is None
 
 
 @pytest.mark.parametrize("fields,field", [
@@ -187,7 +187,7 @@ def test_exports_follow_the_display_order(client):
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/storyboards/{board['id']}/export.zip").data))
     saved = json.loads(archive.read("storyboard.json"))
     assert [f["caption"] for f in saved["frames"]] == STORY.splitlines()[::-1]
-    assert {"panel-01.png", "panel-02.png", "panel-03.png", "reference.png"} <= set(archive.namelist())
+    assert {"panel-01.png", "panel-02.png", "panel-03.png", "reference-1.png"} <= set(archive.namelist())
     assert client.get(f"/api/storyboards/{board['id']}/export.pdf").data.startswith(b"%PDF")
 
 

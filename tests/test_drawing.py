@@ -5,23 +5,37 @@ import re
 
 import pytest
 
-from drawing import JobSpec, PanelSpec, SpecError, draw
+from drawing import CharacterSpec, JobSpec, PanelSpec, SpecError, draw
 from helpers import png_bytes
 
 
-def spec(**changes) -> JobSpec:
+def spec(reference_png=png_bytes((64, 64)), **changes) -> JobSpec:
     values = dict(job_id=7, board_id="0123456789ab",
                   panels=(PanelSpec(1, 1, "Мара бежит.", "Mara runs", "establishing shot", 5),
                           PanelSpec(2, 2, "She stops.", "She stops.", "wide shot", 6)),
-                  board_panels=2, character="red hair", style="ink", negative_prompt="blurry", preset="fast",
-                  steps=2, guidance_scale=6.5, ip_adapter_scale=0.5, width=48, height=48, seed=5,
-                  identity_lock=True, model="tiny", reference_png=png_bytes((64, 64)))
+                  board_panels=2, characters=(CharacterSpec("", "red hair", reference_png),), style="ink",
+                  negative_prompt="blurry", preset="fast", steps=2, guidance_scale=6.5, ip_adapter_scale=0.5,
+                  width=48, height=48, seed=5, identity_lock=True, model="tiny")
     values.update(changes)
     return JobSpec(**values)
 
 
+def cast_spec(**changes) -> JobSpec:
+    """Two named characters, Ilya with a reference, Mara without (her portrait is drawn)."""
+    values = dict(characters=(CharacterSpec("Mara", "young woman, red hair, green jacket"),
+                              CharacterSpec("Ilya", "old man, grey beard, navy coat", png_bytes((64, 64), "blue"))),
+                  panels=(PanelSpec(1, 1, "Mara and Ilya argue.", "Mara and Ilya argue.", "two-shot", 5, (1, 2)),
+                          PanelSpec(2, 2, "Ilya leaves.", "Ilya leaves.", "wide shot", 6, (2,)),
+                          PanelSpec(3, 3, "The empty pier.", "The empty pier.", "wide shot", 7, ())),
+                  board_panels=3)
+    values.update(changes)
+    return spec(**values)
+
+
 def test_a_spec_survives_json_unchanged():
     assert JobSpec.from_json(spec().to_json()) == spec()
+    assert JobSpec.from_json(cast_spec().to_json()) == cast_spec()
+    assert cast_spec().to_json()["characters"][1]["reference_png"]  # the faces travel: workers are stateless
 
 
 @pytest.mark.parametrize("path,value,field", [
@@ -33,9 +47,14 @@ def test_a_spec_survives_json_unchanged():
     (("panels",), [], "panels"),
     (("panels", 0, "shot"), "drone shot", "panels[0].shot"),
     (("panels", 1, "seed"), -1, "panels[1].seed"),
-    (("reference_png",), "not base64!", "reference_png"),
-    (("reference_png",), "aGVsbG8=", "reference_png"),  # base64, but not a PNG
-    (("character",), "", "character"),
+    (("characters", 0, "reference_png"), "not base64!", "characters[0].reference_png"),
+    (("characters", 0, "reference_png"), "aGVsbG8=", "characters[0].reference_png"),  # base64, not a PNG
+    (("characters", 0, "traits"), "", "characters[0].traits"),
+    (("characters",), [], "characters"),
+    (("characters",), [{"name": f"C{i}", "traits": "x"} for i in range(5)], "characters"),
+    (("panels", 0, "cast"), [2], "panels[0].cast"),
+    (("panels", 0, "cast"), [1, 1], "panels[0].cast"),
+    (("panels", 0, "cast"), None, "panels[0].cast"),
 ])
 def test_a_bad_payload_is_refused_naming_the_field(path, value, field):
     data = copy.deepcopy(spec().to_json())
@@ -68,7 +87,51 @@ def test_drawing_reports_facts_in_order_and_skips_delivered_panels(tiny_generato
 def test_without_a_reference_the_portrait_is_reported(tiny_generator):
     sink = Recorder()
     draw(tiny_generator, spec(reference_png=None), sink)
-    assert [fact[0] for fact in sink.facts].count("reference") == 1
+    assert [fact[:2] for fact in sink.facts if fact[0] == "reference"] == [("reference", 1)]
+
+
+def test_a_cast_draws_each_panel_with_its_characters(tiny_generator):
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(), sink)
+    prompts = sink.facts[0][1]
+    assert prompts[1].prompt.startswith("left: young woman, red hair, green jacket; right: old man, grey beard")
+    assert prompts[2].prompt.startswith("old man, grey beard, navy coat, Ilya leaves")
+    assert prompts[3].prompt.startswith("The empty pier")
+    # Only Mara has no reference: her portrait is drawn, reported as character 1's, and labelled with her name.
+    assert [fact[1] for fact in sink.facts if fact[0] == "reference"] == [1]
+    labels = {fact[1]["label"] for fact in sink.facts if fact[0] == "progress"}
+    assert "Character reference: Mara" in labels and "Panel 3 of 3" in labels
+    saved = [fact[1] for fact in sink.facts if fact[0] == "panel_saved"]
+    assert [panel.frame_id for panel in saved] == [1, 2, 3]
+
+
+def test_a_portrait_is_drawn_only_for_characters_this_job_shows(tiny_generator):
+    sink = Recorder()
+    only_ilya = cast_spec(panels=(PanelSpec(2, 2, "Ilya leaves.", "Ilya leaves.", "wide shot", 6, (2,)),))
+    draw(tiny_generator, only_ilya, sink)
+    assert "reference" not in [fact[0] for fact in sink.facts]
+
+
+def test_trait_cuts_are_reported_by_name(tiny_generator):
+    long = ", ".join(["tall young woman with a round freckled face"] * 4)
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(characters=(CharacterSpec("Mara", long + ", red coat"),
+                                               CharacterSpec("Ilya", long + ", blue coat")),
+                                   panels=cast_spec().panels[:1]), sink)
+    cut = sink.facts[0][1][1].traits_dropped
+    assert set(cut) == {"Mara", "Ilya"} and all(words.endswith("coat") for words in cut.values())
+
+
+def test_scores_are_reported_per_character_by_name(tiny_generator):
+    def judge(references, image):
+        return {"status": "match", "distance": 0.2, "characters": [
+            {"status": "match", "distance": 0.2, "face": i} for i in range(len(references))]}
+
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(), sink, judge=judge)
+    saved = {fact[1].frame_id: fact[1] for fact in sink.facts if fact[0] == "panel_saved"}
+    assert [c["name"] for c in saved[1].identity["characters"]] == ["Mara", "Ilya"]
+    assert [c["name"] for c in saved[2].identity["characters"]] == ["Ilya"] and saved[3].identity is None
 
 
 def test_the_prompt_describes_the_scene_and_the_png_keeps_the_caption(tiny_generator):
@@ -80,3 +143,4 @@ def test_the_prompt_describes_the_scene_and_the_png_keeps_the_caption(tiny_gener
     assert "Mara runs" in prompts[1].prompt and "Мара" not in prompts[1].prompt
     saved = next(fact[1] for fact in sink.facts if fact[0] == "panel_saved")
     assert read_png_parameters(saved.png)["caption"] == "Мара бежит."
+    assert read_png_parameters(saved.png)["cast"] == [""]

@@ -109,16 +109,20 @@ def test_zip_files_follow_display_order(board, images):
     assert "panel-03.png" not in zf.namelist()  # the failed panel is now third
 
 
-def test_zip_includes_reference_when_given(board, images):
-    ref = png((1, 2, 3))
-    zf = open_zip(storyboard_zip(board, images, reference_png=ref))
-    assert zf.read("reference.png") == ref
-    assert json.loads(zf.read("storyboard.json"))["reference"]["file"] == "reference.png"
+def test_zip_includes_every_reference_given(board, images):
+    board["characters"] = [{"name": "Mara", "traits": "red hair", "reference": {"kind": "uploaded"}},
+                           {"name": "Ilya", "traits": "grey beard", "reference": {"kind": "generated"}}]
+    mara, ilya = png((1, 2, 3)), png((4, 5, 6))
+    zf = open_zip(storyboard_zip(board, images, references={1: mara, 2: ilya}))
+    assert (zf.read("reference-1.png"), zf.read("reference-2.png")) == (mara, ilya)
+    meta = json.loads(zf.read("storyboard.json"))
+    assert [c["reference"]["file"] for c in meta["characters"]] == ["reference-1.png", "reference-2.png"]
+    assert meta["reference"]["file"] == "reference-1.png"  # the first character's, as before the cast
 
 
 def test_zip_does_not_mutate_board(board, images):
     before = copy.deepcopy(board)
-    storyboard_zip(board, images, reference_png=png((1, 2, 3)))
+    storyboard_zip(board, images, references={1: png((1, 2, 3))})
     assert board == before
 
 
@@ -283,3 +287,41 @@ def test_png_parameters_leave_out_missing_keys():
 
 def test_read_png_parameters_of_plain_png_is_empty():
     assert read_png_parameters(png((0, 0, 0))) == {}
+
+
+# --- A cast -----------------------------------------------------------------------------
+
+
+def cast_board(board):
+    board["characters"] = [
+        {"name": "Мара", "traits": "young woman, oval face, red hair", "reference": {"kind": "uploaded"}},
+        {"name": "Ilya", "traits": "old man, grey beard", "reference": {"kind": "generated"}},
+        {"name": "Bo", "traits": "boy, freckles", "reference": {"kind": None}}]
+    board["frames"][0]["cast"] = ["Мара", "Ilya"]
+    board["frames"][0]["identity"] = {"status": "drift", "distance": 0.71, "characters": [
+        {"name": "Мара", "status": "match", "distance": 0.31},
+        {"name": "Ilya", "status": "drift", "distance": 0.71}]}
+    board["frames"][1]["identity"] = {"status": "match", "distance": 0.2, "characters": [
+        {"name": "Мара", "status": "match", "distance": 0.2},
+        {"name": "Ilya", "status": "missing", "distance": None}]}
+    return board
+
+
+def test_pdf_ends_with_a_cast_page_of_names_traits_and_faces(board, images):
+    data = storyboard_pdf(cast_board(board), images, references={1: png((9, 9, 9)), 2: png((1, 1, 1))})
+    reader = PdfReader(io.BytesIO(data))
+    assert len(reader.pages) == 2 and "1 / 2" in reader.pages[0].extract_text()
+    cast = reader.pages[1].extract_text()
+    assert "Cast" in cast and "Мара" in cast and "young woman, oval face, red hair" in cast and "Bo" in cast
+    assert "Uploaded face" in cast and "Generated portrait" in cast and "No reference" in cast
+    assert len(reader.pages[1].images) == 2
+
+
+def test_pdf_panels_name_their_cast_and_each_face(board, images):
+    text = pdf_text(storyboard_pdf(cast_board(board), images))
+    assert "Мара, Ilya" in text
+    assert "Мара 0.31 ✓" in text and "Ilya 0.71 ✗" in text and "Ilya not found" in text
+
+
+def test_a_board_without_characters_has_no_cast_page(board, images):
+    assert len(PdfReader(io.BytesIO(storyboard_pdf(board, images))).pages) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from config import PRESETS, load_settings
+from config import MAX_FRAMES, PRESETS, load_settings
 from local_image_generator import (
     GenerationCancelled,
     InvalidRequest,
@@ -77,9 +77,9 @@ def test_the_reference_changes_the_panels(tiny_generator):
 
 def test_without_a_reference_a_portrait_is_drawn_and_returned(tiny_generator):
     seen = []
-    result = tiny_generator.generate(request(count=2, reference=None, portrait=True), on_reference=seen.append)
+    result = tiny_generator.generate(request(count=2, reference=None, portrait=True), on_reference=lambda character, image: seen.append((character, image)))
     assert result.reference_kind == "generated"
-    assert seen == [result.reference] and result.reference.size == (64, 64)
+    assert seen == [(0, result.reference)] and result.reference.size == (64, 64)
 
 
 def test_lock_off_does_no_ip_adapter_work(tiny_generator, tiny_settings_factory):
@@ -336,3 +336,139 @@ def test_the_log_says_the_tiny_models_were_loaded(tiny_settings_factory, caplog)
     StoryboardGenerator.load(tiny_settings_factory())
     loaded = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loaded")]
     assert loaded and "tiny random SDXL" in loaded[0] and "stabilityai" not in loaded[0]
+
+
+# --- A cast: one IP-Adapter, several references, region masks ------------------------------------
+
+from local_image_generator import CharacterLock  # noqa: E402
+
+
+def cast_request(casts, references=("red", "blue"), preset=FAST, seed=100, portraits=False, lock=True):
+    """Panels with the given casts (places in the references), locked with flat-colour references."""
+    jobs = tuple(PanelJob(i, f"two people, scene {i}", "blurry", seed + i - 1, f"scene {i}", cast=tuple(cast))
+                 for i, cast in enumerate(casts, start=1))
+    locks = tuple(CharacterLock(portrait=PanelJob(-k, f"portrait {k}", "blurry", seed + k)) if portraits
+                  else CharacterLock(Image.new("RGB", (64, 64), colour)) for k, colour in enumerate(references, 1))
+    return StoryboardRequest(jobs, 80, 48, preset, identity_lock=lock, steps=2, characters=locks)
+
+
+def unet_calls(generator):
+    """Every UNet call's batch size and IP-Adapter masks, recorded by a hook (removed by the caller)."""
+    calls = []
+
+    def record(module, args, kwargs):
+        cross = kwargs.get("cross_attention_kwargs") or {}
+        calls.append((args[0].shape[0], cross.get("ip_adapter_masks"), kwargs.get("added_cond_kwargs", {})))
+
+    return calls, generator.pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+
+
+def test_a_panel_with_two_characters_goes_through_the_masks_path(tiny_generator):
+    calls, hook = unet_calls(tiny_generator)
+    try:
+        result = tiny_generator.generate(cast_request([(0, 1)]))
+    finally:
+        hook.remove()
+    masks = calls[0][1]
+    assert result.panels[0].status == "done" and len(masks) == 1 and tuple(masks[0].shape) == (1, 2, 48, 80)
+    assert masks[0][0, 0, :, :40].min() == 1 and masks[0][0, 0, :, 40:].max() == 0  # character 1: the left half
+    assert masks[0][0, 1, :, 40:].min() == 1 and masks[0][0, 1, :, :40].max() == 0
+    image_embeds = calls[0][2]["image_embeds"][0]
+    assert image_embeds.shape[:2] == (2, 2)  # [negative; positive] x two reference images, one adapter
+
+
+def test_two_copies_of_one_reference_in_complementary_regions_draw_what_one_reference_draws(tiny_generator):
+    # The masks split the picture exactly: the same face twice is that face everywhere.
+    twice = tiny_generator.generate(cast_request([(0, 1)], references=("red", "red")))
+    once = tiny_generator.generate(cast_request([(0,)], references=("red",)))
+    assert max_diff(twice, once) < 1e-4
+
+
+def test_the_references_go_to_their_own_regions(tiny_generator):
+    red_blue = tiny_generator.generate(cast_request([(0, 1)]))
+    blue_red = tiny_generator.generate(cast_request([(1, 0)]))
+    assert max_diff(red_blue, blue_red) > 1e-3
+
+
+def test_panels_with_different_casts_never_share_a_call_and_never_mix(tiny_settings_factory):
+    casts = [(0,), (1,), (0, 1), (0,), (1,), (0, 1)]
+    batched = StoryboardGenerator.load(tiny_settings_factory(batch_panels="on"))
+    single = StoryboardGenerator.load(tiny_settings_factory(batch_panels="off"))
+    calls, hook = unet_calls(batched)
+    try:
+        together = batched.generate(cast_request(casts))
+    finally:
+        hook.remove()
+    # Three casts, three calls of two panels (x2 for CFG), two steps each: one cast per call.
+    assert [batch for batch, *_ in calls] == [4] * 6
+    alone = single.generate(cast_request(casts))
+    assert [p.index for p in together.panels] == [1, 2, 3, 4, 5, 6]
+    assert max_diff(together, alone) < 1e-4  # each panel as if drawn on its own: nothing mixed in
+
+
+def test_one_by_one_the_panels_of_a_cast_keep_their_order(tiny_generator):
+    seen = []
+    tiny_generator.generate(cast_request([(0,), (1,), (0,)]), on_panel=lambda result: seen.append(result.index))
+    assert seen == [1, 2, 3]
+
+
+def test_each_cast_is_encoded_once_per_board(tiny_generator):
+    before = tiny_generator.image_encoder_calls
+    tiny_generator.generate(cast_request([(0,), (1,), (0, 1), (0,), (0, 1)]))
+    assert tiny_generator.image_encoder_calls - before == 3
+
+
+def test_a_panel_with_no_one_is_drawn_without_the_identity_lock(tiny_generator):
+    nobody = tiny_generator.generate(cast_request([()]))
+    unlocked = tiny_generator.generate(cast_request([()], lock=False))
+    assert max_diff(nobody, unlocked) == 0
+
+
+def test_the_scale_of_a_panel_with_several_characters_keeps_the_faces_apart(tiny_generator):
+    def scales():
+        return {tuple(p.scale) for p in tiny_generator.pipe.unet.attn_processors.values() if hasattr(p, "scale")}
+
+    tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["quality"]))
+    assert scales() == {(0.7,)}  # quality's 0.8 would blend the faces
+    tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["ultra_fast"]))
+    assert scales() == {(0.5,)}
+    tiny_generator.generate(cast_request([(0,)], preset=PRESETS["quality"]))
+    assert scales() == {(0.8,)}  # one character: the mode's own scale
+
+
+def test_portraits_are_drawn_for_the_characters_shown_only(tiny_generator):
+    seen = []
+    result = tiny_generator.generate(cast_request([(1,), (1,)], references=("a", "b", "c"), portraits=True),
+                                     on_reference=lambda character, image: seen.append(character))
+    assert seen == [1] and result.references[0] is None and result.references[1] is not None
+
+
+def test_a_drifted_panel_is_judged_against_its_casts_references(tiny_generator):
+    judged = []
+
+    def judge(references, image):
+        judged.append(len(references))
+        return {"status": "match", "distance": 0.1}
+
+    tiny_generator.generate(cast_request([(0, 1), (1,), ()]), judge=judge)
+    assert judged == [2, 1]  # nobody to judge in a panel with no one
+
+
+@pytest.mark.parametrize("casts,field", [([(0, 2)], "cast"), ([(0, 0)], "cast"), ([(0, 1, 0, 1, 0)], "cast")])
+def test_a_cast_the_request_lacks_is_refused(tiny_generator, casts, field):
+    with pytest.raises(InvalidRequest) as caught:
+        tiny_generator.generate(cast_request(casts))
+    assert caught.value.field == field
+
+
+def test_a_panel_where_one_characters_face_drifted_is_redrawn(tiny_generator):
+    verdicts = iter(["drift", "match"])
+
+    def judge(references, image):
+        status = next(verdicts)
+        return {"status": status, "distance": 0.9 if status == "drift" else 0.3, "characters": [
+            {"status": status, "distance": 0.9 if status == "drift" else 0.3}, {"status": "match", "distance": 0.2}]}
+
+    result = tiny_generator.generate(cast_request([(0, 1)]), judge=judge)
+    assert result.panels[0].attempts == 2 and result.panels[0].identity["status"] == "match"
+    assert result.panels[0].seed == 100 + MAX_FRAMES  # the retry's seed (board_params.retry_seed)

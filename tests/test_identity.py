@@ -210,3 +210,73 @@ def test_import_loads_no_heavy_modules():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+# --- A cast: every face in a panel, assigned to the characters in it ----------------------------
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    """Two real faces pasted into one 600x300 panel, each mirrored (so neither is its
+    reference's own pixels)."""
+    panel = Image.new("RGB", (600, 300), (128, 128, 128))
+    panel.paste(ImageOps.mirror(left).convert("RGB").resize((256, 256)), (22, 22))
+    panel.paste(ImageOps.mirror(right).convert("RGB").resize((256, 256)), (322, 22))
+    return panel
+
+
+ASTRONAUT_FACE = (100, 0, 400, 300)
+
+
+@pytest.mark.parametrize("other", [0, 3, 45])  # 45: the LFW face closest to Collins of all
+def test_two_real_faces_side_by_side_go_to_the_right_references(scorer, astronaut, reference, other):
+    collins, stranger = astronaut.crop(ASTRONAUT_FACE), lfw(other)
+    references = [reference, scorer.descriptor(stranger)]
+    for panel, faces in ((side_by_side(collins, stranger), (0, 1)), (side_by_side(stranger, collins), (1, 0))):
+        result = scorer.score_cast(references, panel)
+        assert [(c.status, c.face) for c in result.characters] == [("match", faces[0]), ("match", faces[1])]
+        assert (result.status, result.faces) == ("match", 2) and result.distance < 0.3
+        swapped = scorer.score_cast(references[::-1], panel)  # the cast listed the other way round
+        assert [c.face for c in swapped.characters] == list(faces[::-1])
+
+
+def test_a_character_whose_face_is_not_there_is_missing(scorer, astronaut, reference):
+    result = scorer.score_cast([reference, scorer.descriptor(lfw(0))], astronaut)
+    assert [c.status for c in result.characters] == ["match", "missing"] and result.status == "match"
+
+
+def test_someone_else_in_a_characters_place_is_drift(scorer, reference):
+    panel = side_by_side(lfw(0), lfw(3))
+    result = scorer.score_cast([reference, scorer.descriptor(lfw(3))], panel)
+    assert [c.status for c in result.characters] == ["drift", "match"] and result.status == "drift"
+    assert result.distance == result.characters[0].distance > 0.6
+
+
+def test_no_face_in_the_panel_and_no_face_in_the_references(scorer, reference, astronaut):
+    coffee = Image.fromarray(skimage.data.coffee())
+    empty = scorer.score_cast([reference, reference], coffee)
+    assert (empty.status, empty.distance, [c.status for c in empty.characters]) == ("no_face", None, ["missing"] * 2)
+    faceless = scorer.score_cast([None], astronaut)
+    assert faceless.status == "no_reference_face" and faceless.characters[0].status == "no_reference_face"
+
+
+@pytest.mark.parametrize("distances,expected", [
+    ([[0.2, 0.9], [0.8, 0.1]], (0, 1)),
+    ([[0.1, 0.2], [0.15, 0.9]], (1, 0)),  # greedy (the first character its best face) would total 1.0
+    ([[0.3], [0.1]], (None, 0)),  # fewer faces than characters: the closer one gets it
+    ([[0.9, 0.2, 0.5]], (1,)),  # more faces than characters: extras are someone else
+    ([], ()),
+])
+def test_the_assignment_is_optimal(distances, expected):
+    from identity import assign
+
+    assert assign(distances) == expected
+
+
+def test_the_studios_judge_scores_each_character_of_a_panel(scorer, astronaut):
+    from backend import make_judge
+
+    stranger = lfw(3)
+    judge = make_judge(scorer, generator=None, threshold=0.6)  # no generator: no CLIP similarity
+    score = judge((stranger, astronaut), side_by_side(astronaut.crop(ASTRONAUT_FACE), stranger))
+    assert [(c["status"], c["face"]) for c in score["characters"]] == [("match", 1), ("match", 0)]
+    assert score["status"] == "match" and score["faces"] == 2 and score["clip_similarity"] is None

@@ -58,9 +58,9 @@ def test_without_a_client_the_splitter_plans_caption_and_scene_from_the_users_wo
     assert [p.shot for p in plan.panels] == [shot_for(i, 3) for i in (1, 2, 3)]
 
 
-def test_the_built_in_cast_is_who_each_panel_mentions():
-    plan = plan_premise("Mara finds a map.\nIlya and mara argue.\nThe storm breaks.", None, CAST)
-    assert [p.cast for p in plan.panels] == [("Mara",), ("Mara", "Ilya"), ()]
+def test_the_built_in_cast_is_who_each_panel_mentions_else_the_lead():
+    plan = plan_premise("Ilya finds a map.\nIlya and mara argue.\nThe storm breaks.", None, CAST)
+    assert [p.cast for p in plan.panels] == [("Ilya",), ("Mara", "Ilya"), ("Mara",)]
 
 
 def test_the_built_in_notices_come_along():

@@ -384,3 +384,77 @@ def test_shorten_cuts_at_a_word_boundary(text, limit, expected):
     from prompt_enhancer import shorten
 
     assert shorten(text, limit) == expected and len(shorten(text, limit)) <= limit
+
+
+# --- A cast: who is in a panel, and their traits in its prompt --------------------------------
+
+MARA = "young woman, oval face, green almond eyes, wavy auburn hair, dark green hooded jacket"
+ILYA = "old man, square face, grey beard, bushy eyebrows, navy wool coat, leather satchel"
+
+
+def cast_prompt(caption: str, count_tokens, *traits: str):
+    return build_prompt(PanelPlan(2, caption, "medium shot"), traits, STYLE, NEGATIVE_PROMPT, count_tokens)
+
+
+@pytest.mark.parametrize("text,name,expected", [
+    ("Ilya and mara argue.", "Mara", True),
+    ("MARA runs.", "mara", True),
+    ("Marat runs.", "Mara", False),  # a word, not a part of one
+    ("Mara's map.", "Mara", True),
+    ("Мара бежит.", "мара", True),
+    ("ΣΟΦΙΑ τρέχει.", "Σοφιας", False),
+    ("Η ΣΟΦΙΑΣ φεύγει.", "σοφιας", True),  # final sigma and capital sigma are one letter
+    ("小明去了学校。", "小明", True),  # no spaces between words in Chinese
+    ("Anne  Marie waves.", "Anne Marie", True),
+])
+def test_names_are_found_as_words_in_any_script(text, name, expected):
+    from prompt_enhancer import mentions
+
+    assert mentions(text, name) is expected
+
+
+def test_a_panel_shows_who_it_names_in_cast_order_else_the_first_character():
+    from prompt_enhancer import cast_from_text
+
+    names = ("Mara", "Ilya")
+    assert cast_from_text("Ilya hands Mara the map.", names) == ("Mara", "Ilya")
+    assert cast_from_text("Ilya waits.", names) == ("Ilya",)
+    assert cast_from_text("The storm breaks.", names) == ("Mara",)
+    assert cast_from_text("The storm breaks.", ("",)) == ("",)  # the unnamed character of a cast of one
+    assert cast_from_text("The storm breaks.", ()) == ()
+
+
+def test_several_characters_lead_the_prompt_each_at_its_place(count_tokens):
+    p = cast_prompt("They argue.", count_tokens, "red hair", "grey beard")
+    assert p.prompt == f"left: red hair; right: grey beard, They argue, medium shot, {STYLE}"
+    assert p.traits_dropped == ("", "") and not p.shortened
+
+
+def test_one_character_prompt_is_as_before_and_reports_no_cut(count_tokens):
+    assert cast_prompt("She waves.", count_tokens, CHARACTER_TRAITS).prompt == \
+        prompt_for("She waves.", count_tokens).prompt
+    assert prompt_for("She waves.", count_tokens).traits_dropped == ("",)
+
+
+def test_a_panel_with_no_one_has_no_traits(count_tokens):
+    p = cast_prompt("The empty harbour at dawn.", count_tokens)
+    assert p.prompt == f"The empty harbour at dawn, medium shot, {STYLE}" and p.traits_dropped == ()
+
+
+def test_scene_words_are_cut_before_any_trait(count_tokens):
+    p = cast_prompt(LONG_SCENE, count_tokens, MARA, ILYA)
+    assert p.tokens <= 77 and p.traits_dropped == ("", "") and p.dropped and LONG_SCENE.endswith(p.dropped)
+    assert p.prompt.startswith(f"left: {MARA}; right: {ILYA}, She sprints")
+
+
+def test_traits_over_budget_are_cut_fairly_clothing_first(count_tokens):
+    four = [MARA, ILYA, "boy, round face, freckles, red cap, yellow raincoat, green boots",
+            "girl, long face, black braids, silver earrings, purple scarf, white sneakers"]
+    p = cast_prompt("They argue.", count_tokens, *four)
+    assert p.tokens <= 77 and p.dropped == "They argue." and "medium shot" in p.prompt
+    for traits, cut in zip(four, p.traits_dropped):
+        kept = traits[: len(traits) - len(cut)].rstrip(", ")
+        assert cut and traits.endswith(cut) and kept in p.prompt  # each loses its last phrases, keeps its face
+    assert "oval face" in p.prompt and "square face" in p.prompt and "jacket" not in p.prompt
+    kept_tokens = [count_tokens(t[: len(t) - len(c)]) for t, c in zip(four, p.traits_dropped)]
+    assert max(kept_tokens) - min(kept_tokens) <= 6  # fair: no one keeps much more than another

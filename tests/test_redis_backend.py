@@ -276,3 +276,28 @@ def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_
     board = wait_for(client, board_id, timeout=60)
     assert board["status"] == "failed" and board["error"] == GAVE_UP
     assert {f["status"] for f in board["frames"]} == {"failed"}
+
+
+def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characters(studio, workers):
+    import base64
+
+    from helpers import png_bytes
+
+    app = studio()
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    face = png_bytes((64, 64), "blue")
+    answer = client.post("/api/storyboards", json={
+        "story": "Bo waves.\nIlya and Bo talk.\nMara arrives.", "seed": 3, "preset": "ultra_fast", "characters": [
+            {"name": "Mara", "traits": "young woman, red hair"}, {"name": "Ilya", "traits": "old man, grey beard",
+                                                                  "reference_image": base64.b64encode(face).decode()},
+            {"name": "Bo", "traits": "boy, freckles"}]})
+    assert answer.status_code == 202, answer.get_json()
+    board = wait_for(client, answer.get_json()["id"], timeout=180)
+    assert board["status"] == "done" and [f["cast"] for f in board["frames"]] == [["Bo"], ["Ilya", "Bo"], ["Mara"]]
+    assert [c["reference"]["kind"] for c in board["characters"]] == ["generated", "uploaded", "generated"]
+    assert client.get(board["characters"][1]["reference"]["image_url"]).data == face
+    mara, bo = (client.get(board["characters"][i]["reference"]["image_url"]).data for i in (0, 2))
+    assert mara.startswith(b"\x89PNG") and bo.startswith(b"\x89PNG") and mara != bo
+    assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")

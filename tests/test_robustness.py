@@ -1017,8 +1017,9 @@ def paths(tmp_path_factory):
     assert store.board(linked_folder)["frames"][0]["image_file"] == "frame-1-v1.png"
     shutil.rmtree(folder)
     folder.symlink_to(outside, target_is_directory=True)
-    (store.boards_dir / linked_reference / "reference.png").unlink()
-    (store.boards_dir / linked_reference / "reference.png").symlink_to(outside / "reference.png")
+    reference = store.board(linked_reference)["references"][1]["file"]
+    (store.boards_dir / linked_reference / reference).unlink()
+    (store.boards_dir / linked_reference / reference).symlink_to(outside / "reference.png")
     with serve(app) as port:
         yield {"port": port, "app": app, "client": client, "outside": outside, "good": good,
                "linked_file": linked_file, "linked_folder": linked_folder, "linked_reference": linked_reference}
@@ -1080,6 +1081,12 @@ TRICKS = [
     "/api/storyboards/{linked_folder}/frames/1/image.png",
     "/api/storyboards/{linked_folder}/reference.png",
     "/api/storyboards/{linked_reference}/reference.png",
+    "/api/storyboards/{linked_reference}/references/1.png",
+    "/api/storyboards/{good}/references/0.png",
+    "/api/storyboards/{good}/references/2.png",
+    "/api/storyboards/{good}/references/-1.png",
+    "/api/storyboards/{good}/references/..%2f..%2fstudio.sqlite3",
+    "/api/storyboards/{good}/references/1.png%00.txt",
 ]
 
 
@@ -1094,6 +1101,9 @@ def test_the_good_board_is_served(paths):
     # The control for the table above: the same URLs with nothing tricky in them do answer.
     status, body = raw_get(paths["port"], f"/api/storyboards/{paths['good']}/frames/1/image.png")
     assert status == 200 and fully_readable(body)
+    for reference in ("reference.png", "references/1.png"):
+        status, body = raw_get(paths["port"], f"/api/storyboards/{paths['good']}/{reference}")
+        assert status == 200 and fully_readable(body)
 
 
 @pytest.mark.parametrize("board", ["linked_file", "linked_folder", "linked_reference"])
