@@ -291,14 +291,56 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
                                 characters=tuple(locks))
     tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits)
     casts = {panel.frame_id: panel.cast for panel in panels}
-    generator.generate(
-        request,
-        on_progress=tracker.step,
-        on_panel=lambda result: _deliver(spec, result, sink, casts[result.index]),
-        on_reference=lambda character, image: sink.reference(character + 1, _png(image)),
-        cancel=cancel,
-        judge=judge if spec.identity_lock else None,
-    )
+    writer = PanelWriter(lambda result: _deliver(spec, result, sink, casts[result.index]))
+    try:
+        generator.generate(
+            request,
+            on_progress=tracker.step,
+            on_panel=writer.put,
+            on_reference=lambda character, image: sink.reference(character + 1, _png(image)),
+            cancel=cancel,
+            judge=judge if spec.identity_lock else None,
+        )
+    except BaseException:
+        writer.close(raise_error=False)  # the panels finished before the error are still saved
+        raise
+    writer.close()
+
+
+class PanelWriter:
+    """Finished panels are encoded, saved and reported on a second thread while the next
+    one draws, so the device never waits for PNG encoding, fsync or database writes. It
+    never touches the pipeline (one pipeline, one caller). At most ``depth`` panels wait;
+    a write that failed (a full disk) ends the job at the next panel, or at the end."""
+
+    def __init__(self, deliver: Callable[[Any], None], depth: int = 2):
+        import queue
+        import threading
+
+        self._deliver = deliver
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="storyboard-panel-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (result := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._deliver(result)
+                except BaseException as error:  # noqa: BLE001 - handed to the drawing thread
+                    self._error = error
+
+    def put(self, result) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(result)
+
+    def close(self, raise_error: bool = True) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
 
 
 def _image(png: bytes):

@@ -1,6 +1,7 @@
 """A job's spec (what travels to a worker) and the facts a drawing reports."""
 
 import copy
+import threading
 import re
 
 import pytest
@@ -144,3 +145,47 @@ def test_the_prompt_describes_the_scene_and_the_png_keeps_the_caption(tiny_gener
     saved = next(fact[1] for fact in sink.facts if fact[0] == "panel_saved")
     assert read_png_parameters(saved.png)["caption"] == "Мара бежит."
     assert read_png_parameters(saved.png)["cast"] == [""]
+
+
+class BlockingSink(Recorder):
+    """Panel 1's save waits until panel 2 has started: only a drawing that does not wait
+    for its saves gets past it."""
+
+    def __init__(self):
+        super().__init__()
+        self.second_started = threading.Event()
+        self.overlapped = None
+
+    def panel_started(self, frame_id):
+        self.facts.append(("panel_started", frame_id))
+        if frame_id == 2:
+            self.second_started.set()
+
+    def panel_saved(self, panel):
+        if panel.frame_id == 1:
+            self.overlapped = self.second_started.wait(30)
+        self.facts.append(("panel_saved", panel))
+
+
+def test_a_panel_is_saved_while_the_next_one_draws():
+    from fakes import FakeGenerator
+
+    sink = BlockingSink()
+    draw(FakeGenerator(), spec(), sink)
+    assert sink.overlapped is True
+    assert [fact[1].frame_id for fact in sink.facts if fact[0] == "panel_saved"] == [1, 2]  # in order
+
+
+def test_a_failed_save_ends_the_drawing_and_earlier_saves_stay():
+    from fakes import FakeGenerator
+
+    class FullDisk(Recorder):
+        def panel_saved(self, panel):
+            if panel.frame_id == 2:
+                raise OSError(28, "No space left on device")
+            self.facts.append(("panel_saved", panel))
+
+    sink = FullDisk()
+    with pytest.raises(OSError):
+        draw(FakeGenerator(), spec(), sink)
+    assert [fact[1].frame_id for fact in sink.facts if fact[0] == "panel_saved"] == [1]

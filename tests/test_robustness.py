@@ -354,14 +354,14 @@ def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatc
     app = studio(generator)
     client = app.test_client()
     with serve(app) as port:
-        baseline = threading.active_count()
-        generator.release.clear()  # the board stays running: no events, only keep-alives
+        generator.pause_at = (1, 1)  # the board stays running: no events, only keep-alives
         board_id = sse_board(client)
-        wait_for(client, board_id, ("running",))
+        assert generator.paused.wait(30)
+        baseline = threading.active_count()  # the worker's own threads for this board included
         for sock in [open_stream(port, board_id) for _ in range(20)]:
             sock.close()
         left = wait_threads(baseline, 60.0)
-        generator.release.set()
+        generator.resume.set()
         assert left <= baseline
 
 
