@@ -256,6 +256,7 @@ def health():
         queue=studio["store"].queue_length(),
         backend=state.queue,
         workers=state.workers,
+        warm_up=state.warm_up,
         loading_message=_loading_message(studio["settings"]),
     )
 

@@ -6,6 +6,7 @@ build on this module; it imports neither.
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Callable
 
 from config import Settings
 from prompt_enhancer import shorten
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class BackendHealth:
     device: str | None
     workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
     queue: str = "embedded"
+    warm_up: dict | None = None  # while a compiled model warms up: {"done": sizes, "of": sizes}
 
 
 def default_generator_loader(settings: Settings) -> Callable[[], object]:
@@ -46,6 +50,16 @@ def default_scorer_loader():
     from identity import FaceScorer
 
     return FaceScorer.load()
+
+
+def warm_up(generator, on_progress: Callable[[int, int], None]) -> None:
+    """Let a compiled generator compile every shape before the first board (see
+    StoryboardGenerator.warm_up); boards that arrive meanwhile wait, and health says so."""
+    warm = getattr(generator, "warm_up", None)
+    if warm is not None:
+        seconds = warm(on_progress)
+        if seconds:
+            log.info("warmed up the compiled UNet in %.0f s", seconds)
 
 
 def make_judge(scorer, generator, threshold: float):

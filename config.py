@@ -181,7 +181,12 @@ class Settings:
         default=True, metadata={"help": "Wrap generation in torch.autocast(float16) on MPS."}
     )
     enable_channels_last: bool = field(
-        default=True, metadata={"help": "Put the UNet in channels_last memory format on MPS and CUDA."}
+        default=True, metadata={"help": "Put the UNet in channels_last memory format on MPS."}
+    )
+    cuda_channels_last: bool = field(
+        default=False,
+        metadata={"help": "Also on CUDA. Off: measured on an H100, an eager UNet step took 136-149 ms in "
+                  "channels_last and 76 ms contiguous (BENCHMARKS.md)."},
     )
     enable_attention_slicing: bool = field(
         default=True,
@@ -201,13 +206,34 @@ class Settings:
     max_batch: int = field(
         default=8, metadata={"help": "Most panels in one batched call.", "range": (1, MAX_FRAMES)}
     )
+    first_panel_alone: bool = field(
+        default=True,
+        metadata={"help": "When panels are batched, draw a board's first panel on its own, so it shows "
+                  "after one panel's time rather than after the whole first batch."},
+    )
+    cpu_offload: str = field(
+        default="off",
+        metadata={"help": "CUDA with little memory (8-12 GB): model = diffusers' model CPU offload (each "
+                  "model on the GPU only while it runs; slower), sequential = layer by layer (slowest, "
+                  "least memory). Ignored elsewhere.", **_choices("off", "model", "sequential")},
+    )
     cfg_cutoff: float = field(
         default=1.0,
         metadata={"help": "Fraction of the steps that use classifier-free guidance; after it, "
                   "one UNet pass per step. 1.0 = CFG on every step.", "range": (0.0, 1.0)},
     )
     compile_unet: bool = field(
-        default=False, metadata={"help": "torch.compile the UNet on CUDA (slow first call)."}
+        default=False,
+        metadata={"help": "torch.compile the UNet on CUDA. Off until measured faster on a GPU. The first "
+                  "call of each shape compiles (minutes); the caches are kept in DATA_DIR/compile-cache, "
+                  "so a restart reuses them, and --preload warms up while /api/health says warming_up."},
+    )
+    compile_mode: str = field(
+        default="reduce-overhead",
+        metadata={"help": "torch.compile mode: reduce-overhead captures CUDA graphs (a UNet step is "
+                  "bound by kernel launches on a fast GPU); max-autotune-no-cudagraphs tunes kernels "
+                  "(measured: still autotuning after 200 s on an H100); default.",
+                  **_choices("reduce-overhead", "max-autotune-no-cudagraphs", "default")},
     )
     cpu_threads: int = field(
         default=0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from board_params import retry_seed
-from config import MAX_FRAMES, Settings, SpeedPreset
+from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SpeedPreset
 from prompt_enhancer import CAST_POSITIONS, shorten
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,32 @@ def quiet_library_logs(progress_bars: bool = True) -> None:
         hub_utils.disable_progress_bars()
 
 
+def channels_last(settings: Settings, device: str) -> bool:
+    """channels_last on MPS (asked for there); on CUDA only when asked, since it measured slower."""
+    return (device == "mps" and settings.enable_channels_last) or (device == "cuda" and settings.cuda_channels_last)
+
+
+def compile_cache_dir(settings: Settings) -> Path:
+    return settings.data_path / "compile-cache"
+
+
+def _place(pipe, settings: Settings, device: str):
+    """The pipeline on its device: whole, or offloaded to the CPU between models on a small GPU."""
+    if device == "cuda" and settings.cpu_offload == "model":
+        pipe.enable_model_cpu_offload()
+        return pipe
+    if device == "cuda" and settings.cpu_offload == "sequential":
+        pipe.enable_sequential_cpu_offload()
+        return pipe
+    return pipe.to(device)
+
+
+def _blank(width: int, height: int):
+    from PIL import Image
+
+    return Image.new("RGB", (width, height), "gray")
+
+
 def _looks_like_path(source: str) -> bool:
     # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
@@ -320,7 +347,7 @@ class StoryboardGenerator:
             raise ModelNotAvailable(
                 _load_failure_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
             ) from error
-        generator = cls.from_pipeline(pipe.to(device), settings, device, dtype)
+        generator = cls.from_pipeline(_place(pipe, settings, device), settings, device, dtype)
         generator.load_seconds = time.perf_counter() - started
         what = (f"the tiny random SDXL + IP-Adapter (offline demo, built in {settings.cache_dir})"
                 if settings.model == "tiny" else source)
@@ -334,15 +361,55 @@ class StoryboardGenerator:
         import torch
 
         pipe.set_progress_bar_config(disable=True)
-        if settings.enable_channels_last and device in ("mps", "cuda"):
+        if channels_last(settings, device):
             pipe.unet.to(memory_format=torch.channels_last)
         generator = cls(pipe, settings, device, dtype)
         generator._prepare_attention()
         if settings.use_identity_lock:
             generator._ensure_adapter()
         if settings.compile_unet and device == "cuda":
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
+            generator._compile()
         return generator
+
+    def _compile(self) -> None:
+        """torch.compile the UNet with shapes kept static (a new shape compiles once, then is
+        cached; nothing recompiles mid-board for a shape already seen), its caches in the
+        data directory so that a restart reuses them."""
+        import torch
+
+        cache = compile_cache_dir(self.settings)
+        cache.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+        artifacts = cache / "artifacts.bin"
+        if artifacts.exists() and hasattr(torch.compiler, "load_cache_artifacts"):
+            torch.compiler.load_cache_artifacts(artifacts.read_bytes())
+            log.info("loaded compiled kernels from %s", artifacts)
+        self.pipe.unet = torch.compile(self.pipe.unet, mode=self.settings.compile_mode, fullgraph=False,
+                                       dynamic=False)
+        self.compiled = True
+
+    def warm_up(self, on_progress: Callable[[int, int], None] | None = None) -> float:
+        """Draw a throwaway one-step panel at every size a board can ask for, so that the
+        compiled UNet is ready before the first board (and save its kernels for the next
+        start). Returns the seconds it took; nothing to do without compile."""
+        import torch
+
+        if not getattr(self, "compiled", False):
+            return 0.0
+        started = time.perf_counter()
+        sizes = sorted({self.settings.size_for(aspect) for aspect in ASPECTS})
+        for i, (width, height) in enumerate(sizes, start=1):
+            job = PanelJob(1, "warm-up", "", 0)
+            lock = (CharacterLock(reference=_blank(64, 64)),) if self.settings.use_identity_lock else ()
+            self.generate(StoryboardRequest((job,), width, height, PRESETS[self.settings.preset],
+                                            identity_lock=bool(lock), characters=lock, steps=1))
+            if on_progress:
+                on_progress(i, len(sizes))
+        if hasattr(torch.compiler, "save_cache_artifacts"):
+            saved = torch.compiler.save_cache_artifacts()
+            if saved:
+                (compile_cache_dir(self.settings) / "artifacts.bin").write_bytes(saved[0])
+        return time.perf_counter() - started
 
     @staticmethod
     def _check_source(source: str, setting: str) -> str:
@@ -667,6 +734,10 @@ class StoryboardGenerator:
         issue #9813), so panels never share a call unless they share their embeddings. One
         by one, the panels keep their order."""
         size = self.batch_size(width, height)
+        if size > 1 and self.settings.first_panel_alone and len(panels) > 1:
+            # The first panel shows after one panel's time; the rest are batched after it.
+            yield [panels[0]]
+            panels = panels[1:]
         groups: dict = {}
         for job in panels:
             groups.setdefault(key(job) if size > 1 else len(groups), []).append(job)

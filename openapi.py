@@ -228,7 +228,10 @@ def _schemas() -> dict:
                            "description": "failing: the worker is alive but cannot save (see problem)."},
                 "problem": {**_nullable(string), "description": "Why the worker cannot go on (e.g. a full "
                                                                 "disk); boards wait until it is solved."},
-                "model": {"enum": ["not_loaded", "loading", "ready", "error"]},
+                "model": {"enum": ["not_loaded", "loading", "warming_up", "ready", "error"],
+                          "description": "warming_up: a compiled UNet compiles each size before the first board."},
+                "warm_up": {**_nullable({"type": "object", "properties": {"done": integer, "of": integer}}),
+                            "description": "While warming up: sizes compiled so far, of all."},
                 "error": {**_nullable(string), "description": "Why the model could not be loaded."},
                 "device": _nullable(string),
                 "queue": {**integer, "description": "Jobs waiting."},
@@ -236,7 +239,7 @@ def _schemas() -> dict:
                 "workers": {"type": "array", "description": "Redis backend: one entry per live worker process.",
                             "items": {"type": "object", "properties": {
                                 "name": string, "host": string, "device": string,
-                                "model": {"enum": ["not_loaded", "loading", "ready", "error"]},
+                                "model": {"enum": ["not_loaded", "loading", "warming_up", "ready", "error"]},
                                 "error": _nullable(string), "board": _nullable(string),
                                 "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},

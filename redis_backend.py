@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from board_params import MAX_CHARACTERS
 from drawing import JobSpec, SpecError, draw, spec_for
 from storage import Status
-from backend import BackendHealth, user_message
+from backend import BackendHealth, user_message, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -416,11 +416,14 @@ class WorkerContext:
             self.model_state, self.model_error = "loading", None
             self.beat()
             try:
-                self.generator = self.load_generator()
+                generator = self.load_generator()
+                self.model_state = "warming_up"
+                self.beat()
+                warm_up(generator, lambda done, total: self.beat())
             except Exception as error:  # noqa: BLE001 - reported with the job; the next job retries
                 self.model_state, self.model_error = "error", str(error)
                 raise
-            self.model_state = "ready"
+            self.generator, self.model_state = generator, "ready"
             if self.device == "auto":
                 self.device = self.generator.describe()["device"]
         return self.generator

@@ -15,7 +15,7 @@ import time
 from typing import Callable
 
 from backend import (NOT_DRAWN, BackendHealth, default_generator_loader, default_scorer_loader, make_judge,
-                     user_message)
+                     user_message, warm_up)
 from config import Settings
 from storage import Status
 
@@ -96,6 +96,7 @@ class Worker:
         self._cancel = threading.Event()
         self._guard = threading.Lock()  # _current and _cancel change together
         self._progress: dict[str, dict] = {}
+        self.warm_up_progress: dict | None = None  # sizes compiled so far, while warming up
         # Set while the store refuses writes (a full disk): health and the page say so.
         self.problem: str | None = None
         self._unrecorded: tuple | None = None  # a job's end the store could not record yet
@@ -128,7 +129,8 @@ class Worker:
         generator = self.generator
         return BackendHealth(alive=self.alive, problem=self.problem, model_state=self.model_state,
                              model_error=self.model_error,
-                             device=generator.describe()["device"] if generator is not None else None)
+                             device=generator.describe()["device"] if generator is not None else None,
+                             warm_up=self.warm_up_progress)
 
     def cancel(self, board_id: str) -> bool:
         """Cancel the board's queued jobs, and its running job at the next step.
@@ -192,13 +194,18 @@ class Worker:
             return self.generator
         self.model_state, self.model_error = "loading", None
         try:
-            self.generator = self._load_generator()
+            generator = self._load_generator()
+            self.model_state = "warming_up"
+            warm_up(generator, self._warming)
         except Exception as error:  # noqa: BLE001 - reported to the user, retried on the next job
             log.exception("model failed to load")
             self.model_state, self.model_error = "error", str(error)
             raise
-        self.model_state = "ready"
+        self.generator, self.model_state, self.warm_up_progress = generator, "ready", None
         return self.generator
+
+    def _warming(self, done: int, total: int) -> None:
+        self.warm_up_progress = {"done": done, "of": total}
 
     def _scorer_or_none(self):
         if self._scorer is None and self._load_scorer is not None and self.settings.identity_scoring:

@@ -392,7 +392,7 @@ def test_the_references_go_to_their_own_regions(tiny_generator):
 
 def test_panels_with_different_casts_never_share_a_call_and_never_mix(tiny_settings_factory):
     casts = [(0,), (1,), (0, 1), (0,), (1,), (0, 1)]
-    batched = StoryboardGenerator.load(tiny_settings_factory(batch_panels="on"))
+    batched = StoryboardGenerator.load(tiny_settings_factory(batch_panels="on", first_panel_alone=False))
     single = StoryboardGenerator.load(tiny_settings_factory(batch_panels="off"))
     calls, hook = unet_calls(batched)
     try:

@@ -1,0 +1,150 @@
+"""The CUDA and MPS decisions of issue 10, proved on the CPU with the tiny models: the
+memory format per device, the first panel drawn alone, CPU offload, the compiled UNet's
+mode, caches and warm-up. Their speed is measured by bench/gpu.sh on a GPU."""
+
+import threading
+
+import pytest
+import torch
+
+from config import load_settings
+from local_image_generator import StoryboardGenerator, _place, channels_last
+
+from test_generator import request
+
+
+@pytest.mark.parametrize("device,values,expected", [
+    ("mps", {}, True),  # asked for on a Mac
+    ("cuda", {}, False),  # measured slower on an H100 (76 vs 136-149 ms a step)
+    ("cuda", {"cuda_channels_last": True}, True),
+    ("mps", {"enable_channels_last": False}, False),
+    ("cpu", {"cuda_channels_last": True}, False),
+])
+def test_channels_last_per_device(device, values, expected):
+    assert channels_last(load_settings({}, values), device) is expected
+
+
+def test_a_loaded_cpu_unet_stays_contiguous(tiny_generator):
+    weight = next(p for p in tiny_generator.pipe.unet.parameters() if p.dim() == 4)
+    assert weight.is_contiguous()
+
+
+def test_with_batches_the_first_panel_is_drawn_alone_then_the_rest_batched(tiny_settings_factory, monkeypatch):
+    generator = StoryboardGenerator.load(tiny_settings_factory(max_batch=4))
+    monkeypatch.setattr(generator, "batch_size", lambda width=0, height=0: 4)  # as CUDA with room for 4
+    calls = []
+    original = generator._draw_batch
+    monkeypatch.setattr(generator, "_draw_batch", lambda batch, run: calls.append(len(batch)) or original(batch, run))
+    delivered = []
+    generator.generate(request(6, steps=1), on_panel=lambda result: delivered.append((result.index, list(calls))))
+    assert calls == [1, 4, 1]
+    assert delivered[0] == (1, [1])  # panel 1 was on the page before the batch of four was drawn
+
+
+def test_the_first_panel_can_be_batched_like_the_rest(tiny_settings_factory, monkeypatch):
+    generator = StoryboardGenerator.load(tiny_settings_factory(max_batch=4, first_panel_alone=False))
+    monkeypatch.setattr(generator, "batch_size", lambda width=0, height=0: 4)
+    assert [len(b) for b in generator._batches(request(6).panels, 48, 48)] == [4, 2]
+
+
+class RecordingPipe:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append(name) or self
+
+
+@pytest.mark.parametrize("offload,device,expected", [
+    ("off", "cuda", ["to"]), ("model", "cuda", ["enable_model_cpu_offload"]),
+    ("sequential", "cuda", ["enable_sequential_cpu_offload"]), ("model", "mps", ["to"]), ("model", "cpu", ["to"]),
+])
+def test_cpu_offload_only_on_cuda_and_instead_of_moving_the_pipeline(offload, device, expected):
+    pipe = RecordingPipe()
+    _place(pipe, load_settings({}, {"cpu_offload": offload}), device)
+    assert pipe.calls == expected
+
+
+@pytest.fixture
+def compiled(tiny_settings_factory, monkeypatch, tmp_path):
+    """A tiny generator "compiled" as on CUDA: torch.compile recorded, the module returned as is."""
+    seen = {}
+
+    def fake_compile(module, **kwargs):
+        seen.update(kwargs)
+        return module
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    generator = StoryboardGenerator.load(tiny_settings_factory(data_dir=str(tmp_path), compile_unet=True))
+    generator._compile()
+    return generator, seen, tmp_path
+
+
+def test_the_unet_compiles_with_static_shapes_in_the_chosen_mode_and_caches_in_the_data_dir(compiled):
+    import os
+
+    generator, seen, data = compiled
+    assert seen == {"mode": "reduce-overhead", "fullgraph": False, "dynamic": False}
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(data / "compile-cache" / "inductor")
+
+
+def test_warm_up_draws_every_size_once_and_saves_the_kernels_for_the_next_start(compiled, monkeypatch):
+    generator, _, data = compiled
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"kernels", None))
+    sizes, progress = [], []
+    original = generator.generate
+    monkeypatch.setattr(generator, "generate",
+                        lambda req, **kw: sizes.append((req.width, req.height, req.num_steps)) or original(req, **kw))
+    generator.warm_up(lambda done, total: progress.append((done, total)))
+    expected = sorted({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16", "4:3", "3:4")})
+    assert sizes == [(w, h, 1) for w, h in expected] and progress[-1] == (len(expected), len(expected))
+    assert (data / "compile-cache" / "artifacts.bin").read_bytes() == b"kernels"
+
+
+def test_a_restart_loads_the_saved_kernels(compiled, monkeypatch):
+    generator, _, data = compiled
+    (data / "compile-cache" / "artifacts.bin").write_bytes(b"kernels")
+    loaded = []
+    monkeypatch.setattr(torch.compiler, "load_cache_artifacts", loaded.append)
+    generator._compile()
+    assert loaded == [b"kernels"]
+
+
+def test_without_compile_there_is_nothing_to_warm_up(tiny_generator):
+    assert tiny_generator.warm_up() == 0.0
+
+
+def test_health_says_warming_up_while_the_compiled_model_warms_up(tmp_path):
+    from app import create_app
+    from fakes import FakeGenerator
+
+    class Warming(FakeGenerator):
+        def __init__(self):
+            super().__init__()
+            self.warming, self.go = threading.Event(), threading.Event()
+
+        def warm_up(self, on_progress):
+            on_progress(1, 5)
+            self.warming.set()
+            assert self.go.wait(30)
+            return 1.0
+
+    generator = Warming()
+    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
+                                  "preload": True})
+    app = create_app(settings, load_generator=lambda: generator)
+    client = app.test_client()
+    try:
+        assert generator.warming.wait(30)
+        health = client.get("/api/health").get_json()
+        assert health["model"] == "warming_up" and health["warm_up"] == {"done": 1, "of": 5}
+        generator.go.set()
+        board = client.post("/api/storyboards", json={"story": "One.", "identity_lock": False}).get_json()
+        from helpers import wait_for
+
+        assert wait_for(client, board["id"])["status"] == "done"
+        assert client.get("/api/health").get_json()["model"] == "ready"
+    finally:
+        generator.go.set()
+        app.extensions["studio"]["worker"].stop()
