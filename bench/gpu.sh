@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The GPU run of issue 10, as one script: installs nothing over the network, ends in under
+# 8 minutes on an H100, writes JSON figures to $OUT (or ./gpu-results).
+#
+#   Wheels the GPU machine lacks travel in .whl/ (see the device tool's README); then:
+#   bash bench/gpu.sh
+#
+# Runs test_speed.py --model sdxl-random (full-size SDXL + plus-face IP-Adapter, random
+# weights) at 1024x1024, identity lock on: the new defaults (contiguous UNet, first panel
+# alone), channels_last for comparison, the lightning mode, and the compiled UNet
+# (reduce-overhead, CUDA graphs) with its compile and warm-up time, cold and warm cache.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu-results}"
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONUNBUFFERED=1 STORYBOARD_DATA_DIR="$OUT/data"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
+run() {  # name, timeout in seconds, test_speed arguments...
+  local name=$1 limit=$2; shift 2
+  echo "== $name"
+  timeout "$limit" python3 test_speed.py --model sdxl-random --size 1024x1024 --repeat 3 --json "$OUT/$name.json" "$@" \
+    > "$OUT/$name.log" 2>&1
+  echo "   exit $? ($(tail -n 1 "$OUT/$name.log"))"
+}
+run fast-defaults 70 --preset fast
+STORYBOARD_CUDA_CHANNELS_LAST=true run fast-channels-last 70 --preset fast
+run fast-fp16-vae-cfg-cutoff 70 --preset fast --vae-force-upcast off --cfg-cutoff 0.5
+run lightning 60 --preset lightning
+run fast-compiled-cold 150 --preset fast --compile
+run fast-compiled-warm 50 --preset fast --compile   # the caches of the cold run, as after a restart
+ls -l "$OUT"
