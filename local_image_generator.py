@@ -282,6 +282,8 @@ class StoryboardGenerator:
         generator._prepare_attention()
         if settings.use_identity_lock:
             generator._ensure_adapter()
+        if settings.preset_for().distilled:
+            generator._ensure_lora()  # the default mode: load its LoRA now (and before compiling)
         if settings.compile_unet and device == "cuda":
             pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs", fullgraph=False)
         return generator

@@ -232,6 +232,11 @@ def test_clip_similarity_works_in_lightning_mode(lightning, presets):
 # --- settings: steps, families, sources ----------------------------------------------------
 
 
+def test_the_lora_loads_with_sdxl_only_when_lightning_is_the_default(make):
+    assert make(preset="lightning").describe()["lora"] == "sdxl_lightning_4step_lora.safetensors"
+    assert make().describe()["lora"] is None
+
+
 def test_two_steps_load_the_two_step_file(make):
     generator = make(lightning_steps=2)
     preset = generator.settings.preset_for("lightning")
