@@ -37,6 +37,33 @@ class SpeedPreset:
     guidance_scale: float
     ip_adapter_scale: float
 
+    @property
+    def distilled(self) -> bool:
+        """Drawn with a few-step distilled LoRA (the lightning mode). Known by the name, so a
+        preset rebuilt from a board's stored options is recognised as well."""
+        return self.name in DISTILLED_PRESETS
+
+    @property
+    def uses_cfg(self) -> bool:
+        """diffusers runs classifier-free guidance (two UNet passes a step) only above 1."""
+        return self.guidance_scale > 1
+
+    @property
+    def unet_passes(self) -> int:
+        return self.steps * (2 if self.uses_cfg else 1)
+
+    @property
+    def description(self) -> str:
+        """The real cost, in words: what the page shows beside the mode."""
+        guidance = " with CFG" if self.uses_cfg else ", no CFG"
+        return f"{self.steps} steps{guidance} ({self.unet_passes} UNet passes a panel)"
+
+
+# The lightning mode's IP-Adapter scale, between FAST's 0.50 and BALANCED's 0.65: without
+# CFG nothing amplifies the reference's pull, and 4 steps give it few chances to act, so not
+# below FAST; the high end (0.8) lets the reference override pose and scene, which few-step
+# models already follow less well. A judgement, not a measurement (README, "Speed modes").
+LIGHTNING_IP_ADAPTER_SCALE = 0.60
 
 PRESETS: dict[str, SpeedPreset] = {
     p.name: p
@@ -45,8 +72,11 @@ PRESETS: dict[str, SpeedPreset] = {
         SpeedPreset("fast", "Fast", 12, 6.5, 0.50),
         SpeedPreset("balanced", "Balanced", 15, 7.0, 0.65),
         SpeedPreset("quality", "Quality", 20, 7.5, 0.80),
+        # SDXL + a distilled LoRA; steps come from STORYBOARD_LIGHTNING_STEPS (preset_for).
+        SpeedPreset("lightning", "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE),
     )
 }
+DISTILLED_PRESETS = frozenset({"lightning"})
 DEFAULT_PRESET = "fast"
 
 # SDXL's trained resolutions. The tiny offline model divides them by TINY_SIZE_DIVISOR.
@@ -83,6 +113,35 @@ IP_ADAPTER_HUB_ID = "h94/IP-Adapter"
 IP_ADAPTER_VARIANTS: dict[str, tuple[str, str]] = {
     "plus-face": ("ip-adapter-plus-face_sdxl_vit-h.safetensors", "models/image_encoder"),
     "plain": ("ip-adapter_sdxl.safetensors", "sdxl_models/image_encoder"),
+}
+
+
+@dataclass(frozen=True)
+class DistilledFamily:
+    """A few-step distilled LoRA for SDXL base 1.0 and the scheduler its authors use with it."""
+
+    name: str
+    repo: str  # hub id
+    weight: str  # file name; {steps} is the step count
+    steps: tuple[int, ...]
+    scheduler: str  # a diffusers scheduler class, built from SDXL's scheduler config
+    timestep_spacing: str | None  # None = keep SDXL's
+
+    def weight_for(self, steps: int) -> str:
+        return self.weight.format(steps=steps)
+
+
+# Each model card's recipe: guidance 0 (or 1: the same, no CFG) and these schedulers.
+DISTILLED_FAMILIES: dict[str, DistilledFamily] = {
+    f.name: f
+    for f in (
+        DistilledFamily("lightning", "ByteDance/SDXL-Lightning", "sdxl_lightning_{steps}step_lora.safetensors",
+                        (2, 4, 8), "EulerDiscreteScheduler", "trailing"),
+        DistilledFamily("hyper-sd", "ByteDance/Hyper-SD", "Hyper-SDXL-{steps}steps-lora.safetensors",
+                        (2, 4, 8), "DDIMScheduler", "trailing"),
+        DistilledFamily("lcm", "latent-consistency/lcm-lora-sdxl", "pytorch_lora_weights.safetensors",
+                        (2, 4, 8), "LCMScheduler", None),
+    )
 }
 
 
@@ -241,6 +300,37 @@ class Settings:
                   "to share, and on a busy machine extra threads only wait for each other: about 20x "
                   "slower measured), torch's default (one per core) for SDXL.", "range": (0, 1024)},
     )
+    lightning_family: str = field(
+        default="lightning",
+        metadata={"help": "The distilled LoRA behind the lightning mode. lightning: ByteDance/SDXL-Lightning "
+                  "(Euler, trailing timesteps). hyper-sd: ByteDance/Hyper-SD's Hyper-SDXL-Nsteps-lora "
+                  "(DDIM, trailing). lcm: latent-consistency/lcm-lora-sdxl (LCMScheduler). All without CFG. "
+                  "Sets the two settings below unless they are given.",
+                  **_choices(*DISTILLED_FAMILIES)},
+    )
+    lightning_lora_repo: str = field(
+        default="",
+        metadata={"help": "LoRA repository: a hub id or a local folder; empty = the family's hub id "
+                  "(ByteDance/SDXL-Lightning for lightning)."},
+    )
+    lightning_lora_weight: str = field(
+        default="",
+        metadata={"help": "LoRA file in that repository (.safetensors only); empty = the family's file "
+                  "for lightning_steps."},
+    )
+    lightning_steps: int = field(
+        default=4,
+        metadata={"help": "Steps of the lightning mode; picks the LoRA file made for them "
+                  "(e.g. sdxl_lightning_4step_lora.safetensors).", "choices": (2, 4, 8)},
+    )
+    lightning_lora_mode: str = field(
+        default="fuse",
+        metadata={"help": "How the lightning mode switches on one loaded SDXL. fuse: the LoRA is fused into "
+                  "the UNet's weights (fastest board; a switch rewrites those weights). adapter: it stays "
+                  "a LoRA adapter switched on and off (instant, exact switch; every lightning step "
+                  "computes the LoRA too).",
+                  **_choices("fuse", "adapter")},
+    )
     data_dir: str = field(
         default="data", metadata={"help": "Where storyboards, images and the database are kept."}
     )
@@ -362,6 +452,18 @@ class Settings:
         return self.image_encoder or IP_ADAPTER_VARIANTS[self.ip_adapter_variant][1]
 
     @property
+    def distilled_family(self) -> DistilledFamily:
+        return DISTILLED_FAMILIES[self.lightning_family]
+
+    @property
+    def lora_repo(self) -> str:
+        return self.lightning_lora_repo or self.distilled_family.repo
+
+    @property
+    def lora_weight(self) -> str:
+        return self.lightning_lora_weight or self.distilled_family.weight_for(self.lightning_steps)
+
+    @property
     def size_divisor(self) -> int:
         return TINY_SIZE_DIVISOR if self.model == "tiny" else 1
 
@@ -379,6 +481,8 @@ class Settings:
 
     def preset_for(self, name: str | None = None) -> SpeedPreset:
         preset = PRESETS[name or self.preset]
+        if preset.distilled:
+            preset = dataclasses.replace(preset, steps=self.lightning_steps)
         if self.ip_adapter_scale is not None:
             return dataclasses.replace(preset, ip_adapter_scale=self.ip_adapter_scale)
         return preset
@@ -421,6 +525,9 @@ def _parse(f: dataclasses.Field, raw: Any) -> Any:
         low, high = f.metadata.get("range", (None, None))
         if low is not None and not (low <= value <= high):
             raise SettingsError(name, f"{value} is outside {low}..{high}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise SettingsError(name, f"{raw!r} is not one of: {', '.join(map(str, choices))}")
         return value
     value = str(raw).strip()
     choices = f.metadata.get("choices")
@@ -468,7 +575,8 @@ def load_settings(
         values[name] = _parse(known[name], raw)
     _check_planner(values)
     _check_queue(values)
-    for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo"):
+    for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo", "lightning_lora_repo",
+                 "lightning_lora_weight"):
         if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
             raise SettingsError(name, "only .safetensors weights are loaded (pickle files can run code)")
     return Settings(**values)
@@ -528,7 +636,7 @@ def settings_markdown() -> str:
     """The README's settings table, generated from the declarations above."""
     rows = ["| Variable | Default | Allowed | What it does |", "| --- | --- | --- | --- |"]
     for f in setting_fields():
-        allowed = ", ".join(f.metadata.get("choices", ())) or (
+        allowed = ", ".join(map(str, f.metadata.get("choices", ()))) or (
             "{}..{}".format(*f.metadata["range"]) if "range" in f.metadata else "")
         default = "(empty)" if f.default in ("", None) else str(f.default)
         if len(default) > 40:

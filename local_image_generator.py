@@ -2,7 +2,8 @@
 
 Reads like a diffusers pipeline: ``__init__`` only stores ready parts, :meth:`load` loads
 them, and :meth:`StoryboardGenerator.generate` checks its inputs and then runs in plain
-steps. The generator is not thread-safe by nature (a diffusers pipeline is not), so every
+steps. The lightning mode is the same pipeline with a distilled LoRA (fused into the UNet,
+or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to switch. The generator is not thread-safe by nature (a diffusers pipeline is not), so every
 call takes one lock; in the app a single worker thread owns it anyway.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import os
 import logging
 import threading
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from board_params import retry_seed
-from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SpeedPreset
+from config import ASPECTS, MAX_FRAMES, Settings, SpeedPreset
 from prompt_enhancer import CAST_POSITIONS, shorten
 
 log = logging.getLogger(__name__)
@@ -231,14 +233,15 @@ _MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file",
                   "outgoing traffic has been disabled", "connect", "localentrynotfound", "is not a local folder")
 
 
-def _load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception) -> str:
+def _load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception,
+                          size: str = "SDXL + IP-Adapter are about 10 GB") -> str:
     """Words for a failed load: missing weights and damaged weights need different fixes."""
     where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
     detail = f"{type(error).__name__}: {shorten((str(error).splitlines() or [''])[0], 200)}"
     if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
         return (
             f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
-            f"To fix: run once with network access so it downloads (SDXL + IP-Adapter are about 10 GB); "
+            f"To fix: run once with network access so it downloads ({size}); "
             f"or set {setting} to a local folder that holds it; "
             f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny). ({detail})"
         )
@@ -314,6 +317,10 @@ class StoryboardGenerator:
         self._ip_projection = None
         self._identity_mode: bool | None = None
         self._ip_scale = None  # a shared tensor when the UNet is compiled
+        self._lora_loaded = False
+        self._distilled = False  # the UNet and scheduler are in the lightning mode
+        self._fused = False  # ... with the LoRA fused into the UNet's weights
+        self._schedulers: dict[bool, object] = {}
         self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
         self.image_encoder_calls = 0
 
@@ -367,6 +374,8 @@ class StoryboardGenerator:
         generator._prepare_attention()
         if settings.use_identity_lock:
             generator._ensure_adapter()
+        if settings.preset_for().distilled:
+            generator._ensure_lora()  # the default mode: load its LoRA now (and before compiling)
         if settings.compile_unet and device == "cuda":
             generator._compile()
         return generator
@@ -401,7 +410,7 @@ class StoryboardGenerator:
         for i, (width, height) in enumerate(sizes, start=1):
             job = PanelJob(1, "warm-up", "", 0)
             lock = (CharacterLock(reference=_blank(64, 64)),) if self.settings.use_identity_lock else ()
-            self.generate(StoryboardRequest((job,), width, height, PRESETS[self.settings.preset],
+            self.generate(StoryboardRequest((job,), width, height, self.settings.preset_for(),
                                             identity_lock=bool(lock), characters=lock, steps=1))
             if on_progress:
                 on_progress(i, len(sizes))
@@ -517,6 +526,63 @@ class StoryboardGenerator:
         unet.set_attn_processor(dict(self._ip_processors if on else self._plain_processors))
         self._identity_mode = on
 
+    def _unet_module(self):
+        """The UNet itself, also under torch.compile's wrapper (which diffusers' LoRA calls skip)."""
+        return getattr(self.pipe.unet, "_orig_mod", self.pipe.unet)
+
+    def _ensure_lora(self) -> None:
+        """Load the lightning mode's LoRA once, as a switched-off adapter, and build its scheduler."""
+        if self._lora_loaded:
+            return
+        s = self.settings
+        repo = self._check_source(s.lora_repo, "STORYBOARD_LIGHTNING_LORA_REPO")
+        if not s.lora_weight.endswith(".safetensors"):
+            raise ModelNotAvailable(f"STORYBOARD_LIGHTNING_LORA_WEIGHT={s.lora_weight}: only .safetensors weights are loaded.")
+        if importlib.util.find_spec("peft") is None:
+            raise ModelNotAvailable("The lightning mode needs the peft package, through which diffusers loads LoRAs: "
+                                    "pip install peft==0.21.2 (make installs it).")
+        wrapper, unet = self.pipe.unet, self._unet_module()
+        self.pipe.unet = unet
+        try:
+            self.pipe.load_lora_weights(repo, weight_name=s.lora_weight, adapter_name=LORA_ADAPTER,
+                                        cache_dir=s.cache_dir, local_files_only=s.offline or s.model == "tiny")
+        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+            raise ModelNotAvailable(
+                _load_failure_message(f"the {s.lightning_family} LoRA {s.lora_weight}", repo,
+                                      "STORYBOARD_LIGHTNING_LORA_REPO", s.cache_dir, error,
+                                      size="the LoRA is a few hundred MB")
+            ) from error
+        finally:
+            self.pipe.unet = wrapper
+        unet.disable_lora()
+        self._schedulers = {False: self.pipe.scheduler, True: _distilled_scheduler(s, self.pipe.scheduler.config)}
+        self._lora_loaded = True
+        log.info("loaded the %s LoRA %s from %s", s.lightning_family, s.lora_weight, repo)
+
+    def _use_preset(self, preset: SpeedPreset) -> None:
+        """Put the UNet and the scheduler in ``preset``'s mode; SDXL itself is never reloaded.
+
+        fuse: the LoRA is added into the UNet's weights on the way in and subtracted on the
+        way out. adapter: it stays beside them and is only switched on and off.
+        """
+        if preset.distilled:
+            self._ensure_lora()
+        if preset.distilled == self._distilled:
+            return
+        unet = self._unet_module()
+        if preset.distilled:
+            unet.enable_lora()
+            self._fused = self.settings.lightning_lora_mode == "fuse"
+            if self._fused:
+                unet.fuse_lora(adapter_names=[LORA_ADAPTER])
+        else:
+            if self._fused:
+                unet.unfuse_lora()
+                self._fused = False
+            unet.disable_lora()
+        self.pipe.scheduler = self._schedulers[preset.distilled]
+        self._distilled = preset.distilled
+
     @property
     def attention_sliced(self) -> bool:
         return any("Sliced" in type(p).__name__ for p in self.pipe.unet.attn_processors.values())
@@ -527,6 +593,7 @@ class StoryboardGenerator:
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
             "ip_adapter": self.settings.adapter_weight,
+            "lora": self.settings.lora_weight if self._lora_loaded else None,
             "load_s": round(self.load_seconds, 3),
         }
 
@@ -620,22 +687,29 @@ class StoryboardGenerator:
 
     def _generate(self, request, on_progress, on_panel, on_reference, cancel, judge) -> StoryboardResult:
         timings: dict = {}
-        run = _Run(request, on_progress, cancel)
-        # 1. The references: uploaded, drawn from the traits, or none (lock off).
+        run = _Run(request, on_progress, cancel, cfg=request.preset.uses_cfg)
+        # 1. The speed mode: SDXL as loaded, or with the distilled LoRA and its scheduler.
+        started = time.perf_counter()
+        self._use_preset(request.preset)
+        timings["mode_switch_s"] = time.perf_counter() - started
+        if request.preset.distilled and request.num_steps != self.settings.lightning_steps:
+            log.warning("the lightning mode draws %d steps with a LoRA made for %d (%s)", request.num_steps,
+                        self.settings.lightning_steps, self.settings.lora_weight)
+        # 2. The references: uploaded, drawn from the traits, or none (lock off).
         started = time.perf_counter()
         if request.identity_lock:
             run.references = self._references(request, run, on_reference)
             timings["reference_s"] = time.perf_counter() - started
-        # 2. What every panel shares, computed once: text embeddings, each cast's reference embeddings.
+        # 3. What every panel shares, computed once: text embeddings, each cast's reference embeddings.
         started = time.perf_counter()
         self._condition(run, request.panels)
         if request.identity_lock:
             self._set_identity_mode(True)
             for cast in dict.fromkeys(job.characters for job in request.panels if job.characters):
                 images = [run.references[i] for i in cast]
-                run.cast_embeds[cast] = self._encode_reference(images[0] if len(images) == 1 else images, request)
+                run.cast_embeds[cast] = self._encode_reference(images[0] if len(images) == 1 else images, run)
         timings["encode_s"] = time.perf_counter() - started
-        # 3. The panels, batched where the device allows; one cast per call.
+        # 4. The panels, batched where the device allows; one cast per call.
         started = time.perf_counter()
         results: list[PanelResult] = []
         for batch in self._batches(request.panels, request.width, request.height, key=run.cast_of):
@@ -777,11 +851,15 @@ class StoryboardGenerator:
         return embeds, pooled
 
     def _condition(self, run: "_Run", jobs: Sequence[PanelJob]) -> None:
-        """Text embeddings for ``jobs`` (one encoder call) and each distinct negative (once)."""
+        """Text embeddings for ``jobs`` (one encoder call) and each distinct negative (once;
+        none without CFG, which never reads them)."""
         import torch
 
         embeds, pooled = self._encode_text([job.prompt for job in jobs])
         for i, job in enumerate(jobs):
+            if not run.cfg:
+                run.conditioning[job.prompt] = (embeds[i : i + 1], pooled[i : i + 1], None, None)
+                continue
             negative = job.negative_prompt
             if negative not in run.negatives:
                 if not negative and self.pipe.config.force_zeros_for_empty_prompt:
@@ -790,17 +868,18 @@ class StoryboardGenerator:
                     run.negatives[negative] = self._encode_text([negative])
             run.conditioning[job.prompt] = (embeds[i : i + 1], pooled[i : i + 1], *run.negatives[negative])
 
-    def _encode_reference(self, reference, request: StoryboardRequest):
-        """The reference image's IP-Adapter embeddings, [negative; positive], once per board
-        and cast; a list of images (a cast) goes to the one adapter as its several images."""
+    def _encode_reference(self, reference, run: "_Run"):
+        """The reference image's IP-Adapter embeddings, once per board and cast: [negative;
+        positive] with CFG, only the positive without (the pipeline then reads them unsplit);
+        a list of images (a cast) goes to the one adapter as its several images."""
         self.image_encoder_calls += 1
-        self._set_ip_scale(request.preset.ip_adapter_scale)
+        self._set_ip_scale(run.request.preset.ip_adapter_scale)
         return self.pipe.prepare_ip_adapter_image_embeds(
             ip_adapter_image=[list(reference)] if isinstance(reference, list) else reference,
             ip_adapter_image_embeds=None,
             device=self.device,
             num_images_per_prompt=1,
-            do_classifier_free_guidance=True,
+            do_classifier_free_guidance=run.cfg,
         )
 
     def _draw(self, batch: list[PanelJob], run: "_Run") -> list[PanelResult]:
@@ -830,14 +909,18 @@ class StoryboardGenerator:
         parts = [run.conditioning[job.prompt] for job in batch]
         extra = {}
         if run.image_embeds is not None:
-            extra["ip_adapter_image_embeds"] = [_repeat_cfg_pairs(e, len(batch)) for e in run.image_embeds]
+            repeat = _repeat_cfg_pairs if run.cfg else _repeat_batch
+            extra["ip_adapter_image_embeds"] = [repeat(e, len(batch)) for e in run.image_embeds]
         if run.ip_masks is not None:
             extra["cross_attention_kwargs"] = {"ip_adapter_masks": run.ip_masks}
+        if run.cfg:
+            extra["negative_prompt_embeds"] = torch.cat([p[2] for p in parts])
+            extra["negative_pooled_prompt_embeds"] = torch.cat([p[3] for p in parts])
         indices = [job.index for job in batch]
 
         cfg = request.preset.guidance_scale
         # After the cutoff, one UNet pass per step instead of two (unconditional dropped).
-        cutoff_step = round(steps * self.settings.cfg_cutoff) if cfg > 1 and self.settings.cfg_cutoff < 1 else None
+        cutoff_step = round(steps * self.settings.cfg_cutoff) if run.cfg and self.settings.cfg_cutoff < 1 else None
         guided = {"on": True}
 
         def step_end(pipe, step, timestep, kwargs):
@@ -866,8 +949,6 @@ class StoryboardGenerator:
             latents = self.pipe(
                 prompt_embeds=torch.cat([p[0] for p in parts]),
                 pooled_prompt_embeds=torch.cat([p[1] for p in parts]),
-                negative_prompt_embeds=torch.cat([p[2] for p in parts]),
-                negative_pooled_prompt_embeds=torch.cat([p[3] for p in parts]),
                 width=width,
                 height=height,
                 num_inference_steps=steps,
@@ -955,6 +1036,7 @@ class _Run:
     request: StoryboardRequest
     on_progress: ProgressFn | None
     cancel: threading.Event | None
+    cfg: bool = True  # classifier-free guidance: two UNet passes a step, negative prompts read
     size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
     image_embeds: list | None = None  # the IP-Adapter embeddings of the panels being drawn
     ip_masks: list | None = None  # ... and their region masks (several characters)
@@ -979,6 +1061,23 @@ def _repeat_cfg_pairs(embeds, count: int):
     negative, positive = embeds.chunk(2)
     return torch.cat([negative.repeat(count, *([1] * (negative.dim() - 1))),
                       positive.repeat(count, *([1] * (positive.dim() - 1)))])
+
+
+def _repeat_batch(embeds, count: int):
+    """Positive-only embeddings for one image -> the same for ``count`` panels."""
+    return embeds.repeat(count, *([1] * (embeds.dim() - 1)))
+
+
+def _distilled_scheduler(settings: Settings, config):
+    """The scheduler the distilled family's card prescribes, from SDXL's scheduler config."""
+    import diffusers
+
+    family = settings.distilled_family
+    overrides = {"timestep_spacing": family.timestep_spacing} if family.timestep_spacing else {}
+    return getattr(diffusers, family.scheduler).from_config(config, **overrides)
+
+
+LORA_ADAPTER = "lightning"
 
 
 def _is_bad(image) -> bool:

@@ -13,7 +13,8 @@ random, so speed and memory are those of the real model; the pictures are noise.
   returns the app's own ``StoryboardGenerator`` around it, so a benchmark runs the same
   generation code as the studio. The only difference: the IP-Adapter weights come from an
   in-memory state dict (original key format, loaded by diffusers' own ``load_ip_adapter``
-  converters) instead of the hub.
+  converters) instead of the hub, and so do the lightning mode's LoRA weights (rank 64, the
+  kohya key format, loaded by diffusers' ``load_lora_weights``).
 * FLOPs are counted on the META device (no memory, no compute) with
   ``torch.utils.flop_counter.FlopCounterMode``.
 
@@ -309,7 +310,8 @@ def build_pipeline(device: str, dtype, force_upcast: bool = True):
 
     Returns ``(pipe, info)``; ``info`` holds per-part parameter counts and build seconds.
     The pipeline's ``load_ip_adapter`` is wrapped so that whatever repository it is asked
-    for, it loads random plus-face weights from memory (built then, on the device).
+    for, it loads random plus-face weights from memory (built then, on the device); its
+    ``load_lora_weights`` likewise loads a random rank-64 LoRA in SDXL-Lightning's format.
     """
     import torch
     import tiny_models
@@ -364,6 +366,21 @@ def build_pipeline(device: str, dtype, force_upcast: bool = True):
         info["seconds"]["ip_adapter"] = time.perf_counter() - started
 
     pipe.load_ip_adapter = load_ip_adapter_from_memory
+    original_lora = pipe.load_lora_weights
+
+    def load_lora_weights_from_memory(_source, weight_name=None, adapter_name=None, **_ignored):
+        # A random LoRA of SDXL-Lightning's rank and key format, through diffusers' converters.
+        started = time.perf_counter()
+        state = tiny_models.kohya_lora_tensors(pipe.unet, tiny_models.LORA_RANK, tiny_models.LORA_ALPHA,
+                                               std=0.02, dtype=dtype)
+        info["parameters"]["lora"] = sum(t.numel() for k, t in state.items() if not k.endswith(".alpha"))
+        info["lora_layers"] = len(state) // 3
+        original_lora(state, weight_name=weight_name, adapter_name=adapter_name)
+        del state
+        _sync(device)
+        info["seconds"]["lora"] = time.perf_counter() - started
+
+    pipe.load_lora_weights = load_lora_weights_from_memory
     return pipe, info
 
 

@@ -93,4 +93,6 @@ def preset_json(preset: SpeedPreset) -> dict:
         "steps": preset.steps,
         "guidance_scale": preset.guidance_scale,
         "ip_adapter_scale": preset.ip_adapter_scale,
+        "unet_passes": preset.unet_passes,
+        "description": preset.description,
     }

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae-force-upcast", choices=("on", "off"), default="on",
                    help="sdxl-random: build the VAE with force_upcast on (SDXL's VAE) or off (the "
                         "fp16-fix VAE's setting; same architecture). The breakdown times both.")
+    p.add_argument("--lightning-lora", choices=("fuse", "adapter"),
+                   help="with --preset lightning: how the LoRA is switched (STORYBOARD_LIGHTNING_LORA_MODE); "
+                        "both are measured, this one is the headline")
     p.add_argument("--threads", type=positive_int,
                    help="torch CPU threads (default: STORYBOARD_CPU_THREADS, else 1 for tiny, torch's choice otherwise)")
     return p
@@ -187,6 +190,7 @@ def make_settings(args, environ):
         "use_identity_lock": True,
         "compile_unet": True if args.compile else None,
         "cpu_threads": args.threads,
+        "lightning_lora_mode": args.lightning_lora,
     }
     if args.model == "tiny":
         overrides["hf_cache_dir"] = args.cache_dir or DEFAULT_TINY_CACHE
@@ -240,6 +244,13 @@ def make_jobs(generator, settings, frames: int):
 # --- The benchmark ------------------------------------------------------------------------
 
 
+def check_done(result):
+    failed = [p for p in result.panels if p.status != "done"]
+    if failed:
+        raise RuntimeError(f"panel {failed[0].index} failed: {failed[0].error}")
+    return result
+
+
 def run_benchmark(generator, settings, args, width: int, height: int, steps: int | None,
                   full_warmup: bool, board6: bool) -> dict:
     from local_image_generator import StoryboardRequest
@@ -252,11 +263,7 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
         return StoryboardRequest(panels=tuple(jobs), width=width, height=height, preset=preset,
                                  identity_lock=lock, reference=reference, steps=steps)
 
-    def check(result):
-        failed = [p for p in result.panels if p.status != "done"]
-        if failed:
-            raise RuntimeError(f"panel {failed[0].index} failed: {failed[0].error}")
-        return result
+    check = check_done
 
     # Warm-up (not timed): the portrait without the IP-Adapter becomes the reference.
     reference = check(generator.generate(request([portrait], False))).panels[0].image
@@ -306,6 +313,64 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
     return out
 
 
+def compare_distilled(generator, settings, args, width: int, height: int) -> dict:
+    """The lightning mode beside FAST, in the same run, on the same loaded pipeline.
+
+    A 3-panel FAST board (identity lock on) is timed before the LoRA is ever loaded; then the
+    LoRA's first load; then for each way of switching (fuse, adapter), ``--repeat`` rounds of:
+    switch to FAST, a FAST board, switch to lightning, a lightning board, so that the two
+    boards compared are timed side by side however the machine's load drifts. Every board's
+    UNet passes (and UNet seconds) a panel are counted in one extra hooked run.
+    """
+    from local_image_generator import StoryboardRequest
+
+    device, repeat = generator.device, args.repeat
+    fast, lightning = settings.preset_for("fast"), settings.preset_for(args.preset)
+    portrait, panels = make_jobs(generator, settings, BOARD_FRAMES)
+    reference = check_done(generator.generate(
+        StoryboardRequest((portrait,), width, height, fast, identity_lock=False))).panels[0].image
+    requests = {preset.name: StoryboardRequest(tuple(panels), width, height, preset, True, reference)
+                for preset in (fast, lightning)}
+
+    def draw(preset):
+        return check_done(generator.generate(requests[preset.name]))
+
+    def counted(preset) -> dict:
+        draw(preset)  # warm-up, and the switch into the mode
+        calls = unet_calls(generator, lambda: draw(preset))
+        return {"unet_passes_per_panel": sum(batch for batch, _ in calls) / BOARD_FRAMES,
+                "unet_s": sum(seconds for _, seconds in calls)}
+
+    def board(seconds: list[float]) -> dict:
+        return {"board_s": statistics.median(seconds), "per_panel_s": statistics.median(seconds) / BOARD_FRAMES}
+
+    out: dict = {"frames": BOARD_FRAMES, "mode": settings.lightning_lora_mode}
+    out["fast"] = {**counted(fast), **board([timed(lambda: draw(fast), device)[0] for _ in range(repeat)])}
+    out["lora_load_s"] = timed(generator._ensure_lora, device)[0]
+    for mode in (out["mode"], *({"fuse", "adapter"} - {out["mode"]})):
+        generator._use_preset(fast)
+        generator.settings = dataclasses.replace(generator.settings, lightning_lora_mode=mode)
+        result = counted(lightning)
+        times: dict[str, list[float]] = {"to_fast": [], "fast": [], "to_lightning": [], "lightning": []}
+        for _ in range(repeat):
+            times["to_fast"].append(timed(lambda: generator._use_preset(fast), device)[0])
+            times["fast"].append(timed(lambda: draw(fast), device)[0])
+            times["to_lightning"].append(timed(lambda: generator._use_preset(lightning), device)[0])
+            times["lightning"].append(timed(lambda: draw(lightning), device)[0])
+        result.update(board(times["lightning"]))
+        result["fast_beside_s"] = statistics.median(times["fast"])  # FAST, LoRA loaded and off
+        result["ratio_to_fast"] = statistics.median(
+            [light / fast_s for light, fast_s in zip(times["lightning"], times["fast"])])
+        result["ratio_to_fast_before_lora"] = result["board_s"] / out["fast"]["board_s"]
+        result["unet_ratio_to_fast"] = result["unet_s"] / out["fast"]["unet_s"]
+        result["switch_to_fast_s"] = statistics.median(times["to_fast"])
+        result["switch_to_lightning_s"] = statistics.median(times["to_lightning"])
+        out[mode] = result
+    generator._use_preset(fast)
+    generator.settings = dataclasses.replace(generator.settings, lightning_lora_mode=out["mode"])
+    return out
+
+
 def measure_scoring(generator, reference, images, settings) -> dict:
     """What the identity score costs per panel: dlib face distance + CLIP similarity."""
     try:
@@ -333,17 +398,33 @@ def measure_scoring(generator, reference, images, settings) -> dict:
 
 def unet_batches(generator, fn) -> list[int]:
     """The batch size of every UNet call while ``fn`` runs (2 = a CFG pass for one panel)."""
-    seen: list[int] = []
+    return [batch for batch, _ in unet_calls(generator, fn)]
 
-    def record(module, args, kwargs):
+
+def unet_calls(generator, fn) -> list[tuple[int, float]]:
+    """(batch size, seconds) of every UNet call while ``fn`` runs, the device synchronised
+    around each call (so time these runs apart from the timed ones)."""
+    seen: list[tuple[int, float]] = []
+    started: list[float] = []
+
+    def before(module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
-        seen.append(int(sample.shape[0]))
+        sync(generator.device)
+        started.append(time.perf_counter())
+        seen.append((int(sample.shape[0]), 0.0))
 
-    handle = generator.pipe.unet.register_forward_pre_hook(record, with_kwargs=True)
+    def after(module, args, kwargs, output):
+        sync(generator.device)
+        seen[-1] = (seen[-1][0], time.perf_counter() - started[-1])
+
+    unet = generator.pipe.unet
+    handles = [unet.register_forward_pre_hook(before, with_kwargs=True),
+               unet.register_forward_hook(after, with_kwargs=True)]
     try:
         fn()
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     return seen
 
 
@@ -363,7 +444,8 @@ def sdxl_random_extras(generator, reference, args, width, height, steps, flops, 
     components = sdxl_random.component_timings(generator, reference, width, height, prompt,
                                                repeat=args.repeat)
     rate = sdxl_random.matmul_rate(device, dtype)
-    floor = sdxl_random.floor_seconds(flops, rate, steps, ESTIMATE_FRAMES)
+    floor = sdxl_random.floor_seconds(flops, rate, steps, ESTIMATE_FRAMES,
+                                      cfg=generator.settings.preset_for(args.preset).uses_cfg)
     board = results.get("board_6_s", results["estimate_6_s"])
     return {
         "unet_parameters": generator.build_info["parameters"]["unet"],
@@ -426,6 +508,26 @@ def format_table(r: dict) -> str:
         lines.append(f"cfg_cutoff {r['cfg_cutoff']}: "
                      + ("applied" if r["cfg_cutoff_applied"] else "SKIPPED (the generator does not support it)")
                      + f"; UNet batch per step for one image: {batches}")
+    d = r.get("distilled")
+    if d:
+        name = r["preset"]
+
+        def board(label, b, extra=""):
+            return row(f"  {label}", b["board_s"], f"{b['per_panel_s']:.3f} s a panel, "
+                       f"{b['unet_passes_per_panel']:g} UNet passes a panel" + extra)
+
+        lines += ["-" * 72, f"{name} beside FAST in this run ({d['frames']}-panel boards, identity lock on):",
+                  board("FAST, before the LoRA is loaded", d["fast"])]
+        for mode, label in (("fuse", "LoRA fused"), ("adapter", "LoRA as an adapter")):
+            b = d[mode]
+            lines += [
+                board(f"{name}, {label}" + (" (the setting)" if mode == d["mode"] else ""), b),
+                row("    FAST timed beside it (LoRA loaded, off)", b["fast_beside_s"],
+                    f"{name} / FAST {b['ratio_to_fast']:.3f} (to FAST before the LoRA "
+                    f"{b['ratio_to_fast_before_lora']:.3f}; UNet time alone {b['unet_ratio_to_fast']:.3f})"),
+                f"    switch to FAST {b['switch_to_fast_s']:.3f} s, to {name} {b['switch_to_lightning_s']:.3f} s",
+            ]
+        lines.append(row("  LoRA first load (separate)", d["lora_load_s"]))
     x = r.get("sdxl_random")
     if x:
         f = x["flops"]
@@ -508,7 +610,8 @@ def _run(args, diffusers, torch) -> int:
                   "settings.cfg_cutoff (every step runs CFG)")
     dtype = resolve_dtype(settings.precision, device)
     width, height = args.size or (CPU_SMOKE_SIZE if smoke else settings.size_for("1:1"))
-    steps = args.steps or (CPU_SMOKE_STEPS if smoke else None)
+    distilled = settings.preset_for(args.preset).distilled
+    steps = args.steps or (CPU_SMOKE_STEPS if smoke and not distilled else None)
     if smoke:
         print(f"sdxl-random on CPU: a SMOKE TEST at {width}x{height}, "
               f"{steps or settings.preset_for(args.preset).steps} step(s), {str(dtype).replace('torch.', '')}. "
@@ -533,6 +636,10 @@ def _run(args, diffusers, torch) -> int:
         build_peak = sdxl_random.peak_memory_bytes(generator.device)
         sdxl_random.reset_peak_memory(generator.device)
 
+    comparison = None
+    if distilled:
+        print(f"{args.preset} beside FAST on this pipeline (both ways of switching) ...")
+        comparison = compare_distilled(generator, settings, args, width, height)
     print("warming up, then timing ...")
     measured = run_benchmark(generator, settings, args, width, height, steps,
                              full_warmup=not smoke, board6=args.model == "sdxl-random" and not smoke)
@@ -556,6 +663,7 @@ def _run(args, diffusers, torch) -> int:
         "smoke_test": smoke,
         "load_s": generator.load_seconds,
         **measured,
+        "distilled": comparison,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

@@ -1,10 +1,12 @@
-"""Tiny random SDXL and IP-Adapter repositories in the exact hub layout, built offline.
+"""Tiny random SDXL, IP-Adapter and distilled-LoRA repositories in the hub layout, built offline.
 
 Nothing can be downloaded from the Hugging Face hub in tests or CI, so this module writes
 small random models with the same folder layout, file formats and weight-key formats as
-``stabilityai/stable-diffusion-xl-base-1.0`` and ``h94/IP-Adapter`` into an HF cache
-folder, under the real hub ids. The generator then loads them through its normal code path
-(``from_pretrained`` + ``load_ip_adapter``), so what the tests exercise is what users run.
+``stabilityai/stable-diffusion-xl-base-1.0``, ``h94/IP-Adapter`` and the distilled LoRAs of
+the lightning mode (``ByteDance/SDXL-Lightning`` and the others in ``LORA_REPOS``) into an HF
+cache folder, under the real hub ids. The generator then loads them through its normal code
+path (``from_pretrained`` + ``load_ip_adapter`` + ``load_lora_weights``), so what the tests
+exercise is what users run.
 
 The tokenizers are the real CLIP BPE tokenizer (vocabulary rebuilt from the merges file
 that ships in the ``clip-anytorch`` package), so the 77-token prompt budget is counted as on
@@ -27,8 +29,24 @@ log = logging.getLogger(__name__)
 
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 IP_ADAPTER_REPO = "h94/IP-Adapter"
+# The distilled LoRAs of the lightning mode: hub id -> (files, key format). SDXL-Lightning and
+# LCM-LoRA ship kohya keys (refiners loads both with one function that asserts every key starts
+# with lora_unet_); Hyper-SD's format is not verified here, so its twin uses the PEFT format
+# diffusers itself saves, and the other loading path is tested too.
+LORA_REPOS = {
+    "ByteDance/SDXL-Lightning": ([f"sdxl_lightning_{n}step_lora.safetensors" for n in (2, 4, 8)], "kohya"),
+    "ByteDance/Hyper-SD": ([f"Hyper-SDXL-{n}steps-lora.safetensors" for n in (2, 4, 8)], "peft"),
+    "latent-consistency/lcm-lora-sdxl": (["pytorch_lora_weights.safetensors"], "kohya"),
+}
+# The UNet layers an SDXL distillation LoRA adapts: the defaults of diffusers'
+# train_lcm_distill_lora_sdxl.py (attention, feed-forward, resnets, resamplers).
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                "conv1", "conv2", "conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj")
+# SDXL-Lightning's LoRA: rank 64 with alpha 8 (a 1/8 scale; refiners loads it at scale 1/8).
+LORA_RANK, LORA_ALPHA = 64, 8.0
+TINY_LORA_RANK = 4  # same 1/8 scale: alpha 0.5
 # Bump when the tiny architecture changes, so stale caches are rebuilt.
-TINY_VERSION = "3"
+TINY_VERSION = "4"
 
 # Widths chosen so that a transposed or misplaced weight fails loudly: the cross-attention
 # width (32 + 40 = 72) differs from every UNet width (32, 64).
@@ -285,6 +303,64 @@ def plus_adapter_tensors(widths: list[int], seed: int = 2) -> dict:
     return t
 
 
+# --- Distilled LoRAs ---------------------------------------------------------------------
+
+
+def lora_target_modules(unet) -> list:
+    """(name, module) of every UNet layer a distillation LoRA adapts, in model order."""
+    found = []
+    for name, module in unet.named_modules():
+        if not name.startswith(("down_blocks.", "mid_block.", "up_blocks.")):
+            continue
+        if any(name.endswith("." + target) for target in LORA_TARGETS):
+            found.append((name, module))
+    return found
+
+
+def _lora_pair(module, rank: int, generator, std: float, dtype):
+    """Random (down, up) weights for one layer: Linear [r, in] / [out, r]; Conv2d as kohya
+    writes it, down with the layer's kernel [r, in, kh, kw] and up 1x1 [out, r, 1, 1]."""
+    import torch
+
+    def rand(*shape):
+        return (torch.randn(*shape, generator=generator, device=generator.device) * std).to(dtype)
+
+    if isinstance(module, torch.nn.Conv2d):
+        return rand(rank, module.in_channels, *module.kernel_size), rand(module.out_channels, rank, 1, 1)
+    return rand(rank, module.in_features), rand(module.out_features, rank)
+
+
+def kohya_lora_tensors(unet, rank: int, alpha: float, seed: int = 3, std: float = 0.1, dtype=None) -> dict:
+    """A random LoRA in the kohya key format: lora_unet_<module path with _>.lora_down.weight,
+    .lora_up.weight and .alpha, as SDXL-Lightning's and LCM-LoRA's files are written."""
+    import torch
+
+    dtype = dtype or torch.float32
+    g = torch.Generator(device=next(unet.parameters()).device).manual_seed(seed)
+    tensors = {}
+    for name, module in lora_target_modules(unet):
+        key = "lora_unet_" + name.replace(".", "_")
+        down, up = _lora_pair(module, rank, g, std, dtype)
+        tensors[f"{key}.lora_down.weight"] = down
+        tensors[f"{key}.lora_up.weight"] = up
+        tensors[f"{key}.alpha"] = torch.tensor(alpha, dtype=dtype)
+    return tensors
+
+
+def peft_lora_tensors(unet, rank: int, seed: int = 4, std: float = 0.1) -> dict:
+    """A random LoRA in the PEFT/diffusers format (unet.<module>.lora_A.weight / lora_B.weight,
+    no alphas: scale 1), as diffusers' save_lora_weights writes it."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, module in lora_target_modules(unet):
+        down, up = _lora_pair(module, rank, g, std / 3, torch.float32)  # scale 1, not 1/8: keep it small
+        tensors[f"unet.{name}.lora_A.weight"] = down
+        tensors[f"unet.{name}.lora_B.weight"] = up
+    return tensors
+
+
 # --- Hub cache layout --------------------------------------------------------------------
 
 
@@ -299,7 +375,8 @@ def repo_snapshot(cache_dir: Path, repo_id: str) -> Path:
 
 def is_built(cache_dir: Path) -> bool:
     return all(
-        (repo_snapshot(cache_dir, repo) / ".tiny-complete").exists() for repo in (SDXL_REPO, IP_ADAPTER_REPO)
+        (repo_snapshot(cache_dir, repo) / ".tiny-complete").exists()
+        for repo in (SDXL_REPO, IP_ADAPTER_REPO, *LORA_REPOS)
     )
 
 
@@ -312,7 +389,8 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
 
     sdxl = repo_snapshot(cache_dir, SDXL_REPO)
     adapters = repo_snapshot(cache_dir, IP_ADAPTER_REPO)
-    for folder in (sdxl, adapters):
+    loras = {repo: repo_snapshot(cache_dir, repo) for repo in LORA_REPOS}
+    for folder in (sdxl, adapters, *loras.values()):
         shutil.rmtree(folder, ignore_errors=True)
 
     pipe = build_sdxl_pipeline()
@@ -333,7 +411,16 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
     _vision_encoder(**VIT_H).save_pretrained(adapters / "models" / "image_encoder", safe_serialization=True)
     _vision_encoder(**BIG_G).save_pretrained(adapters / "sdxl_models" / "image_encoder", safe_serialization=True)
 
-    for folder in (sdxl, adapters):
+    for seed, (repo, (files, key_format)) in enumerate(LORA_REPOS.items()):
+        loras[repo].mkdir(parents=True)
+        for i, file in enumerate(files):
+            if key_format == "kohya":
+                tensors = kohya_lora_tensors(pipe.unet, TINY_LORA_RANK, TINY_LORA_RANK / 8, seed=10 * seed + i)
+            else:
+                tensors = peft_lora_tensors(pipe.unet, TINY_LORA_RANK, seed=10 * seed + i)
+            save_file(tensors, loras[repo] / file)
+
+    for folder in (sdxl, adapters, *loras.values()):
         (folder / ".tiny-complete").write_text(TINY_VERSION)
     log.info("tiny models written to %s", cache_dir)
     return cache_dir

@@ -40,6 +40,10 @@ def test_overrides_win_over_the_environment():
     ({"STORYBOARD_IP_ADAPTER_SCALE": "nan"}, "ip_adapter_scale"),
     ({"STORYBOARD_IP_ADAPTER_WEIGHT": "ip-adapter.bin"}, "ip_adapter_weight"),
     ({"STORYBOARD_PORTT": "1"}, "portt"),
+    ({"STORYBOARD_LIGHTNING_STEPS": "3"}, "lightning_steps"),
+    ({"STORYBOARD_LIGHTNING_FAMILY": "turbo"}, "lightning_family"),
+    ({"STORYBOARD_LIGHTNING_LORA_WEIGHT": "lightning.ckpt"}, "lightning_lora_weight"),
+    ({"STORYBOARD_LIGHTNING_LORA_MODE": "merge"}, "lightning_lora_mode"),
 ])
 def test_a_bad_value_names_the_setting(env, setting):
     with pytest.raises(SettingsError) as caught:
@@ -109,3 +113,32 @@ def test_cpu_threads_default_per_model(values, threads):
 def test_cpu_threads_rejects_a_negative_count():
     with pytest.raises(SettingsError, match="cpu_threads"):
         load_settings({"STORYBOARD_CPU_THREADS": "-1"})
+
+
+def test_lightning_is_a_fifth_mode_beside_the_four():
+    assert list(PRESETS) == ["ultra_fast", "fast", "balanced", "quality", "lightning"]
+    assert [p.name for p in PRESETS.values() if p.distilled] == ["lightning"]
+    assert load_settings({"STORYBOARD_PRESET": "lightning"}).preset == "lightning"
+
+
+@pytest.mark.parametrize("env,repo,weight,steps", [
+    ({}, "ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors", 4),
+    ({"STORYBOARD_LIGHTNING_STEPS": "8"}, "ByteDance/SDXL-Lightning", "sdxl_lightning_8step_lora.safetensors", 8),
+    ({"STORYBOARD_LIGHTNING_FAMILY": "hyper-sd", "STORYBOARD_LIGHTNING_STEPS": "2"}, "ByteDance/Hyper-SD",
+     "Hyper-SDXL-2steps-lora.safetensors", 2),
+    ({"STORYBOARD_LIGHTNING_FAMILY": "lcm"}, "latent-consistency/lcm-lora-sdxl", "pytorch_lora_weights.safetensors", 4),
+    ({"STORYBOARD_LIGHTNING_LORA_REPO": "/models/lightning", "STORYBOARD_LIGHTNING_LORA_WEIGHT": "mine.safetensors"},
+     "/models/lightning", "mine.safetensors", 4),
+])
+def test_the_lora_follows_family_and_steps(env, repo, weight, steps):
+    settings = load_settings(env)
+    assert (settings.lora_repo, settings.lora_weight, settings.preset_for("lightning").steps) == (repo, weight, steps)
+
+
+@pytest.mark.parametrize("name,description", [
+    ("fast", "12 steps with CFG (24 UNet passes a panel)"),
+    ("quality", "20 steps with CFG (40 UNet passes a panel)"),
+    ("lightning", "4 steps, no CFG (4 UNet passes a panel)"),
+])
+def test_presets_describe_their_real_cost(name, description):
+    assert load_settings({}).preset_for(name).description == description

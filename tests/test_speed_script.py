@@ -103,3 +103,22 @@ class _FakeModule:
                 return self._n
 
         return [P(self.n)]
+
+
+def test_lightning_benchmark_runs_beside_fast_and_counts_unet_passes(hf_cache, tmp_path, capsys):
+    import test_speed
+
+    path = tmp_path / "lightning.json"
+    assert test_speed.main(["--model", "tiny", "--preset", "lightning", "--json", str(path),
+                            "--cache-dir", str(hf_cache)]) == 0
+    assert "lightning beside FAST" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    assert (data["preset"], data["steps"], data["text_encoder_calls"]) == ("lightning", 4, 1)  # no negative prompt
+    d = data["distilled"]
+    assert d["mode"] == "fuse" and d["lora_load_s"] > 0
+    assert d["fast"]["unet_passes_per_panel"] == 24
+    for mode in ("fuse", "adapter"):
+        assert d[mode]["unet_passes_per_panel"] == 4
+        assert d[mode]["board_s"] > 0 and d[mode]["fast_beside_s"] > 0
+        assert d[mode]["switch_to_fast_s"] > 0 and d[mode]["switch_to_lightning_s"] > 0
+        assert d[mode]["ratio_to_fast"] == pytest.approx(d[mode]["board_s"] / d[mode]["fast_beside_s"], rel=1e-3)
