@@ -357,7 +357,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         expect(page.locator("#board .panel[data-index='2'] .panel-caption")).to_have_text(CYRILLIC)
         assert page.locator("#board script").count() == 0
         expect(page.locator("#board .panel[data-index='1'] .panel-seed")).to_have_text("seed 42")
-        expect(page.locator("#reference-view img")).to_be_visible()
+        expect(page.locator("#cast-view img")).to_be_visible()
         expect(page.locator(f"#history .history-item[data-id='{board_id}']")).to_have_count(1)
         expect(page.locator("#progress")).to_be_hidden()
         if first.get("notices"):  # e.g. a story not in English, once the studio says so
