@@ -1,7 +1,8 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
-settings, open a panel's details, and check that user text is shown as text; plan a story,
-edit the plan and draw it. Short flows run against a studio whose model cannot be loaded,
+settings, open a panel's details, and check that user text is shown as text; draw a story
+with a cast of two (issue 13) and change one panel's cast; plan a story, edit the plan and
+draw it. Short flows run against a studio whose model cannot be loaded,
 one whose worker fails or stopped, and one that plans with an LLM stand-in. Every page
 records Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1
 it also refreshes docs/screenshot.png.
