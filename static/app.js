@@ -14,17 +14,17 @@ const HISTORY_REFRESH_MS = 1500;
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 const NETWORK_ERROR = "Cannot reach the studio server";
 const WORKER_STOPPED = "The studio's worker has stopped; restart the studio.";
-/* API field name -> form element id. */
+/* API field name -> form element id (a cast's fields: castFieldElement). */
 const FIELD_IDS = {
   story: "story",
-  character: "character",
+  character: "character", // the first character's traits
   frames: "frames",
   preset: "preset",
   aspect: "aspect",
   style: "style",
   seed: "seed",
   identity_lock: "identity-lock",
-  reference: "reference",
+  reference: "reference", // the first character's face
   reference_image: "reference",
   premise: "story", // POST /api/plans plans the story
 };
@@ -33,7 +33,7 @@ const state = {
   presets: null,
   health: null,
   planner: null, // GET /api/planner: {llm, model, server}
-  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot}]}
+  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot, cast}]}
   planning: false,
   planRowKey: 1, // a plan row's key: stable while rows move, so ids and focus follow the row
   board: null,
@@ -42,8 +42,9 @@ const state = {
   eventsRetry: null,
   healthTimer: null,
   historyTimer: null,
-  referenceUrl: null,
-  editing: null, // {frameId, caption, scene, seed}
+  castKey: 1, // a cast row's key: stable while rows come and go, so a plan row's cast follows its characters
+  facePreviews: new Map(), // cast row key -> object URL of its chosen face
+  editing: null, // {frameId, caption, scene, seed, cast}
   dragFrameId: null,
   renderPending: false,
   submitting: false,
@@ -185,14 +186,19 @@ function clearError() {
   for (const node of document.querySelectorAll("#story-form [aria-invalid]")) {
     node.removeAttribute("aria-invalid");
   }
-  for (const row of document.querySelectorAll("#plan-rows .plan-row.invalid")) row.classList.remove("invalid");
+  for (const row of document.querySelectorAll("#story-form .invalid")) row.classList.remove("invalid");
 }
 
-/** The element a field error is about: a form field, or a plan row's (``panels[2].shot``). */
+/** The element a field error is about: a form field, a plan row's (``panels[2].shot``) or a
+ * character's (``characters[1].name``; ``reference_2``, the second character's face in a form). */
 function fieldElement(field) {
   if (typeof field !== "string" || !field) return null;
   const planField = /^panels(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
   if (planField) return planFieldElement(planField[1], planField[2]);
+  const castField = /^characters(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
+  if (castField) return castFieldElement(castField[1], castField[2]);
+  const face = /^reference_(\d+)$/.exec(field);
+  if (face) return castFieldElement(Number(face[1]) - 1, "reference_image");
   const node = $(FIELD_IDS[field] || field);
   return node && node.closest("#story-form") ? node : null;
 }
@@ -205,10 +211,11 @@ function showError(err, { inPlan = false } = {}) {
   const box = (field ? field.closest("#plan-editor") : inPlan && state.plan) ? $("plan-error") : $("error");
   box.textContent = message || "Something went wrong.";
   box.classList.add("visible");
-  state.errorField = field ? field.id : null;
+  // A group of checkboxes is one field (data-field): ticking any of them settles its error.
+  state.errorField = field ? field.dataset.field || field.id : null;
   if (field) {
     field.setAttribute("aria-invalid", "true");
-    const row = field.closest(".plan-row");
+    const row = field.closest(".plan-row, .cast-row");
     if (row) row.classList.add("invalid");
     field.focus();
   } else {
@@ -219,9 +226,10 @@ function showError(err, { inPlan = false } = {}) {
 /** Editing a field settles its own error: a message about it must not outlive the fix. */
 function onFormInput(event) {
   const target = event.target;
-  if (!target || !target.id) return;
+  const field = target && (target.dataset.field || target.id);
+  if (!field) return;
   target.removeAttribute("aria-invalid");
-  if (state.errorField === target.id) clearError();
+  if (state.errorField === field) clearError();
 }
 
 function reportError(err, options) {
@@ -383,41 +391,268 @@ function renderPresetOptions(data) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
   }
+  renderCast(); // the cast's limit comes from the server too
 }
 
-/* --------------------------------------------------------- reference upload */
+/* -------------------------------------------------------------- cast editor */
 
-function onReferenceChange() {
-  const input = $("reference");
+/* The form's cast is its rows, in the page: each row is one character (name, traits, an
+ * optional face in a file input), so a chosen file stays where it was chosen. A row's
+ * data-key never changes; its ids follow its place (the first row's are "character" and
+ * "reference", as when the form had one character). */
+
+function maxCharacters() {
+  return (state.presets && state.presets.max_characters) || 4;
+}
+
+function castRows() {
+  return [...document.querySelectorAll("#cast-rows > .cast-row")];
+}
+
+/** The form's cast: [{key, name, traits, file}], in order. */
+function readCast() {
+  return castRows().map((row) => ({
+    key: row.dataset.key,
+    name: row.querySelector(".cast-name").value.trim(),
+    traits: row.querySelector(".cast-traits").value.trim(),
+    file: (row.querySelector(".cast-face").files || [])[0] || null,
+  }));
+}
+
+/** One character without a name is the form as it was before the cast: the old fields. */
+function castIsNamed(cast) {
+  return cast.length > 1 || Boolean(cast[0] && cast[0].name);
+}
+
+/** The form's own check of the cast: several characters are told apart by name. */
+function validateCast(cast) {
+  if (cast.length < 2) return null;
+  const unnamed = cast.findIndex((c) => !c.name);
+  if (unnamed < 0) return null;
+  return new ApiError(`Character ${unnamed + 1} needs a name: a cast of several is told apart by name.`,
+    `characters[${unnamed}].name`);
+}
+
+function addCastRow({ name = "", traits = "" } = {}) {
+  const row = $("cast-row-template").content.firstElementChild.cloneNode(true);
+  row.dataset.key = String(state.castKey++);
+  row.querySelector(".cast-name").value = name;
+  row.querySelector(".cast-traits").value = traits;
+  row.querySelector(".cast-name").addEventListener("input", onCastNamesChange);
+  row.querySelector(".cast-face").addEventListener("change", () => onFaceChange(row));
+  row.querySelector(".face-remove").addEventListener("click", () => removeFace(row));
+  row.querySelector(".cast-remove").addEventListener("click", () => removeCastRow(row));
+  $("cast-rows").append(row);
+  renderCast();
+  return row;
+}
+
+function onAddCharacter() {
+  if (castRows().length >= maxCharacters()) return;
+  clearError(); // an error about a row by its place may now point elsewhere
+  const row = addCastRow();
+  onCastNamesChange();
+  row.querySelector(".cast-name").focus();
+  announce(`Character ${castRows().length} added.`);
+}
+
+function removeCastRow(row) {
+  const rows = castRows();
+  const at = rows.indexOf(row);
+  if (at < 0 || rows.length <= 1) return;
+  clearFacePreview(row);
+  row.remove();
+  clearError();
+  forgetPlanCharacter(row.dataset.key);
+  renderCast();
+  onCastNamesChange();
+  const next = castRows()[Math.min(at, castRows().length - 1)];
+  next.querySelector(".cast-name").focus();
+  announce(`Character ${at + 1} removed.`);
+}
+
+/** Ids, labels and buttons by place: a cast of one looks as the form did before the cast. */
+function renderCast() {
+  const rows = castRows();
+  const several = rows.length > 1;
+  rows.forEach((row, i) => {
+    const k = i + 1;
+    const id = (base) => (k === 1 ? base : `${base}-${k}`);
+    const ids = { name: id("character-name"), traits: id("character"), face: id("reference") };
+    const parts = [
+      [".cast-name", ".cast-name-label", ids.name],
+      [".cast-traits", ".cast-traits-label", ids.traits],
+      [".cast-face", ".cast-face-label", ids.face],
+    ];
+    for (const [control, label, value] of parts) {
+      row.querySelector(control).id = value;
+      row.querySelector(label).htmlFor = value;
+    }
+    row.querySelector(".cast-traits-hint").id = id("character-hint");
+    row.querySelector(".cast-traits").setAttribute("aria-describedby", id("character-hint"));
+    row.querySelector(".cast-face-hint").id = id("reference-hint");
+    row.querySelector(".cast-face").setAttribute("aria-describedby", id("reference-hint"));
+    row.querySelector(".reuse-note").id = id("reuse-note");
+    row.querySelector(".reference-preview").id = id("reference-preview");
+    row.setAttribute("aria-label", several ? `Character ${k}` : "Main character");
+    row.querySelector(".cast-number").textContent = `Character ${k}`;
+    const name = row.querySelector(".cast-name");
+    name.required = several;
+    row.querySelector(".cast-name-label .optional").hidden = several;
+    const remove = row.querySelector(".cast-remove");
+    remove.hidden = !several;
+    remove.setAttribute("aria-label", `Remove character ${k}`);
+    row.querySelector(".face-remove").setAttribute("aria-label", `Remove the reference face of character ${k}`);
+  });
+  $("cast-editor").classList.toggle("several", several);
+  $("cast-legend").textContent = several ? `Cast (${rows.length} of ${maxCharacters()})` : "Main character";
+  $("cast-add").disabled = rows.length >= maxCharacters();
+  $("cast-hint").textContent = `Up to ${maxCharacters()}. With several, each needs a name: a panel shows whoever its text names.`;
+}
+
+/** Put a board's cast into the form (Reuse settings): rows are kept by place, faces cleared. */
+function setCast(characters) {
+  const wanted = characters.slice(0, maxCharacters());
+  if (!wanted.length) return;
+  let rows = castRows();
+  for (const row of rows.slice(wanted.length)) {
+    clearFacePreview(row);
+    row.remove();
+    forgetPlanCharacter(row.dataset.key);
+  }
+  while (castRows().length < wanted.length) addCastRow();
+  rows = castRows();
+  wanted.forEach((character, i) => {
+    const row = rows[i];
+    row.querySelector(".cast-name").value = character.name || "";
+    row.querySelector(".cast-traits").value = character.traits || "";
+    row.querySelector(".cast-face").value = "";
+    clearFacePreview(row);
+    // A file input cannot be filled from a URL: say so rather than draw a different face.
+    row.querySelector(".reuse-note").hidden = !(character.reference && character.reference.kind === "uploaded");
+  });
+  renderCast();
+  onCastNamesChange();
+}
+
+/** The plan's rows pick characters by name: they follow the names as they are typed. */
+function onCastNamesChange() {
+  if (state.plan) renderPlan();
+}
+
+function onFaceChange(row) {
+  const input = row.querySelector(".cast-face");
   const file = input.files && input.files[0];
-  clearReferencePreview();
+  clearFacePreview(row);
   if (!file) return;
   if (file.type && !ACCEPTED_TYPES.includes(file.type)) {
     input.value = "";
-    showError(new ApiError("The reference must be a PNG, JPEG or WebP image.", "reference"));
+    showError(new ApiError("The reference must be a PNG, JPEG or WebP image.", input.id));
     return;
   }
   input.removeAttribute("aria-invalid");
-  $("reuse-note").hidden = true;
-  state.referenceUrl = URL.createObjectURL(file);
-  $("reference-preview-img").src = state.referenceUrl;
-  $("reference-preview-name").textContent = file.name;
-  $("reference-preview").hidden = false;
+  row.querySelector(".reuse-note").hidden = true;
+  const url = URL.createObjectURL(file);
+  state.facePreviews.set(row.dataset.key, url);
+  const preview = row.querySelector(".reference-preview");
+  preview.querySelector("img").src = url;
+  preview.querySelector(".file-name").textContent = file.name;
+  preview.hidden = false;
 }
 
-function clearReferencePreview() {
-  if (state.referenceUrl) URL.revokeObjectURL(state.referenceUrl);
-  state.referenceUrl = null;
-  $("reference-preview-img").removeAttribute("src");
-  $("reference-preview-name").textContent = "";
-  $("reference-preview").hidden = true;
+function clearFacePreview(row) {
+  const url = state.facePreviews.get(row.dataset.key);
+  if (url) URL.revokeObjectURL(url);
+  state.facePreviews.delete(row.dataset.key);
+  const preview = row.querySelector(".reference-preview");
+  preview.querySelector("img").removeAttribute("src");
+  preview.querySelector(".file-name").textContent = "";
+  preview.hidden = true;
 }
 
-function removeReference() {
-  $("reference").value = "";
-  $("reuse-note").hidden = true;
-  clearReferencePreview();
-  $("reference").focus();
+function removeFace(row) {
+  const input = row.querySelector(".cast-face");
+  input.value = "";
+  row.querySelector(".reuse-note").hidden = true;
+  clearFacePreview(row);
+  input.removeAttribute("aria-invalid");
+  if (state.errorField === input.id) clearError(); // the face the server refused is gone
+  input.focus();
+}
+
+/** The control for ``characters[index].name`` (or ``.traits``, ``.reference_image``) in an
+ * error from the server; the cast's list when no row is named. */
+function castFieldElement(index, name) {
+  const row = index === undefined ? null : castRows()[Number(index)];
+  if (!row) return $("cast-rows");
+  if (name === "traits") return row.querySelector(".cast-traits");
+  if (name === "reference_image") return row.querySelector(".cast-face");
+  return row.querySelector(".cast-name");
+}
+
+/* ------------------------------------------------------------ who is in it */
+
+/** Checkboxes for who is in a panel: one per character, and "no one". ``selected``: the
+ * chosen values, [] for no one, or null for none chosen (a plan row: whoever its text
+ * names). "No one" and the names exclude each other; unticking the last name ticks "no one".
+ * Every checkbox carries the group's id as data-field: an error about the group is settled
+ * by ticking any of them. */
+function castPicker(id, options, selected, onChange) {
+  const box = el("fieldset", { className: "cast-picker", attrs: { id } });
+  box.append(el("legend", { className: "small-label", text: "Who is in it" }));
+  const choice = (suffix, label, checked) => {
+    const input = el("input", { attrs: { type: "checkbox", id: `${id}-${suffix}`, "data-field": id } });
+    input.checked = checked;
+    box.append(el("label", { className: "cast-choice", attrs: { for: input.id } }, [input, document.createTextNode(label)]));
+    return input;
+  };
+  const chosen = new Set(selected || []);
+  const names = options.map((option, j) => ({ value: option.value, input: choice(String(j), option.label, chosen.has(option.value)) }));
+  const nobody = choice("none", "no one", Array.isArray(selected) && selected.length === 0);
+  nobody.classList.add("cast-nobody");
+  const hint = el("span", { className: "hint cast-picker-hint", text: "none ticked: whoever its text names" });
+  box.append(hint);
+  const value = () => {
+    if (nobody.checked) return [];
+    const ticked = names.filter((n) => n.input.checked).map((n) => n.value);
+    return ticked.length ? ticked : null;
+  };
+  const sync = () => { hint.hidden = value() !== null; };
+  for (const n of names) {
+    n.input.addEventListener("change", () => {
+      if (n.input.checked) nobody.checked = false;
+      else if (!names.some((other) => other.input.checked)) nobody.checked = true;
+      sync();
+      onChange(value());
+    });
+  }
+  nobody.addEventListener("change", () => {
+    if (nobody.checked) for (const n of names) n.input.checked = false;
+    else if (!names.some((n) => n.input.checked)) nobody.checked = true; // choose someone instead
+    sync();
+    onChange(value());
+  });
+  sync();
+  return box;
+}
+
+/** The same cast, whatever the case and order of its names. */
+function sameCast(a, b) {
+  if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+  const fold = (names) => names.map((n) => String(n).toLowerCase()).sort().join("\n");
+  return fold(a) === fold(b);
+}
+
+/** A board's cast, also for a board JSON from before the cast (one character). */
+function boardCharacters(board) {
+  if (!board) return [];
+  if (Array.isArray(board.characters) && board.characters.length) return board.characters;
+  return [{ name: "", traits: board.character || "", reference: board.reference || null }];
+}
+
+/** Whether a board's characters have names (a cast), or it is the one unnamed character. */
+function boardHasNames(board) {
+  return boardCharacters(board).some((c) => c.name);
 }
 
 /* --------------------------------------------------------------- generating */
@@ -426,7 +661,6 @@ function readForm() {
   const seedText = $("seed").value.trim();
   return {
     story: $("story").value.trim(),
-    character: $("character").value.trim(),
     frames: Number.parseInt($("frames").value, 10),
     preset: $("preset").value,
     aspect: $("aspect").value,
@@ -455,16 +689,26 @@ function validateForm(values, { storyRequired = true } = {}) {
   return null;
 }
 
-function buildRequestBody(values) {
-  const file = $("reference").files && $("reference").files[0];
-  if (!file) return values;
+/** The board's request: one unnamed character as ``character`` (its face ``reference``),
+ * a cast as ``characters`` (faces ``reference_1``...); JSON, or a form when a face is chosen. */
+function buildRequestBody(values, cast) {
+  const body = { ...values };
+  const faces = [];
+  if (castIsNamed(cast)) {
+    body.characters = cast.map((c) => ({ name: c.name, traits: c.traits }));
+    cast.forEach((c, i) => { if (c.file) faces.push([`reference_${i + 1}`, c.file]); });
+  } else {
+    body.character = cast[0] ? cast[0].traits : "";
+    if (cast[0] && cast[0].file) faces.push(["reference", cast[0].file]);
+  }
+  if (!faces.length) return body;
   const form = new FormData();
-  for (const [name, value] of Object.entries(values)) {
+  for (const [name, value] of Object.entries(body)) {
     if (value === null) continue;
-    if (typeof value === "object") form.append(name, JSON.stringify(value)); // a plan's panels
+    if (typeof value === "object") form.append(name, JSON.stringify(value)); // the cast, a plan's panels
     else form.append(name, typeof value === "boolean" ? String(value) : value);
   }
-  form.append("reference", file, file.name);
+  for (const [name, file] of faces) form.append(name, file, file.name);
   return form;
 }
 
@@ -473,7 +717,7 @@ async function onSubmit(event) {
   if (state.submitting) return;
   clearError();
   const values = readForm();
-  const problem = validateForm(values);
+  const problem = validateForm(values) || validateCast(readCast());
   if (problem) {
     showError(problem);
     return;
@@ -489,7 +733,7 @@ async function createBoard(values, button, { inPlan = false } = {}) {
   $("draw-plan").disabled = true;
   button.textContent = "Starting…";
   try {
-    const created = await api("POST", "/api/storyboards", buildRequestBody(values));
+    const created = await api("POST", "/api/storyboards", buildRequestBody(values, readCast()));
     if (created && Array.isArray(created.notices)) state.createdNotices[String(created.id)] = created.notices;
     await openBoard(created.id, { subscribe: true });
     revealBoard();
@@ -557,6 +801,14 @@ async function planStory() {
     return;
   }
   const body = { premise };
+  // A named cast is planned with: each row then says who is in it.
+  const cast = readCast();
+  const castProblem = validateCast(cast);
+  if (castProblem) {
+    showError(castProblem);
+    return;
+  }
+  if (castIsNamed(cast)) body.characters = cast.map((c) => ({ name: c.name, traits: c.traits }));
   // As for Generate: a story written line by line has one panel per line, whatever the count.
   if (premise.split("\n").filter((line) => line.trim()).length <= 1) {
     const frames = Number.parseInt($("frames").value, 10);
@@ -605,11 +857,39 @@ function setPlan(answer, premise) {
 }
 
 /* The scene is kept blank while it is the caption (the built-in splitter's plan): blank
- * means "the caption", so an edited caption is what gets drawn. */
+ * means "the caption", so an edited caption is what gets drawn. A row's cast holds the
+ * form's cast rows by key (so a renamed character stays in), or null: whoever the row's
+ * text names, as the server decides for a panel without a cast. */
 function newPlanRow(panel = {}) {
   const caption = typeof panel.caption === "string" ? panel.caption : "";
   const scene = typeof panel.scene === "string" && panel.scene.trim() !== caption.trim() ? panel.scene : "";
-  return { key: state.planRowKey++, caption, scene, shot: typeof panel.shot === "string" ? panel.shot : "" };
+  const shot = typeof panel.shot === "string" ? panel.shot : "";
+  return { key: state.planRowKey++, caption, scene, shot, cast: castKeys(panel.cast) };
+}
+
+/** The form's cast rows (keys) of a plan's names; null for no names or no named cast. */
+function castKeys(names) {
+  const cast = readCast();
+  if (!Array.isArray(names) || !castIsNamed(cast)) return null;
+  const byName = new Map(cast.filter((c) => c.name).map((c) => [c.name.toLowerCase(), c.key]));
+  return names.map((name) => byName.get(String(name).toLowerCase())).filter(Boolean);
+}
+
+/** A plan row's cast as names for the server, or null (the row's text decides). */
+function castNames(keys) {
+  if (keys === null) return null;
+  return readCast().filter((c) => keys.includes(c.key)).map((c) => c.name);
+}
+
+/* A character left the form's cast: plan rows drop it, and a row it alone was in goes back
+ * to whoever its text names rather than silently to no one. */
+function forgetPlanCharacter(key) {
+  if (!state.plan) return;
+  for (const row of state.plan.rows) {
+    if (row.cast === null || !row.cast.includes(key)) continue;
+    row.cast = row.cast.filter((k) => k !== key);
+    if (!row.cast.length) row.cast = null;
+  }
 }
 
 function discardPlan() {
@@ -681,6 +961,12 @@ function renderPlanRow(row, i, count) {
     scene,
     el("div", { className: "plan-shot-row" }, [planLabel(shot, "Shot"), shot]),
   );
+  // One unnamed character is in every panel: nothing to choose.
+  const cast = readCast();
+  if (castIsNamed(cast)) {
+    const options = cast.map((c, j) => ({ value: c.key, label: c.name || `Character ${j + 1}` }));
+    li.append(castPicker(`plan-cast-${row.key}`, options, row.cast, (value) => { row.cast = value; }));
+  }
   return li;
 }
 
@@ -702,6 +988,7 @@ function planFieldElement(index, name) {
   if (!state.plan) return null;
   const row = index === undefined ? null : state.plan.rows[Number(index)];
   if (!row) return $("plan-rows");
+  if (name === "cast" && $(`plan-cast-${row.key}-0`)) return $(`plan-cast-${row.key}-0`);
   const kind = ["caption", "scene", "shot"].includes(name) ? name : "caption";
   return $(`plan-${kind}-${row.key}`);
 }
@@ -753,7 +1040,7 @@ async function drawPlan() {
   clearError();
   const rows = state.plan.rows;
   const values = { ...readForm(), frames: rows.length };
-  const problem = validateForm(values, { storyRequired: false });
+  const problem = validateForm(values, { storyRequired: false }) || validateCast(readCast());
   if (problem) {
     showError(problem);
     return;
@@ -763,7 +1050,13 @@ async function drawPlan() {
     showError(new ApiError(`Panel ${blank + 1} needs a caption.`, `panels[${blank}].caption`));
     return;
   }
-  values.panels = rows.map((row) => ({ caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot }));
+  const named = castIsNamed(readCast());
+  values.panels = rows.map((row) => {
+    const panel = { caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot };
+    const cast = named ? castNames(row.cast) : null;
+    if (cast !== null) panel.cast = cast; // missing: whoever the row's text names
+    return panel;
+  });
   await createBoard(values, $("draw-plan"), { inPlan: true });
 }
 
@@ -922,10 +1215,17 @@ function onFrameEvent(frame) {
   }
 }
 
-function onReferenceEvent(reference) {
-  if (!reference || !state.board) return;
-  state.board.reference = { ...(state.board.reference || {}), ...reference };
-  renderReference();
+/** A portrait drawn for character ``character`` (1-based; 1 from a server before the cast). */
+function onReferenceEvent(event) {
+  if (!event || !state.board) return;
+  const k = Number.isInteger(event.character) && event.character > 0 ? event.character : 1;
+  const reference = { kind: event.kind || null, image_url: event.image_url || null };
+  const characters = state.board.characters;
+  if (Array.isArray(characters) && characters[k - 1]) {
+    characters[k - 1] = { ...characters[k - 1], reference };
+  }
+  if (k === 1) state.board.reference = { ...(state.board.reference || {}), ...reference };
+  renderCastView();
 }
 
 function onStatusEvent(data) {
@@ -1079,7 +1379,7 @@ function renderAll() {
   renderHeader();
   renderStatus();
   renderNotices();
-  renderReference();
+  renderCastView();
   renderProgress();
   renderBoard();
   renderHistorySelection();
@@ -1183,21 +1483,50 @@ function renderNotices() {
   box.hidden = texts.length === 0;
 }
 
-function renderReference() {
-  const view = $("reference-view");
-  const reference = state.board && state.board.reference;
-  const url = reference && safeUrl(reference.image_url);
-  if (!url) {
-    view.hidden = true;
-    view.querySelector("img").removeAttribute("src");
-    return;
-  }
+/** The board's cast beside its progress: each character's reference face (uploaded, or
+ * the portrait drawn from its traits) or what is still to come. One unnamed character
+ * shows only its reference, as before the cast. */
+function renderCastView() {
+  const view = $("cast-view");
+  const board = state.board;
+  const named = boardHasNames(board);
+  const shown = boardCharacters(board).map((character, i) => ({ character, k: i + 1 }))
+    .filter(({ character }) => named || safeUrl(character.reference && character.reference.image_url));
+  view.hidden = shown.length === 0;
+  view.classList.toggle("several", shown.length > 1);
+  const busy = boardBusy(board);
+  // Rebuilt only when something shown changes: a new <img> per frame event would flicker.
+  const signature = JSON.stringify([busy, shown.map(({ character }) => [character.name,
+    character.reference && character.reference.kind, character.reference && character.reference.image_url])]);
+  if (view.dataset.signature === signature) return;
+  view.dataset.signature = signature;
+  view.replaceChildren(...shown.map(({ character, k }) => renderCastMember(character, k, busy)));
+}
+
+function renderCastMember(character, k, busy) {
+  const reference = character.reference || {};
+  const url = safeUrl(reference.image_url);
   const kind = reference.kind === "uploaded" ? "uploaded" : "generated";
-  const img = view.querySelector("img");
-  if (img.getAttribute("src") !== url) img.src = url;
-  img.alt = `Character reference (${kind})`;
-  $("reference-caption").textContent = `Character reference (${kind})`;
-  view.hidden = false;
+  const li = el("li", { className: "cast-member", attrs: { "data-character": k } });
+  const figure = el("figure");
+  if (url) {
+    const what = character.name ? `${character.name}'s reference` : "Character reference";
+    figure.append(el("img", { attrs: { src: url, alt: `${what} (${kind})` } }));
+  } else {
+    figure.append(el("span", { className: "cast-thumb-empty", attrs: { "aria-hidden": "true" } }));
+  }
+  const caption = el("figcaption");
+  if (character.name) {
+    caption.append(el("span", { className: "cast-member-name", text: character.name }));
+    let words = kind === "uploaded" ? "uploaded face" : "generated portrait";
+    if (!url) words = busy ? "portrait to come" : "no reference"; // a portrait is drawn only for someone shown
+    caption.append(el("span", { className: "cast-member-kind", text: words }));
+  } else {
+    caption.append(el("span", { className: "cast-member-kind", text: `Character reference (${kind})` }));
+  }
+  figure.append(caption);
+  li.append(figure);
+  return li;
 }
 
 function renderProgress() {
@@ -1298,8 +1627,13 @@ function renderPanel(frame, position, count) {
   });
   panel.append(renderPanelImage(frame, n));
   const body = el("div", { className: "panel-body" });
-  if (editing) body.append(renderEditForm(frame, n));
-  else body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
+  if (editing) {
+    body.append(renderEditForm(frame, n));
+  } else {
+    body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
+    const cast = renderPanelCast(frame);
+    if (cast) body.append(cast);
+  }
   body.append(renderPanelMeta(frame));
   const detail = panelErrorDetail(frame);
   if (detail) body.append(el("p", { className: "panel-error", text: detail }));
@@ -1364,6 +1698,26 @@ function panelErrorDetail(frame) {
   return frame.error;
 }
 
+/** Who is in the panel, as chips: its characters' names, or "no one". The one unnamed
+ * character of a board made with a single character gets no chip, as before the cast. */
+function renderPanelCast(frame) {
+  if (!Array.isArray(frame.cast)) return null; // a board from before the cast
+  const names = frame.cast.filter(Boolean);
+  if (frame.cast.length && !names.length) return null;
+  const chips = names.length
+    ? names.map((name) => el("li", { className: "cast-chip", text: name }))
+    : [el("li", { className: "cast-chip nobody", text: "no one" })];
+  return el("ul", { className: "panel-cast", attrs: { "aria-label": "Who is in it" } }, chips);
+}
+
+/** Who is in a panel, in words (the panel details); null where the chips show nothing. */
+function castText(frame) {
+  if (!Array.isArray(frame.cast)) return null;
+  if (!frame.cast.length) return "no one";
+  const names = frame.cast.filter(Boolean);
+  return names.length ? names.join(", ") : null;
+}
+
 function renderPanelMeta(frame) {
   const meta = el("div", { className: "panel-meta" });
   if (frame.shot) meta.append(el("span", { className: "panel-shot", text: frame.shot }));
@@ -1400,7 +1754,32 @@ function identityWords(identity) {
   if (typeof identity.clip_similarity === "number") {
     words.title += ` CLIP similarity ${identity.clip_similarity.toFixed(2)}.`;
   }
+  const faces = characterScores(identity);
+  if (faces.length) words.title += ` ${faces.map(characterScoreText).join("; ")}.`;
   return words;
+}
+
+/** The panel's per-character scores (absent on boards from before the cast). */
+function characterScores(identity) {
+  return identity && Array.isArray(identity.characters) ? identity.characters.filter(Boolean) : [];
+}
+
+const CHARACTER_STATUS_WORDS = {
+  match: "match",
+  drift: "drift",
+  missing: "missing (no face found for them)",
+  no_reference_face: "no reference face",
+};
+
+/** One character's score: "Mara: match, distance 0.31, face 1 from the left, CLIP 0.84". */
+function characterScoreText(score) {
+  const parts = [CHARACTER_STATUS_WORDS[score.status] || String(score.status || "not scored")];
+  const distance = formatNumber(score.distance, 2);
+  if (distance) parts.push(`distance ${distance}`);
+  if (Number.isInteger(score.face)) parts.push(`face ${score.face + 1} from the left`);
+  const clip = formatNumber(score.clip_similarity, 2);
+  if (clip) parts.push(`CLIP ${clip}`);
+  return `${score.name || "the character"}: ${parts.join(", ")}`;
 }
 
 function renderIdentityBadge(frame) {
@@ -1458,7 +1837,7 @@ function renderPanelActions(frame, n, position, count) {
   actions.append(
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(n, { seed: null }), busy),
-    actionButton("edit", "Edit", `Edit the text, scene or seed of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
     actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
       () => useSeed(frame), frame.seed === null || frame.seed === undefined),
   );
@@ -1500,18 +1879,27 @@ function panelDetails(frame, settings) {
   const ip = s.identity_lock === false ? "identity lock off" : formatNumber(s.ip_adapter_scale, 2);
   const seconds = formatNumber(frame.seconds, 1);
   const scene = distinctScene(frame);
+  const cast = castText(frame);
+  // By name: the one unnamed character's score is the panel's own, said once.
+  const faces = characterScores(frame.identity).some((score) => score.name) ? characterScores(frame.identity) : [];
+  const traitsCut = Object.entries(frame.traits_shortened || {}).filter(([, words]) => words);
   return [
     ...(scene ? [["Scene", scene]] : []),
+    ...(cast ? [["Who is in it", cast]] : []),
     ["Prompt", frame.prompt || "—"],
     ["Negative prompt", frame.negative_prompt || "—"],
     ["Scene words cut", frame.prompt_shortened
       ? `${frame.prompt_shortened} (left out to fit CLIP's 77 tokens; the caption keeps them)` : "none"],
+    ...(traitsCut.length ? [["Traits cut", el("ul", { className: "detail-list traits-cut" },
+      traitsCut.map(([name, words]) => el("li", { text: `${name || "the character"}: ${words}` })))]] : []),
     ["Shot", frame.shot || "—"],
     ["Seed", frame.seed ?? "—"],
     ["Steps", s.steps ?? "—"],
     ["CFG", formatNumber(s.guidance_scale, 1) ?? "—"],
     ["IP-Adapter scale", ip ?? "—"],
     ["Identity", identityText],
+    ...(faces.length ? [["Faces", el("ul", { className: "detail-list identity-characters" },
+      faces.map((score) => el("li", { text: characterScoreText(score) })))]] : []),
     ["Attempts", frame.attempts ?? "—"],
     ["Time", seconds ? `${seconds} s` : "—"],
   ];
@@ -1534,7 +1922,8 @@ function openPanelDialog(frame, n) {
   $("panel-dialog-title").textContent = `Panel ${n}`;
   $("panel-dialog-caption").textContent = frame.caption || "";
   $("panel-dialog-details").replaceChildren(...panelDetails(frame, state.board && state.board.settings)
-    .flatMap(([term, value]) => [el("dt", { text: term }), el("dd", { text: value })]));
+    .flatMap(([term, value]) => [el("dt", { text: term }),
+      value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value })]));
   if (!dialog.open) dialog.showModal(); // modal: Esc closes it and focus returns to the panel
 }
 
@@ -1552,7 +1941,7 @@ function reuseSettings() {
   const s = board.settings || {};
   clearError();
   $("story").value = board.story || "";
-  $("character").value = board.character || "";
+  setCast(boardCharacters(board)); // names and traits; an uploaded face is to be chosen again
   $("style").value = board.style || "";
   if ((board.frames || []).length) $("frames").value = board.frames.length;
   setSelect($("preset"), s.preset);
@@ -1560,9 +1949,6 @@ function reuseSettings() {
   setSelect($("aspect"), s.aspect);
   $("seed").value = s.seed ?? "";
   if (typeof s.identity_lock === "boolean") $("identity-lock").checked = s.identity_lock;
-  // A file input cannot be filled from a URL: say so rather than draw a different face.
-  const uploaded = board.reference && board.reference.kind === "uploaded";
-  $("reuse-note").hidden = !uploaded;
   $("story").focus();
   announce("The board's settings are in the form.");
 }
@@ -1574,7 +1960,10 @@ function setSelect(select, value) {
 /* ------------------------------------------------------------- inline edit */
 
 function startEdit(frame) {
-  state.editing = { frameId: frame.id, caption: frame.caption || "", scene: distinctScene(frame), seed: frame.seed ?? "" };
+  state.editing = {
+    frameId: frame.id, caption: frame.caption || "", scene: distinctScene(frame), seed: frame.seed ?? "",
+    cast: Array.isArray(frame.cast) ? [...frame.cast] : null,
+  };
   renderBoard();
   const area = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frame.id))}"] .edit-caption`);
   if (area) area.focus();
@@ -1631,6 +2020,7 @@ function renderEditForm(frame, n) {
     // A blank scene is the text itself (sent as such: a blank field keeps the old scene).
     const sceneText = draft.scene.trim() || text;
     if (sceneText !== (frame.scene || frame.caption || "")) body.scene = sceneText;
+    if (draft.cast !== null && !sameCast(draft.cast, frame.cast)) body.cast = draft.cast; // missing: kept
     regenerateFrame(n, body);
   });
 
@@ -1642,8 +2032,13 @@ function renderEditForm(frame, n) {
     scene,
     el("label", { className: "small-label", text: "Seed (blank = random)", attrs: { for: seedId } }),
     seed,
-    el("div", { className: "edit-actions" }, [save, cancel]),
   );
+  // A board of one unnamed character has no one to choose: its Edit stays as it was.
+  if (boardHasNames(state.board)) {
+    const options = boardCharacters(state.board).map((c) => ({ value: c.name, label: c.name }));
+    form.append(castPicker(`edit-cast-${frame.id}`, options, draft.cast, (value) => { draft.cast = value; }));
+  }
+  form.append(el("div", { className: "edit-actions" }, [save, cancel]));
   return form;
 }
 
@@ -1821,8 +2216,7 @@ function bindEvents() {
   form.addEventListener("submit", onSubmit);
   form.addEventListener("keydown", onFormKeydown);
   form.addEventListener("input", onFormInput); // selects, checkboxes and files send "input" too
-  $("reference").addEventListener("change", onReferenceChange);
-  $("reference-remove").addEventListener("click", removeReference);
+  $("cast-add").addEventListener("click", onAddCharacter);
   $("plan").addEventListener("click", planStory);
   $("plan-add").addEventListener("click", addPlanRow);
   $("plan-discard").addEventListener("click", discardPlan);
@@ -1845,6 +2239,7 @@ function collapseHistoryOnPhones() {
 }
 
 async function start() {
+  addCastRow(); // the first character: the form as it was before the cast
   bindEvents();
   collapseHistoryOnPhones();
   renderAll();

@@ -1,7 +1,8 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
-settings, open a panel's details, and check that user text is shown as text; plan a story,
-edit the plan and draw it. Short flows run against a studio whose model cannot be loaded,
+settings, open a panel's details, and check that user text is shown as text; draw a story
+with a cast of two (issue 13) and change one panel's cast; plan a story, edit the plan and
+draw it. Short flows run against a studio whose model cannot be loaded,
 one whose worker fails or stopped, and one that plans with an LLM stand-in. Every page
 records Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1
 it also refreshes docs/screenshot.png.
@@ -92,11 +93,12 @@ def _serving(app):
 
 @pytest.fixture(scope="module")
 def studio(tiny_settings_factory):
-    """The module's app: the real tiny generator, loaded by the worker on first use."""
+    """The module's app: the real tiny generator, loaded by the worker on first use, and
+    every panel scored as by default (the tiny models draw no faces: honest "no face"s)."""
     _require_browser()
     from app import create_app
 
-    return create_app(tiny_settings_factory(identity_scoring=False))
+    return create_app(tiny_settings_factory(identity_scoring=True))
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +278,12 @@ def _server_state(page) -> str:
     return "\n".join(lines)
 
 
+def _identity_words(identity: dict) -> str:
+    """The panel details' identity line for a panel the tiny models drew (no face in it)."""
+    words = {"no_face": "no face", "no_reference_face": "no reference face"}[identity["status"]]
+    return f"{words} (CLIP similarity {identity['clip_similarity']:.2f})"
+
+
 def _page_order(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all("#board .panel", "nodes => nodes.map(n => n.dataset.frameId)")]
 
@@ -357,7 +365,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         expect(page.locator("#board .panel[data-index='2'] .panel-caption")).to_have_text(CYRILLIC)
         assert page.locator("#board script").count() == 0
         expect(page.locator("#board .panel[data-index='1'] .panel-seed")).to_have_text("seed 42")
-        expect(page.locator("#reference-view img")).to_be_visible()
+        expect(page.locator("#cast-view img")).to_be_visible()
         expect(page.locator(f"#history .history-item[data-id='{board_id}']")).to_have_count(1)
         expect(page.locator("#progress")).to_be_hidden()
         if first.get("notices"):  # e.g. a story not in English, once the studio says so
@@ -381,7 +389,9 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         assert details["Seed"] == "42" and details["Steps"] == str(settings["steps"])
         assert details["CFG"] == f"{settings['guidance_scale']:.1f}"
         assert details["IP-Adapter scale"] == f"{settings['ip_adapter_scale']:.2f}"
-        assert details["Attempts"] == str(frame1["attempts"]) and details["Identity"] == "not scored"
+        assert details["Attempts"] == str(frame1["attempts"])
+        assert details["Identity"] == _identity_words(frame1["identity"])
+        assert "Faces" not in details  # one unnamed character: its score is the panel's, said once
         assert re.fullmatch(r"\d+\.\d s", details["Time"]), details["Time"]
         assert details["Scene words cut"].startswith(frame1["prompt_shortened"] or "none")
         page.screenshot(path=str(artifacts / "panel-dialog.png"))
@@ -502,6 +512,216 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
     finally:
         watch.close()
     print(f"browser test: {time.monotonic() - started:.1f} s")
+
+
+# --- A cast of two: issue 13's done-when through the page ------------------------------------
+
+CAST_LINES = [
+    "Mara wakes at the lighthouse.",
+    "Ilya knocks at the door.",
+    "Mara and Ilya study the map.",
+    "A storm rolls over the sea.",
+    "Ilya rows the boat while Mara steers.",
+    "They reach the island.",
+]
+CAST_OF_LINES = [["Mara"], ["Ilya"], ["Mara", "Ilya"], ["Mara"], ["Mara", "Ilya"], ["Mara"]]  # who each names
+MARA = "young woman, oval face, red hair, green jacket"
+ILYA = "old man, square face, grey beard, navy coat"
+# How the panel details word a character's status.
+CHARACTER_STATUS_WORDS = {"match": "match", "drift": "drift", "missing": "missing (no face found for them)",
+                          "no_reference_face": "no reference face"}
+
+# The names on each panel's chips, in board order.
+CAST_CHIPS = """
+() => [...document.querySelectorAll("#board .panel")].map((panel) =>
+  [...panel.querySelectorAll(".panel-cast .cast-chip")].map((chip) => chip.textContent))
+"""
+# The ticked choices of a "who is in it" picker.
+PICKED = """
+(selector) => [...document.querySelectorAll(`${selector} .cast-choice`)]
+  .filter((label) => label.querySelector("input").checked).map((label) => label.textContent)
+"""
+CAST_VIEW_LOADED = """
+(count) => {
+  const images = [...document.querySelectorAll("#cast-view .cast-member img")];
+  return images.length === count && images.every((img) => img.complete && img.naturalWidth > 0);
+}
+"""
+
+
+def _cast_row(page, n: int):
+    return page.locator(f"#cast-rows .cast-row:nth-child({n})")
+
+
+def test_a_cast_of_two_through_the_page(browser, server, artifacts):
+    """A six-panel story with Mara (an uploaded face) and Ilya (a drawn portrait): the cast
+    editor and its errors on their row, the panels' cast chips, both references in the
+    board's header, per-character scores in the details, one panel's cast edited to Ilya
+    alone and redrawn, Reuse settings, and a plan whose rows say who is in each panel."""
+    from helpers import png_bytes
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        rows, error = page.locator("#cast-rows .cast-row"), page.locator("#error")
+        # Alone, the character is the form as before the cast: no name needed, nothing to remove.
+        expect(rows).to_have_count(1)
+        expect(page.locator("#cast-legend")).to_have_text("Main character")
+        expect(_cast_row(page, 1).locator(".cast-remove")).to_be_hidden()
+        page.fill("#story", "\n".join(CAST_LINES))
+        page.select_option("#preset", "ultra_fast")
+        page.fill("#seed", "11")
+        page.fill("#character-name", "Mara")
+        page.fill("#character", MARA)
+        page.set_input_files("#reference", files=[{"name": "mara.png", "mimeType": "image/png",
+                                                   "buffer": png_bytes((64, 64), "tan")}])
+        expect(page.locator("#reference-preview")).to_be_visible()
+
+        # A second character: empty traits with the face-first placeholder, and a name needed.
+        page.click("#cast-add")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#cast-legend")).to_have_text("Cast (2 of 4)")
+        expect(page.locator("#character-name-2")).to_be_focused()
+        expect(page.locator("#character-2")).to_have_value("")
+        expect(page.locator("#character-2")).to_have_attribute("placeholder", re.compile("^Face first"))
+        boards_before = len(api.get("/api/storyboards").json()["storyboards"])
+        page.click("#generate")
+        expect(error).to_contain_text("Character 2 needs a name")
+        expect(page.locator("#character-name-2")).to_be_focused()
+        expect(_cast_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
+        page.keyboard.type("mara")
+        expect(error).to_have_text("")
+        expect(_cast_row(page, 2)).not_to_have_class(re.compile(r"\binvalid\b"))
+
+        # The server's errors land on their row and field, and go with an edit: a name taken
+        # (ignoring case), then a face it cannot read (reference_2 in the form).
+        page.fill("#character-2", ILYA)
+        page.click("#generate")
+        expect(error).to_contain_text("Two characters are called")
+        expect(page.locator("#character-name-2")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#cast-rows .cast-row.invalid")).to_have_count(1)
+        expect(_cast_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
+        page.fill("#character-name-2", "Ilya")
+        expect(error).to_have_text("")
+        page.set_input_files("#reference-2", files=[{"name": "ilya.png", "mimeType": "image/png",
+                                                     "buffer": b"not an image"}])
+        page.click("#generate")
+        expect(error).to_contain_text("not a readable")
+        expect(page.locator("#reference-2")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#reference-2")).to_be_focused()
+        expect(_cast_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
+        _cast_row(page, 2).locator(".face-remove").click()
+        expect(error).to_have_text("")
+        expect(page.locator("#reference-2")).not_to_have_attribute("aria-invalid", "true")
+        assert len(api.get("/api/storyboards").json()["storyboards"]) == boards_before
+
+        # Generate: six panels, each showing who its line names; the header shows both faces.
+        page.click("#generate")
+        expect(page.locator("#board .panel")).to_have_count(6)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        board_id = page.evaluate("() => state.boardId")
+        board = api.get(f"/api/storyboards/{board_id}").json()
+        assert [(c["name"], c["traits"]) for c in board["characters"]] == [("Mara", MARA), ("Ilya", ILYA)]
+        assert [c["reference"]["kind"] for c in board["characters"]] == ["uploaded", "generated"]
+        assert [f["cast"] for f in board["frames"]] == CAST_OF_LINES
+        _poll(lambda: page.evaluate(CAST_CHIPS) == CAST_OF_LINES, message="the cast chips")
+        members = page.locator("#cast-view .cast-member")
+        expect(members.locator(".cast-member-name")).to_have_text(["Mara", "Ilya"])
+        expect(members.locator(".cast-member-kind")).to_have_text(["uploaded face", "generated portrait"])
+        page.wait_for_function(CAST_VIEW_LOADED, arg=2, timeout=TIMEOUT_MS)
+        urls = [c["reference"]["image_url"] for c in board["characters"]]
+        assert members.locator("img").evaluate_all("images => images.map((img) => img.getAttribute('src'))") == urls
+        page.screenshot(path=str(artifacts / "cast-board.png"), full_page=True)
+
+        # A portrait the stream announces takes its character's place (here Ilya's, replayed).
+        page.evaluate("() => { state.board.characters[1].reference = {kind: null, image_url: null}; renderAll(); }")
+        expect(members.nth(1).locator(".cast-member-kind")).to_have_text("no reference")
+        expect(members.nth(1).locator("img")).to_have_count(0)
+        page.evaluate("(event) => onReferenceEvent(event)",
+                      {"character": 2, "name": "Ilya", "kind": "generated", "image_url": urls[1]})
+        expect(members.nth(1).locator("img")).to_have_attribute("src", urls[1])
+        expect(members.locator(".cast-member-kind")).to_have_text(["uploaded face", "generated portrait"])
+
+        # The details of a panel with both: who is in it, and each one's score by name.
+        page.locator("#board .panel[data-index='3'] .panel-open").click()
+        details = page.evaluate(DIALOG_DETAILS)
+        assert details["Who is in it"] == "Mara, Ilya"
+        scores = board["frames"][2]["identity"]["characters"]
+        assert [s["name"] for s in scores] == ["Mara", "Ilya"]
+        expect(page.locator("#panel-dialog-details .identity-characters li")).to_have_text([
+            f"{s['name']}: {CHARACTER_STATUS_WORDS[s['status']]}"
+            + (f", CLIP {s['clip_similarity']:.2f}" if s.get("clip_similarity") is not None else "")
+            for s in scores])  # the tiny models draw no faces: no distance, nothing made up
+        page.keyboard.press("Escape")
+
+        # Edit panel 3's cast to Ilya alone: it is redrawn with him only; the others keep theirs.
+        panel3 = page.locator("#board .panel[data-index='3']")
+        panel3.locator(".edit").click()
+        picker = "#board .panel[data-index='3'] .cast-picker"
+        assert page.evaluate(PICKED, picker) == ["Mara", "Ilya"]
+        panel3.locator(".cast-choice", has_text="Mara").locator("input").uncheck()
+        assert page.evaluate(PICKED, picker) == ["Ilya"]
+        panel3.screenshot(path=str(artifacts / "cast-edit.png"))
+        panel3.locator(".edit-form button[type='submit']").click()
+        recast = _poll(lambda: (b := api.get(f"/api/storyboards/{board_id}").json())["status"] == "done"
+                       and b["frames"][2]["cast"] == ["Ilya"] and all(f["status"] == "done" for f in b["frames"])
+                       and b, timeout=BOARD_TIMEOUT_MS / 1000, message="panel 3 to be redrawn with Ilya alone")
+        assert [f["cast"] for f in recast["frames"]] == [["Mara"], ["Ilya"], ["Ilya"], ["Mara"], ["Mara", "Ilya"],
+                                                         ["Mara"]]
+        assert recast["frames"][2]["prompt"].startswith(ILYA)  # no "left: ...; right: ..." any more
+        expect(panel3.locator(".cast-chip")).to_have_text(["Ilya"])
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=TIMEOUT_MS)
+
+        # Reuse settings brings the cast's names and traits back; the uploaded face is to be chosen again.
+        _cast_row(page, 2).locator(".cast-remove").click()
+        expect(rows).to_have_count(1)
+        page.fill("#character-name", "")
+        page.fill("#character", "an old sailor")
+        page.click("#reuse")
+        expect(rows).to_have_count(2)
+        assert page.eval_on_selector_all("#cast-rows .cast-row", """rows => rows.map((row) =>
+            [row.querySelector(".cast-name").value, row.querySelector(".cast-traits").value])""") == [
+            ["Mara", MARA], ["Ilya", ILYA]]
+        expect(page.locator("#reuse-note")).to_be_visible()  # Mara's face was uploaded
+        expect(page.locator("#reuse-note-2")).to_be_hidden()  # Ilya's was drawn
+        expect(page.locator("#reference-preview")).to_be_hidden()
+
+        # Plan with the cast: every row says who is in it, as the planner does; row 4 is set to
+        # no one, rows 5 and 6 go, and the plan is drawn with those casts.
+        page.click("#plan")
+        plan_rows = page.locator("#plan-rows .plan-row")
+        expect(plan_rows).to_have_count(6)
+        planned = api.post("/api/plans", data={"premise": "\n".join(CAST_LINES), "characters": [
+            {"name": "Mara", "traits": MARA}, {"name": "Ilya", "traits": ILYA}]}).json()
+        assert [p["cast"] for p in planned["panels"]] == CAST_OF_LINES
+        assert [page.evaluate(PICKED, f"#plan-rows .plan-row:nth-child({n}) .cast-picker")
+                for n in range(1, 7)] == CAST_OF_LINES
+        _plan_row(page, 4).locator(".cast-choice", has_text="no one").locator("input").check()
+        assert page.evaluate(PICKED, "#plan-rows .plan-row:nth-child(4) .cast-picker") == ["no one"]
+        page.locator("#plan-editor").screenshot(path=str(artifacts / "cast-plan.png"))
+        _plan_row(page, 6).locator(".plan-delete").click()
+        _plan_row(page, 5).locator(".plan-delete").click()
+        expect(plan_rows).to_have_count(4)
+        page.click("#draw-plan")
+        expect(page.locator("#board .panel")).to_have_count(4)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=4, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        drawn = api.get(f"/api/storyboards/{page.evaluate('() => state.boardId')}").json()
+        assert [f["cast"] for f in drawn["frames"]] == [["Mara"], ["Ilya"], ["Mara", "Ilya"], []]
+        assert [c["reference"]["kind"] for c in drawn["characters"]] == ["generated", "generated"]
+        _poll(lambda: page.evaluate(CAST_CHIPS) == [["Mara"], ["Ilya"], ["Mara", "Ilya"], ["no one"]],
+              message="the plan's cast chips")
+        page.click("#plan-discard")
+        watch.assert_clean(answered=(400,))
+    except Exception as error:
+        raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
 
 
 def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
@@ -639,6 +859,21 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert details["IP-Adapter scale"] == "identity lock off"
         assert details["Identity"] == "no face" and details["Attempts"] == "2" and details["Time"] == "1.5 s"
         assert details["Scene words cut"].startswith("at dawn")
+        page.keyboard.press("Escape")
+        expect(page.locator("#panel-dialog")).to_be_hidden()
+
+        # A panel with two characters: each one's score by name, and the trait phrases cut by name.
+        page.evaluate("""() => openPanelDialog({...state.board.frames[0], cast: ["Mara", "Ilya"],
+            identity: {status: "drift", distance: 0.71, threshold: 0.6, faces: 2, clip_similarity: 0.8,
+              characters: [{name: "Mara", status: "match", distance: 0.31, face: 0, clip_similarity: 0.84},
+                           {name: "Ilya", status: "drift", distance: 0.71, face: 1, clip_similarity: 0.8}]},
+            traits_shortened: {Ilya: "navy coat, red scarf"}}, 1)""")
+        details = page.evaluate(DIALOG_DETAILS)
+        assert details["Who is in it"] == "Mara, Ilya" and details["Identity"] == "drift 0.71 (CLIP similarity 0.80)"
+        expect(page.locator("#panel-dialog-details .identity-characters li")).to_have_text([
+            "Mara: match, distance 0.31, face 1 from the left, CLIP 0.84",
+            "Ilya: drift, distance 0.71, face 2 from the left, CLIP 0.80"])
+        expect(page.locator("#panel-dialog-details .traits-cut li")).to_have_text(["Ilya: navy coat, red scarf"])
         page.keyboard.press("Escape")
         expect(page.locator("#panel-dialog")).to_be_hidden()
         watch.assert_clean()
