@@ -276,6 +276,7 @@ def _schemas() -> dict:
             "properties": {
                 "name": {"enum": list(PRESETS)}, "label": string, "steps": integer,
                 "guidance_scale": number, "ip_adapter_scale": number,
+                "unet_passes": {**integer, "description": "UNet passes a panel: steps, twice with CFG."},
                 "description": {**string, "description": "What the mode costs, in words (optional)."},
             },
         },
