@@ -1,6 +1,6 @@
 """Throughput of the Redis backend: the same boards through 1 worker, then through 2.
 
-    python bench_workers.py [--boards 8] [--panels 4] [--preset fast] [--json out.json]
+    python bench_workers.py [--boards 8] [--panels 8] [--preset quality] [--json out.json]
 
 Everything is local and offline: a private redis-server on loopback, the tiny models, the
 studio in this process, worker processes (`python worker.py`) with one CPU thread each.
@@ -29,8 +29,8 @@ PASSWORD = "bench-only-secret"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", type=int, default=8)
-    parser.add_argument("--panels", type=int, default=4)
-    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--panels", type=int, default=8)
+    parser.add_argument("--preset", default="quality")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(folder: Path, args) -> dict:
     import tiny_models
+    from local_image_generator import quiet_library_logs
     from local_redis import LocalRedis
 
+    quiet_library_logs(progress_bars=False)
     cache = folder / "hf-cache"
     tiny_models.build(cache)
     redis = LocalRedis(folder, PASSWORD)
