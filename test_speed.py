@@ -264,6 +264,10 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
                                  identity_lock=lock, reference=reference, steps=steps)
 
     check = check_done
+    out: dict = {}
+    if getattr(generator, "compiled", False):
+        # What --preload does before the first board: every size compiled (and cached).
+        out["warm_up_s"] = generator.warm_up()
 
     # Warm-up (not timed): the portrait without the IP-Adapter becomes the reference.
     reference = check(generator.generate(request([portrait], False))).panels[0].image
@@ -273,7 +277,7 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
         check(generator.generate(ip))
         check(generator.generate(board))
 
-    runs: dict[str, list] = {"single_no_ip_s": [], "single_ip_s": [], "storyboard_s": []}
+    runs: dict[str, list] = {"single_no_ip_s": [], "single_ip_s": [], "storyboard_s": [], "first_panel_s": []}
     panel_seconds: list[list[float]] = []
     text_calls = image_calls = retries = 0
     for _ in range(args.repeat):
@@ -282,14 +286,21 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
         seconds, _ = timed(lambda: check(generator.generate(ip)), device)
         runs["single_ip_s"].append(seconds)
         text_before, image_before = generator.text_encoder_calls, generator.image_encoder_calls
-        seconds, result = timed(lambda: check(generator.generate(board)), device)
+        started, first = time.perf_counter(), []
+
+        def on_panel(panel, started=started, first=first):
+            if not first:
+                first.append(time.perf_counter() - started)  # the first panel is on the page
+
+        seconds, result = timed(lambda: check(generator.generate(board, on_panel=on_panel)), device)
+        runs["first_panel_s"].append(first[0])
         text_calls = generator.text_encoder_calls - text_before
         image_calls = generator.image_encoder_calls - image_before
         runs["storyboard_s"].append(seconds)
         panel_seconds.append([p.seconds for p in result.panels])
         retries += sum(p.vae_fp32_retry for p in result.panels)
 
-    out = {name: statistics.median(values) for name, values in runs.items()}
+    out.update({name: statistics.median(values) for name, values in runs.items()})
     median_run = sorted(range(args.repeat), key=lambda i: runs["storyboard_s"][i])[(args.repeat - 1) // 2]
     out["storyboard_frames"] = BOARD_FRAMES
     out["panel_seconds"] = panel_seconds[median_run]
@@ -302,10 +313,17 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
     out["vae_fp32_retries"] = retries  # panels decoded twice (NaN/black in half precision)
     out["runs"] = runs
     if board6:
+        import sdxl_random
+
         six = request(panels[:ESTIMATE_FRAMES], True, reference)
         check(generator.generate(six))  # warm-up for the batch shape
+        sdxl_random.reset_peak_memory(device)
+        check(generator.generate(ip))
+        out["peak_memory_panel_gb"] = sdxl_random.peak_memory_bytes(device) / 1e9
+        sdxl_random.reset_peak_memory(device)
         out["board_6_s"] = statistics.median(
             timed(lambda: check(generator.generate(six)), device)[0] for _ in range(args.repeat))
+        out["peak_memory_board_6_gb"] = sdxl_random.peak_memory_bytes(device) / 1e9
     if args.cfg_cutoff is not None:
         out["unet_batches_single_ip"] = unet_batches(generator, lambda: check(generator.generate(ip)))
     out["scoring"] = measure_scoring(generator, reference, [p.image for p in result.panels], settings)
@@ -488,6 +506,7 @@ def format_table(r: dict) -> str:
         row("one image, no IP-Adapter", r["single_no_ip_s"]),
         row("one image, IP-Adapter (identity lock)", r["single_ip_s"]),
         row(f"{frames}-panel storyboard, identity lock", r["storyboard_s"]),
+        row("first panel on the page (from the board's start)", r["first_panel_s"]),
         "  its panels: " + ", ".join(f"{v:.3f}" for v in r["panel_seconds"])
         + f" s (average {r['panel_average_s']:.3f} s)",
         row(f"per image in the storyboard (board / {frames})", r["per_image_s"]),
@@ -557,7 +576,11 @@ def format_table(r: dict) -> str:
             row(f"FLOP floor, {ESTIMATE_FRAMES}-panel board", x["floor_board_6_s"],
                 f"measured / floor = {x['ratio_measured_over_floor']:.1f}x"),
             f"peak memory: {r['peak_memory_gb']:.2f} GB ({r['peak_memory_kind']}); "
-            f"after build {r['build_peak_memory_gb']:.2f} GB",
+            f"after build {r['build_peak_memory_gb']:.2f} GB"
+            + (f"; one locked panel {r['peak_memory_panel_gb']:.2f} GB, a {ESTIMATE_FRAMES}-panel board "
+               f"{r['peak_memory_board_6_gb']:.2f} GB" if "peak_memory_panel_gb" in r else ""),
+            f"memory format {r['memory_format']}; compile {r['compile_mode'] or 'off'}"
+            + (f", warm-up {r['warm_up_s']:.1f} s" if "warm_up_s" in r else ""),
             "attention processors, identity lock on: "
             + ", ".join(f"{k} x{v}" for k, v in x["attention_processors_ip"].items()),
         ]
@@ -590,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, diffusers, torch) -> int:
-    from local_image_generator import ModelNotAvailable, apply_cpu_threads, resolve_device, resolve_dtype
+    from local_image_generator import (ModelNotAvailable, apply_cpu_threads, channels_last, resolve_device,
+                                       resolve_dtype)
 
     settings = make_settings(args, os.environ)
     apply_cpu_threads(settings)
@@ -658,6 +682,9 @@ def _run(args, diffusers, torch) -> int:
         "batch_size": panels_per_call(generator, width, height),
         "threads": torch.get_num_threads() if generator.device == "cpu" else None,
         "compile": bool(args.compile and generator.device == "cuda"),
+        "compile_mode": settings.compile_mode if args.compile and generator.device == "cuda" else None,
+        "memory_format": "channels_last" if channels_last(settings, generator.device) else "contiguous",
+        "first_panel_alone": settings.first_panel_alone,
         "cfg_cutoff": args.cfg_cutoff,
         "cfg_cutoff_applied": cfg_applied,
         "smoke_test": smoke,

@@ -64,6 +64,8 @@ def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
     assert data["storyboard_frames"] == 3
     assert len(data["panel_seconds"]) == 3
     assert data["per_image_s"] == pytest.approx(data["storyboard_s"] / 3, rel=1e-3)
+    assert 0 < data["first_panel_s"] <= data["storyboard_s"] and "first panel on the page" in printed
+    assert data["memory_format"] == "contiguous" and data["compile_mode"] is None
     assert data["estimate_6_s"] == pytest.approx(6 * data["per_image_s"], rel=1e-3)
     # Computed once per board: the panels' prompts in one call plus the shared negative, one reference.
     assert data["text_encoder_calls"] == 2
