@@ -122,8 +122,7 @@ class DistilledFamily:
 
     name: str
     repo: str  # hub id
-    weight: str  # file name; {steps} is the step count
-    steps: tuple[int, ...]
+    weight: str  # file name; {steps} is the step count (each family has 2, 4 and 8)
     scheduler: str  # a diffusers scheduler class, built from SDXL's scheduler config
     timestep_spacing: str | None  # None = keep SDXL's
 
@@ -136,11 +135,11 @@ DISTILLED_FAMILIES: dict[str, DistilledFamily] = {
     f.name: f
     for f in (
         DistilledFamily("lightning", "ByteDance/SDXL-Lightning", "sdxl_lightning_{steps}step_lora.safetensors",
-                        (2, 4, 8), "EulerDiscreteScheduler", "trailing"),
+                        "EulerDiscreteScheduler", "trailing"),
         DistilledFamily("hyper-sd", "ByteDance/Hyper-SD", "Hyper-SDXL-{steps}steps-lora.safetensors",
-                        (2, 4, 8), "DDIMScheduler", "trailing"),
+                        "DDIMScheduler", "trailing"),
         DistilledFamily("lcm", "latent-consistency/lcm-lora-sdxl", "pytorch_lora_weights.safetensors",
-                        (2, 4, 8), "LCMScheduler", None),
+                        "LCMScheduler", None),
     )
 }
 

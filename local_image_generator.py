@@ -3,8 +3,9 @@
 Reads like a diffusers pipeline: ``__init__`` only stores ready parts, :meth:`load` loads
 them, and :meth:`StoryboardGenerator.generate` checks its inputs and then runs in plain
 steps. The lightning mode is the same pipeline with a distilled LoRA (fused into the UNet,
-or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to switch. The generator is not thread-safe by nature (a diffusers pipeline is not), so every
-call takes one lock; in the app a single worker thread owns it anyway.
+or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to switch.
+The generator is not thread-safe by nature (a diffusers pipeline is not), so every call
+takes one lock; in the app a single worker thread owns it anyway.
 """
 
 from __future__ import annotations

@@ -180,11 +180,13 @@ def device_name(device: str) -> str:
 
 
 def make_settings(args, environ):
-    from config import load_settings
+    from config import PRESETS, load_settings
 
     overrides = {
         "model": "tiny" if args.model == "tiny" else "sdxl",
-        "preset": args.preset,
+        # A distilled mode's LoRA is loaded (and timed) by compare_distilled, after a FAST board
+        # without it, not with SDXL as when it is the studio's default mode.
+        "preset": "fast" if PRESETS[args.preset].distilled else args.preset,
         "device": args.device,
         "precision": args.precision,
         "use_identity_lock": True,
@@ -383,6 +385,7 @@ def compare_distilled(generator, settings, args, width: int, height: int) -> dic
         result["unet_ratio_to_fast"] = result["unet_s"] / out["fast"]["unet_s"]
         result["switch_to_fast_s"] = statistics.median(times["to_fast"])
         result["switch_to_lightning_s"] = statistics.median(times["to_lightning"])
+        result["runs"] = times
         out[mode] = result
     generator._use_preset(fast)
     generator.settings = dataclasses.replace(generator.settings, lightning_lora_mode=out["mode"])
