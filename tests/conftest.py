@@ -72,3 +72,32 @@ def llm_server():
     server = StandIn().start()
     yield server
     server.stop()
+
+
+# --- The app on a fake generator, for route tests ---------------------------------------------
+
+
+@pytest.fixture
+def generator():
+    """A fake generator: instant panels, pauses and failures on demand (tests/fakes.py)."""
+    from fakes import FakeGenerator
+
+    return FakeGenerator()
+
+
+@pytest.fixture
+def app(tmp_path, generator):
+    """The studio on ``generator``, its own data dir, a 1 MB upload limit; its worker stopped after."""
+    from app import create_app
+    from config import load_settings
+
+    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
+                                  "max_upload_mb": 1})
+    app = create_app(settings, load_generator=lambda: generator)
+    yield app
+    app.extensions["studio"]["worker"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

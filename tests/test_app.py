@@ -16,25 +16,6 @@ from helpers import png_bytes, wait_for
 STORY = "A girl finds a map.\nShe climbs the hill.\nA storm breaks."
 
 
-@pytest.fixture
-def generator():
-    return FakeGenerator()
-
-
-@pytest.fixture
-def app(tmp_path, generator):
-    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
-                                  "max_upload_mb": 1})
-    app = create_app(settings, load_generator=lambda: generator)
-    yield app
-    app.extensions["studio"]["worker"].stop()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def create(client, **fields):
     return client.post("/api/storyboards", json={"story": STORY, "seed": 7, **fields})
 

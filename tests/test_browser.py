@@ -814,7 +814,9 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         expect(page.locator("#board-notices li")).to_have_text(notices)
 
         # The bar follows `fraction`, never back within a job, and shows the label; a new job starts at 0.
-        page.evaluate("() => { state.board.status = 'queued'; state.board.progress = null; newJob(); renderAll(); }")
+        # The real board's event stream is closed first: its status events would race the fabricated ones.
+        page.evaluate("() => { closeEvents(); state.board.status = 'queued'; state.board.progress = null; newJob();"
+                      " renderAll(); }")
         bar, text = page.locator("#progress-bar"), page.locator("#progress-text")
 
         def progress(p: dict) -> float:

@@ -24,24 +24,6 @@ def b64(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-@pytest.fixture
-def generator():
-    return FakeGenerator()
-
-
-@pytest.fixture
-def app(tmp_path, generator):
-    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False})
-    app = create_app(settings, load_generator=lambda: generator)
-    yield app
-    app.extensions["studio"]["worker"].stop()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def create(client, characters=(MARA, {**ILYA, "reference_image": b64(png_bytes(color="blue"))}), **fields):
     return client.post("/api/storyboards", json={"story": STORY, "seed": 7, "characters": list(characters), **fields})
 
