@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from board_params import retry_seed
-from config import ASPECTS, MAX_FRAMES, Settings, SpeedPreset
+from config import ASPECTS, FP16_FIX_VAE_HUB_ID, MAX_FRAMES, Settings, SpeedPreset
 from prompt_enhancer import CAST_POSITIONS, shorten
 
 log = logging.getLogger(__name__)
@@ -339,14 +339,20 @@ class StoryboardGenerator:
         dtype = resolve_dtype(settings.precision, device)
         common = {"cache_dir": settings.cache_dir, "local_files_only": settings.offline or settings.model == "tiny"}
         extra = {}
-        if settings.vae_model:
-            source = cls._check_source(settings.vae_model, "STORYBOARD_VAE_MODEL")
+        vae_source, optional = settings.vae_model, settings.vae_model == "auto"
+        if optional:  # the fp16-fix VAE is worth having only in half precision
+            vae_source = FP16_FIX_VAE_HUB_ID if dtype != torch.float32 else ""
+        if vae_source:
+            source = cls._check_source(vae_source, "STORYBOARD_VAE_MODEL")
             try:
                 extra["vae"] = AutoencoderKL.from_pretrained(source, dtype=dtype, use_safetensors=True, **common)
             except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
-                raise ModelNotAvailable(
-                    _load_failure_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
-                ) from error
+                if not optional:
+                    raise ModelNotAvailable(
+                        _load_failure_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
+                    ) from error
+                log.info("the fp16-fix VAE is not available (%s); SDXL's own VAE decodes in fp32",
+                         shorten(str(error).splitlines()[0] if str(error) else type(error).__name__, 120))
         source = cls._check_source(settings.sdxl_model, "STORYBOARD_SDXL_MODEL")
         try:
             pipe = _from_pretrained_half_first(StableDiffusionXLPipeline, source, dtype,

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 IP_ADAPTER_REPO = "h94/IP-Adapter"
+FP16_FIX_VAE_REPO = "madebyollin/sdxl-vae-fp16-fix"  # the tiny VAE again, with force_upcast off
 # The distilled LoRAs of the lightning mode: hub id -> (files, key format). SDXL-Lightning and
 # LCM-LoRA ship kohya keys (refiners loads both with one function that asserts every key starts
 # with lora_unet_); Hyper-SD's format is not verified here, so its twin uses the PEFT format
@@ -46,7 +47,7 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 LORA_RANK, LORA_ALPHA = 64, 8.0
 TINY_LORA_RANK = 4  # same 1/8 scale: alpha 0.5
 # Bump when the tiny architecture changes, so stale caches are rebuilt.
-TINY_VERSION = "4"
+TINY_VERSION = "5"
 
 # Widths chosen so that a transposed or misplaced weight fails loudly: the cross-attention
 # width (32 + 40 = 72) differs from every UNet width (32, 64).
@@ -376,7 +377,7 @@ def repo_snapshot(cache_dir: Path, repo_id: str) -> Path:
 def is_built(cache_dir: Path) -> bool:
     return all(
         (repo_snapshot(cache_dir, repo) / ".tiny-complete").exists()
-        for repo in (SDXL_REPO, IP_ADAPTER_REPO, *LORA_REPOS)
+        for repo in (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, *LORA_REPOS)
     )
 
 
@@ -390,7 +391,8 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
     sdxl = repo_snapshot(cache_dir, SDXL_REPO)
     adapters = repo_snapshot(cache_dir, IP_ADAPTER_REPO)
     loras = {repo: repo_snapshot(cache_dir, repo) for repo in LORA_REPOS}
-    for folder in (sdxl, adapters, *loras.values()):
+    vae = repo_snapshot(cache_dir, FP16_FIX_VAE_REPO)
+    for folder in (sdxl, adapters, vae, *loras.values()):
         shutil.rmtree(folder, ignore_errors=True)
 
     pipe = build_sdxl_pipeline()
@@ -403,6 +405,11 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
         index.pop(absent, None)
     index.update(tokenizer=["transformers", "CLIPTokenizer"], tokenizer_2=["transformers", "CLIPTokenizer"])
     (sdxl / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    # The real fp16-fix repo: a diffusers AutoencoderKL at its root, force_upcast off.
+    pipe.vae.register_to_config(force_upcast=False)
+    pipe.vae.save_pretrained(vae, safe_serialization=True)
+    pipe.vae.register_to_config(force_upcast=True)
 
     widths = _cross_attention_widths(pipe.unet)
     (adapters / "sdxl_models").mkdir(parents=True)
@@ -420,7 +427,7 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
                 tensors = peft_lora_tensors(pipe.unet, TINY_LORA_RANK, seed=10 * seed + i)
             save_file(tensors, loras[repo] / file)
 
-    for folder in (sdxl, adapters, *loras.values()):
+    for folder in (sdxl, adapters, vae, *loras.values()):
         (folder / ".tiny-complete").write_text(TINY_VERSION)
     log.info("tiny models written to %s", cache_dir)
     return cache_dir

@@ -148,3 +148,35 @@ def test_health_says_warming_up_while_the_compiled_model_warms_up(tmp_path):
     finally:
         generator.go.set()
         app.extensions["studio"]["worker"].stop()
+
+
+def test_in_half_precision_the_fp16_fix_vae_decodes_without_the_upcast(tiny_settings_factory):
+    generator = StoryboardGenerator.load(tiny_settings_factory(precision="fp16"))
+    vae = generator.pipe.vae
+    assert vae.dtype == torch.float16 and vae.config.force_upcast is False
+    assert "sdxl-vae-fp16-fix" in vae.config._name_or_path
+    result = generator.generate(request(1, steps=1))
+    assert result.panels[0].status == "done" and not result.panels[0].vae_fp32_retry
+
+
+def test_in_full_precision_sdxls_own_vae_is_kept(tiny_generator):
+    assert "stable-diffusion-xl-base-1.0" in tiny_generator.pipe.vae.config._name_or_path
+
+
+def test_without_the_fp16_fix_vae_auto_falls_back_to_sdxls_own(tiny_settings_factory, hf_cache, tmp_path, caplog):
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(hf_cache, cache)
+    shutil.rmtree(cache / "models--madebyollin--sdxl-vae-fp16-fix")
+    caplog.set_level("INFO", logger="local_image_generator")
+    generator = StoryboardGenerator.load(tiny_settings_factory(precision="fp16", hf_cache_dir=str(cache)))
+    assert "stable-diffusion-xl-base-1.0" in generator.pipe.vae.config._name_or_path
+    assert "fp16-fix VAE is not available" in caplog.text
+
+
+def test_a_vae_asked_for_by_name_must_load(tiny_settings_factory, hf_cache, tmp_path):
+    from local_image_generator import ModelNotAvailable
+
+    with pytest.raises(ModelNotAvailable, match="STORYBOARD_VAE_MODEL"):
+        StoryboardGenerator.load(tiny_settings_factory(vae_model="someone/missing-vae"))
