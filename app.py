@@ -674,7 +674,8 @@ def events(board_id: str):
             batch = hub.wait(board_id, last, timeout=SSE_KEEPALIVE_S)
             for seq, kind, data in batch:
                 last = seq
-                yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {_event_data(studio, board_id, seq, kind, data)}\n\n"
+                text = _event_data(studio, board_id, seq, kind, data)
+                yield f"id: {hub.event_id(seq)}\nevent: {kind}\ndata: {text}\n\n"
             # Only a status event (or silence) can mean the end: progress and frame events
             # need no database read, so listeners stay cheap while the worker draws.
             if not (first or not batch or any(kind == "status" for _, kind, _ in batch)):

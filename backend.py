@@ -105,3 +105,42 @@ def user_message(error: Exception, data_path: Path | None = None) -> str:
     if data_path is not None:
         text = text.replace(str(data_path.resolve()), "the data folder").replace(str(data_path), "the data folder")
     return shorten(text, 1000)
+
+
+def publish_status(store, hub, board_id: str) -> None:
+    """Tell the board's pages its status, as the store derives it (nothing for a deleted board)."""
+    board = store.board_status(board_id)
+    if board is not None:
+        hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
+
+
+class StoreSink:
+    """Facts into the studio: each goes to the store, then to the page as an event. The
+    embedded worker draws into one; the Redis backend replays its workers' reports into one."""
+
+    def __init__(self, store, hub, board_id: str, progress: dict):
+        self.store, self.hub, self.board_id, self._progress = store, hub, board_id, progress
+
+    def prompts(self, prompts) -> None:
+        self.store.panel_prompts(self.board_id, {frame_id: (p.prompt, p.negative_prompt, p.dropped, p.traits_dropped)
+                                                 for frame_id, p in prompts.items()})
+
+    def panel_started(self, frame_id: int) -> None:
+        self.store.panel_started(self.board_id, frame_id)
+
+    def panel_saved(self, panel) -> None:
+        self.store.save_frame_image(self.board_id, panel.frame_id, panel.png, seed=panel.seed,
+                                    identity=panel.identity, attempts=panel.attempts, seconds=panel.seconds)
+        self.hub.publish(self.board_id, "frame", {"frame_id": panel.frame_id})
+
+    def panel_failed(self, frame_id: int, error: str) -> None:
+        self.store.panel_failed(self.board_id, frame_id, error)
+        self.hub.publish(self.board_id, "frame", {"frame_id": frame_id})
+
+    def reference(self, character: int, png: bytes) -> None:
+        self.store.save_reference(self.board_id, character, png, "generated")
+        self.hub.publish(self.board_id, "reference", {"character": character, "kind": "generated"})
+
+    def progress(self, progress: dict) -> None:
+        self._progress[self.board_id] = progress
+        self.hub.publish(self.board_id, "progress", progress)

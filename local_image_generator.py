@@ -544,7 +544,8 @@ class StoryboardGenerator:
         s = self.settings
         repo = self._check_source(s.lora_repo, "STORYBOARD_LIGHTNING_LORA_REPO")
         if not s.lora_weight.endswith(".safetensors"):
-            raise ModelNotAvailable(f"STORYBOARD_LIGHTNING_LORA_WEIGHT={s.lora_weight}: only .safetensors weights are loaded.")
+            raise ModelNotAvailable(
+                f"STORYBOARD_LIGHTNING_LORA_WEIGHT={s.lora_weight}: only .safetensors weights are loaded.")
         if importlib.util.find_spec("peft") is None:
             raise ModelNotAvailable("The lightning mode needs the peft package, through which diffusers loads LoRAs: "
                                     "pip install peft==0.21.2 (make installs it).")

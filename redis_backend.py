@@ -36,9 +36,9 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from board_params import MAX_CHARACTERS
-from drawing import JobSpec, SpecError, draw, spec_for
+from drawing import JobSpec, PanelPrompts, SavedPanel, SpecError, draw, spec_for
 from storage import Status
-from backend import BackendHealth, user_message, warm_up
+from backend import BackendHealth, StoreSink, publish_status, user_message, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -301,22 +301,18 @@ class RedisBackend:
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
         data = json.loads(fact.get("data", b"{}"))
+        sink = StoreSink(self.store, self.hub, board_id, self._progress)  # as the embedded worker records
         if kind == "prompts":
-            self.store.panel_prompts(board_id, {int(k): (*v, None)[:4] for k, v in data.items()})
+            sink.prompts({int(k): PanelPrompts(*(*v, None)[:4]) for k, v in data.items()})
         elif kind == "started":
-            self.store.panel_started(board_id, data["frame_id"])
+            sink.panel_started(data["frame_id"])
         elif kind == "saved":
-            self.store.save_frame_image(board_id, data["frame_id"], fact["png"], seed=data["seed"],
-                                        identity=data["identity"], attempts=data["attempts"],
-                                        seconds=data["seconds"])
-            self.hub.publish(board_id, "frame", {"frame_id": data["frame_id"]})
+            sink.panel_saved(SavedPanel(data["frame_id"], fact["png"], data["seed"], data["identity"],
+                                        data["attempts"], data["seconds"]))
         elif kind == "failed":
-            self.store.panel_failed(board_id, data["frame_id"], data["error"])
-            self.hub.publish(board_id, "frame", {"frame_id": data["frame_id"]})
+            sink.panel_failed(data["frame_id"], data["error"])
         elif kind == "reference":
-            character = data.get("character", 1)  # a worker from before the cast draws character 1's
-            self.store.save_reference(board_id, character, fact["png"], "generated")
-            self.hub.publish(board_id, "reference", {"character": character, "kind": "generated"})
+            sink.reference(data.get("character", 1), fact["png"])  # a worker from before the cast: character 1
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
@@ -340,8 +336,7 @@ class RedisBackend:
                     if message is None:
                         continue
                     event = json.loads(message["data"])
-                    self._progress[event["board"]] = event["progress"]
-                    self.hub.publish(event["board"], "progress", event["progress"])
+                    StoreSink(self.store, self.hub, event["board"], self._progress).progress(event["progress"])
             except Exception as error:  # noqa: BLE001 - Redis down: said, retried
                 self._failed(error)
                 self._stop.wait(1.0)
@@ -349,9 +344,7 @@ class RedisBackend:
     # -- state --
 
     def _publish_status(self, board_id: str) -> None:
-        board = self.store.board_status(board_id)
-        if board is not None:
-            self.hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
+        publish_status(self.store, self.hub, board_id)
 
     def _ok(self) -> None:
         if self.redis_error:

@@ -201,15 +201,6 @@ def make_settings(args, environ):
     return load_settings(environ, overrides)
 
 
-def cfg_cutoff_supported() -> bool:
-    """Does the generator read settings.cfg_cutoff? (Checked in its source.)"""
-    import inspect
-
-    import local_image_generator
-
-    return "cfg_cutoff" in inspect.getsource(local_image_generator)
-
-
 def load_generator(args, settings):
     """(generator, device) for the chosen model; load_seconds is the load/build time."""
     from local_image_generator import StoryboardGenerator, resolve_device
@@ -627,14 +618,9 @@ def _run(args, diffusers, torch) -> int:
         settings = dataclasses.replace(settings, precision="bf16")
     if args.compile and device != "cuda":
         print(f"--compile: ignored on {device} (the generator compiles on CUDA only)")
-    cfg_applied = False
-    if args.cfg_cutoff is not None:
-        if cfg_cutoff_supported():
-            settings = dataclasses.replace(settings, cfg_cutoff=args.cfg_cutoff)
-            cfg_applied = True
-        else:
-            print(f"--cfg-cutoff {args.cfg_cutoff}: skipped, local_image_generator does not read "
-                  "settings.cfg_cutoff (every step runs CFG)")
+    cfg_applied = args.cfg_cutoff is not None  # the generator reads settings.cfg_cutoff
+    if cfg_applied:
+        settings = dataclasses.replace(settings, cfg_cutoff=args.cfg_cutoff)
     dtype = resolve_dtype(settings.precision, device)
     width, height = args.size or (CPU_SMOKE_SIZE if smoke else settings.size_for("1:1"))
     distilled = settings.preset_for(args.preset).distilled

@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Callable
 
-from backend import (NOT_DRAWN, BackendHealth, default_generator_loader, default_scorer_loader, make_judge,
-                     user_message, warm_up)
+from backend import (NOT_DRAWN, BackendHealth, StoreSink, default_generator_loader, default_scorer_loader,
+                     make_judge, publish_status, user_message, warm_up)
 from config import Settings
 from storage import Status
 
@@ -254,9 +254,7 @@ class Worker:
             self._publish_status(job["storyboard_id"])
 
     def _publish_status(self, board_id: str) -> None:
-        board = self.store.board_status(board_id)
-        if board is not None:
-            self.hub.publish(board_id, "status", {"status": board["status"], "error": board["error"]})
+        publish_status(self.store, self.hub, board_id)
 
     def _draw(self, job: dict, generator) -> None:
         from drawing import draw, spec_for
@@ -271,38 +269,6 @@ class Worker:
     def _judge(self, generator):
         scorer = self._scorer_or_none()
         return make_judge(scorer, generator, self.settings.identity_threshold) if scorer is not None else None
-
-
-class StoreSink:
-    """The embedded worker's sink: each fact goes to the store, then to the page as an event."""
-
-    def __init__(self, store, hub: EventHub, board_id: str, progress: dict):
-        self.store, self.hub, self.board_id, self._progress = store, hub, board_id, progress
-
-    def prompts(self, prompts) -> None:
-        self.store.panel_prompts(self.board_id, {frame_id: (p.prompt, p.negative_prompt, p.dropped, p.traits_dropped)
-                                                 for frame_id, p in prompts.items()})
-
-    def panel_started(self, frame_id: int) -> None:
-        self.store.panel_started(self.board_id, frame_id)
-
-    def panel_saved(self, panel) -> None:
-        self.store.save_frame_image(self.board_id, panel.frame_id, panel.png, seed=panel.seed,
-                                    identity=panel.identity, attempts=panel.attempts, seconds=panel.seconds)
-        self.hub.publish(self.board_id, "frame", {"frame_id": panel.frame_id})
-
-    def panel_failed(self, frame_id: int, error: str) -> None:
-        self.store.panel_failed(self.board_id, frame_id, error)
-        self.hub.publish(self.board_id, "frame", {"frame_id": frame_id})
-
-    def reference(self, character: int, png: bytes) -> None:
-        self.store.save_reference(self.board_id, character, png, "generated")
-        self.hub.publish(self.board_id, "reference", {"character": character, "kind": "generated"})
-
-    def progress(self, progress: dict) -> None:
-        self._progress[self.board_id] = progress
-        self.hub.publish(self.board_id, "progress", progress)
-
 
 
 # --- A Redis worker process -----------------------------------------------------------------
