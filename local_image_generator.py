@@ -317,7 +317,8 @@ class StoryboardGenerator:
         self._ip_processors: dict | None = None
         self._ip_projection = None
         self._identity_mode: bool | None = None
-        self._ip_scale = None  # a shared tensor when the UNet is compiled
+        self._ip_scale = None  # one 0-d tensor every IP-Adapter processor reads, changed in place
+        self._fold = None  # cross-attention constants kept for one pipeline call (attention.Fold)
         self._lora_loaded = False
         self._distilled = False  # the UNet and scheduler are in the lightning mode
         self._fused = False  # ... with the LoRA fused into the UNet's weights
@@ -377,7 +378,10 @@ class StoryboardGenerator:
         pipe.set_progress_bar_config(disable=True)
         if channels_last(settings, device):
             pipe.unet.to(memory_format=torch.channels_last)
+        from attention import Fold
+
         generator = cls(pipe, settings, device, dtype)
+        generator._fold = Fold()
         generator._prepare_attention()
         if settings.use_identity_lock:
             generator._ensure_adapter()
@@ -443,19 +447,24 @@ class StoryboardGenerator:
 
     def _prepare_attention(self) -> None:
         """Decide the attention processors used when the identity lock is off."""
+        from attention import fold_processors
+
         unet = self.pipe.unet
         wants_slicing = (self.settings.enable_attention_slicing and self.device == "mps") or (
             self.settings.force_attention_slicing
         )
         if wants_slicing:
             unet.set_attention_slice("auto")
-        self._plain_processors = dict(unet.attn_processors)
+        self._plain_processors = fold_processors(dict(unet.attn_processors), self._fold)
+        unet.set_attn_processor(dict(self._plain_processors))
         if wants_slicing:
             # load_ip_adapter cannot start from sliced processors (diffusers 0.42).
             _use_sdpa(unet)
         self._identity_mode = None
 
     def _ensure_adapter(self) -> None:
+        from attention import FoldedImageProjection, fold_processors
+
         if self._ip_processors is not None:
             return
         s = self.settings
@@ -488,10 +497,11 @@ class StoryboardGenerator:
                 )
             ) from error
         self.pipe.image_encoder.to(self.device)
-        self._ip_processors = dict(unet.attn_processors)
-        self._ip_projection = unet.encoder_hid_proj
-        if s.compile_unet:
-            self._share_scale_tensor()
+        self._ip_processors = fold_processors(dict(unet.attn_processors), self._fold)
+        self._ip_projection = FoldedImageProjection(unet.encoder_hid_proj, self._fold)
+        unet.encoder_hid_proj = self._ip_projection
+        unet.set_attn_processor(dict(self._ip_processors))
+        self._share_scale_tensor()
         self._identity_mode = True
         if self._plain_processors and any("Sliced" in type(p).__name__ for p in self._plain_processors.values()):
             log.info("attention slicing is skipped while the identity lock is on (it would replace the IP-Adapter)")
@@ -500,7 +510,7 @@ class StoryboardGenerator:
         """Give every IP-Adapter processor one shared 0-d scale tensor.
 
         A compiled UNet guards on Python floats, so a new scale would recompile it; a
-        tensor changed in place is just an input.
+        tensor changed in place is just an input (and the folded processors never branch on it).
         """
         import torch
 
@@ -510,10 +520,14 @@ class StoryboardGenerator:
                 processor.scale = [self._ip_scale] * len(processor.scale)
 
     def _set_ip_scale(self, value: float) -> None:
-        if getattr(self, "_ip_scale", None) is not None:
-            self._ip_scale.fill_(value)
-        else:
-            self.pipe.set_ip_adapter_scale(value)
+        self._ip_scale.fill_(value)
+
+    def _folding(self):
+        """Within one pipeline call, compute the cross-attention constants once (attention.py);
+        not for a compiled UNet, whose graphs would guard on the kept values."""
+        if self.settings.fold_cross_attention and not getattr(self, "compiled", False):
+            return self._fold.scope()
+        return contextlib.nullcontext()
 
     def _set_identity_mode(self, on: bool) -> None:
         """Swap between the IP-Adapter processors and the plain (maybe sliced) ones.
@@ -942,18 +956,22 @@ class StoryboardGenerator:
                 return {name: kwargs[name].chunk(2)[1] for name in CFG_TENSORS}
             return {}
 
+        positive = {}
+
         def positive_image_embeds(module, args):
-            # The pipeline rebuilds the [negative; positive] IP embeddings every step; once
-            # guidance stops, the UNet gets only the positive half.
+            # Once guidance stops, the UNet gets only the positive half of the [negative;
+            # positive] IP embeddings: the same tensors every step, so the fold keeps them.
             if guided["on"]:
                 return None
-            return ([embeds.chunk(2)[1] for embeds in args[0]],)
+            if positive.get("of") is not args[0]:
+                positive.update({"of": args[0], "half": [embeds.chunk(2)[1] for embeds in args[0]]})
+            return (positive["half"],)
 
         hook = None
         if cutoff_step is not None and self.pipe.unet.encoder_hid_proj is not None and run.image_embeds is not None:
             hook = self.pipe.unet.encoder_hid_proj.register_forward_pre_hook(positive_image_embeds)
         run.check_cancel()
-        with torch.inference_mode(), _removing(hook):
+        with torch.inference_mode(), _removing(hook), self._folding():
             latents = self.pipe(
                 prompt_embeds=torch.cat([p[0] for p in parts]),
                 pooled_prompt_embeds=torch.cat([p[1] for p in parts]),

@@ -541,10 +541,17 @@ def component_timings(generator, reference, width: int, height: int, prompt: str
             kwargs = {**added, "image_embeds": image_embeds} if ip else added
             return pipe.unet(sample, timestep, context, added_cond_kwargs=kwargs, return_dict=False)[0]
 
-        out["unet_step_ip_s"] = median_time(lambda: step(True))
-        generator._set_identity_mode(False)
-        step(False)  # first call after the processor swap (compile: a recompile)
-        out["unet_step_plain_s"] = median_time(lambda: step(False))
+        for lock, name in ((True, "ip"), (False, "plain")):
+            generator._set_identity_mode(lock)
+            step(lock)  # first call after the processor swap (compile: a recompile)
+            out[f"unet_step_{name}_s"] = median_time(lambda: step(lock))
+            out[f"unet_ops_{name}"] = count_ops(lambda: step(lock))
+            if not getattr(generator, "compiled", False):
+                # As inside a board: the cross-attention constants kept from the first step.
+                with generator._fold.scope():
+                    step(lock)
+                    out[f"unet_step_{name}_folded_s"] = median_time(lambda: step(lock))
+                    out[f"unet_ops_{name}_folded"] = count_ops(lambda: step(lock))
         generator._set_identity_mode(True)
         latents = sample[:1]
         vae = pipe.vae
@@ -562,6 +569,23 @@ def component_timings(generator, reference, width: int, height: int, prompt: str
         out["vae_decode_s"] = out[f"vae_decode_{'upcast' if configured else 'no_upcast'}_s"]
     out["attention_processors_ip"] = _processor_summary(pipe.unet)
     return out
+
+
+def count_ops(fn) -> int:
+    """How many ATen operators ``fn`` dispatches: on a GPU, about how many kernels it launches
+    (an eager SDXL step on an H100 is bound by them, not by FLOPs)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter() as counter:
+        fn()
+    return counter.count
 
 
 def _processor_summary(unet) -> dict:

@@ -557,9 +557,16 @@ def format_table(r: dict) -> str:
             + f" (total {r['load_s']:.1f} s)",
             row("text encoding (one prompt, both encoders)", x["text_encode_s"]),
             row("image encoding (reference + zero image, ViT-H)", x["image_encode_s"]),
-            row("UNet step, CFG batch 2, identity lock on", x["unet_step_ip_s"]),
-            row("UNet step, CFG batch 2, identity lock off", x["unet_step_plain_s"]),
+            row("UNet step, CFG batch 2, identity lock on", x["unet_step_ip_s"],
+                f"{x['unet_ops_ip']} ATen ops (each constant recomputed, as diffusers does)"),
+            row("UNet step, CFG batch 2, identity lock off", x["unet_step_plain_s"],
+                f"{x['unet_ops_plain']} ATen ops"),
         ]
+        for name, label in (("ip", "on"), ("plain", "off")):
+            if f"unet_step_{name}_folded_s" in x:
+                lines.append(row(f"  ... lock {label}, cross-attention constants folded",
+                                 x[f"unet_step_{name}_folded_s"],
+                                 f"{x[f'unet_ops_{name}_folded']} ATen ops (as inside a board)"))
         for key, label in (("vae_decode_upcast_s", "on (fp32 VAE)"), ("vae_decode_no_upcast_s", "off")):
             if key in x:
                 lines.append(row(f"VAE decode, force_upcast {label}", x[key]))

@@ -7,7 +7,8 @@
 #
 # Runs test_speed.py --model sdxl-random (full-size SDXL + plus-face IP-Adapter, random
 # weights) at 1024x1024, identity lock on: the new defaults (contiguous UNet, first panel
-# alone), channels_last for comparison, the lightning mode, and the compiled UNet
+# alone, cross-attention constants folded), the fold off and channels_last for comparison
+# (each UNet step is also timed folded and not in every run), the lightning mode, and the compiled UNet
 # (reduce-overhead, CUDA graphs) with its compile and warm-up time, cold and warm cache.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,9 +28,10 @@ run() {  # name, timeout in seconds, test_speed arguments...
   echo "   exit $? ($(tail -n 1 "$OUT/$name.log"))"
 }
 run fast-defaults 70 --preset fast
-STORYBOARD_CUDA_CHANNELS_LAST=true run fast-channels-last 70 --preset fast
-run fast-fp16-vae-cfg-cutoff 70 --preset fast --vae-force-upcast off --cfg-cutoff 0.5
+STORYBOARD_FOLD_CROSS_ATTENTION=false run fast-fold-off 45 --preset fast
+STORYBOARD_CUDA_CHANNELS_LAST=true run fast-channels-last 45 --preset fast
+run fast-fp16-vae-cfg-cutoff 60 --preset fast --vae-force-upcast off --cfg-cutoff 0.5
 run lightning 60 --preset lightning
 run fast-compiled-cold 150 --preset fast --compile
-run fast-compiled-warm 50 --preset fast --compile   # the caches of the cold run, as after a restart
+run fast-compiled-warm 45 --preset fast --compile   # the caches of the cold run, as after a restart
 ls -l "$OUT"

@@ -148,8 +148,7 @@ def test_the_identity_lock_steers_the_lightning_panels(lightning, presets):
     red = lightning.generate(request(presets[0], count=1, reference="red"))
     blue = lightning.generate(request(presets[0], count=1, reference="blue"))
     assert max_diff(red, blue) > 0
-    names = {type(p).__name__ for p in lightning.pipe.unet.attn_processors.values()}
-    assert "IPAdapterAttnProcessor2_0" in names
+    assert any(getattr(p, "to_k_ip", None) for p in lightning.pipe.unet.attn_processors.values())
 
 
 def test_batched_equals_one_by_one(make, presets):
