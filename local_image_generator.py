@@ -391,12 +391,20 @@ class StoryboardGenerator:
             generator._compile()
         return generator
 
-    def _compile(self) -> None:
-        """torch.compile the UNet with shapes kept static (a new shape compiles once, then is
-        cached; nothing recompiles mid-board for a shape already seen), its caches in the
-        data directory so that a restart reuses them."""
+    def _compile(self, backend=None) -> None:
+        """torch.compile the UNet, its caches in the data directory so that a restart reuses them.
+
+        One graph per picture size, with the batch (the only dimension a board varies) symbolic:
+        a board's batches (its first panel alone, then the rest; with CFG and after the cutoff)
+        all run the graphs warm_up compiled, nothing recompiles mid-board. Batch 1 is a graph of
+        its own (torch specialises sizes 0 and 1). The sizes stay static (convolutions tuned to
+        them). ``backend``: another torch.compile backend (the tests count compiles with one).
+        """
         import torch
 
+        torch._dynamo.config.automatic_dynamic_shapes = False  # only the batch, marked below
+        # sizes x {batch 1, batch n} x {lock off, 1-4 characters} x {LoRA off, on}: more than the default 8.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
         cache = compile_cache_dir(self.settings)
         cache.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
@@ -404,14 +412,17 @@ class StoryboardGenerator:
         if artifacts.exists() and hasattr(torch.compiler, "load_cache_artifacts"):
             torch.compiler.load_cache_artifacts(artifacts.read_bytes())
             log.info("loaded compiled kernels from %s", artifacts)
-        self.pipe.unet = torch.compile(self.pipe.unet, mode=self.settings.compile_mode, fullgraph=False,
-                                       dynamic=False)
+        how = {"backend": backend} if backend is not None else {"mode": self.settings.compile_mode}
+        self.pipe.unet = torch.compile(self.pipe.unet, fullgraph=False, dynamic=None, **how)
+        self.pipe.unet.register_forward_pre_hook(_batch_is_symbolic, with_kwargs=True)
         self.compiled = True
 
     def warm_up(self, on_progress: Callable[[int, int], None] | None = None) -> float:
-        """Draw a throwaway one-step panel at every size a board can ask for, so that the
-        compiled UNet is ready before the first board (and save its kernels for the next
-        start). Returns the seconds it took; nothing to do without compile."""
+        """Draw a throwaway board at every size a board can ask for, in the default mode, so
+        that the compiled UNet has every graph such a board runs before the first board (and
+        save its kernels for the next start). Three panels of two steps: the first alone, the
+        other two in one call, so batch 1 and batch n with and without guidance (the CFG
+        cutoff). Returns the seconds it took; nothing to do without compile."""
         import torch
 
         if not getattr(self, "compiled", False):
@@ -419,10 +430,11 @@ class StoryboardGenerator:
         started = time.perf_counter()
         sizes = sorted({self.settings.size_for(aspect) for aspect in ASPECTS})
         for i, (width, height) in enumerate(sizes, start=1):
-            job = PanelJob(1, "warm-up", "", 0)
+            jobs = tuple(PanelJob(n, "warm-up", "", n) for n in (1, 2, 3))
             lock = (CharacterLock(reference=_blank(64, 64)),) if self.settings.use_identity_lock else ()
-            self.generate(StoryboardRequest((job,), width, height, self.settings.preset_for(),
-                                            identity_lock=bool(lock), characters=lock, steps=1))
+            preset = self.settings.preset_for()
+            self.generate(StoryboardRequest(jobs, width, height, preset, identity_lock=bool(lock), characters=lock,
+                                            steps=None if preset.distilled else 2))
             if on_progress:
                 on_progress(i, len(sizes))
         if hasattr(torch.compiler, "save_cache_artifacts"):
@@ -958,18 +970,22 @@ class StoryboardGenerator:
 
         positive = {}
 
-        def positive_image_embeds(module, args):
+        def positive_image_embeds(module, args, kwargs):
             # Once guidance stops, the UNet gets only the positive half of the [negative;
             # positive] IP embeddings: the same tensors every step, so the fold keeps them.
-            if guided["on"]:
+            # A hook on the UNet itself (the compiled wrapper, outside the graph: inside, its
+            # closure would be guarded and every batch would recompile).
+            embeds = (kwargs.get("added_cond_kwargs") or {}).get("image_embeds")
+            if guided["on"] or embeds is None:
                 return None
-            if positive.get("of") is not args[0]:
-                positive.update({"of": args[0], "half": [embeds.chunk(2)[1] for embeds in args[0]]})
-            return (positive["half"],)
+            if positive.get("of") is not embeds:
+                positive.update({"of": embeds, "half": [e.chunk(2)[1] for e in embeds]})
+            added = {**kwargs["added_cond_kwargs"], "image_embeds": positive["half"]}
+            return args, {**kwargs, "added_cond_kwargs": added}
 
         hook = None
-        if cutoff_step is not None and self.pipe.unet.encoder_hid_proj is not None and run.image_embeds is not None:
-            hook = self.pipe.unet.encoder_hid_proj.register_forward_pre_hook(positive_image_embeds)
+        if cutoff_step is not None and run.image_embeds is not None:
+            hook = self.pipe.unet.register_forward_pre_hook(positive_image_embeds, with_kwargs=True)
         run.check_cancel()
         with torch.inference_mode(), _removing(hook), self._folding():
             latents = self.pipe(
@@ -1035,6 +1051,25 @@ class StoryboardGenerator:
         finally:
             if upcast:
                 vae.to(original)
+
+
+def _batch_is_symbolic(module, args, kwargs) -> None:
+    """Before dynamo sees a call: dimension 0 of every tensor in it (the batch) may vary."""
+    import torch
+
+    def mark(value):
+        if isinstance(value, torch.Tensor):
+            if value.dim() > 0:
+                torch._dynamo.maybe_mark_dynamic(value, 0)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                mark(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                mark(item)
+
+    mark(args)
+    mark(kwargs)
 
 
 def _use_sdpa(unet) -> None:

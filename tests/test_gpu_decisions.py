@@ -65,6 +65,17 @@ def test_cpu_offload_only_on_cuda_and_instead_of_moving_the_pipeline(offload, de
     assert pipe.calls == expected
 
 
+@pytest.fixture(autouse=True)
+def keep_dynamo_config():
+    """_compile sets dynamo's process-wide options: give them back after each test."""
+    config = torch._dynamo.config
+    kept = {name: getattr(config, name) for name in ("automatic_dynamic_shapes", "recompile_limit")}
+    yield
+    for name, value in kept.items():
+        setattr(config, name, value)
+    torch._dynamo.reset()  # no compiled graph keeps a test's generator alive
+
+
 @pytest.fixture
 def compiled(tiny_settings_factory, monkeypatch, tmp_path):
     """A tiny generator "compiled" as on CUDA: torch.compile recorded, the module returned as is."""
@@ -85,7 +96,8 @@ def test_the_unet_compiles_with_static_shapes_in_the_chosen_mode_and_caches_in_t
     import os
 
     generator, seen, data = compiled
-    assert seen == {"mode": "reduce-overhead", "fullgraph": False, "dynamic": False}
+    assert seen == {"mode": "reduce-overhead", "fullgraph": False, "dynamic": None}
+    assert torch._dynamo.config.automatic_dynamic_shapes is False  # sizes static; the batch marked per call
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(data / "compile-cache" / "inductor")
 
 
@@ -98,8 +110,41 @@ def test_warm_up_draws_every_size_once_and_saves_the_kernels_for_the_next_start(
                         lambda req, **kw: sizes.append((req.width, req.height, req.num_steps)) or original(req, **kw))
     generator.warm_up(lambda done, total: progress.append((done, total)))
     expected = sorted({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16", "4:3", "3:4")})
-    assert sizes == [(w, h, 1) for w, h in expected] and progress[-1] == (len(expected), len(expected))
+    assert sizes == [(w, h, 2) for w, h in expected] and progress[-1] == (len(expected), len(expected))
     assert (data / "compile-cache" / "artifacts.bin").read_bytes() == b"kernels"
+
+
+class CountingBackend:
+    """A torch.compile backend that runs the graph eagerly and counts what dynamo compiled."""
+
+    def __init__(self):
+        self.graphs = []
+
+    def __call__(self, graph, inputs):
+        self.graphs.append([tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)][:1])
+        return graph.forward
+
+
+def test_after_warm_up_no_board_recompiles_the_unet(tiny_settings_factory, monkeypatch, tmp_path):
+    # Real dynamo on the tiny UNet; only the backend differs from CUDA's (no kernels built).
+    # With the CFG cutoff a board runs every batch shape a board can: 2n with guidance, n after.
+    cutoff = 0.5
+    torch._dynamo.reset()
+    import local_image_generator
+
+    monkeypatch.setattr(local_image_generator, "ASPECTS", ("1:1", "16:9"))  # two sizes are enough to see
+    generator = StoryboardGenerator.load(tiny_settings_factory(data_dir=str(tmp_path), cfg_cutoff=cutoff))
+    sizes = [generator.settings.size_for(aspect) for aspect in local_image_generator.ASPECTS]
+    monkeypatch.setattr(generator, "batch_size", lambda width=0, height=0: 4)  # as CUDA with room for 4
+    backend = CountingBackend()
+    generator._compile(backend=backend)
+    generator.warm_up()
+    warmed = len(backend.graphs)
+    assert warmed >= len(sizes)
+    for width, height in sizes:  # batches 1, 4, 1: CFG 2, 8, 2 (after the cutoff 1, 4, 1)
+        result = generator.generate(request(6, steps=4, width=width, height=height))
+        assert [p.status for p in result.panels] == ["done"] * 6
+    assert backend.graphs[warmed:] == []
 
 
 def test_a_restart_loads_the_saved_kernels(compiled, monkeypatch):
