@@ -753,6 +753,60 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
         watch.close()
 
 
+class WarmingModel:
+    """The real tiny generator, with a warm-up the test paces (as a compiled UNet's on CUDA):
+    two of five sizes, then it waits for the test."""
+
+    def __init__(self, settings):
+        from backend import default_generator_loader
+
+        self.load = default_generator_loader(settings)
+        self.halfway, self.go = threading.Event(), threading.Event()
+
+    def __call__(self):
+        generator = self.load()
+
+        def warm_up(on_progress):
+            on_progress(0, 5)
+            on_progress(2, 5)
+            self.halfway.set()
+            self.go.wait(BOARD_TIMEOUT_MS / 1000)
+            on_progress(5, 5)
+            return 1.0
+
+        generator.warm_up = warm_up
+        return generator
+
+
+def test_the_page_says_how_far_the_warm_up_is_and_draws_after_it(browser, tiny_settings_factory, artifacts):
+    from playwright.sync_api import expect
+
+    from app import create_app
+
+    settings = tiny_settings_factory(preload=True)
+    model = WarmingModel(settings)
+    with _serving(create_app(settings, load_generator=model)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            assert model.halfway.wait(BOARD_TIMEOUT_MS / 1000)
+            page.goto("/")
+            banner = page.locator("#health-banner")
+            expect(banner).to_contain_text("Warming up the compiled model for this GPU: 2 of 5 picture sizes "
+                                           "ready, about ", timeout=BOARD_TIMEOUT_MS)
+            expect(banner).to_contain_text("Boards wait and start right after")
+            page.fill("#story", "A fox finds a map.\nThe fox climbs a hill.")
+            page.click("#generate")
+            page.screenshot(path=str(artifacts / "warming-up.png"), full_page=True)
+            model.go.set()
+            expect(banner).to_be_hidden(timeout=BOARD_TIMEOUT_MS)
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            watch.assert_clean()
+        finally:
+            model.go.set()
+            watch.close()
+
+
 def test_a_model_that_cannot_load(browser, broken_server, artifacts):
     """Loading is announced honestly, the load error shows once, in full, and the board resumes.
     The same page then checks what no real board here produces: notices, progress with a
@@ -814,10 +868,19 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         expect(page.locator("#board-notices li")).to_have_text(notices)
 
         # The bar follows `fraction`, never back within a job, and shows the label; a new job starts at 0.
-        # The real board's event stream is closed first: its status events would race the fabricated ones.
-        page.evaluate("() => { closeEvents(); state.board.status = 'queued'; state.board.progress = null; newJob();"
-                      " renderAll(); }")
+        # The real board's event stream is closed first: its status events would race the fabricated ones;
+        # and the page is moved to a board id of its own, so that a reload of the real board still in
+        # flight (sent on its final status event) drops its answer instead of overwriting these.
+        held = []  # forces that interleaving: a reload of the real board answered after the fabrication
+        page.route(f"**/api/storyboards/{board_id}", lambda route: held.append(route))
+        page.evaluate("() => { reloadBoard(); }")
+        # (sync Playwright runs the route handler only inside its own calls: the check makes one)
+        _poll(lambda: page.evaluate("() => true") and held, message="the page to ask for the board again")
+        page.evaluate("() => { closeEvents(); state.boardId = 'fabricated'; state.board.status = 'queued';"
+                      " state.board.progress = null; newJob(); renderAll(); }")
         bar, text = page.locator("#progress-bar"), page.locator("#progress-text")
+        held[0].continue_()
+        page.unroute(f"**/api/storyboards/{board_id}")
 
         def progress(p: dict) -> float:
             page.evaluate("(p) => onProgressEvent(p)", p)
