@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import logging
@@ -255,10 +256,14 @@ def health():
         device=state.device,
         queue=studio["store"].queue_length(),
         backend=state.queue,
-        workers=state.workers,
-        warm_up=state.warm_up,
+        workers=[{**worker, "warm_up": _warm_up_json(worker.get("warm_up"))} for worker in state.workers],
+        warm_up=_warm_up_json(state.warm_up),
         loading_message=_loading_message(studio["settings"]),
     )
+
+
+def _warm_up_json(progress) -> dict | None:
+    return None if progress is None else dataclasses.asdict(progress)
 
 
 def _loading_message(settings: Settings) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,17 @@ class BackendHealth:
     device: str | None
     workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
     queue: str = "embedded"
-    warm_up: dict | None = None  # while a compiled model warms up: {"done": sizes, "of": sizes}
+    warm_up: WarmUp | None = None  # while a compiled model warms up
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """How far a compiled model's warm-up has come: picture sizes compiled, of all, and the
+    seconds left at the pace so far (None until the first size is done)."""
+
+    done: int
+    of: int
+    eta_s: int | None = None
 
 
 def default_generator_loader(settings: Settings) -> Callable[[], object]:
@@ -52,14 +63,23 @@ def default_scorer_loader():
     return FaceScorer.load()
 
 
-def warm_up(generator, on_progress: Callable[[int, int], None]) -> None:
+def warm_up(generator, report: Callable[[WarmUp], None], clock: Callable[[], float] = time.monotonic) -> None:
     """Let a compiled generator compile every shape before the first board (see
-    StoryboardGenerator.warm_up); boards that arrive meanwhile wait, and health says so."""
+    StoryboardGenerator.warm_up), reporting its progress with an ETA; boards that arrive
+    meanwhile wait (one pipeline: a board drawn eagerly now would wait for the compile
+    anyway), and health says how long."""
     warm = getattr(generator, "warm_up", None)
-    if warm is not None:
-        seconds = warm(on_progress)
-        if seconds:
-            log.info("warmed up the compiled UNet in %.0f s", seconds)
+    if warm is None:
+        return
+    started = clock()
+
+    def progress(done: int, total: int) -> None:
+        eta = round((clock() - started) / done * (total - done)) if done else None
+        report(WarmUp(done, total, eta))
+
+    seconds = warm(progress)
+    if seconds:
+        log.info("warmed up the compiled UNet in %.0f s", seconds)
 
 
 def make_judge(scorer, generator, threshold: float):

@@ -1,12 +1,15 @@
 """How much the studio adds on top of the generator, measured in one run.
 
     python bench_overhead.py [--repeat 3] [--preset fast] [--cache-dir data/tiny-models]
+                             [--model tiny|sdxl-random] [--json PATH]
 
 Draws the same 6-panel board (same prompts, seeds and reference) twice per round: with the
 generator alone, and through the HTTP API of a real server (submit to last panel saved:
 validation, SQLite, PNG encoding with metadata, fsync, events). Prints both medians and
-their ratio. On the tiny models a panel takes ~0.1 s, so this is the worst case: with SDXL a
-panel takes seconds and the same fixed costs vanish in it.
+their ratio. On the tiny models a panel takes ~0.1 s, so this is the worst case on a CPU.
+``--model sdxl-random`` (full-size SDXL + IP-Adapter with random weights, sdxl_random.py)
+measures the GPU path: there a panel takes well under a second, the fixed costs no longer
+vanish in it, and PNG encoding of 1-megapixel panels weighs more (bench/gpu.sh runs it).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--cache-dir", default="data/tiny-models")
+    parser.add_argument("--model", choices=("tiny", "sdxl-random"), default="tiny")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -41,11 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     from local_image_generator import PanelJob, StoryboardGenerator, StoryboardRequest
     from prompt_enhancer import build_prompt, split_story
 
-    tiny_models.build(args.cache_dir)
     data_dir = tempfile.mkdtemp(prefix="bench-overhead-")
-    settings = load_settings({}, {"model": "tiny", "hf_cache_dir": args.cache_dir, "data_dir": data_dir,
-                                  "identity_scoring": False, "preset": args.preset})
-    generator = StoryboardGenerator.load(settings)
+    values = {"model": "tiny" if args.model == "tiny" else "sdxl", "data_dir": data_dir, "identity_scoring": False,
+              "preset": args.preset}
+    if args.model == "tiny":
+        tiny_models.build(args.cache_dir)
+        settings = load_settings({}, {**values, "hf_cache_dir": args.cache_dir})
+        generator = StoryboardGenerator.load(settings)
+    else:
+        import sdxl_random
+
+        settings = load_settings(os.environ, values)
+        generator = sdxl_random.build_generator(settings)
     story = "\n".join(f"The keeper climbs stair {i} of the lighthouse." for i in range(1, 7))
     reference = Image.new("RGB", (64, 64), (180, 120, 90))
     buffer = io.BytesIO()
@@ -93,10 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     app.extensions["studio"]["worker"].stop()
     generator_s = statistics.median(r[0] for r in rounds)
     api_s = statistics.median(r[1] for r in rounds)
-    print(f"6-panel board, preset {preset.name}, {width}x{height}, tiny model, {args.repeat} rounds (median)")
+    print(f"6-panel board, preset {preset.name}, {width}x{height}, {args.model} on {generator.device}, "
+          f"{args.repeat} rounds (median)")
     print(f"  generator alone : {generator_s:.3f} s")
     print(f"  through the API : {api_s:.3f} s")
     print(f"  ratio           : {api_s / generator_s:.3f}  (target <= 1.10)")
+    if args.json:
+        figures = {"model": args.model, "device": generator.device, "preset": preset.name, "width": width,
+                   "height": height, "repeat": args.repeat, "generator_s": generator_s, "api_s": api_s,
+                   "ratio": api_s / generator_s, "rounds": rounds}
+        with open(args.json, "w") as out:
+            json.dump(figures, out, indent=2)
     return 0
 
 

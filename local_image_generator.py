@@ -417,18 +417,22 @@ class StoryboardGenerator:
         self.pipe.unet.register_forward_pre_hook(_batch_is_symbolic, with_kwargs=True)
         self.compiled = True
 
-    def warm_up(self, on_progress: Callable[[int, int], None] | None = None) -> float:
+    def warm_up(self, on_progress: Callable[[int, int], None] | None = None,
+                sizes: Sequence[tuple[int, int]] | None = None) -> float:
         """Draw a throwaway board at every size a board can ask for, in the default mode, so
         that the compiled UNet has every graph such a board runs before the first board (and
         save its kernels for the next start). Three panels of two steps: the first alone, the
         other two in one call, so batch 1 and batch n with and without guidance (the CFG
-        cutoff). Returns the seconds it took; nothing to do without compile."""
+        cutoff). ``sizes``: only these (a benchmark's). Returns the seconds it took; nothing to
+        do without compile."""
         import torch
 
         if not getattr(self, "compiled", False):
             return 0.0
         started = time.perf_counter()
-        sizes = sorted({self.settings.size_for(aspect) for aspect in ASPECTS})
+        sizes = sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS)))
+        if on_progress:
+            on_progress(0, len(sizes))
         for i, (width, height) in enumerate(sizes, start=1):
             jobs = tuple(PanelJob(n, "warm-up", "", n) for n in (1, 2, 3))
             lock = (CharacterLock(reference=_blank(64, 64)),) if self.settings.use_identity_lock else ()

@@ -221,6 +221,13 @@ def _schemas() -> dict:
         "Accepted": {
             "type": "object", "properties": {"id": string, "status": {"enum": STATUSES}},
         },
+        "WarmUp": {
+            **_nullable({"type": "object", "properties": {
+                "done": integer, "of": integer,
+                "eta_s": {**_nullable(integer), "description": "Seconds left at the pace so far; "
+                          "null until the first size is done."}}}),
+            "description": "While a compiled model warms up: picture sizes compiled so far, of all; else null.",
+        },
         "Health": {
             "type": "object",
             "properties": {
@@ -230,8 +237,7 @@ def _schemas() -> dict:
                                                                 "disk); boards wait until it is solved."},
                 "model": {"enum": ["not_loaded", "loading", "warming_up", "ready", "error"],
                           "description": "warming_up: a compiled UNet compiles each size before the first board."},
-                "warm_up": {**_nullable({"type": "object", "properties": {"done": integer, "of": integer}}),
-                            "description": "While warming up: sizes compiled so far, of all."},
+                "warm_up": _ref("WarmUp"),
                 "error": {**_nullable(string), "description": "Why the model could not be loaded."},
                 "device": _nullable(string),
                 "queue": {**integer, "description": "Jobs waiting."},
@@ -241,6 +247,7 @@ def _schemas() -> dict:
                                 "name": string, "host": string, "device": string,
                                 "model": {"enum": ["not_loaded", "loading", "warming_up", "ready", "error"]},
                                 "error": _nullable(string), "board": _nullable(string),
+                                "warm_up": _ref("WarmUp"),
                                 "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
             },

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 from board_params import MAX_CHARACTERS
 from drawing import JobSpec, PanelPrompts, SavedPanel, SpecError, draw, spec_for
 from storage import Status
-from backend import BackendHealth, StoreSink, publish_status, user_message, warm_up
+from backend import BackendHealth, StoreSink, WarmUp, publish_status, user_message, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,12 @@ class RedisBackend:
         workers = self.workers()
         ready = [w for w in workers if w["model"] == "ready"]
         model = "ready" if ready else (workers[0]["model"] if workers else "not_loaded")
+        warming = next((w["warm_up"] for w in workers if w.get("warm_up")), None)
         return BackendHealth(
             alive=self.alive, problem=self.redis_error or self.problem, model_state=model,
             model_error=next((w.get("error") for w in workers if w.get("error")), None),
             device=", ".join(sorted({w["device"] for w in workers if w.get("device")})) or None,
-            workers=workers, queue=f"redis ({safe_url(self.url)})")
+            workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
 
     def workers(self) -> list[dict]:
         try:
@@ -177,6 +178,7 @@ class RedisBackend:
                 info["last_heartbeat"] = float(info.get("last_heartbeat", 0))
                 info["board"] = info.get("board") or None
                 info["error"] = info.get("error") or None
+                info["warm_up"] = _warm_up(info.get("warm_up"))
                 workers.append(info)
         return workers
 
@@ -385,6 +387,14 @@ def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
+def _warm_up(text: str | None) -> WarmUp | None:
+    """A worker's "done of [eta_s]" back into its WarmUp."""
+    parts = (text or "").split()
+    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
+        return None
+    return WarmUp(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
+
+
 # --- The worker's side ----------------------------------------------------------------------
 
 
@@ -403,6 +413,7 @@ class WorkerContext:
     model_state: str = "not_loaded"
     model_error: str | None = None
     board: str | None = None
+    warm_up: WarmUp | None = None
 
     def ensure_generator(self):
         if self.generator is None:
@@ -412,20 +423,27 @@ class WorkerContext:
                 generator = self.load_generator()
                 self.model_state = "warming_up"
                 self.beat()
-                warm_up(generator, lambda done, total: self.beat())
+                warm_up(generator, self._warming)
             except Exception as error:  # noqa: BLE001 - reported with the job; the next job retries
                 self.model_state, self.model_error = "error", str(error)
                 raise
-            self.generator, self.model_state = generator, "ready"
+            self.generator, self.model_state, self.warm_up = generator, "ready", None
             if self.device == "auto":
                 self.device = self.generator.describe()["device"]
         return self.generator
 
+    def _warming(self, progress: WarmUp) -> None:
+        self.warm_up = progress
+        self.beat()
+
     def beat(self) -> None:
         key = f"sb:worker:{self.name}"
+        warming = self.warm_up
         self.redis.hset(key, mapping={
             "name": self.name, "host": socket.gethostname(), "device": self.device, "model": self.model_state,
-            "error": self.model_error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}"})
+            "error": self.model_error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}",
+            # "done of eta_s" while warming up, "" otherwise
+            "warm_up": "" if warming is None else f"{warming.done} {warming.of} {'' if warming.eta_s is None else warming.eta_s}".strip()})
         self.redis.expire(key, int(HEARTBEAT_S * 5))
 
 

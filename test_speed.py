@@ -259,8 +259,8 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
     check = check_done
     out: dict = {}
     if getattr(generator, "compiled", False):
-        # What --preload does before the first board: every size compiled (and cached).
-        out["warm_up_s"] = generator.warm_up()
+        # What --preload does before the first board, for the size measured here (compiled and cached).
+        out["warm_up_s"] = generator.warm_up(sizes=[(width, height)])
 
     # Warm-up (not timed): the portrait without the IP-Adapter becomes the reference.
     reference = check(generator.generate(request([portrait], False))).panels[0].image

@@ -15,7 +15,7 @@ import time
 from typing import Callable
 
 from backend import (NOT_DRAWN, BackendHealth, StoreSink, default_generator_loader, default_scorer_loader,
-                     make_judge, publish_status, user_message, warm_up)
+                     WarmUp, make_judge, publish_status, user_message, warm_up)
 from config import Settings
 from storage import Status
 
@@ -96,7 +96,7 @@ class Worker:
         self._cancel = threading.Event()
         self._guard = threading.Lock()  # _current and _cancel change together
         self._progress: dict[str, dict] = {}
-        self.warm_up_progress: dict | None = None  # sizes compiled so far, while warming up
+        self.warm_up_progress: WarmUp | None = None  # while a compiled model warms up
         # Set while the store refuses writes (a full disk): health and the page say so.
         self.problem: str | None = None
         self._unrecorded: tuple | None = None  # a job's end the store could not record yet
@@ -204,8 +204,8 @@ class Worker:
         self.generator, self.model_state, self.warm_up_progress = generator, "ready", None
         return self.generator
 
-    def _warming(self, done: int, total: int) -> None:
-        self.warm_up_progress = {"done": done, "of": total}
+    def _warming(self, progress: WarmUp) -> None:
+        self.warm_up_progress = progress
 
     def _scorer_or_none(self):
         if self._scorer is None and self._load_scorer is not None and self.settings.identity_scoring:

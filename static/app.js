@@ -265,7 +265,8 @@ async function checkHealth() {
   // Watch closely while something is wrong or under way (a queued board starts the model
   // loading any moment, a full disk stops a drawing board), so the banner comes and goes
   // with the trouble; otherwise now and then, so a worker that stops is seen.
-  const watch = workerTrouble(state.health) || state.health.model === "loading" || boardBusy(state.board);
+  const watch = workerTrouble(state.health) || ["loading", "warming_up"].includes(state.health.model)
+    || boardBusy(state.board);
   clearTimeout(state.healthTimer); // two checks at once (a timer, a submit) leave one timer
   state.healthTimer = setTimeout(checkHealth, watch ? HEALTH_POLL_MS : HEALTH_IDLE_MS);
   renderStatus(); // a board error that the banner shows is not repeated on the board
@@ -293,11 +294,29 @@ function healthBanner(health) {
   }
   if (health.model === "loading") {
     lines.push(health.loading_message || "Loading the model…");
+  } else if (health.model === "warming_up") {
+    lines.push(warmUpMessage(health.warm_up));
   } else if (health.model === "error") {
     kind = "error";
     lines.push(`The model could not be loaded: ${health.error || "unknown error"}`);
   }
   return { lines, kind };
+}
+
+/** What the banner says while a compiled model warms up: how far, and how long is left. */
+function warmUpMessage(progress) {
+  const parts = ["Warming up the compiled model for this GPU"];
+  if (progress && Number.isInteger(progress.of) && progress.of > 0) {
+    parts[0] += `: ${progress.done} of ${progress.of} picture sizes ready`;
+    if (Number.isInteger(progress.eta_s)) parts[0] += `, about ${roughDuration(progress.eta_s)} left`;
+  }
+  parts.push("Boards wait and start right after; later starts reuse the compiled kernels.");
+  return `${parts[0]}. ${parts[1]}`;
+}
+
+/** 45 -> "45 s", 200 -> "4 min" (rounded up: an ETA that runs out early is worse). */
+function roughDuration(seconds) {
+  return seconds < 60 ? `${Math.max(1, Math.round(seconds))} s` : `${Math.ceil(seconds / 60)} min`;
 }
 
 function renderBanner(text, kind) {

@@ -110,7 +110,8 @@ def test_warm_up_draws_every_size_once_and_saves_the_kernels_for_the_next_start(
                         lambda req, **kw: sizes.append((req.width, req.height, req.num_steps)) or original(req, **kw))
     generator.warm_up(lambda done, total: progress.append((done, total)))
     expected = sorted({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16", "4:3", "3:4")})
-    assert sizes == [(w, h, 2) for w, h in expected] and progress[-1] == (len(expected), len(expected))
+    assert sizes == [(w, h, 2) for w, h in expected]
+    assert progress == [(done, len(expected)) for done in range(len(expected) + 1)]  # 0 first: the page says "0 of 5"
     assert (data / "compile-cache" / "artifacts.bin").read_bytes() == b"kernels"
 
 
@@ -183,7 +184,8 @@ def test_health_says_warming_up_while_the_compiled_model_warms_up(tmp_path):
     try:
         assert generator.warming.wait(30)
         health = client.get("/api/health").get_json()
-        assert health["model"] == "warming_up" and health["warm_up"] == {"done": 1, "of": 5}
+        assert health["model"] == "warming_up" and health["warm_up"]["done"] == 1 and health["warm_up"]["of"] == 5
+        assert isinstance(health["warm_up"]["eta_s"], int)
         generator.go.set()
         board = client.post("/api/storyboards", json={"story": "One.", "identity_lock": False}).get_json()
         from helpers import wait_for
@@ -193,6 +195,25 @@ def test_health_says_warming_up_while_the_compiled_model_warms_up(tmp_path):
     finally:
         generator.go.set()
         app.extensions["studio"]["worker"].stop()
+
+
+def test_the_warm_up_eta_is_the_pace_so_far_times_what_is_left():
+    from backend import WarmUp, warm_up
+
+    now = [100.0]
+
+    class Compiling:
+        def warm_up(self, on_progress):
+            on_progress(0, 5)
+            now[0] += 30.0  # the first size took 30 s
+            on_progress(1, 5)
+            now[0] += 50.0
+            on_progress(2, 5)
+            return now[0] - 100.0
+
+    reports = []
+    warm_up(Compiling(), reports.append, clock=lambda: now[0])
+    assert reports == [WarmUp(0, 5, None), WarmUp(1, 5, 120), WarmUp(2, 5, 120)]
 
 
 def test_in_half_precision_the_fp16_fix_vae_decodes_without_the_upcast(tiny_settings_factory):

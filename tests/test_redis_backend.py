@@ -301,3 +301,38 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
     mara, bo = (client.get(board["characters"][i]["reference"]["image_url"]).data for i in (0, 2))
     assert mara.startswith(b"\x89PNG") and bo.startswith(b"\x89PNG") and mara != bo
     assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")
+
+
+def test_a_warming_worker_says_how_far_it_is_in_health(studio, redis_server):
+    import threading
+
+    from redis_backend import WorkerContext
+
+    class Warming:
+        def __init__(self):
+            self.halfway, self.go = threading.Event(), threading.Event()
+
+        def warm_up(self, on_progress):
+            on_progress(0, 3)
+            on_progress(1, 3)
+            self.halfway.set()
+            assert self.go.wait(60)
+            return 1.0
+
+    generator = Warming()
+    settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
+    context = WorkerContext(redis_server.client(), settings, lambda: generator, None, "warming-test", "cpu")
+    thread = threading.Thread(target=context.ensure_generator)
+    thread.start()
+    client = studio().test_client()
+    try:
+        assert generator.halfway.wait(60)
+        listed = {w["name"]: w for w in client.get("/api/health").get_json()["workers"]}
+        warming = listed["warming-test"]
+        assert warming["model"] == "warming_up" and warming["warm_up"]["done"] == 1
+        assert warming["warm_up"]["of"] == 3 and isinstance(warming["warm_up"]["eta_s"], int)
+    finally:
+        generator.go.set()
+        thread.join(60)
+        redis_server.client().delete("sb:worker:warming-test")
+    assert context.model_state == "ready" and context.warm_up is None

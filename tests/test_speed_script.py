@@ -41,6 +41,17 @@ def test_size_flag_is_checked():
         test_speed.main(["--model", "tiny", "--size", "100x100"])  # not a multiple of 8
 
 
+def test_the_overhead_benchmark_measures_the_same_board_both_ways(hf_cache, tmp_path, capsys):
+    import bench_overhead
+
+    path = tmp_path / "overhead.json"
+    assert bench_overhead.main(["--repeat", "1", "--cache-dir", str(hf_cache), "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["model"] == "tiny" and data["device"] == "cpu" and len(data["rounds"]) == 1
+    assert data["generator_s"] > 0 and data["ratio"] == pytest.approx(data["api_s"] / data["generator_s"])
+    assert "through the API" in capsys.readouterr().out
+
+
 def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
     import test_speed
 
