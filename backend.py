@@ -25,7 +25,7 @@ class BackendHealth:
 
     alive: bool
     problem: str | None  # why work cannot go on right now (a full disk, Redis unreachable)
-    model_state: str  # not_loaded | loading | ready | error
+    model_state: str  # not_loaded | loading | warming_up | ready | error
     model_error: str | None
     device: str | None
     workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
@@ -35,12 +35,13 @@ class BackendHealth:
 
 @dataclass(frozen=True)
 class WarmUp:
-    """How far a compiled model's warm-up has come: picture sizes compiled, of all, and the
-    seconds left at the pace so far (None until the first size is done)."""
+    """How far a compiled model's warm-up has come: graphs compiled, of all, and the seconds
+    left at the pace so far (None until the first graph is done)."""
 
     done: int
     of: int
     eta_s: int | None = None
+    boards_wait: bool = True  # False: boards are drawn meanwhile, without compile where not compiled yet
 
 
 def default_generator_loader(settings: Settings) -> Callable[[], object]:
@@ -64,10 +65,10 @@ def default_scorer_loader():
 
 
 def warm_up(generator, report: Callable[[WarmUp], None], clock: Callable[[], float] = time.monotonic) -> None:
-    """Let a compiled generator compile every shape before the first board (see
-    StoryboardGenerator.warm_up), reporting its progress with an ETA; boards that arrive
-    meanwhile wait (one pipeline: a board drawn eagerly now would wait for the compile
-    anyway), and health says how long."""
+    """Let a compiled generator compile every graph before the first board (see
+    StoryboardGenerator.warm_up), reporting its progress with an ETA: a Redis worker does
+    this before it takes jobs (boards wait, or go to a worker that is ready). The embedded
+    worker compiles them one at a time when it has nothing to draw instead (worker.py)."""
     warm = getattr(generator, "warm_up", None)
     if warm is None:
         return

@@ -293,9 +293,10 @@ class Settings:
     )
     compile_unet: bool = field(
         default=False,
-        metadata={"help": "torch.compile the UNet on CUDA. Off until measured faster on a GPU. The first "
-                  "call of each shape compiles (minutes); the caches are kept in DATA_DIR/compile-cache, "
-                  "so a restart reuses them, and --preload warms up while /api/health says warming_up."},
+        metadata={"help": "torch.compile the UNet on CUDA. Off until measured faster on a GPU. Each graph "
+                  "(size, characters locked, LoRA) compiles once (minutes; cached in DATA_DIR/compile-cache "
+                  "for restarts) while the worker is idle; until then its panels are drawn without compile, "
+                  "and /api/health says warming_up."},
     )
     compile_mode: str = field(
         default="reduce-overhead",

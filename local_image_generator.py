@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from board_params import retry_seed
-from config import ASPECTS, FP16_FIX_VAE_HUB_ID, MAX_FRAMES, Settings, SpeedPreset
+from config import ASPECTS, FP16_FIX_VAE_HUB_ID, MAX_FRAMES, PRESETS, Settings, SpeedPreset
 from prompt_enhancer import CAST_POSITIONS, shorten
 
 log = logging.getLogger(__name__)
@@ -219,10 +219,10 @@ def _place(pipe, settings: Settings, device: str):
     return pipe.to(device)
 
 
-def _blank(width: int, height: int):
+def _blank(width: int, height: int, shade: int = 128):
     from PIL import Image
 
-    return Image.new("RGB", (width, height), "gray")
+    return Image.new("RGB", (width, height), (shade, shade, shade))
 
 
 def _looks_like_path(source: str) -> bool:
@@ -319,6 +319,9 @@ class StoryboardGenerator:
         self._identity_mode: bool | None = None
         self._ip_scale = None  # one 0-d tensor every IP-Adapter processor reads, changed in place
         self._fold = None  # cross-attention constants kept for one pipeline call (attention.Fold)
+        self.compiled = False  # the UNet runs under torch.compile (CUDA, STORYBOARD_COMPILE_UNET)
+        self._warmed: set[tuple] = set()  # graph keys (see _graph_key) the compiled UNet has
+        self._to_warm: dict[tuple, None] = {}  # ... and those to compile next, in order
         self._lora_loaded = False
         self._distilled = False  # the UNet and scheduler are in the lightning mode
         self._fused = False  # ... with the LoRA fused into the UNet's weights
@@ -417,35 +420,103 @@ class StoryboardGenerator:
         self.pipe.unet.register_forward_pre_hook(_batch_is_symbolic, with_kwargs=True)
         self.compiled = True
 
-    def warm_up(self, on_progress: Callable[[int, int], None] | None = None,
-                sizes: Sequence[tuple[int, int]] | None = None) -> float:
-        """Draw a throwaway board at every size a board can ask for, in the default mode, so
-        that the compiled UNet has every graph such a board runs before the first board (and
-        save its kernels for the next start). Three panels of two steps: the first alone, the
-        other two in one call, so batch 1 and batch n with and without guidance (the CFG
-        cutoff). ``sizes``: only these (a benchmark's). Returns the seconds it took; nothing to
-        do without compile."""
+    # -- the compiled UNet's graphs --
+    #
+    # A compiled UNet has one graph per key: the picture size, how many characters the lock
+    # holds (0: the lock off) and whether the lightning LoRA is on. A call whose graph is not
+    # compiled yet runs the UNet eagerly and queues its key: nothing is ever compiled while a
+    # board waits for it; the worker compiles queued keys when it has nothing to draw.
+
+    def plan_warm_up(self, sizes: Sequence[tuple[int, int]] | None = None) -> int:
+        """Queue the default mode's graph at every size a board can ask for (or ``sizes``);
+        returns how many graphs wait to be compiled (0 without compile)."""
+        if not self.compiled:
+            return 0
+        cast = 1 if self.settings.use_identity_lock else 0
+        distilled = self.settings.preset_for().distilled
+        for width, height in sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS))):
+            if (width, height, cast, distilled) not in self._warmed:
+                self._to_warm.setdefault((width, height, cast, distilled), None)
+        return len(self._to_warm)
+
+    @property
+    def pending_warm_ups(self) -> int:
+        return len(self._to_warm)
+
+    def warm_up_next(self) -> bool:
+        """Compile the next queued graph by drawing a throwaway board through it: three panels
+        of two steps, the first alone and the other two in one call, so batch 1 and batch n,
+        with and without guidance (the CFG cutoff). Saves the kernels for the next start once
+        the queue is empty. Returns False when nothing was queued."""
         import torch
 
-        if not getattr(self, "compiled", False):
-            return 0.0
-        started = time.perf_counter()
-        sizes = sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS)))
-        if on_progress:
-            on_progress(0, len(sizes))
-        for i, (width, height) in enumerate(sizes, start=1):
-            jobs = tuple(PanelJob(n, "warm-up", "", n) for n in (1, 2, 3))
-            lock = (CharacterLock(reference=_blank(64, 64)),) if self.settings.use_identity_lock else ()
-            preset = self.settings.preset_for()
-            self.generate(StoryboardRequest(jobs, width, height, preset, identity_lock=bool(lock), characters=lock,
-                                            steps=None if preset.distilled else 2))
-            if on_progress:
-                on_progress(i, len(sizes))
-        if hasattr(torch.compiler, "save_cache_artifacts"):
+        if not self._to_warm:
+            return False
+        key = next(iter(self._to_warm))
+        del self._to_warm[key]
+        self._warmed.add(key)  # so that the throwaway board runs the compiled UNet
+        try:
+            self.generate(self._warm_up_request(*key))
+        except Exception:  # noqa: BLE001 - that graph stays eager; drawing goes on
+            self._warmed.discard(key)
+            log.exception("could not compile the UNet for %s; such panels are drawn without compile", key)
+        if not self._to_warm and hasattr(torch.compiler, "save_cache_artifacts"):
             saved = torch.compiler.save_cache_artifacts()
             if saved:
                 (compile_cache_dir(self.settings) / "artifacts.bin").write_bytes(saved[0])
+        return True
+
+    def warm_up(self, on_progress: Callable[[int, int], None] | None = None,
+                sizes: Sequence[tuple[int, int]] | None = None) -> float:
+        """Compile the default mode's graph at every size (or ``sizes``, a benchmark's) and
+        every other waiting one now, reporting (done, of). Returns the seconds it took."""
+        self.plan_warm_up(sizes)
+        return self.compile_pending(on_progress)
+
+    def compile_pending(self, on_progress: Callable[[int, int], None] | None = None) -> float:
+        """Compile every waiting graph now (those of the boards drawn without compile so far),
+        reporting (done, of) as it goes. Returns the seconds it took."""
+        started = time.perf_counter()
+        total = self.pending_warm_ups
+        if not total:
+            return 0.0
+        if on_progress:
+            on_progress(0, total)
+        done = 0
+        while self.warm_up_next():
+            done += 1
+            if on_progress:
+                on_progress(done, done + self.pending_warm_ups)
         return time.perf_counter() - started
+
+    def _warm_up_request(self, width: int, height: int, cast: int, distilled: bool) -> StoryboardRequest:
+        default = self.settings.preset_for()
+        name = default.name if default.distilled == distilled else next(
+            name for name, preset in PRESETS.items() if preset.distilled == distilled)
+        preset = self.settings.preset_for(name)
+        people = tuple(range(cast))
+        jobs = tuple(PanelJob(n, "warm-up", "", n, cast=people) for n in (1, 2, 3))
+        locks = tuple(CharacterLock(reference=_blank(64, 64, shade=40 * k)) for k in people)
+        return StoryboardRequest(jobs, width, height, preset, identity_lock=bool(cast), characters=locks,
+                                 steps=None if distilled else 2)
+
+    def _graph_key(self, run: "_Run", width: int, height: int) -> tuple:
+        return width, height, run.cast_size, self._distilled
+
+    @contextlib.contextmanager
+    def _unet_for(self, run: "_Run", width: int, height: int):
+        """The compiled UNet when its graph for this call is compiled; else the UNet itself
+        (the key queued for warm_up_next). Yields whether it is the UNet itself."""
+        key = self._graph_key(run, width, height)
+        if not self.compiled or key in self._warmed:
+            yield not self.compiled
+            return
+        self._to_warm.setdefault(key, None)
+        compiled, self.pipe.unet = self.pipe.unet, self._unet_module()
+        try:
+            yield True
+        finally:
+            self.pipe.unet = compiled
 
     @staticmethod
     def _check_source(source: str, setting: str) -> str:
@@ -538,10 +609,10 @@ class StoryboardGenerator:
     def _set_ip_scale(self, value: float) -> None:
         self._ip_scale.fill_(value)
 
-    def _folding(self):
+    def _folding(self, eager: bool):
         """Within one pipeline call, compute the cross-attention constants once (attention.py);
-        not for a compiled UNet, whose graphs would guard on the kept values."""
-        if self.settings.fold_cross_attention and not getattr(self, "compiled", False):
+        not through a compiled UNet, whose graphs would guard on the kept values."""
+        if self.settings.fold_cross_attention and eager:
             return self._fold.scope()
         return contextlib.nullcontext()
 
@@ -774,7 +845,7 @@ class StoryboardGenerator:
             reference = lock.reference
             if reference is None and lock.portrait is not None and i in shown:
                 self._set_identity_mode(False)  # nothing to lock to yet
-                run.size = self._portrait_size()
+                run.size, run.cast_size = self._portrait_size(), 0
                 self._condition(run, [lock.portrait])
                 portrait = self._draw([lock.portrait], run)[0]
                 run.size = None
@@ -794,6 +865,7 @@ class StoryboardGenerator:
         the prompt places them) at a scale that keeps the faces apart. No one, or the lock
         off: the plain pipeline.
         """
+        run.cast_size = len(cast)
         if not cast:
             self._set_identity_mode(False)
             run.image_embeds = run.ip_masks = None
@@ -987,11 +1059,10 @@ class StoryboardGenerator:
             added = {**kwargs["added_cond_kwargs"], "image_embeds": positive["half"]}
             return args, {**kwargs, "added_cond_kwargs": added}
 
-        hook = None
-        if cutoff_step is not None and run.image_embeds is not None:
-            hook = self.pipe.unet.register_forward_pre_hook(positive_image_embeds, with_kwargs=True)
         run.check_cancel()
-        with torch.inference_mode(), _removing(hook), self._folding():
+        with torch.inference_mode(), self._unet_for(run, width, height) as eager, self._folding(eager), \
+                _removing(self.pipe.unet.register_forward_pre_hook(positive_image_embeds, with_kwargs=True)
+                          if cutoff_step is not None and run.image_embeds is not None else None):
             latents = self.pipe(
                 prompt_embeds=torch.cat([p[0] for p in parts]),
                 pooled_prompt_embeds=torch.cat([p[1] for p in parts]),
@@ -1104,6 +1175,7 @@ class _Run:
     cfg: bool = True  # classifier-free guidance: two UNet passes a step, negative prompts read
     size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
     image_embeds: list | None = None  # the IP-Adapter embeddings of the panels being drawn
+    cast_size: int = 0  # ... how many characters they lock (0: the lock off)
     ip_masks: list | None = None  # ... and their region masks (several characters)
     references: list = field(default_factory=list)  # each character's reference image
     cast_embeds: dict = field(default_factory=dict)  # cast -> its IP-Adapter embeddings

@@ -225,8 +225,10 @@ def _schemas() -> dict:
             **_nullable({"type": "object", "properties": {
                 "done": integer, "of": integer,
                 "eta_s": {**_nullable(integer), "description": "Seconds left at the pace so far; "
-                          "null until the first size is done."}}}),
-            "description": "While a compiled model warms up: picture sizes compiled so far, of all; else null.",
+                          "null until the first graph is done."},
+                "boards_wait": {"type": "boolean", "description": "true: boards wait for the warm-up (a Redis "
+                                "worker warming up); false: they are drawn meanwhile, without compile."}}}),
+            "description": "While a compiled model warms up: graphs compiled so far, of all; else null.",
         },
         "Health": {
             "type": "object",
@@ -236,7 +238,7 @@ def _schemas() -> dict:
                 "problem": {**_nullable(string), "description": "Why the worker cannot go on (e.g. a full "
                                                                 "disk); boards wait until it is solved."},
                 "model": {"enum": ["not_loaded", "loading", "warming_up", "ready", "error"],
-                          "description": "warming_up: a compiled UNet compiles each size before the first board."},
+                          "description": "warming_up: a compiled UNet compiles its graphs (see warm_up)."},
                 "warm_up": _ref("WarmUp"),
                 "error": {**_nullable(string), "description": "Why the model could not be loaded."},
                 "device": _nullable(string),

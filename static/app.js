@@ -303,15 +303,18 @@ function healthBanner(health) {
   return { lines, kind };
 }
 
-/** What the banner says while a compiled model warms up: how far, and how long is left. */
+/** What the banner says while a compiled model warms up: how far, how long is left, and
+ * whether boards wait for it or are drawn meanwhile (slower, without compile). */
 function warmUpMessage(progress) {
-  const parts = ["Warming up the compiled model for this GPU"];
+  let text = "Warming up the compiled model for this GPU";
   if (progress && Number.isInteger(progress.of) && progress.of > 0) {
-    parts[0] += `: ${progress.done} of ${progress.of} picture sizes ready`;
-    if (Number.isInteger(progress.eta_s)) parts[0] += `, about ${roughDuration(progress.eta_s)} left`;
+    text += `: ${progress.done} of ${progress.of} panel shapes ready`;
+    if (Number.isInteger(progress.eta_s)) text += `, about ${roughDuration(progress.eta_s)} left`;
   }
-  parts.push("Boards wait and start right after; later starts reuse the compiled kernels.");
-  return `${parts[0]}. ${parts[1]}`;
+  const boards = progress && progress.boards_wait === false
+    ? "Boards are drawn meanwhile, more slowly until then"
+    : "Boards wait and start right after";
+  return `${text}. ${boards}; later starts reuse the compiled kernels.`;
 }
 
 /** 45 -> "45 s", 200 -> "4 min" (rounded up: an ETA that runs out early is worse). */

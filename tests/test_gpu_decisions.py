@@ -4,6 +4,7 @@ mode, caches and warm-up. Their speed is measured by bench/gpu.sh on a GPU."""
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,10 +121,16 @@ class CountingBackend:
 
     def __init__(self):
         self.graphs = []
+        self.runs = 0  # calls of compiled graphs
 
     def __call__(self, graph, inputs):
         self.graphs.append([tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)][:1])
-        return graph.forward
+
+        def run(*args):
+            self.runs += 1
+            return graph.forward(*args)
+
+        return run
 
 
 def test_after_warm_up_no_board_recompiles_the_unet(tiny_settings_factory, monkeypatch, tmp_path):
@@ -140,12 +147,38 @@ def test_after_warm_up_no_board_recompiles_the_unet(tiny_settings_factory, monke
     backend = CountingBackend()
     generator._compile(backend=backend)
     generator.warm_up()
-    warmed = len(backend.graphs)
+    warmed, runs = len(backend.graphs), backend.runs
     assert warmed >= len(sizes)
     for width, height in sizes:  # batches 1, 4, 1: CFG 2, 8, 2 (after the cutoff 1, 4, 1)
         result = generator.generate(request(6, steps=4, width=width, height=height))
         assert [p.status for p in result.panels] == ["done"] * 6
     assert backend.graphs[warmed:] == []
+    assert backend.runs - runs == 2 * 3 * 4  # every UNet call of both boards ran a compiled graph
+
+
+def test_a_shape_not_compiled_yet_is_drawn_eagerly_and_compiled_when_asked(tiny_settings_factory, monkeypatch,
+                                                                           tmp_path):
+    from test_generator import cast_request
+
+    torch._dynamo.reset()
+    generator = StoryboardGenerator.load(tiny_settings_factory(data_dir=str(tmp_path)))
+    monkeypatch.setattr(generator, "batch_size", lambda width=0, height=0: 4)
+    backend = CountingBackend()
+    generator._compile(backend=backend)
+    assert generator.plan_warm_up() == len({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16",
+                                                                                      "4:3", "3:4")})
+    generator._to_warm.clear()  # as if the worker had not got to them yet
+    board = cast_request([(0, 1), (0, 1), (1,)])  # 80x48: a cast of two, then one character
+    eager = generator.generate(board)
+    assert backend.graphs == [] and backend.runs == 0  # nothing compiled while the board waited
+    assert list(generator._to_warm) == [(80, 48, 2, False), (80, 48, 1, False)]
+    while generator.warm_up_next():  # what the worker does when it has nothing to draw
+        pass
+    compiled = len(backend.graphs)
+    assert compiled > 0 and generator.pending_warm_ups == 0
+    again = generator.generate(board)
+    assert len(backend.graphs) == compiled and backend.runs > 0
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(eager.panels, again.panels))
 
 
 def test_a_restart_loads_the_saved_kernels(compiled, monkeypatch):
@@ -161,37 +194,62 @@ def test_without_compile_there_is_nothing_to_warm_up(tiny_generator):
     assert tiny_generator.warm_up() == 0.0
 
 
-def test_health_says_warming_up_while_the_compiled_model_warms_up(tmp_path):
+class Warming:
+    """A compiled generator's warm-up as the worker sees it, paced by the test: three graphs
+    to compile, the first one held until ``go``; every call logged in order."""
+
+    def __init__(self, generator):
+        self.generator, self.log = generator, []
+        self.pending = 0
+        self.compiling, self.go = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):  # everything else is the generator's
+        return getattr(self.generator, name)
+
+    def plan_warm_up(self):
+        self.pending = 3
+        return self.pending
+
+    @property
+    def pending_warm_ups(self):
+        return self.pending
+
+    def warm_up_next(self):
+        if not self.pending:
+            return False
+        self.log.append("compile")
+        if len(self.log) == 1:
+            self.compiling.set()
+            assert self.go.wait(30)
+        self.pending -= 1
+        return True
+
+    def generate(self, request, **kwargs):
+        self.log.append("board")
+        return self.generator.generate(request, **kwargs)
+
+
+def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_path):
     from app import create_app
     from fakes import FakeGenerator
+    from helpers import wait_for, wait_until
 
-    class Warming(FakeGenerator):
-        def __init__(self):
-            super().__init__()
-            self.warming, self.go = threading.Event(), threading.Event()
-
-        def warm_up(self, on_progress):
-            on_progress(1, 5)
-            self.warming.set()
-            assert self.go.wait(30)
-            return 1.0
-
-    generator = Warming()
+    generator = Warming(FakeGenerator())
     settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
                                   "preload": True})
     app = create_app(settings, load_generator=lambda: generator)
     client = app.test_client()
     try:
-        assert generator.warming.wait(30)
+        assert generator.compiling.wait(30)
         health = client.get("/api/health").get_json()
-        assert health["model"] == "warming_up" and health["warm_up"]["done"] == 1 and health["warm_up"]["of"] == 5
-        assert isinstance(health["warm_up"]["eta_s"], int)
-        generator.go.set()
+        assert health["model"] == "warming_up"
+        assert health["warm_up"] == {"done": 0, "of": 3, "eta_s": None, "boards_wait": False}
         board = client.post("/api/storyboards", json={"story": "One.", "identity_lock": False}).get_json()
-        from helpers import wait_for
-
+        generator.go.set()  # the first graph is done: the board is drawn before the other two
         assert wait_for(client, board["id"])["status"] == "done"
-        assert client.get("/api/health").get_json()["model"] == "ready"
+        wait_until(lambda: client.get("/api/health").get_json()["model"] == "ready", "the warm-up never ended")
+        assert generator.log == ["compile", "board", "compile", "compile"]
+        assert client.get("/api/health").get_json()["warm_up"] is None
     finally:
         generator.go.set()
         app.extensions["studio"]["worker"].stop()

@@ -9,14 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from app import create_app
 from config import load_settings
-from helpers import wait_for
+from helpers import wait_for, wait_until
 from local_redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,16 +105,6 @@ def studio(redis_server, tmp_path):
     yield make
     for app in apps:
         app.extensions["studio"]["worker"].stop()
-
-
-def wait_until(condition, message: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
 
 
 def live_workers(client, count: int) -> list[dict]:
