@@ -80,3 +80,43 @@ class FakeGenerator:
             if on_panel:
                 on_panel(result)
         return StoryboardResult(results, reference, kind)
+
+
+class Warming:
+    """A compiled generator's warm-up as the worker sees it (plan_warm_up, warm_up_next),
+    paced by a test: ``graphs`` to compile, the ``hold``-th held until ``go``; warm-ups and
+    boards logged in order. Everything else is the wrapped generator's (``around``)."""
+
+    def __init__(self, generator=None, graphs: int = 3, hold: int = 1):
+        self.generator, self.graphs, self.hold = generator, graphs, hold
+        self.pending, self.log = 0, []
+        self.held, self.go = threading.Event(), threading.Event()
+
+    def around(self, generator) -> "Warming":
+        self.generator = generator
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def plan_warm_up(self):
+        self.pending = self.graphs
+        return self.pending
+
+    @property
+    def pending_warm_ups(self):
+        return self.pending
+
+    def warm_up_next(self):
+        if not self.pending:
+            return False
+        self.log.append("compile")
+        if self.log.count("compile") == self.hold:
+            self.held.set()
+            assert self.go.wait(60)
+        self.pending -= 1
+        return True
+
+    def generate(self, request, **kwargs):
+        self.log.append("board")
+        return self.generator.generate(request, **kwargs)

@@ -84,6 +84,17 @@ class Calls:
         for handle in self.handles:
             handle.remove()
 
+    @classmethod
+    def during(cls, generator, request) -> "Calls":
+        """The counts while ``generator`` draws ``request``, identity lock on."""
+        generator._set_identity_mode(True)
+        calls = cls(generator.pipe.unet)
+        try:
+            generator.generate(request)
+        finally:
+            calls.remove()
+        return calls
+
 
 @pytest.mark.parametrize("fold,cutoff,per_call", [
     (True, 1.0, 1),  # once per pipeline call
@@ -92,12 +103,7 @@ class Calls:
 ])
 def test_each_constant_is_computed_once_per_pipeline_call(tiny_settings_factory, fold, cutoff, per_call):
     generator = StoryboardGenerator.load(tiny_settings_factory(fold_cross_attention=fold, cfg_cutoff=cutoff))
-    generator._set_identity_mode(True)
-    calls = Calls(generator.pipe.unet)
-    try:
-        generator.generate(request(count=1, steps=4))
-    finally:
-        calls.remove()
+    calls = Calls.during(generator, request(count=1, steps=4))
     assert calls.counts == {"unet": 4, "text": per_call * calls.layers, "image": per_call * calls.ip_layers,
                             "projection": per_call}
     assert generator._fold._memo is None  # nothing kept after the call
@@ -107,12 +113,7 @@ def test_through_a_compiled_graph_everything_is_computed_inline(tiny_settings_fa
     generator = StoryboardGenerator.load(tiny_settings_factory())
     generator.compiled = True  # as after _compile, with this board's graph compiled: it would guard on kept values
     generator._warmed.add((48, 48, 1, False))
-    generator._set_identity_mode(True)
-    calls = Calls(generator.pipe.unet)
-    try:
-        generator.generate(request(count=1, steps=2))
-    finally:
-        calls.remove()
+    calls = Calls.during(generator, request(count=1, steps=2))
     assert calls.counts["projection"] == 2 and generator._fold.computed == 0
 
 

@@ -753,60 +753,21 @@ def test_phone_layout_has_no_horizontal_scroll(browser, server, artifacts):
         watch.close()
 
 
-class WarmingModel:
-    """The real tiny generator, with the warm-up of a compiled UNet on CUDA as the worker sees
-    it, paced by the test: five graphs to compile, the third held until ``go``."""
-
-    def __init__(self, settings):
-        from backend import default_generator_loader
-
-        self.load = default_generator_loader(settings)
-        self.holding, self.go = threading.Event(), threading.Event()
-        self.generator, self.pending, self.log = None, 0, []
-
-    def __call__(self):
-        self.generator = self.load()
-        return self
-
-    def __getattr__(self, name):  # everything else is the generator's
-        return getattr(self.generator, name)
-
-    def plan_warm_up(self):
-        self.pending = 5
-        return self.pending
-
-    @property
-    def pending_warm_ups(self):
-        return self.pending
-
-    def warm_up_next(self):
-        if not self.pending:
-            return False
-        self.log.append("compile")
-        if len(self.log) == 3:
-            self.holding.set()
-            self.go.wait(BOARD_TIMEOUT_MS / 1000)
-        self.pending -= 1
-        return True
-
-    def generate(self, request, **kwargs):
-        self.log.append("board")
-        return self.generator.generate(request, **kwargs)
-
-
 def test_the_page_says_how_far_the_warm_up_is_and_boards_are_drawn_meanwhile(browser, tiny_settings_factory,
                                                                              artifacts):
     from playwright.sync_api import expect
 
     from app import create_app
+    from backend import default_generator_loader
+    from fakes import Warming
 
     settings = tiny_settings_factory(preload=True)
-    model = WarmingModel(settings)
-    with _serving(create_app(settings, load_generator=model)) as url:
+    model, load = Warming(graphs=5, hold=3), default_generator_loader(settings)  # the real tiny generator
+    with _serving(create_app(settings, load_generator=lambda: model.around(load()))) as url:
         watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
         page = watch.page
         try:
-            assert model.holding.wait(BOARD_TIMEOUT_MS / 1000)
+            assert model.held.wait(BOARD_TIMEOUT_MS / 1000)
             page.goto("/")
             banner = page.locator("#health-banner")
             expect(banner).to_contain_text("Warming up the compiled model for this GPU: 2 of 5 panel shapes "

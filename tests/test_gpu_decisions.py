@@ -2,7 +2,6 @@
 memory format per device, the first panel drawn alone, CPU offload, the compiled UNet's
 mode, caches and warm-up. Their speed is measured by bench/gpu.sh on a GPU."""
 
-import threading
 
 import numpy as np
 import pytest
@@ -194,44 +193,9 @@ def test_without_compile_there_is_nothing_to_warm_up(tiny_generator):
     assert tiny_generator.warm_up() == 0.0
 
 
-class Warming:
-    """A compiled generator's warm-up as the worker sees it, paced by the test: three graphs
-    to compile, the first one held until ``go``; every call logged in order."""
-
-    def __init__(self, generator):
-        self.generator, self.log = generator, []
-        self.pending = 0
-        self.compiling, self.go = threading.Event(), threading.Event()
-
-    def __getattr__(self, name):  # everything else is the generator's
-        return getattr(self.generator, name)
-
-    def plan_warm_up(self):
-        self.pending = 3
-        return self.pending
-
-    @property
-    def pending_warm_ups(self):
-        return self.pending
-
-    def warm_up_next(self):
-        if not self.pending:
-            return False
-        self.log.append("compile")
-        if len(self.log) == 1:
-            self.compiling.set()
-            assert self.go.wait(30)
-        self.pending -= 1
-        return True
-
-    def generate(self, request, **kwargs):
-        self.log.append("board")
-        return self.generator.generate(request, **kwargs)
-
-
 def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_path):
     from app import create_app
-    from fakes import FakeGenerator
+    from fakes import FakeGenerator, Warming
     from helpers import wait_for, wait_until
 
     generator = Warming(FakeGenerator())
@@ -240,7 +204,7 @@ def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_
     app = create_app(settings, load_generator=lambda: generator)
     client = app.test_client()
     try:
-        assert generator.compiling.wait(30)
+        assert generator.held.wait(30)
         health = client.get("/api/health").get_json()
         assert health["model"] == "warming_up"
         assert health["warm_up"] == {"done": 0, "of": 3, "eta_s": None, "boards_wait": False}
