@@ -1,0 +1,84 @@
+"""Peak memory of one locked panel on full-size SDXL with random weights (sdxl_random.py).
+
+    .venv/bin/python bench/memory.py [--size 1024] [--device cpu] [--json PATH]
+
+Draws one panel (identity lock on, one step: the peak is a UNet step or the VAE decode, not
+their count) after a warm-up panel, and prints the weights and the peak above them: on CUDA
+torch's allocator (torch.cuda.max_memory_allocated), elsewhere the process's resident memory
+sampled every 20 ms. Half precision: fp16 on CUDA/MPS, bf16 on a CPU (the same bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1024, help="width and height in pixels (default 1024)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import psutil
+    import torch
+    from PIL import Image
+
+    import sdxl_random
+    from config import load_settings
+    from local_image_generator import CharacterLock, PanelJob, StoryboardRequest, resolve_device
+
+    device = resolve_device(args.device)
+    dtype = torch.bfloat16 if device == "cpu" else torch.float16
+    settings = load_settings({}, {"model": "sdxl", "device": device, "identity_scoring": False,
+                                  "data_dir": os.environ.get("STORYBOARD_DATA_DIR", "/tmp/bench-memory")})
+    generator = sdxl_random.build_generator(settings, device, dtype, force_upcast=False)
+    weights = sum(p.numel() * p.element_size() for module in generator.pipe.components.values()
+                  if isinstance(module, torch.nn.Module) for p in module.parameters())
+    request = StoryboardRequest((PanelJob(1, "a woman with red hair in a forest", "blurry", 1),), args.size,
+                                args.size, settings.preset_for("fast"), identity_lock=True, steps=1,
+                                characters=(CharacterLock(reference=Image.new("RGB", (224, 224), "tan")),))
+    generator.generate(request)  # the warm-up: the image encoder's first call, allocator caches
+
+    process, peak, stop = psutil.Process(), [0], threading.Event()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = peak[0] = process.memory_info().rss
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], process.memory_info().rss)
+                time.sleep(0.02)
+
+        threading.Thread(target=sample, daemon=True).start()
+    started = time.perf_counter()
+    status = generator.generate(request).panels[0].status
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak[0] = torch.cuda.max_memory_allocated()
+    stop.set()
+    figures = {"device": device, "dtype": str(dtype).replace("torch.", ""), "size": args.size, "status": status,
+               "weights_gb": round(weights / 1e9, 2), "peak_above_start_gb": round((peak[0] - base) / 1e9, 2),
+               "measure": "torch.cuda.max_memory_allocated" if device == "cuda" else "process RSS, sampled",
+               "panel_s": round(time.perf_counter() - started, 2)}
+    figures["estimate_one_panel_gb"] = round(figures["weights_gb"] + figures["peak_above_start_gb"], 2)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
