@@ -41,7 +41,6 @@ class WarmUp:
     done: int
     of: int
     eta_s: int | None = None
-    boards_wait: bool = True  # False: boards are drawn meanwhile, without compile where not compiled yet
 
 
 def default_generator_loader(settings: Settings) -> Callable[[], object]:
@@ -64,23 +63,36 @@ def default_scorer_loader():
     return FaceScorer.load()
 
 
-def warm_up(generator, report: Callable[[WarmUp], None], clock: Callable[[], float] = time.monotonic) -> None:
-    """Let a compiled generator compile every graph before the first board (see
-    StoryboardGenerator.warm_up), reporting its progress with an ETA: a Redis worker does
-    this before it takes jobs (boards wait, or go to a worker that is ready). The embedded
-    worker compiles them one at a time when it has nothing to draw instead (worker.py)."""
-    warm = getattr(generator, "warm_up", None)
-    if warm is None:
-        return
-    started = clock()
+class WarmUpTracker:
+    """A compiled generator's warm-up as a worker runs it: one graph at a time while it has
+    nothing to draw (see StoryboardGenerator.plan_warm_up), and how far it has come, with the
+    seconds left at the pace so far. Boards are drawn meanwhile, without compile where their
+    graph is not compiled yet; one that arrives during a compile waits for that graph only."""
 
-    def progress(done: int, total: int) -> None:
-        eta = round((clock() - started) / done * (total - done)) if done else None
-        report(WarmUp(done, total, eta))
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.done, self.seconds = 0, 0.0  # graphs compiled, and the time they took
 
-    seconds = warm(progress)
-    if seconds:
-        log.info("warmed up the compiled UNet in %.0f s", seconds)
+    def progress(self, generator) -> WarmUp | None:
+        """None when no graph waits (or the generator does not compile)."""
+        left = getattr(generator, "pending_warm_ups", 0)
+        if not left:
+            return None
+        eta = round(self.seconds / self.done * left) if self.done else None
+        return WarmUp(self.done, self.done + left, eta)
+
+    def step(self, generator) -> bool:
+        """Compile the generator's next waiting graph; False when none waits."""
+        if not getattr(generator, "pending_warm_ups", 0):
+            return False
+        started = self.clock()
+        try:
+            generator.warm_up_next()
+        except Exception:  # noqa: BLE001 - e.g. the kernels could not be saved; drawing goes on
+            log.exception("warming up the compiled model failed")
+        self.done += 1
+        self.seconds += self.clock() - started
+        return True
 
 
 def make_judge(scorer, generator, threshold: float):

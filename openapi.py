@@ -225,10 +225,9 @@ def _schemas() -> dict:
             **_nullable({"type": "object", "properties": {
                 "done": integer, "of": integer,
                 "eta_s": {**_nullable(integer), "description": "Seconds left at the pace so far; "
-                          "null until the first graph is done."},
-                "boards_wait": {"type": "boolean", "description": "true: boards wait for the warm-up (a Redis "
-                                "worker warming up); false: they are drawn meanwhile, without compile."}}}),
-            "description": "While a compiled model warms up: graphs compiled so far, of all; else null.",
+                          "null until the first graph is done."}}}),
+            "description": "While a compiled model warms up (between boards, which are drawn meanwhile "
+                           "without compile): graphs compiled so far, of all; else null.",
         },
         "Health": {
             "type": "object",

@@ -31,14 +31,14 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from board_params import MAX_CHARACTERS
 from drawing import JobSpec, PanelPrompts, SavedPanel, SpecError, draw, spec_for
 from storage import Status
-from backend import BackendHealth, StoreSink, WarmUp, publish_status, user_message, warm_up
+from backend import BackendHealth, StoreSink, WarmUp, WarmUpTracker, publish_status, user_message
 
 log = logging.getLogger(__name__)
 
@@ -414,6 +414,7 @@ class WorkerContext:
     model_error: str | None = None
     board: str | None = None
     warm_up: WarmUp | None = None
+    tracker: WarmUpTracker = field(default_factory=WarmUpTracker)
 
     def ensure_generator(self):
         if self.generator is None:
@@ -421,19 +422,30 @@ class WorkerContext:
             self.beat()
             try:
                 generator = self.load_generator()
-                self.model_state = "warming_up"
-                self.beat()
-                warm_up(generator, self._warming)
             except Exception as error:  # noqa: BLE001 - reported with the job; the next job retries
                 self.model_state, self.model_error = "error", str(error)
                 raise
-            self.generator, self.model_state, self.warm_up = generator, "ready", None
+            self.generator, self.model_state = generator, "ready"
+            plan = getattr(generator, "plan_warm_up", None)
+            if plan is not None and plan():
+                self._show_warm_up()  # compiled between jobs (make_worker)
             if self.device == "auto":
                 self.device = self.generator.describe()["device"]
         return self.generator
 
-    def _warming(self, progress: WarmUp) -> None:
-        self.warm_up = progress
+    def warm_one(self) -> bool:
+        """With no job queued: compile the generator's next waiting graph (backend.WarmUpTracker).
+        Returns whether there was one."""
+        if self.generator is None or not getattr(self.generator, "pending_warm_ups", 0):
+            return False
+        self._show_warm_up()
+        self.tracker.step(self.generator)
+        self._show_warm_up()
+        return True
+
+    def _show_warm_up(self) -> None:
+        self.warm_up = self.tracker.progress(self.generator)
+        self.model_state = "ready" if self.warm_up is None else "warming_up"
         self.beat()
 
     def beat(self) -> None:
@@ -608,6 +620,30 @@ def make_worker(context: WorkerContext, burst: bool = False):
         @property
         def dequeue_timeout(self) -> int:
             return int(HEARTBEAT_S)  # an idle worker wakes this often to beat
+
+        def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+            # With no job queued, compile the model's waiting graphs (a compiled UNet), one at
+            # a time, beating meanwhile; a job queued during one waits for that one only.
+            while not self._stop_requested and rq_queue(context.redis).count == 0 and self._warm_one():
+                pass
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+        def _warm_one(self) -> bool:
+            stop = threading.Event()
+            beats = threading.Thread(target=self._beat_idle, args=(stop,), daemon=True)
+            beats.start()
+            try:
+                return context.warm_one()
+            finally:
+                stop.set()
+                beats.join()
+
+        def _beat_idle(self, stop: threading.Event) -> None:
+            while not stop.wait(HEARTBEAT_S):
+                try:
+                    self.heartbeat()
+                except Exception:  # noqa: BLE001 - a missed beat is retried
+                    log.warning("heartbeat failed", exc_info=True)
 
         def heartbeat(self, timeout=None, pipeline=None):
             super().heartbeat(timeout, pipeline)

@@ -15,7 +15,7 @@ import time
 from typing import Callable
 
 from backend import (NOT_DRAWN, BackendHealth, StoreSink, default_generator_loader, default_scorer_loader,
-                     WarmUp, make_judge, publish_status, user_message)
+                     WarmUp, WarmUpTracker, make_judge, publish_status, user_message)
 from config import Settings
 from storage import Status
 
@@ -97,7 +97,7 @@ class Worker:
         self._guard = threading.Lock()  # _current and _cancel change together
         self._progress: dict[str, dict] = {}
         self.warm_up_progress: WarmUp | None = None  # while a compiled model warms up
-        self._warm_done, self._warm_seconds = 0, 0.0  # graphs compiled, and the time they took
+        self._warm_up = WarmUpTracker()
         # Set while the store refuses writes (a full disk): health and the page say so.
         self.problem: str | None = None
         self._unrecorded: tuple | None = None  # a job's end the store could not record yet
@@ -209,33 +209,20 @@ class Worker:
         return self.generator
 
     def _warm_one(self) -> bool:
-        """With nothing to draw: compile the generator's next waiting graph (a compiled UNet's,
-        see StoryboardGenerator.plan_warm_up). Boards that arrive meanwhile wait for this one
-        graph only, and are drawn without compile where their graph is not compiled yet.
+        """With nothing to draw: compile the generator's next waiting graph (backend.WarmUpTracker).
         Returns whether there was one."""
         generator = self.generator
         if generator is None or not getattr(generator, "pending_warm_ups", 0):
             return False
         self._show_warm_up()
-        started = time.monotonic()
-        try:
-            generator.warm_up_next()
-        except Exception:  # noqa: BLE001 - e.g. the kernels could not be saved; drawing goes on
-            log.exception("warming up the compiled model failed")
-        self._warm_done += 1
-        self._warm_seconds += time.monotonic() - started
+        self._warm_up.step(generator)
         self._show_warm_up()
         return True
 
     def _show_warm_up(self) -> None:
         """Health's model state and warm-up progress, from the graphs left to compile."""
-        left = self.generator.pending_warm_ups
-        if not left:
-            self.model_state, self.warm_up_progress = "ready", None
-            return
-        eta = round(self._warm_seconds / self._warm_done * left) if self._warm_done else None
-        self.model_state = "warming_up"
-        self.warm_up_progress = WarmUp(self._warm_done, self._warm_done + left, eta, boards_wait=False)
+        self.warm_up_progress = self._warm_up.progress(self.generator)
+        self.model_state = "ready" if self.warm_up_progress is None else "warming_up"
 
     def _scorer_or_none(self):
         if self._scorer is None and self._load_scorer is not None and self.settings.identity_scoring:

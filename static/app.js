@@ -303,18 +303,15 @@ function healthBanner(health) {
   return { lines, kind };
 }
 
-/** What the banner says while a compiled model warms up: how far, how long is left, and
- * whether boards wait for it or are drawn meanwhile (slower, without compile). */
+/** What the banner says while a compiled model warms up (between boards, which are drawn
+ * meanwhile, without compile): how far, and how long is left. */
 function warmUpMessage(progress) {
   let text = "Warming up the compiled model for this GPU";
   if (progress && Number.isInteger(progress.of) && progress.of > 0) {
     text += `: ${progress.done} of ${progress.of} panel shapes ready`;
     if (Number.isInteger(progress.eta_s)) text += `, about ${roughDuration(progress.eta_s)} left`;
   }
-  const boards = progress && progress.boards_wait === false
-    ? "Boards are drawn meanwhile, more slowly until then"
-    : "Boards wait and start right after";
-  return `${text}. ${boards}; later starts reuse the compiled kernels.`;
+  return `${text}. Boards are drawn meanwhile, more slowly until then; later starts reuse the compiled kernels.`;
 }
 
 /** 45 -> "45 s", 200 -> "4 min" (rounded up: an ETA that runs out early is worse). */

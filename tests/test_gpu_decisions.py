@@ -207,7 +207,7 @@ def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_
         assert generator.held.wait(30)
         health = client.get("/api/health").get_json()
         assert health["model"] == "warming_up"
-        assert health["warm_up"] == {"done": 0, "of": 3, "eta_s": None, "boards_wait": False}
+        assert health["warm_up"] == {"done": 0, "of": 3, "eta_s": None}
         board = client.post("/api/storyboards", json={"story": "One.", "identity_lock": False}).get_json()
         generator.go.set()  # the first graph is done: the board is drawn before the other two
         assert wait_for(client, board["id"])["status"] == "done"
@@ -220,22 +220,21 @@ def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_
 
 
 def test_the_warm_up_eta_is_the_pace_so_far_times_what_is_left():
-    from backend import WarmUp, warm_up
+    from backend import WarmUp, WarmUpTracker
+    from fakes import FakeGenerator, Warming
 
     now = [100.0]
-
-    class Compiling:
-        def warm_up(self, on_progress):
-            on_progress(0, 5)
-            now[0] += 30.0  # the first size took 30 s
-            on_progress(1, 5)
-            now[0] += 50.0
-            on_progress(2, 5)
-            return now[0] - 100.0
-
-    reports = []
-    warm_up(Compiling(), reports.append, clock=lambda: now[0])
-    assert reports == [WarmUp(0, 5, None), WarmUp(1, 5, 120), WarmUp(2, 5, 120)]
+    generator = Warming(FakeGenerator(), graphs=5, hold=0)
+    generator.plan_warm_up()
+    original = generator.warm_up_next
+    generator.warm_up_next = lambda: now.__setitem__(0, now[0] + 30.0) or original()  # 30 s a graph
+    tracker = WarmUpTracker(clock=lambda: now[0])
+    assert tracker.progress(generator) == WarmUp(0, 5, None)
+    assert tracker.step(generator) and tracker.progress(generator) == WarmUp(1, 5, 120)
+    assert tracker.step(generator) and tracker.progress(generator) == WarmUp(2, 5, 90)
+    while tracker.step(generator):
+        pass
+    assert tracker.progress(generator) is None and generator.log == ["compile"] * 5
 
 
 def test_in_half_precision_the_fp16_fix_vae_decodes_without_the_upcast(tiny_settings_factory):
