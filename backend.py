@@ -81,6 +81,23 @@ class WarmUpTracker:
         eta = round(self.seconds / self.done * left) if self.done else None
         return WarmUp(self.done, self.done + left, eta)
 
+    def plan(self, generator, report: Callable[[WarmUp | None], None]) -> None:
+        """After the model loads: queue its graphs (StoryboardGenerator.plan_warm_up) and
+        report the warm-up when there is one."""
+        plan = getattr(generator, "plan_warm_up", None)
+        if plan is not None and plan():
+            report(self.progress(generator))
+
+    def run_one(self, generator, report: Callable[[WarmUp | None], None]) -> bool:
+        """With nothing to draw: compile the next waiting graph, reporting the progress before
+        and after (None once nothing waits). Returns whether there was one."""
+        if generator is None or not getattr(generator, "pending_warm_ups", 0):
+            return False
+        report(self.progress(generator))
+        self.step(generator)
+        report(self.progress(generator))
+        return True
+
     def step(self, generator) -> bool:
         """Compile the generator's next waiting graph; False when none waits."""
         if not getattr(generator, "pending_warm_ups", 0):

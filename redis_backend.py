@@ -426,36 +426,28 @@ class WorkerContext:
                 self.model_state, self.model_error = "error", str(error)
                 raise
             self.generator, self.model_state = generator, "ready"
-            plan = getattr(generator, "plan_warm_up", None)
-            if plan is not None and plan():
-                self._show_warm_up()  # compiled between jobs (make_worker)
+            self.tracker.plan(generator, self._show_warm_up)  # compiled between jobs (make_worker)
             if self.device == "auto":
                 self.device = self.generator.describe()["device"]
         return self.generator
 
     def warm_one(self) -> bool:
-        """With no job queued: compile the generator's next waiting graph (backend.WarmUpTracker).
-        Returns whether there was one."""
-        if self.generator is None or not getattr(self.generator, "pending_warm_ups", 0):
-            return False
-        self._show_warm_up()
-        self.tracker.step(self.generator)
-        self._show_warm_up()
-        return True
+        """With no job queued: compile the generator's next waiting graph. Returns whether there was one."""
+        return self.tracker.run_one(self.generator, self._show_warm_up)
 
-    def _show_warm_up(self) -> None:
-        self.warm_up = self.tracker.progress(self.generator)
-        self.model_state = "ready" if self.warm_up is None else "warming_up"
+    def _show_warm_up(self, progress: WarmUp | None) -> None:
+        self.warm_up = progress
+        self.model_state = "ready" if progress is None else "warming_up"
         self.beat()
 
     def beat(self) -> None:
         key = f"sb:worker:{self.name}"
-        warming = self.warm_up
+        w = self.warm_up  # "done of [eta_s]" while warming up, "" otherwise
+        warm_up = "" if w is None else " ".join(str(n) for n in (w.done, w.of, w.eta_s) if n is not None)
         self.redis.hset(key, mapping={
             "name": self.name, "host": socket.gethostname(), "device": self.device, "model": self.model_state,
             "error": self.model_error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}",
-            # "done of eta_s" while warming up, "" otherwise
-            "warm_up": "" if warming is None else f"{warming.done} {warming.of} {'' if warming.eta_s is None else warming.eta_s}".strip()})
+            "warm_up": warm_up})
         self.redis.expire(key, int(HEARTBEAT_S * 5))
 
 

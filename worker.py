@@ -164,7 +164,7 @@ class Worker:
                 self._store_failed(error)
                 job = None
             if job is None:
-                if self._warm_one():
+                if self._warm_up.run_one(self.generator, self._show_warm_up):
                     continue
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -203,26 +203,13 @@ class Worker:
             self.model_state, self.model_error = "error", str(error)
             raise
         self.generator, self.model_state = generator, "ready"
-        plan = getattr(generator, "plan_warm_up", None)
-        if plan is not None and plan():
-            self._show_warm_up()
+        self._warm_up.plan(generator, self._show_warm_up)
         return self.generator
 
-    def _warm_one(self) -> bool:
-        """With nothing to draw: compile the generator's next waiting graph (backend.WarmUpTracker).
-        Returns whether there was one."""
-        generator = self.generator
-        if generator is None or not getattr(generator, "pending_warm_ups", 0):
-            return False
-        self._show_warm_up()
-        self._warm_up.step(generator)
-        self._show_warm_up()
-        return True
-
-    def _show_warm_up(self) -> None:
-        """Health's model state and warm-up progress, from the graphs left to compile."""
-        self.warm_up_progress = self._warm_up.progress(self.generator)
-        self.model_state = "ready" if self.warm_up_progress is None else "warming_up"
+    def _show_warm_up(self, progress: WarmUp | None) -> None:
+        """Health's model state and warm-up progress (None: nothing left to compile)."""
+        self.warm_up_progress = progress
+        self.model_state = "ready" if progress is None else "warming_up"
 
     def _scorer_or_none(self):
         if self._scorer is None and self._load_scorer is not None and self.settings.identity_scoring:
