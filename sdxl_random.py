@@ -546,7 +546,7 @@ def component_timings(generator, reference, width: int, height: int, prompt: str
             step(lock)  # first call after the processor swap (compile: a recompile)
             out[f"unet_step_{name}_s"] = median_time(lambda: step(lock))
             out[f"unet_ops_{name}"] = count_ops(lambda: step(lock))
-            if not getattr(generator, "compiled", False):
+            if not generator.compiled:
                 # As inside a board: the cross-attention constants kept from the first step.
                 with generator._fold.scope():
                     step(lock)

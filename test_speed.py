@@ -258,7 +258,7 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
 
     check = check_done
     out: dict = {}
-    compiled = getattr(generator, "compiled", False)
+    compiled = generator.compiled
     if compiled:
         # What --preload does after a start, for the size measured here (compiled and cached).
         out["warm_up_s"] = generator.warm_up(sizes=[(width, height)])
@@ -353,7 +353,7 @@ def compare_distilled(generator, settings, args, width: int, height: int) -> dic
 
     def counted(preset) -> dict:
         draw(preset)  # warm-up, and the switch into the mode
-        if getattr(generator, "compiled", False):
+        if generator.compiled:
             generator.compile_pending()  # that board's graph, if it was drawn without compile
         calls = unet_calls(generator, lambda: draw(preset))
         return {"unet_passes_per_panel": sum(batch for batch, _ in calls) / BOARD_FRAMES,
