@@ -20,7 +20,7 @@ random, so speed and memory are those of the real model; the pictures are noise.
 
 Importing this module does nothing; torch and diffusers are imported inside functions.
 
-    python sdxl_random.py [--size 1024x1024]   # parameter count + FLOPs, meta device only
+    python bench/sdxl_random.py [--size 1024x1024]   # parameter count + FLOPs, meta device only
     python test_speed.py --model sdxl-random   # the benchmark (see BENCHMARKS.md)
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -631,4 +632,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the studio's modules
     raise SystemExit(main())
