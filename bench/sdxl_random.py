@@ -86,7 +86,6 @@ UNET_CONFIG: dict = {
 }
 UNET_PARAMETERS = 2_567_463_684  # the real unet/diffusion_pytorch_model.safetensors
 PARAMETER_TOLERANCE = 0.005
-UNET_TFLOP_1024 = 6.76  # one forward, batch 1, 1024x1024 (128x128 latent); public figure
 
 # stabilityai/stable-diffusion-xl-base-1.0, vae/config.json (the fp16-fix VAE has the same
 # architecture with force_upcast False)
@@ -158,7 +157,6 @@ IMAGE_ENCODER_CONFIG: dict = {
 # (257 x 1280) to 16 tokens of the UNet's cross-attention width. diffusers' converter fixes
 # depth 4, head size 64 (so 20 heads) and feed-forward ratio 4.
 RESAMPLER = {"dim": 1280, "queries": 16, "depth": 4, "heads": 20, "ff_mult": 4, "output": 2048}
-ADAPTER_WEIGHT = "ip-adapter-plus-face_sdxl_vit-h.safetensors"
 
 
 class ParameterCountError(RuntimeError):
