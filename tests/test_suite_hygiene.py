@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a whole pytest session that builds the tiny models
 def test_a_test_session_leaves_no_model_cache_in_the_temp_dir(tmp_path):
     # A session that builds the tiny models (hf_cache fixture) must remove them at its end.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
