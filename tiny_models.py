@@ -22,7 +22,9 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -382,18 +384,46 @@ def is_built(cache_dir: Path) -> bool:
 
 
 def build(cache_dir: Path | str, force: bool = False) -> Path:
-    """Write both tiny repos into ``cache_dir`` (an HF cache folder) and return it."""
+    """Write the tiny repos into ``cache_dir`` (an HF cache folder) and return it.
+
+    Safe when several processes (two Redis workers started together) build into one cache at
+    once, as the hub's own downloads are: one builds under an OS lock (released if it dies)
+    while the others wait and then find the models built; each repo is written aside and
+    renamed into place whole.
+    """
+    from filelock import FileLock
+
     cache_dir = Path(cache_dir)
     if is_built(cache_dir) and not force:
         return cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache_dir / ".tiny-build.lock"):
+        if is_built(cache_dir) and not force:
+            return cache_dir
+        for stale in cache_dir.glob(".tiny-build-*"):  # left by a build that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=cache_dir))
+        try:
+            _write(staging)
+            for repo in (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, *LORA_REPOS):
+                final = repo_snapshot(cache_dir, repo)
+                shutil.rmtree(final, ignore_errors=True)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(repo_snapshot(staging, repo), final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("tiny models written to %s", cache_dir)
+    return cache_dir
+
+
+def _write(cache_dir: Path) -> None:
+    """Every tiny repo, complete, into a fresh HF cache folder."""
     from safetensors.torch import save_file
 
     sdxl = repo_snapshot(cache_dir, SDXL_REPO)
     adapters = repo_snapshot(cache_dir, IP_ADAPTER_REPO)
     loras = {repo: repo_snapshot(cache_dir, repo) for repo in LORA_REPOS}
     vae = repo_snapshot(cache_dir, FP16_FIX_VAE_REPO)
-    for folder in (sdxl, adapters, vae, *loras.values()):
-        shutil.rmtree(folder, ignore_errors=True)
 
     pipe = build_sdxl_pipeline()
     pipe.save_pretrained(sdxl, safe_serialization=True)
@@ -429,8 +459,6 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
 
     for folder in (sdxl, adapters, vae, *loras.values()):
         (folder / ".tiny-complete").write_text(TINY_VERSION)
-    log.info("tiny models written to %s", cache_dir)
-    return cache_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,64 @@
+"""Building the tiny offline models: safe when several processes build into one cache at once."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+import tiny_models
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Says "ready" on stdout, then builds; prints "built" if the build wrote the models itself.
+BUILDER = """
+import logging, sys, tiny_models
+written = []
+class Seen(logging.Handler):
+    def emit(self, record):
+        written.append(record.getMessage())
+logging.getLogger("tiny_models").addHandler(Seen())
+logging.getLogger("tiny_models").setLevel(logging.INFO)
+print("ready", flush=True)
+tiny_models.build(sys.argv[1])
+print("built" if any(m.startswith("tiny models written") for m in written) else "found", flush=True)
+"""
+
+
+@pytest.mark.slow  # two processes build the tiny models
+def test_two_processes_building_into_one_cache_at_once_both_get_whole_models(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    lock = FileLock(cache / ".tiny-build.lock")
+    lock.acquire()  # both start while the lock is held, so they contend for it together
+    builders = [subprocess.Popen([sys.executable, "-c", BUILDER, str(cache)], cwd=ROOT, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    try:
+        for builder in builders:
+            assert builder.stdout.readline().strip() == "ready"
+    finally:
+        lock.release()
+    outcomes = []
+    for builder in builders:
+        out, err = builder.communicate(timeout=600)
+        assert builder.returncode == 0, err[-3000:]
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["built", "found"]  # one built, the other waited and found it whole
+    assert tiny_models.is_built(cache)
+    assert not list(cache.glob(".tiny-build-*"))  # nothing left aside
+
+
+def test_a_build_killed_midway_leaves_nothing_that_looks_built(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+
+    def killed(staging):
+        tiny_models.repo_snapshot(staging, tiny_models.SDXL_REPO).mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny_models, "_write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_models.build(cache)
+    assert not tiny_models.is_built(cache)
+    assert not list(cache.glob("models--*/snapshots/*"))  # the half-written repo stayed aside
+    assert not list(cache.glob(".tiny-build-*"))
