@@ -2,9 +2,10 @@
 
 Nothing can be downloaded from the Hugging Face hub in tests or CI, so this module writes
 small random models with the same folder layout, file formats and weight-key formats as
-``stabilityai/stable-diffusion-xl-base-1.0``, ``h94/IP-Adapter`` and the distilled LoRAs of
-the lightning mode (``ByteDance/SDXL-Lightning`` and the others in ``LORA_REPOS``) into an HF
-cache folder, under the real hub ids. The generator then loads them through its normal code
+``stabilityai/stable-diffusion-xl-base-1.0``, ``h94/IP-Adapter``, the tiny decoder
+``madebyollin/taesdxl`` and the distilled LoRAs of the lightning and draft modes
+(``ByteDance/SDXL-Lightning`` and the others in ``LORA_REPOS``) into an HF cache folder,
+under the real hub ids. The generator then loads them through its normal code
 path (``from_pretrained`` + ``load_ip_adapter`` + ``load_lora_weights``), so what the tests
 exercise is what users run.
 
@@ -32,15 +33,22 @@ log = logging.getLogger(__name__)
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 IP_ADAPTER_REPO = "h94/IP-Adapter"
 FP16_FIX_VAE_REPO = "madebyollin/sdxl-vae-fp16-fix"  # the tiny VAE again, with force_upcast off
-# The distilled LoRAs of the lightning mode: hub id -> (files, key format). SDXL-Lightning and
-# LCM-LoRA ship kohya keys (refiners loads both with one function that asserts every key starts
-# with lora_unet_); Hyper-SD's format is not verified here, so its twin uses the PEFT format
-# diffusers itself saves, and the other loading path is tested too.
+# TAESDXL: a diffusers AutoencoderTiny (config.json + diffusion_pytorch_model.safetensors at the
+# repo root) that decodes SDXL's latents as they are (scaling_factor 1.0), for drafts and previews.
+TAESDXL_REPO = "madebyollin/taesdxl"
+# The distilled LoRAs of the lightning and draft modes: hub id -> files. All of them ship kohya
+# keys (lora_unet_<module>.lora_down/lora_up/alpha) over the same 788 UNet layers: the safetensors
+# header of that layout, computed for the full-size UNet, gives the real files' sizes to the byte
+# (SDXL-Lightning 393,854,592 at rank 64 in fp16; every Hyper-SDXL LoRA 787,359,648 at rank 64
+# in fp32 or rank 128 in fp16, header {"format": "pt"}); the PEFT layout would be 122 KB smaller.
 LORA_REPOS = {
-    "ByteDance/SDXL-Lightning": ([f"sdxl_lightning_{n}step_lora.safetensors" for n in (2, 4, 8)], "kohya"),
-    "ByteDance/Hyper-SD": ([f"Hyper-SDXL-{n}steps-lora.safetensors" for n in (2, 4, 8)], "peft"),
-    "latent-consistency/lcm-lora-sdxl": (["pytorch_lora_weights.safetensors"], "kohya"),
+    "ByteDance/SDXL-Lightning": [f"sdxl_lightning_{n}step_lora.safetensors" for n in (2, 4, 8)],
+    # The 1-step file is the "unified" LoRA (any step count, with TCDScheduler); note "1step".
+    "ByteDance/Hyper-SD": ["Hyper-SDXL-1step-lora.safetensors"]
+                          + [f"Hyper-SDXL-{n}steps-lora.safetensors" for n in (2, 4, 8)],
+    "latent-consistency/lcm-lora-sdxl": ["pytorch_lora_weights.safetensors"],
 }
+REPOS = (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, TAESDXL_REPO, *LORA_REPOS)
 # The UNet layers an SDXL distillation LoRA adapts: the defaults of diffusers'
 # train_lcm_distill_lora_sdxl.py (attention, feed-forward, resnets, resamplers).
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -49,7 +57,7 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 LORA_RANK, LORA_ALPHA = 64, 8.0
 TINY_LORA_RANK = 4  # same 1/8 scale: alpha 0.5
 # Bump when the tiny architecture changes, so stale caches are rebuilt.
-TINY_VERSION = "5"
+TINY_VERSION = "6"
 
 # Widths chosen so that a transposed or misplaced weight fails loudly: the cross-attention
 # width (32 + 40 = 72) differs from every UNet width (32, 64).
@@ -60,6 +68,7 @@ TIME_EMBED_DIM = 8
 VIT_H = {"hidden": 32, "projection": 24}  # stand-in for models/image_encoder (ViT-H)
 BIG_G = {"hidden": 48, "projection": 40}  # stand-in for sdxl_models/image_encoder (bigG)
 RESAMPLER = {"dim": 64, "queries": 4, "depth": 4}  # diffusers' converter fixes depth 4, head 64
+TAESD_WIDTH = 16  # every stage of AutoencoderTiny has one width (the real one: 64)
 
 SCHEDULER_CONFIG = {
     "beta_start": 0.00085,
@@ -229,6 +238,24 @@ def build_sdxl_pipeline(seed: int = 0):
     )
 
 
+def build_taesdxl(seed: int = 5):
+    """TAESDXL's architecture (diffusers' AutoencoderTiny defaults, as the real config.json has
+    them: 4 latent channels, 3 upsamplings so the scale factor is 8, scaling_factor 1.0), narrower
+    and with one block a stage."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(TAESD_WIDTH,) * 4,
+        decoder_block_out_channels=(TAESD_WIDTH,) * 4,
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+        scaling_factor=1.0,
+    ).eval()
+
+
 def _cross_attention_widths(unet) -> list[int]:
     """Hidden width of each cross-attention layer, in the order diffusers numbers them."""
     widths = []
@@ -350,20 +377,6 @@ def kohya_lora_tensors(unet, rank: int, alpha: float, seed: int = 3, std: float 
     return tensors
 
 
-def peft_lora_tensors(unet, rank: int, seed: int = 4, std: float = 0.1) -> dict:
-    """A random LoRA in the PEFT/diffusers format (unet.<module>.lora_A.weight / lora_B.weight,
-    no alphas: scale 1), as diffusers' save_lora_weights writes it."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for name, module in lora_target_modules(unet):
-        down, up = _lora_pair(module, rank, g, std / 3, torch.float32)  # scale 1, not 1/8: keep it small
-        tensors[f"unet.{name}.lora_A.weight"] = down
-        tensors[f"unet.{name}.lora_B.weight"] = up
-    return tensors
-
-
 # --- Hub cache layout --------------------------------------------------------------------
 
 
@@ -377,10 +390,7 @@ def repo_snapshot(cache_dir: Path, repo_id: str) -> Path:
 
 
 def is_built(cache_dir: Path) -> bool:
-    return all(
-        (repo_snapshot(cache_dir, repo) / ".tiny-complete").exists()
-        for repo in (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, *LORA_REPOS)
-    )
+    return all((repo_snapshot(cache_dir, repo) / ".tiny-complete").exists() for repo in REPOS)
 
 
 def build(cache_dir: Path | str, force: bool = False) -> Path:
@@ -405,7 +415,7 @@ def build(cache_dir: Path | str, force: bool = False) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=cache_dir))
         try:
             _write(staging)
-            for repo in (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, *LORA_REPOS):
+            for repo in REPOS:
                 final = repo_snapshot(cache_dir, repo)
                 shutil.rmtree(final, ignore_errors=True)
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -424,6 +434,7 @@ def _write(cache_dir: Path) -> None:
     adapters = repo_snapshot(cache_dir, IP_ADAPTER_REPO)
     loras = {repo: repo_snapshot(cache_dir, repo) for repo in LORA_REPOS}
     vae = repo_snapshot(cache_dir, FP16_FIX_VAE_REPO)
+    taesdxl = repo_snapshot(cache_dir, TAESDXL_REPO)
 
     pipe = build_sdxl_pipeline()
     pipe.save_pretrained(sdxl, safe_serialization=True)
@@ -448,16 +459,15 @@ def _write(cache_dir: Path) -> None:
     _vision_encoder(**VIT_H).save_pretrained(adapters / "models" / "image_encoder", safe_serialization=True)
     _vision_encoder(**BIG_G).save_pretrained(adapters / "sdxl_models" / "image_encoder", safe_serialization=True)
 
-    for seed, (repo, (files, key_format)) in enumerate(LORA_REPOS.items()):
+    for seed, (repo, files) in enumerate(LORA_REPOS.items()):
         loras[repo].mkdir(parents=True)
         for i, file in enumerate(files):
-            if key_format == "kohya":
-                tensors = kohya_lora_tensors(pipe.unet, TINY_LORA_RANK, TINY_LORA_RANK / 8, seed=10 * seed + i)
-            else:
-                tensors = peft_lora_tensors(pipe.unet, TINY_LORA_RANK, seed=10 * seed + i)
+            tensors = kohya_lora_tensors(pipe.unet, TINY_LORA_RANK, TINY_LORA_RANK / 8, seed=10 * seed + i)
             save_file(tensors, loras[repo] / file)
 
-    for folder in (sdxl, adapters, vae, *loras.values()):
+    build_taesdxl().save_pretrained(taesdxl, safe_serialization=True)
+
+    for folder in (sdxl, adapters, vae, taesdxl, *loras.values()):
         (folder / ".tiny-complete").write_text(TINY_VERSION)
 
 

@@ -62,3 +62,15 @@ def test_a_build_killed_midway_leaves_nothing_that_looks_built(tmp_path, monkeyp
     assert not tiny_models.is_built(cache)
     assert not list(cache.glob("models--*/snapshots/*"))  # the half-written repo stayed aside
     assert not list(cache.glob(".tiny-build-*"))
+
+
+def test_every_distilled_lora_twin_has_the_kohya_keys_of_its_real_file(hf_cache):
+    from safetensors import safe_open
+
+    for repo, files in tiny_models.LORA_REPOS.items():
+        for file in files:
+            path = next((hf_cache / ("models--" + repo.replace("/", "--"))).glob(f"snapshots/*/{file}"))
+            with safe_open(path, "pt") as weights:
+                keys = list(weights.keys())
+            assert keys and all(key.startswith("lora_unet_") for key in keys), file
+            assert 3 * sum(key.endswith(".alpha") for key in keys) == len(keys), file
