@@ -16,7 +16,9 @@ random, so speed and memory are those of the real model; the pictures are noise.
   converters) instead of the hub, and so do the lightning mode's LoRA weights (rank 64, the
   kohya key format, loaded by diffusers' ``load_lora_weights``).
 * FLOPs are counted on the META device (no memory, no compute) with
-  ``torch.utils.flop_counter.FlopCounterMode``.
+  ``torch.utils.flop_counter.FlopCounterMode``: each part (:func:`count_flops`, TAESDXL
+  ``madebyollin/taesdxl`` included) and a whole panel in each speed mode (:func:`panel_flops`:
+  FAST, lightning, and the one-pass draft decoded with TAESDXL).
 
 Importing this module does nothing; torch and diffusers are imported inside functions.
 
@@ -103,6 +105,29 @@ VAE_CONFIG: dict = {
     "scaling_factor": 0.13025,
     "up_block_types": ("UpDecoderBlock2D",) * 4,
 }
+
+# madebyollin/taesdxl, config.json: diffusers' AutoencoderTiny with its default architecture.
+# Checked: this config's state dict written as safetensors (header {"format": "pt"}) is
+# 9,793,292 bytes, the size of the real diffusion_pytorch_model.safetensors; its decoder has
+# 1.22M parameters. scaling_factor 1.0: it decodes the UNet's latents as they are.
+TAESDXL_CONFIG: dict = {
+    "act_fn": "relu",
+    "decoder_block_out_channels": (64, 64, 64, 64),
+    "encoder_block_out_channels": (64, 64, 64, 64),
+    "force_upcast": False,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "latent_magnitude": 3,
+    "latent_shift": 0.5,
+    "num_decoder_blocks": (3, 3, 3, 1),
+    "num_encoder_blocks": (1, 3, 3, 3),
+    "out_channels": 3,
+    "scaling_factor": 1.0,
+    "upsampling_scaling_factor": 2,
+}
+# A live preview small enough to send every step: the step's latents pooled to half a side, then
+# decoded by TAESDXL (512 px for a 1024 px panel).
+PREVIEW_POOL = 2
 
 _CLIP_TEXT_COMMON = {
     "vocab_size": 49408,
@@ -213,6 +238,31 @@ def build_vae(device="meta", dtype=None, force_upcast: bool = True):
         return AutoencoderKL(**{**VAE_CONFIG, "force_upcast": force_upcast}).eval()
 
 
+def build_taesdxl(device="meta", dtype=None):
+    import torch
+    from diffusers import AutoencoderTiny
+
+    with building_on(device, dtype or torch.float32):
+        return AutoencoderTiny(**TAESDXL_CONFIG).eval()
+
+
+def build_identity_unet(device="meta", dtype=None):
+    """SDXL's UNet with the plus-face IP-Adapter, loaded by diffusers' own ``load_ip_adapter``
+    (its processors and Resampler), as the generator runs it when the identity lock is on."""
+    import torch
+    import tiny_models
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    dtype = dtype or torch.float32
+    unet = build_unet(device, dtype)
+    holder = StableDiffusionXLPipeline(vae=None, text_encoder=None, text_encoder_2=None, tokenizer=None,
+                                       tokenizer_2=None, unet=unet,
+                                       scheduler=EulerDiscreteScheduler.from_config(tiny_models.SCHEDULER_CONFIG))
+    holder.load_ip_adapter(plus_face_adapter_state_dict(unet, device, dtype), subfolder="sdxl_models",
+                           weight_name="ip-adapter-plus-face_sdxl_vit-h.safetensors", image_encoder_folder=None)
+    return unet
+
+
 def build_text_encoders(device="meta", dtype=None):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -253,11 +303,14 @@ def plus_face_adapter_state_dict(unet, device, dtype, seed: int = 0) -> dict:
     import torch
     import tiny_models
 
-    g = torch.Generator(device=device).manual_seed(seed)
+    meta = torch.device(device).type == "meta"  # shapes only, to count FLOPs
+    g = None if meta else torch.Generator(device=device).manual_seed(seed)
     dim, out, embed = RESAMPLER["dim"], RESAMPLER["output"], IMAGE_ENCODER_CONFIG["hidden_size"]
     cross = UNET_CONFIG["cross_attention_dim"]
 
     def rand(*shape):
+        if meta:
+            return torch.empty(*shape, device=device, dtype=dtype)
         return (torch.randn(*shape, generator=g, device=device, dtype=torch.float32) * 0.02).to(dtype)
 
     def ones(n):
@@ -417,7 +470,8 @@ def _count_flops(fn) -> int:
 
 
 def unet_flops(width: int = 1024, height: int = 1024, batch: int = 1, unet=None) -> int:
-    """FLOPs of one UNet forward (batch 2 = one classifier-free-guidance step)."""
+    """FLOPs of one UNet forward (batch 2 = one classifier-free-guidance step); with the
+    IP-Adapter loaded (:func:`build_identity_unet`), the reference's ViT-H hidden states go in too."""
     import torch
 
     unet = unet if unet is not None else build_unet("meta")
@@ -426,14 +480,17 @@ def unet_flops(width: int = 1024, height: int = 1024, batch: int = 1, unet=None)
         context = torch.randn(batch, 77, UNET_CONFIG["cross_attention_dim"])
         added = {"text_embeds": torch.randn(batch, TEXT_ENCODER_2_CONFIG["projection_dim"]),
                  "time_ids": torch.randn(batch, 6)}
+        if unet.config.encoder_hid_dim_type == "ip_image_proj":
+            patches = (IMAGE_ENCODER_CONFIG["image_size"] // IMAGE_ENCODER_CONFIG["patch_size"]) ** 2
+            added["image_embeds"] = [torch.randn(batch, 1, patches + 1, IMAGE_ENCODER_CONFIG["hidden_size"])]
         timestep = torch.tensor(999.0)
         return _count_flops(lambda: unet(sample, timestep, context, added_cond_kwargs=added))
 
 
-def vae_decode_flops(width: int = 1024, height: int = 1024) -> int:
+def decode_flops(vae, width: int = 1024, height: int = 1024) -> int:
+    """FLOPs of one latent decoded to a ``width`` x ``height`` image by ``vae`` (SDXL's or TAESDXL)."""
     import torch
 
-    vae = build_vae("meta")
     with torch.device("meta"):
         latents = torch.randn(1, 4, height // 8, width // 8)
         return _count_flops(lambda: vae.decode(latents))
@@ -607,13 +664,42 @@ def floor_seconds(flops: dict, rate: float, steps: int, frames: int, cfg: bool =
 
 
 def count_flops(width: int, height: int) -> dict:
+    """FLOPs of each part a panel is made of: a UNet pass (plain, with the plus-face IP-Adapter,
+    and a CFG step), a decode by SDXL's VAE and by TAESDXL, a small live preview of one step
+    (TAESDXL on the step's latents pooled by PREVIEW_POOL; a full-size one is ``taesdxl_decode``),
+    one prompt through both text encoders, one image through ViT-H."""
     unet = build_unet("meta")
+    taesdxl = build_taesdxl("meta")
     return {
         "unet_forward": unet_flops(width, height, 1, unet),
+        "unet_forward_identity": unet_flops(width, height, 1, build_identity_unet("meta")),
         "unet_cfg_step": unet_flops(width, height, 2, unet),
-        "vae_decode": vae_decode_flops(width, height),
+        "vae_decode": decode_flops(build_vae("meta"), width, height),
+        "taesdxl_decode": decode_flops(taesdxl, width, height),
+        "preview_small": decode_flops(taesdxl, width // PREVIEW_POOL, height // PREVIEW_POOL),
         **encoder_flops(),
     }
+
+
+def panel_modes() -> dict[str, tuple[int, bool, str]]:
+    """Each speed mode's panel as (steps, CFG, decoder): FAST and lightning as config.PRESETS
+    has them; draft, one pass of Hyper-SD's 1-step LoRA, decodes with TAESDXL."""
+    from config import PRESETS
+
+    modes = {name: (PRESETS[name].steps, PRESETS[name].uses_cfg, "vae_decode") for name in ("fast", "lightning")}
+    modes["draft"] = (1, False, "taesdxl_decode")
+    return modes
+
+
+def panel_flops(mode: str, parts: dict, identity: bool = True) -> int:
+    """A one-panel board's FLOPs in ``mode``, from :func:`count_flops`: the prompt (and its
+    negative under CFG), the reference through ViT-H when the identity lock is on (and the zero
+    image under CFG), every UNet pass, the decode. In a bigger board the encodes are shared."""
+    steps, cfg, decoder = panel_modes()[mode]
+    passes = 2 if cfg else 1
+    unet = parts["unet_forward_identity" if identity else "unet_forward"]
+    encodes = passes * (parts["text_prompt"] + (parts["image"] if identity else 0))
+    return encodes + steps * passes * unet + parts[decoder]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -623,9 +709,17 @@ def main(argv: list[str] | None = None) -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     unet = build_unet("meta")
     print(f"UNet parameters: {check_unet_parameters(unet):,} (SDXL base 1.0: {UNET_PARAMETERS:,})")
-    flops = count_flops(width, height)
-    for name, value in flops.items():
-        print(f"{name:>14}: {value / 1e12:8.3f} TFLOP")
+    parts = count_flops(width, height)
+    for name, value in parts.items():
+        print(f"{name:>21}: {value / 1e12:8.3f} TFLOP")
+    for size, value in (("full", parts["taesdxl_decode"]), ("small", parts["preview_small"])):
+        share = 100 * value / parts["unet_forward"]
+        print(f"a step's preview, {size:>5}: {value / 1e12:6.3f} TFLOP ({share:.1f}% of a UNet pass)")
+    for mode, (steps, cfg, decoder) in panel_modes().items():
+        how = f"{steps} step{'s' if steps > 1 else ''}{' with CFG' if cfg else ''}, {decoder}"
+        for identity in (True, False):
+            total = panel_flops(mode, parts, identity) / 1e12
+            print(f"a {mode} panel ({how}, identity lock {'on' if identity else 'off'}): {total:.1f} TFLOP")
     return 0
 
 

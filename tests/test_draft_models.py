@@ -3,7 +3,8 @@
 The tiny HF cache holds random twins under the real hub ids, file names and formats
 (madebyollin/taesdxl as a diffusers AutoencoderTiny; ByteDance/Hyper-SD's
 Hyper-SDXL-1step-lora.safetensors in the kohya key format of the real file), so these tests run
-the loading calls the draft mode will make.
+the loading calls the draft mode will make. The last tests count a panel's FLOPs for the
+full-size models on the meta device.
 """
 
 import numpy as np
@@ -122,3 +123,40 @@ def test_each_steps_latents_preview_through_taesdxl_and_the_last_preview_is_the_
         final = taesdxl.decode(latents).sample
     assert torch.equal(previews[-1], final)  # a draft needs no decode after its last preview
 
+
+# --- FLOPs of a panel, full size, meta device ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parts():
+    from bench import sdxl_random
+
+    return sdxl_random.count_flops(1024, 1024)
+
+
+@pytest.mark.slow  # counts every full-size part on the meta device (~20 s on a loaded 2-core VM)
+def test_a_draft_panel_costs_at_most_8_tflop_and_a_twentieth_of_fast(parts):
+    from bench import sdxl_random
+
+    draft = sdxl_random.panel_flops("draft", parts)
+    assert draft <= 8.0e12
+    assert sdxl_random.panel_flops("fast", parts) >= 20 * draft
+
+
+@pytest.mark.slow
+def test_a_preview_costs_at_most_a_tenth_of_a_unet_pass(parts):
+    full = parts["taesdxl_decode"]  # one step's latents, as they are
+    assert full <= 0.1 * parts["unet_forward"]
+    assert parts["preview_small"] <= full / 3
+
+
+@pytest.mark.slow
+def test_the_counts_are_the_published_ones(parts):
+    from bench import sdxl_random
+
+    assert parts["unet_forward"] / 1e12 == pytest.approx(6.761, abs=5e-4)
+    assert parts["unet_forward_identity"] / 1e12 == pytest.approx(6.789, abs=5e-4)
+    assert parts["vae_decode"] / 1e12 == pytest.approx(10.470, abs=5e-4)
+    assert parts["taesdxl_decode"] / 1e12 == pytest.approx(0.565, abs=5e-4)
+    assert sdxl_random.panel_flops("fast", parts) / 1e12 == pytest.approx(174.3, abs=0.05)
+    assert sdxl_random.panel_flops("lightning", parts) / 1e12 == pytest.approx(38.1, abs=0.05)
