@@ -217,6 +217,15 @@ def test_bad_input_names_the_field(studio, llm_server, body, field):
     assert llm_server.requests == []
 
 
+def test_a_plan_is_refused_a_larger_cast_than_a_board_takes(studio, llm_server):
+    client = studio()
+    most = client.get("/api/presets").get_json()["max_characters"]
+    cast = [{"name": f"C{i}", "traits": "tall"} for i in range(most + 1)]
+    response = plan(client, characters=cast)
+    assert response.status_code == 400 and response.get_json()["field"] == "characters"
+    assert llm_server.requests == []
+
+
 def test_a_premise_the_fallback_cannot_split_either_is_a_400_not_a_500(studio, llm_server):
     llm_server.answer(status_answer(500))
     premise = "\n".join(f"Line {i}." for i in range(12))
