@@ -23,15 +23,15 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED, BoardParams, CastError, Character, check_cast, \
-    panel_cast, panel_seed, random_seed
+from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
+    read_cast
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
+from errors import InputError
 from plans_api import plans
-from prompt_enhancer import SHOT_TYPES
+from prompt_enhancer import SHOT_TYPES, StoryPlan
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
-from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
-                       json_depth, text_field)
+from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def create_app(
     app.register_blueprint(api)
     app.register_blueprint(plans)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(FieldError, _field_error)
+    app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_refuse_cross_origin)
     app.after_request(_security_headers)
@@ -120,8 +120,9 @@ def _http_error(error: HTTPException):
     return jsonify(error=messages.get(error.code, error.description), field=None), error.code
 
 
-def _field_error(error: FieldError):
-    return jsonify(error=str(error), field=error.field), error.status
+def _input_error(error: InputError):
+    """The one place an input error becomes an answer, whichever validator raised it."""
+    return jsonify(error=error.message, field=error.field), error.status
 
 
 # The page runs no inline script or style, so the policy can forbid both; no other site
@@ -181,11 +182,11 @@ def _payload() -> tuple[dict, dict[str, bytes]]:
                 continue
             uploads[name] = upload.read()
             if not uploads[name]:
-                raise FieldError(name, "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
+                raise InputError(name, "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
         return fields, uploads
     body = json_body()
     if not isinstance(body, dict):
-        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+        raise InputError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     uploads = {}
     if body.get("reference_image"):
         uploads["reference"] = _base64(body["reference_image"], "reference_image")
@@ -199,13 +200,13 @@ def _payload() -> tuple[dict, dict[str, bytes]]:
 
 def _base64(encoded: Any, field: str) -> bytes:
     if not isinstance(encoded, str):
-        raise FieldError(field, f"{field} must be a base64 string.")
+        raise InputError(field, f"{field} must be a base64 string.")
     if encoded.startswith("data:"):
         encoded = encoded.partition(",")[2]
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise FieldError(field, f"{field} is not valid base64.") from None
+        raise InputError(field, f"{field} is not valid base64.") from None
 
 
 def decode_reference(data: bytes, field: str = "reference") -> bytes:
@@ -215,16 +216,16 @@ def decode_reference(data: bytes, field: str = "reference") -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in ALLOWED_FORMATS:
-                raise FieldError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
+                raise InputError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
             if image.width * image.height > MAX_REFERENCE_PIXELS:
-                raise FieldError(field, f"The reference image is too large ({image.width}x{image.height}; "
+                raise InputError(field, f"The reference image is too large ({image.width}x{image.height}; "
                                         "at most 4096x4096).")
             image.load()
             rgb = image.convert("RGB")
-    except FieldError:
+    except InputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise FieldError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
+        raise InputError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
     rgb.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
@@ -303,8 +304,6 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
-    from prompt_enhancer import StoryError
-
     studio = _studio()
     settings: Settings = studio["settings"]
     _refuse_if_unavailable()
@@ -317,23 +316,17 @@ def create_storyboard():
     aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
-    try:
-        plan, scenes, casts = _story_plan(story, frames, fields.get("panels"), characters)
-    except StoryError as error:
-        raise FieldError(error.field, str(error)) from None
-    except CastError as error:
-        raise FieldError(error.field, str(error)) from None
+    plan = _story_plan(story, frames, fields, characters)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
     params = BoardParams(
-        characters=characters, style=style, preset=preset.name, steps=preset.steps,
-        guidance_scale=preset.guidance_scale, ip_adapter_scale=preset.ip_adapter_scale, aspect=aspect, width=width,
-        height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
+        characters=characters, style=style, preset=preset, aspect=aspect, width=width, height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
-    panels = [{"id": panel.index, "caption": panel.caption, "scene": scene, "shot": panel.shot,
-               "seed": panel_seed(seed, panel.index), "cast": cast}
-              for panel, scene, cast in zip(plan.panels, scenes, casts)]
+    # A scene is stored only when it is not the caption (an English scene from an edited plan).
+    panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
+              for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio["store"].create_board(title=_title(story), story=story, params=params, panels=panels,
                                                 references=references, queue_limit=settings.queue_limit)
@@ -347,113 +340,54 @@ def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[
     """The board's cast and each character's uploaded face (a clean PNG, by 1-based place):
     ``characters`` (a list, or its JSON text in a form), else one unnamed character from
     ``character`` with its face in ``reference``."""
-    raw = fields.get("characters")
-    if isinstance(raw, str):  # a multipart form sends it as JSON text
-        raw = _json_text(raw, "characters", 'characters must be a JSON list of {"name", "traits"}.')
+    raw = json_list_field(fields, "characters", '{"name", "traits"}')
     if raw is None or raw == []:
         extra = next((name for name in CAST_UPLOADS if name in uploads), None)
         if extra:
-            raise FieldError(extra, f"{extra} is a face of the characters list; with one character, use reference.")
+            raise InputError(extra, f"{extra} is a face of the characters list; with one character, use reference.")
         character = Character("", text_field(fields, "character", settings.character_traits))
         face = uploads.get("reference")
         return (character,), ({1: decode_reference(face, "reference")} if face is not None else {})
     if fields.get("character") not in (None, ""):
-        raise FieldError("character", "Send either character (one character) or characters (a cast), not both.")
+        raise InputError("character", "Send either character (one character) or characters (a cast), not both.")
     if "reference" in uploads:
-        raise FieldError("reference", "With characters, each face goes with its character: reference_image in "
+        raise InputError("reference", "With characters, each face goes with its character: reference_image in "
                                       "JSON, or the files reference_1 to reference_4 in a form.")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHARACTERS:
-        raise FieldError("characters", f'characters must be a list of 1 to {MAX_CHARACTERS} '
-                                       '{"name", "traits", "reference_image"}.')
-    characters = []
-    for i, item in enumerate(raw):
-        where = f"characters[{i}]"
-        if not isinstance(item, dict):
-            raise FieldError(where, f'{where} must be an object like {{"name": "Mara", "traits": "..."}}.')
-        characters.append(Character(_item_text(item, "name", where, MAX_NAME_CHARS), _item_text(item, "traits", where)))
-    try:
-        check_cast(tuple(characters))
-    except CastError as error:
-        raise FieldError(error.field, str(error)) from None
+    characters = read_cast(raw)
     extra = next((name for name in CAST_UPLOADS[len(characters):] if name in uploads), None)
     if extra:
-        raise FieldError(extra, f"{extra} has no character: the cast has {len(characters)}.")
+        raise InputError(extra, f"{extra} has no character: the cast has {len(characters)}.")
     references = {}
     for k in range(1, len(characters) + 1):
         face = uploads.get(f"reference_{k}")
         if face is not None:
             form = request.mimetype == "multipart/form-data"
             references[k] = decode_reference(face, f"reference_{k}" if form else f"characters[{k - 1}].reference_image")
-    return tuple(characters), references
+    return characters, references
 
 
-def _item_text(item: dict, key: str, where: str, limit: int = 2000) -> str:
-    try:
-        return text_field(item, key, "", limit=limit)
-    except FieldError as error:
-        raise FieldError(f"{where}.{key}", f"{where}.{error}") from None
-
-
-def _json_text(text: str, field: str, message: str) -> Any:
-    """A form field that carries JSON (a list); blank is None."""
-    if not text.strip():
-        return None
-    try:
-        value = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
-    except ValueError:
-        value = None
-    if not isinstance(value, list):
-        raise FieldError(field, message)
-    return value
-
-
-def _story_plan(story: str, frames: int | None, raw_panels: Any, characters: tuple[Character, ...]):
-    """The board's panels, each one's scene (None: the caption is the scene) and each one's
-    cast (names): from an edited plan (``panels``, see POST /api/plans) when given, else split
-    from the story. A panel's cast is the plan's (``cast``, [] for no one) or, by default,
-    who its words name (the first character when they name nobody)."""
+def _story_plan(story: str, frames: int | None, fields: dict, characters: tuple[Character, ...]) -> StoryPlan:
+    """The board's plan: the edited one in ``panels`` (see POST /api/plans) when given, else
+    split from the story; each panel's cast as the plan says or, by default, who its words name."""
     from planner import validated_panels
-    from prompt_enhancer import PanelPlan, StoryError, StoryPlan, cast_from_text, language_notice, plan_story
+    from prompt_enhancer import plan_story
 
-    names = tuple(c.name for c in characters)
-    if isinstance(raw_panels, str) and raw_panels.strip():  # a multipart form sends it as JSON text
-        try:
-            raw_panels = json.loads(raw_panels) if json_depth(raw_panels) <= MAX_JSON_DEPTH else None
-        except ValueError:
-            raw_panels = None
-        if raw_panels is None:
-            raise StoryError("panels", "panels must be a JSON list of {\"caption\", \"scene\", \"shot\"}.")
-    if raw_panels is None or raw_panels == "":
+    raw_panels = json_list_field(fields, "panels", '{"caption", "scene", "shot"}')
+    if raw_panels is None:
         if not story:
-            raise StoryError("story", "Write a story: one line per panel, or a premise and a panel count.")
-        plan = plan_story(story, frames, MAX_FRAMES)
-        return plan, [None] * len(plan.panels), [cast_from_text(p.caption, names) for p in plan.panels]
-    # Casts are checked against this board's characters here; the plan's own check knows no cast.
-    given = [p.get("cast") if isinstance(p, dict) else None for p in raw_panels] if isinstance(raw_panels, list) else []
-    if isinstance(raw_panels, list):
-        raw_panels = [{k: v for k, v in p.items() if k != "cast"} if isinstance(p, dict) else p for p in raw_panels]
-    planned = validated_panels(raw_panels, MAX_FRAMES)
-    notice = language_notice(" ".join(panel.scene for panel in planned))
-    plan = StoryPlan(tuple(PanelPlan(i, p.caption, p.shot) for i, p in enumerate(planned, start=1)),
-                     (notice,) if notice else ())
-    casts = []
-    for i, (panel, cast) in enumerate(zip(planned, given)):
-        # One unnamed character: a plan made without a cast says [] for everyone; it means the character.
-        if cast is None or (cast == [] and names == ("",)):
-            casts.append(cast_from_text(f"{panel.caption}\n{panel.scene}", names))
-        else:
-            casts.append(panel_cast(cast, characters, f"panels[{i}].cast"))
-    return plan, [p.scene if p.scene != p.caption else None for p in planned], casts
+            raise InputError("story", "Write a story: one line per panel, or a premise and a panel count.")
+        return plan_story(story, frames, MAX_FRAMES, [c.name for c in characters])
+    return validated_panels(raw_panels, characters, MAX_FRAMES)
 
 
 def _refuse_if_unavailable() -> None:
     reason = _studio()["worker"].accepting
     if reason:
-        raise FieldError("queue", reason, status=503)
+        raise InputError("queue", reason, status=503)
 
 
-def _busy(limit: int) -> FieldError:
-    return FieldError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
+def _busy(limit: int) -> InputError:
+    return InputError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
                                "Try again when some have finished.", status=429)
 
 
@@ -496,11 +430,11 @@ def delete_storyboard(board_id: str):
 def cancel_storyboard(board_id: str):
     board = _board_or_404(board_id)
     if board["status"] not in ("queued", "running"):
-        raise FieldError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
+        raise InputError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
                                    "canceled.", status=409)
     if not _studio()["worker"].cancel(board_id):
         board = _studio()["store"].board_status(board_id) or abort(404)
-        raise FieldError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
+        raise InputError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
                          status=409)
     return jsonify(id=board_id, status="canceled"), 202
 
@@ -513,7 +447,7 @@ def resume_storyboard(board_id: str):
     try:
         studio["store"].resume(board_id, queue_limit=studio["settings"].queue_limit)
     except Conflict as error:
-        raise FieldError("status", str(error), status=409) from None
+        raise InputError("status", str(error), status=409) from None
     except QueueFull:  # counted in the same transaction as the resume
         raise _busy(studio["settings"].queue_limit) from None
     studio["worker"].wake()
@@ -533,24 +467,21 @@ def regenerate_frame(board_id: str, n: int):
     frame = _frame_at(board, n)
     fields = json_body(required=False)
     if not isinstance(fields, dict):
-        raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
+        raise InputError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     caption = text_field(fields, "caption", frame["caption"])
     # A blank scene means "the caption" again; a missing one keeps the panel's.
     scene = None if fields.get("scene") == "" else text_field(fields, "scene", frame["scene"] or "") or None
     cast = None  # missing: the panel keeps its cast
     if fields.get("cast") is not None:
-        try:
-            cast = panel_cast(fields["cast"], board["params"].characters, "cast")
-        except CastError as error:
-            raise FieldError(error.field, str(error)) from None
+        cast = panel_cast(fields["cast"], board["params"].characters, "cast")
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
         studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio["settings"].queue_limit)
     except Conflict:
-        raise FieldError("frame", f"Panel {n} is already being drawn.", status=409) from None
+        raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
         raise _busy(studio["settings"].queue_limit) from None
     studio["worker"].wake()
@@ -566,7 +497,7 @@ def reorder(board_id: str):
     ids = sorted(frame["id"] for frame in board["frames"])
     if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \
             or sorted(order) != ids:
-        raise FieldError("order", f"order must list every frame id exactly once: {ids}.")
+        raise InputError("order", f"order must list every frame id exactly once: {ids}.")
     studio["store"].set_order(board_id, order)
     return jsonify(_board_json(board_id))
 

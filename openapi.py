@@ -258,8 +258,12 @@ def _schemas() -> dict:
             "properties": {
                 "premise": string,
                 "frames": {**integer, "minimum": 1, "maximum": MAX_FRAMES},
-                "characters": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                          "properties": {"name": string, "traits": string}}},
+                "characters": {"type": "array", "maxItems": MAX_CHARACTERS,
+                               "description": "The board's cast: a plan for more characters than a board takes "
+                                              "is refused.",
+                               "items": {"type": "object", "required": ["name"],
+                                         "properties": {"name": {**string, "maxLength": MAX_NAME_CHARS},
+                                                        "traits": string}}},
             },
         },
         "Plan": {
@@ -284,6 +288,8 @@ def _schemas() -> dict:
             "properties": {
                 "name": {"enum": list(PRESETS)}, "label": string, "steps": integer,
                 "guidance_scale": number, "ip_adapter_scale": number,
+                "family": {**_nullable(string), "description": "The distilled LoRA family a few-step mode runs "
+                                                               "with (STORYBOARD_LIGHTNING_FAMILY); null: SDXL alone."},
                 "unet_passes": {**integer, "description": "UNet passes a panel: steps, twice with CFG."},
                 "description": {**string, "description": "What the mode costs, in words (optional)."},
             },

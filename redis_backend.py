@@ -36,7 +36,8 @@ from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from board_params import MAX_CHARACTERS
-from drawing import JobSpec, PanelPrompts, SavedPanel, SpecError, draw, spec_for
+from drawing import JobSpec, PanelPrompts, SavedPanel, draw, spec_for
+from errors import InputError
 from storage import Status
 from backend import BackendHealth, StoreSink, WarmUp, WarmUpTracker, publish_status, user_message
 
@@ -466,7 +467,7 @@ def draw_job(payload: dict) -> str:
     context = _context.get()
     try:
         spec = JobSpec.from_json(payload)
-    except SpecError as error:
+    except InputError as error:
         job_id = payload.get("job_id") if isinstance(payload, dict) else None
         board_id = payload.get("board_id") if isinstance(payload, dict) else None
         if isinstance(job_id, int) and isinstance(board_id, str):

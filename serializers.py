@@ -87,12 +87,4 @@ def summary_json(row: dict) -> dict:
 
 
 def preset_json(preset: SpeedPreset) -> dict:
-    return {
-        "name": preset.name,
-        "label": preset.label,
-        "steps": preset.steps,
-        "guidance_scale": preset.guidance_scale,
-        "ip_adapter_scale": preset.ip_adapter_scale,
-        "unet_passes": preset.unet_passes,
-        "description": preset.description,
-    }
+    return {**preset.to_dict(), "unet_passes": preset.unet_passes, "description": preset.description}
