@@ -27,8 +27,9 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
     read_cast
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
 from errors import InputError
+from planner import validated_panels
 from plans_api import plans
-from prompt_enhancer import SHOT_TYPES, StoryPlan
+from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
@@ -369,9 +370,6 @@ def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[
 def _story_plan(story: str, frames: int | None, fields: dict, characters: tuple[Character, ...]) -> StoryPlan:
     """The board's plan: the edited one in ``panels`` (see POST /api/plans) when given, else
     split from the story; each panel's cast as the plan says or, by default, who its words name."""
-    from planner import validated_panels
-    from prompt_enhancer import plan_story
-
     raw_panels = json_list_field(fields, "panels", '{"caption", "scene", "shot"}')
     if raw_panels is None:
         if not story:

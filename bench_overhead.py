@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     def alone() -> float:
         started = time.perf_counter()
         panels = []
-        for plan in split_story(story, None):
+        for index, plan in enumerate(split_story(story, None), start=1):
             prompt = build_prompt(plan, settings.character_traits, settings.style, settings.negative_prompt,
                                   generator.count_tokens)
-            panels.append(PanelJob(plan.index, prompt.prompt, prompt.negative_prompt, panel_seed(seed, plan.index)))
+            panels.append(PanelJob(index, prompt.prompt, prompt.negative_prompt, panel_seed(seed, index)))
         generator.generate(StoryboardRequest(tuple(panels), width, height, preset, True, reference))
         return time.perf_counter() - started
 

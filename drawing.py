@@ -198,7 +198,8 @@ def spec_for(job: dict, board: dict, references: dict[int, bytes]) -> JobSpec:
     return JobSpec(
         job_id=job["id"], board_id=board["id"], panels=panels, board_panels=len(board["frames"]),
         characters=characters, style=params.style, negative_prompt=params.negative_prompt,
-        preset=params.preset, width=params.width, height=params.height, seed=params.seed, identity_lock=params.identity_lock, model=params.model or None,
+        preset=params.preset, width=params.width, height=params.height, seed=params.seed,
+        identity_lock=params.identity_lock, model=params.model or None,
     )
 
 
@@ -350,9 +351,9 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
-        "steps": spec.steps,
-        "guidance_scale": spec.guidance_scale,
-        "ip_adapter_scale": spec.ip_adapter_scale if spec.identity_lock else None,
+        "steps": spec.preset.steps,
+        "guidance_scale": spec.preset.guidance_scale,
+        "ip_adapter_scale": spec.preset.ip_adapter_scale if spec.identity_lock else None,
         "seed": result.seed,
         "width": result.image.width,
         "height": result.image.height,

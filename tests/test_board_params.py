@@ -104,16 +104,6 @@ def test_a_bad_cast_in_a_request_is_refused_naming_the_field(raw, field):
     assert caught.value.field == field
 
 
-def test_a_plans_cast_may_be_missing_or_traitless_but_is_named_and_no_larger_than_a_boards():
-    assert read_cast(None, planning=True) == read_cast([], planning=True) == ()
-    assert read_cast([{"name": "Mara"}], planning=True) == (Character("Mara", ""),)
-    for raw, field in (([{"traits": "tall"}], "characters[0].name"),
-                       ([{"name": f"C{i}"} for i in range(MAX_CHARACTERS + 1)], "characters")):
-        with pytest.raises(InputError) as caught:
-            read_cast(raw, planning=True)
-        assert caught.value.field == field
-
-
 def test_a_panels_cast_is_spelt_as_the_cast_and_in_its_order():
     assert panel_cast(["ilya", " MARA "], CAST, "cast") == ("Mara", "Ilya")
     assert panel_cast([], CAST, "cast") == ()

@@ -6,8 +6,14 @@ import re
 
 import pytest
 
-from drawing import CharacterSpec, JobSpec, PanelSpec, SpecError, draw
+from board_params import BoardParams, Character
+from config import PRESETS, SpeedPreset
+from drawing import CharacterSpec, JobSpec, PanelSpec, draw, spec_for
+from errors import InputError
 from helpers import png_bytes
+
+# What a studio set to STORYBOARD_LIGHTNING_FAMILY=hyper-sd, STORYBOARD_LIGHTNING_STEPS=8 draws with
+HYPER = SpeedPreset("lightning", "Lightning", 8, 0.0, 0.6, family="hyper-sd")
 
 
 def spec(reference_png=png_bytes((64, 64)), **changes) -> JobSpec:
@@ -15,7 +21,7 @@ def spec(reference_png=png_bytes((64, 64)), **changes) -> JobSpec:
                   panels=(PanelSpec(1, 1, "Мара бежит.", "Mara runs", "establishing shot", 5),
                           PanelSpec(2, 2, "She stops.", "She stops.", "wide shot", 6)),
                   board_panels=2, characters=(CharacterSpec("", "red hair", reference_png),), style="ink",
-                  negative_prompt="blurry", preset="fast", steps=2, guidance_scale=6.5, ip_adapter_scale=0.5,
+                  negative_prompt="blurry", preset=SpeedPreset("fast", "Fast", 2, 6.5, 0.5),
                   width=48, height=48, seed=5, identity_lock=True, model="tiny")
     values.update(changes)
     return JobSpec(**values)
@@ -41,8 +47,10 @@ def test_a_spec_survives_json_unchanged():
 
 @pytest.mark.parametrize("path,value,field", [
     (("version",), 99, "version"),
-    (("steps",), 0, "steps"),
-    (("steps",), "12", "steps"),
+    (("preset", "steps"), 0, "preset.steps"),
+    (("preset", "guidance_scale"), "12", "preset.guidance_scale"),
+    (("preset", "family"), "turbo", "preset.family"),
+    (("preset",), "fast", "preset"),
     (("identity_lock",), "yes", "identity_lock"),
     (("width",), 50, "width"),
     (("panels",), [], "panels"),
@@ -63,8 +71,20 @@ def test_a_bad_payload_is_refused_naming_the_field(path, value, field):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(SpecError, match=f"^{re.escape(field)}:"):
+    with pytest.raises(InputError, match=f"^{re.escape(field)}:") as caught:
         JobSpec.from_json(data)
+    assert caught.value.field == field
+
+
+def test_the_spec_carries_the_boards_preset_whole_not_rebuilt_by_its_name():
+    params = BoardParams(characters=(Character("", "red hair"),), style="ink", preset=HYPER, aspect="1:1", width=64,
+                         height=64, seed=5, identity_lock=False, negative_prompt="", model="tiny")
+    board = {"id": "0123456789ab", "params": params,
+             "frames": [{"id": 1, "caption": "Rain.", "scene": None, "shot": "wide shot", "seed": 5, "cast": ("",),
+                         "status": "queued"}]}
+    job_spec = spec_for({"id": 3, "kind": "board", "frame_id": None}, board, {})
+    assert job_spec.preset == HYPER != PRESETS["lightning"]
+    assert JobSpec.from_json(job_spec.to_json()).preset == HYPER
 
 
 class Recorder:
