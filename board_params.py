@@ -93,6 +93,7 @@ def read_cast(raw: Any, field: str = "characters", *, planning: bool = False) ->
         where = f"{field}[{i}]"
         if not isinstance(item, dict):
             raise InputError(where, f'{where} must be an object like {{"name": "Mara", "traits": "..."}}.')
+        # Read as any text; check_cast holds the name to MAX_NAME_CHARS, as every name.
         name = user_text(item.get("name"), f"{where}.name", MAX_TRAITS_CHARS, required=planning)
         characters.append(Character(name, user_text(item.get("traits"), f"{where}.traits", MAX_TRAITS_CHARS)))
     check_cast(tuple(characters), field, need_traits=not planning)
