@@ -1274,14 +1274,37 @@ def test_the_page_loads_one_module_and_the_modules_import_each_other():
     html = (ROOT / "templates" / "index.html").read_text(encoding="utf-8")
     assert re.findall(r"<script\b[^>]*>", html) == [
         "<script type=\"module\" src=\"{{ url_for('static', filename='js/main.js') }}\">"]
-    reached, todo = set(), ["main.js"]
+    imports = _module_imports()
+    reached, todo = set(), ["main"]
     while todo:
         name = todo.pop()
         reached.add(name)
-        todo += set(re.findall(r'^import .* from "\./([\w-]+\.js)";$', (STATIC_JS / name).read_text(encoding="utf-8"),
-                               re.M)) - reached
-    assert reached == {path.name for path in STATIC_JS.glob("*.js")}
+        todo += imports[name] - reached
+    assert reached == set(imports)
     assert not re.search(r"window\.\w+\s*=", _page_script())  # modules share by import, not through window
+
+
+def _module_imports() -> dict[str, set[str]]:
+    return {path.stem: set(re.findall(r'from "\./([\w-]+)\.js";', path.read_text(encoding="utf-8")))
+            for path in STATIC_JS.glob("*.js")}
+
+
+def test_the_form_modules_import_only_downward():
+    """main.js says so: only the board's modules (a panel's buttons act on the board, which draws
+    its panels again) import one another; a module of the form reaches itself by no import chain."""
+    imports = _module_imports()
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(imports[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += imports[name]
+        return seen
+
+    board = {"board", "events", "view", "panels", "edit", "drag", "history", "health"}
+    assert sorted(name for name in imports if name in reaches(name)) == sorted(board)
 
 
 def test_the_page_builds_no_api_url_past_the_entry_points():

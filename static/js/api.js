@@ -14,6 +14,7 @@ export const ENTRY = {
 };
 
 export const NETWORK_ERROR = "Cannot reach the studio server";
+export const RETRY_MS = 5000; // a call the page cannot do without (health, presets) is tried again
 
 export class ApiError extends Error {
   constructor(message, field, status) {

@@ -7,7 +7,7 @@ import { clearError, reportError, showError } from "./errors.js";
 import { closeEvents, openEvents } from "./events.js";
 import { scheduleHistoryRefresh } from "./history.js";
 import { focusPanelButton, renderBoard } from "./panels.js";
-import { boardBusy, sortedFrames, state } from "./state.js";
+import { boardBusy, newJob, noteJobBoundary, sortedFrames, state } from "./state.js";
 import { renderAll } from "./view.js";
 
 /** Bring the board's top (title, progress, messages) into view when it is not, e.g. after
@@ -90,19 +90,6 @@ function setHash(id) {
 export function boardIdFromHash() {
   const match = /^#board=(.+)$/.exec(window.location.hash);
   return match ? decodeURIComponent(match[1]) : null;
-}
-
-/** A fresh job's bar starts from zero; within a job it only moves forward. */
-export function newJob() {
-  state.job = { floor: 0, sawReference: false };
-}
-
-/* Jobs run one after another, and between two jobs of a board the worker reports a status
- * other than "running" (done, failed, ..., or queued behind the next job). A new stream
- * replays the board's recent events, so a "running" event alone is no boundary: it may be
- * the start of the job whose progress the page already shows. */
-export function noteJobBoundary(board) {
-  if (board && board.status !== "running") newJob();
 }
 
 export async function cancelBoard() {

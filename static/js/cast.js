@@ -7,17 +7,23 @@
 import { ApiError } from "./api.js";
 import { $, announce } from "./dom.js";
 import { clearError, showError } from "./errors.js";
-import { forgetPlanCharacter, renderPlan } from "./plan.js";
+import { castRows } from "./fields.js";
 import { state } from "./state.js";
 
 const ACCEPTED_TYPES = ["image/png", "image/jpeg", "image/webp"];
 
-function maxCharacters() {
-  return (state.presets && state.presets.max_characters) || 4;
+/* The plan follows the cast (its rows pick characters by key): main.js says what to call, so
+ * the cast editor needs no plan. */
+const followers = { changed: () => {}, removed: () => {} };
+
+/** ``changed()``: names or rows changed; ``removed(key)``: the row with this key is gone. */
+export function followCast({ changed, removed }) {
+  followers.changed = changed;
+  followers.removed = removed;
 }
 
-function castRows() {
-  return [...document.querySelectorAll("#cast-rows > .cast-row")];
+function maxCharacters() {
+  return (state.presets && state.presets.max_characters) || 4;
 }
 
 /** The form's cast: [{key, name, traits, file}], in order. */
@@ -74,7 +80,7 @@ function removeCastRow(row) {
   clearFacePreview(row);
   row.remove();
   clearError();
-  forgetPlanCharacter(row.dataset.key);
+  followers.removed(row.dataset.key);
   renderCast();
   onCastNamesChange();
   const next = castRows()[Math.min(at, castRows().length - 1)];
@@ -129,7 +135,7 @@ export function setCast(characters) {
   for (const row of rows.slice(wanted.length)) {
     clearFacePreview(row);
     row.remove();
-    forgetPlanCharacter(row.dataset.key);
+    followers.removed(row.dataset.key);
   }
   while (castRows().length < wanted.length) addCastRow();
   rows = castRows();
@@ -148,7 +154,7 @@ export function setCast(characters) {
 
 /** The plan's rows pick characters by name: they follow the names as they are typed. */
 function onCastNamesChange() {
-  if (state.plan) renderPlan();
+  followers.changed();
 }
 
 function onFaceChange(row) {
@@ -191,12 +197,3 @@ function removeFace(row) {
   input.focus();
 }
 
-/** The control for ``characters[index].name`` (or ``.traits``, ``.reference_image``) in an
- * error from the server; the cast's list when no row is named. */
-export function castFieldElement(index, name) {
-  const row = index === undefined ? null : castRows()[Number(index)];
-  if (!row) return $("cast-rows");
-  if (name === "traits") return row.querySelector(".cast-traits");
-  if (name === "reference_image") return row.querySelector(".cast-face");
-  return row.querySelector(".cast-name");
-}

@@ -3,25 +3,9 @@
  */
 
 import { ApiError } from "./api.js";
-import { castFieldElement } from "./cast.js";
 import { $ } from "./dom.js";
-import { planFieldElement } from "./plan.js";
+import { fieldElement } from "./fields.js";
 import { state } from "./state.js";
-
-/* API field name -> form element id (a cast's fields: castFieldElement). */
-const FIELD_IDS = {
-  story: "story",
-  character: "character", // the first character's traits
-  frames: "frames",
-  preset: "preset",
-  aspect: "aspect",
-  style: "style",
-  seed: "seed",
-  identity_lock: "identity-lock",
-  reference: "reference", // the first character's face
-  reference_image: "reference",
-  premise: "story", // POST /api/plans plans the story
-};
 
 export function clearError() {
   for (const box of [$("error"), $("plan-error")]) {
@@ -33,20 +17,6 @@ export function clearError() {
     node.removeAttribute("aria-invalid");
   }
   for (const row of document.querySelectorAll("#story-form .invalid")) row.classList.remove("invalid");
-}
-
-/** The element a field error is about: a form field, a plan row's (``panels[2].shot``) or a
- * character's (``characters[1].name``; ``reference_2``, the second character's face in a form). */
-function fieldElement(field) {
-  if (typeof field !== "string" || !field) return null;
-  const planField = /^panels(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
-  if (planField) return planFieldElement(planField[1], planField[2]);
-  const castField = /^characters(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
-  if (castField) return castFieldElement(castField[1], castField[2]);
-  const face = /^reference_(\d+)$/.exec(field);
-  if (face) return castFieldElement(Number(face[1]) - 1, "reference_image");
-  const node = $(FIELD_IDS[field] || field);
-  return node && node.closest("#story-form") ? node : null;
 }
 
 /** A message in the form's error box, or in the plan's (``inPlan``: the plan's button was

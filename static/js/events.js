@@ -1,11 +1,13 @@
 /* The open board's Server-Sent Events: progress, panels, portraits and status as they happen.
  */
 
-import { noteJobBoundary, reloadBoard } from "./board.js";
+import { reloadBoard } from "./board.js";
 import { checkHealth } from "./health.js";
 import { renderHistoryItemProgress, scheduleHistoryRefresh } from "./history.js";
-import { boardBusy, isFinal, state } from "./state.js";
-import { renderAll, renderBoardSoon, renderCastView, renderProgress, renderStatus, updateRunningPanels } from "./view.js";
+import { boardBusy, isFinal, noteJobBoundary, state } from "./state.js";
+import {
+  renderAll, renderBoardSoon, renderCastView, renderProgress, renderStatus, updateRunningPanels,
+} from "./view.js";
 
 const EVENTS_RETRY_MS = 3000;
 

@@ -8,7 +8,6 @@ import { $, announce } from "./dom.js";
 import { clearError, reportError, showError } from "./errors.js";
 import { checkHealth } from "./health.js";
 import { refreshHistory } from "./history.js";
-import { drawPlan } from "./plan.js";
 import { maxFrames, renderPresetHint } from "./presets.js";
 import { boardCharacters, state } from "./state.js";
 
@@ -98,15 +97,6 @@ export async function createBoard(values, button, { inPlan = false } = {}) {
     button.textContent = label;
     $("generate").disabled = false;
     $("draw-plan").disabled = state.planning;
-  }
-}
-
-export function onFormKeydown(event) {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-    event.preventDefault();
-    // In the plan, the shortcut draws the plan; elsewhere it generates from the story.
-    if (event.target.closest && event.target.closest("#plan-editor")) drawPlan();
-    else $("story-form").requestSubmit();
   }
 }
 

@@ -2,7 +2,7 @@
  * closely while something is wrong or under way.
  */
 
-import { api, ENTRY, NETWORK_ERROR } from "./api.js";
+import { api, ENTRY, NETWORK_ERROR, RETRY_MS } from "./api.js";
 import { $ } from "./dom.js";
 import { roughDuration, sameMessage } from "./format.js";
 import { boardBusy, state } from "./state.js";
@@ -12,7 +12,6 @@ const HEALTH_POLL_MS = 2000; // while something is under way or wrong
 
 const HEALTH_IDLE_MS = 30000; // otherwise: a worker that stops while the page is idle still shows
 
-export const HEALTH_RETRY_MS = 5000;
 
 const WORKER_STOPPED = "The studio's worker has stopped; restart the studio.";
 
@@ -24,7 +23,7 @@ export async function checkHealth() {
   } catch (err) {
     renderBanner(err.message || NETWORK_ERROR, "error");
     clearTimeout(state.healthTimer);
-    state.healthTimer = setTimeout(checkHealth, HEALTH_RETRY_MS);
+    state.healthTimer = setTimeout(checkHealth, RETRY_MS);
     return;
   }
   state.health = health || {};

@@ -10,7 +10,6 @@ import { downloadAs, panelFileName } from "./exports.js";
 import { sameMessage } from "./format.js";
 import { identityWords } from "./identity.js";
 import { isFinal, sortedFrames, state } from "./state.js";
-import { runningText } from "./view.js";
 
 export function renderBoard() {
   const boardEl = $("board");
@@ -208,4 +207,9 @@ export function focusPanelButton(frameId, selector) {
   if (!panel) return;
   const target = panel.querySelector(`${selector}:not([disabled])`) || panel.querySelector("button:not([disabled])");
   if (target) target.focus();
+}
+
+export function runningText() {
+  const p = state.board && state.board.progress;
+  return p && p.steps ? `drawing… step ${p.step || 0}/${p.steps}` : "drawing…";
 }

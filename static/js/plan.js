@@ -226,16 +226,6 @@ function planLabel(control, text, hint) {
   return label;
 }
 
-/** The control for ``panels[index].name`` in an error from the server, or null. */
-export function planFieldElement(index, name) {
-  if (!state.plan) return null;
-  const row = index === undefined ? null : state.plan.rows[Number(index)];
-  if (!row) return $("plan-rows");
-  if (name === "cast" && $(`plan-cast-${row.key}-0`)) return $(`plan-cast-${row.key}-0`);
-  const kind = ["caption", "scene", "shot"].includes(name) ? name : "caption";
-  return $(`plan-${kind}-${row.key}`);
-}
-
 function focusPlanRow(key, selector) {
   const row = document.querySelector(`#plan-rows .plan-row[data-key="${CSS.escape(String(key))}"]`);
   if (!row) return;

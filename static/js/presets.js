@@ -1,26 +1,25 @@
 /* The speed modes, aspects and defaults the server offers (GET /api/presets).
  */
 
-import { api, ENTRY } from "./api.js";
-import { renderCast } from "./cast.js";
+import { api, ENTRY, RETRY_MS } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./errors.js";
-import { HEALTH_RETRY_MS } from "./health.js";
-import { renderPlan } from "./plan.js";
 import { state } from "./state.js";
 
-export async function loadPresets() {
+/** Read the presets, then ``onLoaded()``: what depends on them (the cast's limit, the plan's
+ * shots) is drawn again. */
+export async function loadPresets(onLoaded) {
   let data;
   try {
     data = await api("GET", ENTRY.presets);
   } catch (err) {
     showError(err);
-    setTimeout(loadPresets, HEALTH_RETRY_MS); // the speed modes live on the server only
+    setTimeout(() => loadPresets(onLoaded), RETRY_MS); // the speed modes live on the server only
     return;
   }
   state.presets = data;
   renderPresetOptions(data);
-  if (state.plan) renderPlan(); // the shots may come from the server
+  onLoaded();
 }
 
 /* The option stays short enough for the form column; the hint below it gives the cost. */
@@ -75,7 +74,6 @@ export function renderPresetOptions(data) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
   }
-  renderCast(); // the cast's limit comes from the server too
 }
 
 export function maxFrames() {

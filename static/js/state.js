@@ -56,3 +56,16 @@ export function boardCharacters(board) {
 export function boardHasNames(board) {
   return boardCharacters(board).some((c) => c.name);
 }
+
+/** A fresh job's bar starts from zero; within a job it only moves forward. */
+export function newJob() {
+  state.job = { floor: 0, sawReference: false };
+}
+
+/* Jobs run one after another, and between two jobs of a board the worker reports a status
+ * other than "running" (done, failed, ..., or queued behind the next job). A new stream
+ * replays the board's recent events, so a "running" event alone is no boundary: it may be
+ * the start of the job whose progress the page already shows. */
+export function noteJobBoundary(board) {
+  if (board && board.status !== "running") newJob();
+}

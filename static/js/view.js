@@ -6,7 +6,7 @@ import { renderExports } from "./exports.js";
 import { formatDate, formatEta, sameMessage } from "./format.js";
 import { bannerError, bannerProblem } from "./health.js";
 import { renderHistorySelection } from "./history.js";
-import { renderBoard } from "./panels.js";
+import { renderBoard, runningText } from "./panels.js";
 import { boardBusy, boardCharacters, boardHasNames, state } from "./state.js";
 
 export function renderAll() {
@@ -202,11 +202,6 @@ export function updateRunningPanels() {
   for (const node of document.querySelectorAll("#board .panel[data-status='running'] .panel-status")) {
     node.textContent = runningText();
   }
-}
-
-export function runningText() {
-  const p = state.board && state.board.progress;
-  return p && p.steps ? `drawing… step ${p.step || 0}/${p.steps}` : "drawing…";
 }
 
 export function renderBoardSoon() {
