@@ -3,10 +3,9 @@
 :class:`BoardParams` is everything a board is drawn with (its cast, style, speed mode,
 size, seed, identity lock, ...), fixed when the board is made. The store keeps it as JSON
 with a schema version (:meth:`BoardParams.to_json`) and reads it back into the type
-(:meth:`BoardParams.from_json`, which reads every schema ever written); a data directory
-from before the cast is read with :meth:`BoardParams.from_legacy` (a cast of one unnamed
-character). What changes while a board lives (its panels, their casts, the references
-drawn for it) is the store's, not this value's.
+(:meth:`BoardParams.from_json`, which reads schema 2 too: migrations.py brings a board
+from before the cast that far). What changes while a board lives (its panels, their
+casts, the references drawn for it) is the store's, not this value's.
 
 The cast: :class:`Character` and its rules (:func:`read_cast`, :func:`check_cast`,
 :func:`panel_cast`) are the one cast of the studio, for boards and for plans alike.
@@ -25,8 +24,9 @@ from config import MAX_FRAMES, PRESETS, SpeedPreset
 from errors import InputError
 from prompt_enhancer import user_text
 
-# 1 (never written with a number): the options dict of the single-character studio; 2: a cast;
-# 3: the speed preset whole (name, label, steps, scales, distilled family) instead of its fields.
+# 1 (never written with a number): the options dict of the single-character studio, made 2 by
+# migrations.py; 2: a cast; 3: the speed preset whole (name, label, steps, scales, distilled
+# family) instead of its fields apart.
 PARAMS_SCHEMA = 3
 MAX_CHARACTERS = 4  # a panel draws at most 4 (prompt_enhancer.CAST_POSITIONS), so a cast has at most 4
 MAX_NAME_CHARS = 60
@@ -200,13 +200,6 @@ class BoardParams:
                    width=int(data["width"]), height=int(data["height"]), seed=int(data["seed"]),
                    identity_lock=bool(data["identity_lock"]), negative_prompt=str(data["negative_prompt"]),
                    model=str(data.get("model") or ""), notices=tuple(str(n) for n in data.get("notices", ())))
-
-    @classmethod
-    def from_legacy(cls, options: Mapping[str, Any], character: str, style: str) -> "BoardParams":
-        """A board stored before the cast (schema 1): its options dict (the preset's fields as
-        in schema 2) and its one character's traits."""
-        return cls.from_json({**options, "schema": 2, "style": style,
-                              "characters": [{"name": "", "traits": character}]})
 
 
 def _preset_of_schema_2(data: Mapping[str, Any]) -> SpeedPreset:

@@ -50,16 +50,6 @@ def test_a_board_of_schema_2_reads_back_with_its_stored_steps_and_scales():
     assert lightning.distilled and lightning.family == "lightning"
 
 
-def test_a_board_from_before_the_cast_reads_as_one_unnamed_character():
-    old = {"preset": "fast", "steps": 12, "guidance_scale": 6.5, "ip_adapter_scale": 0.5, "aspect": "16:9",
-           "width": 80, "height": 48, "seed": 7, "identity_lock": True, "negative_prompt": "blurry",
-           "model": "tiny", "notices": []}
-    read = BoardParams.from_legacy(old, "red hair", "ink")
-    assert read.characters == (Character("", "red hair"),) and read.style == "ink" and read.seed == 7
-    assert read.preset == PRESETS["fast"]
-    assert BoardParams.from_json(read.to_json()) == read  # and is written back in this schema
-
-
 def test_settings_are_how_it_is_drawn_without_cast_or_notices():
     assert set(params().settings_json()) == {"preset", "steps", "guidance_scale", "ip_adapter_scale", "aspect",
                                              "width", "height", "seed", "identity_lock", "negative_prompt", "model"}

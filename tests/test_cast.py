@@ -11,7 +11,6 @@ import pytest
 from pypdf import PdfReader
 
 from app import create_app
-from board_params import PARAMS_SCHEMA
 from config import load_settings
 from fakes import FakeGenerator
 from helpers import png_bytes, wait_for
@@ -261,4 +260,4 @@ def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path):
         app.extensions["studio"]["store"].close()
     # The upgrade is written once: the next start reads the new schema as it is.
     row = sqlite3.connect(tmp_path / "studio.sqlite3").execute("SELECT params FROM storyboards").fetchone()
-    assert json.loads(row[0])["schema"] == PARAMS_SCHEMA
+    assert json.loads(row[0])["schema"] == 2
