@@ -57,12 +57,12 @@ class SpeedPreset:
         first wrong key (``steps``)."""
         if not isinstance(data, dict):
             raise InputError(None, "a speed preset must be an object")
-        for key, kind, low, high in (("steps", int, 1, 200), ("guidance_scale", float, 0.0, 30.0),
-                                     ("ip_adapter_scale", float, 0.0, 1.0)):
+        for key, low, high, whole in (("steps", 1, 200, True), ("guidance_scale", 0.0, 30.0, False),
+                                      ("ip_adapter_scale", 0.0, 1.0, False)):
             value = data.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) \
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
                     or not low <= value <= high:
-                raise InputError(key, f"a {'whole ' if kind is int else ''}number from {low} to {high} expected")
+                raise InputError(key, f"a {'whole ' if whole else ''}number from {low} to {high} expected")
         for key in ("name", "label"):
             if not isinstance(data.get(key), str) or not 0 < len(data[key]) <= 64:
                 raise InputError(key, "text of at most 64 characters expected")

@@ -8,10 +8,11 @@ described by the board's status, its panels' and its jobs' (in job order). Refus
 import pytest
 
 from board_params import BoardParams, Character
+from config import SpeedPreset
 from storage import INTERRUPTED_MESSAGE, SET_ASIDE_MESSAGE, Conflict, QueueFull, Status, Store
 
-PARAMS = BoardParams(characters=(Character("Mara", "red hair"),), style="ink", preset="fast", steps=2,
-                     guidance_scale=1.0, ip_adapter_scale=0.5, aspect="1:1", width=64, height=64, seed=7,
+PARAMS = BoardParams(characters=(Character("Mara", "red hair"),), style="ink",
+                     preset=SpeedPreset("fast", "Fast", 2, 1.0, 0.5), aspect="1:1", width=64, height=64, seed=7,
                      identity_lock=True, negative_prompt="", model="tiny")
 PANELS = [{"id": n, "caption": f"Panel {n}.", "scene": None, "shot": "wide shot", "seed": 6 + n, "cast": ["Mara"]}
           for n in (1, 2)]
