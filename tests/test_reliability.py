@@ -430,6 +430,7 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
 # --- 7. Slow clients ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real server and its timeouts
 def test_slow_clients_hold_connections_not_threads_and_time_out(studio, serve):
     app = studio(start_worker=False, request_timeout=2, max_connections=50, server_threads=8)
     port = serve(app)

@@ -315,7 +315,7 @@ def timed_board(app, generator, port, listeners=0, close=0):
 
 
 def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
-    # Speed is for benchmarks (bench_overhead.py); what keeps listeners cheap is that they
+    # Speed is for benchmarks (bench/overhead.py); what keeps listeners cheap is that they
     # read the store only on status events, never per progress step. Counted, not timed.
     generator = FakeGenerator()
     app = studio(generator)
