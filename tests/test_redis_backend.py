@@ -324,3 +324,30 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
     assert warming["model"] == "warming_up" and warming["warm_up"]["done"] == 1 and warming["warm_up"]["of"] == 3
     assert isinstance(warming["warm_up"]["eta_s"], int)
     assert generator.log == ["compile"] * 3 and worker.host.state == ModelState.READY and worker.host.warm_up is None
+
+
+def test_a_stop_asked_for_during_a_compile_stops_the_worker_after_that_graph(redis_server):
+    import signal
+
+    from fakes import FakeGenerator, Warming
+    from redis_backend import StudioWorker
+
+    generator = Warming(FakeGenerator(), graphs=3, hold=0)
+    settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
+    worker = StudioWorker(redis_server.client(), settings, lambda: generator, None, "stopping-test", "cpu")
+    compile_one = generator.warm_up_next
+
+    def signal_lands_mid_compile():
+        compile_one()
+        worker.request_stop(signal.SIGTERM, None)  # what RQ's handler does: raises StopRequested here
+
+    generator.warm_up_next = signal_lands_mid_compile
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.host.ensure()
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        redis_server.client().delete("sb:worker:stopping-test")
+    assert generator.log == ["compile"]  # the warm-up swallowed RQ's StopRequested; the worker stopped anyway
