@@ -229,7 +229,8 @@ class PanelPrompts:
 
 @dataclass(frozen=True)
 class SavedPanel:
-    """A finished panel: the PNG (with its parameters inside) and what the page shows."""
+    """A finished panel: the PNG (with its parameters inside: what really drew it, so they
+    travel wherever the PNG does) and what the page shows."""
 
     frame_id: int
     png: bytes
@@ -363,9 +364,9 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
-        "steps": spec.steps,
-        "guidance_scale": spec.guidance_scale,
-        "ip_adapter_scale": spec.ip_adapter_scale if spec.identity_lock else None,
+        # What drew it, as the generator ran it (steps, CFG, sampler, the IP-Adapter scale after
+        # the cast clamp, the LoRA), never the board's settings echoed.
+        **(result.ran.to_json() if result.ran is not None else {}),
         "seed": result.seed,
         "width": result.image.width,
         "height": result.image.height,
