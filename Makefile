@@ -1,6 +1,7 @@
 # make run   - the studio on http://127.0.0.1:8080 with real SDXL + IP-Adapter (downloads ~10 GB once)
 # make demo  - the same studio offline, on tiny random models built locally
 # make test  - the whole offline test suite
+# make quick - the tests that need no model, browser or redis-server (a developer's loop)
 # make bench - test_speed.py on the tiny models
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ DEV := $(VENV)/.dev-installed
 # dependencies (torchvision) are not needed and would not import beside this torch.
 CLIP_VOCAB := clip-anytorch==2.6.0
 
-.PHONY: run demo test bench install clean
+.PHONY: run demo test quick bench install clean
 
 $(RUNTIME): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,9 @@ demo: $(RUNTIME)
 
 test: $(DEV)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+quick: $(DEV)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(RUNTIME)
 	$(BIN)/python test_speed.py --model tiny $(ARGS)

@@ -210,7 +210,7 @@ def load_generator(args, settings):
 
         tiny_models.build(settings.cache_dir)
     if args.model == "sdxl-random":
-        import sdxl_random
+        from bench import sdxl_random
 
         device = resolve_device(settings.device)
         return sdxl_random.build_generator(settings, device, force_upcast=args.vae_force_upcast == "on")
@@ -311,7 +311,7 @@ def run_benchmark(generator, settings, args, width: int, height: int, steps: int
     out["vae_fp32_retries"] = retries  # panels decoded twice (NaN/black in half precision)
     out["runs"] = runs
     if board6:
-        import sdxl_random
+        from bench import sdxl_random
 
         six = request(panels[:ESTIMATE_FRAMES], True, reference)
         check(generator.generate(six))  # warm-up for the batch shape
@@ -456,7 +456,7 @@ def panels_per_call(generator, width: int, height: int) -> int:
 
 def sdxl_random_extras(generator, reference, args, width, height, steps, flops, results) -> dict:
     """Breakdown, matmul rate and FLOP floor for the random full-size model."""
-    import sdxl_random
+    from bench import sdxl_random
 
     device, dtype = generator.device, generator.dtype
     prompt = make_jobs(generator, generator.settings, 1)[1][0].prompt
@@ -646,7 +646,7 @@ def _run(args, diffusers, torch) -> int:
 
     flops = None
     if args.model == "sdxl-random":
-        import sdxl_random
+        from bench import sdxl_random
 
         print("counting FLOPs on the meta device ...")
         flops = sdxl_random.count_flops(width, height)
@@ -658,7 +658,7 @@ def _run(args, diffusers, torch) -> int:
         return 2
     build_peak = None
     if args.model == "sdxl-random":
-        import sdxl_random
+        from bench import sdxl_random
 
         build_peak = sdxl_random.peak_memory_bytes(generator.device)
         sdxl_random.reset_peak_memory(generator.device)
@@ -701,7 +701,7 @@ def _run(args, diffusers, torch) -> int:
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if args.model == "sdxl-random":
-        import sdxl_random
+        from bench import sdxl_random
 
         results["sdxl_random"] = sdxl_random_extras(
             generator, reference, args, width, height, results["steps"], flops, results)

@@ -9,7 +9,7 @@
 # weights) at 1024x1024, identity lock on: the new defaults (contiguous UNet, first panel
 # alone, cross-attention constants folded; every UNet step is also timed unfolded), the fold
 # off for the whole board, the fp16-fix-style VAE decode with a CFG cutoff, the lightning mode,
-# the studio's own cost over the generator (bench_overhead.py), and the compiled UNet
+# the studio's own cost over the generator (bench/overhead.py), and the compiled UNet
 # (reduce-overhead, CUDA graphs; the measured size warmed up) with a cold and a warm cache.
 # channels_last is not run again: shared/notes/gpu-h100.md measured it (136-149 vs 76 ms a step).
 set -uo pipefail
@@ -34,7 +34,7 @@ STORYBOARD_FOLD_CROSS_ATTENTION=false run fast-fold-off 40 --preset fast
 run fast-fp16-vae-cfg-cutoff 50 --preset fast --vae-force-upcast off --cfg-cutoff 0.5
 run lightning 45 --preset lightning
 echo "== overhead"
-timeout 60 python3 bench_overhead.py --model sdxl-random --repeat 2 --json "$OUT/overhead.json" > "$OUT/overhead.log" 2>&1
+timeout 60 python3 bench/overhead.py --model sdxl-random --repeat 2 --json "$OUT/overhead.json" > "$OUT/overhead.log" 2>&1
 echo "   exit $? ($(tail -n 1 "$OUT/overhead.log"))"
 run fast-compiled-cold 180 --preset fast --compile
 run fast-compiled-warm 45 --preset fast --compile   # the caches of the cold run, as after a restart

@@ -1,4 +1,4 @@
-"""Peak memory of one locked panel on full-size SDXL with random weights (sdxl_random.py).
+"""Peak memory of one locked panel on full-size SDXL with random weights (bench/sdxl_random.py).
 
     .venv/bin/python bench/memory.py [--size 1024] [--device cpu] [--json PATH]
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from PIL import Image
 
-    import sdxl_random
+    from bench import sdxl_random
     from config import load_settings
     from local_image_generator import CharacterLock, PanelJob, StoryboardRequest, resolve_device
 

@@ -20,6 +20,17 @@ for _name in [k for k in os.environ if k.startswith("STORYBOARD_")]:
 import pytest  # noqa: E402
 
 
+# A test that uses any of these is slow: the tiny real models, a real browser, a real
+# redis-server. `make quick` leaves them out; `make test` (and CI) runs everything.
+SLOW_FIXTURES = frozenset({"hf_cache", "browser", "redis_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config):
     """The tiny models' cache (~25 MB) goes with the session that made it."""
     shutil.rmtree(_CACHE, ignore_errors=True)

@@ -10,7 +10,7 @@ from diffusers.models.embeddings import MultiIPAdapterImageProjection
 
 from attention import FoldedAttnProcessor
 from local_image_generator import StoryboardGenerator
-from sdxl_random import count_ops
+from bench.sdxl_random import count_ops
 
 from test_generator import cast_request, request
 

@@ -16,7 +16,7 @@ import pytest
 from app import create_app
 from config import load_settings
 from helpers import wait_for, wait_until
-from local_redis import LocalRedis
+from bench.local_redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "test-only-secret"

@@ -223,7 +223,7 @@ def test_canceling_a_queued_redraw_of_a_finished_panel_keeps_the_board_done(stud
 # --- 4. Framing and sniffing -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/app.js", "/api/nope"])
+@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/js/main.js", "/api/nope"])
 def test_every_response_refuses_framing_and_sniffing(studio, path):
     answer = studio(start_worker=False).test_client().get(path)
     csp = answer.headers["Content-Security-Policy"]
@@ -430,6 +430,7 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
 # --- 7. Slow clients ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real server and its timeouts
 def test_slow_clients_hold_connections_not_threads_and_time_out(studio, serve):
     app = studio(start_worker=False, request_timeout=2, max_connections=50, server_threads=8)
     port = serve(app)

@@ -315,7 +315,7 @@ def timed_board(app, generator, port, listeners=0, close=0):
 
 
 def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
-    # Speed is for benchmarks (bench_overhead.py); what keeps listeners cheap is that they
+    # Speed is for benchmarks (bench/overhead.py); what keeps listeners cheap is that they
     # read the store only on status events, never per progress step. Counted, not timed.
     generator = FakeGenerator()
     app = studio(generator)
@@ -1177,10 +1177,9 @@ def _strip_js_comments(source: str) -> str:
 
 
 def test_the_page_never_puts_user_text_into_html():
-    script = ROOT / "static" / "app.js"
-    if not script.exists():
-        pytest.skip("static/app.js is not written yet")
-    code = _strip_js_comments(script.read_text(encoding="utf-8"))
+    scripts = sorted((ROOT / "static" / "js").glob("*.js"))
+    assert scripts, "the page's modules are in static/js"
+    code = _strip_js_comments("\n".join(script.read_text(encoding="utf-8") for script in scripts))
     sinks = re.findall(r"\.(?:inner|outer)HTML\s*\+?=\s*([^;\n]*)|(insertAdjacentHTML|document\.write)", code)
     unsafe = [s for s in sinks if s[1] or not re.fullmatch(r"\s*(\"[^\"$]*\"|'[^'$]*'|``)\s*", s[0])]
     assert unsafe == []

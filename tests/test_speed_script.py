@@ -27,7 +27,7 @@ def test_importing_test_speed_does_nothing():
 
 
 def test_importing_sdxl_random_does_not_import_torch():
-    code = "import sys, sdxl_random; print('torch' in sys.modules)"
+    code = "import sys; from bench import sdxl_random; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -42,7 +42,7 @@ def test_size_flag_is_checked():
 
 
 def test_the_overhead_benchmark_measures_the_same_board_both_ways(hf_cache, tmp_path, capsys):
-    import bench_overhead
+    from bench import overhead as bench_overhead
 
     path = tmp_path / "overhead.json"
     assert bench_overhead.main(["--repeat", "1", "--cache-dir", str(hf_cache), "--json", str(path)]) == 0
@@ -86,7 +86,7 @@ def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
 
 
 def test_sdxl_unet_has_the_real_parameter_count_and_flops():
-    import sdxl_random
+    from bench import sdxl_random
 
     unet = sdxl_random.build_unet("meta")
     count = sdxl_random.check_unet_parameters(unet)
@@ -97,7 +97,7 @@ def test_sdxl_unet_has_the_real_parameter_count_and_flops():
 
 
 def test_a_wrong_config_fails_the_parameter_check():
-    import sdxl_random
+    from bench import sdxl_random
 
     with pytest.raises(sdxl_random.ParameterCountError, match="2,567,463,684"):
         sdxl_random.check_unet_parameters(_FakeModule(2_500_000_000))

@@ -1,6 +1,6 @@
 """Throughput of the Redis backend: the same boards through 1 worker, then through 2.
 
-    python bench_workers.py [--boards 8] [--panels 8] [--preset quality] [--json out.json]
+    python bench/workers.py [--boards 8] [--panels 8] [--preset quality] [--json out.json]
 
 Everything is local and offline: a private redis-server on loopback, the tiny models, the
 studio in this process, worker processes (`python worker.py`) with one CPU thread each.
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-only-secret"
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(folder: Path, args) -> dict:
     import tiny_models
     from local_image_generator import quiet_library_logs
-    from local_redis import LocalRedis
+    from bench.local_redis import LocalRedis
 
     quiet_library_logs(progress_bars=False)
     cache = folder / "hf-cache"
@@ -125,4 +125,5 @@ def wait(condition, message: str, timeout: float = 300.0) -> None:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the studio's modules
     raise SystemExit(main())

@@ -20,7 +20,7 @@ random, so speed and memory are those of the real model; the pictures are noise.
 
 Importing this module does nothing; torch and diffusers are imported inside functions.
 
-    python sdxl_random.py [--size 1024x1024]   # parameter count + FLOPs, meta device only
+    python bench/sdxl_random.py [--size 1024x1024]   # parameter count + FLOPs, meta device only
     python test_speed.py --model sdxl-random   # the benchmark (see BENCHMARKS.md)
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -85,7 +86,6 @@ UNET_CONFIG: dict = {
 }
 UNET_PARAMETERS = 2_567_463_684  # the real unet/diffusion_pytorch_model.safetensors
 PARAMETER_TOLERANCE = 0.005
-UNET_TFLOP_1024 = 6.76  # one forward, batch 1, 1024x1024 (128x128 latent); public figure
 
 # stabilityai/stable-diffusion-xl-base-1.0, vae/config.json (the fp16-fix VAE has the same
 # architecture with force_upcast False)
@@ -157,7 +157,6 @@ IMAGE_ENCODER_CONFIG: dict = {
 # (257 x 1280) to 16 tokens of the UNet's cross-attention width. diffusers' converter fixes
 # depth 4, head size 64 (so 20 heads) and feed-forward ratio 4.
 RESAMPLER = {"dim": 1280, "queries": 16, "depth": 4, "heads": 20, "ff_mult": 4, "output": 2048}
-ADAPTER_WEIGHT = "ip-adapter-plus-face_sdxl_vit-h.safetensors"
 
 
 class ParameterCountError(RuntimeError):
@@ -631,4 +630,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the studio's modules
     raise SystemExit(main())

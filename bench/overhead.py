@@ -1,13 +1,13 @@
 """How much the studio adds on top of the generator, measured in one run.
 
-    python bench_overhead.py [--repeat 3] [--preset fast] [--cache-dir data/tiny-models]
+    python bench/overhead.py [--repeat 3] [--preset fast] [--cache-dir data/tiny-models]
                              [--model tiny|sdxl-random] [--json PATH]
 
 Draws the same 6-panel board (same prompts, seeds and reference) twice per round: with the
 generator alone, and through the HTTP API of a real server (submit to last panel saved:
 validation, SQLite, PNG encoding with metadata, fsync, events). Prints both medians and
 their ratio. On the tiny models a panel takes ~0.1 s, so this is the worst case on a CPU.
-``--model sdxl-random`` (full-size SDXL + IP-Adapter with random weights, sdxl_random.py)
+``--model sdxl-random`` (full-size SDXL + IP-Adapter with random weights, bench/sdxl_random.py)
 measures the GPU path: there a panel takes well under a second, the fixed costs no longer
 vanish in it, and PNG encoding of 1-megapixel panels weighs more (bench/gpu.sh runs it).
 """
@@ -20,10 +20,12 @@ import json
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings({}, {**values, "hf_cache_dir": args.cache_dir})
         generator = StoryboardGenerator.load(settings)
     else:
-        import sdxl_random
+        from bench import sdxl_random
 
         settings = load_settings(os.environ, values)
         generator = sdxl_random.build_generator(settings)
@@ -126,4 +128,5 @@ def _b64(data: bytes) -> str:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the studio's modules
     raise SystemExit(main())
