@@ -169,6 +169,9 @@ def _schemas() -> dict:
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),
+                "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
+                          "properties": {"regenerate": {**string, "description": "POST: redraw it (by its "
+                                                        "position when sent: a reorder moves it)."}}},
             },
         },
         "Progress": {
@@ -202,6 +205,13 @@ def _schemas() -> dict:
                 "progress": _nullable(_ref("Progress")),
                 "frames": {"type": "array", "items": _ref("Frame")},
                 "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
+                                                           "instead of building them.",
+                          "properties": {"self": {**string, "description": "GET it, DELETE it."},
+                                         "events": {**string, "description": "Its Server-Sent Events."},
+                                         "cancel": {**string, "description": "POST: cancel its job."},
+                                         "resume": {**string, "description": "POST: draw what is left."},
+                                         "order": {**string, "description": "PUT: a new panel order."}}},
                 "notices": {"type": "array", "items": string,
                             "description": "Things to know about the input (e.g. a story not in English); "
                                            "absent on older boards."},
@@ -216,6 +226,8 @@ def _schemas() -> dict:
                 "id": string, "title": string, "status": {"enum": STATUSES},
                 "created_at": {**string, "format": "date-time"},
                 "frames_total": integer, "frames_done": integer, "thumbnail_url": _nullable(string),
+                "links": {"type": "object", "properties": {"self": {**string, "description": "The board: GET, "
+                                                                                             "DELETE."}}},
             },
         },
         "Accepted": {

@@ -65,7 +65,7 @@ class FakeGenerator:
                     time.sleep(self.step_delay)
                 self.steps_run.append((job.index, step))
                 if on_progress:
-                    on_progress(job.index, step, request.num_steps)
+                    on_progress(job, step, request.num_steps)
                 if self.pause_at == (job.index, step):
                     self.paused.set()
                     assert self.resume.wait(30), "the test never resumed the fake generator"

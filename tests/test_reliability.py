@@ -223,7 +223,7 @@ def test_canceling_a_queued_redraw_of_a_finished_panel_keeps_the_board_done(stud
 # --- 4. Framing and sniffing -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/app.js", "/api/nope"])
+@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/js/main.js", "/api/nope"])
 def test_every_response_refuses_framing_and_sniffing(studio, path):
     answer = studio(start_worker=False).test_client().get(path)
     csp = answer.headers["Content-Security-Policy"]
