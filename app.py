@@ -58,8 +58,9 @@ def create_app(
 ) -> Flask:
     """Build the app. ``load_generator`` is called once, by the worker, on first use."""
     from storage import Store
-    from backend import default_generator_loader, default_scorer_loader
-    from worker import EventHub, Worker
+    from backend import Backend, default_generator_loader, default_scorer_loader
+    from events import EventHub
+    from worker import Worker
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -70,7 +71,8 @@ def create_app(
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
         log.info("marked %d interrupted storyboard(s) after a restart", len(recovered))
-    hub = EventHub()
+    hub = EventHub()  # the web layer's; the backend publishes what it draws into it
+    worker: Backend
     if settings.queue_url:
         from redis_backend import RedisBackend
 

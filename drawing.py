@@ -216,7 +216,8 @@ class PanelPrompts:
 
 @dataclass(frozen=True)
 class SavedPanel:
-    """A finished panel: the PNG (with its parameters inside) and what the page shows."""
+    """A finished panel: the PNG (with its parameters inside: what really drew it, so they
+    travel wherever the PNG does) and what the page shows."""
 
     frame_id: int
     png: bytes
@@ -270,10 +271,9 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
             locks.append(CharacterLock(reference=_image(character.reference_png)))
         else:
             p = portrait_prompt(character.traits, spec.style, spec.negative_prompt, generator.count_tokens)
-            # Portraits are units of the progress bar beside the panels: -k never is a frame id.
-            portraits[-k] = character.name
-            locks.append(CharacterLock(portrait=PanelJob(-k, p.prompt, p.negative_prompt, portrait_seed(spec.seed, k),
-                                                         p.caption, p.shot)))
+            portraits[k - 1] = character.name  # a unit of the progress bar beside the panels
+            locks.append(CharacterLock(portrait=PanelJob(None, p.prompt, p.negative_prompt,
+                                                         portrait_seed(spec.seed, k), p.caption, p.shot)))
     request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.preset, spec.identity_lock,
                                 characters=tuple(locks))
     tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits)
@@ -351,9 +351,9 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
-        "steps": spec.preset.steps,
-        "guidance_scale": spec.preset.guidance_scale,
-        "ip_adapter_scale": spec.preset.ip_adapter_scale if spec.identity_lock else None,
+        # What drew it, as the generator ran it (steps, CFG, sampler, the IP-Adapter scale after
+        # the cast clamp, the LoRA), never the board's settings echoed.
+        **(result.ran.to_json() if result.ran is not None else {}),
         "seed": result.seed,
         "width": result.image.width,
         "height": result.image.height,
@@ -390,25 +390,28 @@ class Progress:
 
     def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, portraits: dict[int, str]):
         self.sink, self.positions, self.board_panels = sink, positions, board_panels
-        self.portraits = portraits  # portrait index -> the character's name ("" unnamed)
+        self.portraits = portraits  # the portrait's character (0-based place) -> its name ("" unnamed)
         self.units = len(positions) + len(portraits)
-        self._done: dict[int, float] = {}  # unit -> its best fraction (a redrawn panel restarts its steps)
+        # (frame id, portrait's character) -> its best fraction (a redrawn panel restarts its steps)
+        self._done: dict[tuple, float] = {}
         self.fraction = 0.0
         self.started = time.perf_counter()
         self._published = 0.0
 
-    def step(self, index: int, step: int, steps: int) -> None:
-        self._done[index] = max(self._done.get(index, 0.0), step / steps)
+    def step(self, job, step: int, steps: int) -> None:
+        """``job``: the generator's PanelJob, a panel (its index) or a portrait (portrait_of)."""
+        unit = (job.index, job.portrait_of)
+        self._done[unit] = max(self._done.get(unit, 0.0), step / steps)
         self.fraction = max(self.fraction, min(sum(self._done.values()) / self.units, 1.0))
-        position = self.positions.get(index)
+        position = self.positions.get(job.index)
         if step == 1 and position:
-            self.sink.panel_started(index)
+            self.sink.panel_started(job.index)
         now = time.perf_counter()
         progress = {
             "fraction": round(self.fraction, 4),
             "panel": position or 0,
             "of": self.board_panels,
-            "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(index),
+            "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(job.portrait_of),
             "step": step,
             "steps": steps,
             "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
@@ -417,6 +420,6 @@ class Progress:
             self._published = now
             self.sink.progress(progress)
 
-    def _portrait_label(self, index: int) -> str:
-        name = self.portraits.get(index)
+    def _portrait_label(self, character: int | None) -> str:
+        name = self.portraits.get(character)
         return f"Character reference: {name}" if name else "Character reference"

@@ -1,8 +1,9 @@
 """A job's spec (what travels to a worker) and the facts a drawing reports."""
 
 import copy
-import threading
+import io
 import re
+import threading
 
 import pytest
 
@@ -165,6 +166,40 @@ def test_the_prompt_describes_the_scene_and_the_png_keeps_the_caption(tiny_gener
     saved = next(fact[1] for fact in sink.facts if fact[0] == "panel_saved")
     assert read_png_parameters(saved.png)["caption"] == "Мара бежит."
     assert read_png_parameters(saved.png)["cast"] == [""]
+
+
+def saved_parameters(sink) -> dict:
+    """Each saved panel's PNG: (its storyboard JSON, its A1111 parameters text), by frame id."""
+    from PIL import Image
+
+    from exporting import read_png_parameters
+
+    saved = [fact[1] for fact in sink.facts if fact[0] == "panel_saved"]
+    return {panel.frame_id: (read_png_parameters(panel.png), Image.open(io.BytesIO(panel.png)).text["parameters"])
+            for panel in saved}
+
+
+def test_a_cast_panel_png_states_the_clamped_scale_that_ran(tiny_generator):
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(preset="quality", guidance_scale=7.5, ip_adapter_scale=0.8), sink)
+    meta = saved_parameters(sink)
+    # Two characters run at most at 0.7 (CAST_IP_ADAPTER_SCALE): that is what panel 1's PNG says.
+    assert meta[1][0]["ip_adapter_scale"] == 0.7 and "IP-Adapter scale: 0.7" in meta[1][1]
+    assert meta[2][0]["ip_adapter_scale"] == 0.8  # one character: the preset's scale
+    assert meta[3][0]["ip_adapter_scale"] is None and "IP-Adapter" not in meta[3][1]  # no one to hold
+    assert meta[1][0]["steps"] == 2 and meta[1][0]["guidance_scale"] == 7.5
+    assert meta[1][0]["sampler"] == "Euler" and meta[1][0]["lora"] is None
+
+
+def test_a_hyper_sd_panel_png_states_ddim(tiny_settings_factory):
+    from local_image_generator import StoryboardGenerator
+
+    generator = StoryboardGenerator.load(tiny_settings_factory(lightning_family="hyper-sd", lightning_steps=2))
+    sink = Recorder()
+    draw(generator, spec(preset="lightning", guidance_scale=0.0, ip_adapter_scale=0.6), sink)
+    json_meta, parameters = saved_parameters(sink)[1]
+    assert "Sampler: DDIM" in parameters and "Distilled LoRA: hyper-sd" in parameters
+    assert (json_meta["scheduler"], json_meta["lora"], json_meta["steps"]) == ("DDIMScheduler", "hyper-sd", 2)
 
 
 class BlockingSink(Recorder):

@@ -295,14 +295,15 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
 def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studio, redis_server):
     import threading
 
+    from backend import ModelState
     from fakes import FakeGenerator, Warming
-    from redis_backend import WorkerContext, make_worker
+    from redis_backend import StudioWorker
 
     generator = Warming(FakeGenerator(), graphs=3, hold=2)
     settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
-    context = WorkerContext(redis_server.client(), settings, lambda: generator, None, "warming-test", "cpu")
-    context.ensure_generator()  # as a first job does: the graphs are planned, not compiled
-    assert generator.log == [] and context.model_state == "warming_up"
+    worker = StudioWorker(redis_server.client(), settings, lambda: generator, None, "warming-test", "cpu")
+    worker.host.ensure()  # as a first job does: the graphs are planned, not compiled
+    assert generator.log == [] and worker.host.state == ModelState.WARMING_UP
     client = studio().test_client()
     seen = {}
 
@@ -314,7 +315,7 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
     looker = threading.Thread(target=look_while_held)
     looker.start()
     try:
-        make_worker(context).work(burst=True, logging_level="WARNING")  # the queue is empty: it compiles
+        worker.work(burst=True, logging_level="WARNING")  # the queue is empty: it compiles
     finally:
         generator.go.set()
         looker.join(60)
@@ -322,4 +323,31 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
     warming = seen["warming-test"]
     assert warming["model"] == "warming_up" and warming["warm_up"]["done"] == 1 and warming["warm_up"]["of"] == 3
     assert isinstance(warming["warm_up"]["eta_s"], int)
-    assert generator.log == ["compile"] * 3 and context.model_state == "ready" and context.warm_up is None
+    assert generator.log == ["compile"] * 3 and worker.host.state == ModelState.READY and worker.host.warm_up is None
+
+
+def test_a_stop_asked_for_during_a_compile_stops_the_worker_after_that_graph(redis_server):
+    import signal
+
+    from fakes import FakeGenerator, Warming
+    from redis_backend import StudioWorker
+
+    generator = Warming(FakeGenerator(), graphs=3, hold=0)
+    settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
+    worker = StudioWorker(redis_server.client(), settings, lambda: generator, None, "stopping-test", "cpu")
+    compile_one = generator.warm_up_next
+
+    def signal_lands_mid_compile():
+        compile_one()
+        worker.request_stop(signal.SIGTERM, None)  # what RQ's handler does: raises StopRequested here
+
+    generator.warm_up_next = signal_lands_mid_compile
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.host.ensure()
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        redis_server.client().delete("sb:worker:stopping-test")
+    assert generator.log == ["compile"]  # the warm-up swallowed RQ's StopRequested; the worker stopped anyway
