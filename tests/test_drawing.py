@@ -181,7 +181,7 @@ def saved_parameters(sink) -> dict:
 
 def test_a_cast_panel_png_states_the_clamped_scale_that_ran(tiny_generator):
     sink = Recorder()
-    draw(tiny_generator, cast_spec(preset="quality", guidance_scale=7.5, ip_adapter_scale=0.8), sink)
+    draw(tiny_generator, cast_spec(preset=SpeedPreset("quality", "Quality", 2, 7.5, 0.8)), sink)
     meta = saved_parameters(sink)
     # Two characters run at most at 0.7 (CAST_IP_ADAPTER_SCALE): that is what panel 1's PNG says.
     assert meta[1][0]["ip_adapter_scale"] == 0.7 and "IP-Adapter scale: 0.7" in meta[1][1]
@@ -196,7 +196,7 @@ def test_a_hyper_sd_panel_png_states_ddim(tiny_settings_factory):
 
     generator = StoryboardGenerator.load(tiny_settings_factory(lightning_family="hyper-sd", lightning_steps=2))
     sink = Recorder()
-    draw(generator, spec(preset="lightning", guidance_scale=0.0, ip_adapter_scale=0.6), sink)
+    draw(generator, spec(preset=SpeedPreset("lightning", "Lightning", 2, 0.0, 0.6, family="hyper-sd")), sink)
     json_meta, parameters = saved_parameters(sink)[1]
     assert "Sampler: DDIM" in parameters and "Distilled LoRA: hyper-sd" in parameters
     assert (json_meta["scheduler"], json_meta["lora"], json_meta["steps"]) == ("DDIMScheduler", "hyper-sd", 2)
