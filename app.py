@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -31,9 +30,11 @@ from planner import validated_panels
 from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
+from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
-from backend import DISK_FULL_MESSAGE, is_disk_full
+from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
+from events import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,7 @@ def create_app(
     start_worker: bool = True,
 ) -> Flask:
     """Build the app. ``load_generator`` is called once, by the worker, on first use."""
-    from storage import Store
-    from backend import Backend, default_generator_loader, default_scorer_loader
-    from events import EventHub
+    from backend import default_generator_loader, default_scorer_loader
     from worker import Worker
 
     settings = settings or load_settings()
@@ -72,16 +71,15 @@ def create_app(
     if recovered:
         log.info("marked %d interrupted storyboard(s) after a restart", len(recovered))
     hub = EventHub()  # the web layer's; the backend publishes what it draws into it
-    worker: Backend
+    backend: Backend
     if settings.queue_url:
         from redis_backend import RedisBackend
 
-        worker = RedisBackend(store, settings, hub)
+        backend = RedisBackend(store, settings, hub)
     else:
-        worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
+        backend = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
                         load_scorer if load_scorer is not None else default_scorer_loader)
-    app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker,
-                                "event_texts": ({}, threading.Lock())}
+    app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
     app.register_error_handler(HTTPException, _http_error)
@@ -90,12 +88,8 @@ def create_app(
     app.before_request(_refuse_cross_origin)
     app.after_request(_security_headers)
     if start_worker:
-        worker.start(preload=settings.preload)
+        backend.start(preload=settings.preload)
     return app
-
-
-def _studio() -> dict:
-    return current_app.extensions["studio"]
 
 
 # --- Errors and guards ---------------------------------------------------------------------
@@ -116,7 +110,7 @@ def _http_error(error: HTTPException):
     if not request.path.startswith("/api/"):
         return error
     messages = {
-        413: f"The upload is too large (at most {_studio()['settings'].max_upload_mb:g} MB).",
+        413: f"The upload is too large (at most {current_studio().settings.max_upload_mb:g} MB).",
         404: "Not found.",
         405: "Method not allowed.",
     }
@@ -150,7 +144,7 @@ LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
-    settings: Settings = _studio()["settings"]
+    settings: Settings = current_studio().settings
     # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
     if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
         return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
@@ -250,19 +244,19 @@ def index():
 
 @api.get("/api/health")
 def health():
-    studio = _studio()
-    state = studio["worker"].health()
+    studio = current_studio()
+    state = studio.backend.health()
     return jsonify(
         status="worker_stopped" if not state.alive else "failing" if state.problem else "ok",
         problem=state.problem,  # e.g. the disk is full: boards wait until it is solved
         model=state.model_state,
         error=state.model_error,
         device=state.device,
-        queue=studio["store"].queue_length(),
+        queue=studio.store.queue_length(),
         backend=state.queue,
         workers=[{**worker, "warm_up": _warm_up_json(worker.get("warm_up"))} for worker in state.workers],
         warm_up=_warm_up_json(state.warm_up),
-        loading_message=_loading_message(studio["settings"]),
+        loading_message=_loading_message(studio.settings),
     )
 
 
@@ -287,7 +281,7 @@ def openapi_json():
 
 @api.get("/api/presets")
 def presets():
-    settings: Settings = _studio()["settings"]
+    settings: Settings = current_studio().settings
     return jsonify(
         presets=[preset_json(settings.preset_for(name)) for name in PRESETS],
         default_preset=settings.preset,
@@ -307,8 +301,8 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
-    studio = _studio()
-    settings: Settings = studio["settings"]
+    studio = current_studio()
+    settings: Settings = studio.settings
     _refuse_if_unavailable()
     fields, uploads = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
@@ -331,12 +325,12 @@ def create_storyboard():
                "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
-        board_id = studio["store"].create_board(title=_title(story), story=story, params=params, panels=panels,
+        board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
                                                 references=references, queue_limit=settings.queue_limit)
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
-    studio["worker"].wake()
-    return jsonify(board_json(studio["store"].board(board_id))), 202
+    studio.backend.wake()
+    return jsonify(board_json(studio.store.board(board_id))), 202
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
@@ -381,7 +375,7 @@ def _story_plan(story: str, frames: int | None, fields: dict, characters: tuple[
 
 
 def _refuse_if_unavailable() -> None:
-    reason = _studio()["worker"].accepting
+    reason = current_studio().backend.accepting
     if reason:
         raise InputError("queue", reason, status=503)
 
@@ -393,18 +387,18 @@ def _busy(limit: int) -> InputError:
 
 @api.get("/api/storyboards")
 def list_storyboards():
-    return jsonify(storyboards=[summary_json(row) for row in _studio()["store"].boards()])
+    return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
 def _board_json(board_id: str) -> dict | None:
     """The board as the API shows it, with the running job's progress."""
-    studio = _studio()
-    board = studio["store"].board(board_id)
-    return board_json(board, studio["worker"].progress(board_id)) if board else None
+    studio = current_studio()
+    board = studio.store.board(board_id)
+    return board_json(board, studio.backend.progress(board_id)) if board else None
 
 
 def _board_or_404(board_id: str) -> dict:
-    board = _studio()["store"].board(board_id)
+    board = current_studio().store.board(board_id)
     if board is None:
         abort(404)
     return board
@@ -419,10 +413,10 @@ def get_storyboard(board_id: str):
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
     _board_or_404(board_id)
-    studio = _studio()
-    studio["worker"].cancel(board_id)
-    studio["store"].delete_board(board_id)
-    studio["hub"].forget(board_id)
+    studio = current_studio()
+    studio.backend.cancel(board_id)
+    studio.store.delete_board(board_id)
+    studio.hub.forget(board_id)
     return "", 204
 
 
@@ -432,8 +426,8 @@ def cancel_storyboard(board_id: str):
     if board["status"] not in ("queued", "running"):
         raise InputError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
                                    "canceled.", status=409)
-    if not _studio()["worker"].cancel(board_id):
-        board = _studio()["store"].board_status(board_id) or abort(404)
+    if not current_studio().backend.cancel(board_id):
+        board = current_studio().store.board_status(board_id) or abort(404)
         raise InputError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
                          status=409)
     return jsonify(id=board_id, status="canceled"), 202
@@ -441,16 +435,16 @@ def cancel_storyboard(board_id: str):
 
 @api.post("/api/storyboards/<board_id>/resume")
 def resume_storyboard(board_id: str):
-    studio = _studio()
+    studio = current_studio()
     _board_or_404(board_id)
     _refuse_if_unavailable()
     try:
-        studio["store"].resume(board_id, queue_limit=studio["settings"].queue_limit)
+        studio.store.resume(board_id, queue_limit=studio.settings.queue_limit)
     except Conflict as error:
         raise InputError("status", str(error), status=409) from None
     except QueueFull:  # counted in the same transaction as the resume
-        raise _busy(studio["settings"].queue_limit) from None
-    studio["worker"].wake()
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
     return jsonify(id=board_id, status="queued"), 202
 
 
@@ -462,7 +456,7 @@ def _frame_at(board: dict, n: int) -> dict:
 
 @api.post("/api/storyboards/<board_id>/frames/<int:n>/regenerate")
 def regenerate_frame(board_id: str, n: int):
-    studio = _studio()
+    studio = current_studio()
     board = _board_or_404(board_id)
     frame = _frame_at(board, n)
     fields = json_body(required=False)
@@ -478,19 +472,19 @@ def regenerate_frame(board_id: str, n: int):
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
-        studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio["settings"].queue_limit)
+        studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
+                               queue_limit=studio.settings.queue_limit)
     except Conflict:
         raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
-        raise _busy(studio["settings"].queue_limit) from None
-    studio["worker"].wake()
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
     return jsonify(_board_json(board_id)), 202
 
 
 @api.put("/api/storyboards/<board_id>/order")
 def reorder(board_id: str):
-    studio = _studio()
+    studio = current_studio()
     board = _board_or_404(board_id)
     body = json_body()
     order = body.get("order") if isinstance(body, dict) else None
@@ -498,7 +492,7 @@ def reorder(board_id: str):
     if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \
             or sorted(order) != ids:
         raise InputError("order", f"order must list every frame id exactly once: {ids}.")
-    studio["store"].set_order(board_id, order)
+    studio.store.set_order(board_id, order)
     return jsonify(_board_json(board_id))
 
 
@@ -509,7 +503,7 @@ def reorder(board_id: str):
 def frame_image(board_id: str, frame_id: int):
     board = _board_or_404(board_id)
     frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = _studio()["store"].file_path(board_id, frame["image_file"]) if frame else None
+    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -519,7 +513,7 @@ def frame_image(board_id: str, frame_id: int):
 def character_reference(board_id: str, character: int):
     board = _board_or_404(board_id)
     reference = board["references"].get(character)
-    path = _studio()["store"].file_path(board_id, reference["file"]) if reference else None
+    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -532,7 +526,7 @@ def reference_image(board_id: str):
 
 
 def _export_parts(board_id: str):
-    store = _studio()["store"]
+    store = current_studio().store
     board = _board_or_404(board_id)
     images = {}
     for index, frame in enumerate(board["frames"], start=1):
@@ -565,42 +559,34 @@ def export_zip(board_id: str):
 # --- Server-Sent Events --------------------------------------------------------------------
 
 
-def _event_data(studio: dict, board_id: str, seq: int, kind: str, fact: dict) -> str:
+def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) -> str:
     """An event's JSON for the page, from the fact the worker published: a saved panel
     becomes the frame as the API shows it, with its URL. Made once per event, however
     many pages listen."""
-    texts, lock = studio["event_texts"]
-    with lock:
-        text = texts.get(seq)
-        if text is not None:
-            return text
+
+    def make() -> str:
         data = fact
         if kind == "frame":
-            board = studio["store"].board(board_id)
+            board = studio.store.board(board_id)
             frames = board["frames"] if board else []
             data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
                          if frame["id"] == fact["frame_id"]), fact)
         elif kind == "reference":
-            board = studio["store"].board(board_id)
+            board = studio.store.board(board_id)
             names = board["params"].names if board else ()
             character = fact.get("character", 1)
             data = {**fact, "name": names[character - 1] if character <= len(names) else None,
                     "image_url": reference_url(board_id, character)}
-        text = json.dumps(data, ensure_ascii=False)
-        texts[seq] = text
-        while len(texts) > EVENT_TEXTS_KEPT:
-            texts.pop(next(iter(texts)), None)
-        return text
+        return json.dumps(data, ensure_ascii=False)
 
-
-EVENT_TEXTS_KEPT = 4096
+    return studio.event_texts.get(seq, make)
 
 
 @api.get("/api/storyboards/<board_id>/events")
 def events(board_id: str):
     _board_or_404(board_id)
-    studio = _studio()
-    hub, store = studio["hub"], studio["store"]
+    studio = current_studio()
+    hub, store = studio.hub, studio.store
     after = hub.parse_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
 
     def stream():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from typing import Callable
 
 
 class EventHub:
@@ -55,3 +56,22 @@ class EventHub:
     def forget(self, board_id: str) -> None:
         with self._cond:
             self._logs.pop(board_id, None)
+
+
+class EventTexts:
+    """Each event's text for the page, made once however many pages listen (the newest
+    ``keep`` kept; an older one is made again if a slow listener still asks)."""
+
+    def __init__(self, keep: int = 4096):
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._texts: dict[int, str] = {}
+
+    def get(self, seq: int, make: Callable[[], str]) -> str:
+        with self._lock:
+            text = self._texts.get(seq)
+            if text is None:
+                text = self._texts[seq] = make()
+                while len(self._texts) > self._keep:
+                    self._texts.pop(next(iter(self._texts)))
+            return text

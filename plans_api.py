@@ -10,13 +10,14 @@ app's one handler answers.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from board_params import read_cast
 from config import MAX_FRAMES
 from errors import InputError
 from planner import plan_premise, planner_client
 from prompt_enhancer import StoryPlan
+from studio import current_studio
 from web_input import int_field, json_body, text_field
 
 plans = Blueprint("plans", __name__)
@@ -24,7 +25,7 @@ plans = Blueprint("plans", __name__)
 
 @plans.post("/api/plans")
 def create_plan():
-    settings = current_app.extensions["studio"]["settings"]
+    settings = current_studio().settings
     body = json_body()
     if not isinstance(body, dict):
         raise InputError("body", "Send a JSON object: {\"premise\": \"...\", \"frames\": 6, \"characters\": [...]}.")
@@ -40,7 +41,7 @@ def create_plan():
 
 @plans.get("/api/planner")
 def planner_info():
-    client = planner_client(current_app.extensions["studio"]["settings"])
+    client = planner_client(current_studio().settings)
     if client is None:
         return jsonify(llm=False, model=None, server=None)
     return jsonify(llm=True, model=client.model, server=client.server)

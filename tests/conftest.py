@@ -100,13 +100,14 @@ def generator():
 def app(tmp_path, generator):
     """The studio on ``generator``, its own data dir, a 1 MB upload limit; its worker stopped after."""
     from app import create_app
+    from studio import studio_of
     from config import load_settings
 
     settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
                                   "max_upload_mb": 1})
     app = create_app(settings, load_generator=lambda: generator)
     yield app
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import zipfile
 import pytest
 
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
@@ -127,7 +128,7 @@ def test_delete_removes_the_board_and_its_files(client, app):
     board = wait_for(client, create(client).get_json()["id"])
     assert client.delete(f"/api/storyboards/{board['id']}").status_code == 204
     assert client.get(f"/api/storyboards/{board['id']}").status_code == 404
-    assert not (app.extensions["studio"]["store"].boards_dir / board["id"]).exists()
+    assert not (studio_of(app).store.boards_dir / board["id"]).exists()
 
 
 def test_regenerate_with_same_seed_and_new_caption(client, generator):
@@ -211,14 +212,14 @@ def test_resume_a_canceled_board_draws_the_rest(client, generator):
 
 
 def progress_labels(app, board_id):
-    events = app.extensions["studio"]["hub"].wait(board_id, 0, timeout=0)
+    events = studio_of(app).hub.wait(board_id, 0, timeout=0)
     return [data["label"] for _, kind, data in events if kind == "progress"]
 
 
 def test_a_redrawn_panel_is_named_by_its_place_on_the_board(client, app):
     board_id = create(client).get_json()["id"]
     wait_for(client, board_id)
-    app.extensions["studio"]["hub"].forget(board_id)
+    studio_of(app).hub.forget(board_id)
     client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={})
     wait_for(client, board_id, ("done",))
     assert set(progress_labels(app, board_id)) == {"Panel 2 of 3"}
@@ -231,7 +232,7 @@ def test_a_resumed_board_names_panels_by_their_place(client, app, generator):
     client.post(f"/api/storyboards/{board_id}/cancel")
     generator.resume.set()
     wait_for(client, board_id)
-    app.extensions["studio"]["hub"].forget(board_id)
+    studio_of(app).hub.forget(board_id)
     client.post(f"/api/storyboards/{board_id}/resume")
     wait_for(client, board_id, ("done",))
     assert progress_labels(app, board_id)[0] == "Panel 2 of 3" and "Panel 1 of 3" not in progress_labels(app, board_id)
@@ -242,7 +243,7 @@ def test_a_failed_panel_is_reported_and_not_saved(tmp_path):
     app = create_app(settings, load_generator=lambda: FakeGenerator(fail_on={2}))
     client = app.test_client()
     board = wait_for(client, create(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert [f["status"] for f in board["frames"]] == ["done", "failed", "done"]
     assert board["frames"][1]["image_url"] is None and board["frames"][1]["error"] == "fake failure"
 
@@ -258,7 +259,7 @@ def test_a_model_that_cannot_load_fails_the_board_with_words(tmp_path):
     client = app.test_client()
     board = wait_for(client, create(client).get_json()["id"])
     health = client.get("/api/health").get_json()
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert board["status"] == "failed" and "network access" in board["error"]
     assert health["model"] == "error" and health["status"] == "ok"
     # The full message is the board's; panels only say they were not drawn.
@@ -307,12 +308,12 @@ def test_a_failed_preload_leaves_the_worker_serving(tmp_path):
     app = create_app(settings, load_generator=load)
     client = app.test_client()
     board = wait_for(client, create(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert board["status"] == "done" and len(attempts) == 2
 
 
 def test_an_unexpected_error_is_words_not_a_traceback(client, app, monkeypatch):
-    monkeypatch.setattr(app.extensions["studio"]["store"], "boards", lambda: 1 / 0)
+    monkeypatch.setattr(studio_of(app).store, "boards", lambda: 1 / 0)
     answer = client.get("/api/storyboards")
     assert answer.status_code == 500 and "server log" in answer.get_json()["error"]
     assert "ZeroDivisionError" not in answer.get_data(as_text=True)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from studio import studio_of
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -89,7 +91,7 @@ def _serving(app):
         httpd.shutdown()
         thread.join(timeout=10)
         httpd.server_close()
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 @pytest.fixture(scope="module")
@@ -1168,7 +1170,7 @@ def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, mo
     from playwright.sync_api import expect
     from backend import DISK_FULL_MESSAGE
 
-    store = studio.extensions["studio"]["store"]
+    store = studio_of(studio).store
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from fakes import FakeGenerator
 from helpers import png_bytes, wait_for
@@ -256,8 +257,7 @@ def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path):
         assert wait_for(client, board_id, ("done",))["frames"][1]["cast"] == [""]
         assert generator.requests[-1].locks[0].reference is not None  # redrawn with the old upload
     finally:
-        app.extensions["studio"]["worker"].stop()
-        app.extensions["studio"]["store"].close()
+        studio_of(app).close()
     # The upgrade is written once: the next start reads the new schema as it is.
     row = sqlite3.connect(tmp_path / "studio.sqlite3").execute("SELECT params FROM storyboards").fetchone()
     assert json.loads(row[0])["schema"] == 2

@@ -196,6 +196,7 @@ def test_without_compile_there_is_nothing_to_warm_up(tiny_generator):
 
 def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_path):
     from app import create_app
+    from studio import studio_of
     from fakes import FakeGenerator, Warming
     from helpers import wait_for, wait_until
 
@@ -217,7 +218,7 @@ def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_
         assert client.get("/api/health").get_json()["warm_up"] is None
     finally:
         generator.go.set()
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def test_the_warm_up_eta_is_the_pace_so_far_times_what_is_left():

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from fakes import FakeGenerator
 from helpers import wait_for
@@ -43,7 +44,7 @@ def studio(tmp_path, llm_server):
 
     yield make
     for app in apps:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def plan(client, premise=PREMISE, **fields):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from helpers import wait_for, wait_until
 from bench.local_redis import LocalRedis
@@ -104,7 +105,7 @@ def studio(redis_server, tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def live_workers(client, count: int) -> list[dict]:
@@ -150,7 +151,7 @@ def rq_worker_name(redis_server, app, board_id) -> str:
 
     from redis_backend import rq_job_id
 
-    job = app.extensions["studio"]["store"].jobs(board_id)[-1]
+    job = studio_of(app).store.jobs(board_id)[-1]
     return Job.fetch(rq_job_id(job), connection=redis_server.client()).worker_name
 
 
@@ -169,7 +170,7 @@ def test_a_worker_killed_mid_board_is_taken_over_and_no_panel_is_lost_or_drawn_t
         workers.thaw()
     board = wait_for(client, board_id, timeout=180)
     assert board["status"] == "done", (board, workers.log(drawing))
-    versions = [app.extensions["studio"]["store"].board(board_id)["frames"][i]["version"] for i in range(8)]
+    versions = [studio_of(app).store.board(board_id)["frames"][i]["version"] for i in range(8)]
     assert versions == [1] * 8  # every panel saved once: none lost, none drawn twice
 
 
@@ -177,12 +178,11 @@ def test_a_studio_restarted_mid_board_loses_nothing(studio, workers, tmp_path):
     first = studio(tmp_path / "data")
     client = first.test_client()
     board_id = board_under_way(client, workers, 1)
-    first.extensions["studio"]["worker"].stop()  # the studio goes; the worker draws on
-    first.extensions["studio"]["store"].close()
+    studio_of(first).close()  # the studio goes; the worker draws on
     second = studio(tmp_path / "data")
     board = wait_for(second.test_client(), board_id, timeout=180)
     assert board["status"] == "done" and [f["status"] for f in board["frames"]] == ["done"] * 8
-    versions = [f["version"] for f in second.extensions["studio"]["store"].board(board_id)["frames"]]
+    versions = [f["version"] for f in studio_of(second).store.board(board_id)["frames"]]
     assert versions == [1] * 8
 
 
@@ -200,7 +200,7 @@ def test_cancel_and_resume_across_processes(studio, workers):
     kept = {f["id"] for f in board["frames"] if f["status"] == "done"}
     assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
     board = wait_for(client, board_id, ("done",), timeout=180)
-    versions = {f["id"]: f["version"] for f in app.extensions["studio"]["store"].board(board_id)["frames"]}
+    versions = {f["id"]: f["version"] for f in studio_of(app).store.board(board_id)["frames"]}
     assert all(versions[i] == 1 for i in kept)  # panels finished before the cancel were not redrawn
 
 
@@ -255,11 +255,11 @@ def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_
     app = studio()
     client = app.test_client()
     board_id = post(client, "One.\nTwo.")
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
     redis = redis_server.client()
     rq_job = Job.fetch(rq_job_id(job), connection=redis, serializer=JSONSerializer)
-    queue = app.extensions["studio"]["worker"].queue
+    queue = studio_of(app).backend.queue
     queue.remove(rq_job)
     queue.failed_job_registry.add(rq_job, ttl=600, exc_string="AbandonedJobError")
     board = wait_for(client, board_id, timeout=60)

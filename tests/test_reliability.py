@@ -18,6 +18,7 @@ import pytest
 
 import app as app_module
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
@@ -48,7 +49,7 @@ def studio(tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def post(client, story=STORY, **fields):
@@ -61,7 +62,7 @@ def serve():
     servers = []
 
     def start(app):
-        server = app_module.make_server(app, app.extensions["studio"]["settings"], port=0)
+        server = app_module.make_server(app, studio_of(app).settings, port=0)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -288,7 +289,7 @@ def test_conflicting_duplicate_content_lengths_are_a_400(studio, serve):
 
 def test_a_failed_insert_leaves_no_board_folder(studio, monkeypatch):
     app = studio()
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
 
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("simulated failure inside the insert")
@@ -340,7 +341,7 @@ def test_too_many_form_parts_says_so_not_too_large(studio):
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_database_file_is_named_and_never_overwritten(tmp_path, studio, damage):
     data = tmp_path / "data"
-    studio(data_dir=data, start_worker=False).extensions["studio"]["store"].close()
+    studio_of(studio(data_dir=data, start_worker=False)).store.close()
     db = data / "studio.sqlite3"
     original = db.read_bytes()
     db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else original[:len(original) // 3 + 1])
@@ -357,8 +358,7 @@ def test_random_damage_inside_the_database_is_found_at_start(tmp_path, studio):
     client = app.test_client()
     for i in range(30):
         post(client, story="\n".join(f"Board {i} panel {j} " + "words " * 40 for j in range(8)))
-    app.extensions["studio"]["worker"].stop()
-    app.extensions["studio"]["store"].close()
+    studio_of(app).close()
     db = data / "studio.sqlite3"
     for suffix in ("-wal", "-shm"):
         (data / f"studio.sqlite3{suffix}").unlink(missing_ok=True)
@@ -385,7 +385,7 @@ def test_a_damaged_png_is_marked_in_the_pdf_and_the_rest_exported(studio):
     app = studio()
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     path = store.file_path(board["id"], store.board(board["id"])["frames"][1]["image_file"])
     path.write_bytes(path.read_bytes()[:40])  # truncated mid-header
     answer = client.get(f"/api/storyboards/{board['id']}/export.pdf")
@@ -401,7 +401,7 @@ def test_delete_removes_stray_files_and_leaves_nothing(studio, stray):
     app = studio()
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    folder = app.extensions["studio"]["store"].root / "boards" / board["id"]
+    folder = studio_of(app).store.root / "boards" / board["id"]
     if stray == "file":
         (folder / "notes.txt").write_text("left here by hand")
     else:
@@ -423,7 +423,7 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
     app = create_app(settings_for(data), load_generator=load)
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert "data folder" in board["error"] and str(data.resolve()) not in json.dumps(board)
 
 

@@ -34,6 +34,7 @@ from PIL import Image
 
 import app as app_module
 from app import create_app
+from studio import studio_of
 from config import SettingsError, load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
@@ -66,7 +67,7 @@ def studio(tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def post_board(client, story="A girl finds a map.\nShe climbs the hill.\nA storm breaks.", **fields):
@@ -77,7 +78,7 @@ def post_board(client, story="A girl finds a map.\nShe climbs the hill.\nA storm
 @contextmanager
 def serve(app):
     """The studio's own server (waitress, as `make run` serves it) on a free loopback port."""
-    server = app_module.make_server(app, app.extensions["studio"]["settings"], port=0)
+    server = app_module.make_server(app, studio_of(app).settings, port=0)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     try:
@@ -195,7 +196,7 @@ def burst(tmp_path_factory):
     finals = [wait_for(client, body["id"]) for _, body in answers if body and "id" in body]
     history = client.get("/api/storyboards").get_json()["storyboards"]
     yield {"app": app, "generator": generator, "answers": answers, "finals": finals, "history": history}
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 def test_every_concurrent_submission_gets_202_and_an_id(burst):
@@ -296,7 +297,7 @@ def sse_board(client):
 def timed_board(app, generator, port, listeners=0, close=0):
     """Seconds the worker takes for a 4-panel board with ``listeners`` streams open on it,
     ``close`` of which leave mid-stream."""
-    client, store = app.test_client(), app.extensions["studio"]["store"]
+    client, store = app.test_client(), studio_of(app).store
     generator.release.clear()
     board_id = sse_board(client)
     wait_status(store, board_id, ("running",))
@@ -319,7 +320,7 @@ def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
     # read the store only on status events, never per progress step. Counted, not timed.
     generator = FakeGenerator()
     app = studio(generator)
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     reads = []
     for name in ("board", "board_status"):
         original = getattr(store, name)
@@ -368,7 +369,7 @@ def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatc
 def test_a_listener_is_not_woken_by_other_boards_events(studio):
     # Otherwise every listener of every board queries the store and writes a keep-alive
     # for each step of the board being drawn: a cost of listeners x events.
-    hub = studio(FakeGenerator()).extensions["studio"]["hub"]
+    hub = studio_of(studio(FakeGenerator())).hub
     answer = []
     listener = threading.Thread(target=lambda: answer.append(hub.wait("quiet", 0, timeout=0.5)))
     started = time.perf_counter()
@@ -511,14 +512,14 @@ def crash_and_restart(data_dir):
 def test_a_job_that_crashes_the_studio_twice_is_set_aside(tmp_path):
     data_dir = tmp_path / "twice"
     app = make_app(data_dir, FakeGenerator())
-    app.extensions["studio"]["worker"].stop()  # this app only answers requests
+    studio_of(app).backend.stop()  # this app only answers requests
     board_id = post_board(app.test_client()).get_json()["id"]
-    app.extensions["studio"]["store"].close()
+    studio_of(app).store.close()
     crash_and_restart(data_dir)[1].close()
     resume = make_app(data_dir, FakeGenerator())
-    resume.extensions["studio"]["worker"].stop()
+    studio_of(resume).backend.stop()
     assert resume.test_client().post(f"/api/storyboards/{board_id}/resume").status_code == 202
-    resume.extensions["studio"]["store"].close()
+    studio_of(resume).store.close()
     job, store = crash_and_restart(data_dir)
     board = store.board(board_id)
     assert job["starts"] == 2 and board["status"] == "failed" and "stopped twice" in board["error"]
@@ -527,9 +528,9 @@ def test_a_job_that_crashes_the_studio_twice_is_set_aside(tmp_path):
 def test_a_job_that_crashed_once_is_interrupted_not_failed(tmp_path):
     data_dir = tmp_path / "once"
     app = make_app(data_dir, FakeGenerator())
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     board_id = post_board(app.test_client()).get_json()["id"]
-    app.extensions["studio"]["store"].close()
+    studio_of(app).store.close()
     assert crash_and_restart(data_dir)[1].board(board_id)["status"] == "interrupted"
 
 
@@ -561,7 +562,7 @@ def oom(tiny_generator, tmp_path_factory):
                 "aspect": "1:1"}
         first = wait_for(client, post_board(client, **tiny).get_json()["id"])
         second = wait_for(client, post_board(client, **tiny).get_json()["id"])
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
     return {"first": first, "second": second, "freed": freed}
 
 
@@ -603,8 +604,8 @@ def blank(tiny_generator, tmp_path_factory):
         client = app.test_client()
         board = wait_for(client, post_board(client, story="A lone tree.", frames=1, identity_lock=False,
                                             preset="ultra_fast", aspect="1:1").get_json()["id"])
-        app.extensions["studio"]["worker"].stop()
-    folder = app.extensions["studio"]["store"].boards_dir / board["id"]
+        studio_of(app).backend.stop()
+    folder = studio_of(app).store.boards_dir / board["id"]
     return {"board": board, "calls": calls, "files": sorted(p.name for p in folder.glob("frame-*"))}
 
 
@@ -674,7 +675,7 @@ def test_disk_full_keeps_the_panel_saved_before_it(disk_full):
 
 
 def test_disk_full_leaves_no_partial_file(disk_full):
-    root = disk_full["app"].extensions["studio"]["store"].root
+    root = studio_of(disk_full["app"]).store.root
     folder = root / "boards" / disk_full["failed"]["id"]
     assert list(root.rglob("*.tmp")) == [] and list(folder.glob("frame-2-*")) == []
 
@@ -686,7 +687,7 @@ def test_disk_full_leaves_earlier_boards_whole(disk_full):
 
 
 def test_disk_full_leaves_the_database_intact(disk_full):
-    assert integrity(disk_full["app"].extensions["studio"]["store"].root / "studio.sqlite3") == "ok"
+    assert integrity(studio_of(disk_full["app"]).store.root / "studio.sqlite3") == "ok"
 
 
 def test_after_disk_full_the_studio_keeps_working(disk_full):
@@ -822,7 +823,7 @@ def test_a_cancel_that_lands_while_the_job_is_taken_draws_nothing(studio, monkey
     # Both orders of the cancel and the take's transaction are forced, not raced.
     generator = FakeGenerator()
     app = studio(generator, start_worker=False)
-    store, worker, client = app.extensions["studio"]["store"], app.extensions["studio"]["worker"], app.test_client()
+    store, worker, client = studio_of(app).store, studio_of(app).backend, app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
     at, go = paused_take(store, monkeypatch, before)
     worker.start()
@@ -854,7 +855,7 @@ def test_a_cancel_after_the_board_finished_says_so(studio):
     client = app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
     wait_for(client, board_id)
-    worker = app.extensions["studio"]["worker"]
+    worker = studio_of(app).backend
     assert worker.cancel(board_id) is False  # nothing left to cancel; the board stays done
     assert client.get(f"/api/storyboards/{board_id}").get_json()["status"] == "done"
 
@@ -1007,7 +1008,7 @@ def paths(tmp_path_factory):
     generator = FakeGenerator()
     app = make_app(tmp_path_factory.mktemp("paths"), generator)
     client = app.test_client()
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     ids = [wait_for(client, post_board(client, seed=s).get_json()["id"])["id"] for s in (1, 2, 3, 4)]
     good, linked_file, linked_folder, linked_reference = ids
     frame = store.board(linked_file)["frames"][0]["image_file"]
@@ -1023,7 +1024,7 @@ def paths(tmp_path_factory):
     with serve(app) as port:
         yield {"port": port, "app": app, "client": client, "outside": outside, "good": good,
                "linked_file": linked_file, "linked_folder": linked_folder, "linked_reference": linked_reference}
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 def _secret_info():
