@@ -10,11 +10,9 @@ import zipfile
 import pytest
 from pypdf import PdfReader
 
-from app import create_app
 from studio import studio_of
-from config import load_settings
 from fakes import FakeGenerator
-from helpers import png_bytes, wait_for
+from helpers import png_bytes, post_board, wait_for
 
 STORY = "Mara finds a map.\nIlya and mara argue.\nThe storm breaks.\nIlya leaves."
 MARA = {"name": "Mara", "traits": "young woman, oval face, red hair, green jacket"}
@@ -26,7 +24,7 @@ def b64(data: bytes) -> str:
 
 
 def create(client, characters=(MARA, {**ILYA, "reference_image": b64(png_bytes(color="blue"))}), **fields):
-    return client.post("/api/storyboards", json={"story": STORY, "seed": 7, "characters": list(characters), **fields})
+    return post_board(client, **{"story": STORY, **fields}, characters=list(characters))
 
 
 # --- A board with a cast --------------------------------------------------------------------------
@@ -236,12 +234,11 @@ def old_data_dir(folder, uploaded: bytes) -> str:
     return board_id
 
 
-def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path):
+def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path, make_app):
     face = png_bytes(color="red")
     board_id = old_data_dir(tmp_path, face)
     generator = FakeGenerator()
-    app = create_app(load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False}),
-                     load_generator=lambda: generator)
+    app = make_app(generator, data_dir=tmp_path)
     client = app.test_client()
     try:
         board = client.get(f"/api/storyboards/{board_id}").get_json()

@@ -8,10 +8,6 @@ import time
 
 import pytest
 
-from app import create_app
-from studio import studio_of
-from config import load_settings
-from fakes import FakeGenerator
 from helpers import wait_for
 from llm_standin import (
     json_answer,
@@ -30,21 +26,15 @@ CAST = [{"name": "Mara", "traits": "young woman, green eyes"}]
 
 
 @pytest.fixture
-def studio(tmp_path, llm_server):
+def studio(make_app, llm_server):
     """make(key=KEY, **settings) -> a test client whose planner is the stand-in."""
-    apps = []
 
     def make(key=KEY, **overrides):
-        values = {"data_dir": str(tmp_path / f"data{len(apps)}"), "model": "tiny", "identity_scoring": False,
-                  "planner_url": llm_server.url, "planner_model": "stand-in-7b", "planner_timeout_s": 5}
-        values.update(overrides)
-        settings = load_settings({"STORYBOARD_PLANNER_API_KEY": key} if key else {}, values)
-        apps.append(create_app(settings, load_generator=FakeGenerator))
-        return apps[-1].test_client()
+        values = {"planner_url": llm_server.url, "planner_model": "stand-in-7b", "planner_timeout_s": 5, **overrides}
+        env = {"STORYBOARD_PLANNER_API_KEY": key} if key else {}
+        return make_app(env=env, **values).test_client()
 
-    yield make
-    for app in apps:
-        studio_of(app).backend.stop()
+    return make
 
 
 def plan(client, premise=PREMISE, **fields):

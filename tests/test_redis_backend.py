@@ -16,7 +16,7 @@ import pytest
 from app import create_app
 from studio import studio_of
 from config import load_settings
-from helpers import wait_for, wait_until
+from helpers import post_board, wait_for, wait_until
 from bench.local_redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +114,7 @@ def live_workers(client, count: int) -> list[dict]:
 
 
 def post(client, story=EIGHT, preset="quality"):
-    answer = client.post("/api/storyboards", json={"story": story, "preset": preset, "seed": 3,
-                                                   "identity_lock": False, "aspect": "1:1"})
+    answer = post_board(client, story, preset=preset, seed=3, identity_lock=False, aspect="1:1")
     assert answer.status_code == 202, answer.get_json()
     return answer.get_json()["id"]
 
