@@ -110,6 +110,21 @@ class StoryboardRequest:
     def locks(self) -> tuple[CharacterLock, ...]:
         return self.characters or (CharacterLock(self.reference, self.portrait),)
 
+    def portraits_to_draw(self) -> frozenset[int]:
+        """The places of the characters whose reference is their portrait, drawn first: locked,
+        with no reference given, and shown in some panel (no portrait for a character in none)."""
+        if not self.identity_lock:
+            return frozenset()
+        shown = {i for job in self.panels for i in job.characters}
+        return frozenset(i for i, lock in enumerate(self.locks)
+                         if lock.reference is None and lock.portrait is not None and i in shown)
+
+    def reference_kind(self, first_reference) -> str | None:
+        """How the first character's reference came: "uploaded", "generated" or None."""
+        if first_reference is None:
+            return None
+        return "uploaded" if self.locks[0].reference is not None else "generated"
+
 
 # diffusers' scheduler classes by the sampler names AUTOMATIC1111 gives them, which other
 # SD tools read from a PNG's parameters; a scheduler not listed goes by its class name.
@@ -626,17 +641,16 @@ class StoryboardGenerator:
         order = {job.index: i for i, job in enumerate(request.panels)}
         results.sort(key=lambda result: order[result.index])
         first = run.references[0] if run.references else None
-        kind = None if first is None else "uploaded" if request.locks[0].reference is not None else "generated"
-        return StoryboardResult(results, first, kind, timings, tuple(run.references))
+        return StoryboardResult(results, first, request.reference_kind(first), timings, tuple(run.references))
 
     def _references(self, request: StoryboardRequest, run: "_Run", on_reference) -> list:
         """Each character's reference: the one given, or its portrait drawn now (only for the
         characters some panel shows)."""
-        shown = {i for job in request.panels for i in job.characters}
+        portraits = request.portraits_to_draw()
         references = []
         for i, lock in enumerate(request.locks):
             reference = lock.reference
-            if reference is None and lock.portrait is not None and i in shown:
+            if i in portraits:
                 portrait_job = dataclasses.replace(lock.portrait, index=None, portrait_of=i)
                 self._set_identity_mode(False)  # nothing to lock to yet
                 run.size, run.cast_size, run.ip_scale = self._portrait_size(), 0, None

@@ -44,17 +44,18 @@ class FakeGenerator:
         self.requests.append(request)
         if self.crash:
             raise self.crash
-        shown = {i for job in request.panels for i in job.characters}
+        # Which references are portraits is the real request's rule; the fake draws them grey.
+        portraits = request.portraits_to_draw()
         references = []
         for i, lock in enumerate(request.locks):
             reference = lock.reference
-            if request.identity_lock and reference is None and lock.portrait is not None and i in shown:
+            if i in portraits:
                 reference = Image.new("RGB", (16, 16), "gray")
                 if on_reference:
                     on_reference(i, reference)
             references.append(reference)
         reference = references[0]
-        kind = None if reference is None else "uploaded" if request.locks[0].reference is not None else "generated"
+        kind = request.reference_kind(reference)
         results = []
         for job in request.panels:
             for step in range(1, request.num_steps + 1):

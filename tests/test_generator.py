@@ -494,3 +494,20 @@ def test_a_panel_where_one_characters_face_drifted_is_redrawn(tiny_generator):
     result = tiny_generator.generate(cast_request([(0, 1)]), judge=judge)
     assert result.panels[0].attempts == 2 and result.panels[0].identity["status"] == "match"
     assert result.panels[0].seed == 100 + MAX_FRAMES  # the retry's seed (board_params.retry_seed)
+
+
+def test_a_portrait_is_drawn_only_for_a_locked_character_without_a_face_whom_some_panel_shows():
+    from local_image_generator import StoryboardRequest
+
+    portrait = PanelJob(None, "portrait", "", 1)
+    face = Image.new("RGB", (8, 8))
+    locks = (CharacterLock(portrait=portrait), CharacterLock(face, portrait), CharacterLock(portrait=portrait),
+             CharacterLock(portrait=portrait))
+    panels = [PanelJob(1, "a", "", 1, cast=(0, 1)), PanelJob(2, "b", "", 2, cast=(3,))]
+    request = StoryboardRequest(panels, 64, 64, PRESETS["fast"], characters=locks)
+    assert request.portraits_to_draw() == {0, 3}  # 1 has a face, 2 is in no panel
+    assert request.reference_kind(face) == "generated" and request.reference_kind(None) is None
+    unlocked = StoryboardRequest(panels, 64, 64, PRESETS["fast"], identity_lock=False, characters=locks)
+    assert unlocked.portraits_to_draw() == frozenset()
+    uploaded = StoryboardRequest(panels, 64, 64, PRESETS["fast"], characters=(locks[1], locks[0]))
+    assert uploaded.reference_kind(face) == "uploaded"
