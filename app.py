@@ -16,23 +16,25 @@ import io
 import json
 import logging
 import os
-import threading
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, current_app, jsonify, render_template, request, send_file
+from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED, BoardParams, CastError, Character, check_cast, \
-    panel_cast, panel_seed, random_seed
+from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
+    read_cast
 from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
+from errors import InputError
+from planner import validated_panels
 from plans_api import plans
-from prompt_enhancer import SHOT_TYPES
+from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull
-from web_input import (MAX_JSON_DEPTH, FieldError, bool_field, choice_field, form_fields, int_field, json_body,
-                       json_depth, text_field)
-from backend import DISK_FULL_MESSAGE, is_disk_full
+from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from studio import Studio, current_studio
+from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
+from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
+from events import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,8 @@ def create_app(
     start_worker: bool = True,
 ) -> Flask:
     """Build the app. ``load_generator`` is called once, by the worker, on first use."""
-    from storage import Store
     from backend import default_generator_loader, default_scorer_loader
-    from worker import EventHub, Worker
+    from worker import Worker
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -69,30 +70,26 @@ def create_app(
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
         log.info("marked %d interrupted storyboard(s) after a restart", len(recovered))
-    hub = EventHub()
+    hub = EventHub()  # the web layer's; the backend publishes what it draws into it
+    backend: Backend
     if settings.queue_url:
         from redis_backend import RedisBackend
 
-        worker = RedisBackend(store, settings, hub)
+        backend = RedisBackend(store, settings, hub)
     else:
-        worker = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
+        backend = Worker(store, settings, load_generator or default_generator_loader(settings), hub,
                         load_scorer if load_scorer is not None else default_scorer_loader)
-    app.extensions["studio"] = {"settings": settings, "store": store, "hub": hub, "worker": worker,
-                                "event_texts": ({}, threading.Lock())}
+    app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(FieldError, _field_error)
+    app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_refuse_cross_origin)
     app.after_request(_security_headers)
     if start_worker:
-        worker.start(preload=settings.preload)
+        backend.start(preload=settings.preload)
     return app
-
-
-def _studio() -> dict:
-    return current_app.extensions["studio"]
 
 
 # --- Errors and guards ---------------------------------------------------------------------
@@ -113,15 +110,16 @@ def _http_error(error: HTTPException):
     if not request.path.startswith("/api/"):
         return error
     messages = {
-        413: f"The upload is too large (at most {_studio()['settings'].max_upload_mb:g} MB).",
+        413: f"The upload is too large (at most {current_studio().settings.max_upload_mb:g} MB).",
         404: "Not found.",
         405: "Method not allowed.",
     }
     return jsonify(error=messages.get(error.code, error.description), field=None), error.code
 
 
-def _field_error(error: FieldError):
-    return jsonify(error=str(error), field=error.field), error.status
+def _input_error(error: InputError):
+    """The one place an input error becomes an answer, whichever validator raised it."""
+    return jsonify(error=error.message, field=error.field), error.status
 
 
 # The page runs no inline script or style, so the policy can forbid both; no other site
@@ -146,7 +144,7 @@ LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
-    settings: Settings = _studio()["settings"]
+    settings: Settings = current_studio().settings
     # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
     if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
         return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
@@ -181,11 +179,11 @@ def _payload() -> tuple[dict, dict[str, bytes]]:
                 continue
             uploads[name] = upload.read()
             if not uploads[name]:
-                raise FieldError(name, "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
+                raise InputError(name, "The reference file is empty: choose an image file (PNG, JPEG or WebP).")
         return fields, uploads
     body = json_body()
     if not isinstance(body, dict):
-        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+        raise InputError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     uploads = {}
     if body.get("reference_image"):
         uploads["reference"] = _base64(body["reference_image"], "reference_image")
@@ -199,13 +197,13 @@ def _payload() -> tuple[dict, dict[str, bytes]]:
 
 def _base64(encoded: Any, field: str) -> bytes:
     if not isinstance(encoded, str):
-        raise FieldError(field, f"{field} must be a base64 string.")
+        raise InputError(field, f"{field} must be a base64 string.")
     if encoded.startswith("data:"):
         encoded = encoded.partition(",")[2]
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise FieldError(field, f"{field} is not valid base64.") from None
+        raise InputError(field, f"{field} is not valid base64.") from None
 
 
 def decode_reference(data: bytes, field: str = "reference") -> bytes:
@@ -215,16 +213,16 @@ def decode_reference(data: bytes, field: str = "reference") -> bytes:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format not in ALLOWED_FORMATS:
-                raise FieldError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
+                raise InputError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
             if image.width * image.height > MAX_REFERENCE_PIXELS:
-                raise FieldError(field, f"The reference image is too large ({image.width}x{image.height}; "
+                raise InputError(field, f"The reference image is too large ({image.width}x{image.height}; "
                                         "at most 4096x4096).")
             image.load()
             rgb = image.convert("RGB")
-    except FieldError:
+    except InputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise FieldError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
+        raise InputError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
     rgb.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")
@@ -246,19 +244,19 @@ def index():
 
 @api.get("/api/health")
 def health():
-    studio = _studio()
-    state = studio["worker"].health()
+    studio = current_studio()
+    state = studio.backend.health()
     return jsonify(
         status="worker_stopped" if not state.alive else "failing" if state.problem else "ok",
         problem=state.problem,  # e.g. the disk is full: boards wait until it is solved
         model=state.model_state,
         error=state.model_error,
         device=state.device,
-        queue=studio["store"].queue_length(),
+        queue=studio.store.queue_length(),
         backend=state.queue,
         workers=[{**worker, "warm_up": _warm_up_json(worker.get("warm_up"))} for worker in state.workers],
         warm_up=_warm_up_json(state.warm_up),
-        loading_message=_loading_message(studio["settings"]),
+        loading_message=_loading_message(studio.settings),
     )
 
 
@@ -283,7 +281,7 @@ def openapi_json():
 
 @api.get("/api/presets")
 def presets():
-    settings: Settings = _studio()["settings"]
+    settings: Settings = current_studio().settings
     return jsonify(
         presets=[preset_json(settings.preset_for(name)) for name in PRESETS],
         default_preset=settings.preset,
@@ -303,10 +301,8 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
-    from prompt_enhancer import StoryError
-
-    studio = _studio()
-    settings: Settings = studio["settings"]
+    studio = current_studio()
+    settings: Settings = studio.settings
     _refuse_if_unavailable()
     fields, uploads = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
@@ -317,160 +313,92 @@ def create_storyboard():
     aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
-    try:
-        plan, scenes, casts = _story_plan(story, frames, fields.get("panels"), characters)
-    except StoryError as error:
-        raise FieldError(error.field, str(error)) from None
-    except CastError as error:
-        raise FieldError(error.field, str(error)) from None
+    plan = _story_plan(story, frames, fields, characters)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
     params = BoardParams(
-        characters=characters, style=style, preset=preset.name, steps=preset.steps,
-        guidance_scale=preset.guidance_scale, ip_adapter_scale=preset.ip_adapter_scale, aspect=aspect, width=width,
-        height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
+        characters=characters, style=style, preset=preset, aspect=aspect, width=width, height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
-    panels = [{"id": panel.index, "caption": panel.caption, "scene": scene, "shot": panel.shot,
-               "seed": panel_seed(seed, panel.index), "cast": cast}
-              for panel, scene, cast in zip(plan.panels, scenes, casts)]
+    # A scene is stored only when it is not the caption (an English scene from an edited plan).
+    panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
+              for n, panel in enumerate(plan.panels, start=1)]
     try:
-        board_id = studio["store"].create_board(title=_title(story), story=story, params=params, panels=panels,
+        board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
                                                 references=references, queue_limit=settings.queue_limit)
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
-    studio["worker"].wake()
-    return jsonify(board_json(studio["store"].board(board_id))), 202
+    studio.backend.wake()
+    return jsonify(board_json(studio.store.board(board_id))), 202
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
     """The board's cast and each character's uploaded face (a clean PNG, by 1-based place):
     ``characters`` (a list, or its JSON text in a form), else one unnamed character from
     ``character`` with its face in ``reference``."""
-    raw = fields.get("characters")
-    if isinstance(raw, str):  # a multipart form sends it as JSON text
-        raw = _json_text(raw, "characters", 'characters must be a JSON list of {"name", "traits"}.')
+    raw = json_list_field(fields, "characters", '{"name", "traits"}')
     if raw is None or raw == []:
         extra = next((name for name in CAST_UPLOADS if name in uploads), None)
         if extra:
-            raise FieldError(extra, f"{extra} is a face of the characters list; with one character, use reference.")
+            raise InputError(extra, f"{extra} is a face of the characters list; with one character, use reference.")
         character = Character("", text_field(fields, "character", settings.character_traits))
         face = uploads.get("reference")
         return (character,), ({1: decode_reference(face, "reference")} if face is not None else {})
     if fields.get("character") not in (None, ""):
-        raise FieldError("character", "Send either character (one character) or characters (a cast), not both.")
+        raise InputError("character", "Send either character (one character) or characters (a cast), not both.")
     if "reference" in uploads:
-        raise FieldError("reference", "With characters, each face goes with its character: reference_image in "
+        raise InputError("reference", "With characters, each face goes with its character: reference_image in "
                                       "JSON, or the files reference_1 to reference_4 in a form.")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CHARACTERS:
-        raise FieldError("characters", f'characters must be a list of 1 to {MAX_CHARACTERS} '
-                                       '{"name", "traits", "reference_image"}.')
-    characters = []
-    for i, item in enumerate(raw):
-        where = f"characters[{i}]"
-        if not isinstance(item, dict):
-            raise FieldError(where, f'{where} must be an object like {{"name": "Mara", "traits": "..."}}.')
-        characters.append(Character(_item_text(item, "name", where, MAX_NAME_CHARS), _item_text(item, "traits", where)))
-    try:
-        check_cast(tuple(characters))
-    except CastError as error:
-        raise FieldError(error.field, str(error)) from None
+    characters = read_cast(raw)
     extra = next((name for name in CAST_UPLOADS[len(characters):] if name in uploads), None)
     if extra:
-        raise FieldError(extra, f"{extra} has no character: the cast has {len(characters)}.")
+        raise InputError(extra, f"{extra} has no character: the cast has {len(characters)}.")
     references = {}
     for k in range(1, len(characters) + 1):
         face = uploads.get(f"reference_{k}")
         if face is not None:
             form = request.mimetype == "multipart/form-data"
             references[k] = decode_reference(face, f"reference_{k}" if form else f"characters[{k - 1}].reference_image")
-    return tuple(characters), references
+    return characters, references
 
 
-def _item_text(item: dict, key: str, where: str, limit: int = 2000) -> str:
-    try:
-        return text_field(item, key, "", limit=limit)
-    except FieldError as error:
-        raise FieldError(f"{where}.{key}", f"{where}.{error}") from None
-
-
-def _json_text(text: str, field: str, message: str) -> Any:
-    """A form field that carries JSON (a list); blank is None."""
-    if not text.strip():
-        return None
-    try:
-        value = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
-    except ValueError:
-        value = None
-    if not isinstance(value, list):
-        raise FieldError(field, message)
-    return value
-
-
-def _story_plan(story: str, frames: int | None, raw_panels: Any, characters: tuple[Character, ...]):
-    """The board's panels, each one's scene (None: the caption is the scene) and each one's
-    cast (names): from an edited plan (``panels``, see POST /api/plans) when given, else split
-    from the story. A panel's cast is the plan's (``cast``, [] for no one) or, by default,
-    who its words name (the first character when they name nobody)."""
-    from planner import validated_panels
-    from prompt_enhancer import PanelPlan, StoryError, StoryPlan, cast_from_text, language_notice, plan_story
-
-    names = tuple(c.name for c in characters)
-    if isinstance(raw_panels, str) and raw_panels.strip():  # a multipart form sends it as JSON text
-        try:
-            raw_panels = json.loads(raw_panels) if json_depth(raw_panels) <= MAX_JSON_DEPTH else None
-        except ValueError:
-            raw_panels = None
-        if raw_panels is None:
-            raise StoryError("panels", "panels must be a JSON list of {\"caption\", \"scene\", \"shot\"}.")
-    if raw_panels is None or raw_panels == "":
+def _story_plan(story: str, frames: int | None, fields: dict, characters: tuple[Character, ...]) -> StoryPlan:
+    """The board's plan: the edited one in ``panels`` (see POST /api/plans) when given, else
+    split from the story; each panel's cast as the plan says or, by default, who its words name."""
+    raw_panels = json_list_field(fields, "panels", '{"caption", "scene", "shot"}')
+    if raw_panels is None:
         if not story:
-            raise StoryError("story", "Write a story: one line per panel, or a premise and a panel count.")
-        plan = plan_story(story, frames, MAX_FRAMES)
-        return plan, [None] * len(plan.panels), [cast_from_text(p.caption, names) for p in plan.panels]
-    # Casts are checked against this board's characters here; the plan's own check knows no cast.
-    given = [p.get("cast") if isinstance(p, dict) else None for p in raw_panels] if isinstance(raw_panels, list) else []
-    if isinstance(raw_panels, list):
-        raw_panels = [{k: v for k, v in p.items() if k != "cast"} if isinstance(p, dict) else p for p in raw_panels]
-    planned = validated_panels(raw_panels, MAX_FRAMES)
-    notice = language_notice(" ".join(panel.scene for panel in planned))
-    plan = StoryPlan(tuple(PanelPlan(i, p.caption, p.shot) for i, p in enumerate(planned, start=1)),
-                     (notice,) if notice else ())
-    casts = []
-    for i, (panel, cast) in enumerate(zip(planned, given)):
-        # One unnamed character: a plan made without a cast says [] for everyone; it means the character.
-        if cast is None or (cast == [] and names == ("",)):
-            casts.append(cast_from_text(f"{panel.caption}\n{panel.scene}", names))
-        else:
-            casts.append(panel_cast(cast, characters, f"panels[{i}].cast"))
-    return plan, [p.scene if p.scene != p.caption else None for p in planned], casts
+            raise InputError("story", "Write a story: one line per panel, or a premise and a panel count.")
+        return plan_story(story, frames, MAX_FRAMES, [c.name for c in characters])
+    return validated_panels(raw_panels, characters, MAX_FRAMES)
 
 
 def _refuse_if_unavailable() -> None:
-    reason = _studio()["worker"].accepting
+    reason = current_studio().backend.accepting
     if reason:
-        raise FieldError("queue", reason, status=503)
+        raise InputError("queue", reason, status=503)
 
 
-def _busy(limit: int) -> FieldError:
-    return FieldError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
+def _busy(limit: int) -> InputError:
+    return InputError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
                                "Try again when some have finished.", status=429)
 
 
 @api.get("/api/storyboards")
 def list_storyboards():
-    return jsonify(storyboards=[summary_json(row) for row in _studio()["store"].boards()])
+    return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
 def _board_json(board_id: str) -> dict | None:
     """The board as the API shows it, with the running job's progress."""
-    studio = _studio()
-    board = studio["store"].board(board_id)
-    return board_json(board, studio["worker"].progress(board_id)) if board else None
+    studio = current_studio()
+    board = studio.store.board(board_id)
+    return board_json(board, studio.backend.progress(board_id)) if board else None
 
 
 def _board_or_404(board_id: str) -> dict:
-    board = _studio()["store"].board(board_id)
+    board = current_studio().store.board(board_id)
     if board is None:
         abort(404)
     return board
@@ -485,10 +413,10 @@ def get_storyboard(board_id: str):
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
     _board_or_404(board_id)
-    studio = _studio()
-    studio["worker"].cancel(board_id)
-    studio["store"].delete_board(board_id)
-    studio["hub"].forget(board_id)
+    studio = current_studio()
+    studio.backend.cancel(board_id)
+    studio.store.delete_board(board_id)
+    studio.hub.forget(board_id)
     return "", 204
 
 
@@ -496,27 +424,27 @@ def delete_storyboard(board_id: str):
 def cancel_storyboard(board_id: str):
     board = _board_or_404(board_id)
     if board["status"] not in ("queued", "running"):
-        raise FieldError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
+        raise InputError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
                                    "canceled.", status=409)
-    if not _studio()["worker"].cancel(board_id):
-        board = _studio()["store"].board_status(board_id) or abort(404)
-        raise FieldError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
+    if not current_studio().backend.cancel(board_id):
+        board = current_studio().store.board_status(board_id) or abort(404)
+        raise InputError("status", f"The storyboard is {board['status']}; it finished before the cancel arrived.",
                          status=409)
     return jsonify(id=board_id, status="canceled"), 202
 
 
 @api.post("/api/storyboards/<board_id>/resume")
 def resume_storyboard(board_id: str):
-    studio = _studio()
+    studio = current_studio()
     _board_or_404(board_id)
     _refuse_if_unavailable()
     try:
-        studio["store"].resume(board_id, queue_limit=studio["settings"].queue_limit)
+        studio.store.resume(board_id, queue_limit=studio.settings.queue_limit)
     except Conflict as error:
-        raise FieldError("status", str(error), status=409) from None
+        raise InputError("status", str(error), status=409) from None
     except QueueFull:  # counted in the same transaction as the resume
-        raise _busy(studio["settings"].queue_limit) from None
-    studio["worker"].wake()
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
     return jsonify(id=board_id, status="queued"), 202
 
 
@@ -528,46 +456,43 @@ def _frame_at(board: dict, n: int) -> dict:
 
 @api.post("/api/storyboards/<board_id>/frames/<int:n>/regenerate")
 def regenerate_frame(board_id: str, n: int):
-    studio = _studio()
+    studio = current_studio()
     board = _board_or_404(board_id)
     frame = _frame_at(board, n)
     fields = json_body(required=False)
     if not isinstance(fields, dict):
-        raise FieldError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
+        raise InputError("body", "Send a JSON object, e.g. {\"seed\": 42, \"caption\": \"...\"}.")
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     caption = text_field(fields, "caption", frame["caption"])
     # A blank scene means "the caption" again; a missing one keeps the panel's.
     scene = None if fields.get("scene") == "" else text_field(fields, "scene", frame["scene"] or "") or None
     cast = None  # missing: the panel keeps its cast
     if fields.get("cast") is not None:
-        try:
-            cast = panel_cast(fields["cast"], board["params"].characters, "cast")
-        except CastError as error:
-            raise FieldError(error.field, str(error)) from None
+        cast = panel_cast(fields["cast"], board["params"].characters, "cast")
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
-        studio["store"].redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio["settings"].queue_limit)
+        studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
+                               queue_limit=studio.settings.queue_limit)
     except Conflict:
-        raise FieldError("frame", f"Panel {n} is already being drawn.", status=409) from None
+        raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
-        raise _busy(studio["settings"].queue_limit) from None
-    studio["worker"].wake()
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
     return jsonify(_board_json(board_id)), 202
 
 
 @api.put("/api/storyboards/<board_id>/order")
 def reorder(board_id: str):
-    studio = _studio()
+    studio = current_studio()
     board = _board_or_404(board_id)
     body = json_body()
     order = body.get("order") if isinstance(body, dict) else None
     ids = sorted(frame["id"] for frame in board["frames"])
     if not isinstance(order, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in order) \
             or sorted(order) != ids:
-        raise FieldError("order", f"order must list every frame id exactly once: {ids}.")
-    studio["store"].set_order(board_id, order)
+        raise InputError("order", f"order must list every frame id exactly once: {ids}.")
+    studio.store.set_order(board_id, order)
     return jsonify(_board_json(board_id))
 
 
@@ -578,7 +503,7 @@ def reorder(board_id: str):
 def frame_image(board_id: str, frame_id: int):
     board = _board_or_404(board_id)
     frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = _studio()["store"].file_path(board_id, frame["image_file"]) if frame else None
+    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -588,7 +513,7 @@ def frame_image(board_id: str, frame_id: int):
 def character_reference(board_id: str, character: int):
     board = _board_or_404(board_id)
     reference = board["references"].get(character)
-    path = _studio()["store"].file_path(board_id, reference["file"]) if reference else None
+    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -601,7 +526,7 @@ def reference_image(board_id: str):
 
 
 def _export_parts(board_id: str):
-    store = _studio()["store"]
+    store = current_studio().store
     board = _board_or_404(board_id)
     images = {}
     for index, frame in enumerate(board["frames"], start=1):
@@ -634,42 +559,34 @@ def export_zip(board_id: str):
 # --- Server-Sent Events --------------------------------------------------------------------
 
 
-def _event_data(studio: dict, board_id: str, seq: int, kind: str, fact: dict) -> str:
+def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) -> str:
     """An event's JSON for the page, from the fact the worker published: a saved panel
     becomes the frame as the API shows it, with its URL. Made once per event, however
     many pages listen."""
-    texts, lock = studio["event_texts"]
-    with lock:
-        text = texts.get(seq)
-        if text is not None:
-            return text
+
+    def make() -> str:
         data = fact
         if kind == "frame":
-            board = studio["store"].board(board_id)
+            board = studio.store.board(board_id)
             frames = board["frames"] if board else []
             data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
                          if frame["id"] == fact["frame_id"]), fact)
         elif kind == "reference":
-            board = studio["store"].board(board_id)
+            board = studio.store.board(board_id)
             names = board["params"].names if board else ()
             character = fact.get("character", 1)
             data = {**fact, "name": names[character - 1] if character <= len(names) else None,
                     "image_url": reference_url(board_id, character)}
-        text = json.dumps(data, ensure_ascii=False)
-        texts[seq] = text
-        while len(texts) > EVENT_TEXTS_KEPT:
-            texts.pop(next(iter(texts)), None)
-        return text
+        return json.dumps(data, ensure_ascii=False)
 
-
-EVENT_TEXTS_KEPT = 4096
+    return studio.event_texts.get(seq, make)
 
 
 @api.get("/api/storyboards/<board_id>/events")
 def events(board_id: str):
     _board_or_404(board_id)
-    studio = _studio()
-    hub, store = studio["hub"], studio["store"]
+    studio = current_studio()
+    hub, store = studio.hub, studio.store
     after = hub.parse_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
 
     def stream():

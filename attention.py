@@ -198,3 +198,9 @@ def fold_processors(processors: dict, fold: Fold) -> dict:
             processor = FoldedAttnProcessor(fold)
         folded[name] = processor
     return folded
+
+
+def use_sdpa(unet) -> None:
+    """Plain SDPA processors everywhere: the IP-Adapter keeps the self-attention processors it
+    finds when it loads, and cannot start from sliced ones (diffusers 0.42)."""
+    unet.set_attn_processor(AttnProcessor2_0())

@@ -1,6 +1,7 @@
-"""What every backend shares: its health, the words for its errors, and how it loads and
-judges. The embedded worker (worker.py) and the Redis backend (redis_backend.py) both
-build on this module; it imports neither.
+"""What every backend shares: the face it shows the app (:class:`Backend`), its health, the
+words for its errors, how a job ends (:class:`Outcome`), and how it loads and judges. The
+embedded worker (worker.py), the Redis backend (redis_backend.py) and the generator host
+they share (generator_host.py) build on this module; it imports none of them.
 """
 
 from __future__ import annotations
@@ -9,14 +10,27 @@ import errno
 import logging
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable
 
 from config import Settings
 from prompt_enhancer import shorten
+from storage import Status
 
 log = logging.getLogger(__name__)
+
+
+class ModelState(StrEnum):
+    """Where a worker's generator is (a StrEnum: equal to the words /api/health says)."""
+
+    NOT_LOADED = "not_loaded"
+    LOADING = "loading"
+    WARMING_UP = "warming_up"  # loaded and drawing; compiling its graphs between boards
+    READY = "ready"
+    ERROR = "error"  # the load failed; the next job tries again
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,7 @@ class BackendHealth:
 
     alive: bool
     problem: str | None  # why work cannot go on right now (a full disk, Redis unreachable)
-    model_state: str  # not_loaded | loading | warming_up | ready | error
+    model_state: ModelState
     model_error: str | None
     device: str | None
     workers: list = field(default_factory=list)  # Redis backend: one dict per worker process
@@ -41,6 +55,60 @@ class WarmUp:
     done: int
     of: int
     eta_s: int | None = None
+
+
+class Backend(ABC):
+    """What the app asks of a backend, whichever it is: the embedded :class:`worker.Worker`
+    or :class:`redis_backend.RedisBackend`. Handlers store a job, then wake the backend;
+    the backend draws it (or has it drawn) and publishes facts into the app's event hub."""
+
+    @property
+    @abstractmethod
+    def accepting(self) -> str | None:
+        """Why new work is refused right now (e.g. Redis unreachable), or None."""
+
+    @abstractmethod
+    def start(self, preload: bool = False) -> None:
+        """Start taking jobs (``preload``: load the model now, not on the first job)."""
+
+    @abstractmethod
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    @abstractmethod
+    def wake(self) -> None:
+        """A job was stored: take it now rather than at the next poll."""
+
+    @abstractmethod
+    def cancel(self, board_id: str) -> bool:
+        """Cancel the board's queued jobs, and its running job at the next step; False when
+        there was nothing left to cancel."""
+
+    @abstractmethod
+    def progress(self, board_id: str) -> dict | None:
+        """The running board's last progress, for its JSON."""
+
+    @abstractmethod
+    def health(self) -> BackendHealth: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended, as its worker reports it; :func:`record` writes it to the store."""
+
+    status: Status  # done, canceled or failed
+    error: str | None = None  # the board's words
+    frame_error: str | None = None  # what its panels not drawn say
+
+    @property
+    def frames_to(self) -> Status:
+        """Panels not drawn: failed with a failed job, else pending (drawn on a resume)."""
+        return Status.FAILED if self.status == Status.FAILED else Status.PENDING
+
+
+def record(store, hub, job: dict, outcome: Outcome) -> None:
+    """End ``job`` in the store as ``outcome`` says, and tell its pages."""
+    if store.finish_job(job, outcome.status, outcome.error, outcome.frames_to, outcome.frame_error) is not None:
+        publish_status(store, hub, job["storyboard_id"])
 
 
 def default_generator_loader(settings: Settings) -> Callable[[], object]:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from errors import InputError
+
 ENV_PREFIX = "STORYBOARD_"
 
 
@@ -31,17 +33,44 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class SpeedPreset:
+    """A speed mode as a board is drawn with it. It travels whole (a board's parameters, a
+    job's spec) and is read back as stored, never rebuilt from PRESETS by name."""
+
     name: str
     label: str
     steps: int
     guidance_scale: float
     ip_adapter_scale: float
+    family: str | None = None  # the distilled LoRA family (DISTILLED_FAMILIES) it runs with; None: SDXL alone
 
     @property
     def distilled(self) -> bool:
-        """Drawn with a few-step distilled LoRA (the lightning mode). Known by the name, so a
-        preset rebuilt from a board's stored options is recognised as well."""
-        return self.name in DISTILLED_PRESETS
+        """Drawn with a few-step distilled LoRA (the lightning mode)."""
+        return self.family is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SpeedPreset":
+        """Read what :meth:`to_dict` wrote, checked as any input is: an InputError names the
+        first wrong key (``steps``)."""
+        if not isinstance(data, dict):
+            raise InputError(None, "a speed preset must be an object")
+        for key, low, high, whole in (("steps", 1, 200, True), ("guidance_scale", 0.0, 30.0, False),
+                                      ("ip_adapter_scale", 0.0, 1.0, False)):
+            value = data.get(key)
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
+                    or not low <= value <= high:
+                raise InputError(key, f"a {'whole ' if whole else ''}number from {low} to {high} expected")
+        for key in ("name", "label"):
+            if not isinstance(data.get(key), str) or not 0 < len(data[key]) <= 64:
+                raise InputError(key, "text of at most 64 characters expected")
+        family = data.get("family")
+        if family is not None and family not in DISTILLED_FAMILIES:
+            raise InputError("family", f"one of {', '.join(DISTILLED_FAMILIES)} or null expected")
+        return cls(data["name"], data["label"], data["steps"], float(data["guidance_scale"]),
+                   float(data["ip_adapter_scale"]), family)
 
     @property
     def uses_cfg(self) -> bool:
@@ -73,10 +102,9 @@ PRESETS: dict[str, SpeedPreset] = {
         SpeedPreset("balanced", "Balanced", 15, 7.0, 0.65),
         SpeedPreset("quality", "Quality", 20, 7.5, 0.80),
         # SDXL + a distilled LoRA; steps come from STORYBOARD_LIGHTNING_STEPS (preset_for).
-        SpeedPreset("lightning", "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE),
+        SpeedPreset("lightning", "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family="lightning"),
     )
 }
-DISTILLED_PRESETS = frozenset({"lightning"})
 DEFAULT_PRESET = "fast"
 
 # SDXL's trained resolutions. The tiny offline model divides them by TINY_SIZE_DIVISOR.
@@ -493,7 +521,7 @@ class Settings:
     def preset_for(self, name: str | None = None) -> SpeedPreset:
         preset = PRESETS[name or self.preset]
         if preset.distilled:
-            preset = dataclasses.replace(preset, steps=self.lightning_steps)
+            preset = dataclasses.replace(preset, steps=self.lightning_steps, family=self.lightning_family)
         if self.ip_adapter_scale is not None:
             return dataclasses.replace(preset, ip_adapter_scale=self.ip_adapter_scale)
         return preset

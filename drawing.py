@@ -6,7 +6,8 @@ generator calls :func:`draw` with it and a :class:`Sink` that receives the facts
 (prompts built, a panel started or saved, the generated reference, progress). The
 embedded worker's sink writes to the store; a Redis worker's sink sends the facts to
 the studio, which stays the one writer. A spec travels as JSON and is checked on the
-way in like any other input (:meth:`JobSpec.from_json`).
+way in like any other input (:meth:`JobSpec.from_json`: an ``errors.InputError`` names the
+first wrong field).
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, SEED_LIMIT, portrait_seed
-from config import MAX_FRAMES, PRESETS, SpeedPreset
+from config import MAX_FRAMES, SpeedPreset
+from errors import InputError
 from prompt_enhancer import CAST_POSITIONS, SHOT_TYPES, PanelPlan, build_prompt, portrait_prompt
 
-SPEC_VERSION = 2  # 2: a cast (characters with their references, each panel's cast)
+SPEC_VERSION = 3  # 2: a cast (characters with their references, each panel's cast); 3: the speed preset whole
 MAX_TEXT = 4000
 MAX_REFERENCE_BYTES = 16 * 2**20
 
 
-class SpecError(ValueError):
-    """A job's payload that cannot be drawn; the message names the field."""
+def _refused(field: str, expected: str) -> InputError:
+    """A payload's wrong field; the message starts with the field, as a worker's log shows it."""
+    return InputError(field, f"{field}: {expected}")
 
 
 @dataclass(frozen=True)
@@ -57,26 +60,17 @@ class JobSpec:
     characters: tuple[CharacterSpec, ...]
     style: str
     negative_prompt: str
-    preset: str
-    steps: int
-    guidance_scale: float
-    ip_adapter_scale: float
+    preset: SpeedPreset  # as the board stored it, read back whole
     width: int
     height: int
     seed: int  # the board's seed: the generated portraits' come from it
     identity_lock: bool
     model: str | None = None
 
-    @property
-    def speed_preset(self) -> SpeedPreset:
-        base = PRESETS.get(self.preset)
-        label = base.label if base else self.preset
-        return SpeedPreset(self.preset, label, self.steps, self.guidance_scale, self.ip_adapter_scale)
-
     # -- JSON, for a job that travels --
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        data = asdict(self)  # the preset too, as SpeedPreset.to_dict writes it
         data["panels"] = [{**asdict(panel), "cast": list(panel.cast)} for panel in self.panels]  # lists, not tuples
         data["characters"] = [{"name": c.name, "traits": c.traits,
                                "reference_png": base64.b64encode(c.reference_png).decode() if c.reference_png
@@ -86,20 +80,24 @@ class JobSpec:
 
     @classmethod
     def from_json(cls, data: Any) -> "JobSpec":
-        """Read and check a payload; SpecError names the first wrong field."""
+        """Read and check a payload; an InputError names the first wrong field."""
         if not isinstance(data, dict):
-            raise SpecError("the job payload is not an object")
+            raise _refused("payload", "an object expected")
         if data.get("version") != SPEC_VERSION:
-            raise SpecError(f"version: expected {SPEC_VERSION}, got {data.get('version')!r}")
+            raise _refused("version", f"{SPEC_VERSION} expected, got {data.get('version')!r}")
         raw_characters = data.get("characters")
         if not isinstance(raw_characters, list) or not 1 <= len(raw_characters) <= MAX_CHARACTERS:
-            raise SpecError(f"characters: 1 to {MAX_CHARACTERS} characters expected")
+            raise _refused("characters", f"1 to {MAX_CHARACTERS} characters expected")
         characters = tuple(_character(c, f"characters[{i}]", len(raw_characters))
                            for i, c in enumerate(raw_characters))
         raw_panels = data.get("panels")
         if not isinstance(raw_panels, list) or not 1 <= len(raw_panels) <= MAX_FRAMES:
-            raise SpecError(f"panels: 1 to {MAX_FRAMES} panels expected")
+            raise _refused("panels", f"1 to {MAX_FRAMES} panels expected")
         panels = tuple(_panel(p, f"panels[{i}]", len(characters)) for i, p in enumerate(raw_panels))
+        try:
+            preset = SpeedPreset.from_dict(data.get("preset"))
+        except InputError as error:
+            raise _refused(error.within("preset").field, error.message) from None
         spec = cls(
             job_id=_integer(data, "job_id", 1, 2**62),
             board_id=_text(data, "board_id", 64),
@@ -108,10 +106,7 @@ class JobSpec:
             characters=characters,
             style=_text(data, "style", MAX_TEXT, empty=True),
             negative_prompt=_text(data, "negative_prompt", MAX_TEXT, empty=True),
-            preset=_text(data, "preset", 64),
-            steps=_integer(data, "steps", 1, 200),
-            guidance_scale=_number(data, "guidance_scale", 0.0, 30.0),
-            ip_adapter_scale=_number(data, "ip_adapter_scale", 0.0, 1.0),
+            preset=preset,
             width=_integer(data, "width", 8, 4096),
             height=_integer(data, "height", 8, 4096),
             seed=_integer(data, "seed", 0, SEED_LIMIT),
@@ -120,37 +115,37 @@ class JobSpec:
         )
         for name in ("width", "height"):
             if getattr(spec, name) % 8:
-                raise SpecError(f"{name}: a multiple of 8 expected")
+                raise _refused(name, "a multiple of 8 expected")
         return spec
 
 
 def _character(raw: Any, where: str, count: int) -> CharacterSpec:
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: an object expected")
+        raise _refused(where, "an object expected")
     reference = raw.get("reference_png")
     if reference is not None:
         if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_BYTES * 4 // 3 + 4:
-            raise SpecError(f"{where}.reference_png: base64 text of a PNG expected")
+            raise _refused(f"{where}.reference_png", "base64 text of a PNG expected")
         try:
             reference = base64.b64decode(reference, validate=True)
         except ValueError:
-            raise SpecError(f"{where}.reference_png: not base64") from None
+            raise _refused(f"{where}.reference_png", "base64 expected") from None
         if not reference.startswith(b"\x89PNG\r\n\x1a\n"):
-            raise SpecError(f"{where}.reference_png: not a PNG")
+            raise _refused(f"{where}.reference_png", "a PNG expected")
     return CharacterSpec(name=_text(raw, "name", MAX_NAME_CHARS, empty=count == 1, where=where),
                          traits=_text(raw, "traits", MAX_TEXT, where=where), reference_png=reference)
 
 
 def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: an object expected")
+        raise _refused(where, "an object expected")
     shot = _text(raw, "shot", 64, where=where)
     if shot not in SHOT_TYPES:
-        raise SpecError(f"{where}.shot: one of {', '.join(SHOT_TYPES)} expected")
+        raise _refused(f"{where}.shot", f"one of {', '.join(SHOT_TYPES)} expected")
     cast = raw.get("cast")
     if (not isinstance(cast, list) or len(cast) > max(CAST_POSITIONS) or len(set(cast)) != len(cast)
             or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= characters for i in cast)):
-        raise SpecError(f"{where}.cast: distinct places from 1 to {characters} expected")
+        raise _refused(f"{where}.cast", f"distinct places from 1 to {characters} expected")
     return PanelSpec(
         frame_id=_integer(raw, "frame_id", 1, 10_000, where=where),
         position=_integer(raw, "position", 1, MAX_FRAMES, where=where),
@@ -169,28 +164,21 @@ def _name(where: str, key: str) -> str:
 def _text(data: dict, key: str, limit: int, empty: bool = False, where: str = "") -> str:
     value = data.get(key)
     if not isinstance(value, str) or len(value) > limit or (not empty and not value.strip()):
-        raise SpecError(f"{_name(where, key)}: text of at most {limit} characters expected")
+        raise _refused(_name(where, key), f"text of at most {limit} characters expected")
     return value
 
 
 def _integer(data: dict, key: str, low: int, high: int, where: str = "") -> int:
     value = data.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{_name(where, key)}: a whole number from {low} to {high} expected")
+        raise _refused(_name(where, key), f"a whole number from {low} to {high} expected")
     return value
-
-
-def _number(data: dict, key: str, low: float, high: float) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise SpecError(f"{key}: a number from {low} to {high} expected")
-    return float(value)
 
 
 def _boolean(data: dict, key: str) -> bool:
     value = data.get(key)
     if not isinstance(value, bool):
-        raise SpecError(f"{key}: true or false expected")
+        raise _refused(key, "true or false expected")
     return value
 
 
@@ -210,9 +198,8 @@ def spec_for(job: dict, board: dict, references: dict[int, bytes]) -> JobSpec:
     return JobSpec(
         job_id=job["id"], board_id=board["id"], panels=panels, board_panels=len(board["frames"]),
         characters=characters, style=params.style, negative_prompt=params.negative_prompt,
-        preset=params.preset, steps=params.steps, guidance_scale=params.guidance_scale,
-        ip_adapter_scale=params.ip_adapter_scale, width=params.width, height=params.height,
-        seed=params.seed, identity_lock=params.identity_lock, model=params.model or None,
+        preset=params.preset, width=params.width, height=params.height, seed=params.seed,
+        identity_lock=params.identity_lock, model=params.model or None,
     )
 
 
@@ -229,7 +216,8 @@ class PanelPrompts:
 
 @dataclass(frozen=True)
 class SavedPanel:
-    """A finished panel: the PNG (with its parameters inside) and what the page shows."""
+    """A finished panel: the PNG (with its parameters inside: what really drew it, so they
+    travel wherever the PNG does) and what the page shows."""
 
     frame_id: int
     png: bytes
@@ -265,7 +253,7 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
     jobs = []
     for panel in panels:
         present = [spec.characters[i - 1] for i in panel.cast]
-        built = build_prompt(PanelPlan(panel.frame_id, panel.scene, panel.shot), [c.traits for c in present],
+        built = build_prompt(PanelPlan(panel.caption, panel.scene, panel.shot), [c.traits for c in present],
                              spec.style, spec.negative_prompt, generator.count_tokens)
         cut = {c.name: words for c, words in zip(present, built.traits_dropped) if words}
         prompts[panel.frame_id] = PanelPrompts(built.prompt, built.negative_prompt, built.dropped or None, cut or None)
@@ -283,11 +271,10 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
             locks.append(CharacterLock(reference=_image(character.reference_png)))
         else:
             p = portrait_prompt(character.traits, spec.style, spec.negative_prompt, generator.count_tokens)
-            # Portraits are units of the progress bar beside the panels: -k never is a frame id.
-            portraits[-k] = character.name
-            locks.append(CharacterLock(portrait=PanelJob(-k, p.prompt, p.negative_prompt, portrait_seed(spec.seed, k),
-                                                         p.caption, p.shot)))
-    request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.speed_preset, spec.identity_lock,
+            portraits[k - 1] = character.name  # a unit of the progress bar beside the panels
+            locks.append(CharacterLock(portrait=PanelJob(None, p.prompt, p.negative_prompt,
+                                                         portrait_seed(spec.seed, k), p.caption, p.shot)))
+    request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.preset, spec.identity_lock,
                                 characters=tuple(locks))
     tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits)
     casts = {panel.frame_id: panel.cast for panel in panels}
@@ -364,9 +351,9 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
-        "steps": spec.steps,
-        "guidance_scale": spec.guidance_scale,
-        "ip_adapter_scale": spec.ip_adapter_scale if spec.identity_lock else None,
+        # What drew it, as the generator ran it (steps, CFG, sampler, the IP-Adapter scale after
+        # the cast clamp, the LoRA), never the board's settings echoed.
+        **(result.ran.to_json() if result.ran is not None else {}),
         "seed": result.seed,
         "width": result.image.width,
         "height": result.image.height,
@@ -403,25 +390,28 @@ class Progress:
 
     def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, portraits: dict[int, str]):
         self.sink, self.positions, self.board_panels = sink, positions, board_panels
-        self.portraits = portraits  # portrait index -> the character's name ("" unnamed)
+        self.portraits = portraits  # the portrait's character (0-based place) -> its name ("" unnamed)
         self.units = len(positions) + len(portraits)
-        self._done: dict[int, float] = {}  # unit -> its best fraction (a redrawn panel restarts its steps)
+        # (frame id, portrait's character) -> its best fraction (a redrawn panel restarts its steps)
+        self._done: dict[tuple, float] = {}
         self.fraction = 0.0
         self.started = time.perf_counter()
         self._published = 0.0
 
-    def step(self, index: int, step: int, steps: int) -> None:
-        self._done[index] = max(self._done.get(index, 0.0), step / steps)
+    def step(self, job, step: int, steps: int) -> None:
+        """``job``: the generator's PanelJob, a panel (its index) or a portrait (portrait_of)."""
+        unit = (job.index, job.portrait_of)
+        self._done[unit] = max(self._done.get(unit, 0.0), step / steps)
         self.fraction = max(self.fraction, min(sum(self._done.values()) / self.units, 1.0))
-        position = self.positions.get(index)
+        position = self.positions.get(job.index)
         if step == 1 and position:
-            self.sink.panel_started(index)
+            self.sink.panel_started(job.index)
         now = time.perf_counter()
         progress = {
             "fraction": round(self.fraction, 4),
             "panel": position or 0,
             "of": self.board_panels,
-            "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(index),
+            "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(job.portrait_of),
             "step": step,
             "steps": steps,
             "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
@@ -430,6 +420,6 @@ class Progress:
             self._published = now
             self.sink.progress(progress)
 
-    def _portrait_label(self, index: int) -> str:
-        name = self.portraits.get(index)
+    def _portrait_label(self, character: int | None) -> str:
+        name = self.portraits.get(character)
         return f"Character reference: {name}" if name else "Character reference"

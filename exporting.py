@@ -157,13 +157,34 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _settings_line(settings: Mapping[str, Any]) -> str:
-    """The settings really used: with the identity lock off no IP-Adapter scale applied."""
+def _ran(images: Iterable[bytes]) -> dict[str, list]:
+    """What really drew the panels, from their PNGs (drawing._deliver writes it there): each
+    fact's distinct values (a cast's panels run at a clamped IP-Adapter scale of their own)."""
+    values: dict[str, list] = {}
+    for data in images:
+        try:
+            meta = read_png_parameters(data)
+        except Exception:  # noqa: BLE001 - a damaged file says nothing; the panel is marked on its page
+            continue
+        for key in ("steps", "guidance_scale", "sampler", "lora", "ip_adapter_scale"):
+            if meta.get(key) is not None and meta[key] not in values.setdefault(key, []):
+                values[key].append(meta[key])
+    return values
+
+
+def _settings_line(settings: Mapping[str, Any], ran: Mapping[str, list] | None = None) -> str:
+    """The settings really used: what the panels' PNGs say drew them (``ran``), else the board's
+    settings; with the identity lock off no IP-Adapter scale applied."""
+    ran = ran or {}
     parts = []
     lock_off = settings.get("identity_lock") is False
     for key, label in (("preset", "Preset {}"), ("steps", "{} steps"), ("guidance_scale", "CFG {}"),
-                       ("ip_adapter_scale", "IP scale {}")):
-        if settings.get(key) is not None and not (key == "ip_adapter_scale" and lock_off):
+                       ("sampler", "{}"), ("lora", "{} LoRA"), ("ip_adapter_scale", "IP scale {}")):
+        if key == "ip_adapter_scale" and lock_off:
+            continue
+        if ran.get(key):
+            parts.append(label.format("/".join(_fmt(value) for value in ran[key])))
+        elif settings.get(key) is not None:
             parts.append(label.format(_fmt(settings[key])))
     if lock_off:
         parts.append("identity lock off")
@@ -216,7 +237,7 @@ def _clip(pdf: FPDF, text: str, width: float, max_lines: int) -> list[str]:
     return kept
 
 
-def _header(pdf: FPDF, board: Mapping[str, Any], pages: int) -> None:
+def _header(pdf: FPDF, board: Mapping[str, Any], pages: int, ran: Mapping[str, list]) -> None:
     pdf.set_text_color(20)
     pdf.set_font_size(16)
     title = str(board.get("title") or "Untitled storyboard")
@@ -228,7 +249,7 @@ def _header(pdf: FPDF, board: Mapping[str, Any], pages: int) -> None:
     pdf.set_xy(_PAGE_W - _MARGIN - 25, _MARGIN + 1)
     pdf.cell(25, 6, f"{pdf.page_no()} / {pages}", align="R")
     pdf.set_xy(_MARGIN, _MARGIN + 9)
-    pdf.cell(width, 5, _settings_line(board.get("settings") or {}))
+    pdf.cell(width, 5, _settings_line(board.get("settings") or {}, ran))
     pdf.set_draw_color(200)
     pdf.line(_MARGIN, _MARGIN + _HEADER_H - 4, _PAGE_W - _MARGIN, _MARGIN + _HEADER_H - 4)
 
@@ -372,13 +393,14 @@ def storyboard_pdf(
     box_h = min(cell_w * aspect, cell_h - _TEXT_H)
 
     frames = list(board.get("frames") or [])
+    ran = _ran(images[frame.get("index")] for frame in frames if images.get(frame.get("index")))
     per_page = _COLS * _ROWS
     panel_pages = max(1, -(-len(frames) // per_page))
     # Total known up front: fpdf's {nb} alias would be right-aligned by its own width.
     pages = panel_pages + (1 if board.get("characters") else 0)
     for start in range(0, panel_pages * per_page, per_page):
         pdf.add_page()
-        _header(pdf, board, pages)
+        _header(pdf, board, pages, ran)
         for slot, frame in enumerate(frames[start:start + per_page]):
             row, col = divmod(slot, _COLS)
             x = _MARGIN + col * (cell_w + _GUTTER)
@@ -387,7 +409,7 @@ def storyboard_pdf(
                    board.get("error"))
     if board.get("characters"):
         pdf.add_page()
-        _header(pdf, board, pages)
+        _header(pdf, board, pages, ran)
         _cast_page(pdf, board, references or {})
     return bytes(pdf.output())
 
@@ -403,15 +425,14 @@ def _a1111_parameters(p: Mapping[str, Any]) -> str:
     if p.get("negative_prompt"):
         lines.append(f"Negative prompt: {p['negative_prompt']}")
     fields = []
-    if p.get("steps") is not None:
-        fields.append(f"Steps: {p['steps']}")
-    fields.append("Sampler: Euler")
-    for key, label in (("guidance_scale", "CFG scale"), ("seed", "Seed")):
+    # Only what the parameters say ran: a panel whose sampler is not known names none.
+    for key, label in (("steps", "Steps"), ("sampler", "Sampler"), ("guidance_scale", "CFG scale"), ("seed", "Seed")):
         if p.get(key) is not None:
             fields.append(f"{label}: {_fmt(p[key])}")
     if p.get("width") and p.get("height"):
         fields.append(f"Size: {p['width']}x{p['height']}")
-    for key, label in (("model", "Model"), ("ip_adapter_scale", "IP-Adapter scale")):
+    for key, label in (("model", "Model"), ("scheduler", "Scheduler"), ("lora", "Distilled LoRA"),
+                       ("ip_adapter_scale", "IP-Adapter scale")):
         if p.get(key) is not None:
             fields.append(f"{label}: {_fmt(p[key])}")
     lines.append(", ".join(fields))

@@ -1,45 +1,56 @@
 """SDXL base 1.0 with an IP-Adapter identity lock: one pipeline per process.
 
 Reads like a diffusers pipeline: ``__init__`` only stores ready parts, :meth:`load` loads
-them, and :meth:`StoryboardGenerator.generate` checks its inputs and then runs in plain
-steps. The lightning mode is the same pipeline with a distilled LoRA (fused into the UNet,
-or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to switch.
-The generator is not thread-safe by nature (a diffusers pipeline is not), so every call
-takes one lock; in the app a single worker thread owns it anyway.
+them (model_loading.py), and :meth:`StoryboardGenerator.generate` checks its inputs and then
+runs in plain steps. The lightning mode is the same pipeline with a distilled LoRA (fused into
+the UNet, or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to
+switch. A compiled UNet's graphs are kept track of in unet_compile.py, CLIP scoring lives in
+clip_scoring.py. The generator is not thread-safe by nature (a diffusers pipeline is not), so
+every call takes one lock; in the app a single worker thread owns it anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
-import importlib.util
-import os
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 from board_params import retry_seed
-from config import ASPECTS, FP16_FIX_VAE_HUB_ID, MAX_FRAMES, PRESETS, Settings, SpeedPreset
-from prompt_enhancer import CAST_POSITIONS, shorten
+from clip_scoring import ClipScorer, closer
+from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SpeedPreset
+from errors import InputError
+from model_loading import (  # the loading API, also public here: callers load through the generator
+    ModelNotAvailable,
+    apply_cpu_threads,
+    channels_last,
+    distilled_scheduler,
+    load_ip_adapter,
+    load_lora,
+    load_pipeline,
+    place,
+    quiet_library_logs,
+    resolve_device,
+    resolve_dtype,
+)
+from prompt_enhancer import CAST_POSITIONS
+from unet_compile import CompiledGraphs, GraphKey, compile_unet, save_kernels
+
+__all__ = [
+    "CAST_IP_ADAPTER_SCALE", "CharacterLock", "GenerationCancelled", "ModelNotAvailable", "PanelJob", "PanelResult",
+    "PanelRun", "StoryboardGenerator", "StoryboardRequest", "StoryboardResult", "apply_cpu_threads",
+    "channels_last", "free_device_memory", "quiet_library_logs", "resolve_device", "resolve_dtype",
+]
 
 log = logging.getLogger(__name__)
 
 
-class ModelNotAvailable(RuntimeError):
-    """The weights cannot be loaded; the message says what to do."""
-
-
 class GenerationCancelled(Exception):
     """Raised inside a generate call when its cancel event is set."""
-
-
-class InvalidRequest(ValueError):
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
 
 
 # --- Requests and results ------------------------------------------------------------------
@@ -47,9 +58,10 @@ class InvalidRequest(ValueError):
 
 @dataclass(frozen=True)
 class PanelJob:
-    """One panel to draw: prompts already built (see prompt_enhancer), seed fixed."""
+    """One picture to draw, prompts already built (see prompt_enhancer), seed fixed: a panel,
+    or a character's reference portrait (``CharacterLock.portrait``)."""
 
-    index: int
+    index: int | None  # a panel's id, the caller's (the studio's frame id); None for a portrait
     prompt: str
     negative_prompt: str
     seed: int
@@ -58,6 +70,9 @@ class PanelJob:
     # Who is in it: places in the request's characters (0-based), left to right in the
     # picture; () = no one. None: the first character (a request of one character).
     cast: tuple[int, ...] | None = None
+    # A portrait: the place of the character it is of (0-based). The generator sets it from
+    # the lock that holds the portrait, so the progress it reports names the character.
+    portrait_of: int | None = None
 
     @property
     def characters(self) -> tuple[int, ...]:
@@ -95,10 +110,57 @@ class StoryboardRequest:
     def locks(self) -> tuple[CharacterLock, ...]:
         return self.characters or (CharacterLock(self.reference, self.portrait),)
 
+    def portraits_to_draw(self) -> frozenset[int]:
+        """The places of the characters whose reference is their portrait, drawn first: locked,
+        with no reference given, and shown in some panel (no portrait for a character in none)."""
+        if not self.identity_lock:
+            return frozenset()
+        shown = {i for job in self.panels for i in job.characters}
+        return frozenset(i for i, lock in enumerate(self.locks)
+                         if lock.reference is None and lock.portrait is not None and i in shown)
+
+    def reference_kind(self, first_reference) -> str | None:
+        """How the first character's reference came: "uploaded", "generated" or None."""
+        if first_reference is None:
+            return None
+        return "uploaded" if self.locks[0].reference is not None else "generated"
+
+
+# diffusers' scheduler classes by the sampler names AUTOMATIC1111 gives them, which other
+# SD tools read from a PNG's parameters; a scheduler not listed goes by its class name.
+A1111_SAMPLERS = {
+    "EulerDiscreteScheduler": "Euler",
+    "EulerAncestralDiscreteScheduler": "Euler a",
+    "DDIMScheduler": "DDIM",
+    "LCMScheduler": "LCM",
+    "DPMSolverMultistepScheduler": "DPM++ 2M",
+    "UniPCMultistepScheduler": "UniPC",
+    "HeunDiscreteScheduler": "Heun",
+    "LMSDiscreteScheduler": "LMS",
+    "PNDMScheduler": "PLMS",
+}
+
+
+@dataclass(frozen=True)
+class PanelRun:
+    """What really drew a panel, for its metadata: taken from the run, not from the request."""
+
+    scheduler: str  # the diffusers scheduler class
+    sampler: str  # ... by its AUTOMATIC1111 name (A1111_SAMPLERS)
+    steps: int
+    guidance_scale: float  # 1 or below: no classifier-free guidance
+    # The IP-Adapter scale every character in the panel was held at (one adapter, one scale:
+    # clamped to CAST_IP_ADAPTER_SCALE for several); None: the lock held no one.
+    ip_adapter_scale: float | None
+    lora: str | None  # the distilled family (config.DISTILLED_FAMILIES) whose LoRA was on; None: SDXL alone
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 @dataclass
 class PanelResult:
-    index: int
+    index: int | None  # the job's
     prompt: str
     negative_prompt: str
     seed: int
@@ -112,6 +174,11 @@ class PanelResult:
     attempts: int = 1
     vae_fp32_retry: bool = False
     identity: dict | None = None
+    ran: PanelRun | None = None  # None: the pipeline never finished for it (out of memory)
+
+    @classmethod
+    def of(cls, job: PanelJob, status: str, **facts) -> "PanelResult":
+        return cls(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot, status, **facts)
 
 
 @dataclass
@@ -123,7 +190,7 @@ class StoryboardResult:
     references: tuple = ()  # every character's, in the request's order (None: not needed)
 
 
-ProgressFn = Callable[[int, int, int], None]  # (panel index, step, total steps)
+ProgressFn = Callable[[PanelJob, int, int], None]  # (the panel or portrait, step, total steps)
 
 # The IP-Adapter scale of a panel with several characters is kept in this range: above it
 # the references blend into one face, below it they hardly hold (diffusers' maintainers,
@@ -131,143 +198,13 @@ ProgressFn = Callable[[int, int, int], None]  # (panel index, step, total steps)
 CAST_IP_ADAPTER_SCALE = (0.5, 0.7)
 
 
-# --- Device and precision -----------------------------------------------------------------
-
-
-def resolve_device(setting: str) -> str:
-    import torch
-
-    if setting != "auto":
-        if setting == "mps" and not torch.backends.mps.is_available():
-            raise ModelNotAvailable("STORYBOARD_DEVICE=mps, but this machine has no usable Apple GPU (MPS).")
-        if setting == "cuda" and not torch.cuda.is_available():
-            raise ModelNotAvailable("STORYBOARD_DEVICE=cuda, but torch sees no CUDA GPU.")
-        return setting
-    if torch.backends.mps.is_available():
-        return "mps"
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def resolve_dtype(setting: str, device: str):
-    import torch
-
-    if setting == "auto":
-        setting = "fp32" if device == "cpu" else "fp16"
-    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[setting]
-
-
-def apply_cpu_threads(settings: Settings) -> None:
-    """Give torch the configured CPU threads (process-wide: one generator per process)."""
-    import torch
-
-    threads = settings.torch_threads
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-        log.info("torch uses %d CPU thread(s)", threads)
-
-
-# Library messages that say nothing to a studio user: torchvision is not installed on purpose
-# (transformers falls back to the PIL image processors, which IP-Adapter uses anyway), and
-# diffusers warns about an empty list of fp32 modules when a pipeline is moved with .to().
-HARMLESS_LIBRARY_MESSAGES = ("requires torchvision", "should be kept in float32: []")
-
-
-class _DropHarmless(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in HARMLESS_LIBRARY_MESSAGES)
-
-
-def quiet_library_logs(progress_bars: bool = True) -> None:
-    """Drop the known-harmless warnings of diffusers and transformers (process-wide).
-
-    ``progress_bars=False`` also hides their progress bars, e.g. for the tiny models,
-    which load in a fraction of a second and download nothing.
-    """
-    import diffusers.utils.logging as diffusers_logging
-    import huggingface_hub.utils as hub_utils
-    import transformers.utils.logging as transformers_logging
-
-    for library in (diffusers_logging, transformers_logging):
-        for handler in library.get_logger().handlers:  # the library's root logger and its handler
-            if not any(isinstance(f, _DropHarmless) for f in handler.filters):
-                handler.addFilter(_DropHarmless())
-        if not progress_bars:
-            library.disable_progress_bar()
-    if not progress_bars:
-        hub_utils.disable_progress_bars()
-
-
-def channels_last(settings: Settings, device: str) -> bool:
-    """channels_last on MPS (asked for there); on CUDA only when asked, since it measured slower."""
-    return (device == "mps" and settings.enable_channels_last) or (device == "cuda" and settings.cuda_channels_last)
-
-
-def compile_cache_dir(settings: Settings) -> Path:
-    return settings.data_path / "compile-cache"
-
-
-def _place(pipe, settings: Settings, device: str):
-    """The pipeline on its device: whole, or offloaded to the CPU between models on a small GPU."""
-    if device == "cuda" and settings.cpu_offload == "model":
-        pipe.enable_model_cpu_offload()
-        return pipe
-    if device == "cuda" and settings.cpu_offload == "sequential":
-        pipe.enable_sequential_cpu_offload()
-        return pipe
-    return pipe.to(device)
+# --- Device memory ---------------------------------------------------------------------------
 
 
 def _blank(width: int, height: int, shade: int = 128):
     from PIL import Image
 
     return Image.new("RGB", (width, height), (shade, shade, shade))
-
-
-def _looks_like_path(source: str) -> bool:
-    # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
-    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
-
-
-_MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file", "not found", "cannot find",
-                  "outgoing traffic has been disabled", "connect", "localentrynotfound", "is not a local folder")
-
-
-def _load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception,
-                          size: str = "SDXL + IP-Adapter are about 10 GB") -> str:
-    """Words for a failed load: missing weights and damaged weights need different fixes."""
-    where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
-    detail = f"{type(error).__name__}: {shorten((str(error).splitlines() or [''])[0], 200)}"
-    if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
-        return (
-            f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
-            f"To fix: run once with network access so it downloads ({size}); "
-            f"or set {setting} to a local folder that holds it; "
-            f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny). ({detail})"
-        )
-    return (
-        f"Cannot load {what} '{source}': its files are there but could not be read; they are probably "
-        f"truncated or corrupt (an interrupted download?). To fix: delete that model's folder in {where} "
-        f"and run once with network access to download it again, or set {setting} to a folder with a "
-        f"good copy. ({detail})"
-    )
-
-
-def _from_pretrained_half_first(pipeline_class, source: str, dtype, **kwargs):
-    """Load the fp16 weight files when running in half precision (SDXL's are half the size
-    of the fp32 ones: ~7 GB instead of ~14 GB to download); folders without them load as they are."""
-    import torch
-
-    if dtype == torch.float32:
-        return pipeline_class.from_pretrained(source, dtype=dtype, **kwargs)
-    try:
-        return pipeline_class.from_pretrained(source, dtype=dtype, variant="fp16", **kwargs)
-    except ValueError as error:
-        if "variant" not in str(error):
-            raise
-        log.info("no fp16 weight files in %s; loading the full-precision ones", source)
-        return pipeline_class.from_pretrained(source, dtype=dtype, **kwargs)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -312,7 +249,7 @@ class StoryboardGenerator:
         self.dtype = dtype
         self.load_seconds = load_seconds
         self._lock = threading.RLock()  # re-entered by clip_similarity inside generate
-        self._clip_references: dict[int, tuple] = {}  # id(reference) -> (reference, its CLIP embedding)
+        self._scorer = ClipScorer(pipe, device, self._lock)
         self._plain_processors: dict | None = None
         self._ip_processors: dict | None = None
         self._ip_projection = None
@@ -320,8 +257,7 @@ class StoryboardGenerator:
         self._ip_scale = None  # one 0-d tensor every IP-Adapter processor reads, changed in place
         self._fold = None  # cross-attention constants kept for one pipeline call (attention.Fold)
         self.compiled = False  # the UNet runs under torch.compile (CUDA, STORYBOARD_COMPILE_UNET)
-        self._warmed: set[tuple] = set()  # graph keys (see _graph_key) the compiled UNet has
-        self._to_warm: dict[tuple, None] = {}  # ... and those to compile next, in order
+        self.graphs = CompiledGraphs()  # ... which of its graphs are compiled, which wait
         self._lora_loaded = False
         self._distilled = False  # the UNet and scheduler are in the lightning mode
         self._fused = False  # ... with the LoRA fused into the UNet's weights
@@ -334,41 +270,15 @@ class StoryboardGenerator:
     @classmethod
     def load(cls, settings: Settings) -> "StoryboardGenerator":
         """Load SDXL (and the IP-Adapter when the identity lock is on by default)."""
-        import torch
-        from diffusers import AutoencoderKL, StableDiffusionXLPipeline
-
         started = time.perf_counter()
         apply_cpu_threads(settings)
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.precision, device)
-        common = {"cache_dir": settings.cache_dir, "local_files_only": settings.offline or settings.model == "tiny"}
-        extra = {}
-        vae_source, optional = settings.vae_model, settings.vae_model == "auto"
-        if optional:  # the fp16-fix VAE is worth having only in half precision
-            vae_source = FP16_FIX_VAE_HUB_ID if dtype != torch.float32 else ""
-        if vae_source:
-            source = cls._check_source(vae_source, "STORYBOARD_VAE_MODEL")
-            try:
-                extra["vae"] = AutoencoderKL.from_pretrained(source, dtype=dtype, use_safetensors=True, **common)
-            except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
-                if not optional:
-                    raise ModelNotAvailable(
-                        _load_failure_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
-                    ) from error
-                log.info("the fp16-fix VAE is not available (%s); SDXL's own VAE decodes in fp32",
-                         shorten(str(error).splitlines()[0] if str(error) else type(error).__name__, 120))
-        source = cls._check_source(settings.sdxl_model, "STORYBOARD_SDXL_MODEL")
-        try:
-            pipe = _from_pretrained_half_first(StableDiffusionXLPipeline, source, dtype,
-                                               use_safetensors=True, **common, **extra)
-        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
-            raise ModelNotAvailable(
-                _load_failure_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
-            ) from error
-        generator = cls.from_pipeline(_place(pipe, settings, device), settings, device, dtype)
+        pipe = load_pipeline(settings, device, dtype)
+        generator = cls.from_pipeline(place(pipe, settings, device), settings, device, dtype)
         generator.load_seconds = time.perf_counter() - started
         what = (f"the tiny random SDXL + IP-Adapter (offline demo, built in {settings.cache_dir})"
-                if settings.model == "tiny" else source)
+                if settings.model == "tiny" else settings.sdxl_model)
         log.info("loaded %s on %s (%s) in %.1f s", what, device, str(dtype).replace("torch.", ""),
                  generator.load_seconds)
         return generator
@@ -395,37 +305,14 @@ class StoryboardGenerator:
         return generator
 
     def _compile(self, backend=None) -> None:
-        """torch.compile the UNet, its caches in the data directory so that a restart reuses them.
-
-        One graph per picture size, with the batch (the only dimension a board varies) symbolic:
-        a board's batches (its first panel alone, then the rest; with CFG and after the cutoff)
-        all run the graphs warm_up compiled, nothing recompiles mid-board. Batch 1 is a graph of
-        its own (torch specialises sizes 0 and 1). The sizes stay static (convolutions tuned to
-        them). ``backend``: another torch.compile backend (the tests count compiles with one).
-        """
-        import torch
-
-        torch._dynamo.config.automatic_dynamic_shapes = False  # only the batch, marked below
-        # sizes x {batch 1, batch n} x {lock off, 1-4 characters} x {LoRA off, on}: more than the default 8.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
-        cache = compile_cache_dir(self.settings)
-        cache.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
-        artifacts = cache / "artifacts.bin"
-        if artifacts.exists() and hasattr(torch.compiler, "load_cache_artifacts"):
-            torch.compiler.load_cache_artifacts(artifacts.read_bytes())
-            log.info("loaded compiled kernels from %s", artifacts)
-        how = {"backend": backend} if backend is not None else {"mode": self.settings.compile_mode}
-        self.pipe.unet = torch.compile(self.pipe.unet, fullgraph=False, dynamic=None, **how)
-        self.pipe.unet.register_forward_pre_hook(_batch_is_symbolic, with_kwargs=True)
+        """torch.compile the UNet (unet_compile.compile_unet); ``backend``: another backend (tests)."""
+        self.pipe.unet = compile_unet(self.pipe.unet, self.settings, backend)
         self.compiled = True
 
-    # -- the compiled UNet's graphs --
+    # -- the compiled UNet's graphs (unet_compile.py) --
     #
-    # A compiled UNet has one graph per key: the picture size, how many characters the lock
-    # holds (0: the lock off) and whether the lightning LoRA is on. A call whose graph is not
-    # compiled yet runs the UNet eagerly and queues its key: nothing is ever compiled while a
-    # board waits for it; the worker compiles queued keys when it has nothing to draw.
+    # A call whose graph is not compiled yet runs the UNet eagerly and queues its key; the
+    # worker compiles queued keys when it has nothing to draw.
 
     def plan_warm_up(self, sizes: Sequence[tuple[int, int]] | None = None) -> int:
         """Queue the default mode's graph at every size a board can ask for (or ``sizes``);
@@ -434,36 +321,29 @@ class StoryboardGenerator:
             return 0
         cast = 1 if self.settings.use_identity_lock else 0
         distilled = self.settings.preset_for().distilled
-        for width, height in sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS))):
-            if (width, height, cast, distilled) not in self._warmed:
-                self._to_warm.setdefault((width, height, cast, distilled), None)
-        return len(self._to_warm)
+        sizes = sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS)))
+        self.graphs.queue((width, height, cast, distilled) for width, height in sizes)
+        return len(self.graphs)
 
     @property
     def pending_warm_ups(self) -> int:
-        return len(self._to_warm)
+        return len(self.graphs)
 
     def warm_up_next(self) -> bool:
         """Compile the next queued graph by drawing a throwaway board through it: three panels
         of two steps, the first alone and the other two in one call, so batch 1 and batch n,
         with and without guidance (the CFG cutoff). Saves the kernels for the next start once
         the queue is empty. Returns False when nothing was queued."""
-        import torch
-
-        if not self._to_warm:
+        key = self.graphs.take()
+        if key is None:
             return False
-        key = next(iter(self._to_warm))
-        del self._to_warm[key]
-        self._warmed.add(key)  # so that the throwaway board runs the compiled UNet
         try:
             self.generate(self._warm_up_request(*key))
         except Exception:  # noqa: BLE001 - that graph stays eager; drawing goes on
-            self._warmed.discard(key)
+            self.graphs.failed(key)
             log.exception("could not compile the UNet for %s; such panels are drawn without compile", key)
-        if not self._to_warm and hasattr(torch.compiler, "save_cache_artifacts"):
-            saved = torch.compiler.save_cache_artifacts()
-            if saved:
-                (compile_cache_dir(self.settings) / "artifacts.bin").write_bytes(saved[0])
+        if not self.pending_warm_ups:
+            save_kernels(self.settings)
         return True
 
     def warm_up(self, on_progress: Callable[[int, int], None] | None = None,
@@ -500,7 +380,7 @@ class StoryboardGenerator:
         return StoryboardRequest(jobs, width, height, preset, identity_lock=bool(cast), characters=locks,
                                  steps=None if distilled else 2)
 
-    def _graph_key(self, run: "_Run", width: int, height: int) -> tuple:
+    def _graph_key(self, run: "_Run", width: int, height: int) -> GraphKey:
         return width, height, run.cast_size, self._distilled
 
     @contextlib.contextmanager
@@ -508,33 +388,21 @@ class StoryboardGenerator:
         """The compiled UNet when its graph for this call is compiled; else the UNet itself
         (the key queued for warm_up_next). Yields whether it is the UNet itself."""
         key = self._graph_key(run, width, height)
-        if not self.compiled or key in self._warmed:
+        if not self.compiled or self.graphs.is_warm(key):
             yield not self.compiled
             return
-        self._to_warm.setdefault(key, None)
+        self.graphs.queue([key])
         compiled, self.pipe.unet = self.pipe.unet, self._unet_module()
         try:
             yield True
         finally:
             self.pipe.unet = compiled
 
-    @staticmethod
-    def _check_source(source: str, setting: str) -> str:
-        if source.endswith((".bin", ".ckpt", ".pt", ".pth")):
-            raise ModelNotAvailable(f"{setting}={source}: only safetensors weights are loaded (pickle can run code).")
-        if _looks_like_path(source):
-            folder = Path(source).expanduser()
-            if not folder.is_dir():
-                raise ModelNotAvailable(
-                    f"{setting}={source}: no such folder. Point it at a folder in the diffusers layout, "
-                    f"or use a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
-                )
-            return str(folder)
-        return source
+    # -- attention and LoRA switching --
 
     def _prepare_attention(self) -> None:
         """Decide the attention processors used when the identity lock is off."""
-        from attention import fold_processors
+        from attention import fold_processors, use_sdpa
 
         unet = self.pipe.unet
         wants_slicing = (self.settings.enable_attention_slicing and self.device == "mps") or (
@@ -545,8 +413,7 @@ class StoryboardGenerator:
         self._plain_processors = fold_processors(dict(unet.attn_processors), self._fold)
         unet.set_attn_processor(dict(self._plain_processors))
         if wants_slicing:
-            # load_ip_adapter cannot start from sliced processors (diffusers 0.42).
-            _use_sdpa(unet)
+            use_sdpa(unet)  # for load_ip_adapter, which cannot start from sliced ones
         self._identity_mode = None
 
     def _ensure_adapter(self) -> None:
@@ -554,35 +421,8 @@ class StoryboardGenerator:
 
         if self._ip_processors is not None:
             return
-        s = self.settings
-        repo = self._check_source(s.ip_adapter_repo, "STORYBOARD_IP_ADAPTER_REPO")
-        if not s.adapter_weight.endswith(".safetensors"):
-            raise ModelNotAvailable(
-                f"STORYBOARD_IP_ADAPTER_WEIGHT={s.adapter_weight}: only .safetensors weights are loaded."
-            )
         unet = self.pipe.unet
-        # The adapter keeps the self-attention processors it finds: make them SDPA, not
-        # the classic ones set_default_attn_processor() would pick.
-        _use_sdpa(unet)
-        try:
-            self.pipe.load_ip_adapter(
-                repo,
-                subfolder=s.ip_adapter_subfolder,
-                weight_name=s.adapter_weight,
-                image_encoder_folder=s.adapter_image_encoder,
-                cache_dir=s.cache_dir,
-                local_files_only=s.offline or s.model == "tiny",
-            )
-        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
-            raise ModelNotAvailable(
-                _load_failure_message(
-                    f"the IP-Adapter {s.ip_adapter_subfolder}/{s.adapter_weight}",
-                    repo,
-                    "STORYBOARD_IP_ADAPTER_REPO",
-                    s.cache_dir,
-                    error,
-                )
-            ) from error
+        load_ip_adapter(self.pipe, self.settings)
         self.pipe.image_encoder.to(self.device)
         self._ip_processors = fold_processors(dict(unet.attn_processors), self._fold)
         self._ip_projection = FoldedImageProjection(unet.encoder_hid_proj, self._fold)
@@ -642,31 +482,16 @@ class StoryboardGenerator:
         """Load the lightning mode's LoRA once, as a switched-off adapter, and build its scheduler."""
         if self._lora_loaded:
             return
-        s = self.settings
-        repo = self._check_source(s.lora_repo, "STORYBOARD_LIGHTNING_LORA_REPO")
-        if not s.lora_weight.endswith(".safetensors"):
-            raise ModelNotAvailable(
-                f"STORYBOARD_LIGHTNING_LORA_WEIGHT={s.lora_weight}: only .safetensors weights are loaded.")
-        if importlib.util.find_spec("peft") is None:
-            raise ModelNotAvailable("The lightning mode needs the peft package, through which diffusers loads LoRAs: "
-                                    "pip install peft==0.21.2 (make installs it).")
         wrapper, unet = self.pipe.unet, self._unet_module()
         self.pipe.unet = unet
         try:
-            self.pipe.load_lora_weights(repo, weight_name=s.lora_weight, adapter_name=LORA_ADAPTER,
-                                        cache_dir=s.cache_dir, local_files_only=s.offline or s.model == "tiny")
-        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
-            raise ModelNotAvailable(
-                _load_failure_message(f"the {s.lightning_family} LoRA {s.lora_weight}", repo,
-                                      "STORYBOARD_LIGHTNING_LORA_REPO", s.cache_dir, error,
-                                      size="the LoRA is a few hundred MB")
-            ) from error
+            load_lora(self.pipe, self.settings, LORA_ADAPTER)
         finally:
             self.pipe.unet = wrapper
         unet.disable_lora()
-        self._schedulers = {False: self.pipe.scheduler, True: _distilled_scheduler(s, self.pipe.scheduler.config)}
+        self._schedulers = {False: self.pipe.scheduler,
+                            True: distilled_scheduler(self.settings, self.pipe.scheduler.config)}
         self._lora_loaded = True
-        log.info("loaded the %s LoRA %s from %s", s.lightning_family, s.lora_weight, repo)
 
     def _use_preset(self, preset: SpeedPreset) -> None:
         """Put the UNet and the scheduler in ``preset``'s mode; SDXL itself is never reloaded.
@@ -707,29 +532,9 @@ class StoryboardGenerator:
         }
 
     def clip_similarity(self, reference, image) -> float | None:
-        """Cosine similarity of CLIP image embeddings from the IP-Adapter's own encoder.
-
-        Style-independent where face detection fails (stylised characters). The reference's
-        embedding is cached, so each panel costs one small encoder call.
-        """
-        import torch
-
-        encoder = getattr(self.pipe, "image_encoder", None)
-        if encoder is None:
-            return None
-        with self._lock, torch.inference_mode():
-            cached = self._clip_references.get(id(reference))
-            if cached is None or cached[0] is not reference:
-                if len(self._clip_references) >= 8:  # a board's cast; older boards' go
-                    self._clip_references.clear()
-                cached = self._clip_references[id(reference)] = (reference, self._clip_embed(reference))
-            embed = self._clip_embed(image)
-            return round(float(torch.nn.functional.cosine_similarity(cached[1], embed).item()), 4)
-
-    def _clip_embed(self, image):
-        pixels = self.pipe.feature_extractor(image, return_tensors="pt").pixel_values
-        pixels = pixels.to(device=self.device, dtype=self.pipe.image_encoder.dtype)
-        return self.pipe.image_encoder(pixels).image_embeds.float()
+        """Cosine similarity of CLIP image embeddings from the IP-Adapter's own encoder
+        (clip_scoring.py); None when the adapter was never loaded."""
+        return self._scorer.similarity(reference, image)
 
     # -- prompts --
 
@@ -750,6 +555,7 @@ class StoryboardGenerator:
     ) -> StoryboardResult:
         """Draw every panel of ``request``.
 
+        ``on_progress(job, step, steps)`` names the panel or the portrait being drawn.
         ``on_panel`` is called as each panel finishes (in one-by-one mode right away and in
         order, in batched mode after its batch); ``on_reference(character, image)`` when a
         generated portrait is ready (``character``: its place in ``request.locks``).
@@ -764,28 +570,30 @@ class StoryboardGenerator:
 
     def _check(self, request: StoryboardRequest) -> None:
         if not request.panels:
-            raise InvalidRequest("frames", "a storyboard needs at least one panel")
+            raise InputError("frames", "a storyboard needs at least one panel")
         if len(request.panels) > MAX_FRAMES:
-            raise InvalidRequest("frames", f"at most {MAX_FRAMES} panels")
+            raise InputError("frames", f"at most {MAX_FRAMES} panels")
         for name in ("width", "height"):
             value = getattr(request, name)
             if value <= 0 or value % 8:
-                raise InvalidRequest(name, f"{name} must be a positive multiple of 8, got {value}")
+                raise InputError(name, f"{name} must be a positive multiple of 8, got {value}")
         if request.num_steps < 1:
-            raise InvalidRequest("steps", "at least one step")
+            raise InputError("steps", "at least one step")
         if request.characters and (request.reference is not None or request.portrait is not None):
-            raise InvalidRequest("characters", "a cast locks each character itself: no request-wide reference")
+            raise InputError("characters", "a cast locks each character itself: no request-wide reference")
         locks = request.locks
         for job in request.panels:
+            if job.index is None or job.portrait_of is not None:
+                raise InputError("frames", "each panel needs its index, and none is a portrait")
             if len(job.characters) not in CAST_POSITIONS and job.characters:
-                raise InvalidRequest("cast", f"panel {job.index}: at most {max(CAST_POSITIONS)} characters")
+                raise InputError("cast", f"panel {job.index}: at most {max(CAST_POSITIONS)} characters")
             if len(set(job.characters)) != len(job.characters) or any(
                     not 0 <= i < len(locks) for i in job.characters):
-                raise InvalidRequest("cast", f"panel {job.index}: its cast names characters the request lacks")
+                raise InputError("cast", f"panel {job.index}: its cast names characters the request lacks")
             if request.identity_lock and any(locks[i].reference is None and locks[i].portrait is None
                                              for i in job.characters):
-                raise InvalidRequest("reference", f"panel {job.index}: the identity lock needs a reference "
-                                                  "image or a portrait prompt for each character in it")
+                raise InputError("reference", f"panel {job.index}: the identity lock needs a reference "
+                                              "image or a portrait prompt for each character in it")
 
     def _autocast(self):
         import torch
@@ -833,21 +641,21 @@ class StoryboardGenerator:
         order = {job.index: i for i, job in enumerate(request.panels)}
         results.sort(key=lambda result: order[result.index])
         first = run.references[0] if run.references else None
-        kind = None if first is None else "uploaded" if request.locks[0].reference is not None else "generated"
-        return StoryboardResult(results, first, kind, timings, tuple(run.references))
+        return StoryboardResult(results, first, request.reference_kind(first), timings, tuple(run.references))
 
     def _references(self, request: StoryboardRequest, run: "_Run", on_reference) -> list:
         """Each character's reference: the one given, or its portrait drawn now (only for the
         characters some panel shows)."""
-        shown = {i for job in request.panels for i in job.characters}
+        portraits = request.portraits_to_draw()
         references = []
         for i, lock in enumerate(request.locks):
             reference = lock.reference
-            if reference is None and lock.portrait is not None and i in shown:
+            if i in portraits:
+                portrait_job = dataclasses.replace(lock.portrait, index=None, portrait_of=i)
                 self._set_identity_mode(False)  # nothing to lock to yet
-                run.size, run.cast_size = self._portrait_size(), 0
-                self._condition(run, [lock.portrait])
-                portrait = self._draw([lock.portrait], run)[0]
+                run.size, run.cast_size, run.ip_scale = self._portrait_size(), 0, None
+                self._condition(run, [portrait_job])
+                portrait = self._draw([portrait_job], run)[0]
                 run.size = None
                 if portrait.status != "done":
                     raise RuntimeError(f"could not draw the character reference: {portrait.error}")
@@ -868,7 +676,7 @@ class StoryboardGenerator:
         run.cast_size = len(cast)
         if not cast:
             self._set_identity_mode(False)
-            run.image_embeds = run.ip_masks = None
+            run.image_embeds = run.ip_masks = run.ip_scale = None
             return ()
         self._set_identity_mode(True)
         run.image_embeds = run.cast_embeds[cast]
@@ -879,6 +687,7 @@ class StoryboardGenerator:
             scale = min(max(scale, low), high)
             run.ip_masks = self._region_masks(len(cast), run.request.width, run.request.height)
         self._set_ip_scale(scale)
+        run.ip_scale = scale
         return tuple(run.references[i] for i in cast)
 
     def _region_masks(self, count: int, width: int, height: int) -> list:
@@ -938,14 +747,12 @@ class StoryboardGenerator:
                 break
             job = next(p for p in run.request.panels if p.index == result.index)
             # A retry never reuses another panel's seed (board_params.retry_seed).
-            retry_job = PanelJob(job.index, job.prompt, job.negative_prompt, retry_seed(job.seed, attempt),
-                                 job.caption, job.shot, job.cast)
-            retry = self._draw([retry_job], run)[0]
+            retry = self._draw([dataclasses.replace(job, seed=retry_seed(job.seed, attempt))], run)[0]
             attempts += 1
             if retry.status != "done":
                 continue
             retry.identity = judge(references, retry.image)
-            if _closer(retry.identity, best.identity):
+            if closer(retry.identity, best.identity):
                 best = retry
         best.attempts = attempts
         return best
@@ -1006,90 +813,70 @@ class StoryboardGenerator:
                 log.warning("out of memory with %d panels at once; drawing them one by one", len(batch))
                 return [result for job in batch for result in self._draw([job], run)]
             log.warning("out of memory on panel %d", batch[0].index)
-            job = batch[0]
-            return [PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
-                                status="failed", error=OOM_MESSAGE)]
+            return [PanelResult.of(batch[0], "failed", error=OOM_MESSAGE)]
 
     def _draw_batch(self, batch: list[PanelJob], run: "_Run") -> list[PanelResult]:
+        """One pipeline call for ``batch`` (panels of one cast, or one portrait), then each
+        panel decoded on its own."""
         import torch
 
         started = time.perf_counter()
-        request, steps = run.request, run.request.num_steps
-        width, height = run.size or (request.width, request.height)
+        with torch.inference_mode():
+            # 1. The call's inputs: each panel's text embeddings and seed, the cast's IP-Adapter
+            # embeddings and region masks.
+            width, height = run.size or (run.request.width, run.request.height)
+            inputs = self._call_inputs(batch, run)
+            # 2. Guidance up to the cutoff (settings.cfg_cutoff), one UNet pass a step after it.
+            guidance = _CfgCutoff(run, batch, self.settings.cfg_cutoff)
+            # 3. The denoising loop, to latents, through the compiled UNet once its graph is.
+            run.check_cancel()
+            with self._unet_for(run, width, height) as eager, self._folding(eager), \
+                    guidance.hooked(self.pipe.unet, run.image_embeds is not None):
+                latents = self.pipe(
+                    width=width,
+                    height=height,
+                    num_inference_steps=run.request.num_steps,
+                    guidance_scale=run.request.preset.guidance_scale,
+                    output_type="latent",
+                    callback_on_step_end=guidance.step_end,
+                    callback_on_step_end_tensor_inputs=["latents", *CFG_TENSORS],
+                    **inputs,
+                ).images
+                # 4. Each panel decoded, with what really drew it.
+                ran = self._ran(run)
+                per_panel = (time.perf_counter() - started) / len(batch)
+                return [self._decoded(job, latent, per_panel, ran) for job, latent in zip(batch, latents)]
+
+    def _call_inputs(self, batch: list[PanelJob], run: "_Run") -> dict:
+        import torch
+
         parts = [run.conditioning[job.prompt] for job in batch]
-        extra = {}
+        inputs = {
+            "prompt_embeds": torch.cat([p[0] for p in parts]),
+            "pooled_prompt_embeds": torch.cat([p[1] for p in parts]),
+            "generator": [torch.Generator("cpu").manual_seed(job.seed) for job in batch],
+        }
+        if run.cfg:
+            inputs["negative_prompt_embeds"] = torch.cat([p[2] for p in parts])
+            inputs["negative_pooled_prompt_embeds"] = torch.cat([p[3] for p in parts])
         if run.image_embeds is not None:
             repeat = _repeat_cfg_pairs if run.cfg else _repeat_batch
-            extra["ip_adapter_image_embeds"] = [repeat(e, len(batch)) for e in run.image_embeds]
+            inputs["ip_adapter_image_embeds"] = [repeat(e, len(batch)) for e in run.image_embeds]
         if run.ip_masks is not None:
-            extra["cross_attention_kwargs"] = {"ip_adapter_masks": run.ip_masks}
-        if run.cfg:
-            extra["negative_prompt_embeds"] = torch.cat([p[2] for p in parts])
-            extra["negative_pooled_prompt_embeds"] = torch.cat([p[3] for p in parts])
-        indices = [job.index for job in batch]
+            inputs["cross_attention_kwargs"] = {"ip_adapter_masks": run.ip_masks}
+        return inputs
 
-        cfg = request.preset.guidance_scale
-        # After the cutoff, one UNet pass per step instead of two (unconditional dropped).
-        cutoff_step = round(steps * self.settings.cfg_cutoff) if run.cfg and self.settings.cfg_cutoff < 1 else None
-        guided = {"on": True}
+    def _ran(self, run: "_Run") -> PanelRun:
+        scheduler = type(self.pipe.scheduler).__name__
+        return PanelRun(scheduler, A1111_SAMPLERS.get(scheduler, scheduler), run.request.num_steps,
+                        run.request.preset.guidance_scale, run.ip_scale,
+                        self.settings.lightning_family if self._distilled else None)
 
-        def step_end(pipe, step, timestep, kwargs):
-            run.check_cancel()
-            if run.on_progress:
-                for index in indices:
-                    run.on_progress(index, step + 1, steps)
-            if cutoff_step is not None and guided["on"] and step + 1 >= cutoff_step:
-                guided["on"] = False
-                pipe._guidance_scale = 0.0
-                return {name: kwargs[name].chunk(2)[1] for name in CFG_TENSORS}
-            return {}
-
-        positive = {}
-
-        def positive_image_embeds(module, args, kwargs):
-            # Once guidance stops, the UNet gets only the positive half of the [negative;
-            # positive] IP embeddings: the same tensors every step, so the fold keeps them.
-            # A hook on the UNet itself (the compiled wrapper, outside the graph: inside, its
-            # closure would be guarded and every batch would recompile).
-            embeds = (kwargs.get("added_cond_kwargs") or {}).get("image_embeds")
-            if guided["on"] or embeds is None:
-                return None
-            if positive.get("of") is not embeds:
-                positive.update({"of": embeds, "half": [e.chunk(2)[1] for e in embeds]})
-            added = {**kwargs["added_cond_kwargs"], "image_embeds": positive["half"]}
-            return args, {**kwargs, "added_cond_kwargs": added}
-
-        run.check_cancel()
-        with torch.inference_mode(), self._unet_for(run, width, height) as eager, self._folding(eager), \
-                _removing(self.pipe.unet.register_forward_pre_hook(positive_image_embeds, with_kwargs=True)
-                          if cutoff_step is not None and run.image_embeds is not None else None):
-            latents = self.pipe(
-                prompt_embeds=torch.cat([p[0] for p in parts]),
-                pooled_prompt_embeds=torch.cat([p[1] for p in parts]),
-                width=width,
-                height=height,
-                num_inference_steps=steps,
-                guidance_scale=cfg,
-                generator=[torch.Generator("cpu").manual_seed(job.seed) for job in batch],
-                output_type="latent",
-                callback_on_step_end=step_end,
-                callback_on_step_end_tensor_inputs=["latents", *CFG_TENSORS],
-                **extra,
-            ).images
-            results = []
-            per_panel = (time.perf_counter() - started) / len(batch)
-            for job, latent in zip(batch, latents):
-                decode_started = time.perf_counter()
-                image, array, error, upcast = self._decode_checked(latent[None])
-                results.append(
-                    PanelResult(
-                        job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
-                        status="done" if error is None else "failed", image=image, error=error,
-                        seconds=per_panel + time.perf_counter() - decode_started, vae_fp32_retry=upcast,
-                        pixels=array,
-                    )
-                )
-        return results
+    def _decoded(self, job: PanelJob, latent, seconds: float, ran: PanelRun) -> PanelResult:
+        started = time.perf_counter()
+        image, array, error, upcast = self._decode_checked(latent[None])
+        return PanelResult.of(job, "done" if error is None else "failed", image=image, pixels=array, error=error,
+                              seconds=seconds + time.perf_counter() - started, vae_fp32_retry=upcast, ran=ran)
 
     def _decode_checked(self, latents):
         """Decode; a NaN or all-black image is decoded again with the VAE in fp32.
@@ -1128,41 +915,54 @@ class StoryboardGenerator:
                 vae.to(original)
 
 
-def _batch_is_symbolic(module, args, kwargs) -> None:
-    """Before dynamo sees a call: dimension 0 of every tensor in it (the batch) may vary."""
-    import torch
-
-    def mark(value):
-        if isinstance(value, torch.Tensor):
-            if value.dim() > 0:
-                torch._dynamo.maybe_mark_dynamic(value, 0)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                mark(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                mark(item)
-
-    mark(args)
-    mark(kwargs)
-
-
-def _use_sdpa(unet) -> None:
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    unet.set_attn_processor(AttnProcessor2_0())
-
-
 CFG_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
 
 
-@contextlib.contextmanager
-def _removing(hook):
-    try:
-        yield
-    finally:
-        if hook is not None:
+class _CfgCutoff:
+    """Classifier-free guidance for the first ``cutoff`` of the steps, none after: at the cutoff
+    the unconditional half of the guided tensors is dropped, so each later step is one UNet pass
+    instead of two. Also the step callback: cancel, and progress for each job of the call."""
+
+    def __init__(self, run: "_Run", jobs: list[PanelJob], cutoff: float):
+        self.run, self.jobs, self.steps = run, jobs, run.request.num_steps
+        self.at = round(self.steps * cutoff) if run.cfg and cutoff < 1 else None  # None: guided throughout
+        self.guided = True
+        self._positive: dict = {}  # the [negative; positive] IP embeddings last seen, and their positive half
+
+    def step_end(self, pipe, step, timestep, kwargs):
+        self.run.check_cancel()
+        if self.run.on_progress:
+            for job in self.jobs:
+                self.run.on_progress(job, step + 1, self.steps)
+        if self.at is not None and self.guided and step + 1 >= self.at:
+            self.guided = False
+            pipe._guidance_scale = 0.0
+            return {name: kwargs[name].chunk(2)[1] for name in CFG_TENSORS}
+        return {}
+
+    @contextlib.contextmanager
+    def hooked(self, unet, image_embeds: bool):
+        """With IP-Adapter embeddings and a cutoff, a hook on ``unet`` that passes only their
+        positive half once guidance stops. On the UNet itself (the compiled wrapper, outside
+        the graph: inside, the hook's state would be guarded and every batch would recompile)."""
+        if self.at is None or not image_embeds:
+            yield
+            return
+        hook = unet.register_forward_pre_hook(self._positive_image_embeds, with_kwargs=True)
+        try:
+            yield
+        finally:
             hook.remove()
+
+    def _positive_image_embeds(self, module, args, kwargs):
+        # The same tensors every step, so the fold keeps their halves: split once per call.
+        embeds = (kwargs.get("added_cond_kwargs") or {}).get("image_embeds")
+        if self.guided or embeds is None:
+            return None
+        if self._positive.get("of") is not embeds:
+            self._positive = {"of": embeds, "half": [e.chunk(2)[1] for e in embeds]}
+        added = {**kwargs["added_cond_kwargs"], "image_embeds": self._positive["half"]}
+        return args, {**kwargs, "added_cond_kwargs": added}
 
 
 @dataclass
@@ -1176,7 +976,8 @@ class _Run:
     size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
     image_embeds: list | None = None  # the IP-Adapter embeddings of the panels being drawn
     cast_size: int = 0  # ... how many characters they lock (0: the lock off)
-    ip_masks: list | None = None  # ... and their region masks (several characters)
+    ip_masks: list | None = None  # ... their region masks (several characters)
+    ip_scale: float | None = None  # ... and the scale they are held at (None: no one held)
     references: list = field(default_factory=list)  # each character's reference image
     cast_embeds: dict = field(default_factory=dict)  # cast -> its IP-Adapter embeddings
     negatives: dict = field(default_factory=dict)
@@ -1205,15 +1006,6 @@ def _repeat_batch(embeds, count: int):
     return embeds.repeat(count, *([1] * (embeds.dim() - 1)))
 
 
-def _distilled_scheduler(settings: Settings, config):
-    """The scheduler the distilled family's card prescribes, from SDXL's scheduler config."""
-    import diffusers
-
-    family = settings.distilled_family
-    overrides = {"timestep_spacing": family.timestep_spacing} if family.timestep_spacing else {}
-    return getattr(diffusers, family.scheduler).from_config(config, **overrides)
-
-
 LORA_ADAPTER = "lightning"
 
 
@@ -1223,10 +1015,3 @@ def _is_bad(image) -> bool:
 
     image = image.float()
     return bool(torch.isnan(image).any()) or bool(((image + 1) / 2).amax() < 0.02)
-
-
-def _closer(score: dict, best: dict) -> bool:
-    """Is ``score`` a better identity match than ``best``? A face beats no face."""
-    if score.get("distance") is None:
-        return False
-    return best.get("distance") is None or score["distance"] < best["distance"]

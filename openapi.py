@@ -169,6 +169,9 @@ def _schemas() -> dict:
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),
+                "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
+                          "properties": {"regenerate": {**string, "description": "POST: redraw it (by its "
+                                                        "position when sent: a reorder moves it)."}}},
             },
         },
         "Progress": {
@@ -202,6 +205,13 @@ def _schemas() -> dict:
                 "progress": _nullable(_ref("Progress")),
                 "frames": {"type": "array", "items": _ref("Frame")},
                 "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
+                                                           "instead of building them.",
+                          "properties": {"self": {**string, "description": "GET it, DELETE it."},
+                                         "events": {**string, "description": "Its Server-Sent Events."},
+                                         "cancel": {**string, "description": "POST: cancel its job."},
+                                         "resume": {**string, "description": "POST: draw what is left."},
+                                         "order": {**string, "description": "PUT: a new panel order."}}},
                 "notices": {"type": "array", "items": string,
                             "description": "Things to know about the input (e.g. a story not in English); "
                                            "absent on older boards."},
@@ -216,6 +226,8 @@ def _schemas() -> dict:
                 "id": string, "title": string, "status": {"enum": STATUSES},
                 "created_at": {**string, "format": "date-time"},
                 "frames_total": integer, "frames_done": integer, "thumbnail_url": _nullable(string),
+                "links": {"type": "object", "properties": {"self": {**string, "description": "The board: GET, "
+                                                                                             "DELETE."}}},
             },
         },
         "Accepted": {
@@ -258,8 +270,12 @@ def _schemas() -> dict:
             "properties": {
                 "premise": string,
                 "frames": {**integer, "minimum": 1, "maximum": MAX_FRAMES},
-                "characters": {"type": "array", "items": {"type": "object", "required": ["name"],
-                                                          "properties": {"name": string, "traits": string}}},
+                "characters": {"type": "array", "maxItems": MAX_CHARACTERS,
+                               "description": "The board's cast: a plan for more characters than a board takes "
+                                              "is refused.",
+                               "items": {"type": "object", "required": ["name"],
+                                         "properties": {"name": {**string, "maxLength": MAX_NAME_CHARS},
+                                                        "traits": string}}},
             },
         },
         "Plan": {
@@ -284,6 +300,8 @@ def _schemas() -> dict:
             "properties": {
                 "name": {"enum": list(PRESETS)}, "label": string, "steps": integer,
                 "guidance_scale": number, "ip_adapter_scale": number,
+                "family": {**_nullable(string), "description": "The distilled LoRA family a few-step mode runs "
+                                                               "with (STORYBOARD_LIGHTNING_FAMILY); null: SDXL alone."},
                 "unet_passes": {**integer, "description": "UNet passes a panel: steps, twice with CFG."},
                 "description": {**string, "description": "What the mode costs, in words (optional)."},
             },

@@ -2,9 +2,10 @@
 
 Two steps, both pure functions over small frozen dataclasses:
 
-1. :func:`split_story` cuts the user's story into :class:`PanelPlan` s (one per panel:
-   the caption in the user's own words and a shot type). No tokenizer is needed, so the
-   request handler can store the plan before any model is loaded.
+1. :func:`plan_story` cuts the user's story into a :class:`StoryPlan` of :class:`PanelPlan` s
+   (one per panel: the caption in the user's own words, the scene the prompt describes, a
+   shot type and who is in it). No tokenizer is needed, so the request handler can store
+   the plan before any model is loaded. The LLM planner (planner.py) returns the same type.
 2. :func:`build_prompt` turns a plan into a :class:`PanelPrompt`:
    ``"{character}, {scene}, {shot}, {style}"``. SDXL's CLIP text encoders read only 77
    tokens (start and end tokens included), so the character traits go first, where they
@@ -20,13 +21,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
+
+from errors import InputError
 
 CLIP_MAX_TOKENS = 77
 DEFAULT_FRAMES = 6
-# traits_budget_warning speaks up when fewer tokens than this are left after the traits:
-# room for a shot (up to 8 tokens), a short style and a few words of scene. 77 - 17 = 60.
-SCENE_RESERVE_TOKENS = 17
+SOURCE_BUILT_IN = "built-in"  # a StoryPlan's source when this module's splitter planned it
 
 SHOT_TYPES: tuple[str, ...] = (
     "establishing shot",
@@ -58,18 +59,30 @@ PORTRAIT_CAPTION = "Character reference"
 
 @dataclass(frozen=True)
 class PanelPlan:
-    """One panel as stored before generation."""
+    """One panel of a plan, whoever planned it: the caption in the user's language (shown and
+    exported), the scene the prompt describes (in English when an LLM planned it; else the
+    caption), a shot from SHOT_TYPES, and who of the cast is in it (names, in cast order)."""
 
-    index: int  # 1-based panel number
-    caption: str  # the user's own words for this panel
-    shot: str  # one of SHOT_TYPES
+    caption: str
+    scene: str
+    shot: str
+    cast: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoryPlan:
+    """The panels of a story, what the user should know about how it was read, and who
+    planned it (SOURCE_BUILT_IN; planner.py's sources for an LLM's plan)."""
+
+    panels: tuple[PanelPlan, ...]
+    notices: tuple[str, ...] = ()
+    source: str = SOURCE_BUILT_IN
 
 
 @dataclass(frozen=True)
 class PanelPrompt:
     """One panel's prompts, ready for the generator."""
 
-    index: int
     caption: str
     shot: str
     prompt: str  # the full positive prompt
@@ -78,14 +91,6 @@ class PanelPrompt:
     shortened: bool  # True when anything (scene words, style, shot) was cut to fit
     dropped: str  # the words of scene detail that were cut ("" when none)
     traits_dropped: tuple[str, ...] = ()  # per character present, the trait phrases cut ("" when none)
-
-
-class StoryError(ValueError):
-    """The story or the panel count cannot be used; ``field`` names the form field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
 
 
 # --- Shots -------------------------------------------------------------------------------
@@ -144,18 +149,18 @@ def _story_lines(story: str) -> list[str]:
 
 
 def _check_frames(frames: int | str | None, max_frames: int) -> int | None:
-    """The panel count as an int, None when not given; raises StoryError('frames')."""
+    """The panel count as an int, None when not given; raises InputError('frames')."""
     if frames is None or (isinstance(frames, str) and not frames.strip()):
         return None
     # bool is an int subclass; True would silently mean 1 panel.
     if isinstance(frames, bool) or not isinstance(frames, (int, str)):
-        raise StoryError("frames", f"The number of panels must be a whole number, not {frames!r}.")
+        raise InputError("frames", f"The number of panels must be a whole number, not {frames!r}.")
     if isinstance(frames, str):
         if not frames.strip().isdigit():
-            raise StoryError("frames", f"The number of panels must be a whole number, not {frames!r}.")
+            raise InputError("frames", f"The number of panels must be a whole number, not {frames!r}.")
         frames = int(frames.strip())
     if not 1 <= frames <= max_frames:
-        raise StoryError("frames", f"The number of panels must be between 1 and {max_frames}, not {frames}.")
+        raise InputError("frames", f"The number of panels must be between 1 and {max_frames}, not {frames}.")
     return frames
 
 
@@ -167,21 +172,21 @@ def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> l
       would be a surprise). A leading list marker ("1.", "2)", "-", "*", "Panel 3:") is
       stripped; otherwise the caption is the line as written. Blank lines and separator
       lines ("---", "***") are ignored. More lines than ``max_frames`` raises
-      StoryError("story") rather than losing text.
+      InputError("story") rather than losing text.
     - One paragraph: split into ``frames`` (default 6) consecutive story beats, see
       :func:`story_beats`.
 
     ``frames`` is validated (1..max_frames) whenever it is given, even when lines win.
     """
     if not isinstance(story, str) or not story.strip():
-        raise StoryError("story", "The story is empty: write a few sentences, or one line per panel.")
+        raise InputError("story", "The story is empty: write a few sentences, or one line per panel.")
     frames = _check_frames(frames, max_frames)
     lines = _story_lines(story)
     if not lines:
-        raise StoryError("story", "The story has no words, only separators or list markers.")
+        raise InputError("story", "The story has no words, only separators or list markers.")
     if len(lines) > 1:
         if len(lines) > max_frames:
-            raise StoryError(
+            raise InputError(
                 "story",
                 f"The story has {len(lines)} lines but at most {max_frames} panels: "
                 f"one line makes one panel, so join some lines or write a single paragraph.",
@@ -190,20 +195,14 @@ def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> l
     else:
         captions = story_beats(lines[0], frames or DEFAULT_FRAMES)
     total = len(captions)
-    return [PanelPlan(i, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
+    return [PanelPlan(caption, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
 
 
-@dataclass(frozen=True)
-class StoryPlan:
-    """The panels of a story, and what the user should know about how it was read."""
-
-    panels: tuple[PanelPlan, ...]
-    notices: tuple[str, ...]
-
-
-def plan_story(story: str, frames: int | None = None, max_frames: int = 8) -> StoryPlan:
-    """:func:`split_story`, with notices: fewer panels than asked, a story not in English."""
-    panels = tuple(split_story(story, frames, max_frames))
+def plan_story(story: str, frames: int | None = None, max_frames: int = 8, names: Sequence[str] = ()) -> StoryPlan:
+    """:func:`split_story`, with notices (fewer panels than asked, a story not in English) and
+    each panel's cast: who of ``names`` its words mention (:func:`cast_from_text`)."""
+    panels = tuple(PanelPlan(p.caption, p.scene, p.shot, cast_from_text(p.caption, names))
+                   for p in split_story(story, frames, max_frames))
     notices = []
     wanted = _check_frames(frames, max_frames)
     one_paragraph = len(_story_lines(story)) == 1
@@ -437,6 +436,25 @@ def clean_text(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+def user_text(value: Any, field: str, limit: int, required: bool = False) -> str:
+    """One line of the user's text from a request (a name, a caption, a scene): cleaned, its
+    spacing collapsed, at most ``limit`` characters; "" when blank and not ``required``.
+    Raises InputError naming ``field`` (``panels[2].scene``)."""
+    if value is None or isinstance(value, str) and not value.strip():
+        if required:
+            raise InputError(field, f"{field} is empty.")
+        return ""
+    if not isinstance(value, str):
+        raise InputError(field, f"{field} must be text.")
+    try:
+        text = " ".join(clean_text(value).split())
+    except ValueError as error:
+        raise InputError(field, f"{field} {error}.") from None
+    if len(text) > limit:
+        raise InputError(field, f"{field} is too long ({len(text)} characters; at most {limit}).")
+    return text
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters at a word boundary, with an ellipsis when cut."""
     if len(text) <= limit:
@@ -484,7 +502,6 @@ def _fair_cut(phrases: Sequence[Sequence[str]], fits: Callable[[list[int]], bool
 
 def _compose(
     plan: PanelPlan,
-    scene: str,
     characters: Sequence[str],
     style: str,
     negative_prompt: str,
@@ -503,7 +520,7 @@ def _compose(
     phrases = [_phrases(traits) for traits in characters]
     whole = [len(p) for p in phrases]
     shot, style = _normalise(plan.shot), _normalise(style)
-    words = _normalise(scene).split()
+    words = _normalise(plan.scene).split()
 
     def prompt_with(n_words: int, keep_style: bool, kept: Sequence[int] = whole, keep_shot: bool = True) -> str:
         scene_kept = " ".join(words[:n_words]).rstrip(_TRAILING)
@@ -538,7 +555,6 @@ def _compose(
     else:
         n_words, prompt = 0, _cast_text(phrases, whole)
     return PanelPrompt(
-        index=plan.index,
         caption=plan.caption,
         shot=plan.shot,
         prompt=prompt,
@@ -562,7 +578,7 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     max_tokens: int = CLIP_MAX_TOKENS,
 ) -> PanelPrompt:
-    """The panel's prompt: traits first, then its caption as scene detail, shot, style.
+    """The panel's prompt: traits first, then its scene, shot, style.
 
     ``character`` is the traits of the one character, or of each character present in
     cast order (left to right in the picture; none: a panel without anyone).
@@ -570,18 +586,7 @@ def build_prompt(
     returns at most ``max_tokens``. The caption in the result is the plan's caption,
     whole, even when the prompt carries only part of it.
     """
-    return _compose(plan, plan.caption, _characters(character), style, negative_prompt, count_tokens, max_tokens)
-
-
-def build_prompts(
-    plans: Iterable[PanelPlan],
-    character: str | Sequence[str],
-    style: str,
-    negative_prompt: str,
-    count_tokens: Callable[[str], int],
-    max_tokens: int = CLIP_MAX_TOKENS,
-) -> list[PanelPrompt]:
-    return [build_prompt(p, character, style, negative_prompt, count_tokens, max_tokens) for p in plans]
+    return _compose(plan, _characters(character), style, negative_prompt, count_tokens, max_tokens)
 
 
 def portrait_prompt(
@@ -596,28 +601,6 @@ def portrait_prompt(
     The framing takes the shot's place (so it outranks the style when space is short);
     there is no scene detail.
     """
-    plan = PanelPlan(0, PORTRAIT_CAPTION, PORTRAIT_FRAMING)
-    return _compose(plan, "", (character,), style, negative_prompt, count_tokens, max_tokens)
+    plan = PanelPlan(PORTRAIT_CAPTION, "", PORTRAIT_FRAMING)
+    return _compose(plan, (character,), style, negative_prompt, count_tokens, max_tokens)
 
-
-def traits_budget_warning(
-    character: str, count_tokens: Callable[[str], int], max_tokens: int = CLIP_MAX_TOKENS
-) -> str | None:
-    """A message for the user when the character description leaves too little room.
-
-    None while at least SCENE_RESERVE_TOKENS tokens are left (60 of 77 used at most).
-    """
-    used = count_tokens(_normalise(character))
-    if used <= max_tokens - SCENE_RESERVE_TOKENS:
-        return None
-    if used > max_tokens:
-        consequence = (
-            f"CLIP reads only the first {max_tokens}, so the end of the description is ignored "
-            "and the panels carry no action, shot or style"
-        )
-    else:
-        consequence = f"only {max_tokens - used} are left for each panel's action, shot and style"
-    return (
-        f"The character description uses {used} of {max_tokens} tokens; {consequence}. "
-        "Shorten it: face first, then clothing, in a few words each."
-    )

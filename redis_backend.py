@@ -31,14 +31,22 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from rq import SimpleWorker, get_current_job
+from rq.exceptions import StopRequested
+from rq.serializers import JSONSerializer
+
+from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
+    user_message
 from board_params import MAX_CHARACTERS
-from drawing import JobSpec, PanelPrompts, SavedPanel, SpecError, draw, spec_for
+from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
+from errors import InputError
+from generator_host import GeneratorHost
 from storage import Status
-from backend import BackendHealth, StoreSink, WarmUp, WarmUpTracker, publish_status, user_message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ RESULTS = "sb:results"
 GROUP = "studio"
 EVENTS = "sb:events"
 HEARTBEAT_S = 2.0
+# RQ blocks this long minus 15 s waiting for a job, and sets its sockets' timeout from it:
+# short, so that a Redis that hangs is noticed; the heartbeat thread keeps the worker's key.
+WORKER_TTL_S = 30
 # A worker silent this long is taken for dead: its job goes to another worker.
 EXECUTION_TTL_S = 10
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
@@ -85,7 +96,6 @@ def connect(url: str, password: str = ""):
 
 def rq_queue(connection):
     from rq import Queue
-    from rq.serializers import JSONSerializer
 
     return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
 
@@ -93,11 +103,11 @@ def rq_queue(connection):
 # --- The studio's side ----------------------------------------------------------------------
 
 
-class RedisBackend:
+class RedisBackend(Backend):
     """Hands the studio's jobs to RQ and writes back what workers report.
 
-    Same face as the embedded :class:`worker.Worker` (start, stop, wake, cancel,
-    progress, health), so the HTTP layer does not know which one it has.
+    Same face as the embedded :class:`worker.Worker` (:class:`backend.Backend`), so the
+    HTTP layer does not know which one it has.
     """
 
     def __init__(self, store, settings, hub):
@@ -156,8 +166,8 @@ class RedisBackend:
 
     def health(self) -> BackendHealth:
         workers = self.workers()
-        ready = [w for w in workers if w["model"] == "ready"]
-        model = "ready" if ready else (workers[0]["model"] if workers else "not_loaded")
+        ready = [w for w in workers if w["model"] == ModelState.READY]
+        model = ModelState.READY if ready else ModelState(workers[0]["model"]) if workers else ModelState.NOT_LOADED
         warming = next((w["warm_up"] for w in workers if w.get("warm_up")), None)
         return BackendHealth(
             alive=self.alive, problem=self.redis_error or self.problem, model_state=model,
@@ -318,9 +328,8 @@ class RedisBackend:
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
-                self.store.finish_job(job, Status(data["status"]), data["error"],
-                                      Status.FAILED if data["status"] == Status.FAILED else Status.PENDING,
-                                      data.get("frame_error"))
+                outcome = Outcome(Status(data["status"]), data["error"], data.get("frame_error"))
+                self.store.finish_job(job, outcome.status, outcome.error, outcome.frames_to, outcome.frame_error)
             self._progress.pop(board_id, None)
             self.redis.delete(cancel_key(job_id), delivered_key(job_id),
                               *(reference_key(job_id, k) for k in range(1, MAX_CHARACTERS + 1)))
@@ -356,7 +365,7 @@ class RedisBackend:
     def _failed(self, error: Exception) -> None:
         from redis.exceptions import RedisError
 
-        if isinstance(error, (RedisError, OSError)) and not _is_disk(error):
+        if isinstance(error, (RedisError, OSError)) and not is_disk_full(error):
             message = (f"The job queue (Redis at {safe_url(self.url)}) cannot be reached; new storyboards wait "
                        "until it is back. Nothing already made is lost.")
             if self.redis_error is None:
@@ -365,12 +374,6 @@ class RedisBackend:
         else:
             log.exception("the studio could not record a worker's report")
             self.problem = user_message(error, self.settings.data_path)
-
-
-def _is_disk(error: Exception) -> bool:
-    from backend import is_disk_full
-
-    return is_disk_full(error)
 
 
 def rq_job_id(job: dict) -> str:
@@ -398,60 +401,118 @@ def _warm_up(text: str | None) -> WarmUp | None:
 # --- The worker's side ----------------------------------------------------------------------
 
 
-@dataclass
-class WorkerContext:
-    """What a worker process owns: its Redis connection and its one generator."""
+class StudioWorker(SimpleWorker):
+    """An RQ worker that draws in its own process (no fork: the pipeline is loaded once)
+    with one :class:`generator_host.GeneratorHost`.
 
-    redis: Any
-    settings: Any
-    load_generator: Callable[[], Any]
-    load_scorer: Callable[[], Any] | None
-    name: str
-    device: str
-    generator: Any = None
-    scorer: Any = None
-    model_state: str = "not_loaded"
-    model_error: str | None = None
-    board: str | None = None
-    warm_up: WarmUp | None = None
-    tracker: WarmUpTracker = field(default_factory=WarmUpTracker)
+    RQ is used through its public API only; tests/test_rq_api.py pins the signature of
+    every RQ method this class overrides or calls, so an RQ upgrade that changes one fails
+    there, loudly. One heartbeat thread, for the worker's whole ``work()``, tells the
+    studio how the worker is (``sb:worker:<name>``), keeps RQ's worker key alive, and while
+    a board is drawn keeps its RQ execution alive: a worker that dies stops beating, and its
+    job is taken over within ``EXECUTION_TTL_S``.
+    """
 
-    def ensure_generator(self):
-        if self.generator is None:
-            self.model_state, self.model_error = "loading", None
-            self.beat()
+    def __init__(self, redis, settings, load_generator: Callable[[], Any], load_scorer: Callable[[], Any] | None,
+                 name: str, device: str):
+        super().__init__([rq_queue(redis)], name=name, connection=redis, serializer=JSONSerializer,
+                         worker_ttl=WORKER_TTL_S)
+        self.host = GeneratorHost(settings, load_generator, load_scorer, on_change=self.report)
+        self.device = device
+        self.board: str | None = None  # the board being drawn
+        self._drawing = None  # its RQ job, while draw_job runs
+        self._beat_guard = threading.Lock()  # no execution beat once draw_job has returned
+        self._beats: tuple[threading.Thread, threading.Event] | None = None
+        self._stopping = False  # a warm shutdown was asked for (SIGTERM, SIGINT)
+
+    # -- RQ's hooks --
+
+    def work(self, *args, **kwargs) -> bool:
+        token = _worker.set(self)  # draw_job's way back to this worker
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._stop_beats()
+            _worker.reset(token)
+
+    def teardown(self) -> None:
+        self._stop_beats()  # before RQ deletes the worker's key, so that no beat writes it again
+        super().teardown()
+
+    def get_heartbeat_ttl(self, job) -> int:
+        return EXECUTION_TTL_S  # a dead worker's job is taken over this soon, not after its timeout
+
+    def handle_warm_shutdown_request(self) -> None:
+        self._stopping = True
+        super().handle_warm_shutdown_request()
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        # With no job queued, compile the model's waiting graphs (a compiled UNet), one at a
+        # time; a job queued during one waits for that one only. A stop asked for meanwhile
+        # may have been swallowed by the compile (RQ raises it wherever the signal lands).
+        if self._beats is None:  # here, not in work(): RQ has registered the worker by now
+            self._start_beats()
+        while not self._stopping and self.queues[0].count == 0 and self.host.warm_one():
+            pass
+        if self._stopping:
+            raise StopRequested()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    # -- the beats --
+
+    @contextmanager
+    def drawing(self, board_id: str):
+        """While draw_job draws: the board in health, and its RQ execution kept alive."""
+        with self._beat_guard:
+            self.board, self._drawing = board_id, get_current_job()
+        try:
+            yield
+        finally:
+            with self._beat_guard:
+                self.board, self._drawing = None, None
+
+    def _start_beats(self) -> None:
+        self.report()
+        stop = threading.Event()
+        thread = threading.Thread(target=self._beat_loop, args=(stop,), name="storyboard-beats", daemon=True)
+        thread.start()
+        self._beats = (thread, stop)
+
+    def _beat_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_S):
             try:
-                generator = self.load_generator()
-            except Exception as error:  # noqa: BLE001 - reported with the job; the next job retries
-                self.model_state, self.model_error = "error", str(error)
-                raise
-            self.generator, self.model_state = generator, "ready"
-            self.tracker.plan(generator, self._show_warm_up)  # compiled between jobs (make_worker)
-            if self.device == "auto":
-                self.device = self.generator.describe()["device"]
-        return self.generator
+                with self._beat_guard:
+                    if self._drawing is not None:
+                        self.maintain_heartbeats(self._drawing)
+                    else:
+                        self.heartbeat()
+                self.report()
+            except Exception:  # noqa: BLE001 - a missed beat is retried; Redis down is logged by RQ
+                log.warning("heartbeat failed", exc_info=True)
 
-    def warm_one(self) -> bool:
-        """With no job queued: compile the generator's next waiting graph. Returns whether there was one."""
-        return self.tracker.run_one(self.generator, self._show_warm_up)
+    def _stop_beats(self) -> None:
+        if self._beats is not None:
+            thread, stop = self._beats
+            stop.set()
+            thread.join()
+            self._beats = None
 
-    def _show_warm_up(self, progress: WarmUp | None) -> None:
-        self.warm_up = progress
-        self.model_state = "ready" if progress is None else "warming_up"
-        self.beat()
-
-    def beat(self) -> None:
+    def report(self) -> None:
+        """This worker's state for the studio's health: ``sb:worker:<name>``, expiring unless beaten."""
+        host = self.host
+        if self.device == "auto" and host.generator is not None:
+            self.device = host.generator.describe()["device"]
         key = f"sb:worker:{self.name}"
-        w = self.warm_up  # "done of [eta_s]" while warming up, "" otherwise
+        w = host.warm_up  # "done of [eta_s]" while warming up, "" otherwise
         warm_up = "" if w is None else " ".join(str(n) for n in (w.done, w.of, w.eta_s) if n is not None)
-        self.redis.hset(key, mapping={
-            "name": self.name, "host": socket.gethostname(), "device": self.device, "model": self.model_state,
-            "error": self.model_error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}",
+        self.connection.hset(key, mapping={
+            "name": self.name, "host": socket.gethostname(), "device": self.device, "model": str(host.state),
+            "error": host.error or "", "board": self.board or "", "last_heartbeat": f"{time.time():.3f}",
             "warm_up": warm_up})
-        self.redis.expire(key, int(HEARTBEAT_S * 5))
+        self.connection.expire(key, int(HEARTBEAT_S * 5))
 
 
-_context: contextvars.ContextVar[WorkerContext] = contextvars.ContextVar("storyboard_worker_context")
+_worker: contextvars.ContextVar[StudioWorker] = contextvars.ContextVar("storyboard_worker")
 
 
 def draw_job(payload: dict) -> str:
@@ -461,62 +522,30 @@ def draw_job(payload: dict) -> str:
     cancel): those end the job with a fact. It raises only when Redis fails, so that RQ
     retries the job.
     """
-    from local_image_generator import GenerationCancelled
+    from redis.exceptions import RedisError
 
-    context = _context.get()
+    worker = _worker.get()
+    redis = worker.connection
     try:
         spec = JobSpec.from_json(payload)
-    except SpecError as error:
+    except InputError as error:
         job_id = payload.get("job_id") if isinstance(payload, dict) else None
         board_id = payload.get("board_id") if isinstance(payload, dict) else None
         if isinstance(job_id, int) and isinstance(board_id, str):
-            RedisSink(context.redis, job_id, board_id).end(Status.FAILED, f"The job could not be read: {error}")
+            RedisSink(redis, job_id, board_id).end(Outcome(Status.FAILED, f"The job could not be read: {error}"))
         log.error("refused a job payload: %s", error)
         return "refused"
-    sink = RedisSink(context.redis, spec.job_id, spec.board_id)
-    delivered = frozenset(int(x) for x in context.redis.smembers(delivered_key(spec.job_id)))
+    sink = RedisSink(redis, spec.job_id, spec.board_id)
+    delivered = frozenset(int(x) for x in redis.smembers(delivered_key(spec.job_id)))
     if spec.identity_lock:  # taken over: the same faces as before
         spec = replace(spec, characters=tuple(
-            replace(c, reference_png=c.reference_png or context.redis.get(reference_key(spec.job_id, k)))
+            replace(c, reference_png=c.reference_png or redis.get(reference_key(spec.job_id, k)))
             for k, c in enumerate(spec.characters, start=1)))
-    cancel = RedisCancel(context.redis, spec.job_id)
-    context.board = spec.board_id
-    try:
-        if cancel.is_set():
-            raise GenerationCancelled()
-        generator = context.ensure_generator()
-        draw(generator, spec, sink, cancel, _judge(context, generator), skip=delivered)
-    except GenerationCancelled:
-        sink.end(Status.CANCELED, None)
-    except Exception as error:  # noqa: BLE001 - the job ends with words; Redis errors go to RQ
-        from redis.exceptions import RedisError
-
-        if isinstance(error, RedisError):
-            raise
-        log.exception("job %s failed", spec.job_id)
-        from backend import NOT_DRAWN
-
-        sink.end(Status.FAILED, user_message(error), NOT_DRAWN)
-    else:
-        sink.end(Status.DONE, None)
-    finally:
-        context.board = None
+    with worker.drawing(spec.board_id):
+        outcome = worker.host.run(spec.job_id, lambda: spec, sink, RedisCancel(redis, spec.job_id),
+                                  skip=delivered, raises=(RedisError,))
+        sink.end(outcome)
     return "ended"
-
-
-def _judge(context: WorkerContext, generator):
-    from backend import make_judge
-
-    if not context.settings.identity_scoring or context.load_scorer is None:
-        return None
-    if context.scorer is None:
-        try:
-            context.scorer = context.load_scorer()
-        except Exception:  # noqa: BLE001 - scoring is optional
-            log.exception("face scorer unavailable; panels will not be scored")
-            context.load_scorer = None
-            return None
-    return make_judge(context.scorer, generator, context.settings.identity_threshold)
 
 
 class RedisCancel:
@@ -570,77 +599,9 @@ class RedisSink:
     def progress(self, progress: dict) -> None:
         self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "progress": progress}))
 
-    def end(self, status: Status, error: str | None, frame_error: str | None = None) -> None:
-        self._send("end", {"status": str(status), "error": error, "frame_error": frame_error})
+    def end(self, outcome: Outcome) -> None:
+        self._send("end", {"status": str(outcome.status), "error": outcome.error, "frame_error": outcome.frame_error})
 
     def _delivered(self, pipe, frame_id: int) -> None:
         pipe.sadd(delivered_key(self.job_id), frame_id)
         pipe.expire(delivered_key(self.job_id), KEY_TTL_S)
-
-
-def make_worker(context: WorkerContext, burst: bool = False):
-    """An RQ worker that draws in its own process (no fork: the pipeline is loaded once)
-    and beats while it draws, so that a dead worker's job is taken over within seconds."""
-    from rq import SimpleWorker
-    from rq.serializers import JSONSerializer
-
-    class StudioWorker(SimpleWorker):
-        def get_heartbeat_ttl(self, job) -> int:
-            return EXECUTION_TTL_S
-
-        def execute_job(self, job, queue):
-            token = _context.set(context)
-            stop = threading.Event()
-            beats = threading.Thread(target=self._beat_while, args=(job, stop), daemon=True)
-            beats.start()
-            try:
-                return super().execute_job(job, queue)
-            finally:
-                stop.set()
-                beats.join()
-                _context.reset(token)
-
-        def _beat_while(self, job, stop: threading.Event) -> None:
-            while not stop.wait(HEARTBEAT_S):
-                try:
-                    if getattr(self, "execution", None) is not None:
-                        self.maintain_heartbeats(job)
-                    context.beat()
-                except Exception:  # noqa: BLE001 - a missed beat is retried; Redis down is logged by RQ
-                    log.warning("heartbeat failed", exc_info=True)
-
-        @property
-        def dequeue_timeout(self) -> int:
-            return int(HEARTBEAT_S)  # an idle worker wakes this often to beat
-
-        def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-            # With no job queued, compile the model's waiting graphs (a compiled UNet), one at
-            # a time, beating meanwhile; a job queued during one waits for that one only.
-            while not self._stop_requested and rq_queue(context.redis).count == 0 and self._warm_one():
-                pass
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-
-        def _warm_one(self) -> bool:
-            stop = threading.Event()
-            beats = threading.Thread(target=self._beat_idle, args=(stop,), daemon=True)
-            beats.start()
-            try:
-                return context.warm_one()
-            finally:
-                stop.set()
-                beats.join()
-
-        def _beat_idle(self, stop: threading.Event) -> None:
-            while not stop.wait(HEARTBEAT_S):
-                try:
-                    self.heartbeat()
-                except Exception:  # noqa: BLE001 - a missed beat is retried
-                    log.warning("heartbeat failed", exc_info=True)
-
-        def heartbeat(self, timeout=None, pipeline=None):
-            super().heartbeat(timeout, pipeline)
-            if pipeline is None:
-                context.beat()
-
-    return StudioWorker([rq_queue(context.redis)], connection=context.redis, serializer=JSONSerializer,
-                        name=context.name)

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
 from config import SpeedPreset
+
+STORYBOARDS = "/api/storyboards"
+
+
+def board_url(board_id: str, *path: str | int, **query) -> str:
+    """Every URL of a board, in one place: the answers carry them, and the page reads them there
+    instead of building its own (``board_url(id, "frames", 3, "regenerate")``)."""
+    url = "/".join([STORYBOARDS, quote(board_id, safe=""), *(str(part) for part in path)])
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 def image_url(board_id: str, frame: dict) -> str | None:
     if not frame.get("image_file"):
         return None
-    return f"/api/storyboards/{board_id}/frames/{frame['id']}/image.png?v={frame['version']}"
+    return frame_image_url(board_id, frame["id"], frame["version"])
+
+
+def frame_image_url(board_id: str, frame_id: int, version: int) -> str:
+    # The version in the query: a redrawn panel is a new URL, so no browser shows the old image.
+    return board_url(board_id, "frames", frame_id, "image.png", v=version)
 
 
 def reference_url(board_id: str, character: int) -> str:
-    return f"/api/storyboards/{board_id}/references/{character}.png"
+    return board_url(board_id, "references", f"{character}.png")
 
 
 def frame_json(board_id: str, frame: dict, index: int) -> dict:
@@ -38,6 +54,8 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "attempts": frame["attempts"],
         "error": frame["error"],
         "seconds": frame["seconds"],
+        # By position, as the route takes it: panel n of the board's order when this was sent.
+        "links": {"regenerate": board_url(board_id, "frames", index, "regenerate")},
     }
 
 
@@ -68,7 +86,10 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "notices": list(params.notices),
         "progress": progress,
         "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],
-        "export": {"pdf": f"/api/storyboards/{board_id}/export.pdf", "zip": f"/api/storyboards/{board_id}/export.zip"},
+        "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
+        "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
+                  "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
+                  "order": board_url(board_id, "order")},
     }
 
 
@@ -81,18 +102,10 @@ def summary_json(row: dict) -> dict:
         "created_at": row["created_at"],
         "frames_total": row["frames_total"],
         "frames_done": row["frames_done"],
-        "thumbnail_url": (f"/api/storyboards/{row['id']}/frames/{thumb}/image.png?v={row['thumb_version']}"
-                          if thumb is not None else None),
+        "thumbnail_url": frame_image_url(row["id"], thumb, row["thumb_version"]) if thumb is not None else None,
+        "links": {"self": board_url(row["id"])},
     }
 
 
 def preset_json(preset: SpeedPreset) -> dict:
-    return {
-        "name": preset.name,
-        "label": preset.label,
-        "steps": preset.steps,
-        "guidance_scale": preset.guidance_scale,
-        "ip_adapter_scale": preset.ip_adapter_scale,
-        "unet_passes": preset.unet_passes,
-        "description": preset.description,
-    }
+    return {**preset.to_dict(), "unet_passes": preset.unet_passes, "description": preset.description}

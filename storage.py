@@ -3,7 +3,8 @@
 Everything a user made survives a crash: each finished panel's PNG is written to a
 temporary name, flushed and renamed before the database row that points at it is
 committed, so the database never references a half-written file. One connection is
-shared under a lock (SQLite in WAL mode); every call is a short transaction.
+shared under a lock (SQLite in WAL mode); every call is a short transaction. Opening
+a data directory upgrades its schema by the numbered steps of ``migrations``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
 
-from board_params import PARAMS_SCHEMA, BoardParams
+import migrations
+from board_params import BoardParams
 
 log = logging.getLogger(__name__)
 
@@ -44,64 +46,6 @@ INTERRUPTED_MESSAGE = "The studio stopped while drawing; finished panels are kep
 SET_ASIDE_MESSAGE = "Set aside: the studio stopped twice while drawing this storyboard."
 BOARD_ID = re.compile(r"^[0-9a-f]{12}$")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS storyboards (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    created_at TEXT NOT NULL,
-    story TEXT NOT NULL,
-    character TEXT NOT NULL,  -- the first character's traits (the cast is in params)
-    style TEXT NOT NULL,
-    params TEXT NOT NULL,  -- board_params.BoardParams as JSON, with its schema version
-    reference_kind TEXT,  -- before the cast: the one reference (now in board_references)
-    reference_file TEXT
-);
-CREATE TABLE IF NOT EXISTS frames (
-    storyboard_id TEXT NOT NULL REFERENCES storyboards(id) ON DELETE CASCADE,
-    id INTEGER NOT NULL,
-    position INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    caption TEXT NOT NULL,
-    shot TEXT NOT NULL,
-    prompt TEXT NOT NULL DEFAULT '',
-    negative_prompt TEXT NOT NULL DEFAULT '',
-    seed INTEGER NOT NULL,
-    image_file TEXT,
-    version INTEGER NOT NULL DEFAULT 0,
-    identity TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    seconds REAL,
-    dropped TEXT,
-    scene TEXT,
-    cast_names TEXT,  -- JSON list of the names in the panel; NULL (from before the cast): the first character
-    traits_dropped TEXT,  -- JSON {name: trait phrases cut to fit CLIP's 77 tokens}
-    PRIMARY KEY (storyboard_id, id)
-);
-CREATE TABLE IF NOT EXISTS board_references (
-    storyboard_id TEXT NOT NULL REFERENCES storyboards(id) ON DELETE CASCADE,
-    character INTEGER NOT NULL,  -- 1-based place in the board's cast
-    kind TEXT NOT NULL,  -- uploaded | generated
-    file TEXT NOT NULL,
-    PRIMARY KEY (storyboard_id, character)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    storyboard_id TEXT NOT NULL REFERENCES storyboards(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    frame_id INTEGER,
-    params TEXT NOT NULL DEFAULT '{}',
-    status TEXT NOT NULL,
-    starts INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, id);
-"""
-
 class QueueFull(Exception):
     """The queue already holds ``limit`` jobs; nothing was stored."""
 
@@ -116,6 +60,11 @@ class Conflict(Exception):
 
 class DatabaseDamaged(Exception):
     """The database file cannot be used; the message names it and says what to do."""
+
+
+class DatabaseTooNew(DatabaseDamaged):
+    """The database is whole but from a newer studio, whose schema this one cannot read or
+    upgrade; like damage, it stops the start with the file's name (and is never written)."""
 
 
 def now() -> str:
@@ -133,13 +82,15 @@ class Store:
         self._db.row_factory = sqlite3.Row
         try:
             self._open()
-        except sqlite3.DatabaseError as error:
+        except BaseException as error:
             self._db.close()
-            raise DatabaseDamaged(
-                f"The studio's database {self.path} is damaged ({error}). It was not changed. To start "
-                f"afresh, stop the studio and move that file aside (with its -wal and -shm files, if any); "
-                f"the panels' images stay in {self.boards_dir}."
-            ) from error
+            if isinstance(error, sqlite3.DatabaseError):
+                raise DatabaseDamaged(
+                    f"The studio's database {self.path} is damaged ({error}). It was not changed. To start "
+                    f"afresh, stop the studio and move that file aside (with its -wal and -shm files, if any); "
+                    f"the panels' images stay in {self.boards_dir}."
+                ) from error
+            raise
 
     def _open(self) -> None:
         # A damaged file is refused before anything is written to it.
@@ -150,34 +101,32 @@ class Store:
         # In WAL mode NORMAL survives any crash of the process (kill -9 included); only a
         # power cut can lose the last commits, and then a saved PNG is merely unreferenced.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(frames)")}
-        for column in ("dropped", "scene", "cast_names", "traits_dropped"):  # from before the column existed
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE frames ADD COLUMN {column} TEXT")
-        if "cancel_requested" not in {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
-        self._upgrade_to_casts()
 
-    def _upgrade_to_casts(self) -> None:
-        """A data directory from before the cast, in one transaction: its boards' options
-        become parameters (a cast of one unnamed character, whose traits were the
-        ``character`` column) and their one reference becomes that character's."""
-        with self._tx() as db:
-            if "settings" in {row[1] for row in db.execute("PRAGMA table_info(storyboards)")}:
-                db.execute("ALTER TABLE storyboards RENAME COLUMN settings TO params")
-            rows = db.execute("SELECT id, character, style, params, reference_kind, reference_file FROM storyboards"
-                              " WHERE json_extract(params, '$.schema') IS NULL").fetchall()
-            for row in rows:
-                params = BoardParams.from_legacy(json.loads(row["params"]), row["character"], row["style"])
-                db.execute("UPDATE storyboards SET params = ? WHERE id = ?", (json.dumps(params.to_json()), row["id"]))
-                if row["reference_file"]:
-                    db.execute("INSERT OR IGNORE INTO board_references (storyboard_id, character, kind, file)"
-                               " VALUES (?, 1, ?, ?)", (row["id"], row["reference_kind"] or "uploaded",
-                                                       row["reference_file"]))
-        if rows:
-            log.info("upgraded %d storyboard(s) to casts (schema %d)", len(rows), PARAMS_SCHEMA)
+    def _migrate(self) -> None:
+        """Bring the schema to this studio's version, one migration a transaction; the
+        version is read inside each, so two studios opening one database never both apply
+        a migration. Foreign keys are off meanwhile (as SQLite's way of rebuilding a table
+        needs) and checked before each commit instead."""
+        self._db.execute("PRAGMA foreign_keys=OFF")
+        latest = len(migrations.MIGRATIONS)
+        while True:
+            with self._tx() as db:
+                version = migrations.version(db)
+                if version > latest:
+                    raise DatabaseTooNew(
+                        f"The studio's database {self.path} was written by a newer studio (schema version "
+                        f"{version}; this one knows up to {latest}). It was not changed. Run the newer studio, "
+                        f"or start this one with another data directory."
+                    )
+                if version == latest:
+                    return
+                migrations.MIGRATIONS[version](db)
+                if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise sqlite3.IntegrityError(f"migration {version + 1} left rows pointing at nothing")
+                db.execute(f"PRAGMA user_version = {version + 1}")
+            log.info("database %s upgraded to schema version %d", self.path, version + 1)
 
     def close(self) -> None:
         with self._lock:
@@ -251,10 +200,9 @@ class Store:
         with self._tx() as db:
             self._check_room(db, queue_limit)
             db.execute(
-                "INSERT INTO storyboards (id, title, status, created_at, story, character, style, params)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (board_id, title, now(), story, params.characters[0].traits, params.style,
-                 json.dumps(params.to_json())),
+                "INSERT INTO storyboards (id, title, status, created_at, story, params)"
+                " VALUES (?, ?, 'queued', ?, ?, ?)",
+                (board_id, title, now(), story, json.dumps(params.to_json())),
             )
             for character, name in files.items():
                 db.execute("INSERT INTO board_references (storyboard_id, character, kind, file)"
@@ -268,12 +216,9 @@ class Store:
                 )
             self._add_job(db, board_id, "board")
 
-    def _add_job(self, db, board_id: str, kind: str, frame_id: int | None = None, params: dict | None = None) -> int:
-        cursor = db.execute(
-            "INSERT INTO jobs (storyboard_id, kind, frame_id, params, status, created_at)"
-            " VALUES (?, ?, ?, ?, 'queued', ?)",
-            (board_id, kind, frame_id, json.dumps(params or {}), now()),
-        )
+    def _add_job(self, db, board_id: str, kind: str, frame_id: int | None = None) -> int:
+        cursor = db.execute("INSERT INTO jobs (storyboard_id, kind, frame_id, status, created_at)"
+                            " VALUES (?, ?, ?, 'queued', ?)", (board_id, kind, frame_id, now()))
         return cursor.lastrowid
 
     def board(self, board_id: str) -> dict | None:
@@ -281,12 +226,10 @@ class Store:
         if not rows:
             return None
         board = dict(rows[0])
-        for legacy in ("character", "style", "reference_kind", "reference_file"):  # all in params now
-            del board[legacy]
-        board["params"] = params = BoardParams.from_json(json.loads(board["params"]))
+        board["params"] = BoardParams.from_json(json.loads(board["params"]))
         board["references"] = {row["character"]: {"kind": row["kind"], "file": row["file"]} for row in self._query(
             "SELECT character, kind, file FROM board_references WHERE storyboard_id = ?", (board_id,))}
-        board["frames"] = [self._frame(row, params.names[0]) for row in self._query(
+        board["frames"] = [self._frame(row) for row in self._query(
             "SELECT * FROM frames WHERE storyboard_id = ? ORDER BY position", (board_id,))]
         return board
 
@@ -295,11 +238,10 @@ class Store:
         return dict(rows[0]) if rows else None
 
     @staticmethod
-    def _frame(row: sqlite3.Row, lead: str) -> dict:
+    def _frame(row: sqlite3.Row) -> dict:
         frame = dict(row)
         frame["identity"] = json.loads(frame["identity"]) if frame["identity"] else None
-        names = frame.pop("cast_names")
-        frame["cast"] = tuple(json.loads(names)) if names is not None else (lead,)
+        frame["cast"] = tuple(json.loads(frame.pop("cast_names")))
         frame["traits_dropped"] = json.loads(frame["traits_dropped"]) if frame["traits_dropped"] else None
         return frame
 
@@ -490,7 +432,6 @@ class Store:
             self._refresh(db, row["storyboard_id"])
         job = dict(row)
         job["starts"] += 1
-        job["params"] = json.loads(job["params"])
         return job
 
     def finish_job(self, job: dict, status: Status, error: str | None = None,

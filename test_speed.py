@@ -228,7 +228,8 @@ def make_jobs(generator, settings, frames: int):
     portrait = PanelJob(0, p.prompt, p.negative_prompt, seed=1234, caption=p.caption, shot=p.shot)
     panels = []
     for i in range(1, frames + 1):
-        plan = PanelPlan(i, STORY[(i - 1) % len(STORY)], shot_for(i, frames))
+        caption = STORY[(i - 1) % len(STORY)]
+        plan = PanelPlan(caption, caption, shot_for(i, frames))
         q = build_prompt(plan, traits, style, negative, count)
         panels.append(PanelJob(i, q.prompt, q.negative_prompt, seed=1234 + i, caption=q.caption, shot=q.shot))
     return portrait, panels

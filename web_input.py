@@ -1,7 +1,5 @@
-"""Reading request input: JSON bodies, forms and fields, each error naming its field.
-
-No app import: under ``python app.py`` the app module is ``__main__``, and every blueprint
-must raise the one FieldError class that the app's handler answers.
+"""Reading request input: JSON bodies, forms and fields, each error an ``errors.InputError``
+naming its field, which the app's one handler answers.
 """
 
 from __future__ import annotations
@@ -12,17 +10,10 @@ from typing import Any
 from flask import abort, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from errors import InputError
 from prompt_enhancer import clean_text
 
 MAX_FIELD_CHARS = 2000
-
-
-class FieldError(ValueError):
-    def __init__(self, field: str, message: str, status: int = 400):
-        super().__init__(message)
-        self.field, self.status = field, status
-
-
 MAX_JSON_DEPTH = 32
 
 
@@ -51,20 +42,20 @@ def json_body(required: bool = True) -> Any:
         abort(413)  # a chunked body is cut at the limit without an error: it was too large
     if not data.strip():
         if required:
-            raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+            raise InputError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
         return {}
     if not request.is_json:
-        raise FieldError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
+        raise InputError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise FieldError("body", "The body is not UTF-8 text.") from None
+        raise InputError("body", "The body is not UTF-8 text.") from None
     if json_depth(text) > MAX_JSON_DEPTH:
-        raise FieldError("body", f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+        raise InputError("body", f"The JSON is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        raise FieldError("body", "The body is not valid JSON.") from None
+        raise InputError("body", "The body is not valid JSON.") from None
 
 
 def form_fields() -> tuple[dict, Any]:
@@ -74,7 +65,7 @@ def form_fields() -> tuple[dict, Any]:
     except RequestEntityTooLarge:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and limit is not None and request.content_length <= limit:
-            raise FieldError("body", f"The form has too many parts (at most {request.max_form_parts}).") from None
+            raise InputError("body", f"The form has too many parts (at most {request.max_form_parts}).") from None
         raise
 
 
@@ -83,13 +74,13 @@ def text_field(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHA
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     if not isinstance(value, str):
-        raise FieldError(name, f"{name} must be text.")
+        raise InputError(name, f"{name} must be text.")
     if len(value) > limit:
-        raise FieldError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
+        raise InputError(name, f"{name} is too long ({len(value)} characters; at most {limit}).")
     try:
         value = clean_text(value)
     except ValueError as error:
-        raise FieldError(name, f"{name} {error}.") from None
+        raise InputError(name, f"{name} {error}.") from None
     return value.strip() or default
 
 
@@ -98,13 +89,13 @@ def int_field(fields: dict, name: str, low: int, high: int, default: int | None)
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.")
+        raise InputError(name, f"{name} must be a whole number from {low} to {high}.")
     try:
         number = int(value.strip()) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise FieldError(name, f"{name} must be a whole number from {low} to {high}.") from None
+        raise InputError(name, f"{name} must be a whole number from {low} to {high}.") from None
     if not low <= number <= high:
-        raise FieldError(name, f"{name} must be from {low} to {high}, got {number}.")
+        raise InputError(name, f"{name} must be from {low} to {high}, got {number}.")
     return number
 
 
@@ -119,7 +110,7 @@ def bool_field(fields: dict, name: str, default: bool) -> bool:
         return True
     if text in ("0", "false", "off", "no"):
         return False
-    raise FieldError(name, f"{name} must be true or false.")
+    raise InputError(name, f"{name} must be true or false.")
 
 
 def choice_field(fields: dict, name: str, choices, default: str) -> str:
@@ -127,5 +118,22 @@ def choice_field(fields: dict, name: str, choices, default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise FieldError(name, f"{name} must be one of: {', '.join(choices)}.")
+        raise InputError(name, f"{name} must be one of: {', '.join(choices)}.")
     return value.strip().lower()
+
+
+def json_list_field(fields: dict, name: str, items: str) -> Any:
+    """A field that holds a JSON list: as a JSON body sent it, or parsed from the text a form
+    sends (blank: None). ``items`` describes an item for the error ({"name", "traits"})."""
+    value = fields.get(name)
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    try:
+        parsed = json.loads(value) if json_depth(value) <= MAX_JSON_DEPTH else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list):
+        raise InputError(name, f"{name} must be a JSON list of {items}.")
+    return parsed

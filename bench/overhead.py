@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tiny_models
     from app import create_app
+    from studio import studio_of
     from config import load_settings
     from board_params import panel_seed
     from local_image_generator import PanelJob, StoryboardGenerator, StoryboardRequest
@@ -71,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     def alone() -> float:
         started = time.perf_counter()
         panels = []
-        for plan in split_story(story, None):
+        for index, plan in enumerate(split_story(story, None), start=1):
             prompt = build_prompt(plan, settings.character_traits, settings.style, settings.negative_prompt,
                                   generator.count_tokens)
-            panels.append(PanelJob(plan.index, prompt.prompt, prompt.negative_prompt, panel_seed(seed, plan.index)))
+            panels.append(PanelJob(index, prompt.prompt, prompt.negative_prompt, panel_seed(seed, index)))
         generator.generate(StoryboardRequest(tuple(panels), width, height, preset, True, reference))
         return time.perf_counter() - started
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     through_api()
     rounds = [(alone(), through_api()) for _ in range(args.repeat)]
     server.shutdown()
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     generator_s = statistics.median(r[0] for r in rounds)
     api_s = statistics.median(r[1] for r in rounds)
     print(f"6-panel board, preset {preset.name}, {width}x{height}, {args.model} on {generator.device}, "

@@ -68,6 +68,7 @@ def run(folder: Path, args) -> dict:
 
 def timed_round(folder: Path, redis, cache: Path, count: int, args) -> dict:
     from app import create_app
+    from studio import studio_of
     from config import load_settings
 
     folder.mkdir(parents=True)
@@ -89,7 +90,7 @@ def timed_round(folder: Path, redis, cache: Path, count: int, args) -> dict:
         for process in workers:
             process.send_signal(signal.SIGKILL)
             process.wait(30)
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
     return {"workers": count, "seconds": seconds}
 
 

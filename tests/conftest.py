@@ -97,16 +97,27 @@ def generator():
 
 
 @pytest.fixture
-def app(tmp_path, generator):
-    """The studio on ``generator``, its own data dir, a 1 MB upload limit; its worker stopped after."""
-    from app import create_app
-    from config import load_settings
+def make_app(tmp_path):
+    """make_app(generator=None, data_dir=None, **kwargs) -> a studio (tests/helpers.build_app)
+    on a data dir of its own; every one's backend stopped after the test."""
+    from helpers import build_app
+    from studio import studio_of
 
-    settings = load_settings({}, {"data_dir": str(tmp_path), "model": "tiny", "identity_scoring": False,
-                                  "max_upload_mb": 1})
-    app = create_app(settings, load_generator=lambda: generator)
-    yield app
-    app.extensions["studio"]["worker"].stop()
+    apps = []
+
+    def make(generator=None, data_dir=None, **kwargs):
+        apps.append(build_app(data_dir or tmp_path / f"data-{len(apps)}", generator, **kwargs))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        studio_of(app).backend.stop()
+
+
+@pytest.fixture
+def app(make_app, generator):
+    """The studio on ``generator``; its worker stopped after."""
+    return make_app(generator)
 
 
 @pytest.fixture

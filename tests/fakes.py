@@ -44,17 +44,18 @@ class FakeGenerator:
         self.requests.append(request)
         if self.crash:
             raise self.crash
-        shown = {i for job in request.panels for i in job.characters}
+        # Which references are portraits is the real request's rule; the fake draws them grey.
+        portraits = request.portraits_to_draw()
         references = []
         for i, lock in enumerate(request.locks):
             reference = lock.reference
-            if request.identity_lock and reference is None and lock.portrait is not None and i in shown:
+            if i in portraits:
                 reference = Image.new("RGB", (16, 16), "gray")
                 if on_reference:
                     on_reference(i, reference)
             references.append(reference)
         reference = references[0]
-        kind = None if reference is None else "uploaded" if request.locks[0].reference is not None else "generated"
+        kind = request.reference_kind(reference)
         results = []
         for job in request.panels:
             for step in range(1, request.num_steps + 1):
@@ -65,7 +66,7 @@ class FakeGenerator:
                     time.sleep(self.step_delay)
                 self.steps_run.append((job.index, step))
                 if on_progress:
-                    on_progress(job.index, step, request.num_steps)
+                    on_progress(job, step, request.num_steps)
                 if self.pause_at == (job.index, step):
                     self.paused.set()
                     assert self.resume.wait(30), "the test never resumed the fake generator"
@@ -85,10 +86,16 @@ class FakeGenerator:
 class Warming:
     """A compiled generator's warm-up as the worker sees it (plan_warm_up, warm_up_next),
     paced by a test: ``graphs`` to compile, the ``hold``-th held until ``go``; warm-ups and
-    boards logged in order. Everything else is the wrapped generator's (``around``)."""
+    boards logged in order. Everything else is the wrapped generator's (``around``).
 
-    def __init__(self, generator=None, graphs: int = 3, hold: int = 1):
-        self.generator, self.graphs, self.hold = generator, graphs, hold
+    warm_up_next runs on the worker's thread, where the worker catches what it raises; a
+    held compile the test never lets ``go`` within ``patience`` seconds is therefore
+    written into the log (never raised), and fails the test's check of the log."""
+
+    NEVER_LET_GO = "held: the test never set go"
+
+    def __init__(self, generator=None, graphs: int = 3, hold: int = 1, patience: float = 60.0):
+        self.generator, self.graphs, self.hold, self.patience = generator, graphs, hold, patience
         self.pending, self.log = 0, []
         self.held, self.go = threading.Event(), threading.Event()
 
@@ -113,7 +120,8 @@ class Warming:
         self.log.append("compile")
         if self.log.count("compile") == self.hold:
             self.held.set()
-            assert self.go.wait(60)
+            if not self.go.wait(self.patience):
+                self.log.append(self.NEVER_LET_GO)
         self.pending -= 1
         return True
 

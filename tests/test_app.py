@@ -7,38 +7,32 @@ import zipfile
 
 import pytest
 
-from app import create_app
-from config import load_settings
+from studio import studio_of
 from exporting import read_png_parameters
 from fakes import FakeGenerator
-from helpers import png_bytes, wait_for
+from helpers import STORY, png_bytes, post_board, wait_for
 
-STORY = "A girl finds a map.\nShe climbs the hill.\nA storm breaks."
-
-
-def create(client, **fields):
-    return client.post("/api/storyboards", json={"story": STORY, "seed": 7, **fields})
 
 
 def test_a_storyboard_is_accepted_with_one_panel_per_line(client):
-    answer = create(client)
+    answer = post_board(client)
     assert answer.status_code == 202
     assert [f["caption"] for f in answer.get_json()["frames"]] == STORY.splitlines()
 
 
 def test_every_panel_is_drawn_and_served(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     assert board["status"] == "done" and all(f["status"] == "done" for f in board["frames"])
     assert client.get(board["frames"][0]["image_url"]).mimetype == "image/png"
 
 
 def test_panel_seeds_follow_the_board_seed(client):
-    board = wait_for(client, create(client, seed=40).get_json()["id"])
+    board = wait_for(client, post_board(client, seed=40).get_json()["id"])
     assert [f["seed"] for f in board["frames"]] == [40, 41, 42]
 
 
 def test_panel_png_carries_its_parameters(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     meta = read_png_parameters(client.get(board["frames"][1]["image_url"]).data)
     assert meta["seed"] == 8 and meta["caption"] == "She climbs the hill."
 
@@ -73,17 +67,17 @@ def test_uploaded_reference_by_form(client, generator):
 
 def test_uploaded_reference_as_base64(client):
     encoded = "data:image/jpeg;base64," + base64.b64encode(png_bytes(fmt="JPEG")).decode()
-    board = wait_for(client, create(client, reference_image=encoded).get_json()["id"])
+    board = wait_for(client, post_board(client, reference_image=encoded).get_json()["id"])
     assert board["reference"]["kind"] == "uploaded"
 
 
 def test_without_reference_the_generated_portrait_is_kept(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     assert board["reference"]["kind"] == "generated"
 
 
 def test_lock_off_sends_no_reference(client, generator):
-    wait_for(client, create(client, identity_lock=False).get_json()["id"])
+    wait_for(client, post_board(client, identity_lock=False).get_json()["id"])
     assert generator.requests[0].identity_lock is False and generator.requests[0].locks[0].portrait is None
 
 
@@ -116,22 +110,22 @@ def test_a_body_that_is_not_an_object_is_refused(client):
 
 
 def test_history_lists_boards_newest_first(client):
-    first = create(client).get_json()["id"]
-    second = create(client).get_json()["id"]
+    first = post_board(client).get_json()["id"]
+    second = post_board(client).get_json()["id"]
     wait_for(client, second)
     ids = [b["id"] for b in client.get("/api/storyboards").get_json()["storyboards"]]
     assert ids[:2] == [second, first]
 
 
 def test_delete_removes_the_board_and_its_files(client, app):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     assert client.delete(f"/api/storyboards/{board['id']}").status_code == 204
     assert client.get(f"/api/storyboards/{board['id']}").status_code == 404
-    assert not (app.extensions["studio"]["store"].boards_dir / board["id"]).exists()
+    assert not (studio_of(app).store.boards_dir / board["id"]).exists()
 
 
 def test_regenerate_with_same_seed_and_new_caption(client, generator):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     answer = client.post(f"/api/storyboards/{board['id']}/frames/2/regenerate", json={"seed": 8, "caption": "She runs"})
     assert answer.status_code == 202
     after = wait_for(client, board["id"], ("done",))
@@ -142,14 +136,14 @@ def test_regenerate_with_same_seed_and_new_caption(client, generator):
 
 
 def test_regenerate_without_seed_picks_a_new_one(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     client.post(f"/api/storyboards/{board['id']}/frames/1/regenerate")
     after = wait_for(client, board["id"], ("done",))
     assert after["frames"][0]["seed"] != 7 and after["frames"][1]["seed"] == 8
 
 
 def test_reorder_changes_the_display_order(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     answer = client.put(f"/api/storyboards/{board['id']}/order", json={"order": [3, 1, 2]})
     assert [(f["index"], f["id"]) for f in answer.get_json()["frames"]] == [(1, 3), (2, 1), (3, 2)]
     assert [f["id"] for f in client.get(f"/api/storyboards/{board['id']}").get_json()["frames"]] == [3, 1, 2]
@@ -157,13 +151,13 @@ def test_reorder_changes_the_display_order(client):
 
 @pytest.mark.parametrize("order", [[1, 2], [1, 1, 2], [1, 2, 4], "123", [1, 2, True]])
 def test_a_bad_order_is_refused(client, order):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     answer = client.put(f"/api/storyboards/{board['id']}/order", json={"order": order})
     assert answer.status_code == 400 and answer.get_json()["field"] == "order"
 
 
 def test_exports_follow_the_display_order(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     client.put(f"/api/storyboards/{board['id']}/order", json={"order": [3, 2, 1]})
     archive = zipfile.ZipFile(io.BytesIO(client.get(f"/api/storyboards/{board['id']}/export.zip").data))
     saved = json.loads(archive.read("storyboard.json"))
@@ -173,7 +167,7 @@ def test_exports_follow_the_display_order(client):
 
 
 def test_events_stream_progress_frames_and_the_end(client):
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     wait_for(client, board_id)
     body = client.get(f"/api/storyboards/{board_id}/events").get_data(as_text=True)
     kinds = [line.split(": ", 1)[1] for line in body.splitlines() if line.startswith("event: ")]
@@ -182,7 +176,7 @@ def test_events_stream_progress_frames_and_the_end(client):
 
 
 def test_events_resume_after_the_last_event_id(client):
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     wait_for(client, board_id)
     body = client.get(f"/api/storyboards/{board_id}/events").get_data(as_text=True)
     ids = [line[4:] for line in body.splitlines() if line.startswith("id: ")]
@@ -192,7 +186,7 @@ def test_events_resume_after_the_last_event_id(client):
 
 def test_cancel_a_running_board(client, generator):
     generator.release.clear()
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     wait_for(client, board_id, ("running",))
     assert client.post(f"/api/storyboards/{board_id}/cancel").status_code == 202
     generator.release.set()
@@ -201,7 +195,7 @@ def test_cancel_a_running_board(client, generator):
 
 def test_resume_a_canceled_board_draws_the_rest(client, generator):
     generator.release.clear()
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     wait_for(client, board_id, ("running",))
     client.post(f"/api/storyboards/{board_id}/cancel")
     generator.release.set()
@@ -211,14 +205,14 @@ def test_resume_a_canceled_board_draws_the_rest(client, generator):
 
 
 def progress_labels(app, board_id):
-    events = app.extensions["studio"]["hub"].wait(board_id, 0, timeout=0)
+    events = studio_of(app).hub.wait(board_id, 0, timeout=0)
     return [data["label"] for _, kind, data in events if kind == "progress"]
 
 
 def test_a_redrawn_panel_is_named_by_its_place_on_the_board(client, app):
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     wait_for(client, board_id)
-    app.extensions["studio"]["hub"].forget(board_id)
+    studio_of(app).hub.forget(board_id)
     client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={})
     wait_for(client, board_id, ("done",))
     assert set(progress_labels(app, board_id)) == {"Panel 2 of 3"}
@@ -226,39 +220,37 @@ def test_a_redrawn_panel_is_named_by_its_place_on_the_board(client, app):
 
 def test_a_resumed_board_names_panels_by_their_place(client, app, generator):
     generator.pause_at = (1, 12)  # panel 1's last step
-    board_id = create(client).get_json()["id"]
+    board_id = post_board(client).get_json()["id"]
     assert generator.paused.wait(30)
     client.post(f"/api/storyboards/{board_id}/cancel")
     generator.resume.set()
     wait_for(client, board_id)
-    app.extensions["studio"]["hub"].forget(board_id)
+    studio_of(app).hub.forget(board_id)
     client.post(f"/api/storyboards/{board_id}/resume")
     wait_for(client, board_id, ("done",))
     assert progress_labels(app, board_id)[0] == "Panel 2 of 3" and "Panel 1 of 3" not in progress_labels(app, board_id)
 
 
-def test_a_failed_panel_is_reported_and_not_saved(tmp_path):
-    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False})
-    app = create_app(settings, load_generator=lambda: FakeGenerator(fail_on={2}))
+def test_a_failed_panel_is_reported_and_not_saved(make_app):
+    app = make_app(FakeGenerator(fail_on={2}))
     client = app.test_client()
-    board = wait_for(client, create(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    board = wait_for(client, post_board(client).get_json()["id"])
+    studio_of(app).backend.stop()
     assert [f["status"] for f in board["frames"]] == ["done", "failed", "done"]
     assert board["frames"][1]["image_url"] is None and board["frames"][1]["error"] == "fake failure"
 
 
-def test_a_model_that_cannot_load_fails_the_board_with_words(tmp_path):
+def test_a_model_that_cannot_load_fails_the_board_with_words(make_app):
     from local_image_generator import ModelNotAvailable
 
     def load():
         raise ModelNotAvailable("Cannot load SDXL: run once with network access")
 
-    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False})
-    app = create_app(settings, load_generator=load)
+    app = make_app(load_generator=load)
     client = app.test_client()
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     health = client.get("/api/health").get_json()
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert board["status"] == "failed" and "network access" in board["error"]
     assert health["model"] == "error" and health["status"] == "ok"
     # The full message is the board's; panels only say they were not drawn.
@@ -285,14 +277,14 @@ def test_a_rebound_host_name_is_refused(client):
 
 
 def test_history_thumbnail_changes_when_the_first_panel_is_redrawn(client):
-    board = wait_for(client, create(client).get_json()["id"])
+    board = wait_for(client, post_board(client).get_json()["id"])
     before = client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"]
     client.post(f"/api/storyboards/{board['id']}/frames/1/regenerate")
     wait_for(client, board["id"], ("done",))
     assert client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"] != before
 
 
-def test_a_failed_preload_leaves_the_worker_serving(tmp_path):
+def test_a_failed_preload_leaves_the_worker_serving(make_app):
     from local_image_generator import ModelNotAvailable
 
     attempts = []
@@ -303,16 +295,15 @@ def test_a_failed_preload_leaves_the_worker_serving(tmp_path):
             raise ModelNotAvailable("not cached yet")
         return FakeGenerator()
 
-    settings = load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False, "preload": True})
-    app = create_app(settings, load_generator=load)
+    app = make_app(load_generator=load, preload=True)
     client = app.test_client()
-    board = wait_for(client, create(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    board = wait_for(client, post_board(client).get_json()["id"])
+    studio_of(app).backend.stop()
     assert board["status"] == "done" and len(attempts) == 2
 
 
 def test_an_unexpected_error_is_words_not_a_traceback(client, app, monkeypatch):
-    monkeypatch.setattr(app.extensions["studio"]["store"], "boards", lambda: 1 / 0)
+    monkeypatch.setattr(studio_of(app).store, "boards", lambda: 1 / 0)
     answer = client.get("/api/storyboards")
     assert answer.status_code == 500 and "server log" in answer.get_json()["error"]
     assert "ZeroDivisionError" not in answer.get_data(as_text=True)

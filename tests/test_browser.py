@@ -28,10 +28,13 @@ from pathlib import Path
 
 import pytest
 
+from studio import studio_of
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parent.parent
+STATIC_JS = ROOT / "static" / "js"
 DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
 TIMEOUT_MS = 60_000  # one step in the page
 BOARD_TIMEOUT_MS = 180_000  # a whole board; the tiny model is quick, but test machines are shared and noisy
@@ -88,7 +91,7 @@ def _serving(app):
         httpd.shutdown()
         thread.join(timeout=10)
         httpd.server_close()
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +196,18 @@ class PageWatch:
 
     def close(self):
         self.context.close()
+
+
+def _page_script() -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in sorted(STATIC_JS.glob("*.js")))
+
+
+def in_page(page, body: str, arg=None):
+    """Run ``body`` (statements) in the page on the modules it runs, none of which is global:
+    ``m`` holds the exports of the modules named here, ``arg`` the argument."""
+    return page.evaluate("async ([names, arg]) => { const m = Object.assign({}, ...await Promise.all("
+                         "names.map((name) => import(`/static/js/${name}.js`)))); " + body + " }",
+                         [["state", "view", "events", "board", "presets", "dialog", "plan"], arg])
 
 
 def _poll(check, timeout: float = TIMEOUT_MS / 1000, message: str = "condition"):
@@ -624,7 +639,7 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         expect(page.locator("#board .panel")).to_have_count(6)
         page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=BOARD_TIMEOUT_MS)
         expect(page.locator("#board-status")).to_have_text("done")
-        board_id = page.evaluate("() => state.boardId")
+        board_id = in_page(page, "return m.state.boardId;")
         board = api.get(f"/api/storyboards/{board_id}").json()
         assert [(c["name"], c["traits"]) for c in board["characters"]] == [("Mara", MARA), ("Ilya", ILYA)]
         assert [c["reference"]["kind"] for c in board["characters"]] == ["uploaded", "generated"]
@@ -639,10 +654,10 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         page.screenshot(path=str(artifacts / "cast-board.png"), full_page=True)
 
         # A portrait the stream announces takes its character's place (here Ilya's, replayed).
-        page.evaluate("() => { state.board.characters[1].reference = {kind: null, image_url: null}; renderAll(); }")
+        in_page(page, "m.state.board.characters[1].reference = {kind: null, image_url: null}; m.renderAll();")
         expect(members.nth(1).locator(".cast-member-kind")).to_have_text("no reference")
         expect(members.nth(1).locator("img")).to_have_count(0)
-        page.evaluate("(event) => onReferenceEvent(event)",
+        in_page(page, "m.onReferenceEvent(arg);",
                       {"character": 2, "name": "Ilya", "kind": "generated", "image_url": urls[1]})
         expect(members.nth(1).locator("img")).to_have_attribute("src", urls[1])
         expect(members.locator(".cast-member-kind")).to_have_text(["uploaded face", "generated portrait"])
@@ -711,7 +726,7 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         expect(page.locator("#board .panel")).to_have_count(4)
         page.wait_for_function(ALL_PANELS_LOADED, arg=4, timeout=BOARD_TIMEOUT_MS)
         expect(page.locator("#board-status")).to_have_text("done")
-        drawn = api.get(f"/api/storyboards/{page.evaluate('() => state.boardId')}").json()
+        drawn = api.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
         assert [f["cast"] for f in drawn["frames"]] == [["Mara"], ["Ilya"], ["Mara", "Ilya"], []]
         assert [c["reference"]["kind"] for c in drawn["characters"]] == ["generated", "generated"]
         _poll(lambda: page.evaluate(CAST_CHIPS) == [["Mara"], ["Ilya"], ["Mara", "Ilya"], ["no one"]],
@@ -835,13 +850,13 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         page.wait_for_function("(text) => document.body.innerText.split(text).length === 2", arg=LOAD_ERROR)
 
         # The backend's short panel error for a board that failed as a whole is not repeated either.
-        page.evaluate("""() => { state.board.frames = state.board.frames.map(
-                          (f) => ({...f, error: "Not drawn: the storyboard failed."})); renderAll(); }""")
+        in_page(page, """m.state.board.frames = m.state.board.frames.map(
+                          (f) => ({...f, error: "Not drawn: the storyboard failed."})); m.renderAll();""")
         expect(page.locator("#board .panel .panel-status")).to_have_text(["not drawn"] * 3)
         expect(page.locator("#board .panel-error")).to_have_count(0)
 
         # Notices above the board: this board's three lines override the form's panel count.
-        board_id = page.evaluate("() => state.board.id")
+        board_id = in_page(page, "return m.state.board.id;")
         notices = page.request.get(f"/api/storyboards/{board_id}").json()["notices"]
         assert notices and "3 lines" in notices[0]
         expect(page.locator("#board-notices li")).to_have_text(notices)
@@ -852,17 +867,17 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         # flight (sent on its final status event) drops its answer instead of overwriting these.
         held = []  # forces that interleaving: a reload of the real board answered after the fabrication
         page.route(f"**/api/storyboards/{board_id}", lambda route: held.append(route))
-        page.evaluate("() => { reloadBoard(); }")
+        in_page(page, "m.reloadBoard();")
         # (sync Playwright runs the route handler only inside its own calls: the check makes one)
         _poll(lambda: page.evaluate("() => true") and held, message="the page to ask for the board again")
-        page.evaluate("() => { closeEvents(); state.boardId = 'fabricated'; state.board.status = 'queued';"
-                      " state.board.progress = null; newJob(); renderAll(); }")
+        in_page(page, "m.closeEvents(); m.state.boardId = 'fabricated'; m.state.board.status = 'queued';"
+                      " m.state.board.progress = null; m.newJob(); m.renderAll();")
         bar, text = page.locator("#progress-bar"), page.locator("#progress-text")
         held[0].continue_()
         page.unroute(f"**/api/storyboards/{board_id}")
 
         def progress(p: dict) -> float:
-            page.evaluate("(p) => onProgressEvent(p)", p)
+            in_page(page, "m.onProgressEvent(arg);", p)
             return float(bar.get_attribute("value"))
 
         assert progress({"fraction": 0.5, "panel": 2, "of": 3, "label": "Panel 2 of 3", "step": 3, "steps": 10,
@@ -873,7 +888,7 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         expect(text).to_have_text("Character reference · step 1 of 10")
         # Without `fraction`: worked out, the reference this job drew counted as one more panel.
         assert progress({"panel": 3, "of": 3, "step": 5, "steps": 10}) == pytest.approx(3.5 / 4)
-        page.evaluate("onStatusEvent({status: 'queued', error: null})")  # the job ended; the next waits
+        in_page(page, "m.onStatusEvent({status: 'queued', error: null});")  # the job ended; the next waits
         assert progress({"fraction": 0.1, "panel": 1, "of": 3, "label": "Panel 1 of 3", "step": 1,
                          "steps": 10}) == 0.1
 
@@ -881,11 +896,11 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         # that arrive late keep what the user set.
         page.fill("#frames", "3")
         page.set_checked("#identity-lock", False)
-        page.evaluate("""() => { state.presets = {...state.presets, presets: [
+        in_page(page, """m.state.presets = {...m.state.presets, presets: [
             {name: "lightning", label: "Lightning", steps: 4, guidance_scale: 0, ip_adapter_scale: 0.5,
              description: "4 steps, no CFG"},
             {name: "fast", label: "Fast", steps: 12, guidance_scale: 6.5, ip_adapter_scale: 0.5}]};
-            renderPresetOptions(state.presets); }""")
+            m.renderPresetOptions(m.state.presets);""")
         page.select_option("#preset", "lightning")
         expect(page.locator("#preset-hint")).to_have_text("4 steps, no CFG · IP-Adapter scale 0.50")
         expect(page.locator("#frames")).to_have_value("3")
@@ -894,11 +909,11 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         expect(page.locator("#preset-hint")).to_have_text("12 steps · CFG 6.5 · IP-Adapter scale 0.50")
 
         # A panel drawn with the identity lock off says so instead of a scale that was not used.
-        page.evaluate("""() => {
-            state.board.settings = {...state.board.settings, identity_lock: false};
-            openPanelDialog({...state.board.frames[0], prompt: "a prompt", identity: {status: "no_face",
+        in_page(page, """
+            m.state.board.settings = {...m.state.board.settings, identity_lock: false};
+            m.openPanelDialog({...m.state.board.frames[0], prompt: "a prompt", identity: {status: "no_face",
                 distance: null}, seconds: 1.5, attempts: 2, prompt_shortened: "at dawn"}, 1);
-        }""")
+        """)
         details = page.evaluate(DIALOG_DETAILS)
         assert details["IP-Adapter scale"] == "identity lock off"
         assert details["Identity"] == "no face" and details["Attempts"] == "2" and details["Time"] == "1.5 s"
@@ -907,11 +922,11 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         expect(page.locator("#panel-dialog")).to_be_hidden()
 
         # A panel with two characters: each one's score by name, and the trait phrases cut by name.
-        page.evaluate("""() => openPanelDialog({...state.board.frames[0], cast: ["Mara", "Ilya"],
+        in_page(page, """m.openPanelDialog({...m.state.board.frames[0], cast: ["Mara", "Ilya"],
             identity: {status: "drift", distance: 0.71, threshold: 0.6, faces: 2, clip_similarity: 0.8,
               characters: [{name: "Mara", status: "match", distance: 0.31, face: 0, clip_similarity: 0.84},
                            {name: "Ilya", status: "drift", distance: 0.71, face: 1, clip_similarity: 0.8}]},
-            traits_shortened: {Ilya: "navy coat, red scarf"}}, 1)""")
+            traits_shortened: {Ilya: "navy coat, red scarf"}}, 1);""")
         details = page.evaluate(DIALOG_DETAILS)
         assert details["Who is in it"] == "Mara, Ilya" and details["Identity"] == "drift 0.71 (CLIP similarity 0.80)"
         expect(page.locator("#panel-dialog-details .identity-characters li")).to_have_text([
@@ -1007,7 +1022,7 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         expect(_plan_row(page, 1)).not_to_have_class(re.compile(r"\binvalid\b"))
 
         # The server's field error (panels[1].shot) lands on row 2's shot; fixing it clears it.
-        page.evaluate("() => { state.plan.rows[1].shot = 'dutch angle'; renderPlan(); }")
+        in_page(page, "m.state.plan.rows[1].shot = 'dutch angle'; m.renderPlan();")
         page.click("#draw-plan")
         expect(plan_error).to_contain_text("shot must be one of")
         row2_shot = _plan_row(page, 2).locator(".plan-shot")
@@ -1115,7 +1130,7 @@ def test_planning_with_an_llm(browser, planning_server, llm_server, artifacts):
         expect(plan_button).to_have_text("Planning…")
         expect(page.locator("#plan-status")).to_contain_text("Asking stand-in-7b")
         _poll(lambda: len(llm_server.requests) == 1, message="the planner to be asked")
-        page.evaluate("planStory()")  # a second click while planning (the button is disabled) asks nothing
+        in_page(page, "m.planStory();")  # a second click while planning (the button is disabled) asks nothing
         llm_server.release.set()
 
         rows = page.locator("#plan-rows .plan-row")
@@ -1155,7 +1170,7 @@ def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, mo
     from playwright.sync_api import expect
     from backend import DISK_FULL_MESSAGE
 
-    store = studio.extensions["studio"]["store"]
+    store = studio_of(studio).store
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -1251,15 +1266,63 @@ def test_the_page_has_no_inline_script_or_style():
     markup = _Markup()
     markup.feed((ROOT / "templates" / "index.html").read_text(encoding="utf-8"))
     assert markup.inline == []
-    script = (ROOT / "static" / "app.js").read_text(encoding="utf-8")
+    script = _page_script()
     assert not re.search(r"setAttribute\(\s*[\"'](on\w+|style)[\"']", script)
     assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML", script)
+
+
+def test_the_page_loads_one_module_and_the_modules_import_each_other():
+    """No bundle, no globals: index.html loads the entry module, which reaches every other by import."""
+    html = (ROOT / "templates" / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        "<script type=\"module\" src=\"{{ url_for('static', filename='js/main.js') }}\">"]
+    imports = _module_imports()
+    reached, todo = set(), ["main"]
+    while todo:
+        name = todo.pop()
+        reached.add(name)
+        todo += imports[name] - reached
+    assert reached == set(imports)
+    assert not re.search(r"window\.\w+\s*=", _page_script())  # modules share by import, not through window
+
+
+def _module_imports() -> dict[str, set[str]]:
+    return {path.stem: set(re.findall(r'from "\./([\w-]+)\.js";', path.read_text(encoding="utf-8")))
+            for path in STATIC_JS.glob("*.js")}
+
+
+def test_the_form_modules_import_only_downward():
+    """main.js says so: only the board's modules (a panel's buttons act on the board, which draws
+    its panels again) import one another; a module of the form reaches itself by no import chain."""
+    imports = _module_imports()
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(imports[start])
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo += imports[name]
+        return seen
+
+    board = {"board", "events", "view", "panels", "edit", "drag", "history", "health"}
+    assert sorted(name for name in imports if name in reaches(name)) == sorted(board)
+
+
+def test_the_page_builds_no_api_url_past_the_entry_points():
+    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards and /api/plans comes
+    from an answer (a board's links): only api.js names a URL, and only those."""
+    literals = {path.name: re.findall(r"[\"'`](/api[^\"'`]*)", path.read_text(encoding="utf-8"))
+                for path in STATIC_JS.glob("*.js")}
+    assert {name: urls for name, urls in literals.items() if urls and name != "api.js"} == {}
+    assert sorted(literals["api.js"]) == ["/api/health", "/api/planner", "/api/plans", "/api/presets",
+                                          "/api/storyboards"]
 
 
 def test_the_speed_modes_come_from_the_server():
     from config import PRESETS
 
-    script = (ROOT / "static" / "app.js").read_text(encoding="utf-8")
+    script = _page_script()
     assert [name for name in PRESETS if f'"{name}"' in script or f"'{name}'" in script] == []
 
 
@@ -1267,5 +1330,5 @@ def test_the_page_names_no_shot_type_itself():
     """The shot types come from /api/presets (prompt_enhancer's list); the page keeps no copy."""
     from prompt_enhancer import SHOT_TYPES
 
-    script = (ROOT / "static" / "app.js").read_text(encoding="utf-8")
+    script = _page_script()
     assert [shot for shot in SHOT_TYPES if f'"{shot}"' in script] == []

@@ -10,10 +10,9 @@ import zipfile
 import pytest
 from pypdf import PdfReader
 
-from app import create_app
-from config import load_settings
+from studio import studio_of
 from fakes import FakeGenerator
-from helpers import png_bytes, wait_for
+from helpers import png_bytes, post_board, wait_for
 
 STORY = "Mara finds a map.\nIlya and mara argue.\nThe storm breaks.\nIlya leaves."
 MARA = {"name": "Mara", "traits": "young woman, oval face, red hair, green jacket"}
@@ -25,7 +24,7 @@ def b64(data: bytes) -> str:
 
 
 def create(client, characters=(MARA, {**ILYA, "reference_image": b64(png_bytes(color="blue"))}), **fields):
-    return client.post("/api/storyboards", json={"story": STORY, "seed": 7, "characters": list(characters), **fields})
+    return post_board(client, **{"story": STORY, **fields}, characters=list(characters))
 
 
 # --- A board with a cast --------------------------------------------------------------------------
@@ -235,12 +234,11 @@ def old_data_dir(folder, uploaded: bytes) -> str:
     return board_id
 
 
-def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path):
+def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path, make_app):
     face = png_bytes(color="red")
     board_id = old_data_dir(tmp_path, face)
     generator = FakeGenerator()
-    app = create_app(load_settings({}, {"data_dir": str(tmp_path), "identity_scoring": False}),
-                     load_generator=lambda: generator)
+    app = make_app(generator, data_dir=tmp_path)
     client = app.test_client()
     try:
         board = client.get(f"/api/storyboards/{board_id}").get_json()
@@ -256,8 +254,7 @@ def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path):
         assert wait_for(client, board_id, ("done",))["frames"][1]["cast"] == [""]
         assert generator.requests[-1].locks[0].reference is not None  # redrawn with the old upload
     finally:
-        app.extensions["studio"]["worker"].stop()
-        app.extensions["studio"]["store"].close()
+        studio_of(app).close()
     # The upgrade is written once: the next start reads the new schema as it is.
     row = sqlite3.connect(tmp_path / "studio.sqlite3").execute("SELECT params FROM storyboards").fetchone()
     assert json.loads(row[0])["schema"] == 2

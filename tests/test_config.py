@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from config import PRESETS, SettingsError, load_settings, setting_fields
+from config import PRESETS, SettingsError, SpeedPreset, load_settings, setting_fields
+from errors import InputError
 
 
 def test_defaults_need_no_environment():
@@ -119,6 +120,23 @@ def test_lightning_is_a_fifth_mode_beside_the_four():
     assert list(PRESETS) == ["ultra_fast", "fast", "balanced", "quality", "lightning"]
     assert [p.name for p in PRESETS.values() if p.distilled] == ["lightning"]
     assert load_settings({"STORYBOARD_PRESET": "lightning"}).preset == "lightning"
+
+
+def test_the_lightning_mode_carries_the_distilled_family_it_runs_with():
+    assert PRESETS["lightning"].family == "lightning" and PRESETS["fast"].family is None
+    preset = load_settings({"STORYBOARD_LIGHTNING_FAMILY": "hyper-sd", "STORYBOARD_LIGHTNING_STEPS": "2"}).preset_for(
+        "lightning")
+    assert (preset.family, preset.steps, preset.distilled) == ("hyper-sd", 2, True)
+
+
+def test_a_preset_survives_its_dict_and_a_bad_one_names_the_key():
+    preset = load_settings({"STORYBOARD_LIGHTNING_FAMILY": "lcm"}).preset_for("lightning")
+    assert SpeedPreset.from_dict(preset.to_dict()) == preset
+    for key, value in (("steps", 0), ("guidance_scale", "7"), ("ip_adapter_scale", 1.5), ("family", "turbo"),
+                       ("label", "")):
+        with pytest.raises(InputError) as caught:
+            SpeedPreset.from_dict({**preset.to_dict(), key: value})
+        assert caught.value.field == key
 
 
 @pytest.mark.parametrize("env,repo,weight,steps", [

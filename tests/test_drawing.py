@@ -1,13 +1,20 @@
 """A job's spec (what travels to a worker) and the facts a drawing reports."""
 
 import copy
-import threading
+import io
 import re
+import threading
 
 import pytest
 
-from drawing import CharacterSpec, JobSpec, PanelSpec, SpecError, draw
+from board_params import BoardParams, Character
+from config import PRESETS, SpeedPreset
+from drawing import CharacterSpec, JobSpec, PanelSpec, draw, spec_for
+from errors import InputError
 from helpers import png_bytes
+
+# What a studio set to STORYBOARD_LIGHTNING_FAMILY=hyper-sd, STORYBOARD_LIGHTNING_STEPS=8 draws with
+HYPER = SpeedPreset("lightning", "Lightning", 8, 0.0, 0.6, family="hyper-sd")
 
 
 def spec(reference_png=png_bytes((64, 64)), **changes) -> JobSpec:
@@ -15,7 +22,7 @@ def spec(reference_png=png_bytes((64, 64)), **changes) -> JobSpec:
                   panels=(PanelSpec(1, 1, "Мара бежит.", "Mara runs", "establishing shot", 5),
                           PanelSpec(2, 2, "She stops.", "She stops.", "wide shot", 6)),
                   board_panels=2, characters=(CharacterSpec("", "red hair", reference_png),), style="ink",
-                  negative_prompt="blurry", preset="fast", steps=2, guidance_scale=6.5, ip_adapter_scale=0.5,
+                  negative_prompt="blurry", preset=SpeedPreset("fast", "Fast", 2, 6.5, 0.5),
                   width=48, height=48, seed=5, identity_lock=True, model="tiny")
     values.update(changes)
     return JobSpec(**values)
@@ -41,8 +48,10 @@ def test_a_spec_survives_json_unchanged():
 
 @pytest.mark.parametrize("path,value,field", [
     (("version",), 99, "version"),
-    (("steps",), 0, "steps"),
-    (("steps",), "12", "steps"),
+    (("preset", "steps"), 0, "preset.steps"),
+    (("preset", "guidance_scale"), "12", "preset.guidance_scale"),
+    (("preset", "family"), "turbo", "preset.family"),
+    (("preset",), "fast", "preset"),
     (("identity_lock",), "yes", "identity_lock"),
     (("width",), 50, "width"),
     (("panels",), [], "panels"),
@@ -63,8 +72,20 @@ def test_a_bad_payload_is_refused_naming_the_field(path, value, field):
     for key in path[:-1]:
         target = target[key]
     target[path[-1]] = value
-    with pytest.raises(SpecError, match=f"^{re.escape(field)}:"):
+    with pytest.raises(InputError, match=f"^{re.escape(field)}:") as caught:
         JobSpec.from_json(data)
+    assert caught.value.field == field
+
+
+def test_the_spec_carries_the_boards_preset_whole_not_rebuilt_by_its_name():
+    params = BoardParams(characters=(Character("", "red hair"),), style="ink", preset=HYPER, aspect="1:1", width=64,
+                         height=64, seed=5, identity_lock=False, negative_prompt="", model="tiny")
+    board = {"id": "0123456789ab", "params": params,
+             "frames": [{"id": 1, "caption": "Rain.", "scene": None, "shot": "wide shot", "seed": 5, "cast": ("",),
+                         "status": "queued"}]}
+    job_spec = spec_for({"id": 3, "kind": "board", "frame_id": None}, board, {})
+    assert job_spec.preset == HYPER != PRESETS["lightning"]
+    assert JobSpec.from_json(job_spec.to_json()).preset == HYPER
 
 
 class Recorder:
@@ -145,6 +166,40 @@ def test_the_prompt_describes_the_scene_and_the_png_keeps_the_caption(tiny_gener
     saved = next(fact[1] for fact in sink.facts if fact[0] == "panel_saved")
     assert read_png_parameters(saved.png)["caption"] == "Мара бежит."
     assert read_png_parameters(saved.png)["cast"] == [""]
+
+
+def saved_parameters(sink) -> dict:
+    """Each saved panel's PNG: (its storyboard JSON, its A1111 parameters text), by frame id."""
+    from PIL import Image
+
+    from exporting import read_png_parameters
+
+    saved = [fact[1] for fact in sink.facts if fact[0] == "panel_saved"]
+    return {panel.frame_id: (read_png_parameters(panel.png), Image.open(io.BytesIO(panel.png)).text["parameters"])
+            for panel in saved}
+
+
+def test_a_cast_panel_png_states_the_clamped_scale_that_ran(tiny_generator):
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(preset=SpeedPreset("quality", "Quality", 2, 7.5, 0.8)), sink)
+    meta = saved_parameters(sink)
+    # Two characters run at most at 0.7 (CAST_IP_ADAPTER_SCALE): that is what panel 1's PNG says.
+    assert meta[1][0]["ip_adapter_scale"] == 0.7 and "IP-Adapter scale: 0.7" in meta[1][1]
+    assert meta[2][0]["ip_adapter_scale"] == 0.8  # one character: the preset's scale
+    assert meta[3][0]["ip_adapter_scale"] is None and "IP-Adapter" not in meta[3][1]  # no one to hold
+    assert meta[1][0]["steps"] == 2 and meta[1][0]["guidance_scale"] == 7.5
+    assert meta[1][0]["sampler"] == "Euler" and meta[1][0]["lora"] is None
+
+
+def test_a_hyper_sd_panel_png_states_ddim(tiny_settings_factory):
+    from local_image_generator import StoryboardGenerator
+
+    generator = StoryboardGenerator.load(tiny_settings_factory(lightning_family="hyper-sd", lightning_steps=2))
+    sink = Recorder()
+    draw(generator, spec(preset=SpeedPreset("lightning", "Lightning", 2, 0.0, 0.6, family="hyper-sd")), sink)
+    json_meta, parameters = saved_parameters(sink)[1]
+    assert "Sampler: DDIM" in parameters and "Distilled LoRA: hyper-sd" in parameters
+    assert (json_meta["scheduler"], json_meta["lora"], json_meta["steps"]) == ("DDIMScheduler", "hyper-sd", 2)
 
 
 class BlockingSink(Recorder):

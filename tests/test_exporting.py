@@ -155,6 +155,17 @@ def test_pdf_header_shows_the_ip_scale_only_while_the_identity_lock_is_on(board,
     assert "identity lock off" in text and "12 steps" in text and "CFG 6.5" in text
 
 
+def test_pdf_header_states_what_the_panels_png_say_ran(board, images):
+    ran = {"steps": 4, "guidance_scale": 0.0, "sampler": "DDIM", "lora": "hyper-sd"}
+    scales = {1: 0.7, 2: 0.5}  # a cast panel ran at its clamped scale; another at the preset's
+    for index in images:
+        images[index] = encode_png(Image.open(io.BytesIO(images[index])),
+                                   {**ran, "ip_adapter_scale": scales.get(index)})
+    text = pdf_text(storyboard_pdf(board, images))
+    assert "4 steps" in text and "CFG 0" in text and "DDIM" in text and "hyper-sd LoRA" in text
+    assert "IP scale 0.7/0.5" in text and "12 steps" not in text
+
+
 class DrawnText:
     """Every text cell the PDF draws, with the colour it is drawn in (as 0-255 RGB)."""
 
@@ -260,7 +271,7 @@ PARAMS = {
     "prompt": f"{CYRILLIC}, ink wash", "negative_prompt": "blurry, extra fingers",
     "steps": 12, "guidance_scale": 6.5, "seed": 1235, "width": 1344, "height": 768,
     "model": "stabilityai/stable-diffusion-xl-base-1.0", "ip_adapter_scale": 0.5,
-    "caption": HTML,
+    "sampler": "Euler", "scheduler": "EulerDiscreteScheduler", "lora": None, "caption": HTML,
 }
 
 
@@ -282,7 +293,7 @@ def test_png_parameters_chunk_has_a1111_shape():
 
 def test_png_parameters_leave_out_missing_keys():
     text = Image.open(io.BytesIO(encode_png(Image.new("L", (8, 8)), {"seed": 7}))).text
-    assert text["parameters"] == "Sampler: Euler, Seed: 7"
+    assert text["parameters"] == "Seed: 7"  # no sampler claimed that the parameters do not name
 
 
 def test_read_png_parameters_of_plain_png_is_empty():

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from config import MAX_FRAMES, PRESETS, load_settings
+from errors import InputError
 from local_image_generator import (
     GenerationCancelled,
-    InvalidRequest,
     ModelNotAvailable,
     PanelJob,
     StoryboardGenerator,
@@ -26,7 +26,7 @@ def panels(count=3, seed=100):
 
 def request(count=3, lock=True, reference="red", steps=2, seed=100, portrait=False, **kw):
     ref = Image.new("RGB", (64, 64), reference) if reference else None
-    port = PanelJob(0, "portrait of a girl with red hair", "blurry", seed) if portrait else None
+    port = PanelJob(None, "portrait of a girl with red hair", "blurry", seed) if portrait else None
     return StoryboardRequest(panels(count, seed), kw.pop("width", 48), kw.pop("height", 48), FAST,
                              identity_lock=lock, reference=ref, portrait=port, steps=steps, **kw)
 
@@ -126,8 +126,8 @@ def test_shared_conditioning_is_encoded_once_per_board(tiny_generator):
 def test_cancel_stops_mid_storyboard(tiny_generator):
     cancel, finished = threading.Event(), []
 
-    def progress(index, step, steps):
-        if index == 2 and step == 1:
+    def progress(job, step, steps):
+        if job.index == 2 and step == 1:
             cancel.set()
 
     with pytest.raises(GenerationCancelled):
@@ -137,7 +137,7 @@ def test_cancel_stops_mid_storyboard(tiny_generator):
 
 def test_progress_reports_panel_step_and_total(tiny_generator):
     seen = []
-    tiny_generator.generate(request(count=2, steps=3), on_progress=lambda *a: seen.append(a))
+    tiny_generator.generate(request(count=2, steps=3), on_progress=lambda job, *a: seen.append((job.index, *a)))
     assert seen == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 3), (2, 2, 3), (2, 3, 3)]
 
 
@@ -201,7 +201,7 @@ def test_token_counts_use_the_pipeline_tokenizer(tiny_generator):
 @pytest.mark.parametrize("field,kw", [("width", {"width": 50}), ("steps", {"steps": 0})])
 def test_bad_requests_name_the_field(tiny_generator, field, kw):
     bad = request(**kw) if field != "steps" else StoryboardRequest(panels(1), 48, 48, FAST, False, steps=-1)
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InputError) as caught:
         tiny_generator.generate(bad)
     assert caught.value.field == field
 
@@ -350,7 +350,7 @@ def cast_request(casts, references=("red", "blue"), preset=FAST, seed=100, portr
     """Panels with the given casts (places in the references), locked with flat-colour references."""
     jobs = tuple(PanelJob(i, f"two people, scene {i}", "blurry", seed + i - 1, f"scene {i}", cast=tuple(cast))
                  for i, cast in enumerate(casts, start=1))
-    locks = tuple(CharacterLock(portrait=PanelJob(-k, f"portrait {k}", "blurry", seed + k)) if portraits
+    locks = tuple(CharacterLock(portrait=PanelJob(None, f"portrait {k}", "blurry", seed + k)) if portraits
                   else CharacterLock(Image.new("RGB", (64, 64), colour)) for k, colour in enumerate(references, 1))
     return StoryboardRequest(jobs, 80, 48, preset, identity_lock=lock, steps=2, characters=locks)
 
@@ -432,12 +432,30 @@ def test_the_scale_of_a_panel_with_several_characters_keeps_the_faces_apart(tiny
         return {tuple(round(float(s), 4) for s in p.scale)
                 for p in tiny_generator.pipe.unet.attn_processors.values() if getattr(p, "to_k_ip", None)}
 
-    tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["quality"]))
-    assert scales() == {(0.7,)}  # quality's 0.8 would blend the faces
-    tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["ultra_fast"]))
+    def ran(result):
+        return [panel.ran.ip_adapter_scale for panel in result.panels]
+
+    assert ran(tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["quality"]))) == [0.7]
+    assert scales() == {(0.7,)}  # quality's 0.8 would blend the faces; the panel says what ran
+    assert ran(tiny_generator.generate(cast_request([(0, 1)], preset=PRESETS["ultra_fast"]))) == [0.5]
     assert scales() == {(0.5,)}
-    tiny_generator.generate(cast_request([(0,)], preset=PRESETS["quality"]))
+    assert ran(tiny_generator.generate(cast_request([(0,)], preset=PRESETS["quality"]))) == [0.8]
     assert scales() == {(0.8,)}  # one character: the mode's own scale
+    assert ran(tiny_generator.generate(cast_request([()], preset=PRESETS["quality"]))) == [None]  # no one held
+
+
+def test_a_panel_reports_what_ran_not_what_was_asked(tiny_generator):
+    ran = tiny_generator.generate(request(count=1, steps=3)).panels[0].ran
+    assert (ran.scheduler, ran.sampler, ran.steps, ran.guidance_scale, ran.lora) == (
+        "EulerDiscreteScheduler", "Euler", 3, FAST.guidance_scale, None)
+    assert ran.ip_adapter_scale == FAST.ip_adapter_scale
+
+
+def test_a_portrait_progress_names_its_character_not_a_panel(tiny_generator):
+    units = set()
+    tiny_generator.generate(cast_request([(1,)], references=("a", "b"), portraits=True),
+                            on_progress=lambda job, step, steps: units.add((job.index, job.portrait_of)))
+    assert units == {(None, 1), (1, None)}  # character 1's portrait, then panel 1
 
 
 def test_portraits_are_drawn_for_the_characters_shown_only(tiny_generator):
@@ -460,7 +478,7 @@ def test_a_drifted_panel_is_judged_against_its_casts_references(tiny_generator):
 
 @pytest.mark.parametrize("casts,field", [([(0, 2)], "cast"), ([(0, 0)], "cast"), ([(0, 1, 0, 1, 0)], "cast")])
 def test_a_cast_the_request_lacks_is_refused(tiny_generator, casts, field):
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(InputError) as caught:
         tiny_generator.generate(cast_request(casts))
     assert caught.value.field == field
 
@@ -476,3 +494,20 @@ def test_a_panel_where_one_characters_face_drifted_is_redrawn(tiny_generator):
     result = tiny_generator.generate(cast_request([(0, 1)]), judge=judge)
     assert result.panels[0].attempts == 2 and result.panels[0].identity["status"] == "match"
     assert result.panels[0].seed == 100 + MAX_FRAMES  # the retry's seed (board_params.retry_seed)
+
+
+def test_a_portrait_is_drawn_only_for_a_locked_character_without_a_face_whom_some_panel_shows():
+    from local_image_generator import StoryboardRequest
+
+    portrait = PanelJob(None, "portrait", "", 1)
+    face = Image.new("RGB", (8, 8))
+    locks = (CharacterLock(portrait=portrait), CharacterLock(face, portrait), CharacterLock(portrait=portrait),
+             CharacterLock(portrait=portrait))
+    panels = [PanelJob(1, "a", "", 1, cast=(0, 1)), PanelJob(2, "b", "", 2, cast=(3,))]
+    request = StoryboardRequest(panels, 64, 64, PRESETS["fast"], characters=locks)
+    assert request.portraits_to_draw() == {0, 3}  # 1 has a face, 2 is in no panel
+    assert request.reference_kind(face) == "generated" and request.reference_kind(None) is None
+    unlocked = StoryboardRequest(panels, 64, 64, PRESETS["fast"], identity_lock=False, characters=locks)
+    assert unlocked.portraits_to_draw() == frozenset()
+    uploaded = StoryboardRequest(panels, 64, 64, PRESETS["fast"], characters=(locks[1], locks[0]))
+    assert uploaded.reference_kind(face) == "uploaded"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from config import load_settings
-from local_image_generator import StoryboardGenerator, _place, channels_last
+from local_image_generator import StoryboardGenerator, channels_last
+from model_loading import place
 
 from test_generator import request
 
@@ -61,7 +62,7 @@ class RecordingPipe:
 ])
 def test_cpu_offload_only_on_cuda_and_instead_of_moving_the_pipeline(offload, device, expected):
     pipe = RecordingPipe()
-    _place(pipe, load_settings({}, {"cpu_offload": offload}), device)
+    place(pipe, load_settings({}, {"cpu_offload": offload}), device)
     assert pipe.calls == expected
 
 
@@ -166,11 +167,11 @@ def test_a_shape_not_compiled_yet_is_drawn_eagerly_and_compiled_when_asked(tiny_
     generator._compile(backend=backend)
     assert generator.plan_warm_up() == len({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16",
                                                                                       "4:3", "3:4")})
-    generator._to_warm.clear()  # as if the worker had not got to them yet
+    generator.graphs.waiting.clear()  # as if the worker had not got to them yet
     board = cast_request([(0, 1), (0, 1), (1,)])  # 80x48: a cast of two, then one character
     eager = generator.generate(board)
     assert backend.graphs == [] and backend.runs == 0  # nothing compiled while the board waited
-    assert list(generator._to_warm) == [(80, 48, 2, False), (80, 48, 1, False)]
+    assert list(generator.graphs.waiting) == [(80, 48, 2, False), (80, 48, 1, False)]
     while generator.warm_up_next():  # what the worker does when it has nothing to draw
         pass
     compiled = len(backend.graphs)
@@ -195,6 +196,7 @@ def test_without_compile_there_is_nothing_to_warm_up(tiny_generator):
 
 def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_path):
     from app import create_app
+    from studio import studio_of
     from fakes import FakeGenerator, Warming
     from helpers import wait_for, wait_until
 
@@ -216,7 +218,7 @@ def test_the_worker_compiles_when_idle_and_a_board_waits_for_one_graph_only(tmp_
         assert client.get("/api/health").get_json()["warm_up"] is None
     finally:
         generator.go.set()
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def test_the_warm_up_eta_is_the_pace_so_far_times_what_is_left():
@@ -256,7 +258,7 @@ def test_without_the_fp16_fix_vae_auto_falls_back_to_sdxls_own(tiny_settings_fac
     cache = tmp_path / "cache"
     shutil.copytree(hf_cache, cache)
     shutil.rmtree(cache / "models--madebyollin--sdxl-vae-fp16-fix")
-    caplog.set_level("INFO", logger="local_image_generator")
+    caplog.set_level("INFO", logger="model_loading")
     generator = StoryboardGenerator.load(tiny_settings_factory(precision="fp16", hf_cache_dir=str(cache)))
     assert "stable-diffusion-xl-base-1.0" in generator.pipe.vae.config._name_or_path
     assert "fp16-fix VAE is not available" in caplog.text

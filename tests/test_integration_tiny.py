@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from app import create_app
+from studio import studio_of
 from helpers import png_bytes, wait_for
 
 
@@ -13,7 +14,7 @@ from helpers import png_bytes, wait_for
 def app(tiny_settings_factory):
     app = create_app(tiny_settings_factory(identity_scoring=True))
     yield app
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_progress_counts_the_reference_and_only_moves_forward(client, app):
     answer = client.post("/api/storyboards", json={"story": "One.\nTwo.\nThree.", "preset": "ultra_fast", "seed": 5})
     board_id = answer.get_json()["id"]
     wait_for(client, board_id, timeout=120)
-    events = app.extensions["studio"]["hub"].wait(board_id, 0, timeout=0)
+    events = studio_of(app).hub.wait(board_id, 0, timeout=0)
     progress = [data for _, kind, data in events if kind == "progress"]
     fractions = [p["fraction"] for p in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -116,4 +117,4 @@ def test_a_six_panel_story_with_two_named_characters_end_to_end(tiny_settings_fa
         archive = zipfile.ZipFile(io.BytesIO(client.get(board["export"]["zip"]).data))
         assert {"reference-1.png", "reference-2.png", "panel-06.png"} <= set(archive.namelist())
     finally:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()

@@ -195,8 +195,8 @@ def test_the_identity_adapter_survives_the_lora_whichever_loads_first(make, pres
 def test_cancel_stops_mid_storyboard_and_the_next_board_is_right(lightning, presets):
     cancel, finished = threading.Event(), []
 
-    def progress(index, step, steps):
-        if index == 2 and step == 1:
+    def progress(job, step, steps):
+        if job.index == 2 and step == 1:
             cancel.set()
 
     expected = lightning.generate(request(presets[0], count=1))
@@ -209,7 +209,7 @@ def test_cancel_stops_mid_storyboard_and_the_next_board_is_right(lightning, pres
 
 def test_progress_counts_the_lightning_steps(lightning, presets):
     seen = []
-    lightning.generate(request(presets[0], count=1), on_progress=lambda *a: seen.append(a))
+    lightning.generate(request(presets[0], count=1), on_progress=lambda job, *a: seen.append((job.index, *a)))
     assert seen == [(1, 1, 4), (1, 2, 4), (1, 3, 4), (1, 4, 4)]
 
 

@@ -4,6 +4,7 @@ loading message (which the document describes and the page shows)."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -178,6 +179,31 @@ def test_board_fields_are_documented(client, document):
     assert all(set(frame) <= set(schemas["Frame"]["properties"]) for frame in board["frames"])
     summaries = client.get("/api/storyboards").get_json()["storyboards"]
     assert summaries and all(set(s) <= set(schemas["StoryboardSummary"]["properties"]) for s in summaries)
+
+
+def documented_template(document, url: str) -> str | None:
+    """The document's path of which ``url`` (a link in an answer) is one, or None."""
+    path = urlsplit(url).path
+    for template in document["paths"]:
+        if re.fullmatch("[^/]+".join(re.escape(part) for part in re.split(r"{\w+}", template)), path):
+            return template
+    return None
+
+
+def test_every_link_in_an_answer_is_documented(client, document):
+    """The page builds no URL past the entry points: what the answers link to is the API's."""
+    created = client.post("/api/storyboards", json={"story": "A girl finds a map.\nShe climbs."}).get_json()
+    board = client.get(created["links"]["self"]).get_json()
+    summary = client.get("/api/storyboards").get_json()["storyboards"][0]
+    schemas = document["components"]["schemas"]
+    for answer, schema in [(created, "Storyboard"), (board, "Storyboard"), (summary, "StoryboardSummary"),
+                           *((frame, "Frame") for frame in board["frames"])]:
+        assert set(answer["links"]) == set(schemas[schema]["properties"]["links"]["properties"])
+        urls = [*answer["links"].values(), *answer.get("export", {}).values()]
+        assert [url for url in urls if documented_template(document, url) is None] == []
+    assert board["id"] == created["id"] == summary["id"]
+    assert documented_template(document, board["frames"][1]["links"]["regenerate"]).endswith("/frames/{n}/regenerate")
+    assert board["frames"][1]["links"]["regenerate"].split("/")[-2] == "2"  # by position, as the route takes it
 
 
 def test_an_error_has_the_documented_shape(client):

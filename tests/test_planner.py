@@ -11,8 +11,6 @@ from planner import (
     SOURCE_BUILT_IN,
     SOURCE_FALLBACK,
     SOURCE_LLM,
-    CastMember,
-    PlannedPanel,
     PlannerUnavailable,
     PlanRejected,
     Reply,
@@ -20,13 +18,14 @@ from planner import (
     plan_premise,
     planner_messages,
     request_format,
-    validated_cast,
     validated_panels,
 )
-from prompt_enhancer import SHOT_TYPES, StoryError, shot_for
+from board_params import MAX_CHARACTERS, Character, read_cast
+from errors import InputError
+from prompt_enhancer import SHOT_TYPES, PanelPlan, shot_for
 
 PREMISE = "A girl finds a map. She climbs the hill. A storm breaks."
-CAST = (CastMember("Mara", "young woman, green eyes"), CastMember("Ilya", "old man, grey beard"))
+CAST = (Character("Mara", "young woman, green eyes"), Character("Ilya", "old man, grey beard"))
 
 
 class ScriptedChat:
@@ -75,7 +74,7 @@ def test_a_valid_answer_is_the_plan():
     chat = ScriptedChat(answer(3, cast=["mara"]))
     plan = plan_premise(PREMISE, 3, CAST, client=chat)
     assert plan.source == SOURCE_LLM and plan.notices == () and len(chat.calls) == 1
-    assert plan.panels[0] == PlannedPanel("Panel 1 of the story.", "A hillside at dawn, moment 1.", "establishing shot",
+    assert plan.panels[0] == PanelPlan("Panel 1 of the story.", "A hillside at dawn, moment 1.", "establishing shot",
                                           ("Mara",))  # the name as the cast spells it
 
 
@@ -111,7 +110,7 @@ def test_a_cut_off_answer_says_so_in_the_retry():
 
 def test_a_fallback_the_splitter_cannot_plan_either_names_the_premise():
     chat = ScriptedChat(PlannerUnavailable("down"))
-    with pytest.raises(StoryError) as caught:
+    with pytest.raises(InputError) as caught:
         plan_premise("\n".join(f"Line {i}." for i in range(12)), 8, client=chat)
     assert caught.value.field == "premise" and "down" in str(caught.value)
 
@@ -210,10 +209,10 @@ def test_whitespace_is_tidied_and_shots_are_read_in_any_case():
 
 
 def test_edited_panels_default_scene_to_caption_and_shot_to_position():
-    panels = validated_panels([{"caption": "A girl finds a map."}, {"caption": "Rain.", "scene": "heavy rain",
-                                                                     "shot": "Close-Up"}], 8)
-    assert panels == (PlannedPanel("A girl finds a map.", "A girl finds a map.", "establishing shot"),
-                      PlannedPanel("Rain.", "heavy rain", "close-up"))
+    plan = validated_panels([{"caption": "A girl finds a map."}, {"caption": "Rain.", "scene": "heavy rain",
+                                                                   "shot": "Close-Up"}], (), 8)
+    assert plan.panels == (PanelPlan("A girl finds a map.", "A girl finds a map.", "establishing shot"),
+                      PanelPlan("Rain.", "heavy rain", "close-up"))
 
 
 @pytest.mark.parametrize("raw,field", [
@@ -229,21 +228,32 @@ def test_edited_panels_default_scene_to_caption_and_shot_to_position():
     ([{"caption": "x", "cast": "Mara"}], "panels[0].cast"),
 ])
 def test_a_bad_edited_panel_names_its_field(raw, field):
-    with pytest.raises(StoryError) as caught:
-        validated_panels(raw, 8)
+    with pytest.raises(InputError) as caught:
+        validated_panels(raw, CAST, 8)
     assert caught.value.field == field
 
 
-def test_edited_panels_check_names_against_a_cast_when_given():
-    assert validated_panels([{"caption": "x", "cast": ["ilya"]}], 8, CAST)[0].cast == ("Ilya",)
-    assert validated_panels([{"caption": "x", "cast": ["Anyone"]}], 8)[0].cast == ("Anyone",)
-    with pytest.raises(StoryError, match="not in the cast"):
-        validated_panels([{"caption": "x", "cast": ["Bob"]}], 8, CAST)
+def test_edited_panels_check_names_against_the_cast():
+    assert validated_panels([{"caption": "x", "cast": ["ilya", "MARA"]}], CAST, 8).panels[0].cast == ("Mara", "Ilya")
+    with pytest.raises(InputError, match="not in the cast"):
+        validated_panels([{"caption": "x", "cast": ["Bob"]}], CAST, 8)
+
+
+def test_an_edited_panels_cast_is_by_default_who_its_words_name():
+    plan = validated_panels([{"caption": "Rain.", "scene": "Ilya waits"}, {"caption": "Rain.", "cast": []}], CAST, 8)
+    assert [p.cast for p in plan.panels] == [("Ilya",), ()]
+    unnamed = (Character("", "red hair"),)  # a plan made without a cast says [] for the one character: it is in it
+    assert validated_panels([{"caption": "Rain.", "cast": []}], unnamed, 8).panels[0].cast == ("",)
+
+
+def test_edited_scenes_not_in_english_are_noticed():
+    assert validated_panels([{"caption": "x", "scene": "Мара бежит"}], CAST, 8).notices[0].startswith(
+        "This story is not in English")
 
 
 @pytest.mark.parametrize("raw,field", [
     ("Mara", "characters"),
-    ([{"name": "x"}] * 9, "characters"),
+    ([{"name": f"C{i}"} for i in range(MAX_CHARACTERS + 1)], "characters"),
     (["Mara"], "characters[0]"),
     ([{"traits": "tall"}], "characters[0].name"),
     ([{"name": "Mara"}, {"name": "n" * 61}], "characters[1].name"),
@@ -251,15 +261,15 @@ def test_edited_panels_check_names_against_a_cast_when_given():
     ([{"name": "Mara"}, {"name": "mara"}], "characters[1].name"),
 ])
 def test_a_bad_character_names_its_field(raw, field):
-    with pytest.raises(StoryError) as caught:
-        validated_cast(raw)
+    with pytest.raises(InputError) as caught:
+        read_cast(raw, planning=True)
     assert caught.value.field == field
 
 
-def test_characters_are_read():
-    assert validated_cast([{"name": " Mara ", "traits": "green eyes"}, {"name": "Ilya"}]) == (
-        CastMember("Mara", "green eyes"), CastMember("Ilya", ""))
-    assert validated_cast(None) == ()
+def test_a_plans_characters_are_read_as_a_boards_without_needing_traits():
+    assert read_cast([{"name": " Mara ", "traits": "green eyes"}, {"name": "Ilya"}], planning=True) == (
+        Character("Mara", "green eyes"), Character("Ilya", ""))
+    assert read_cast(None, planning=True) == read_cast([], planning=True) == ()
 
 
 # --- Settings ------------------------------------------------------------------------------

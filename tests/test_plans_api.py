@@ -8,9 +8,6 @@ import time
 
 import pytest
 
-from app import create_app
-from config import load_settings
-from fakes import FakeGenerator
 from helpers import wait_for
 from llm_standin import (
     json_answer,
@@ -29,21 +26,15 @@ CAST = [{"name": "Mara", "traits": "young woman, green eyes"}]
 
 
 @pytest.fixture
-def studio(tmp_path, llm_server):
+def studio(make_app, llm_server):
     """make(key=KEY, **settings) -> a test client whose planner is the stand-in."""
-    apps = []
 
     def make(key=KEY, **overrides):
-        values = {"data_dir": str(tmp_path / f"data{len(apps)}"), "model": "tiny", "identity_scoring": False,
-                  "planner_url": llm_server.url, "planner_model": "stand-in-7b", "planner_timeout_s": 5}
-        values.update(overrides)
-        settings = load_settings({"STORYBOARD_PLANNER_API_KEY": key} if key else {}, values)
-        apps.append(create_app(settings, load_generator=FakeGenerator))
-        return apps[-1].test_client()
+        values = {"planner_url": llm_server.url, "planner_model": "stand-in-7b", "planner_timeout_s": 5, **overrides}
+        env = {"STORYBOARD_PLANNER_API_KEY": key} if key else {}
+        return make_app(env=env, **values).test_client()
 
-    yield make
-    for app in apps:
-        app.extensions["studio"]["worker"].stop()
+    return make
 
 
 def plan(client, premise=PREMISE, **fields):
@@ -214,6 +205,15 @@ def test_the_planner_is_described_without_its_key(studio, llm_server):
 def test_bad_input_names_the_field(studio, llm_server, body, field):
     response = studio().post("/api/plans", json=body)
     assert response.status_code == 400 and response.get_json()["field"] == field
+    assert llm_server.requests == []
+
+
+def test_a_plan_is_refused_a_larger_cast_than_a_board_takes(studio, llm_server):
+    client = studio()
+    most = client.get("/api/presets").get_json()["max_characters"]
+    cast = [{"name": f"C{i}", "traits": "tall"} for i in range(most + 1)]
+    response = plan(client, characters=cast)
+    assert response.status_code == 400 and response.get_json()["field"] == "characters"
     assert llm_server.requests == []
 
 

@@ -13,16 +13,14 @@ from config import CHARACTER_TRAITS, NEGATIVE_PROMPT, STYLE
 from prompt_enhancer import (
     SHOT_TYPES,
     PanelPlan,
-    StoryError,
     build_prompt,
-    build_prompts,
     plan_story,
     portrait_prompt,
     shot_for,
     split_sentences,
     split_story,
-    traits_budget_warning,
 )
+from errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +53,7 @@ def count_tokens(tmp_path_factory):
 
 
 def prompt_for(caption: str, count_tokens, character: str = CHARACTER_TRAITS):
-    return build_prompt(PanelPlan(2, caption, "medium shot"), character, STYLE, NEGATIVE_PROMPT, count_tokens)
+    return build_prompt(PanelPlan(caption, caption, "medium shot"), character, STYLE, NEGATIVE_PROMPT, count_tokens)
 
 
 # --- Lines -------------------------------------------------------------------------------
@@ -80,13 +78,16 @@ def test_lines_win_over_frames():
 
 
 def test_more_lines_than_max_frames_is_a_story_error():
-    with pytest.raises(StoryError) as err:
+    with pytest.raises(InputError) as err:
         split_story("\n".join(f"Panel text {i}" for i in range(9)))
     assert err.value.field == "story" and "9 lines" in str(err.value)
 
 
-def test_panels_are_numbered_from_one():
-    assert [p.index for p in split_story("a b\nc d\ne f")] == [1, 2, 3]
+def test_the_splitters_scene_is_the_caption_and_its_cast_who_the_words_name():
+    plan = plan_story("Mara wakes.\nIlya calls her.\nRain.", names=("Mara", "Ilya"))
+    assert [(p.caption, p.scene) for p in plan.panels][0] == ("Mara wakes.", "Mara wakes.")
+    assert [p.cast for p in plan.panels] == [("Mara",), ("Ilya",), ("Mara",)]  # no one named: the lead
+    assert plan.source == "built-in" and plan_story("Rain.\nSun.").panels[0].cast == ()
 
 
 # --- Paragraphs --------------------------------------------------------------------------
@@ -204,26 +205,22 @@ def test_russian_dialogue_dash_is_not_stripped_as_a_list_marker():
 
 @pytest.mark.parametrize("story", ["", "   \n\t \n"])
 def test_empty_story_is_a_story_error(story):
-    with pytest.raises(StoryError) as err:
+    with pytest.raises(InputError) as err:
         split_story(story)
     assert err.value.field == "story"
 
 
 @pytest.mark.parametrize("frames", [0, 9, -1, True, "many"])
 def test_frames_outside_range_is_a_frames_error(frames):
-    with pytest.raises(StoryError) as err:
+    with pytest.raises(InputError) as err:
         split_story(SIX_SENTENCES, frames=frames)
     assert err.value.field == "frames"
 
 
 def test_frames_are_checked_even_when_lines_win():
-    with pytest.raises(StoryError) as err:
+    with pytest.raises(InputError) as err:
         split_story("One.\nTwo.", frames=9)
     assert err.value.field == "frames"
-
-
-def test_story_error_is_a_value_error():
-    assert issubclass(StoryError, ValueError)
 
 
 # --- Shots -------------------------------------------------------------------------------
@@ -332,38 +329,27 @@ def test_traits_over_budget_are_kept_whole(count_tokens):
 
 
 def test_negative_prompt_is_returned_stripped(count_tokens):
-    plan = PanelPlan(1, "x y", "wide shot")
+    plan = PanelPlan("x y", "x y", "wide shot")
     p = build_prompt(plan, CHARACTER_TRAITS, STYLE, f"  {NEGATIVE_PROMPT}\n", count_tokens)
     assert p.negative_prompt == NEGATIVE_PROMPT
 
 
-def test_build_prompts_keeps_panel_order_and_fields(count_tokens):
-    plans = split_story(SIX_SENTENCES)
-    prompts = build_prompts(plans, CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
-    assert [(p.index, p.caption, p.shot) for p in prompts] == [(p.index, p.caption, p.shot) for p in plans]
+def test_the_prompt_describes_the_scene_and_keeps_the_caption(count_tokens):
+    p = build_prompt(PanelPlan("Мара бежит.", "Mara runs", "wide shot"), CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT,
+                     count_tokens)
+    assert (p.caption, p.shot) == ("Мара бежит.", "wide shot") and "Mara runs, wide shot" in p.prompt
 
 
 def test_every_default_panel_fits(count_tokens):
-    prompts = build_prompts(split_story(SIX_SENTENCES), CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
+    prompts = [build_prompt(plan, CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
+               for plan in split_story(SIX_SENTENCES)]
     assert all(p.tokens <= 77 for p in prompts)
 
 
 def test_portrait_prompt_is_a_front_facing_reference(count_tokens):
     p = portrait_prompt(CHARACTER_TRAITS, STYLE, NEGATIVE_PROMPT, count_tokens)
-    assert (p.index, p.caption) == (0, "Character reference")
+    assert p.caption == "Character reference"
     assert p.prompt.startswith(CHARACTER_TRAITS + ", portrait, front view, head and shoulders")
-
-
-def test_traits_budget_warning_is_silent_for_the_default_traits(count_tokens):
-    assert traits_budget_warning(CHARACTER_TRAITS, count_tokens) is None
-
-
-def test_traits_budget_warning_names_the_token_count(count_tokens):
-    traits = ", ".join(["tall young woman with a round freckled face"] * 7)
-    assert f"uses {count_tokens(traits)} of 77 tokens" in traits_budget_warning(traits, count_tokens)
-
-
-# --- Import ------------------------------------------------------------------------------
 
 
 def test_import_pulls_in_no_heavy_modules():
@@ -393,7 +379,7 @@ ILYA = "old man, square face, grey beard, bushy eyebrows, navy wool coat, leathe
 
 
 def cast_prompt(caption: str, count_tokens, *traits: str):
-    return build_prompt(PanelPlan(2, caption, "medium shot"), traits, STYLE, NEGATIVE_PROMPT, count_tokens)
+    return build_prompt(PanelPlan(caption, caption, "medium shot"), traits, STYLE, NEGATIVE_PROMPT, count_tokens)
 
 
 @pytest.mark.parametrize("text,name,expected", [

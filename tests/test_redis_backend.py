@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from studio import studio_of
 from config import load_settings
-from helpers import wait_for, wait_until
+from helpers import post_board, wait_for, wait_until
 from bench.local_redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +105,7 @@ def studio(redis_server, tmp_path):
 
     yield make
     for app in apps:
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
 
 
 def live_workers(client, count: int) -> list[dict]:
@@ -113,8 +114,7 @@ def live_workers(client, count: int) -> list[dict]:
 
 
 def post(client, story=EIGHT, preset="quality"):
-    answer = client.post("/api/storyboards", json={"story": story, "preset": preset, "seed": 3,
-                                                   "identity_lock": False, "aspect": "1:1"})
+    answer = post_board(client, story, preset=preset, seed=3, identity_lock=False, aspect="1:1")
     assert answer.status_code == 202, answer.get_json()
     return answer.get_json()["id"]
 
@@ -150,7 +150,7 @@ def rq_worker_name(redis_server, app, board_id) -> str:
 
     from redis_backend import rq_job_id
 
-    job = app.extensions["studio"]["store"].jobs(board_id)[-1]
+    job = studio_of(app).store.jobs(board_id)[-1]
     return Job.fetch(rq_job_id(job), connection=redis_server.client()).worker_name
 
 
@@ -169,7 +169,7 @@ def test_a_worker_killed_mid_board_is_taken_over_and_no_panel_is_lost_or_drawn_t
         workers.thaw()
     board = wait_for(client, board_id, timeout=180)
     assert board["status"] == "done", (board, workers.log(drawing))
-    versions = [app.extensions["studio"]["store"].board(board_id)["frames"][i]["version"] for i in range(8)]
+    versions = [studio_of(app).store.board(board_id)["frames"][i]["version"] for i in range(8)]
     assert versions == [1] * 8  # every panel saved once: none lost, none drawn twice
 
 
@@ -177,12 +177,11 @@ def test_a_studio_restarted_mid_board_loses_nothing(studio, workers, tmp_path):
     first = studio(tmp_path / "data")
     client = first.test_client()
     board_id = board_under_way(client, workers, 1)
-    first.extensions["studio"]["worker"].stop()  # the studio goes; the worker draws on
-    first.extensions["studio"]["store"].close()
+    studio_of(first).close()  # the studio goes; the worker draws on
     second = studio(tmp_path / "data")
     board = wait_for(second.test_client(), board_id, timeout=180)
     assert board["status"] == "done" and [f["status"] for f in board["frames"]] == ["done"] * 8
-    versions = [f["version"] for f in second.extensions["studio"]["store"].board(board_id)["frames"]]
+    versions = [f["version"] for f in studio_of(second).store.board(board_id)["frames"]]
     assert versions == [1] * 8
 
 
@@ -200,7 +199,7 @@ def test_cancel_and_resume_across_processes(studio, workers):
     kept = {f["id"] for f in board["frames"] if f["status"] == "done"}
     assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
     board = wait_for(client, board_id, ("done",), timeout=180)
-    versions = {f["id"]: f["version"] for f in app.extensions["studio"]["store"].board(board_id)["frames"]}
+    versions = {f["id"]: f["version"] for f in studio_of(app).store.board(board_id)["frames"]}
     assert all(versions[i] == 1 for i in kept)  # panels finished before the cancel were not redrawn
 
 
@@ -255,11 +254,11 @@ def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_
     app = studio()
     client = app.test_client()
     board_id = post(client, "One.\nTwo.")
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
     redis = redis_server.client()
     rq_job = Job.fetch(rq_job_id(job), connection=redis, serializer=JSONSerializer)
-    queue = app.extensions["studio"]["worker"].queue
+    queue = studio_of(app).backend.queue
     queue.remove(rq_job)
     queue.failed_job_registry.add(rq_job, ttl=600, exc_string="AbandonedJobError")
     board = wait_for(client, board_id, timeout=60)
@@ -295,14 +294,15 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
 def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studio, redis_server):
     import threading
 
+    from backend import ModelState
     from fakes import FakeGenerator, Warming
-    from redis_backend import WorkerContext, make_worker
+    from redis_backend import StudioWorker
 
     generator = Warming(FakeGenerator(), graphs=3, hold=2)
     settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
-    context = WorkerContext(redis_server.client(), settings, lambda: generator, None, "warming-test", "cpu")
-    context.ensure_generator()  # as a first job does: the graphs are planned, not compiled
-    assert generator.log == [] and context.model_state == "warming_up"
+    worker = StudioWorker(redis_server.client(), settings, lambda: generator, None, "warming-test", "cpu")
+    worker.host.ensure()  # as a first job does: the graphs are planned, not compiled
+    assert generator.log == [] and worker.host.state == ModelState.WARMING_UP
     client = studio().test_client()
     seen = {}
 
@@ -314,7 +314,7 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
     looker = threading.Thread(target=look_while_held)
     looker.start()
     try:
-        make_worker(context).work(burst=True, logging_level="WARNING")  # the queue is empty: it compiles
+        worker.work(burst=True, logging_level="WARNING")  # the queue is empty: it compiles
     finally:
         generator.go.set()
         looker.join(60)
@@ -322,4 +322,31 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
     warming = seen["warming-test"]
     assert warming["model"] == "warming_up" and warming["warm_up"]["done"] == 1 and warming["warm_up"]["of"] == 3
     assert isinstance(warming["warm_up"]["eta_s"], int)
-    assert generator.log == ["compile"] * 3 and context.model_state == "ready" and context.warm_up is None
+    assert generator.log == ["compile"] * 3 and worker.host.state == ModelState.READY and worker.host.warm_up is None
+
+
+def test_a_stop_asked_for_during_a_compile_stops_the_worker_after_that_graph(redis_server):
+    import signal
+
+    from fakes import FakeGenerator, Warming
+    from redis_backend import StudioWorker
+
+    generator = Warming(FakeGenerator(), graphs=3, hold=0)
+    settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
+    worker = StudioWorker(redis_server.client(), settings, lambda: generator, None, "stopping-test", "cpu")
+    compile_one = generator.warm_up_next
+
+    def signal_lands_mid_compile():
+        compile_one()
+        worker.request_stop(signal.SIGTERM, None)  # what RQ's handler does: raises StopRequested here
+
+    generator.warm_up_next = signal_lands_mid_compile
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.host.ensure()
+        worker.work(burst=True, logging_level="WARNING")
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        redis_server.client().delete("sb:worker:stopping-test")
+    assert generator.log == ["compile"]  # the warm-up swallowed RQ's StopRequested; the worker stopped anyway

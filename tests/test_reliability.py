@@ -4,6 +4,7 @@ The full disk is real (a small tmpfs, mounted where the machine allows it); the 
 the app in-process with the fake generator, or the studio's own server on loopback.
 """
 
+import functools
 import io
 import json
 import os
@@ -18,13 +19,13 @@ import pytest
 
 import app as app_module
 from app import create_app
+from studio import studio_of
 from config import load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
-from helpers import png_bytes, wait_for
+from helpers import png_bytes, post_board, wait_for
 from storage import DatabaseDamaged
 
-STORY = "A girl finds a map.\nShe climbs the hill.\nA storm breaks."
 
 
 def settings_for(data_dir, **overrides):
@@ -33,26 +34,7 @@ def settings_for(data_dir, **overrides):
     return load_settings({}, values)
 
 
-@pytest.fixture
-def studio(tmp_path):
-    """make(generator=None, **settings) -> an app on its own data dir; workers stopped after."""
-    apps = []
-
-    def make(generator=None, data_dir=None, start_worker=True, **overrides):
-        data_dir = data_dir or tmp_path / f"data-{len(apps)}"
-        generator = generator or FakeGenerator()
-        app = create_app(settings_for(data_dir, **overrides), load_generator=lambda: generator,
-                         start_worker=start_worker)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["studio"]["worker"].stop()
-
-
-def post(client, story=STORY, **fields):
-    return client.post("/api/storyboards", json={"story": story, "seed": 7, "identity_lock": False, **fields})
+post = functools.partial(post_board, identity_lock=False)
 
 
 @pytest.fixture
@@ -61,7 +43,7 @@ def serve():
     servers = []
 
     def start(app):
-        server = app_module.make_server(app, app.extensions["studio"]["settings"], port=0)
+        server = app_module.make_server(app, studio_of(app).settings, port=0)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append((server, thread))
@@ -101,10 +83,10 @@ def fill(folder) -> object:
     return filler
 
 
-def test_a_full_disk_fails_the_board_keeps_the_worker_and_recovers(studio, small_disk):
+def test_a_full_disk_fails_the_board_keeps_the_worker_and_recovers(make_app, small_disk):
     generator = FakeGenerator()
     generator.pause_at = (2, 1)  # panel 1 saved, panel 2 started
-    app = studio(generator, data_dir=small_disk / "data")
+    app = make_app(generator, data_dir=small_disk / "data")
     client = app.test_client()
     board_id = post(client).get_json()["id"]
     assert generator.paused.wait(30)
@@ -133,10 +115,10 @@ def test_a_full_disk_fails_the_board_keeps_the_worker_and_recovers(studio, small
 # --- 2. Every path that adds work counts against the queue limit -------------------------
 
 
-def test_resume_counts_against_the_queue_limit(studio):
+def test_resume_counts_against_the_queue_limit(make_app):
     generator = FakeGenerator()
     generator.release.clear()
-    app = studio(generator, queue_limit=1)
+    app = make_app(generator, queue_limit=1)
     client = app.test_client()
     running = post(client).get_json()["id"]
     wait_for(client, running, ("running",))
@@ -150,9 +132,9 @@ def test_resume_counts_against_the_queue_limit(studio):
     assert client.get(f"/api/storyboards/{parked}").get_json()["status"] == "canceled"
 
 
-def test_redraw_counts_against_the_queue_limit_in_the_same_transaction(studio):
+def test_redraw_counts_against_the_queue_limit_in_the_same_transaction(make_app):
     generator = FakeGenerator()
-    app = studio(generator, queue_limit=1)
+    app = make_app(generator, queue_limit=1)
     client = app.test_client()
     done = post(client).get_json()["id"]
     wait_for(client, done)
@@ -181,18 +163,18 @@ def canceled_after_panel_one(client, generator):
     return board_id
 
 
-def test_redrawing_one_panel_of_a_canceled_board_does_not_make_it_done(studio):
+def test_redrawing_one_panel_of_a_canceled_board_does_not_make_it_done(make_app):
     generator = FakeGenerator()
-    client = studio(generator).test_client()
+    client = make_app(generator).test_client()
     board_id = canceled_after_panel_one(client, generator)
     client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={})
     board = wait_for(client, board_id, ("canceled", "done"))
     assert board["status"] == "canceled" and board["frames"][2]["status"] == "pending"
 
 
-def test_redrawing_two_panels_in_quick_succession_then_the_last_makes_it_done(studio):
+def test_redrawing_two_panels_in_quick_succession_then_the_last_makes_it_done(make_app):
     generator = FakeGenerator()
-    client = studio(generator).test_client()
+    client = make_app(generator).test_client()
     board_id = canceled_after_panel_one(client, generator)
     generator.release.clear()  # both redraws are queued before either is drawn
     assert client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={}).status_code == 202
@@ -203,9 +185,9 @@ def test_redrawing_two_panels_in_quick_succession_then_the_last_makes_it_done(st
     assert [f["status"] for f in board["frames"]] == ["done"] * 3
 
 
-def test_canceling_a_queued_redraw_of_a_finished_panel_keeps_the_board_done(studio):
+def test_canceling_a_queued_redraw_of_a_finished_panel_keeps_the_board_done(make_app):
     generator = FakeGenerator()
-    app = studio(generator)
+    app = make_app(generator)
     client = app.test_client()
     board_id = post(client).get_json()["id"]
     image_url = wait_for(client, board_id)["frames"][1]["image_url"]
@@ -223,16 +205,16 @@ def test_canceling_a_queued_redraw_of_a_finished_panel_keeps_the_board_done(stud
 # --- 4. Framing and sniffing -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/app.js", "/api/nope"])
-def test_every_response_refuses_framing_and_sniffing(studio, path):
-    answer = studio(start_worker=False).test_client().get(path)
+@pytest.mark.parametrize("path", ["/", "/api/health", "/api/storyboards", "/static/js/main.js", "/api/nope"])
+def test_every_response_refuses_framing_and_sniffing(make_app, path):
+    answer = make_app(start_worker=False).test_client().get(path)
     csp = answer.headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp and "default-src 'self'" in csp
     assert answer.headers["X-Frame-Options"] == "DENY" and answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_the_page_has_no_inline_script_or_handler_the_policy_would_block(studio):
-    html = studio(start_worker=False).test_client().get("/").get_data(as_text=True)
+def test_the_page_has_no_inline_script_or_handler_the_policy_would_block(make_app):
+    html = make_app(start_worker=False).test_client().get("/").get_data(as_text=True)
     assert "<script>" not in html and " onclick=" not in html and " style=" not in html
 
 
@@ -248,22 +230,22 @@ DEEP = "[" * 100000 + "]" * 100000
     ("PUT", "/api/storyboards/{id}/order"),
     ("POST", "/api/plans"),
 ])
-def test_deeply_nested_json_is_a_400_on_every_json_route(studio, method, path):
-    client = studio().test_client()
+def test_deeply_nested_json_is_a_400_on_every_json_route(make_app, method, path):
+    client = make_app().test_client()
     board_id = post(client).get_json()["id"]
     answer = client.open(path.format(id=board_id), method=method, data=DEEP, content_type="application/json")
     assert answer.status_code == 400 and answer.get_json()["field"] == "body"
 
 
-def test_a_lone_surrogate_is_a_400_naming_the_field(studio):
-    client = studio().test_client()
+def test_a_lone_surrogate_is_a_400_naming_the_field(make_app):
+    client = make_app().test_client()
     body = '{"story": "A girl finds a map.", "character": "red hair \\ud800"}'
     answer = client.post("/api/storyboards", data=body, content_type="application/json")
     assert answer.status_code == 400 and answer.get_json()["field"] == "character"
 
 
-def test_bytes_that_are_not_utf8_are_a_400(studio):
-    answer = studio().test_client().post("/api/storyboards", data=b'{"story": "\xff\xfe"}',
+def test_bytes_that_are_not_utf8_are_a_400(make_app):
+    answer = make_app().test_client().post("/api/storyboards", data=b'{"story": "\xff\xfe"}',
                                          content_type="application/json")
     assert answer.status_code == 400 and answer.get_json()["field"] == "body"
 
@@ -278,17 +260,17 @@ def raw_request(port, head: bytes, body: bytes = b"") -> bytes:
     return data
 
 
-def test_conflicting_duplicate_content_lengths_are_a_400(studio, serve):
-    port = serve(studio())
+def test_conflicting_duplicate_content_lengths_are_a_400(make_app, serve):
+    port = serve(make_app())
     body = b'{"story": "A map."}'
     head = (b"POST /api/storyboards HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\nContent-Length: 5\r\nConnection: close\r\n\r\n" % len(body))
     assert raw_request(port, head, body).split(b"\r\n", 1)[0].split()[1] == b"400"
 
 
-def test_a_failed_insert_leaves_no_board_folder(studio, monkeypatch):
-    app = studio()
-    store = app.extensions["studio"]["store"]
+def test_a_failed_insert_leaves_no_board_folder(make_app, monkeypatch):
+    app = make_app()
+    store = studio_of(app).store
 
     def broken(*args, **kwargs):
         raise sqlite3.OperationalError("simulated failure inside the insert")
@@ -299,27 +281,27 @@ def test_a_failed_insert_leaves_no_board_folder(studio, monkeypatch):
     assert list((store.root / "boards").iterdir()) == []
 
 
-def test_orphaned_board_folders_are_removed_at_start(tmp_path, studio):
+def test_orphaned_board_folders_are_removed_at_start(tmp_path, make_app):
     orphan = tmp_path / "data" / "boards" / "0123456789ab"
     orphan.mkdir(parents=True)
     (orphan / "reference.png").write_bytes(png_bytes())
     keep = tmp_path / "data" / "boards" / "notes.txt"  # not a board folder: not ours to remove
     keep.write_text("mine")
-    studio(data_dir=tmp_path / "data", start_worker=False)
+    make_app(data_dir=tmp_path / "data", start_worker=False)
     assert not orphan.exists() and keep.exists()
 
 
 # --- 6. Weaker answers --------------------------------------------------------------------
 
 
-def test_an_empty_upload_is_a_400(studio):
+def test_an_empty_upload_is_a_400(make_app):
     form = {"story": "A face.", "reference": (io.BytesIO(b""), "face.png")}
-    answer = studio().test_client().post("/api/storyboards", data=form)
+    answer = make_app().test_client().post("/api/storyboards", data=form)
     assert answer.status_code == 400 and answer.get_json()["field"] == "reference"
 
 
-def test_control_characters_never_reach_prompts_or_metadata(studio):
-    client = studio().test_client()
+def test_control_characters_never_reach_prompts_or_metadata(make_app):
+    client = make_app().test_client()
     board_id = post(client, story="A girl\x00 finds\x1b a map.\nShe\x07 climbs.",
                     character="red\x00 hair\x08").get_json()["id"]
     board = wait_for(client, board_id)
@@ -330,17 +312,17 @@ def test_control_characters_never_reach_prompts_or_metadata(studio):
     assert "\x00" not in json.dumps(meta) and meta["caption"] == "A girl finds a map."
 
 
-def test_too_many_form_parts_says_so_not_too_large(studio):
+def test_too_many_form_parts_says_so_not_too_large(make_app):
     fields = {f"f{i}": "x" for i in range(1200)}
     form = {"story": "A map.", **fields, "reference": (io.BytesIO(png_bytes()), "face.png")}  # multipart
-    answer = studio().test_client().post("/api/storyboards", data=form)
+    answer = make_app().test_client().post("/api/storyboards", data=form)
     assert answer.status_code == 400 and "too many parts" in answer.get_json()["error"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_a_damaged_database_file_is_named_and_never_overwritten(tmp_path, studio, damage):
+def test_a_damaged_database_file_is_named_and_never_overwritten(tmp_path, make_app, damage):
     data = tmp_path / "data"
-    studio(data_dir=data, start_worker=False).extensions["studio"]["store"].close()
+    studio_of(make_app(data_dir=data, start_worker=False)).store.close()
     db = data / "studio.sqlite3"
     original = db.read_bytes()
     db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else original[:len(original) // 3 + 1])
@@ -351,14 +333,13 @@ def test_a_damaged_database_file_is_named_and_never_overwritten(tmp_path, studio
     assert db.read_bytes() == before
 
 
-def test_random_damage_inside_the_database_is_found_at_start(tmp_path, studio):
+def test_random_damage_inside_the_database_is_found_at_start(tmp_path, make_app):
     data = tmp_path / "data"
-    app = studio(data_dir=data)
+    app = make_app(data_dir=data)
     client = app.test_client()
     for i in range(30):
         post(client, story="\n".join(f"Board {i} panel {j} " + "words " * 40 for j in range(8)))
-    app.extensions["studio"]["worker"].stop()
-    app.extensions["studio"]["store"].close()
+    studio_of(app).close()
     db = data / "studio.sqlite3"
     for suffix in ("-wal", "-shm"):
         (data / f"studio.sqlite3{suffix}").unlink(missing_ok=True)
@@ -379,13 +360,13 @@ def test_main_says_which_file_is_damaged_and_exits(tmp_path, caplog):
     assert "studio.sqlite3" in caplog.text and "damaged" in caplog.text
 
 
-def test_a_damaged_png_is_marked_in_the_pdf_and_the_rest_exported(studio):
+def test_a_damaged_png_is_marked_in_the_pdf_and_the_rest_exported(make_app):
     from pypdf import PdfReader
 
-    app = studio()
+    app = make_app()
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     path = store.file_path(board["id"], store.board(board["id"])["frames"][1]["image_file"])
     path.write_bytes(path.read_bytes()[:40])  # truncated mid-header
     answer = client.get(f"/api/storyboards/{board['id']}/export.pdf")
@@ -397,11 +378,11 @@ def test_a_damaged_png_is_marked_in_the_pdf_and_the_rest_exported(studio):
 
 
 @pytest.mark.parametrize("stray", ["file", "folder"])
-def test_delete_removes_stray_files_and_leaves_nothing(studio, stray):
-    app = studio()
+def test_delete_removes_stray_files_and_leaves_nothing(make_app, stray):
+    app = make_app()
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    folder = app.extensions["studio"]["store"].root / "boards" / board["id"]
+    folder = studio_of(app).store.root / "boards" / board["id"]
     if stray == "file":
         (folder / "notes.txt").write_text("left here by hand")
     else:
@@ -412,7 +393,7 @@ def test_delete_removes_stray_files_and_leaves_nothing(studio, stray):
     assert client.get(f"/api/storyboards/{board['id']}").status_code == 404
 
 
-def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
+def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, make_app):
     from local_image_generator import ModelNotAvailable
 
     data = tmp_path / "data"
@@ -423,7 +404,7 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
     app = create_app(settings_for(data), load_generator=load)
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
     assert "data folder" in board["error"] and str(data.resolve()) not in json.dumps(board)
 
 
@@ -431,8 +412,8 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, studio):
 
 
 @pytest.mark.slow  # a real server and its timeouts
-def test_slow_clients_hold_connections_not_threads_and_time_out(studio, serve):
-    app = studio(start_worker=False, request_timeout=2, max_connections=50, server_threads=8)
+def test_slow_clients_hold_connections_not_threads_and_time_out(make_app, serve):
+    app = make_app(start_worker=False, request_timeout=2, max_connections=50, server_threads=8)
     port = serve(app)
     threads_before = threading.active_count()
     slow = []

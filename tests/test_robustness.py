@@ -33,11 +33,11 @@ import pytest
 from PIL import Image
 
 import app as app_module
-from app import create_app
+from studio import studio_of
 from config import SettingsError, load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
-from helpers import png_bytes, wait_for
+from helpers import REAL_MODEL, build_app, png_bytes, post_board, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 FINAL = ("done", "failed", "canceled", "interrupted")
@@ -46,38 +46,14 @@ FINAL = ("done", "failed", "canceled", "interrupted")
 # --- Shared pieces -------------------------------------------------------------------------
 
 
-def make_app(data_dir, generator=None, load_generator=None, start_worker=True, **overrides):
-    values = {"data_dir": str(data_dir), "model": "tiny", "identity_scoring": False, "max_upload_mb": 1}
-    values.update(overrides)
-    loader = load_generator or ((lambda: generator) if generator is not None else None)  # None: real loading
-    return create_app(load_settings({}, values), load_generator=loader, start_worker=start_worker)
 
 
-@pytest.fixture
-def studio(tmp_path):
-    """make(generator, **settings) -> an app on its own data dir; every worker is stopped after."""
-    apps = []
-
-    def make(generator=None, load_generator=None, **overrides):
-        overrides.setdefault("data_dir", str(tmp_path / f"data-{len(apps)}"))
-        app = make_app(overrides.pop("data_dir"), generator, load_generator, **overrides)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["studio"]["worker"].stop()
-
-
-def post_board(client, story="A girl finds a map.\nShe climbs the hill.\nA storm breaks.", **fields):
-    fields.setdefault("seed", 7)
-    return client.post("/api/storyboards", json={"story": story, **fields})
 
 
 @contextmanager
 def serve(app):
     """The studio's own server (waitress, as `make run` serves it) on a free loopback port."""
-    server = app_module.make_server(app, app.extensions["studio"]["settings"], port=0)
+    server = app_module.make_server(app, studio_of(app).settings, port=0)
     thread = threading.Thread(target=server.run, name="test-server", daemon=True)
     thread.start()
     try:
@@ -175,7 +151,7 @@ BURST = 50
 def burst(tmp_path_factory):
     """50 storyboards POSTed at the same moment from 50 threads against one app."""
     generator = FakeGenerator()
-    app = make_app(tmp_path_factory.mktemp("burst"), generator, queue_limit=BURST * 2)
+    app = build_app(tmp_path_factory.mktemp("burst"), generator, queue_limit=BURST * 2)
     start = threading.Barrier(BURST)
     answers = [None] * BURST
 
@@ -195,7 +171,7 @@ def burst(tmp_path_factory):
     finals = [wait_for(client, body["id"]) for _, body in answers if body and "id" in body]
     history = client.get("/api/storyboards").get_json()["storyboards"]
     yield {"app": app, "generator": generator, "answers": answers, "finals": finals, "history": history}
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 def test_every_concurrent_submission_gets_202_and_an_id(burst):
@@ -227,11 +203,11 @@ LIMIT = 5
 
 
 @pytest.fixture
-def full_queue(studio):
+def full_queue(make_app):
     """One board running (held by the fake), LIMIT boards queued behind it."""
     generator = FakeGenerator()
     generator.release.clear()
-    app = studio(generator, queue_limit=LIMIT)
+    app = make_app(generator, queue_limit=LIMIT)
     client = app.test_client()
     running = post_board(client, identity_lock=False).get_json()["id"]
     wait_for(client, running, ("running",))
@@ -253,9 +229,9 @@ def test_a_refused_board_leaves_the_queued_ones_to_finish(full_queue):
     assert [wait_for(client, b)["status"] for b in boards] == ["done"] * (LIMIT + 1)
 
 
-def test_regenerate_past_the_queue_limit_is_429_naming_the_limit(studio):
+def test_regenerate_past_the_queue_limit_is_429_naming_the_limit(make_app):
     generator = FakeGenerator()
-    app = studio(generator, queue_limit=1)
+    app = make_app(generator, queue_limit=1)
     client = app.test_client()
     done = wait_for(client, post_board(client, identity_lock=False).get_json()["id"])
     generator.release.clear()
@@ -266,10 +242,10 @@ def test_regenerate_past_the_queue_limit_is_429_naming_the_limit(studio):
     assert answer.status_code == 429 and "1 storyboards" in answer.get_json()["error"]
 
 
-def test_concurrent_submissions_never_overshoot_the_queue_limit(studio):
+def test_concurrent_submissions_never_overshoot_the_queue_limit(make_app):
     generator = FakeGenerator()
     generator.release.clear()
-    app = studio(generator, queue_limit=LIMIT)
+    app = make_app(generator, queue_limit=LIMIT)
     client = app.test_client()
     wait_for(client, post_board(client, identity_lock=False).get_json()["id"], ("running",))
     start, codes = threading.Barrier(20), []
@@ -296,7 +272,7 @@ def sse_board(client):
 def timed_board(app, generator, port, listeners=0, close=0):
     """Seconds the worker takes for a 4-panel board with ``listeners`` streams open on it,
     ``close`` of which leave mid-stream."""
-    client, store = app.test_client(), app.extensions["studio"]["store"]
+    client, store = app.test_client(), studio_of(app).store
     generator.release.clear()
     board_id = sse_board(client)
     wait_status(store, board_id, ("running",))
@@ -314,12 +290,12 @@ def timed_board(app, generator, port, listeners=0, close=0):
     return seconds
 
 
-def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
+def test_twenty_listeners_cost_the_worker_no_store_reads(make_app):
     # Speed is for benchmarks (bench/overhead.py); what keeps listeners cheap is that they
     # read the store only on status events, never per progress step. Counted, not timed.
     generator = FakeGenerator()
-    app = studio(generator)
-    store = app.extensions["studio"]["store"]
+    app = make_app(generator)
+    store = studio_of(app).store
     reads = []
     for name in ("board", "board_status"):
         original = getattr(store, name)
@@ -338,9 +314,9 @@ def test_twenty_listeners_cost_the_worker_no_store_reads(studio):
     assert len(reads) <= 20 * (status_events + 2) + frame_events + 5, (len(reads), steps)
 
 
-def test_listeners_that_leave_mid_stream_leak_no_threads(studio):
+def test_listeners_that_leave_mid_stream_leak_no_threads(make_app):
     generator = FakeGenerator(step_delay=0.01)
-    app = studio(generator)
+    app = make_app(generator)
     with serve(app) as port:
         timed_board(app, generator, port)
         baseline = threading.active_count()
@@ -348,10 +324,10 @@ def test_listeners_that_leave_mid_stream_leak_no_threads(studio):
         assert wait_threads(baseline, 60.0) <= baseline
 
 
-def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatch):
+def test_listeners_that_leave_a_stalled_board_leak_no_threads(make_app, monkeypatch):
     monkeypatch.setattr(app_module, "SSE_KEEPALIVE_S", 0.2)
     generator = FakeGenerator()
-    app = studio(generator)
+    app = make_app(generator)
     client = app.test_client()
     with serve(app) as port:
         generator.pause_at = (1, 1)  # the board stays running: no events, only keep-alives
@@ -365,10 +341,10 @@ def test_listeners_that_leave_a_stalled_board_leak_no_threads(studio, monkeypatc
         assert left <= baseline
 
 
-def test_a_listener_is_not_woken_by_other_boards_events(studio):
+def test_a_listener_is_not_woken_by_other_boards_events(make_app):
     # Otherwise every listener of every board queries the store and writes a keep-alive
     # for each step of the board being drawn: a cost of listeners x events.
-    hub = studio(FakeGenerator()).extensions["studio"]["hub"]
+    hub = studio_of(make_app(FakeGenerator())).hub
     answer = []
     listener = threading.Thread(target=lambda: answer.append(hub.wait("quiet", 0, timeout=0.5)))
     started = time.perf_counter()
@@ -510,15 +486,15 @@ def crash_and_restart(data_dir):
 
 def test_a_job_that_crashes_the_studio_twice_is_set_aside(tmp_path):
     data_dir = tmp_path / "twice"
-    app = make_app(data_dir, FakeGenerator())
-    app.extensions["studio"]["worker"].stop()  # this app only answers requests
+    app = build_app(data_dir, FakeGenerator())
+    studio_of(app).backend.stop()  # this app only answers requests
     board_id = post_board(app.test_client()).get_json()["id"]
-    app.extensions["studio"]["store"].close()
+    studio_of(app).store.close()
     crash_and_restart(data_dir)[1].close()
-    resume = make_app(data_dir, FakeGenerator())
-    resume.extensions["studio"]["worker"].stop()
+    resume = build_app(data_dir, FakeGenerator())
+    studio_of(resume).backend.stop()
     assert resume.test_client().post(f"/api/storyboards/{board_id}/resume").status_code == 202
-    resume.extensions["studio"]["store"].close()
+    studio_of(resume).store.close()
     job, store = crash_and_restart(data_dir)
     board = store.board(board_id)
     assert job["starts"] == 2 and board["status"] == "failed" and "stopped twice" in board["error"]
@@ -526,10 +502,10 @@ def test_a_job_that_crashes_the_studio_twice_is_set_aside(tmp_path):
 
 def test_a_job_that_crashed_once_is_interrupted_not_failed(tmp_path):
     data_dir = tmp_path / "once"
-    app = make_app(data_dir, FakeGenerator())
-    app.extensions["studio"]["worker"].stop()
+    app = build_app(data_dir, FakeGenerator())
+    studio_of(app).backend.stop()
     board_id = post_board(app.test_client()).get_json()["id"]
-    app.extensions["studio"]["store"].close()
+    studio_of(app).store.close()
     assert crash_and_restart(data_dir)[1].board(board_id)["status"] == "interrupted"
 
 
@@ -555,13 +531,13 @@ def oom(tiny_generator, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, one_torch_thread():
         patch.setattr(local_image_generator, "free_device_memory", freed.append)
         patch.setattr(tiny_generator, "_draw_batch", draw_batch)
-        app = make_app(tmp_path_factory.mktemp("oom"), tiny_generator)
+        app = build_app(tmp_path_factory.mktemp("oom"), tiny_generator)
         client = app.test_client()
         tiny = {"story": "A girl finds a map.\nShe climbs the hill.", "identity_lock": False, "preset": "ultra_fast",
                 "aspect": "1:1"}
         first = wait_for(client, post_board(client, **tiny).get_json()["id"])
         second = wait_for(client, post_board(client, **tiny).get_json()["id"])
-        app.extensions["studio"]["worker"].stop()
+        studio_of(app).backend.stop()
     return {"first": first, "second": second, "freed": freed}
 
 
@@ -599,12 +575,12 @@ def blank(tiny_generator, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch, one_torch_thread():
         patch.setattr(tiny_generator.pipe.vae, "decode", decode)
-        app = make_app(tmp_path_factory.mktemp("blank"), tiny_generator)
+        app = build_app(tmp_path_factory.mktemp("blank"), tiny_generator)
         client = app.test_client()
         board = wait_for(client, post_board(client, story="A lone tree.", frames=1, identity_lock=False,
                                             preset="ultra_fast", aspect="1:1").get_json()["id"])
-        app.extensions["studio"]["worker"].stop()
-    folder = app.extensions["studio"]["store"].boards_dir / board["id"]
+        studio_of(app).backend.stop()
+    folder = studio_of(app).store.boards_dir / board["id"]
     return {"board": board, "calls": calls, "files": sorted(p.name for p in folder.glob("frame-*"))}
 
 
@@ -646,10 +622,10 @@ class _FullDisk(io.RawIOBase):
 
 
 @pytest.fixture
-def disk_full(studio, monkeypatch):
+def disk_full(make_app, monkeypatch):
     import storage
 
-    app = studio(FakeGenerator())
+    app = make_app(FakeGenerator())
     client = app.test_client()
     before = wait_for(client, post_board(client).get_json()["id"])
     real_open = open
@@ -674,7 +650,7 @@ def test_disk_full_keeps_the_panel_saved_before_it(disk_full):
 
 
 def test_disk_full_leaves_no_partial_file(disk_full):
-    root = disk_full["app"].extensions["studio"]["store"].root
+    root = studio_of(disk_full["app"]).store.root
     folder = root / "boards" / disk_full["failed"]["id"]
     assert list(root.rglob("*.tmp")) == [] and list(folder.glob("frame-2-*")) == []
 
@@ -686,7 +662,7 @@ def test_disk_full_leaves_earlier_boards_whole(disk_full):
 
 
 def test_disk_full_leaves_the_database_intact(disk_full):
-    assert integrity(disk_full["app"].extensions["studio"]["store"].root / "studio.sqlite3") == "ok"
+    assert integrity(studio_of(disk_full["app"]).store.root / "studio.sqlite3") == "ok"
 
 
 def test_after_disk_full_the_studio_keeps_working(disk_full):
@@ -723,13 +699,13 @@ def test_the_pickle_payload_is_live(tmp_path):
 
 
 @pytest.fixture
-def weights_board(studio, hf_cache, tmp_path):
+def weights_board(make_app, hf_cache, tmp_path):
     """Run one board on a copied cache that ``damage(snapshot)`` has altered."""
 
     def run(damage):
         snapshot = copied_cache(hf_cache, tmp_path)
         damage(snapshot)
-        app = studio(hf_cache_dir=str(snapshot.parents[2]))  # the default loader: real loading
+        app = make_app(load_generator=REAL_MODEL, hf_cache_dir=str(snapshot.parents[2]))
         client = app.test_client()
         return client, wait_for(client, post_board(client, identity_lock=False).get_json()["id"])
 
@@ -775,11 +751,11 @@ def test_a_pickle_adapter_weight_setting_is_refused():
 
 
 @pytest.fixture
-def two_boards(studio):
+def two_boards(make_app):
     """Board A running (held by the fake), board B queued behind it, B canceled."""
     generator = FakeGenerator()
     generator.release.clear()
-    app = studio(generator)
+    app = make_app(generator)
     client = app.test_client()
     a = post_board(client, identity_lock=False).get_json()["id"]
     wait_for(client, a, ("running",))
@@ -817,12 +793,12 @@ def paused_take(store, monkeypatch, before: bool):
 
 
 @pytest.mark.parametrize("before", [True, False], ids=["before-the-take", "after-the-take"])
-def test_a_cancel_that_lands_while_the_job_is_taken_draws_nothing(studio, monkeypatch, before):
+def test_a_cancel_that_lands_while_the_job_is_taken_draws_nothing(make_app, monkeypatch, before):
     # The promise: a cancel that lands before the worker starts drawing draws nothing.
     # Both orders of the cancel and the take's transaction are forced, not raced.
     generator = FakeGenerator()
-    app = studio(generator, start_worker=False)
-    store, worker, client = app.extensions["studio"]["store"], app.extensions["studio"]["worker"], app.test_client()
+    app = make_app(generator, start_worker=False)
+    store, worker, client = studio_of(app).store, studio_of(app).backend, app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
     at, go = paused_take(store, monkeypatch, before)
     worker.start()
@@ -834,10 +810,10 @@ def test_a_cancel_that_lands_while_the_job_is_taken_draws_nothing(studio, monkey
     assert generator.requests == []
 
 
-def test_a_cancel_while_drawing_stops_within_one_step_and_keeps_finished_panels(studio):
+def test_a_cancel_while_drawing_stops_within_one_step_and_keeps_finished_panels(make_app):
     generator = FakeGenerator()
     generator.pause_at = (2, 2)  # panel 1 done, panel 2 two steps in
-    app = studio(generator)
+    app = make_app(generator)
     client = app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
     assert generator.paused.wait(30)
@@ -849,12 +825,12 @@ def test_a_cancel_while_drawing_stops_within_one_step_and_keeps_finished_panels(
     assert generator.steps_run[-1] == (2, 2)  # the very next step saw the cancel
 
 
-def test_a_cancel_after_the_board_finished_says_so(studio):
-    app = studio(FakeGenerator())
+def test_a_cancel_after_the_board_finished_says_so(make_app):
+    app = make_app(FakeGenerator())
     client = app.test_client()
     board_id = post_board(client, identity_lock=False).get_json()["id"]
     wait_for(client, board_id)
-    worker = app.extensions["studio"]["worker"]
+    worker = studio_of(app).backend
     assert worker.cancel(board_id) is False  # nothing left to cancel; the board stays done
     assert client.get(f"/api/storyboards/{board_id}").get_json()["status"] == "done"
 
@@ -863,8 +839,8 @@ def test_a_cancel_after_the_board_finished_says_so(studio):
 
 
 @pytest.fixture
-def upload_app(studio):
-    return studio(FakeGenerator())
+def upload_app(make_app):
+    return make_app(FakeGenerator())
 
 
 def upload(client, data: bytes, name="face.png"):
@@ -1005,9 +981,9 @@ def paths(tmp_path_factory):
     for name in ("frame-1-v1.png", "reference.png"):
         (outside / name).write_bytes(buffer.getvalue())
     generator = FakeGenerator()
-    app = make_app(tmp_path_factory.mktemp("paths"), generator)
+    app = build_app(tmp_path_factory.mktemp("paths"), generator)
     client = app.test_client()
-    store = app.extensions["studio"]["store"]
+    store = studio_of(app).store
     ids = [wait_for(client, post_board(client, seed=s).get_json()["id"])["id"] for s in (1, 2, 3, 4)]
     good, linked_file, linked_folder, linked_reference = ids
     frame = store.board(linked_file)["frames"][0]["image_file"]
@@ -1023,7 +999,7 @@ def paths(tmp_path_factory):
     with serve(app) as port:
         yield {"port": port, "app": app, "client": client, "outside": outside, "good": good,
                "linked_file": linked_file, "linked_folder": linked_folder, "linked_reference": linked_reference}
-    app.extensions["studio"]["worker"].stop()
+    studio_of(app).backend.stop()
 
 
 def _secret_info():
@@ -1130,8 +1106,8 @@ MARKUP = {
 
 
 @pytest.fixture
-def markup(studio):
-    app = studio(FakeGenerator())
+def markup(make_app):
+    app = make_app(FakeGenerator())
     client = app.test_client()
     story = f"{MARKUP['caption']}\nThe second panel."
     board = wait_for(client, post_board(client, story=story, character=MARKUP["character"],
@@ -1164,8 +1140,8 @@ def test_markup_is_verbatim_in_the_png_metadata(markup):
     assert read_png_parameters(client.get(board["frames"][0]["image_url"]).data)["caption"] == MARKUP["caption"]
 
 
-def test_a_file_name_with_markup_is_not_echoed(studio):
-    client = studio(FakeGenerator()).test_client()
+def test_a_file_name_with_markup_is_not_echoed(make_app):
+    client = make_app(FakeGenerator()).test_client()
     name = "<img src=x onerror=alert(1)>.png"
     answer = upload(client, png_bytes(), name=name)
     assert answer.status_code == 202 and "onerror" not in answer.get_data(as_text=True)
@@ -1177,10 +1153,9 @@ def _strip_js_comments(source: str) -> str:
 
 
 def test_the_page_never_puts_user_text_into_html():
-    script = ROOT / "static" / "app.js"
-    if not script.exists():
-        pytest.skip("static/app.js is not written yet")
-    code = _strip_js_comments(script.read_text(encoding="utf-8"))
+    scripts = sorted((ROOT / "static" / "js").glob("*.js"))
+    assert scripts, "the page's modules are in static/js"
+    code = _strip_js_comments("\n".join(script.read_text(encoding="utf-8") for script in scripts))
     sinks = re.findall(r"\.(?:inner|outer)HTML\s*\+?=\s*([^;\n]*)|(insertAdjacentHTML|document\.write)", code)
     unsafe = [s for s in sinks if s[1] or not re.fullmatch(r"\s*(\"[^\"$]*\"|'[^'$]*'|``)\s*", s[0])]
     assert unsafe == []
@@ -1207,8 +1182,8 @@ CHANGES = [
 
 
 @pytest.fixture
-def done_board(studio):
-    app = studio(FakeGenerator())
+def done_board(make_app):
+    app = make_app(FakeGenerator())
     client = app.test_client()
     return client, wait_for(client, post_board(client).get_json()["id"])
 

@@ -1,18 +1,7 @@
-"""The store on its own: schema upgrades and atomic writes."""
+"""The store on its own: atomic writes. (Schema upgrades: test_migrations.py; a board's
+life, event by event: test_store_transitions.py.)"""
 
-import sqlite3
-
-from storage import SCHEMA, Store, write_atomic
-
-
-def test_a_data_directory_from_before_the_dropped_column_is_upgraded(tmp_path):
-    old = sqlite3.connect(tmp_path / "studio.sqlite3")
-    old.executescript(SCHEMA.replace("    dropped TEXT,\n", ""))
-    old.close()
-    store = Store(tmp_path)
-    columns = {row[1] for row in store._db.execute("PRAGMA table_info(frames)")}
-    store.close()
-    assert "dropped" in columns
+from storage import write_atomic
 
 
 def test_write_atomic_leaves_no_temporary_file(tmp_path):

@@ -1,0 +1,264 @@
+"""Loading the generator's parts: SDXL (with its VAE), the IP-Adapter and a distilled LoRA.
+
+Every load goes through the same two rules: only safetensors weights are read (a pickle file
+can run code), and a load is offline when the settings say so or the model is the tiny demo
+(:func:`hub_options`). A failed load becomes :class:`ModelNotAvailable` with words that say
+what to do. Also here: the device and precision a pipeline runs in, and where it is placed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from config import FP16_FIX_VAE_HUB_ID, Settings
+from prompt_enhancer import shorten
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotAvailable(RuntimeError):
+    """The weights cannot be loaded; the message says what to do."""
+
+
+# --- Device and precision -----------------------------------------------------------------
+
+
+def resolve_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        if setting == "mps" and not torch.backends.mps.is_available():
+            raise ModelNotAvailable("STORYBOARD_DEVICE=mps, but this machine has no usable Apple GPU (MPS).")
+        if setting == "cuda" and not torch.cuda.is_available():
+            raise ModelNotAvailable("STORYBOARD_DEVICE=cuda, but torch sees no CUDA GPU.")
+        return setting
+    if torch.backends.mps.is_available():
+        return "mps"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def resolve_dtype(setting: str, device: str):
+    import torch
+
+    if setting == "auto":
+        setting = "fp32" if device == "cpu" else "fp16"
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[setting]
+
+
+def apply_cpu_threads(settings: Settings) -> None:
+    """Give torch the configured CPU threads (process-wide: one generator per process)."""
+    import torch
+
+    threads = settings.torch_threads
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log.info("torch uses %d CPU thread(s)", threads)
+
+
+def channels_last(settings: Settings, device: str) -> bool:
+    """channels_last on MPS (asked for there); on CUDA only when asked, since it measured slower."""
+    return (device == "mps" and settings.enable_channels_last) or (device == "cuda" and settings.cuda_channels_last)
+
+
+def place(pipe, settings: Settings, device: str):
+    """The pipeline on its device: whole, or offloaded to the CPU between models on a small GPU."""
+    if device == "cuda" and settings.cpu_offload == "model":
+        pipe.enable_model_cpu_offload()
+        return pipe
+    if device == "cuda" and settings.cpu_offload == "sequential":
+        pipe.enable_sequential_cpu_offload()
+        return pipe
+    return pipe.to(device)
+
+
+# Library messages that say nothing to a studio user: torchvision is not installed on purpose
+# (transformers falls back to the PIL image processors, which IP-Adapter uses anyway), and
+# diffusers warns about an empty list of fp32 modules when a pipeline is moved with .to().
+HARMLESS_LIBRARY_MESSAGES = ("requires torchvision", "should be kept in float32: []")
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in HARMLESS_LIBRARY_MESSAGES)
+
+
+def quiet_library_logs(progress_bars: bool = True) -> None:
+    """Drop the known-harmless warnings of diffusers and transformers (process-wide).
+
+    ``progress_bars=False`` also hides their progress bars, e.g. for the tiny models,
+    which load in a fraction of a second and download nothing.
+    """
+    import diffusers.utils.logging as diffusers_logging
+    import huggingface_hub.utils as hub_utils
+    import transformers.utils.logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        for handler in library.get_logger().handlers:  # the library's root logger and its handler
+            if not any(isinstance(f, _DropHarmless) for f in handler.filters):
+                handler.addFilter(_DropHarmless())
+        if not progress_bars:
+            library.disable_progress_bar()
+    if not progress_bars:
+        hub_utils.disable_progress_bars()
+
+
+# --- The two rules of every load ------------------------------------------------------------
+
+_PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
+
+
+def hub_options(settings: Settings) -> dict:
+    """Where every load looks, and whether it may download: never offline or for the tiny demo
+    (its models are built locally under the real hub ids)."""
+    return {"cache_dir": settings.cache_dir, "local_files_only": settings.offline or settings.model == "tiny"}
+
+
+def weight_file(name: str, setting: str) -> str:
+    """``name``, a weight file to load by name, if it is safetensors."""
+    if not name.endswith(".safetensors"):
+        raise ModelNotAvailable(f"{setting}={name}: only .safetensors weights are loaded (pickle can run code).")
+    return name
+
+
+def check_source(source: str, setting: str) -> str:
+    """A hub id, or a local folder that exists; never a pickle file."""
+    if source.endswith(_PICKLE_SUFFIXES):
+        raise ModelNotAvailable(f"{setting}={source}: only safetensors weights are loaded (pickle can run code).")
+    if _looks_like_path(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise ModelNotAvailable(
+                f"{setting}={source}: no such folder. Point it at a folder in the diffusers layout, "
+                f"or use a hub id such as stabilityai/stable-diffusion-xl-base-1.0."
+            )
+        return str(folder)
+    return source
+
+
+def _looks_like_path(source: str) -> bool:
+    # Hub ids are "owner/name"; anything else with a slash, a dot start or a ~ is a folder.
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source or Path(source).exists()
+
+
+_MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file", "not found", "cannot find",
+                  "outgoing traffic has been disabled", "connect", "localentrynotfound", "is not a local folder")
+
+
+def load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception,
+                         size: str = "SDXL + IP-Adapter are about 10 GB") -> str:
+    """Words for a failed load: missing weights and damaged weights need different fixes."""
+    where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
+    detail = f"{type(error).__name__}: {shorten((str(error).splitlines() or [''])[0], 200)}"
+    if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
+        return (
+            f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "
+            f"To fix: run once with network access so it downloads ({size}); "
+            f"or set {setting} to a local folder that holds it; "
+            f"or try the offline demo on tiny models: make demo (STORYBOARD_MODEL=tiny). ({detail})"
+        )
+    return (
+        f"Cannot load {what} '{source}': its files are there but could not be read; they are probably "
+        f"truncated or corrupt (an interrupted download?). To fix: delete that model's folder in {where} "
+        f"and run once with network access to download it again, or set {setting} to a folder with a "
+        f"good copy. ({detail})"
+    )
+
+
+# --- The loads --------------------------------------------------------------------------------
+
+
+def load_pipeline(settings: Settings, device: str, dtype):
+    """SDXL from ``settings.sdxl_model`` with its VAE (the fp16-fix one in half precision
+    when it is there), not yet placed on ``device``."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+
+    options = {**hub_options(settings), "use_safetensors": True}
+    extra = {}
+    vae_source, optional = settings.vae_model, settings.vae_model == "auto"
+    if optional:  # the fp16-fix VAE is worth having only in half precision
+        vae_source = FP16_FIX_VAE_HUB_ID if dtype != torch.float32 else ""
+    if vae_source:
+        source = check_source(vae_source, "STORYBOARD_VAE_MODEL")
+        try:
+            extra["vae"] = AutoencoderKL.from_pretrained(source, dtype=dtype, **options)
+        except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+            if not optional:
+                raise ModelNotAvailable(
+                    load_failure_message("the VAE", source, "STORYBOARD_VAE_MODEL", settings.cache_dir, error)
+                ) from error
+            log.info("the fp16-fix VAE is not available (%s); SDXL's own VAE decodes in fp32",
+                     shorten(str(error).splitlines()[0] if str(error) else type(error).__name__, 120))
+    source = check_source(settings.sdxl_model, "STORYBOARD_SDXL_MODEL")
+    try:
+        return _from_pretrained_half_first(StableDiffusionXLPipeline, source, dtype, **options, **extra)
+    except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+        raise ModelNotAvailable(
+            load_failure_message("SDXL", source, "STORYBOARD_SDXL_MODEL", settings.cache_dir, error)
+        ) from error
+
+
+def _from_pretrained_half_first(pipeline_class, source: str, dtype, **kwargs):
+    """Load the fp16 weight files when running in half precision (SDXL's are half the size
+    of the fp32 ones: ~7 GB instead of ~14 GB to download); folders without them load as they are."""
+    import torch
+
+    if dtype == torch.float32:
+        return pipeline_class.from_pretrained(source, dtype=dtype, **kwargs)
+    try:
+        return pipeline_class.from_pretrained(source, dtype=dtype, variant="fp16", **kwargs)
+    except ValueError as error:
+        if "variant" not in str(error):
+            raise
+        log.info("no fp16 weight files in %s; loading the full-precision ones", source)
+        return pipeline_class.from_pretrained(source, dtype=dtype, **kwargs)
+
+
+def load_ip_adapter(pipe, settings: Settings) -> None:
+    """The IP-Adapter of ``settings`` into ``pipe`` (its image encoder with it), on SDPA
+    self-attention (attention.use_sdpa), not the classic processors diffusers would pick."""
+    from attention import use_sdpa
+
+    s = settings
+    repo = check_source(s.ip_adapter_repo, "STORYBOARD_IP_ADAPTER_REPO")
+    weight = weight_file(s.adapter_weight, "STORYBOARD_IP_ADAPTER_WEIGHT")
+    use_sdpa(pipe.unet)
+    try:
+        pipe.load_ip_adapter(repo, subfolder=s.ip_adapter_subfolder, weight_name=weight,
+                             image_encoder_folder=s.adapter_image_encoder, **hub_options(s))
+    except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+        raise ModelNotAvailable(
+            load_failure_message(f"the IP-Adapter {s.ip_adapter_subfolder}/{weight}", repo,
+                                 "STORYBOARD_IP_ADAPTER_REPO", s.cache_dir, error)
+        ) from error
+
+
+def load_lora(pipe, settings: Settings, adapter_name: str) -> None:
+    """The distilled family's LoRA of ``settings`` into ``pipe`` as the adapter ``adapter_name``."""
+    s = settings
+    repo = check_source(s.lora_repo, "STORYBOARD_LIGHTNING_LORA_REPO")
+    weight = weight_file(s.lora_weight, "STORYBOARD_LIGHTNING_LORA_WEIGHT")
+    if importlib.util.find_spec("peft") is None:
+        raise ModelNotAvailable("The lightning mode needs the peft package, through which diffusers loads LoRAs: "
+                                "pip install peft==0.21.2 (make installs it).")
+    try:
+        pipe.load_lora_weights(repo, weight_name=weight, adapter_name=adapter_name, **hub_options(s))
+    except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+        raise ModelNotAvailable(
+            load_failure_message(f"the {s.lightning_family} LoRA {weight}", repo, "STORYBOARD_LIGHTNING_LORA_REPO",
+                                 s.cache_dir, error, size="the LoRA is a few hundred MB")
+        ) from error
+    log.info("loaded the %s LoRA %s from %s", s.lightning_family, weight, repo)
+
+
+def distilled_scheduler(settings: Settings, config):
+    """The scheduler the distilled family's card prescribes, from SDXL's scheduler config."""
+    import diffusers
+
+    family = settings.distilled_family
+    overrides = {"timestep_spacing": family.timestep_spacing} if family.timestep_spacing else {}
+    return getattr(diffusers, family.scheduler).from_config(config, **overrides)

@@ -1,0 +1,80 @@
+/* A panel's details, large, in a modal dialog.
+ */
+
+import { $, el, safeUrl } from "./dom.js";
+import { formatNumber } from "./format.js";
+import { characterScores, characterScoreText, identityWords } from "./identity.js";
+import { state } from "./state.js";
+
+/** Who is in a panel, in words (the panel details); null where the chips show nothing. */
+function castText(frame) {
+  if (!Array.isArray(frame.cast)) return null;
+  if (!frame.cast.length) return "no one";
+  const names = frame.cast.filter(Boolean);
+  return names.length ? names.join(", ") : null;
+}
+
+/** Everything that made a panel, from the panel and the board's settings. */
+function panelDetails(frame, settings) {
+  const s = settings || {};
+  let identityText = "not scored";
+  if (frame.identity) {
+    identityText = identityWords(frame.identity).text;
+    const clip = formatNumber(frame.identity.clip_similarity, 2);
+    if (clip) identityText += ` (CLIP similarity ${clip})`;
+  }
+  const ip = s.identity_lock === false ? "identity lock off" : formatNumber(s.ip_adapter_scale, 2);
+  const seconds = formatNumber(frame.seconds, 1);
+  const scene = distinctScene(frame);
+  const cast = castText(frame);
+  // By name: the one unnamed character's score is the panel's own, said once.
+  const faces = characterScores(frame.identity).some((score) => score.name) ? characterScores(frame.identity) : [];
+  const traitsCut = Object.entries(frame.traits_shortened || {}).filter(([, words]) => words);
+  return [
+    ...(scene ? [["Scene", scene]] : []),
+    ...(cast ? [["Who is in it", cast]] : []),
+    ["Prompt", frame.prompt || "—"],
+    ["Negative prompt", frame.negative_prompt || "—"],
+    ["Scene words cut", frame.prompt_shortened
+      ? `${frame.prompt_shortened} (left out to fit CLIP's 77 tokens; the caption keeps them)` : "none"],
+    ...(traitsCut.length ? [["Traits cut", el("ul", { className: "detail-list traits-cut" },
+      traitsCut.map(([name, words]) => el("li", { text: `${name || "the character"}: ${words}` })))]] : []),
+    ["Shot", frame.shot || "—"],
+    ["Seed", frame.seed ?? "—"],
+    ["Steps", s.steps ?? "—"],
+    ["CFG", formatNumber(s.guidance_scale, 1) ?? "—"],
+    ["IP-Adapter scale", ip ?? "—"],
+    ["Identity", identityText],
+    ...(faces.length ? [["Faces", el("ul", { className: "detail-list identity-characters" },
+      faces.map((score) => el("li", { text: characterScoreText(score) })))]] : []),
+    ["Attempts", frame.attempts ?? "—"],
+    ["Time", seconds ? `${seconds} s` : "—"],
+  ];
+}
+
+/** The panel's scene when it is not simply its caption (an edited plan's English scene), else "". */
+export function distinctScene(frame) {
+  const scene = typeof frame.scene === "string" ? frame.scene.trim() : "";
+  return scene && scene !== (frame.caption || "").trim() ? scene : "";
+}
+
+export function openPanelDialog(frame, n) {
+  const dialog = $("panel-dialog");
+  const url = safeUrl(frame.image_url);
+  const image = $("panel-dialog-image");
+  if (url) image.src = url;
+  else image.removeAttribute("src");
+  image.alt = `Panel ${n}: ${frame.caption || ""}`;
+  image.hidden = !url;
+  $("panel-dialog-title").textContent = `Panel ${n}`;
+  $("panel-dialog-caption").textContent = frame.caption || "";
+  $("panel-dialog-details").replaceChildren(...panelDetails(frame, state.board && state.board.settings)
+    .flatMap(([term, value]) => [el("dt", { text: term }),
+      value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value })]));
+  if (!dialog.open) dialog.showModal(); // modal: Esc closes it and focus returns to the panel
+}
+
+export function onDialogClick(event) {
+  // A click on the backdrop lands on the dialog element itself, outside its content box.
+  if (event.target === $("panel-dialog")) $("panel-dialog").close();
+}

@@ -1,0 +1,215 @@
+/* The board's panels: image, caption, who is in it, scores, and their buttons.
+ */
+
+import { moveFrame, regenerateFrame, useSeed } from "./board.js";
+import { openPanelDialog } from "./dialog.js";
+import { $, actionButton, el, safeUrl } from "./dom.js";
+import { attachDragHandlers } from "./drag.js";
+import { renderEditForm, startEdit } from "./edit.js";
+import { downloadAs, panelFileName } from "./exports.js";
+import { sameMessage } from "./format.js";
+import { identityWords } from "./identity.js";
+import { isFinal, sortedFrames, state } from "./state.js";
+
+export function renderBoard() {
+  const boardEl = $("board");
+  const board = state.board;
+  $("board-empty").hidden = Boolean(board && (board.frames || []).length);
+  if (!board) {
+    boardEl.replaceChildren();
+    return;
+  }
+  const s = board.settings || {};
+  const width = Number(s.width) || 16;
+  const height = Number(s.height) || 9;
+  boardEl.style.setProperty("--panel-ratio", `${width} / ${height}`);
+  boardEl.style.setProperty("--panel-min", width >= height ? "15rem" : "9.5rem");
+
+  const focus = rememberFocus();
+  const frames = sortedFrames(board);
+  boardEl.replaceChildren(...frames.map((frame, i) => renderPanel(frame, i + 1, frames.length)));
+  restoreFocus(focus);
+}
+
+function renderPanel(frame, position, count) {
+  const n = frame.index || position;
+  const editing = state.editing && state.editing.frameId === frame.id;
+  const panel = el("li", {
+    className: `panel panel-${frame.status}${failedAsBoard(frame) ? " not-drawn" : ""}`,
+    attrs: {
+      "data-index": n,
+      "data-frame-id": frame.id,
+      "data-status": frame.status,
+      draggable: editing ? "false" : "true",
+      "aria-label": `Panel ${n}`,
+    },
+  });
+  panel.append(renderPanelImage(frame, n));
+  const body = el("div", { className: "panel-body" });
+  if (editing) {
+    body.append(renderEditForm(frame, n));
+  } else {
+    body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
+    const cast = renderPanelCast(frame);
+    if (cast) body.append(cast);
+  }
+  body.append(renderPanelMeta(frame));
+  const detail = panelErrorDetail(frame);
+  if (detail) body.append(el("p", { className: "panel-error", text: detail }));
+  if (!editing) body.append(renderPanelActions(frame, n, position, count));
+  panel.append(body);
+  attachDragHandlers(panel, frame.id);
+  return panel;
+}
+
+function renderPanelImage(frame, n) {
+  const box = el("div", { className: "panel-frame" });
+  const url = frame.status === "done" ? safeUrl(frame.image_url) : null;
+  const statusText = panelStatusText(frame);
+  if (url) {
+    const show = el("button", {
+      className: "panel-open",
+      attrs: { type: "button", "aria-label": `Show panel ${n} large, with what made it`, draggable: "false" },
+    });
+    show.append(el("img", {
+      className: "panel-image",
+      attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false" },
+    }));
+    show.addEventListener("click", () => openPanelDialog(frame, n));
+    box.append(show);
+    box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
+  } else {
+    const placeholder = el("div", { className: "panel-placeholder" });
+    if (frame.status === "running") placeholder.append(el("span", { className: "spinner", attrs: { "aria-hidden": "true" } }));
+    placeholder.append(el("span", { className: "panel-status", text: statusText }));
+    box.append(placeholder);
+  }
+  box.append(el("span", { className: "panel-number", text: n, attrs: { "aria-hidden": "true" } }));
+  return box;
+}
+
+function panelStatusText(frame) {
+  switch (frame.status) {
+    case "done":
+      return "done";
+    case "running":
+      return runningText();
+    case "failed":
+      return failedAsBoard(frame) ? "not drawn" : "failed";
+    case "pending":
+      return state.board && isFinal(state.board.status) && state.board.status !== "done" ? "not drawn" : "queued";
+    default:
+      return "queued";
+  }
+}
+
+/* A board that failed as a whole (the model did not load, the disk is full) marks every
+ * unfinished panel failed: its words belong to the board message, once, not to each panel. */
+function failedAsBoard(frame) {
+  const board = state.board;
+  if (!board || board.status !== "failed" || !frame.error) return false;
+  return sameMessage(frame.error, board.error) || /^not drawn\b/i.test(frame.error.trim());
+}
+
+/** The panel's own error, in full, under its caption; null when the board message has it. */
+function panelErrorDetail(frame) {
+  if (frame.status !== "failed" || !frame.error || failedAsBoard(frame)) return null;
+  return frame.error;
+}
+
+/** Who is in the panel, as chips: its characters' names, or "no one". The one unnamed
+ * character of a board made with a single character gets no chip, as before the cast. */
+function renderPanelCast(frame) {
+  if (!Array.isArray(frame.cast)) return null; // a board from before the cast
+  const names = frame.cast.filter(Boolean);
+  if (frame.cast.length && !names.length) return null;
+  const chips = names.length
+    ? names.map((name) => el("li", { className: "cast-chip", text: name }))
+    : [el("li", { className: "cast-chip nobody", text: "no one" })];
+  return el("ul", { className: "panel-cast", attrs: { "aria-label": "Who is in it" } }, chips);
+}
+
+function renderPanelMeta(frame) {
+  const meta = el("div", { className: "panel-meta" });
+  if (frame.shot) meta.append(el("span", { className: "panel-shot", text: frame.shot }));
+  const hasSeed = frame.seed !== null && frame.seed !== undefined;
+  meta.append(el("span", { className: "panel-seed", text: hasSeed ? `seed ${frame.seed}` : "seed —" }));
+  const badge = renderIdentityBadge(frame);
+  if (badge) meta.append(badge);
+  if (frame.prompt_shortened) {
+    meta.append(el("span", {
+      className: "prompt-shortened",
+      text: "prompt shortened",
+      attrs: { title: `To fit CLIP's 77 tokens the prompt left out: “${frame.prompt_shortened}”. The caption keeps them.` },
+    }));
+  }
+  return meta;
+}
+
+function renderIdentityBadge(frame) {
+  const tries = frame.attempts > 1 ? `${frame.attempts} tries` : "";
+  if (!frame.identity && !tries) return null;
+  const words = frame.identity ? identityWords(frame.identity) : { kind: "neutral", text: "", title: "" };
+  const text = [words.text, tries].filter(Boolean).join(" · ");
+  return el("span", {
+    className: `identity-badge identity-${words.kind}`,
+    text,
+    attrs: { title: words.title || null },
+  });
+}
+
+function renderPanelActions(frame, n, position, count) {
+  const busy = frame.status === "queued" || frame.status === "running";
+  const actions = el("div", { className: "panel-actions" });
+  actions.append(
+    actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
+      () => regenerateFrame(frame, { seed: null }), busy),
+    actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
+      () => useSeed(frame), frame.seed === null || frame.seed === undefined),
+  );
+  const url = safeUrl(frame.image_url);
+  if (url && frame.status === "done") {
+    // Named by position as in the ZIP, so "1" on the page is panel-01.png everywhere.
+    const link = el("a", {
+      className: "button small download",
+      text: "Download",
+      attrs: { href: url, download: panelFileName(position), "aria-label": `Download panel ${n}` },
+    });
+    link.addEventListener("click", (event) => downloadAs(event, url, panelFileName(position)));
+    actions.append(link);
+  }
+  const move = el("span", { className: "move-buttons" });
+  move.append(
+    actionButton("move-left", "←", `Move panel ${n} earlier`, () => moveFrame(frame.id, -1), position <= 1),
+    actionButton("move-right", "→", `Move panel ${n} later`, () => moveFrame(frame.id, 1), position >= count),
+  );
+  actions.append(move);
+  return actions;
+}
+
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download"];
+
+function rememberFocus() {
+  const active = document.activeElement;
+  const panel = active && active.closest ? active.closest("#board .panel") : null;
+  if (!panel) return null;
+  const selector = FOCUSABLE_CLASSES.find((cls) => active.matches(cls));
+  return selector ? { frameId: panel.dataset.frameId, selector } : null;
+}
+
+function restoreFocus(focus) {
+  if (focus) focusPanelButton(focus.frameId, focus.selector);
+}
+
+export function focusPanelButton(frameId, selector) {
+  const panel = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frameId))}"]`);
+  if (!panel) return;
+  const target = panel.querySelector(`${selector}:not([disabled])`) || panel.querySelector("button:not([disabled])");
+  if (target) target.focus();
+}
+
+export function runningText() {
+  const p = state.board && state.board.progress;
+  return p && p.steps ? `drawing… step ${p.step || 0}/${p.steps}` : "drawing…";
+}

@@ -1,0 +1,87 @@
+/* The speed modes, aspects and defaults the server offers (GET /api/presets).
+ */
+
+import { api, ENTRY, RETRY_MS } from "./api.js";
+import { $, el } from "./dom.js";
+import { showError } from "./errors.js";
+import { state } from "./state.js";
+
+/** Read the presets, then ``onLoaded()``: what depends on them (the cast's limit, the plan's
+ * shots) is drawn again. */
+export async function loadPresets(onLoaded) {
+  let data;
+  try {
+    data = await api("GET", ENTRY.presets);
+  } catch (err) {
+    showError(err);
+    setTimeout(() => loadPresets(onLoaded), RETRY_MS); // the speed modes live on the server only
+    return;
+  }
+  state.presets = data;
+  renderPresetOptions(data);
+  onLoaded();
+}
+
+/* The option stays short enough for the form column; the hint below it gives the cost. */
+function presetLabel(p) {
+  return `${p.label || p.name} — ${p.steps} steps`;
+}
+
+/** What a mode costs, in the server's words when it has them. */
+function presetDetails(p) {
+  const parts = [];
+  if (typeof p.description === "string" && p.description.trim()) {
+    parts.push(p.description.trim());
+  } else {
+    parts.push(`${p.steps} steps`);
+    if (typeof p.guidance_scale === "number") {
+      parts.push(p.guidance_scale > 1 ? `CFG ${p.guidance_scale.toFixed(1)}` : "no CFG");
+    }
+  }
+  if (typeof p.ip_adapter_scale === "number") parts.push(`IP-Adapter scale ${p.ip_adapter_scale.toFixed(2)}`);
+  return parts.join(" · ");
+}
+
+export function renderPresetHint() {
+  const presets = (state.presets && state.presets.presets) || [];
+  const chosen = presets.find((p) => p.name === $("preset").value);
+  $("preset-hint").textContent = chosen ? presetDetails(chosen) : "";
+}
+
+export function renderPresetOptions(data) {
+  const preset = $("preset");
+  preset.replaceChildren(...(data.presets || []).map((p) =>
+    el("option", { text: presetLabel(p), attrs: { value: p.name } })));
+  if (data.default_preset) preset.value = data.default_preset;
+  renderPresetHint();
+
+  const aspect = $("aspect");
+  aspect.replaceChildren(...(data.aspects || []).map((a) =>
+    el("option", { text: `${a.name} — ${a.width}×${a.height}`, attrs: { value: a.name } })));
+  if (data.default_aspect) aspect.value = data.default_aspect;
+
+  // The server's defaults fill only what the user has not touched: presets may arrive late.
+  const defaults = data.defaults || {};
+  if (!$("character").value && defaults.character) $("character").value = defaults.character;
+  if (!$("style").value && defaults.style) $("style").value = defaults.style;
+  const frames = $("frames");
+  if (defaults.frames && frames.value === frames.defaultValue) frames.value = defaults.frames;
+  const lock = $("identity-lock");
+  if (typeof defaults.identity_lock === "boolean" && lock.checked === lock.defaultChecked) {
+    lock.checked = defaults.identity_lock;
+  }
+  if (data.max_frames) {
+    $("frames").max = data.max_frames;
+    $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
+  }
+}
+
+export function maxFrames() {
+  return (state.presets && state.presets.max_frames) || 8;
+}
+
+/** The shot types a plan may name, as /api/presets sends them (prompt_enhancer's list). */
+export function shotTypes() {
+  const shots = state.presets && state.presets.shots;
+  return Array.isArray(shots) ? shots : [];
+}
