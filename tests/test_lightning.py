@@ -244,7 +244,7 @@ def test_two_steps_load_the_two_step_file(make):
 
 
 @pytest.mark.parametrize("family,scheduler,spacing", [
-    ("hyper-sd", "DDIMScheduler", "trailing"),  # twin in the PEFT format
+    ("hyper-sd", "DDIMScheduler", "trailing"),  # kohya keys, as the real files
     ("lcm", "LCMScheduler", "leading"),
 ])
 def test_other_distilled_families_run_the_same_code(make, family, scheduler, spacing):
