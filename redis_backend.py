@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rq import SimpleWorker, get_current_job
 from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
@@ -97,7 +98,40 @@ def connect(url: str, password: str = ""):
 def rq_queue(connection):
     from rq import Queue
 
-    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer, job_class=StudioJob)
+
+
+DRAW_JOB = "redis_backend.draw_job"
+
+
+class ForeignJob(Exception):
+    """A job on the studio's queue that the studio did not make."""
+
+
+class StudioJob(Job):
+    """RQ's job as the studio and its workers read it back from Redis: anyone who can write
+    to Redis can put a job there, and RQ imports and calls whatever a job names (its
+    function, its callbacks). Through this class the only function a job can name is
+    :func:`draw_job`, and the studio's jobs have no callbacks, so none is ever imported:
+    a foreign job fails before anything of it runs, in the worker and in RQ's clean-up."""
+
+    @property
+    def func(self):
+        if self.func_name != DRAW_JOB or self.instance is not None:
+            raise ForeignJob(f"refused job {self.id}: it names {self.func_name!r}; this queue runs {DRAW_JOB} only")
+        return draw_job
+
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None
 
 
 # --- The studio's side ----------------------------------------------------------------------
@@ -223,7 +257,7 @@ class RedisBackend(Backend):
             return True
         spec = spec_for(job, board, self.store.reference_pngs(board))
         try:
-            self.queue.enqueue("redis_backend.draw_job", spec.to_json(), job_id=rq_job_id(job),
+            self.queue.enqueue(DRAW_JOB, spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
                                failure_ttl=KEY_TTL_S, description=f"board {board['id']} job {job['id']}")
         except Exception:
@@ -416,7 +450,7 @@ class StudioWorker(SimpleWorker):
     def __init__(self, redis, settings, load_generator: Callable[[], Any], load_scorer: Callable[[], Any] | None,
                  name: str, device: str):
         super().__init__([rq_queue(redis)], name=name, connection=redis, serializer=JSONSerializer,
-                         worker_ttl=WORKER_TTL_S)
+                         worker_ttl=WORKER_TTL_S, job_class=StudioJob)
         self.host = GeneratorHost(settings, load_generator, load_scorer, on_change=self.report)
         self.device = device
         self.board: str | None = None  # the board being drawn
