@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "storyboard"
 RESULTS = "sb:results"
+REJECTED = "sb:results:rejected"
 GROUP = "studio"
 EVENTS = "sb:events"
 HEARTBEAT_S = 2.0
@@ -324,7 +325,12 @@ class RedisBackend(Backend):
                         backlog = self._claim_others()
                         continue
                     for entry_id, fields in entries:
-                        self._apply(fields)
+                        try:
+                            fact = Fact.parse(fields)
+                        except MalformedFact as error:
+                            self._set_aside(entry_id, fields, error)
+                        else:
+                            self._apply(fact)
                         self.redis.xack(RESULTS, GROUP, entry_id)
                         self.redis.xdel(RESULTS, entry_id)
                     self._ok()
@@ -339,26 +345,29 @@ class RedisBackend(Backend):
         _, claimed, _ = self.redis.xautoclaim(RESULTS, GROUP, self.consumer, min_idle_time=0, count=100)
         return bool(claimed)
 
-    def _apply(self, fields: dict) -> None:
-        fact = {key.decode(): value for key, value in fields.items()}
-        kind = fact["type"].decode()
-        job_id = json.loads(fact["job"])
-        board_id = fact["board"].decode()
+    def _set_aside(self, entry_id, fields: dict, error: Exception) -> None:
+        """A fact no worker of this studio wrote (or a garbled one): acknowledged, so that
+        everything after it is recorded, and kept in ``sb:results:rejected`` to look at."""
+        log.error("set aside result %s from Redis (kept in %s): %s", entry_id.decode(errors="replace"), REJECTED,
+                  error)
+        self.redis.xadd(REJECTED, fields, maxlen=1000, approximate=True)
+
+    def _apply(self, fact: Fact) -> None:
+        kind, job_id, board_id, data = fact.kind, fact.job_id, fact.board_id, fact.data
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
-        data = json.loads(fact.get("data", b"{}"))
         sink = StoreSink(self.store, self.hub, board_id, self._progress)  # as the embedded worker records
         if kind == "prompts":
             sink.prompts({int(k): PanelPrompts(*(*v, None)[:4]) for k, v in data.items()})
         elif kind == "started":
             sink.panel_started(data["frame_id"])
         elif kind == "saved":
-            sink.panel_saved(SavedPanel(data["frame_id"], fact["png"], data["seed"], data["identity"],
+            sink.panel_saved(SavedPanel(data["frame_id"], fact.png, data["seed"], data["identity"],
                                         data["attempts"], data["seconds"]))
         elif kind == "failed":
             sink.panel_failed(data["frame_id"], data["error"])
         elif kind == "reference":
-            sink.reference(data.get("character", 1), fact["png"])  # a worker from before the cast: character 1
+            sink.reference(data.get("character", 1), fact.png)  # a worker from before the cast: character 1
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
@@ -408,6 +417,51 @@ class RedisBackend(Backend):
         else:
             log.exception("the studio could not record a worker's report")
             self.problem = user_message(error, self.settings.data_path)
+
+
+class MalformedFact(ValueError):
+    """An entry on the results stream that no worker of the studio wrote as it is."""
+
+
+# What each kind of fact carries in its data (and whether a PNG comes with it).
+FACT_FIELDS = {"prompts": ((), False), "started": (("frame_id",), False),
+               "saved": (("frame_id", "seed", "identity", "attempts", "seconds"), True),
+               "failed": (("frame_id", "error"), False), "reference": ((), True), "end": (("status", "error"), False)}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One worker's report as read back from the results stream (see :class:`RedisSink`)."""
+
+    kind: str
+    job_id: int
+    board_id: str
+    data: dict
+    png: bytes | None
+
+    @classmethod
+    def parse(cls, fields: dict) -> Fact:
+        """The fact in a stream entry; raises MalformedFact for anything else: Redis is
+        written by others than the studio's workers, so nothing in it is taken on trust."""
+        try:
+            raw = {key.decode(): value for key, value in fields.items()}
+            kind, board_id = raw["type"].decode(), raw["board"].decode()
+            job_id, data = json.loads(raw["job"]), json.loads(raw.get("data", b"{}"))
+        except (KeyError, ValueError, AttributeError) as error:  # a missing field, not UTF-8, not JSON
+            raise MalformedFact(f"unreadable: {error}") from None
+        if kind not in FACT_FIELDS or type(job_id) is not int or not isinstance(data, dict):
+            raise MalformedFact(f"not a fact: type {kind!r}, job {job_id!r}")
+        needed, with_png = FACT_FIELDS[kind]
+        png = raw.get("png")
+        if any(name not in data for name in needed) or (with_png and not isinstance(png, bytes)):
+            raise MalformedFact(f"a {kind} fact without {', '.join(needed) + (', png' if with_png else '')}")
+        if "frame_id" in data and type(data["frame_id"]) is not int:
+            raise MalformedFact(f"a {kind} fact for frame {data['frame_id']!r}")
+        if kind == "end" and data["status"] not in {str(status) for status in Status}:
+            raise MalformedFact(f"an end fact with status {data['status']!r}")
+        if kind == "prompts" and not all(key.isascii() and key.isdigit() and isinstance(value, list) for key, value in data.items()):
+            raise MalformedFact("a prompts fact that is not panel -> prompts")
+        return cls(kind, job_id, board_id, data, png)
 
 
 def rq_job_id(job: dict) -> str:

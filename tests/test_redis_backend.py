@@ -385,3 +385,20 @@ def test_a_foreign_callback_in_rqs_registry_is_never_imported_and_dispatching_go
     wait_until(lambda: store.running_jobs(), "no board was handed to RQ after the planted job", timeout=60)
     assert "planted" not in sys.modules
     assert app.test_client().get("/api/health").get_json()["problem"] is None
+
+
+def test_a_malformed_result_is_set_aside_once_and_everything_after_it_is_recorded(studio, workers, redis_server,
+                                                                                 caplog):
+    workers.stop_all()  # the test writes the workers' facts itself
+    app = studio()
+    store = studio_of(app).store
+    board_id = post(app.test_client(), "One.\nTwo.")
+    job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
+    redis = redis_server.client()
+    redis.xadd("sb:results", {"type": "saved", "job": "not json", "board": b"\xff\xfe"})
+    redis.xadd("sb:results", {"type": "end", "job": json.dumps(job["id"]), "board": board_id,
+                              "data": json.dumps({"status": "canceled", "error": None})})
+    board = wait_for(app.test_client(), board_id, timeout=60)
+    assert board["status"] == "canceled"
+    assert redis.xlen("sb:results:rejected") >= 1
+    assert sum("set aside result" in r.getMessage() for r in caplog.records) == 1
