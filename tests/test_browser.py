@@ -831,6 +831,7 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         page.wait_for_function("(text) => document.body.innerText.split(text).length === 2", arg=LOAD_ERROR)
         assert page.evaluate("document.body.innerText.split('the hub cannot be reached').length") == 2
         expect(page.locator("#board-message")).to_contain_text("could not be loaded")
+        expect(page.locator("#board-message")).to_contain_text("Fix what the message at the top says, then Resume")
         expect(page.locator("#board .panel .panel-status")).to_have_text(["not drawn"] * 3)
         expect(page.locator("#board .panel-error")).to_have_count(0)
         for selector in ("#health-banner", "#board-message", "#board .panel-placeholder", "#board .panel-body"):
