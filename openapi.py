@@ -263,6 +263,8 @@ def _schemas() -> dict:
                                 "warm_up": _ref("WarmUp"),
                                 "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
+                "demo": {"type": "boolean", "description": "The tiny random models are loaded (make demo): "
+                                                          "panels are noise by design."},
             },
         },
         "PlanRequest": {
