@@ -288,6 +288,12 @@ def test_a_rebound_host_name_is_refused(client):
     assert client.get("/api/storyboards", base_url="http://127.0.0.1:8080").status_code == 200
 
 
+def test_history_rows_say_the_mode_and_the_panel_count(client):
+    wait_for(client, post_board(client, preset="quality").get_json()["id"])
+    row = client.get("/api/storyboards").get_json()["storyboards"][0]
+    assert row["mode"] == "Quality" and row["frames_total"] == 3 and row["thumbnail_url"]
+
+
 def test_history_thumbnail_changes_when_the_first_panel_is_redrawn(client):
     board = wait_for(client, post_board(client).get_json()["id"])
     before = client.get("/api/storyboards").get_json()["storyboards"][0]["thumbnail_url"]

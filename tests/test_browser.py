@@ -993,6 +993,9 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         planned = api.post("/api/plans", data={"premise": premise}).json()
         assert planned["source"] == "built-in" and len(planned["panels"]) == 4
         expect(page.locator("#plan-source")).to_contain_text("built-in splitter")
+        # The plan gets the wide pane, not the form's narrow column.
+        form_width = page.locator("#story-form").bounding_box()["width"]
+        assert editor.bounding_box()["width"] > 1.3 * form_width
         shots = [p["shot"] for p in planned["panels"]]
         # The built-in plan's scene is its caption: blank in the editor, so an edited caption is drawn.
         assert page.evaluate(PLAN_ROWS) == [[line, "", shot] for line, shot in zip(PLAN_LINES, shots)]
