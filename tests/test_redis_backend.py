@@ -402,3 +402,18 @@ def test_a_malformed_result_is_set_aside_once_and_everything_after_it_is_recorde
     assert board["status"] == "canceled"
     assert redis.xlen("sb:results:rejected") >= 1
     assert sum("set aside result" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_health_reads_odd_heartbeats_from_redis_without_failing(studio, redis_server):
+    redis = redis_server.client()
+    redis.hset("sb:worker:odd", mapping={"name": "odd", "last_heartbeat": "soon", "model": b"\xff\xfe",
+                                         "warm_up": "\u00b2 3", "device": b"cuda\xff"})
+    redis.hset("sb:worker:bare", mapping={"last_heartbeat": "nan"})
+    redis.set("sb:worker:string", "not a hash")
+    try:
+        answer = studio().test_client().get("/api/health")
+    finally:
+        redis.delete("sb:worker:odd", "sb:worker:bare", "sb:worker:string")
+    assert answer.status_code == 200, answer.data[:300]
+    odd = {w["name"]: w for w in answer.get_json()["workers"]}["odd"]
+    assert odd["last_heartbeat"] == 0 and odd["model"] == "not_loaded" and odd["warm_up"] is None
