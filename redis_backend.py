@@ -45,6 +45,7 @@ from rq.serializers import JSONSerializer
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
     user_message
 from board_params import MAX_CHARACTERS
+from config import env_name
 from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
 from errors import InputError
 from generator_host import GeneratorHost
@@ -88,6 +89,17 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def redis_problem(url: str, error: Exception) -> str:
+    """Why Redis does not answer, as the studio and a worker say it: a refused password
+    names the setting that fixes it; never the password."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(error, AuthenticationError):
+        return (f"Redis at {safe_url(url)} refused the password ({error}); set {env_name('queue_password')} "
+                "to its requirepass")
+    return f"Redis at {safe_url(url)} cannot be reached"
 
 
 def connect(url: str, password: str = ""):
@@ -412,8 +424,8 @@ class RedisBackend(Backend):
         from redis.exceptions import RedisError
 
         if isinstance(error, (RedisError, OSError)) and not is_disk_full(error):
-            message = (f"The job queue (Redis at {safe_url(self.url)}) cannot be reached; new storyboards wait "
-                       "until it is back. Nothing already made is lost.")
+            message = (f"The job queue: {redis_problem(self.url, error)}; new storyboards wait until it answers. "
+                       "Nothing already made is lost.")
             if self.redis_error is None:
                 log.error("%s (%s)", message, error)
             self.redis_error = message

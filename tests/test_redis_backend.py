@@ -417,3 +417,35 @@ def test_health_reads_odd_heartbeats_from_redis_without_failing(studio, redis_se
     assert answer.status_code == 200, answer.data[:300]
     odd = {w["name"]: w for w in answer.get_json()["workers"]}["odd"]
     assert odd["last_heartbeat"] == 0 and odd["model"] == "not_loaded" and odd["warm_up"] is None
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0?password=hunter2",
+                                 "redis://localhost:6379/0?db=0&Password=hunter2", "redis://localhost/0?username=u"])
+def test_a_password_in_the_queue_urls_query_is_refused_without_repeating_it(url):
+    from config import SettingsError
+
+    with pytest.raises(SettingsError) as refused:
+        load_settings({}, {"queue_url": url})
+    assert refused.value.setting == "queue_url" and "hunter2" not in str(refused.value)
+
+
+def test_a_wrong_password_is_said_refused_naming_the_setting_by_the_studio_and_a_worker(redis_server, tmp_path):
+    wrong = "not-the-password"
+    env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": wrong, "HF_HUB_OFFLINE": "1"}
+    worker = subprocess.run([sys.executable, "worker.py", "--queue", redis_server.url, "--model", "tiny",
+                             "--data-dir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    said = worker.stdout + worker.stderr
+    assert worker.returncode != 0 and "refused" in said and "STORYBOARD_QUEUE_PASSWORD" in said, said
+    assert "Traceback" not in said and wrong not in said
+    settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": wrong}, {
+        "data_dir": str(tmp_path / "studio"), "model": "tiny", "queue_url": redis_server.url})
+    app = create_app(settings)
+    try:
+        health = wait_until(lambda: (lambda h: h if h["problem"] else None)(app.test_client().get("/api/health")
+                                                                             .get_json()),
+                            "health never said Redis refused", timeout=60)
+    finally:
+        studio_of(app).backend.stop()
+    assert "refused" in health["problem"] and "STORYBOARD_QUEUE_PASSWORD" in health["problem"]
+    assert wrong not in json.dumps(health)
