@@ -30,7 +30,7 @@ from planner import validated_panels
 from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
@@ -637,7 +637,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("sdxl", "tiny"), help="sdxl (default) or tiny offline models")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
-    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data; ./data/demo with --model tiny)")
     parser.add_argument("--device", choices=("auto", "mps", "cuda", "cpu"))
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
@@ -661,6 +661,20 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(settings.host):
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
+    try:
+        # Before anything reads the database: a second studio would mark the first's running
+        # boards interrupted. The OS drops the lock when this process ends, however it ends.
+        data_lock = lock_data_dir(settings.data_path)
+    except DataDirInUse as error:
+        log.error("%s", error)
+        return 2
+    try:
+        return _serve(settings)
+    finally:
+        data_lock.release()
+
+
+def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
     except DatabaseDamaged as error:

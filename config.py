@@ -371,7 +371,9 @@ class Settings:
                   **_choices("fuse", "adapter")},
     )
     data_dir: str = field(
-        default="data", metadata={"help": "Where storyboards, images and the database are kept."}
+        default="",
+        metadata={"help": "Where storyboards, images and the database are kept; one studio at a time. "
+                  "Empty = data, or data/demo with model=tiny (the demo's boards stay apart from real ones)."},
     )
     host: str = field(
         default="127.0.0.1",
@@ -486,7 +488,7 @@ class Settings:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        return Path(self.data_dir or ("data/demo" if self.model == "tiny" else "data"))
 
     @property
     def cache_dir(self) -> str | None:

@@ -196,3 +196,35 @@ def test_readme_s_nginx_block_serves_the_studio_under_its_public_name(make_app, 
 def test_behind_nginx_without_the_settings_writes_are_refused(make_app, tmp_path, forward_host):
     with served(make_app()) as studio_port, nginx(tmp_path / "nginx", studio_port, forward_host) as port:
         assert _through(port, "POST", "/api/storyboards", f"studio.test:{port}") == 403
+
+
+# --- One studio per data dir ---------------------------------------------------------------
+
+
+def test_a_second_studio_on_one_data_dir_refuses_to_start_naming_the_dir_and_the_holder(tmp_path):
+    import sys
+
+    from test_robustness import ROOT, free_port, http_json, start_studio, stop
+
+    data = tmp_path / "data"
+    first, base = start_studio(data, tmp_path / "hf", tmp_path / "first.log")
+    try:
+        second = subprocess.run([sys.executable, "app.py", "--model", "tiny", "--data-dir", str(data),
+                                 "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr[-2000:]
+        errors = [line for line in second.stderr.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and str(data.resolve()) in errors[0], second.stderr[-2000:]
+        assert f"process {first.pid}" in errors[0] and "--data-dir" in errors[0]
+        assert http_json("GET", base + "/api/health")["status"] == "ok"
+    finally:
+        stop(first)  # SIGKILL: the OS drops its lock, and the next studio starts
+    third, _ = start_studio(data, tmp_path / "hf", tmp_path / "third.log")
+    stop(third)
+
+
+def test_the_demo_keeps_its_boards_apart_from_real_ones_by_default():
+    from config import load_settings
+
+    assert load_settings({}, {"model": "tiny"}).data_path == Path("data/demo")
+    assert load_settings({}).data_path == Path("data")
+    assert load_settings({}, {"model": "tiny", "data_dir": "boards"}).data_path == Path("boards")
