@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
-    except DatabaseDamaged as error:
+    except (DatabaseDamaged, SettingsError) as error:  # SettingsError: e.g. another studio on the same Redis
         log.error("%s", error)
         return 2
     log.info("studio on http://%s:%d (model: %s, %s)", settings.host, settings.port, settings.model,

@@ -45,7 +45,7 @@ from rq.serializers import JSONSerializer
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
     user_message
 from board_params import MAX_CHARACTERS
-from config import env_name
+from config import SettingsError, env_name
 from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
 from errors import InputError
 from generator_host import GeneratorHost
@@ -58,6 +58,9 @@ RESULTS = "sb:results"
 REJECTED = "sb:results:rejected"
 GROUP = "studio"
 EVENTS = "sb:events"
+# The studio that uses this Redis database: two would take each other's results.
+STUDIO_KEY = "sb:studio"
+STUDIO_TTL_S = 15
 HEARTBEAT_S = 2.0
 # RQ blocks this long minus 15 s waiting for a job, and sets its sockets' timeout from it:
 # short, so that a Redis that hangs is noticed; the heartbeat thread keeps the worker's key.
@@ -170,10 +173,20 @@ class RedisBackend(Backend):
         self.redis_error: str | None = None
         self.problem: str | None = None
         self.consumer = f"{socket.gethostname()}-{id(self):x}"
+        # A studio restarted on the same data dir is the same studio; any other is refused.
+        self.identity = f"{socket.gethostname()}:{settings.data_path.resolve()}"
+        self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
 
     # -- the backend's face --
 
     def start(self, preload: bool = False) -> None:
+        """Raises SettingsError (queue_url) when another studio uses this Redis database."""
+        from redis.exceptions import RedisError
+
+        try:
+            self._claim()
+        except RedisError:
+            pass  # Redis down: the dispatch loop claims it once it answers
         for name, target in (("dispatch", self._dispatch_loop), ("collect", self._collect_loop),
                              ("events", self._events_loop)):
             thread = threading.Thread(target=target, name=f"storyboard-redis-{name}", daemon=True)
@@ -181,10 +194,18 @@ class RedisBackend(Backend):
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
+        from redis.exceptions import RedisError
+
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._claimed.is_set():
+            try:  # the next studio on this Redis need not wait for the claim to expire
+                if self.redis.get(STUDIO_KEY) == self.identity.encode():
+                    self.redis.delete(STUDIO_KEY)
+            except RedisError:
+                pass
 
     def wake(self) -> None:
         self._wake.set()
@@ -249,6 +270,7 @@ class RedisBackend(Backend):
         while not self._stop.is_set():
             try:
                 self.redis.ping()
+                self._claim()
                 if not reconciled:
                     self._reconcile()
                     reconciled = True
@@ -257,6 +279,10 @@ class RedisBackend(Backend):
                 while not self._stop.is_set() and self._dispatch_one():
                     pass
                 self._ok()
+            except SettingsError as error:  # another studio took this Redis while it was down
+                if self.problem != str(error):
+                    log.error("%s", error)
+                self.problem = str(error)
             except Exception as error:  # noqa: BLE001 - Redis down or the disk full: said, retried
                 self._failed(error)
             self._wake.wait(1.0)
@@ -313,6 +339,20 @@ class RedisBackend(Backend):
                 self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job; resume to draw the rest.")
                 self._publish_status(job["storyboard_id"])
 
+    def _claim(self) -> None:
+        """Hold this Redis database for this studio (renewed every second by the dispatch
+        loop); raise SettingsError naming queue_url while another studio holds it."""
+        if not self.redis.set(STUDIO_KEY, self.identity, nx=True, ex=STUDIO_TTL_S):
+            holder = (self.redis.get(STUDIO_KEY) or b"").decode(errors="replace")
+            if holder and holder != self.identity:
+                self._claimed.clear()
+                raise SettingsError("queue_url", (
+                    f"another studio ({holder}) uses the Redis database at {safe_url(self.url)}; two studios would "
+                    "take each other's results. Give each studio its own database (the number at the end of the "
+                    "URL, e.g. /1) and start its workers with the same URL"))
+            self.redis.expire(STUDIO_KEY, STUDIO_TTL_S)
+        self._claimed.set()
+
     def _has_facts(self, job: dict) -> bool:
         board = job["storyboard_id"].encode()
         return any(fields[b"board"] == board and json.loads(fields[b"job"]) == job["id"]
@@ -325,13 +365,15 @@ class RedisBackend(Backend):
 
         backlog = True  # first the facts read before a restart and never acknowledged
         while not self._stop.is_set():
+            if not self._claimed.wait(1.0):
+                continue
             try:
                 try:
                     self.redis.xgroup_create(RESULTS, GROUP, id="0", mkstream=True)
                 except ResponseError as error:
                     if "BUSYGROUP" not in str(error):
                         raise
-                while not self._stop.is_set():
+                while not self._stop.is_set() and self._claimed.is_set():
                     start = "0" if backlog else ">"
                     answer = self.redis.xreadgroup(GROUP, self.consumer, {RESULTS: start}, count=50,
                                                    block=None if backlog else 1000)

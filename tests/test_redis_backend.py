@@ -439,3 +439,18 @@ def test_a_wrong_password_is_said_refused_naming_the_setting_by_the_studio_and_a
         studio_of(app).backend.stop()
     assert "refused" in health["problem"] and "STORYBOARD_QUEUE_PASSWORD" in health["problem"]
     assert wrong not in json.dumps(health)
+
+
+def test_a_second_studio_on_the_same_redis_is_refused_with_words_and_the_first_draws_on(studio, workers, tmp_path):
+    from config import SettingsError
+
+    first = studio(tmp_path / "first")
+    with pytest.raises(SettingsError) as refused:
+        studio(tmp_path / "second")
+    assert refused.value.setting == "queue_url" and "another studio" in str(refused.value)
+    assert str(tmp_path / "first") in str(refused.value)  # which one, so that it can be found
+    workers.ensure(1)
+    client = first.test_client()
+    assert wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)["status"] == "done"
+    studio_of(first).close()
+    studio(tmp_path / "second")  # the first gone, its Redis is free at once
