@@ -176,6 +176,7 @@ class RedisBackend(Backend):
         # A studio restarted on the same data dir is the same studio; any other is refused.
         self.identity = f"{socket.gethostname()}:{settings.data_path.resolve()}"
         self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
+        self._reconciled = False
 
     # -- the backend's face --
 
@@ -239,10 +240,17 @@ class RedisBackend(Backend):
         model = ModelState.READY if ready else ModelState(workers[0]["model"]) if workers else ModelState.NOT_LOADED
         warming = next((w["warm_up"] for w in workers if w.get("warm_up")), None)
         return BackendHealth(
-            alive=self.alive, problem=self.redis_error or self.problem, model_state=model,
+            alive=self.alive, problem=self.redis_error or self.problem or self._waiting(workers), model_state=model,
             model_error=next((w.get("error") for w in workers if w.get("error")), None),
             device=", ".join(sorted({w["device"] for w in workers if w.get("device")})) or None,
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
+
+    def _waiting(self, workers: list[dict]) -> str | None:
+        """Boards that wait because no worker is connected, said so."""
+        if workers or not (self.store.queue_length() or self.store.running_jobs()):
+            return None
+        return (f"No worker takes jobs from the Redis at {safe_url(self.url)}: storyboards wait until one starts "
+                f"(python worker.py --queue {safe_url(self.url)}).")
 
     def workers(self) -> list[dict]:
         from redis.exceptions import ResponseError
@@ -266,18 +274,9 @@ class RedisBackend(Backend):
     # -- dispatch: studio jobs -> RQ --
 
     def _dispatch_loop(self) -> None:
-        reconciled = False
         while not self._stop.is_set():
             try:
-                self.redis.ping()
-                self._claim()
-                if not reconciled:
-                    self._reconcile()
-                    reconciled = True
-                self._sweep()
-                self._send_cancels()
-                while not self._stop.is_set() and self._dispatch_one():
-                    pass
+                self._dispatch_pass()
                 self._ok()
             except SettingsError as error:  # another studio took this Redis while it was down
                 if self.problem != str(error):
@@ -287,6 +286,23 @@ class RedisBackend(Backend):
                 self._failed(error)
             self._wake.wait(1.0)
             self._wake.clear()
+
+    def _dispatch_pass(self) -> None:
+        self.redis.ping()
+        self._claim()
+        if not self._reconciled:
+            self._reconcile()
+            self._reconciled = True
+        self._sweep()
+        self._send_cancels()
+        while not self._stop.is_set() and self._room() and self._dispatch_one():
+            pass
+
+    def _room(self) -> bool:
+        """RQ holds one waiting job per live worker (one when there is none): the others
+        wait in the studio's queue, where the queue limit counts them, and Redis holds no
+        more reference faces than the workers can take."""
+        return self.queue.count < max(1, len(self.workers()))
 
     def _dispatch_one(self) -> bool:
         from rq import Retry

@@ -92,14 +92,15 @@ class WorkerPool:
 
 @pytest.fixture
 def studio(redis_server, tmp_path):
-    """make(data_dir=None) -> a studio app on Redis (this process); stopped after the test."""
+    """make(data_dir=None, start=True, **settings) -> a studio app on Redis (this process);
+    stopped after the test. start=False: its backend's loops do not run (a test runs them)."""
     apps = []
 
-    def make(data_dir=None):
+    def make(data_dir=None, start=True, **overrides):
         settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": PASSWORD}, {
             "data_dir": str(data_dir or tmp_path / "studio"), "model": "tiny", "identity_scoring": False,
-            "queue_url": redis_server.url})
-        app = create_app(settings)
+            "queue_url": redis_server.url, **overrides})
+        app = create_app(settings, start_worker=start)
         apps.append(app)
         return app
 
@@ -454,3 +455,26 @@ def test_a_second_studio_on_the_same_redis_is_refused_with_words_and_the_first_d
     assert wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)["status"] == "done"
     studio_of(first).close()
     studio(tmp_path / "second")  # the first gone, its Redis is free at once
+
+
+def test_the_queue_limit_counts_boards_waiting_for_a_worker_and_health_says_they_wait(studio, workers,
+                                                                                     redis_server):
+    from redis_backend import rq_queue
+
+    workers.stop_all()
+    queue = rq_queue(redis_server.client())
+    queue.empty()  # what earlier tests left for workers
+    app = studio(start=False, queue_limit=2)
+    client, backend = app.test_client(), studio_of(app).backend
+    boards = [post(client, "Board 0.")]
+    backend._dispatch_pass()  # what the dispatch loop does every second
+    boards += [post(client, f"Board {n}.") for n in (1, 2)]
+    backend._dispatch_pass()
+    try:
+        assert queue.count == 1  # one job handed to RQ, for the first worker to come
+        assert post_board(client, "One too many.").status_code == 429
+        assert [client.get(f"/api/storyboards/{b}").get_json()["status"] for b in boards] == [
+            "running", "queued", "queued"]
+        assert "No worker" in client.get("/api/health").get_json()["problem"]
+    finally:
+        queue.empty()
