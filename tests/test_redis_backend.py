@@ -246,9 +246,6 @@ def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server
 
 
 def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_server):
-    from rq.job import Job
-    from rq.serializers import JSONSerializer
-
     from redis_backend import GAVE_UP, rq_job_id
 
     workers.stop_all()  # nobody takes the job: it is failed as if its workers kept dying
@@ -257,9 +254,8 @@ def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_
     board_id = post(client, "One.\nTwo.")
     store = studio_of(app).store
     job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
-    redis = redis_server.client()
-    rq_job = Job.fetch(rq_job_id(job), connection=redis, serializer=JSONSerializer)
     queue = studio_of(app).backend.queue
+    rq_job = queue.fetch_job(rq_job_id(job))
     queue.remove(rq_job)
     queue.failed_job_registry.add(rq_job, ttl=600, exc_string="AbandonedJobError")
     board = wait_for(client, board_id, timeout=60)
