@@ -65,7 +65,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
-    store = Store(settings.data_path)
+    store = Store(settings.data_path, takes_per_panel=settings.takes_per_panel)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
