@@ -65,6 +65,12 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
+    if settings.trusted_proxies:
+        # The proxy's X-Forwarded-* say which host, scheme and client the request came from.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     store = Store(settings.data_path, takes_per_panel=settings.takes_per_panel)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
@@ -139,15 +145,15 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
-
-
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
     settings: Settings = current_studio().settings
-    # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
-    if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
-        return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
+    # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
+    # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
+    # Host is the public one (ProxyFix, see create_app).
+    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+        return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
+                             "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
@@ -718,7 +724,8 @@ def make_server(app: Flask, settings: Settings, port: int | None = None):
         app, host=settings.host, port=settings.port if port is None else port, threads=settings.server_threads,
         connection_limit=settings.max_connections, channel_timeout=settings.request_timeout,
         cleanup_interval=max(1, min(30, settings.request_timeout // 2)), ident="storyboard-studio",
-        clear_untrusted_proxy_headers=True)
+        # Without a trusted proxy, waitress drops X-Forwarded-*; with one, ProxyFix reads them.
+        clear_untrusted_proxy_headers=not settings.trusted_proxies)
 
 
 def stop_server(server, timeout: float = 10.0) -> None:
