@@ -32,12 +32,13 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from rq import SimpleWorker, get_current_job
 from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "storyboard"
 RESULTS = "sb:results"
+REJECTED = "sb:results:rejected"
 GROUP = "studio"
 EVENTS = "sb:events"
 HEARTBEAT_S = 2.0
@@ -97,7 +99,40 @@ def connect(url: str, password: str = ""):
 def rq_queue(connection):
     from rq import Queue
 
-    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer, job_class=StudioJob)
+
+
+DRAW_JOB = "redis_backend.draw_job"
+
+
+class ForeignJob(Exception):
+    """A job on the studio's queue that the studio did not make."""
+
+
+class StudioJob(Job):
+    """RQ's job as the studio and its workers read it back from Redis: anyone who can write
+    to Redis can put a job there, and RQ imports and calls whatever a job names (its
+    function, its callbacks). Through this class the only function a job can name is
+    :func:`draw_job`, and the studio's jobs have no callbacks, so none is ever imported:
+    a foreign job fails before anything of it runs, in the worker and in RQ's clean-up."""
+
+    @property
+    def func(self):
+        if self.func_name != DRAW_JOB or self.instance is not None:
+            raise ForeignJob(f"refused job {self.id}: it names {self.func_name!r}; this queue runs {DRAW_JOB} only")
+        return draw_job
+
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None
 
 
 # --- The studio's side ----------------------------------------------------------------------
@@ -223,7 +258,7 @@ class RedisBackend(Backend):
             return True
         spec = spec_for(job, board, self.store.reference_pngs(board))
         try:
-            self.queue.enqueue("redis_backend.draw_job", spec.to_json(), job_id=rq_job_id(job),
+            self.queue.enqueue(DRAW_JOB, spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
                                failure_ttl=KEY_TTL_S, description=f"board {board['id']} job {job['id']}")
         except Exception:
@@ -290,7 +325,12 @@ class RedisBackend(Backend):
                         backlog = self._claim_others()
                         continue
                     for entry_id, fields in entries:
-                        self._apply(fields)
+                        try:
+                            fact = Fact.parse(fields)
+                        except MalformedFact as error:
+                            self._set_aside(entry_id, fields, error)
+                        else:
+                            self._apply(fact)
                         self.redis.xack(RESULTS, GROUP, entry_id)
                         self.redis.xdel(RESULTS, entry_id)
                     self._ok()
@@ -305,27 +345,30 @@ class RedisBackend(Backend):
         _, claimed, _ = self.redis.xautoclaim(RESULTS, GROUP, self.consumer, min_idle_time=0, count=100)
         return bool(claimed)
 
-    def _apply(self, fields: dict) -> None:
-        fact = {key.decode(): value for key, value in fields.items()}
-        kind = fact["type"].decode()
-        job_id = json.loads(fact["job"])
-        board_id = fact["board"].decode()
+    def _set_aside(self, entry_id, fields: dict, error: Exception) -> None:
+        """A fact no worker of this studio wrote (or a garbled one): acknowledged, so that
+        everything after it is recorded, and kept in ``sb:results:rejected`` to look at."""
+        log.error("set aside result %s from Redis (kept in %s): %s", entry_id.decode(errors="replace"), REJECTED,
+                  error)
+        self.redis.xadd(REJECTED, fields, maxlen=1000, approximate=True)
+
+    def _apply(self, fact: Fact) -> None:
+        kind, job_id, board_id, data = fact.kind, fact.job_id, fact.board_id, fact.data
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
-        data = json.loads(fact.get("data", b"{}"))
         sink = StoreSink(self.store, self.hub, board_id, self._progress)  # as the embedded worker records
         if kind == "prompts":
             sink.prompts({int(k): PanelPrompts(*(*v, None)[:4]) for k, v in data.items()})
         elif kind == "started":
             sink.panel_started(data["frame_id"])
         elif kind == "saved":
-            sink.panel_saved(SavedPanel(data["frame_id"], fact["png"], data["seed"], data["identity"],
+            sink.panel_saved(SavedPanel(data["frame_id"], fact.png, data["seed"], data["identity"],
                                         data["attempts"], data["seconds"], data.get("mode"), data.get("ran"),
                                         data.get("parent")))
         elif kind == "failed":
             sink.panel_failed(data["frame_id"], data["error"])
         elif kind == "reference":
-            sink.reference(data.get("character", 1), fact["png"])  # a worker from before the cast: character 1
+            sink.reference(data.get("character", 1), fact.png)  # a worker from before the cast: character 1
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
@@ -377,6 +420,51 @@ class RedisBackend(Backend):
             self.problem = user_message(error, self.settings.data_path)
 
 
+class MalformedFact(ValueError):
+    """An entry on the results stream that no worker of the studio wrote as it is."""
+
+
+# What each kind of fact carries in its data (and whether a PNG comes with it).
+FACT_FIELDS = {"prompts": ((), False), "started": (("frame_id",), False),
+               "saved": (("frame_id", "seed", "identity", "attempts", "seconds"), True),
+               "failed": (("frame_id", "error"), False), "reference": ((), True), "end": (("status", "error"), False)}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One worker's report as read back from the results stream (see :class:`RedisSink`)."""
+
+    kind: str
+    job_id: int
+    board_id: str
+    data: dict
+    png: bytes | None
+
+    @classmethod
+    def parse(cls, fields: dict) -> Fact:
+        """The fact in a stream entry; raises MalformedFact for anything else: Redis is
+        written by others than the studio's workers, so nothing in it is taken on trust."""
+        try:
+            raw = {key.decode(): value for key, value in fields.items()}
+            kind, board_id = raw["type"].decode(), raw["board"].decode()
+            job_id, data = json.loads(raw["job"]), json.loads(raw.get("data", b"{}"))
+        except (KeyError, ValueError, AttributeError) as error:  # a missing field, not UTF-8, not JSON
+            raise MalformedFact(f"unreadable: {error}") from None
+        if kind not in FACT_FIELDS or type(job_id) is not int or not isinstance(data, dict):
+            raise MalformedFact(f"not a fact: type {kind!r}, job {job_id!r}")
+        needed, with_png = FACT_FIELDS[kind]
+        png = raw.get("png")
+        if any(name not in data for name in needed) or (with_png and not isinstance(png, bytes)):
+            raise MalformedFact(f"a {kind} fact without {', '.join(needed) + (', png' if with_png else '')}")
+        if "frame_id" in data and type(data["frame_id"]) is not int:
+            raise MalformedFact(f"a {kind} fact for frame {data['frame_id']!r}")
+        if kind == "end" and data["status"] not in {str(status) for status in Status}:
+            raise MalformedFact(f"an end fact with status {data['status']!r}")
+        if kind == "prompts" and not all(key.isascii() and key.isdigit() and isinstance(value, list) for key, value in data.items()):
+            raise MalformedFact("a prompts fact that is not panel -> prompts")
+        return cls(kind, job_id, board_id, data, png)
+
+
 def rq_job_id(job: dict) -> str:
     """One RQ job per start of a studio job (a resumed, interrupted job starts again); the
     board id keeps two studios (or a studio with a new database) on one Redis apart."""
@@ -417,7 +505,7 @@ class StudioWorker(SimpleWorker):
     def __init__(self, redis, settings, load_generator: Callable[[], Any], load_scorer: Callable[[], Any] | None,
                  name: str, device: str):
         super().__init__([rq_queue(redis)], name=name, connection=redis, serializer=JSONSerializer,
-                         worker_ttl=WORKER_TTL_S)
+                         worker_ttl=WORKER_TTL_S, job_class=StudioJob)
         self.host = GeneratorHost(settings, load_generator, load_scorer, on_change=self.report)
         self.device = device
         self.board: str | None = None  # the board being drawn

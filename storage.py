@@ -269,7 +269,7 @@ class Store:
 
     def boards(self) -> list[dict]:
         rows = self._query(
-            "SELECT s.id, s.title, s.status, s.created_at,"
+            "SELECT s.id, s.title, s.status, s.created_at, s.params,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id) AS frames_total,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id AND f.status = 'done') AS frames_done,"
             " (SELECT f.id FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
@@ -278,7 +278,7 @@ class Store:
             "  ORDER BY f.position LIMIT 1) AS thumb_version"
             " FROM storyboards s ORDER BY s.created_at DESC, s.rowid DESC"
         )
-        return [dict(row) for row in rows]
+        return [{**dict(row), "params": BoardParams.from_json(json.loads(row["params"]))} for row in rows]
 
     def delete_board(self, board_id: str) -> bool:
         """Remove the board and every file in its folder, stray ones included.
