@@ -402,11 +402,11 @@ def list_storyboards():
     return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
-def _board_json(board_id: str) -> dict | None:
-    """The board as the API shows it, with the running job's progress."""
+def _board_json(board_id: str) -> dict:
+    """The board as the API shows it now, with the running job's progress; 404 when it was
+    deleted meanwhile (never a 200 with ``null``)."""
     studio = current_studio()
-    board = studio.store.board(board_id)
-    return board_json(board, studio.backend.progress(board_id)) if board else None
+    return board_json(_board_or_404(board_id), studio.backend.progress(board_id))
 
 
 def _board_or_404(board_id: str) -> dict:
@@ -418,7 +418,6 @@ def _board_or_404(board_id: str) -> dict:
 
 @api.get("/api/storyboards/<board_id>")
 def get_storyboard(board_id: str):
-    _board_or_404(board_id)
     return jsonify(_board_json(board_id))
 
 
@@ -487,6 +486,8 @@ def regenerate_frame(board_id: str, n: int):
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio.settings.queue_limit)
     except Conflict:
+        if studio.store.board_status(board_id) is None:  # deleted since it was read
+            abort(404)
         raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
         raise _busy(studio.settings.queue_limit) from None
@@ -511,24 +512,43 @@ def reorder(board_id: str):
 # --- Files ---------------------------------------------------------------------------------
 
 
+def _on_current_board(board_id: str, read: Callable[[dict], Any]) -> Any:
+    """``read(board)`` on the board as it is now. A redraw may replace a panel's file (and
+    remove the old one) between reading the board and opening the file, and ``read`` then
+    raises FileNotFoundError: once more on the board as it is after the redraw. A board
+    deleted meanwhile is a 404."""
+    for _ in range(2):
+        try:
+            return read(_board_or_404(board_id))
+        except FileNotFoundError:
+            continue
+    abort(404)
+
+
+def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
+    """The PNG that ``file_of(board)`` names (None: the board has none: 404)."""
+
+    def send(board: dict) -> Response:
+        name = file_of(board)
+        if name is None:
+            abort(404)
+        path = current_studio().store.file_path(board_id, name)
+        if path is None:
+            raise FileNotFoundError(name)
+        return send_file(path, mimetype="image/png", max_age=0)  # opens it, or FileNotFoundError
+
+    return _on_current_board(board_id, send)
+
+
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
 def frame_image(board_id: str, frame_id: int):
-    board = _board_or_404(board_id)
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: next(
+        (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
 
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")
 def character_reference(board_id: str, character: int):
-    board = _board_or_404(board_id)
-    reference = board["references"].get(character)
-    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
 
 
 @api.get("/api/storyboards/<board_id>/reference.png")
@@ -539,13 +559,16 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     store = current_studio().store
-    board = _board_or_404(board_id)
-    images = {}
-    for index, frame in enumerate(board["frames"], start=1):
-        path = store.file_path(board_id, frame["image_file"])
-        if path is not None:
-            images[index] = path.read_bytes()
-    return board_json(board), images, store.reference_pngs(board)
+
+    def read(board: dict):
+        images = {}
+        for index, frame in enumerate(board["frames"], start=1):
+            path = store.file_path(board_id, frame["image_file"])
+            if path is not None:
+                images[index] = path.read_bytes()
+        return board_json(board), images, store.reference_pngs(board)
+
+    return _on_current_board(board_id, read)
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
