@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from errors import InputError
 
@@ -679,7 +679,9 @@ def _check_queue(values: dict[str, Any]) -> None:
         parts = None
     if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise SettingsError("queue_url", "must be a redis:// (or rediss://) URL, such as redis://localhost:6379/0")
-    if parts.password or parts.username:
+    # redis-py also takes a password from the query string (?password=...).
+    credentials = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)} & {"password", "username"}
+    if parts.password or parts.username or credentials:
         raise SettingsError("queue_url", "must not carry a user name or password (a command line is visible "
                                          f"to other users); put the password in {env_name('queue_password')}")
 
