@@ -30,7 +30,7 @@ from planner import validated_panels
 from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
@@ -402,11 +402,11 @@ def list_storyboards():
     return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
-def _board_json(board_id: str) -> dict | None:
-    """The board as the API shows it, with the running job's progress."""
+def _board_json(board_id: str) -> dict:
+    """The board as the API shows it now, with the running job's progress; 404 when it was
+    deleted meanwhile (never a 200 with ``null``)."""
     studio = current_studio()
-    board = studio.store.board(board_id)
-    return board_json(board, studio.backend.progress(board_id)) if board else None
+    return board_json(_board_or_404(board_id), studio.backend.progress(board_id))
 
 
 def _board_or_404(board_id: str) -> dict:
@@ -418,7 +418,6 @@ def _board_or_404(board_id: str) -> dict:
 
 @api.get("/api/storyboards/<board_id>")
 def get_storyboard(board_id: str):
-    _board_or_404(board_id)
     return jsonify(_board_json(board_id))
 
 
@@ -487,6 +486,8 @@ def regenerate_frame(board_id: str, n: int):
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio.settings.queue_limit)
     except Conflict:
+        if studio.store.board_status(board_id) is None:  # deleted since it was read
+            abort(404)
         raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
         raise _busy(studio.settings.queue_limit) from None
@@ -547,14 +548,38 @@ def reorder(board_id: str):
 # --- Files ---------------------------------------------------------------------------------
 
 
+def _on_current_board(board_id: str, read: Callable[[dict], Any]) -> Any:
+    """``read(board)`` on the board as it is now. A redraw may replace a panel's file (and
+    remove the old one) between reading the board and opening the file, and ``read`` then
+    raises FileNotFoundError: once more on the board as it is after the redraw. A board
+    deleted meanwhile is a 404."""
+    for _ in range(2):
+        try:
+            return read(_board_or_404(board_id))
+        except FileNotFoundError:
+            continue
+    abort(404)
+
+
+def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
+    """The PNG that ``file_of(board)`` names (None: the board has none: 404)."""
+
+    def send(board: dict) -> Response:
+        name = file_of(board)
+        if name is None:
+            abort(404)
+        path = current_studio().store.file_path(board_id, name)
+        if path is None:
+            raise FileNotFoundError(name)
+        return send_file(path, mimetype="image/png", max_age=0)  # opens it, or FileNotFoundError
+
+    return _on_current_board(board_id, send)
+
+
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
 def frame_image(board_id: str, frame_id: int):
-    board = _board_or_404(board_id)
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: next(
+        (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
 
 
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/image.png")
@@ -569,12 +594,7 @@ def take_image(board_id: str, frame_id: int, take_id: int):
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")
 def character_reference(board_id: str, character: int):
-    board = _board_or_404(board_id)
-    reference = board["references"].get(character)
-    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
 
 
 @api.get("/api/storyboards/<board_id>/reference.png")
@@ -585,13 +605,16 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     store = current_studio().store
-    board = _board_or_404(board_id)
-    images = {}
-    for index, frame in enumerate(board["frames"], start=1):
-        path = store.file_path(board_id, frame["image_file"])
-        if path is not None:
-            images[index] = path.read_bytes()
-    return board_json(board), images, store.reference_pngs(board)
+
+    def read(board: dict):
+        images = {}
+        for index, frame in enumerate(board["frames"], start=1):
+            path = store.file_path(board_id, frame["image_file"])
+            if path is not None:
+                images[index] = path.read_bytes()
+        return board_json(board), images, store.reference_pngs(board)
+
+    return _on_current_board(board_id, read)
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
@@ -683,7 +706,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("sdxl", "tiny"), help="sdxl (default) or tiny offline models")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
-    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data; ./data/demo with --model tiny)")
     parser.add_argument("--device", choices=("auto", "mps", "cuda", "cpu"))
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
@@ -707,6 +730,20 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(settings.host):
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
+    try:
+        # Before anything reads the database: a second studio would mark the first's running
+        # boards interrupted. The OS drops the lock when this process ends, however it ends.
+        data_lock = lock_data_dir(settings.data_path)
+    except DataDirInUse as error:
+        log.error("%s", error)
+        return 2
+    try:
+        return _serve(settings)
+    finally:
+        data_lock.release()
+
+
+def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
     except DatabaseDamaged as error:

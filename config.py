@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from errors import InputError
 
@@ -371,7 +371,9 @@ class Settings:
                   **_choices("fuse", "adapter")},
     )
     data_dir: str = field(
-        default="data", metadata={"help": "Where storyboards, images and the database are kept."}
+        default="",
+        metadata={"help": "Where storyboards, images and the database are kept; one studio at a time. "
+                  "Empty = data, or data/demo with model=tiny (the demo's boards stay apart from real ones)."},
     )
     host: str = field(
         default="127.0.0.1",
@@ -491,7 +493,7 @@ class Settings:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        return Path(self.data_dir or ("data/demo" if self.model == "tiny" else "data"))
 
     @property
     def cache_dir(self) -> str | None:
@@ -682,7 +684,9 @@ def _check_queue(values: dict[str, Any]) -> None:
         parts = None
     if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise SettingsError("queue_url", "must be a redis:// (or rediss://) URL, such as redis://localhost:6379/0")
-    if parts.password or parts.username:
+    # redis-py also takes a password from the query string (?password=...).
+    credentials = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)} & {"password", "username"}
+    if parts.password or parts.username or credentials:
         raise SettingsError("queue_url", "must not carry a user name or password (a command line is visible "
                                          f"to other users); put the password in {env_name('queue_password')}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import socket
 import threading
 import time
@@ -44,6 +45,7 @@ from rq.serializers import JSONSerializer
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
     user_message
 from board_params import MAX_CHARACTERS
+from config import env_name
 from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
 from errors import InputError
 from generator_host import GeneratorHost
@@ -87,6 +89,17 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def redis_problem(url: str, error: Exception) -> str:
+    """Why Redis does not answer, as the studio and a worker say it: a refused password
+    names the setting that fixes it; never the password."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(error, AuthenticationError):
+        return (f"Redis at {safe_url(url)} refused the password ({error}); set {env_name('queue_password')} "
+                "to its requirepass")
+    return f"Redis at {safe_url(url)} cannot be reached"
 
 
 def connect(url: str, password: str = ""):
@@ -211,20 +224,22 @@ class RedisBackend(Backend):
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
 
     def workers(self) -> list[dict]:
+        from redis.exceptions import ResponseError
+
         try:
             keys = sorted(self.redis.scan_iter("sb:worker:*", count=100))
-            rows = [self.redis.hgetall(key) for key in keys]
         except Exception:  # noqa: BLE001 - Redis down: health says so through problem
             return []
         workers = []
-        for row in rows:
-            info = {key.decode(): value.decode() for key, value in row.items()}
-            if info:
-                info["last_heartbeat"] = float(info.get("last_heartbeat", 0))
-                info["board"] = info.get("board") or None
-                info["error"] = info.get("error") or None
-                info["warm_up"] = _warm_up(info.get("warm_up"))
-                workers.append(info)
+        for key in keys:
+            try:
+                row = self.redis.hgetall(key)
+            except ResponseError:  # not a hash: not a worker's heartbeat
+                continue
+            except Exception:  # noqa: BLE001 - Redis down: health says so through problem
+                return []
+            if row:
+                workers.append(heartbeat(row))
         return workers
 
     # -- dispatch: studio jobs -> RQ --
@@ -410,8 +425,8 @@ class RedisBackend(Backend):
         from redis.exceptions import RedisError
 
         if isinstance(error, (RedisError, OSError)) and not is_disk_full(error):
-            message = (f"The job queue (Redis at {safe_url(self.url)}) cannot be reached; new storyboards wait "
-                       "until it is back. Nothing already made is lost.")
+            message = (f"The job queue: {redis_problem(self.url, error)}; new storyboards wait until it answers. "
+                       "Nothing already made is lost.")
             if self.redis_error is None:
                 log.error("%s (%s)", message, error)
             self.redis_error = message
@@ -479,10 +494,25 @@ def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
+def heartbeat(row: dict[bytes, bytes]) -> dict:
+    """A worker's ``sb:worker:<name>`` hash as health shows it. Anyone can write to Redis:
+    a field that is missing, not UTF-8 or not a number reads as unknown, never as an error."""
+    info = {key.decode(errors="replace"): value.decode(errors="replace") for key, value in row.items()}
+    try:
+        beat = float(info.get("last_heartbeat", ""))
+    except ValueError:
+        beat = 0.0
+    model = info.get("model", "")
+    return {"name": info.get("name", "?"), "host": info.get("host", "?"), "device": info.get("device") or None,
+            "model": ModelState(model) if model in set(ModelState) else ModelState.NOT_LOADED,
+            "error": info.get("error") or None, "board": info.get("board") or None,
+            "last_heartbeat": beat if math.isfinite(beat) else 0.0, "warm_up": _warm_up(info.get("warm_up"))}
+
+
 def _warm_up(text: str | None) -> WarmUp | None:
     """A worker's "done of [eta_s]" back into its WarmUp."""
     parts = (text or "").split()
-    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
+    if len(parts) not in (2, 3) or not all(part.isascii() and part.isdigit() for part in parts):
         return None
     return WarmUp(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
 

@@ -402,3 +402,40 @@ def test_a_malformed_result_is_set_aside_once_and_everything_after_it_is_recorde
     assert board["status"] == "canceled"
     assert redis.xlen("sb:results:rejected") >= 1
     assert sum("set aside result" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_health_reads_odd_heartbeats_from_redis_without_failing(studio, redis_server):
+    redis = redis_server.client()
+    redis.hset("sb:worker:odd", mapping={"name": "odd", "last_heartbeat": "soon", "model": b"\xff\xfe",
+                                         "warm_up": "\u00b2 3", "device": b"cuda\xff"})
+    redis.hset("sb:worker:bare", mapping={"last_heartbeat": "nan"})
+    redis.set("sb:worker:string", "not a hash")
+    try:
+        answer = studio().test_client().get("/api/health")
+    finally:
+        redis.delete("sb:worker:odd", "sb:worker:bare", "sb:worker:string")
+    assert answer.status_code == 200, answer.data[:300]
+    odd = {w["name"]: w for w in answer.get_json()["workers"]}["odd"]
+    assert odd["last_heartbeat"] == 0 and odd["model"] == "not_loaded" and odd["warm_up"] is None
+
+
+def test_a_wrong_password_is_said_refused_naming_the_setting_by_the_studio_and_a_worker(redis_server, tmp_path):
+    wrong = "not-the-password"
+    env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": wrong, "HF_HUB_OFFLINE": "1"}
+    worker = subprocess.run([sys.executable, "worker.py", "--queue", redis_server.url, "--model", "tiny",
+                             "--data-dir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    said = worker.stdout + worker.stderr
+    assert worker.returncode != 0 and "refused" in said and "STORYBOARD_QUEUE_PASSWORD" in said, said
+    assert "Traceback" not in said and wrong not in said
+    settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": wrong}, {
+        "data_dir": str(tmp_path / "studio"), "model": "tiny", "queue_url": redis_server.url})
+    app = create_app(settings)
+    try:
+        health = wait_until(lambda: (lambda h: h if h["problem"] else None)(app.test_client().get("/api/health")
+                                                                             .get_json()),
+                            "health never said Redis refused", timeout=60)
+    finally:
+        studio_of(app).backend.stop()
+    assert "refused" in health["problem"] and "STORYBOARD_QUEUE_PASSWORD" in health["problem"]
+    assert wrong not in json.dumps(health)
