@@ -70,6 +70,8 @@ EXECUTION_TTL_S = 10
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
 RETRIES = 3
 KEY_TTL_S = 7 * 24 * 3600
+# A worker whose model cannot load tries again this often, taking no job meanwhile.
+LOAD_RETRY_S = 30
 GAVE_UP = (f"Its worker stopped {RETRIES + 1} times while drawing this storyboard (see the workers' logs); "
            "finished panels are kept. Resume to try again.")
 
@@ -246,9 +248,13 @@ class RedisBackend(Backend):
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
 
     def _waiting(self, workers: list[dict]) -> str | None:
-        """Boards that wait because no worker is connected, said so."""
-        if workers or not (self.store.queue_length() or self.store.running_jobs()):
+        """Boards that wait because no worker is connected (or none can load its model), said so."""
+        if any(w["model"] != ModelState.ERROR for w in workers) or not (
+                self.store.queue_length() or self.store.running_jobs()):
             return None
+        if workers:
+            return (f"No worker can load its model ({workers[0]['error']}); storyboards wait until one can "
+                    "(see the workers' logs).")
         return (f"No worker takes jobs from the Redis at {safe_url(self.url)}: storyboards wait until one starts "
                 f"(python worker.py --queue {safe_url(self.url)}).")
 
@@ -601,6 +607,7 @@ class StudioWorker(SimpleWorker):
         self._beat_guard = threading.Lock()  # no execution beat once draw_job has returned
         self._beats: tuple[threading.Thread, threading.Event] | None = None
         self._stopping = False  # a warm shutdown was asked for (SIGTERM, SIGINT)
+        self._stop_asked = threading.Event()  # the same, for a wait to end at once
 
     # -- RQ's hooks --
 
@@ -621,6 +628,7 @@ class StudioWorker(SimpleWorker):
 
     def handle_warm_shutdown_request(self) -> None:
         self._stopping = True
+        self._stop_asked.set()
         super().handle_warm_shutdown_request()
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
@@ -629,6 +637,13 @@ class StudioWorker(SimpleWorker):
         # may have been swallowed by the compile (RQ raises it wherever the signal lands).
         if self._beats is None:  # here, not in work(): RQ has registered the worker by now
             self._start_beats()
+        # The model before any job: a worker whose model cannot load takes none (its
+        # heartbeat says why, and the jobs go to the other workers) and tries again later.
+        while not self._stopping and self.host.generator is None:
+            try:
+                self.host.ensure()
+            except Exception:  # noqa: BLE001 - logged by the host, said in the heartbeat
+                self._stop_asked.wait(LOAD_RETRY_S)
         while not self._stopping and self.queues[0].count == 0 and self.host.warm_one():
             pass
         if self._stopping:

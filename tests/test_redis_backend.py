@@ -56,15 +56,20 @@ class WorkerPool:
             if process.poll() is not None:
                 del self.processes[name]
         while len(self.processes) < count:
-            self.started += 1
-            name = f"w{self.started}"
-            env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1",
-                   "STORYBOARD_HF_CACHE_DIR": str(self.hf_cache), "STORYBOARD_IDENTITY_SCORING": "false"}
-            log = open(self.folder / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "worker.py", "--queue", self.redis_server.url, "--model", "tiny",
-                 "--data-dir", str(self.folder / name), "--name", name], cwd=ROOT, env=env, stdout=log, stderr=log)
+            self.start()
         return list(self.processes)
+
+    def start(self, hf_cache: Path | None = None) -> str:
+        """One more worker (its models from ``hf_cache``, the tiny ones unless told)."""
+        self.started += 1
+        name = f"w{self.started}"
+        env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1",
+               "STORYBOARD_HF_CACHE_DIR": str(hf_cache or self.hf_cache), "STORYBOARD_IDENTITY_SCORING": "false"}
+        log = open(self.folder / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "worker.py", "--queue", self.redis_server.url, "--model", "tiny",
+             "--data-dir", str(self.folder / name), "--name", name], cwd=ROOT, env=env, stdout=log, stderr=log)
+        return name
 
     def freeze(self) -> None:
         """SIGSTOP every worker: the board in progress waits exactly where it is."""
@@ -88,6 +93,8 @@ class WorkerPool:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(30)
+        if self.processes:  # their heartbeats, gone now rather than when they expire
+            self.redis_server.client().delete(*(f"sb:worker:{name}" for name in self.processes))
 
 
 @pytest.fixture
@@ -474,3 +481,21 @@ def test_the_queue_limit_counts_boards_waiting_for_a_worker_and_health_says_they
         assert "No worker" in client.get("/api/health").get_json()["problem"]
     finally:
         queue.empty()
+
+
+def test_a_worker_whose_model_cannot_load_takes_no_job_and_says_why(studio, workers, redis_server, tmp_path):
+    workers.stop_all()
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("not a model cache")
+    broken = workers.start(hf_cache=not_a_folder)
+    app = studio()
+    client = app.test_client()
+    said = wait_until(lambda: next((w for w in client.get("/api/health").get_json()["workers"]
+                                    if w["name"] == broken and w["model"] == "error"), None),
+                      "the worker never said its model cannot load", timeout=180)
+    assert said["error"]
+    board_id = post(client, "One.\nTwo.", preset="ultra_fast")
+    assert "No worker can load its model" in client.get("/api/health").get_json()["problem"]
+    good = workers.start()
+    board = wait_for(client, board_id, timeout=180)
+    assert board["status"] == "done" and rq_worker_name(redis_server, app, board_id) == good
