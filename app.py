@@ -71,7 +71,7 @@ def create_app(
 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    store = Store(settings.data_path)
+    store = Store(settings.data_path, takes_per_panel=settings.takes_per_panel)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
@@ -495,6 +495,42 @@ def regenerate_frame(board_id: str, n: int):
     return jsonify(_board_json(board_id)), 202
 
 
+def _frame_of(board: dict, frame_id: int) -> dict:
+    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
+    if frame is None:
+        abort(404)
+    return frame
+
+
+@api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
+def choose_take(board_id: str, frame_id: int):
+    """Show another of the panel's takes: instant (nothing is drawn), and it undoes a redraw."""
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    body = json_body()
+    if not isinstance(body, dict) or body.get("take") is None:
+        raise InputError("take", "Send the take to show, e.g. {\"take\": 1}.")
+    take = int_field(body, "take", 1, 2**31, None)
+    if not studio.store.choose_take(board_id, frame_id, take):
+        raise InputError("take", f"The panel has no take {take}.", status=404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return jsonify(_board_json(board_id))
+
+
+@api.delete("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>")
+def delete_take(board_id: str, frame_id: int, take_id: int):
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    try:
+        deleted = studio.store.delete_take(board_id, frame_id, take_id)
+    except Conflict as error:
+        raise InputError("take", str(error), status=409) from None
+    if not deleted:
+        abort(404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return "", 204
+
+
 @api.put("/api/storyboards/<board_id>/order")
 def reorder(board_id: str):
     studio = current_studio()
@@ -544,6 +580,16 @@ def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
 def frame_image(board_id: str, frame_id: int):
     return _send_png(board_id, lambda board: next(
         (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
+
+
+@api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/image.png")
+def take_image(board_id: str, frame_id: int, take_id: int):
+    frame = _frame_of(_board_or_404(board_id), frame_id)
+    take = next((t for t in frame["takes"] if t["id"] == take_id), None)
+    path = current_studio().store.file_path(board_id, take["image_file"]) if take else None
+    if path is None:
+        abort(404)
+    return send_file(path, mimetype="image/png", max_age=0)
 
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")

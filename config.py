@@ -421,6 +421,11 @@ class Settings:
     queue_limit: int = field(
         default=20, metadata={"help": "Most storyboards waiting at once; more get 429.", "range": (1, 10000)}
     )
+    takes_per_panel: int = field(
+        default=10,
+        metadata={"help": "Most takes a panel keeps (each redraw or refine adds one); past it the oldest "
+                  "unchosen take goes, with its file.", "range": (1, 1000)},
+    )
     max_upload_mb: float = field(
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
                                 "range": (0.1, 200.0)}
