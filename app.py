@@ -579,6 +579,8 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
                     "image_url": reference_url(board_id, character)}
         return json.dumps(data, ensure_ascii=False)
 
+    if kind == "preview":  # not kept: a preview is several kB and superseded at the next step
+        return make()
     return studio.event_texts.get(seq, make)
 
 
