@@ -79,7 +79,13 @@ export function onProgressEvent(progress) {
 export function onPreviewEvent(preview) {
   if (!preview || !state.board || !Number.isInteger(preview.frame_id)) return;
   state.previews.set(preview.frame_id, preview);
-  showPreview(preview.frame_id);
+  const frame = (state.board.frames || []).find((f) => f.id === preview.frame_id);
+  if (frame && (frame.status === "pending" || frame.status === "queued")) {
+    frame.status = "running"; // a panel forming is being drawn: its status and preview shown together
+    renderBoardSoon();
+  } else {
+    showPreview(preview.frame_id);
+  }
 }
 
 function onFrameEvent(frame) {
