@@ -30,7 +30,7 @@ from planner import validated_panels
 from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
@@ -65,6 +65,12 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
+    if settings.trusted_proxies:
+        # The proxy's X-Forwarded-* say which host, scheme and client the request came from.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
     store = Store(settings.data_path)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
@@ -139,15 +145,15 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
-
-
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
     settings: Settings = current_studio().settings
-    # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
-    if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
-        return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
+    # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
+    # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
+    # Host is the public one (ProxyFix, see create_app).
+    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+        return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
+                             "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
@@ -257,6 +263,7 @@ def health():
         workers=[{**worker, "warm_up": _warm_up_json(worker.get("warm_up"))} for worker in state.workers],
         warm_up=_warm_up_json(state.warm_up),
         loading_message=_loading_message(studio.settings),
+        demo=studio.settings.model == "tiny",
     )
 
 
@@ -265,9 +272,14 @@ def _warm_up_json(progress) -> dict | None:
 
 
 def _loading_message(settings: Settings) -> str:
-    """What the page says while the model loads: nothing is downloaded for the tiny models."""
+    """What the page says while the model loads: nothing is downloaded for the tiny models,
+    which are built once (measured: 8 s of CPU, up to 30 s on a busy 2-core machine)."""
     if settings.model == "tiny":
-        return "Building the tiny offline models (a few seconds)…"
+        import tiny_models
+
+        if tiny_models.is_built(settings.cache_dir):
+            return "Loading the tiny offline models…"
+        return "Building the tiny offline models (the first start only: 10-30 seconds)…"
     return ("Loading SDXL + IP-Adapter… The first run downloads them (about 10 GB); "
             "later starts load from disk in under a minute.")
 
@@ -627,7 +639,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("sdxl", "tiny"), help="sdxl (default) or tiny offline models")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
-    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data; ./data/demo with --model tiny)")
     parser.add_argument("--device", choices=("auto", "mps", "cuda", "cpu"))
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
@@ -652,6 +664,20 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
     try:
+        # Before anything reads the database: a second studio would mark the first's running
+        # boards interrupted. The OS drops the lock when this process ends, however it ends.
+        data_lock = lock_data_dir(settings.data_path)
+    except DataDirInUse as error:
+        log.error("%s", error)
+        return 2
+    try:
+        return _serve(settings)
+    finally:
+        data_lock.release()
+
+
+def _serve(settings: Settings) -> int:
+    try:
         app = create_app(settings)
     except DatabaseDamaged as error:
         log.error("%s", error)
@@ -674,7 +700,8 @@ def make_server(app: Flask, settings: Settings, port: int | None = None):
         app, host=settings.host, port=settings.port if port is None else port, threads=settings.server_threads,
         connection_limit=settings.max_connections, channel_timeout=settings.request_timeout,
         cleanup_interval=max(1, min(30, settings.request_timeout // 2)), ident="storyboard-studio",
-        clear_untrusted_proxy_headers=True)
+        # Without a trusted proxy, waitress drops X-Forwarded-*; with one, ProxyFix reads them.
+        clear_untrusted_proxy_headers=not settings.trusted_proxies)
 
 
 def stop_server(server, timeout: float = 10.0) -> None:

@@ -226,6 +226,7 @@ def _schemas() -> dict:
                 "id": string, "title": string, "status": {"enum": STATUSES},
                 "created_at": {**string, "format": "date-time"},
                 "frames_total": integer, "frames_done": integer, "thumbnail_url": _nullable(string),
+                "mode": {**string, "description": "The speed mode's label (e.g. Fast)."},
                 "links": {"type": "object", "properties": {"self": {**string, "description": "The board: GET, "
                                                                                              "DELETE."}}},
             },
@@ -263,6 +264,8 @@ def _schemas() -> dict:
                                 "warm_up": _ref("WarmUp"),
                                 "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
+                "demo": {"type": "boolean", "description": "The tiny random models are loaded (make demo): "
+                                                          "panels are noise by design."},
             },
         },
         "PlanRequest": {

@@ -102,6 +102,7 @@ def summary_json(row: dict) -> dict:
         "created_at": row["created_at"],
         "frames_total": row["frames_total"],
         "frames_done": row["frames_done"],
+        "mode": row["params"].preset.label,
         "thumbnail_url": frame_image_url(row["id"], thumb, row["thumb_version"]) if thumb is not None else None,
         "links": {"self": board_url(row["id"])},
     }

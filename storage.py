@@ -67,6 +67,36 @@ class DatabaseTooNew(DatabaseDamaged):
     upgrade; like damage, it stops the start with the file's name (and is never written)."""
 
 
+class DataDirInUse(Exception):
+    """Another studio process holds the data directory (see :func:`lock_data_dir`)."""
+
+
+LOCK_FILE = "studio.lock"
+
+
+def lock_data_dir(data_dir: Path):
+    """Hold ``data_dir`` for this process (an OS lock, ``filelock``: dropped when the process
+    dies, even by kill -9) and write its pid into the lock file for the next one to name;
+    raise :class:`DataDirInUse` when another process holds it. Release it (or use it as a
+    context manager) when the studio stops."""
+    from filelock import FileLock, Timeout
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = path.read_text(encoding="ascii", errors="replace").strip()
+        process = f"process {holder}" if holder.isascii() and holder.isdigit() else "another process"
+        raise DataDirInUse(
+            f"Another studio ({process}) is using the data folder {data_dir.resolve()}: stop it first, "
+            "or give this one another folder (--data-dir).") from None
+    # flock belongs to the lock's own descriptor: writing through another one keeps it.
+    path.write_text(f"{os.getpid()}\n", encoding="ascii")
+    return lock
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -256,7 +286,7 @@ class Store:
 
     def boards(self) -> list[dict]:
         rows = self._query(
-            "SELECT s.id, s.title, s.status, s.created_at,"
+            "SELECT s.id, s.title, s.status, s.created_at, s.params,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id) AS frames_total,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id AND f.status = 'done') AS frames_done,"
             " (SELECT f.id FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
@@ -265,7 +295,7 @@ class Store:
             "  ORDER BY f.position LIMIT 1) AS thumb_version"
             " FROM storyboards s ORDER BY s.created_at DESC, s.rowid DESC"
         )
-        return [dict(row) for row in rows]
+        return [{**dict(row), "params": BoardParams.from_json(json.loads(row["params"]))} for row in rows]
 
     def delete_board(self, board_id: str) -> bool:
         """Remove the board and every file in its folder, stray ones included.

@@ -891,6 +891,7 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         page.wait_for_function("(text) => document.body.innerText.split(text).length === 2", arg=LOAD_ERROR)
         assert page.evaluate("document.body.innerText.split('the hub cannot be reached').length") == 2
         expect(page.locator("#board-message")).to_contain_text("could not be loaded")
+        expect(page.locator("#board-message")).to_contain_text("Fix what the message at the top says, then Resume")
         expect(page.locator("#board .panel .panel-status")).to_have_text(["not drawn"] * 3)
         expect(page.locator("#board .panel-error")).to_have_count(0)
         for selector in ("#health-banner", "#board-message", "#board .panel-placeholder", "#board .panel-body"):
@@ -1052,6 +1053,9 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         planned = api.post("/api/plans", data={"premise": premise}).json()
         assert planned["source"] == "built-in" and len(planned["panels"]) == 4
         expect(page.locator("#plan-source")).to_contain_text("built-in splitter")
+        # The plan gets the wide pane, not the form's narrow column.
+        form_width = page.locator("#story-form").bounding_box()["width"]
+        assert editor.bounding_box()["width"] > 1.3 * form_width
         shots = [p["shot"] for p in planned["panels"]]
         # The built-in plan's scene is its caption: blank in the editor, so an edited caption is drawn.
         assert page.evaluate(PLAN_ROWS) == [[line, "", shot] for line, shot in zip(PLAN_LINES, shots)]
@@ -1222,6 +1226,37 @@ def test_planning_with_an_llm(browser, planning_server, llm_server, artifacts):
 
 
 # --- The studio's health ---------------------------------------------------------------------
+
+
+def test_the_page_says_it_is_the_demo_and_lists_the_redis_workers(browser, server):
+    """The tiny models draw noise: the header says so once. With Redis workers the header
+    lists each (name, device, state, board) from GET /api/health; with none, boards wait."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        expect(page.locator("#demo-note")).to_be_visible()
+        expect(page.locator("#demo-note")).to_contain_text("random noise")
+        expect(page.locator("#workers")).to_be_hidden()  # the embedded worker: nothing to list
+        health = page.request.get("/api/health").json()
+        workers = [{"name": "gpu-box.1", "host": "gpu-box", "device": "cuda", "model": "ready", "error": None,
+                    "board": "0123456789ab", "warm_up": None, "last_heartbeat": 0},
+                   {"name": "mac.7", "host": "mac", "device": "mps", "model": "loading", "error": None,
+                    "board": None, "warm_up": None, "last_heartbeat": 0}]
+        answers = [{**health, "backend": "redis://127.0.0.1:6379/0", "workers": workers},
+                   {**health, "backend": "redis://127.0.0.1:6379/0", "workers": []}]
+        page.route("**/api/health", lambda route: route.fulfill(json=answers[0]))
+        page.reload()
+        expect(page.locator("#workers li")).to_have_text(["gpu-box.1 · cuda · ready · drawing 0123456789ab",
+                                                          "mac.7 · mps · loading the model"])
+        answers.pop(0)
+        page.reload()
+        expect(page.locator("#workers li")).to_have_text([re.compile(r"^No worker is running: boards wait")])
+        watch.assert_clean()
+    finally:
+        watch.close()
 
 
 def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, monkeypatch):
