@@ -71,7 +71,7 @@ def create_app(
 
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
-    store = Store(settings.data_path)
+    store = Store(settings.data_path, takes_per_panel=settings.takes_per_panel)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
@@ -402,11 +402,11 @@ def list_storyboards():
     return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
-def _board_json(board_id: str) -> dict | None:
-    """The board as the API shows it, with the running job's progress."""
+def _board_json(board_id: str) -> dict:
+    """The board as the API shows it now, with the running job's progress; 404 when it was
+    deleted meanwhile (never a 200 with ``null``)."""
     studio = current_studio()
-    board = studio.store.board(board_id)
-    return board_json(board, studio.backend.progress(board_id)) if board else None
+    return board_json(_board_or_404(board_id), studio.backend.progress(board_id))
 
 
 def _board_or_404(board_id: str) -> dict:
@@ -418,7 +418,6 @@ def _board_or_404(board_id: str) -> dict:
 
 @api.get("/api/storyboards/<board_id>")
 def get_storyboard(board_id: str):
-    _board_or_404(board_id)
     return jsonify(_board_json(board_id))
 
 
@@ -487,11 +486,49 @@ def regenerate_frame(board_id: str, n: int):
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio.settings.queue_limit)
     except Conflict:
+        if studio.store.board_status(board_id) is None:  # deleted since it was read
+            abort(404)
         raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
         raise _busy(studio.settings.queue_limit) from None
     studio.backend.wake()
     return jsonify(_board_json(board_id)), 202
+
+
+def _frame_of(board: dict, frame_id: int) -> dict:
+    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
+    if frame is None:
+        abort(404)
+    return frame
+
+
+@api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
+def choose_take(board_id: str, frame_id: int):
+    """Show another of the panel's takes: instant (nothing is drawn), and it undoes a redraw."""
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    body = json_body()
+    if not isinstance(body, dict) or body.get("take") is None:
+        raise InputError("take", "Send the take to show, e.g. {\"take\": 1}.")
+    take = int_field(body, "take", 1, 2**31, None)
+    if not studio.store.choose_take(board_id, frame_id, take):
+        raise InputError("take", f"The panel has no take {take}.", status=404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return jsonify(_board_json(board_id))
+
+
+@api.delete("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>")
+def delete_take(board_id: str, frame_id: int, take_id: int):
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    try:
+        deleted = studio.store.delete_take(board_id, frame_id, take_id)
+    except Conflict as error:
+        raise InputError("take", str(error), status=409) from None
+    if not deleted:
+        abort(404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return "", 204
 
 
 @api.put("/api/storyboards/<board_id>/order")
@@ -511,11 +548,45 @@ def reorder(board_id: str):
 # --- Files ---------------------------------------------------------------------------------
 
 
+def _on_current_board(board_id: str, read: Callable[[dict], Any]) -> Any:
+    """``read(board)`` on the board as it is now. A redraw may replace a panel's file (and
+    remove the old one) between reading the board and opening the file, and ``read`` then
+    raises FileNotFoundError: once more on the board as it is after the redraw. A board
+    deleted meanwhile is a 404."""
+    for _ in range(2):
+        try:
+            return read(_board_or_404(board_id))
+        except FileNotFoundError:
+            continue
+    abort(404)
+
+
+def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
+    """The PNG that ``file_of(board)`` names (None: the board has none: 404)."""
+
+    def send(board: dict) -> Response:
+        name = file_of(board)
+        if name is None:
+            abort(404)
+        path = current_studio().store.file_path(board_id, name)
+        if path is None:
+            raise FileNotFoundError(name)
+        return send_file(path, mimetype="image/png", max_age=0)  # opens it, or FileNotFoundError
+
+    return _on_current_board(board_id, send)
+
+
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
 def frame_image(board_id: str, frame_id: int):
-    board = _board_or_404(board_id)
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
+    return _send_png(board_id, lambda board: next(
+        (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
+
+
+@api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/image.png")
+def take_image(board_id: str, frame_id: int, take_id: int):
+    frame = _frame_of(_board_or_404(board_id), frame_id)
+    take = next((t for t in frame["takes"] if t["id"] == take_id), None)
+    path = current_studio().store.file_path(board_id, take["image_file"]) if take else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -523,12 +594,7 @@ def frame_image(board_id: str, frame_id: int):
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")
 def character_reference(board_id: str, character: int):
-    board = _board_or_404(board_id)
-    reference = board["references"].get(character)
-    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
 
 
 @api.get("/api/storyboards/<board_id>/reference.png")
@@ -539,13 +605,16 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     store = current_studio().store
-    board = _board_or_404(board_id)
-    images = {}
-    for index, frame in enumerate(board["frames"], start=1):
-        path = store.file_path(board_id, frame["image_file"])
-        if path is not None:
-            images[index] = path.read_bytes()
-    return board_json(board), images, store.reference_pngs(board)
+
+    def read(board: dict):
+        images = {}
+        for index, frame in enumerate(board["frames"], start=1):
+            path = store.file_path(board_id, frame["image_file"])
+            if path is not None:
+                images[index] = path.read_bytes()
+        return board_json(board), images, store.reference_pngs(board)
+
+    return _on_current_board(board_id, read)
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")

@@ -378,7 +378,8 @@ class RedisBackend(Backend):
             sink.panel_started(data["frame_id"])
         elif kind == "saved":
             sink.panel_saved(SavedPanel(data["frame_id"], fact.png, data["seed"], data["identity"],
-                                        data["attempts"], data["seconds"]))
+                                        data["attempts"], data["seconds"], data.get("mode"), data.get("ran"),
+                                        data.get("parent")))
         elif kind == "failed":
             sink.panel_failed(data["frame_id"], data["error"])
         elif kind == "reference":
@@ -707,7 +708,8 @@ class RedisSink:
 
     def panel_saved(self, panel) -> None:
         self._send("saved", {"frame_id": panel.frame_id, "seed": panel.seed, "identity": panel.identity,
-                             "attempts": panel.attempts, "seconds": panel.seconds}, png=panel.png,
+                             "attempts": panel.attempts, "seconds": panel.seconds, "mode": panel.mode,
+                             "ran": panel.ran, "parent": panel.parent}, png=panel.png,
                    also=lambda pipe: self._delivered(pipe, panel.frame_id))
 
     def panel_failed(self, frame_id: int, error: str) -> None:

@@ -433,6 +433,24 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         values = page.evaluate("window.__seen.values")
         assert values == sorted(values), f"the progress bar went back while redrawing: {values}"
 
+        # The redraw is a second take: the dialog lists both, and ‹ shows the first again at once.
+        expect(panel2.locator(".take-count")).to_have_text("2/2")
+        panel2.locator(".panel-open").click()
+        expect(page.locator("#panel-dialog-details .takes li")).to_have_count(2)
+        expect(page.locator("#panel-dialog-details .takes li").nth(0)).to_contain_text("Take 1: seed 43")
+        expect(page.locator("#panel-dialog-details .takes li.chosen")).to_contain_text("Take 2 (shown)")
+        page.keyboard.press("Escape")
+        panel2.locator(".take-prev").click()
+        expect(panel2.locator(".take-count")).to_have_text("1/2")
+        expect(panel2.locator(".panel-seed")).to_have_text("seed 43")
+        expect(panel2.locator("img.panel-image")).not_to_have_attribute("src", redrawn["frames"][1]["image_url"])
+        assert board()["frames"][1]["take"] == 1
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=TIMEOUT_MS)
+        shown = page.evaluate("""() => fetch(document.querySelector("#board .panel[data-index='2'] img.panel-image").src)
+                                   .then((r) => r.arrayBuffer()).then((b) => b.byteLength)""")
+        takes = redrawn["frames"][1]["takes"]
+        assert shown == len(api.get(takes[0]["image_url"]).body()) != len(api.get(takes[1]["image_url"]).body())
+
         # Move panel 1 to the right: the server and the page both show the new order.
         ids = [f["id"] for f in redrawn["frames"]]
         page.locator("#board .panel[data-index='1'] .move-right").click()

@@ -228,3 +228,93 @@ def test_the_demo_keeps_its_boards_apart_from_real_ones_by_default():
     assert load_settings({}, {"model": "tiny"}).data_path == Path("data/demo")
     assert load_settings({}).data_path == Path("data")
     assert load_settings({}, {"model": "tiny", "data_dir": "boards"}).data_path == Path("boards")
+
+
+# --- Reads racing a delete or a redraw ------------------------------------------------------
+
+
+BOARD_ROUTES = [
+    ("GET", "/api/storyboards/{id}", None),
+    ("DELETE", "/api/storyboards/{id}", None),
+    ("PUT", "/api/storyboards/{id}/order", {"order": [3, 2, 1]}),
+    ("POST", "/api/storyboards/{id}/frames/2/regenerate", {"seed": 5}),
+    ("POST", "/api/storyboards/{id}/resume", None),
+    ("POST", "/api/storyboards/{id}/cancel", None),
+    ("GET", "/api/storyboards/{id}/frames/1/image.png", None),
+    ("GET", "/api/storyboards/{id}/reference.png", None),
+    ("GET", "/api/storyboards/{id}/export.zip", None),
+    ("GET", "/api/storyboards/{id}/export.pdf", None),
+    ("GET", "/api/storyboards/{id}/events", None),
+]
+
+
+def _done_board(make_app, status="done"):
+    """A finished board, or one canceled after its first panel (so it can be resumed)."""
+    from fakes import FakeGenerator
+
+    generator = FakeGenerator()
+    app = make_app(generator)
+    client = app.test_client()
+    if status == "canceled":
+        generator.pause_at = (1, 1)
+    board_id = post_board(client).get_json()["id"]
+    if status == "canceled":
+        generator.paused.wait(30)
+        client.post(f"/api/storyboards/{board_id}/cancel")
+        generator.resume.set()
+    assert wait_for(client, board_id)["status"] == status
+    return app, client, board_id
+
+
+@pytest.mark.parametrize("method,path,body", BOARD_ROUTES, ids=[f"{m} {p[20:]}" for m, p, _ in BOARD_ROUTES])
+@pytest.mark.parametrize("status", ["done", "canceled"])
+def test_a_board_deleted_mid_request_is_a_404_or_the_board_never_500_or_null(make_app, method, path, body, status):
+    from studio import studio_of
+
+    app, client, board_id = _done_board(make_app, status)
+    store = studio_of(app).store
+    real_board = store.board
+
+    def board_then_deleted(board_id):  # the request reads the board, then another deletes it
+        board = real_board(board_id)
+        store.board = real_board
+        store.delete_board(board_id)
+        return board
+
+    store.board = board_then_deleted
+    response = client.open(path.format(id=board_id), method=method, json=body)
+    # 409 only for what the board was when read (a finished board cannot be canceled); a
+    # deleted board's panel is not "being drawn".
+    allowed = (200, 202, 204, 404) if "regenerate" in path else (200, 202, 204, 404, 409)
+    assert response.status_code in allowed, response.get_data(as_text=True)[:300]
+    if response.is_json:
+        assert response.get_json() is not None
+
+
+@pytest.mark.parametrize("path", ["frames/1/image.png", "export.zip", "export.pdf"])
+@pytest.mark.parametrize("then", ["redrawn", "deleted"])
+def test_a_file_replaced_or_deleted_mid_request_is_sent_old_or_new_or_404_never_500(make_app, path, then):
+    from helpers import png_bytes
+    from studio import studio_of
+
+    app, client, board_id = _done_board(make_app)
+    store = studio_of(app).store
+    real_file_path = store.file_path
+    redrawn = png_bytes(color="blue")
+
+    def path_then_changed(board_id_, name):  # the request finds the file; then a redraw or a delete
+        path = real_file_path(board_id_, name)
+        if name and name.startswith("frame-1-"):
+            store.file_path = real_file_path
+            if then == "redrawn":  # a new take, and the old one's file pruned (one take kept)
+                store.takes_per_panel = 1
+                store.save_take(board_id_, 1, redrawn, seed=5, mode=None)
+            else:
+                store.delete_board(board_id_)
+        return path
+
+    store.file_path = path_then_changed
+    response = client.get(f"/api/storyboards/{board_id}/{path}")
+    assert response.status_code == (200 if then == "redrawn" else 404), response.get_data(as_text=True)[:300]
+    if then == "redrawn" and path.endswith(".png"):
+        assert response.data == redrawn
