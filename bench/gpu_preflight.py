@@ -29,7 +29,9 @@ def check_imports() -> list[str]:
         try:
             importlib.import_module(name)
         except ImportError as error:
-            problems.append(f"import {name}: {error}; {WHEELS_HINT}")
+            hint = "run with the python3 that has the machine's CUDA torch (PYTHON=...)" if name == "torch" \
+                else WHEELS_HINT
+            problems.append(f"import {name}: {error}; {hint}")
     return problems
 
 
