@@ -20,7 +20,8 @@ ERROR_WORDS = {
     404: "No such storyboard, panel or image.",
     409: "Not possible in the storyboard's current state (e.g. resuming a running board).",
     413: "The request (the reference upload) is too large.",
-    429: "The queue is full; try again when some storyboards have finished.",
+    429: "Busy: the queue is full (try again when some storyboards have finished), or the planner is "
+         "answering as many plans as it may at once (try again in a moment).",
     500: "Something went wrong in the studio; the details are in the server log.",
     503: "The job queue (Redis) cannot be reached; nothing was stored. Try again when it is back.",
     507: "The disk is full: nothing was stored. Free some space and try again.",
@@ -76,9 +77,9 @@ def _schemas() -> dict:
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
                                "shot": string,
-                               "cast": {**CAST, "description": "Who is in the panel (names from `characters`, [] "
-                                        "for no one); missing: the names its caption and scene mention, else the "
-                                        "first character. With one unnamed character, [] means that character."}}}},
+                               "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
+                                        "`characters`, [] for no one); missing or null: the names its caption and "
+                                        "scene mention, else the first character."}}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -315,7 +316,8 @@ def _schemas() -> dict:
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
                     "scene": {**string, "description": "In English, for the text encoders."},
-                    "shot": string, "cast": {"type": "array", "items": string}}}},
+                    "shot": string, "cast": {**_nullable({"type": "array", "items": string}),
+                                              "description": "null when planned without characters."}}}},
             },
         },
         "Planner": {
@@ -371,7 +373,7 @@ def _paths() -> dict:
         "/api/plans": {"post": {
             "summary": "A plan to edit before drawing (nothing is drawn or stored)", "operationId": "createPlan",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlanRequest")}}},
-            "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403)}}},
+            "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403, 429)}}},
         "/api/planner": {"get": {
             "summary": "Whether an LLM plans stories, and which", "operationId": "planner",
             "responses": {"200": _json(_ref("Planner"), "The planner.")}}},

@@ -25,7 +25,8 @@ plans = Blueprint("plans", __name__)
 
 @plans.post("/api/plans")
 def create_plan():
-    settings = current_studio().settings
+    studio = current_studio()
+    settings = studio.settings
     body = json_body()
     if not isinstance(body, dict):
         raise InputError("body", "Send a JSON object: {\"premise\": \"...\", \"frames\": 6, \"characters\": [...]}.")
@@ -34,9 +35,20 @@ def create_plan():
         raise InputError("premise", "Write a premise: a few sentences, or one line per panel.")
     frames = int_field(body, "frames", 1, MAX_FRAMES, None)
     cast = read_cast(body.get("characters"), planning=True)  # the boards' cast: a plan a board cannot take is refused
-    plan = plan_premise(premise, frames, cast, client=planner_client(settings),
-                        json_mode=settings.planner_json_mode, max_frames=MAX_FRAMES)
-    return jsonify(plan_json(plan))
+    client = planner_client(settings)
+    if client is None:  # the built-in splitter: nothing to wait for
+        return jsonify(plan_json(plan_premise(premise, frames, cast, max_frames=MAX_FRAMES), bool(cast)))
+    # Each call holds a server thread until the planner answers (at most its timeout): a few at
+    # once, and the rest told so at once rather than queued behind them.
+    if not studio.planner_slots.acquire(blocking=False):
+        raise InputError("planner", f"The planner is busy with {settings.planner_concurrency} plan(s); try again "
+                                    "in a moment (STORYBOARD_PLANNER_CONCURRENCY).", status=429)
+    try:
+        plan = plan_premise(premise, frames, cast, client=client, json_mode=settings.planner_json_mode,
+                            max_frames=MAX_FRAMES)
+    finally:
+        studio.planner_slots.release()
+    return jsonify(plan_json(plan, planned_with_cast=bool(cast)))
 
 
 @plans.get("/api/planner")
@@ -47,10 +59,14 @@ def planner_info():
     return jsonify(llm=True, model=client.model, server=client.server)
 
 
-def plan_json(plan: StoryPlan) -> dict:
+def plan_json(plan: StoryPlan, planned_with_cast: bool) -> dict:
+    """The plan as the API shows it. A plan made without a cast knows no one's name, so its
+    panels' ``cast`` is null (whoever a panel's words name, once a board has a cast), never
+    [], which a board reads as no one."""
     return {
         "source": plan.source,
         "notices": list(plan.notices),
-        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot, "cast": list(p.cast)}
+        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot,
+                    "cast": list(p.cast) if planned_with_cast else None}
                    for p in plan.panels],
     }
