@@ -406,6 +406,8 @@ def storyboard_pdf(
     """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each; then,
     for a board with ``characters``, a cast page (``references``: each character's face).
     Written to ``out`` when given, else returned."""
+    # fpdf2 subsets the font through fontTools, which logs ~20 INFO lines per PDF; keep its warnings.
+    logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)  # the grid places everything itself
     pdf.set_creation_date(_board_date(board))

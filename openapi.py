@@ -78,9 +78,9 @@ def _schemas() -> dict:
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
                                "shot": string,
-                               "cast": {**CAST, "description": "Who is in the panel (names from `characters`, [] "
-                                        "for no one); missing: the names its caption and scene mention, else the "
-                                        "first character. With one unnamed character, [] means that character."}}}},
+                               "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
+                                        "`characters`, [] for no one); missing or null: the names its caption and "
+                                        "scene mention, else the first character."}}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -317,7 +317,8 @@ def _schemas() -> dict:
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
                     "scene": {**string, "description": "In English, for the text encoders."},
-                    "shot": string, "cast": {"type": "array", "items": string}}}},
+                    "shot": string, "cast": {**_nullable({"type": "array", "items": string}),
+                                              "description": "null when planned without characters."}}}},
             },
         },
         "Planner": {
