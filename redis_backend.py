@@ -435,6 +435,9 @@ class RedisBackend(Backend):
         kind, job_id, board_id, data = fact.kind, fact.job_id, fact.board_id, fact.data
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
+        if kind != "end" and not self._current(job_id, board_id):
+            log.info("dropped a late %s report of job %d: it was taken over, ended or redrawn since", kind, job_id)
+            return
         sink = StoreSink(self.store, self.hub, board_id, self._progress)  # as the embedded worker records
         if kind == "prompts":
             sink.prompts({int(k): PanelPrompts(*(*v, None)[:4]) for k, v in data.items()})
@@ -457,6 +460,13 @@ class RedisBackend(Backend):
             self.redis.delete(cancel_key(job_id), delivered_key(job_id),
                               *(reference_key(job_id, k) for k in range(1, MAX_CHARACTERS + 1)))
             self._publish_status(board_id)
+
+    def _current(self, job_id: int, board_id: str) -> bool:
+        """Whether a worker's report still counts: its studio job is the board's and running.
+        A worker paused long enough (SIGSTOP, a frozen VM) for its job to be taken over and
+        finished reports late, and its images would replace newer ones (a redraw's)."""
+        job = self.store.job(job_id)
+        return job is not None and job["storyboard_id"] == board_id and job["status"] == Status.RUNNING
 
     # -- events: progress -> the page --
 

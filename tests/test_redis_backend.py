@@ -522,3 +522,26 @@ def test_a_worker_whose_model_cannot_load_takes_no_job_and_says_why(studio, work
     good = workers.start()
     board = wait_for(client, board_id, timeout=180)
     assert board["status"] == "done" and rq_worker_name(redis_server, app, board_id) == good
+
+
+
+def test_a_paused_worker_resumed_late_never_replaces_newer_work(studio, workers, redis_server):
+    app = studio()
+    client, store = app.test_client(), studio_of(app).store
+    board_id = board_under_way(client, workers, 1)
+    paused = rq_worker_name(redis_server, app, board_id)
+    workers.processes[paused].send_signal(signal.SIGSTOP)
+    try:
+        workers.ensure(2)  # takes the board over once the paused worker's execution expires
+        assert wait_for(client, board_id, timeout=180)["status"] == "done"
+        assert client.post(f"/api/storyboards/{board_id}/frames/8/regenerate", json={"seed": 777}).status_code == 202
+        assert wait_for(client, board_id, timeout=180)["status"] == "done"
+        redrawn = store.board(board_id)["frames"][7]
+    finally:
+        workers.processes[paused].send_signal(signal.SIGCONT)
+    redis = redis_server.client()
+    wait_until(lambda: redis.hget(f"sb:worker:{paused}", "board") == b"", "the resumed worker never finished",
+               timeout=180)
+    wait_until(lambda: redis.xlen("sb:results") == 0, "the studio never read the resumed worker's reports")
+    frame = store.board(board_id)["frames"][7]
+    assert (frame["seed"], frame["version"]) == (redrawn["seed"], redrawn["version"]) and frame["seed"] == 777
