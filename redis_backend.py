@@ -67,6 +67,8 @@ HEARTBEAT_S = 2.0
 WORKER_TTL_S = 30
 # A worker silent this long is taken for dead: its job goes to another worker.
 EXECUTION_TTL_S = 10
+# How often the studio checks that Redis still holds its running jobs (it may restart empty).
+RECONCILE_S = 10
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
 RETRIES = 3
 KEY_TTL_S = 7 * 24 * 3600
@@ -178,7 +180,7 @@ class RedisBackend(Backend):
         # A studio restarted on the same data dir is the same studio; any other is refused.
         self.identity = f"{socket.gethostname()}:{settings.data_path.resolve()}"
         self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
-        self._reconciled = False
+        self._next_reconcile = 0.0  # at start, then every RECONCILE_S
 
     # -- the backend's face --
 
@@ -296,9 +298,9 @@ class RedisBackend(Backend):
     def _dispatch_pass(self) -> None:
         self.redis.ping()
         self._claim()
-        if not self._reconciled:
+        if time.monotonic() >= self._next_reconcile:
             self._reconcile()
-            self._reconciled = True
+            self._next_reconcile = time.monotonic() + RECONCILE_S
         self._sweep()
         self._send_cancels()
         while not self._stop.is_set() and self._room() and self._dispatch_one():
@@ -352,13 +354,15 @@ class RedisBackend(Backend):
             self.redis.set(cancel_key(job_id), 1, ex=KEY_TTL_S)
 
     def _reconcile(self) -> None:
-        """After a studio restart: a job handed to RQ that Redis no longer knows (Redis lost
-        its data) will never report back; it is interrupted, so the user can resume it."""
-        from rq.job import Job
-
+        """A job handed to RQ that Redis no longer knows (Redis restarted without its data,
+        while the studio ran or was stopped) will never report back; it is interrupted, so
+        the user can resume it. Checked at start and every RECONCILE_S."""
         for job in self.store.running_jobs():
             if not Job.exists(rq_job_id(job), connection=self.redis) and not self._has_facts(job):
-                self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job; resume to draw the rest.")
+                log.error("Redis lost job %d of board %s (restarted without its data?): the board is interrupted",
+                          job["id"], job["storyboard_id"])
+                self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job (it restarted without its "
+                                                               "data); resume to draw the rest.")
                 self._publish_status(job["storyboard_id"])
 
     def _claim(self) -> None:
@@ -397,8 +401,13 @@ class RedisBackend(Backend):
                         raise
                 while not self._stop.is_set() and self._claimed.is_set():
                     start = "0" if backlog else ">"
-                    answer = self.redis.xreadgroup(GROUP, self.consumer, {RESULTS: start}, count=50,
-                                                   block=None if backlog else 1000)
+                    try:
+                        answer = self.redis.xreadgroup(GROUP, self.consumer, {RESULTS: start}, count=50,
+                                                       block=None if backlog else 1000)
+                    except ResponseError as error:
+                        if "NOGROUP" not in str(error):
+                            raise
+                        break  # Redis restarted without its data: the group is made again
                     entries = answer[0][1] if answer else []
                     if backlog and not entries:
                         backlog = self._claim_others()
