@@ -543,8 +543,10 @@ def test_a_late_report_of_a_finished_job_never_replaces_newer_work(studio, worke
     assert client.post(f"/api/storyboards/{board_id}/frames/2/regenerate", json={"seed": 777}).status_code == 202
     assert wait_for(client, board_id, ("done",), timeout=180)["status"] == "done"
     redrawn = store.board(board_id)["frames"][1]
+    assert redrawn["seed"] == 777
     redis = redis_server.client()
-    RedisSink(redis, first_job["id"], board_id).panel_saved(SavedPanel(2, png_bytes((64, 64), "red"), 3, None, 1, 0.1))
+    late = SavedPanel(redrawn["id"], png_bytes((64, 64), "red"), 3, None, 1, 0.1)
+    RedisSink(redis, first_job["id"], board_id).panel_saved(late)
     wait_until(lambda: redis.xlen("sb:results") == 0, "the studio never read the late report")
     frame = store.board(board_id)["frames"][1]
     assert (frame["seed"], frame["version"]) == (777, redrawn["version"])
