@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import dataclasses
 import io
 import json
 import logging
 import os
+import tempfile
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -151,7 +153,8 @@ def _refuse_cross_origin():
     # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
     # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
     # Host is the public one (ProxyFix, see create_app).
-    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+    host = _netloc(f"//{request.host}")
+    if host is None or urlsplit(f"//{host}").hostname not in settings.host_names:
         return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
                              "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -159,11 +162,18 @@ def _refuse_cross_origin():
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        return jsonify(error="Requests from other sites are refused.", field=None), 403
-    if origin == "null":
+    if origin and _netloc(origin) != host:  # "null" (a sandboxed page, a file) has none
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     return None
+
+
+def _netloc(url: str) -> str | None:
+    """The host and port of a URL from a header, or None when it has none that parses
+    (urlsplit raises ValueError on '[evil': a 403, never a 500)."""
+    try:
+        return urlsplit(url).netloc or None
+    except ValueError:
+        return None
 
 
 # --- Input ---------------------------------------------------------------------------------
@@ -604,37 +614,63 @@ def reference_image(board_id: str):
 
 
 def _export_parts(board_id: str):
+    """The board as exported, its panels' files opened now (read one at a time as the export
+    is written) and its references."""
+    from exporting import PanelFiles
+
     store = current_studio().store
 
     def read(board: dict):
-        images = {}
-        for index, frame in enumerate(board["frames"], start=1):
-            path = store.file_path(board_id, frame["image_file"])
-            if path is not None:
-                images[index] = path.read_bytes()
-        return board_json(board), images, store.reference_pngs(board)
+        with contextlib.ExitStack() as opened:
+            files = {}
+            for index, frame in enumerate(board["frames"], start=1):
+                path = store.file_path(board_id, frame["image_file"])
+                if path is not None:
+                    files[index] = opened.enter_context(path.open("rb"))
+            references = store.reference_pngs(board)
+            opened.pop_all()  # all opened: from here PanelFiles closes them
+        return board_json(board), PanelFiles(files), references
 
     return _on_current_board(board_id, read)
+
+
+def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
+    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+    file in the data dir (not memory; nothing is left of it after a crash), then streamed
+    from there. At most ``export_concurrency`` are written at once; another is told so."""
+    studio = current_studio()
+    if not studio.export_slots.acquire(blocking=False):
+        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
+                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429)
+    try:
+        spool = tempfile.TemporaryFile(dir=studio.store.root)
+        try:
+            board, images, references = _export_parts(board_id)
+            try:
+                write(board, images, references=references, out=spool)
+            finally:
+                images.close()
+        except BaseException:
+            spool.close()
+            raise
+    finally:
+        studio.export_slots.release()
+    spool.seek(0)
+    return send_file(spool, mimetype=mimetype, as_attachment=True, download_name=f"storyboard-{board_id}.{suffix}")
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    board, images, references = _export_parts(board_id)
-    data = storyboard_pdf(board, images, references=references)
-    return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
-                     download_name=f"storyboard-{board_id}.pdf")
+    return _export(board_id, storyboard_pdf, "application/pdf", "pdf")
 
 
 @api.get("/api/storyboards/<board_id>/export.zip")
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    board, images, references = _export_parts(board_id)
-    data = storyboard_zip(board, images, references=references)
-    return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                     download_name=f"storyboard-{board_id}.zip")
+    return _export(board_id, storyboard_zip, "application/zip", "zip")
 
 
 # --- Server-Sent Events --------------------------------------------------------------------
@@ -660,6 +696,8 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
                     "image_url": reference_url(board_id, character)}
         return json.dumps(data, ensure_ascii=False)
 
+    if kind == "preview":  # not kept: a preview is several kB and superseded at the next step
+        return make()
     return studio.event_texts.get(seq, make)
 
 
@@ -746,7 +784,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
-    except DatabaseDamaged as error:
+    except (DatabaseDamaged, SettingsError) as error:  # SettingsError: e.g. another studio on the same Redis
         log.error("%s", error)
         return 2
     log.info("studio on http://%s:%d (model: %s, %s)", settings.host, settings.port, settings.model,
