@@ -322,6 +322,12 @@ class Settings:
                   "the plus-face resampler) once per pipeline call instead of in every step: they do not "
                   "change between steps. Same images; fewer kernel launches. Not for a compiled UNet."},
     )
+    live_previews: bool = field(
+        default=True,
+        metadata={"help": "Show each panel forming: after every step a small preview (TAESDXL, about 2% of a "
+                  "UNet pass) goes to the page's placeholder. Never stored. Off: no previews, the same "
+                  "pixels, TAESDXL never loaded."},
+    )
     compile_unet: bool = field(
         default=False,
         metadata={"help": "torch.compile the UNet on CUDA. Off until measured faster on a GPU. Each graph "
@@ -438,6 +444,11 @@ class Settings:
     max_upload_mb: float = field(
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
                                 "range": (0.1, 200.0)}
+    )
+    export_concurrency: int = field(
+        default=2,
+        metadata={"help": "Most PDF or ZIP exports written at once (each is written to a temporary file in "
+                  "DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
     )
     max_story_chars: int = field(
         default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}

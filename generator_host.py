@@ -74,7 +74,8 @@ class GeneratorHost:
                 raise GenerationCancelled()
             job = spec()
             if job is not None:
-                draw(generator, job, sink, cancel, self._judge(generator) if job.identity_lock else None, skip=skip)
+                draw(generator, job, sink, cancel, self._judge(generator) if job.identity_lock else None, skip=skip,
+                     previews=self.settings.live_previews)
         except GenerationCancelled:
             return Outcome(Status.CANCELED)
         except raises:

@@ -21,7 +21,8 @@ ERROR_WORDS = {
     409: "Not possible in the storyboard's current state (e.g. resuming a running board).",
     413: "The request (the reference upload) is too large.",
     429: "Busy: the queue is full (try again when some storyboards have finished), or the planner is "
-         "answering as many plans as it may at once (try again in a moment).",
+         "answering as many plans, or the studio writing as many exports, as it may at once (try again "
+         "in a moment).",
     500: "Something went wrong in the studio; the details are in the server log.",
     503: "The job queue (Redis) cannot be reached; nothing was stored. Try again when it is back.",
     507: "The disk is full: nothing was stored. Free some space and try again.",
@@ -84,9 +85,9 @@ def _schemas() -> dict:
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
                                "shot": string,
-                               "cast": {**CAST, "description": "Who is in the panel (names from `characters`, [] "
-                                        "for no one); missing: the names its caption and scene mention, else the "
-                                        "first character. With one unnamed character, [] means that character."}}}},
+                               "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
+                                        "`characters`, [] for no one); missing or null: the names its caption and "
+                                        "scene mention, else the first character."}}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -325,7 +326,8 @@ def _schemas() -> dict:
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
                     "scene": {**string, "description": "In English, for the text encoders."},
-                    "shot": string, "cast": {"type": "array", "items": string}}}},
+                    "shot": string, "cast": {**_nullable({"type": "array", "items": string}),
+                                              "description": "null when planned without characters."}}}},
             },
         },
         "Planner": {
@@ -407,11 +409,13 @@ def _paths() -> dict:
         "/api/storyboards/{board_id}/events": {
             "parameters": [BOARD_ID],
             "get": {
-                "summary": "Server-Sent Events: progress, frame, reference, status",
+                "summary": "Server-Sent Events: progress, preview, frame, reference, status",
                 "description": "Every event has an id; a reconnecting client sends Last-Event-ID (or the "
                                "`last_event_id` query parameter) and gets only what it missed. The stream "
                                "ends after the final status. A `reference` event is a generated portrait: "
-                               "`character` (1-based), `name`, `kind`, `image_url`.",
+                               "`character` (1-based), `name`, `kind`, `image_url`. A `preview` event is a "
+                               "panel forming (`frame_id`, `panel`, `step`, `steps`, `image`: a data URL of a "
+                               "small JPEG), never stored: a client that reads late gets only each panel's newest.",
                 "operationId": "storyboardEvents",
                 "parameters": [{"name": "last_event_id", "in": "query", "required": False,
                                 "schema": {"type": "string"}},
@@ -507,7 +511,7 @@ def _paths() -> dict:
             "get": {"summary": "PDF export, in display order", "operationId": "exportPdf",
                     "responses": {"200": {"description": "A4 landscape pages, six numbered panels each, then "
                                                          "the cast: names, traits and reference faces.",
-                                          "content": {"application/pdf": {}}}, **_errors(404)}},
+                                          "content": {"application/pdf": {}}}, **_errors(404, 429)}},
         },
         "/api/storyboards/{board_id}/export.zip": {
             "parameters": [BOARD_ID],
@@ -515,7 +519,7 @@ def _paths() -> dict:
                                "character with a reference), storyboard.json",
                     "operationId": "exportZip",
                     "responses": {"200": {"description": "The archive.", "content": {"application/zip": {}}},
-                                  **_errors(404)}},
+                                  **_errors(404, 429)}},
         },
     }
 

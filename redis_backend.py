@@ -13,7 +13,7 @@ stateless. What moves through Redis:
   (prompts, panel started, panel saved with its PNG, panel failed, generated reference,
   job ended). The studio acknowledges a fact only after it is in the database and on disk,
   so a studio restart loses nothing: unacknowledged facts are read again;
-- the channel ``sb:events``: progress, for the page (lossy by nature);
+- the channel ``sb:events``: progress and live previews, for the page (lossy by nature);
 - ``sb:cancel:<job>`` (set by the studio, read by the worker at every step),
   ``sb:delivered:<job>`` (panels already reported: a job taken over skips them),
   ``sb:reference:<job>:<character>`` (a generated portrait, for a job taken over), and
@@ -406,7 +406,11 @@ class RedisBackend(Backend):
                     if message is None:
                         continue
                     event = json.loads(message["data"])
-                    StoreSink(self.store, self.hub, event["board"], self._progress).progress(event["progress"])
+                    sink = StoreSink(self.store, self.hub, event["board"], self._progress)
+                    if "preview" in event:
+                        sink.preview(event["preview"])
+                    else:
+                        sink.progress(event["progress"])
             except Exception as error:  # noqa: BLE001 - Redis down: said, retried
                 self._failed(error)
                 self._stop.wait(1.0)
@@ -678,8 +682,8 @@ class RedisCancel:
 
 
 class RedisSink:
-    """A worker's facts, sent to the studio through the results stream (progress through
-    pub/sub). A delivered panel is recorded with it, so a job taken over skips it."""
+    """A worker's facts, sent to the studio through the results stream (progress and previews
+    through pub/sub: lossy, never kept). A delivered panel is recorded with it, so a job taken over skips it."""
 
     def __init__(self, redis, job_id: int, board_id: str):
         self.redis, self.job_id, self.board_id = redis, job_id, board_id
@@ -718,6 +722,9 @@ class RedisSink:
 
     def progress(self, progress: dict) -> None:
         self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "progress": progress}))
+
+    def preview(self, preview: dict) -> None:
+        self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "preview": preview}))
 
     def end(self, outcome: Outcome) -> None:
         self._send("end", {"status": str(outcome.status), "error": outcome.error, "frame_error": outcome.frame_error})

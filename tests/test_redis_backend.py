@@ -291,6 +291,29 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
     assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")
 
 
+def test_workers_send_live_previews_over_pub_sub_and_the_studio_relays_them_to_the_page(studio, workers,
+                                                                                      redis_server):
+    app = studio()
+    hub = studio_of(app).hub
+    relayed, publish = [], hub.publish
+    hub.publish = lambda board_id, kind, data: (relayed.append((board_id, kind, data)), publish(board_id, kind, data))
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    channel = redis_server.client().pubsub()
+    channel.subscribe("sb:events")
+    board_id = post(client, "One fox.", preset="ultra_fast")
+    assert wait_for(client, board_id, timeout=180)["status"] == "done"
+    sent = []
+    while (message := channel.get_message(timeout=0.1)) is not None:
+        if message["type"] == "message":  # not the subscription's own answer
+            sent.append(json.loads(message["data"]))
+    channel.close()
+    assert any(event["board"] == board_id and event.get("preview", {}).get("step") == 1 for event in sent)
+    previews = [data for board, kind, data in relayed if board == board_id and kind == "preview"]
+    assert previews and previews[0]["image"].startswith("data:image/jpeg;base64,")
+
+
 def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studio, redis_server):
     import threading
 
