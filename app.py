@@ -154,7 +154,8 @@ def _refuse_cross_origin():
     # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
     # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
     # Host is the public one (ProxyFix, see create_app).
-    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+    host = _netloc(f"//{request.host}")
+    if host is None or urlsplit(f"//{host}").hostname not in settings.host_names:
         return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
                              "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -162,11 +163,18 @@ def _refuse_cross_origin():
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        return jsonify(error="Requests from other sites are refused.", field=None), 403
-    if origin == "null":
+    if origin and _netloc(origin) != host:  # "null" (a sandboxed page, a file) has none
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     return None
+
+
+def _netloc(url: str) -> str | None:
+    """The host and port of a URL from a header, or None when it has none that parses
+    (urlsplit raises ValueError on '[evil': a 403, never a 500)."""
+    try:
+        return urlsplit(url).netloc or None
+    except ValueError:
+        return None
 
 
 # --- Input ---------------------------------------------------------------------------------
@@ -822,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
-    except DatabaseDamaged as error:
+    except (DatabaseDamaged, SettingsError) as error:  # SettingsError: e.g. another studio on the same Redis
         log.error("%s", error)
         return 2
     log.info("studio on http://%s:%d (model: %s, %s)", settings.host, settings.port, settings.model,

@@ -63,7 +63,7 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "negative_prompt": frame["negative_prompt"],
         # Scene words cut from the prompt to fit CLIP's 77 tokens (the caption keeps them).
         "prompt_shortened": frame["dropped"],
-        # The trait phrases cut, by character, when several characters' traits did not fit.
+        # The trait phrases cut, by character ("": the one unnamed), when traits did not fit.
         "traits_shortened": frame["traits_dropped"],
         "seed": frame["seed"],
         "image_url": image_url(board_id, frame),  # the chosen take's

@@ -995,6 +995,14 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         page.select_option("#preset", "fast")
         expect(page.locator("#preset-hint")).to_have_text("12 steps · CFG 6.5 · IP-Adapter scale 0.50")
 
+        # What a prompt left out to fit CLIP is said on the panel, in view (not in a tooltip).
+        in_page(page, """m.state.board.frames[0] = {...m.state.board.frames[0], prompt: "young woman, She climbs, wide shot",
+            prompt_shortened: "as gulls scream", traits_shortened: {"": "yellow raincoat"}}; m.renderAll();""")
+        note = page.locator("#board .panel").first.locator(".prompt-shortened")
+        expect(note).to_be_visible()
+        expect(note).to_have_text("Prompt shortened to fit CLIP's 77 tokens, the action kept; left out part of the style; "
+                                  "the character: “yellow raincoat”; scene words “as gulls scream”.")
+
         # A panel drawn with the identity lock off says so instead of a scale that was not used.
         in_page(page, """
             m.state.board.settings = {...m.state.board.settings, identity_lock: false};

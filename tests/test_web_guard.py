@@ -369,3 +369,9 @@ def test_an_export_is_streamed_from_a_file_not_held_in_memory(make_app, kind):
         assert body.read(4) in (b"PK\x03\x04", b"%PDF")
     finally:
         response.close()
+
+
+@pytest.mark.parametrize("headers", [{"Host": "[evil"}, {"Host": "localhost", "Origin": "http://[evil"},
+                                     {"Host": "localhost", "Origin": "null"}])
+def test_a_host_or_origin_that_does_not_parse_is_a_403_not_a_500(make_app, headers):
+    assert make_app().test_client().post("/api/storyboards", json=BOARD, headers=headers).status_code == 403

@@ -56,6 +56,8 @@ function renderPanel(frame, position, count) {
   const takes = renderTakeSwitcher(frame, n);
   if (takes) body.append(takes);
   body.append(renderPanelMeta(frame));
+  const shortened = renderShortenedNote(frame);
+  if (shortened) body.append(shortened);
   const detail = panelErrorDetail(frame);
   if (detail) body.append(el("p", { className: "panel-error", text: detail }));
   if (!editing) body.append(renderPanelActions(frame, n, position, count));
@@ -201,14 +203,22 @@ function renderPanelMeta(frame) {
   meta.append(el("span", { className: "panel-seed", text: hasSeed ? `seed ${frame.seed}` : "seed —" }));
   const badge = renderIdentityBadge(frame);
   if (badge) meta.append(badge);
-  if (frame.prompt_shortened) {
-    meta.append(el("span", {
-      className: "prompt-shortened",
-      text: "prompt shortened",
-      attrs: { title: `To fit CLIP's 77 tokens the prompt left out: “${frame.prompt_shortened}”. The caption keeps them.` },
-    }));
-  }
   return meta;
+}
+
+/** What the prompt left out to fit CLIP's 77 tokens, said in view: the picture may miss it. */
+function renderShortenedNote(frame) {
+  const cut = [];
+  // The prompt carries the style as its comma-separated phrases; a cut one is missing from it.
+  const style = String(state.board.style || "").split(",").map((p) => p.split(/\s+/).join(" ").trim()).filter(Boolean).join(", ");
+  if (frame.prompt && style && !frame.prompt.includes(style)) cut.push("part of the style");
+  for (const [name, words] of Object.entries(frame.traits_shortened || {})) {
+    if (words) cut.push(`${name || "the character"}: “${words}”`);
+  }
+  if (frame.prompt_shortened) cut.push(`scene words “${frame.prompt_shortened}”`);
+  if (!cut.length) return null;
+  return el("p", { className: "prompt-shortened",
+    text: `Prompt shortened to fit CLIP's 77 tokens, the action kept; left out ${cut.join("; ")}.` });
 }
 
 function renderIdentityBadge(frame) {
