@@ -256,6 +256,13 @@ class Store:
         return cursor.lastrowid
 
     def board(self, board_id: str) -> dict | None:
+        """The board with its references, panels and takes as one snapshot: a delete or a new
+        take between its reads would give a board without panels, or a panel whose take is
+        missing."""
+        with self._lock:  # the one connection's: no write comes between these reads
+            return self._read_board(board_id)
+
+    def _read_board(self, board_id: str) -> dict | None:
         rows = self._query("SELECT * FROM storyboards WHERE id = ?", (board_id,))
         if not rows:
             return None
