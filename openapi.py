@@ -200,7 +200,8 @@ def _schemas() -> dict:
                 "mode": {**_nullable(string), "description": "The speed preset's name."},
                 "settings": {**_nullable({"type": "object"}),
                              "description": "What ran: scheduler, sampler, steps, guidance_scale, ip_adapter_scale, "
-                                            "lora. Null for a panel drawn before takes (its PNG keeps them)."},
+                                            "lora; a refine's also strength and denoising_steps (strength x steps, what it cost). "
+                                            "Null for a panel drawn before takes (its PNG keeps them)."},
                 "identity": _nullable(_ref("Identity")),
                 "seconds": _nullable(number),
                 "created_at": {**string, "format": "date-time"},
