@@ -26,7 +26,8 @@ from werkzeug.exceptions import HTTPException
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
-from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
+from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_PRESETS, Settings, SettingsError, is_loopback, \
+    load_settings
 from errors import InputError
 from planner import validated_panels
 from plans_api import plans
@@ -539,6 +540,51 @@ def delete_take(board_id: str, frame_id: int, take_id: int):
         abort(404)
     studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
     return "", 204
+
+
+def _refine_order(settings: Settings) -> tuple[str, float]:
+    """A refine's preset and strength, from its JSON body (both optional)."""
+    body = json_body(required=False)
+    if not isinstance(body, dict):
+        raise InputError("body", "Send a JSON object, e.g. {\"preset\": \"quality\", \"strength\": 0.35}.")
+    preset = choice_field(body, "preset", REFINE_PRESETS, "quality")
+    strength = body.get("strength", settings.refine_strength)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+        raise InputError("strength", "strength must be a number above 0 and at most 1.")
+    steps = PRESETS[preset].steps
+    if int(steps * strength) < 1:
+        raise InputError("strength", f"strength {strength} runs none of {preset}'s {steps} steps; "
+                                     f"use at least {1 / steps:.2f}.")
+    return preset, float(strength)
+
+
+def _queue_refine(board_id: str, frame_id: int | None):
+    studio = current_studio()
+    preset, strength = _refine_order(studio.settings)
+    _refuse_if_unavailable()
+    try:
+        studio.store.refine(board_id, frame_id, preset, strength, queue_limit=studio.settings.queue_limit)
+    except Conflict as error:
+        raise InputError("frame" if frame_id is not None else "status", str(error), status=409) from None
+    except QueueFull:
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
+    return jsonify(_board_json(board_id)), 202
+
+
+@api.post("/api/storyboards/<board_id>/frames/<int:frame_id>/refine")
+def refine_frame(board_id: str, frame_id: int):
+    """Refine the panel's chosen take into a new take that keeps its composition."""
+    board = _board_or_404(board_id)
+    _frame_of(board, frame_id)
+    return _queue_refine(board_id, frame_id)
+
+
+@api.post("/api/storyboards/<board_id>/refine")
+def refine_board(board_id: str):
+    """Refine every drawn panel's chosen take."""
+    _board_or_404(board_id)
+    return _queue_refine(board_id, None)
 
 
 @api.put("/api/storyboards/<board_id>/order")

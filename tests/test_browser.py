@@ -451,6 +451,14 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         takes = redrawn["frames"][1]["takes"]
         assert shown == len(api.get(takes[0]["image_url"]).body()) != len(api.get(takes[1]["image_url"]).body())
 
+        # Refine makes a third take from the one shown, and shows it.
+        panel2.locator(".refine").click()
+        expect(panel2.locator(".take-count")).to_have_text("3/3", timeout=BOARD_TIMEOUT_MS)
+        expect(board_status).to_have_text("done")
+        refined = _poll(lambda: (b := board()) and b["status"] == "done" and b, message="the refine to finish")
+        assert refined["frames"][1]["takes"][2]["parent"] == 1 and refined["frames"][1]["takes"][2]["mode"] == "quality"
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=TIMEOUT_MS)
+
         # Move panel 1 to the right: the server and the page both show the new order.
         ids = [f["id"] for f in redrawn["frames"]]
         page.locator("#board .panel[data-index='1'] .move-right").click()

@@ -1,7 +1,7 @@
 /* The board's panels: image, caption, who is in it, scores, and their buttons.
  */
 
-import { chooseTake, deleteTake, moveFrame, regenerateFrame, useSeed } from "./board.js";
+import { chooseTake, deleteTake, moveFrame, refineFrame, regenerateFrame, useSeed } from "./board.js";
 import { openPanelDialog } from "./dialog.js";
 import { $, actionButton, el, safeUrl } from "./dom.js";
 import { attachDragHandlers } from "./drag.js";
@@ -240,6 +240,8 @@ function renderPanelActions(frame, n, position, count) {
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(frame, { seed: null }), busy),
     actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("refine", "Refine", `Refine panel ${n}: a new Quality take that keeps its composition`,
+      () => refineFrame(frame), busy || frame.take === null || frame.take === undefined),
     actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
       () => useSeed(frame), frame.seed === null || frame.seed === undefined),
   );
@@ -263,7 +265,7 @@ function renderPanelActions(frame, n, position, count) {
   return actions;
 }
 
-const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".refine", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
   ".take-next"];
 
 function rememberFocus() {
