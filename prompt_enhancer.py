@@ -8,8 +8,9 @@ Two steps, both pure functions over small frozen dataclasses:
    the plan before any model is loaded. The LLM planner (planner.py) returns the same type.
 2. :func:`build_prompt` turns a plan into a :class:`PanelPrompt`:
    ``"{character}, {scene}, {shot}, {style}"``. SDXL's CLIP text encoders read only 77
-   tokens (start and end tokens included), so the character traits go first, where they
-   always survive, and the scene detail is shortened when the whole does not fit.
+   tokens (start and end tokens included), so the character traits go first, and when the
+   whole does not fit, the scene's core action stays and the style, trait phrases and scene
+   detail give way (:func:`_compose`).
 
 Token counting is injected (``count_tokens(text) -> int``, counting the start and end
 tokens, e.g. ``lambda t: len(tokenizer(t).input_ids)``), so this module imports neither
@@ -193,9 +194,20 @@ def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> l
             )
         captions = lines
     else:
+        sheet = _premise_sheet(lines[0], frames or DEFAULT_FRAMES)
+        if sheet:
+            return sheet
         captions = story_beats(lines[0], frames or DEFAULT_FRAMES)
     total = len(captions)
     return [PanelPlan(caption, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
+
+
+def _premise_sheet(paragraph: str, wanted: int) -> list[PanelPlan] | None:
+    """The beat sheet (:func:`beat_sheet`) of a paragraph with fewer sentences than panels
+    wanted, in English; None for a story to split."""
+    if len(split_sentences(paragraph)) >= wanted or language_notice(paragraph) is not None:
+        return None
+    return beat_sheet(paragraph, wanted)
 
 
 def plan_story(story: str, frames: int | None = None, max_frames: int = 8, names: Sequence[str] = ()) -> StoryPlan:
@@ -206,7 +218,15 @@ def plan_story(story: str, frames: int | None = None, max_frames: int = 8, names
     notices = []
     wanted = _check_frames(frames, max_frames)
     one_paragraph = len(_story_lines(story)) == 1
-    if one_paragraph and len(panels) < (wanted or DEFAULT_FRAMES):
+    if one_paragraph and _premise_sheet(_story_lines(story)[0], wanted or DEFAULT_FRAMES):
+        count = len(split_sentences(story))
+        notices.append(
+            f"The premise has {count} sentence{'s' if count != 1 else ''}, so the built-in planner made "
+            f"{len(panels)} panels from a beat sheet: its own moments, and around them an establishing shot, the "
+            "approach, the reaction, what follows and the resolution in its words. Write one line per panel, or "
+            "set an LLM planner (STORYBOARD_PLANNER_URL), to choose the moments yourself."
+        )
+    elif one_paragraph and len(panels) < (wanted or DEFAULT_FRAMES):
         notices.append(
             f"The story has {len(panels)} distinct beat{'s' if len(panels) != 1 else ''}, so it makes "
             f"{len(panels)} panel{'s' if len(panels) != 1 else ''}, not {wanted or DEFAULT_FRAMES}: two panels "
@@ -367,6 +387,158 @@ def _groups(items: list, n: int) -> list[list]:
     return groups
 
 
+# --- A premise -> a beat sheet -----------------------------------------------------------
+#
+# A premise of one or two sentences has fewer moments than panels asked for. Without an LLM
+# the built-in planner still gives the count asked for, honestly: a beat sheet whose moments
+# are built from the premise's own words (who, what, where), never two alike. English only:
+# its sentences are English; another language is split as a story is (plan_story says so).
+
+# Beats in story order, and which of them a board of n panels uses.
+_BEATS_FOR = {
+    1: ("premise",),
+    2: ("establish", "premise"),
+    3: ("establish", "premise", "resolution"),
+    4: ("establish", "approach", "premise", "resolution"),
+    5: ("establish", "approach", "premise", "reaction", "resolution"),
+    6: ("establish", "approach", "premise", "reaction", "consequence", "resolution"),
+    7: ("establish", "introduce", "approach", "premise", "reaction", "consequence", "resolution"),
+    8: ("establish", "introduce", "approach", "premise", "reaction", "complication", "consequence", "resolution"),
+}
+_BEAT_SHOTS = {"establish": "establishing shot", "introduce": "medium shot", "approach": "wide shot",
+               "reaction": "close-up", "complication": "low-angle shot", "consequence": "over-the-shoulder shot",
+               "resolution": "wide shot"}
+_DETERMINERS = frozenset("a an the one his her their its my our your this that".split())
+_VERBS = frozenset(
+    "is are was were has have had goes went runs ran finds found meets met sees saw gets got takes took makes "
+    "made comes came becomes became leaves left falls fell tries must can will sets set".split()
+)
+_PLACE = re.compile(r"\b(?:in|into|inside|at|on|onto|through|across|to|toward|towards|under|beneath|beyond|within|"
+                    r"over|near)\s+((?:(?:the|a|an|her|his|their|its|our|my)\s+)?[\w'’-]+(?:\s+[\w'’-]+){0,2})",
+                    re.IGNORECASE)
+_PLACE_END = frozenset("and but where while when as then with to of for by from who that which".split())
+_TIMES = frozenset("night dawn dusk noon midnight sunset sunrise morning evening first last once home".split())
+_CONNECTORS = frozenset("and then but where while so until when".split())
+_PRONOUNS = frozenset("she he they it we i".split())
+
+
+@dataclass(frozen=True)
+class _Premise:
+    subject: str  # "A young cartographer", "Tom and Ada"
+    the: str  # the subject named again: "the young cartographer", "Tom and Ada"
+    place: str  # "a hidden lighthouse" ("" when none is named)
+    moments: tuple[str, ...]  # the premise's own moments, each a sentence
+
+
+def _verbish(word: str) -> bool:
+    w = word.lower().strip(",;:.!?")
+    return w in _VERBS or (w.isalpha() and len(w) > 3 and (w.endswith("ed") or (w.endswith("s") and not w.endswith("ss"))))
+
+
+def _read_premise(premise: str) -> _Premise | None:
+    """Who, where and which moments a short English premise names; None when it does not
+    read as one (no subject found)."""
+    sentences = [s.rstrip(".!?…") for s in split_sentences(premise)]
+    words = sentences[0].split()
+    if len(words) < 3:
+        return None
+    if words[0].lower() in _DETERMINERS:
+        end = next((i for i in range(2, min(len(words), 7)) if _verbish(words[i])), None)
+    else:  # names: "Tom and Ada climb ..."
+        end = next((i for i in range(1, min(len(words), 6))
+                    if not (words[i][:1].isupper() or words[i].lower() in ("and", "&"))), None)
+    if not end:
+        return None
+    subject = " ".join(words[:end]).rstrip(",")
+    the = ("the " + " ".join(words[1:end]) if words[0].lower() in ("a", "an", "one") else
+           subject[0].lower() + subject[1:] if words[0].lower() in _DETERMINERS else subject).rstrip(",")
+    place = ""
+    for match in _PLACE.finditer(" ".join(sentences)):
+        if match.group(1).split()[-1].strip(",;:").lower() in _TIMES:
+            continue  # "at night" is when, not where
+        kept = []
+        for word in match.group(1).split():
+            if word.lower() in _PLACE_END:
+                break
+            kept.append(word.strip(",;:"))
+            if word.endswith((",", ";", ":")):
+                break
+        place = " ".join(kept)
+        break
+    moments = []
+    for sentence in sentences:
+        for clause in re.split(r"\s*[,;:]\s*(?:and\s+|then\s+|but\s+)?|\s+and\s+then\s+", sentence):
+            clause_words = clause.split()
+            while clause_words and clause_words[0].lower() in _CONNECTORS:
+                clause_words = clause_words[1:]
+            if len(clause_words) < 2:
+                continue
+            if not moments or clause_words[0][:1].isupper():
+                text = " ".join(clause_words)
+            elif clause_words[0].lower() in _PRONOUNS:
+                text = " ".join(clause_words)
+            elif _verbish(clause_words[0]):
+                text = f"{the} {' '.join(clause_words)}"
+            else:  # a fragment ("a storm"): it stays with the moment before
+                moments[-1] += f", {' '.join(clause_words)}"
+                continue
+            moments.append(text[0].upper() + text[1:])
+    return _Premise(subject, the, place, tuple(moments))
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split()).rstrip(" ,;:")
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def beat_sheet(premise: str, frames: int) -> list[PanelPlan] | None:
+    """``frames`` panels from a short English premise: its own moments in the middle, and
+    around them the beats a story needs (the place before, the approach, the reaction, the
+    consequence, the resolution), each a sentence in the premise's words with its own shot.
+    None when the premise does not read as one (:func:`_read_premise`)."""
+    read = _read_premise(premise)
+    if read is None:
+        return None
+    who, place = read.the, read.place or "the scene"
+    first, _, rest = place.partition(" ")
+    there = f"the {rest}" if first.lower() in ("a", "an") and rest else place  # named again: "the"
+    several = " and " in who or who.split()[-1].lower() in ("they", "friends", "children")
+
+    def verb(one: str, many: str) -> str:
+        return many if several else one
+
+    lines = {
+        "establish": f"{place}, quiet, before anything happens",
+        "introduce": f"{read.subject} on an ordinary day, not knowing what is coming",
+        "approach": f"{who} {verb('sets', 'set')} out, {there} ahead",
+        "reaction": f"{who} {verb('stops', 'stop')}, taking in what has happened",
+        "complication": f"{who} {verb('hesitates', 'hesitate')} as the way ahead turns hard",
+        "consequence": f"{who} {verb('acts', 'act')} on it, and nothing is as it was",
+        "resolution": f"at last {who} {verb('looks', 'look')} back at {there}, changed",
+    }
+    beats = list(_BEATS_FOR[frames])
+    moments = list(read.moments)
+    # The premise's own moments replace the invented beats nearest them, in order: a premise
+    # of three clauses is three panels of its own words, and fewer made-up ones.
+    middle = [b for b in beats if b not in ("establish", "premise", "resolution")]
+    while len(moments) > sum(b in ("premise", "moment") for b in beats) and middle:
+        beats[beats.index(middle.pop(0))] = "moment"
+    slots = [i for i, b in enumerate(beats) if b in ("premise", "moment")]
+    texts = {i: " ".join(map(_sentence, group)) for i, group in zip(slots, _groups(moments, len(slots)))}
+    panels = []
+    for i, beat in enumerate(beats):
+        caption = _sentence(texts[i] if i in texts else lines[beat])
+        shot = _BEAT_SHOTS.get(beat) or ("medium shot" if frames > 1 else "establishing shot")
+        panels.append(PanelPlan(caption, caption, shot))
+    # Neighbours never share a shot (the premise's moments may sit side by side).
+    for i in range(1, len(panels)):
+        if panels[i].shot == panels[i - 1].shot:
+            other = next(s for s in _MIDDLE_SHOTS if s not in (panels[i - 1].shot,
+                                                                panels[i + 1].shot if i + 1 < len(panels) else ""))
+            panels[i] = PanelPlan(panels[i].caption, panels[i].scene, other)
+    return panels
+
+
 # --- Who is in a panel -------------------------------------------------------------------
 
 # Scripts written without spaces between words: a name in them is found inside a run of
@@ -416,7 +588,7 @@ def cast_positions(count: int) -> tuple[str, ...]:
 # --- Panel -> prompt ---------------------------------------------------------------------
 
 # Trimmed off the end of the scene detail so "door," does not become "door,, medium shot".
-_TRAILING = " ,;:.!?…-–—"
+_TRAILING = " ,;:.!?…-–—，；：、。！？"
 
 
 # Control characters reach prompts and PNG metadata for no good reason; tabs and line
@@ -500,6 +672,69 @@ def _fair_cut(phrases: Sequence[Sequence[str]], fits: Callable[[list[int]], bool
     return kept
 
 
+# The core action: the scene's first clause, ended by this punctuation (CJK's too).
+_CLAUSE_ENDS = tuple(",;:—–.!?…，；：、。！？")
+# A first clause this short, or one that opens with a place or a time, is a setting ("At
+# dawn,", "In the old harbour,"), not yet the action: the next clause joins the core.
+MIN_CORE_TOKENS = 5
+_LEAD_INS = frozenset(
+    "at in on after before during when while as once with under inside outside near beside behind "
+    "through across into from by later meanwhile suddenly then".split()
+)
+# A core longer than this (a run-on first clause, or Chinese at ~2.5 tokens a character)
+# keeps its start: the rest of the budget is the cast's.
+MAX_CORE_TOKENS = 32
+
+
+def _units(text: str) -> list[str]:
+    """``text`` in the pieces the budget cuts between: words with the spaces after them and,
+    in scripts written without spaces (Chinese, Japanese, Thai...), single characters.
+    ``"".join(_units(text)) == text``."""
+    units: list[str] = []
+    for word in re.findall(r"\S+\s*", text):
+        run = ""
+        for ch in word:
+            if _unspaced(ch):
+                units.extend(filter(None, (run, ch)))
+                run = ""
+            elif ch.isspace() and not run and units:
+                units[-1] += ch
+            else:
+                run += ch
+        if run:
+            units.append(run)
+    return units
+
+
+def _prefix(units: Sequence[str], n: int) -> str:
+    return "".join(units[:n]).rstrip(_TRAILING)
+
+
+def _most(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in lo..hi with ``ok(n)``, given ``ok(lo)`` and that ``ok`` holds up to a
+    point and not after (more words never take fewer tokens)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def core_length(units: Sequence[str], count_tokens: Callable[[str], int]) -> int:
+    """How many of a scene's units (:func:`_units`) are its core action, the part of the
+    prompt a panel exists for: its first clause, joined by the next ones while it is a
+    setting (shorter than MIN_CORE_TOKENS, or opening with a place or time word such as "at",
+    "when"), at most MAX_CORE_TOKENS. No part-of-speech tagger: clause punctuation and token
+    counts read any language; the setting words are English, where captions mostly are."""
+    ends = [i + 1 for i, unit in enumerate(units) if unit.rstrip().endswith(_CLAUSE_ENDS)] + [len(units)]
+    opens_with_setting = bool(units) and units[0].strip().lower() in _LEAD_INS
+    n = 0
+    for k, end in enumerate(ends):
+        n = end
+        if count_tokens(_prefix(units, n)) - 2 >= MIN_CORE_TOKENS and not (k == 0 and opens_with_setting):
+            break
+    return _most(min(1, n), n, lambda m: count_tokens(_prefix(units, m)) - 2 <= MAX_CORE_TOKENS)
+
+
 def _compose(
     plan: PanelPlan,
     characters: Sequence[str],
@@ -511,49 +746,43 @@ def _compose(
     """``"{traits}, {scene}, {shot}, {style}"`` shortened to fit ``max_tokens``, where the
     traits are those of every character present (see :func:`_cast_text`).
 
-    What gives way, in order: scene words from the end, then the style (and the room it
-    frees goes back to the scene), then the scene entirely; then, with several characters,
-    their traits, fairly (:func:`_fair_cut`), and last the shot. One character's traits are
-    never cut: when they alone are over budget they are kept whole, since CLIP drops the
-    tail of a prompt and the traits are at its head.
+    The scene's core action (:func:`core_length`) is what a panel exists for, so everything
+    else gives way first, in order: the style's phrases from the end; the characters' trait
+    phrases, fairly (:func:`_fair_cut`, never a first phrase); the rest of the scene, words
+    from the end; the shot. Only then the core's own words, from the end. When the first
+    trait phrases alone are over budget they are kept whole, since CLIP drops the tail of a
+    prompt and the traits are at its head.
     """
     phrases = [_phrases(traits) for traits in characters]
     whole = [len(p) for p in phrases]
-    shot, style = _normalise(plan.shot), _normalise(style)
-    words = _normalise(plan.scene).split()
+    firsts = [min(1, n) for n in whole]
+    shot = _normalise(plan.shot)
+    styles = _phrases(style)
+    units = _units(_normalise(plan.scene))
 
-    def prompt_with(n_words: int, keep_style: bool, kept: Sequence[int] = whole, keep_shot: bool = True) -> str:
-        scene_kept = " ".join(words[:n_words]).rstrip(_TRAILING)
-        return _join(_cast_text(phrases, kept), scene_kept, shot if keep_shot else "", style if keep_style else "")
+    def prompt_with(kept: Sequence[int], n_scene: int, keep_shot: bool = True, n_style: int = 0) -> str:
+        return _join(_cast_text(phrases, kept), _prefix(units, n_scene), shot if keep_shot else "",
+                     ", ".join(styles[:n_style]))
 
     def fits(text: str) -> bool:
         return count_tokens(text) <= max_tokens
 
-    full = prompt_with(len(words), keep_style=True)
-    kept = whole
-    if fits(full):
-        n_words, prompt = len(words), full
-    elif fits(prompt_with(0, keep_style=False)):
-        keep_style = fits(prompt_with(0, keep_style=True))
-        # Largest number of scene words that fits, by bisection: CLIP tokenizes word by
-        # word, so the count never shrinks as words are added. lo always fits.
-        lo, hi = 0, len(words)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(prompt_with(mid, keep_style)):
-                lo = mid
-            else:
-                hi = mid - 1
-        n_words, prompt = lo, prompt_with(lo, keep_style)
-    elif len(phrases) > 1:
-        n_words = 0
-        kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k)), count_tokens)
-        keep_shot = fits(prompt_with(0, False, kept))
-        if not keep_shot:
-            kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k, keep_shot=False)), count_tokens)
-        prompt = prompt_with(0, False, kept, keep_shot)
-    else:
-        n_words, prompt = 0, _cast_text(phrases, whole)
+    everything = len(units)
+    full = prompt_with(whole, everything, True, len(styles))
+    kept, n_scene, keep_shot, n_style = whole, everything, True, len(styles)
+    if not fits(full):
+        n_style = 0
+        core = core_length(units, count_tokens)
+        if fits(prompt_with(whole, everything)):
+            n_style = _most(0, len(styles), lambda n: fits(prompt_with(whole, everything, True, n)))
+        elif fits(prompt_with(firsts, everything)):
+            kept = _fair_cut(phrases, lambda k: fits(prompt_with(k, everything)), count_tokens)
+        elif fits(prompt_with(firsts, core)):
+            kept, n_scene = firsts, _most(core, everything, lambda n: fits(prompt_with(firsts, n)))
+        else:
+            kept, keep_shot = firsts, False
+            n_scene = _most(0, everything, lambda n: fits(prompt_with(firsts, n, False)))
+    prompt = prompt_with(kept, n_scene, keep_shot, n_style)
     return PanelPrompt(
         caption=plan.caption,
         shot=plan.shot,
@@ -561,7 +790,7 @@ def _compose(
         negative_prompt=negative_prompt.strip(),
         tokens=count_tokens(prompt),
         shortened=prompt != full,
-        dropped=" ".join(words[n_words:]),
+        dropped="".join(units[n_scene:]).strip(),
         traits_dropped=tuple(", ".join(p[n:]) for p, n in zip(phrases, kept)),
     )
 
