@@ -30,6 +30,7 @@ from planner import validated_panels
 from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
+import step_time
 from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
@@ -282,8 +283,12 @@ def openapi_json():
 @api.get("/api/presets")
 def presets():
     settings: Settings = current_studio().settings
+    measured = step_time.read(settings)  # the worker's last measurement on this machine, if any
     return jsonify(
-        presets=[preset_json(settings.preset_for(name)) for name in PRESETS],
+        presets=[preset_json(preset, step_time.seconds_per_panel(preset, measured))
+                 for preset in map(settings.preset_for, PRESETS)],
+        step_time=None if measured is None else {"seconds_per_pass": round(measured.seconds_per_pass, 4),
+                                                 "measured_at": measured.measured_at},
         default_preset=settings.preset,
         aspects=[{"name": name, "width": settings.size_for(name)[0], "height": settings.size_for(name)[1]}
                  for name in ASPECTS],
