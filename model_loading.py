@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 
 from config import FP16_FIX_VAE_HUB_ID, TAESDXL_HUB_ID, DistilledFamily, Settings
@@ -248,7 +249,10 @@ def load_lora(pipe, settings: Settings, family: str) -> None:
         raise ModelNotAvailable("The lightning and draft modes need the peft package, through which diffusers "
                                 "loads LoRAs: pip install peft==0.21.2 (make installs it).")
     try:
-        pipe.load_lora_weights(repo, weight_name=weight, adapter_name=family, **hub_options(s))
+        with warnings.catch_warnings():
+            # peft warns that a second adapter joins the first: the draft's beside lightning's, by design.
+            warnings.filterwarnings("ignore", "Already found a `peft_config` attribute", UserWarning)
+            pipe.load_lora_weights(repo, weight_name=weight, adapter_name=family, **hub_options(s))
     except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
         raise ModelNotAvailable(
             load_failure_message(f"the {family} LoRA {weight}", repo, setting, s.cache_dir, error,
@@ -268,8 +272,6 @@ def distilled_scheduler(family: DistilledFamily, config):
 def load_taesdxl(settings: Settings, device: str, dtype):
     """TAESDXL (config.TAESDXL_HUB_ID, diffusers' AutoencoderTiny) on ``device``: the draft
     mode's decoder, a module of its own beside SDXL's VAE (~10 MB)."""
-    import warnings
-
     from diffusers import AutoencoderTiny
 
     try:
