@@ -31,7 +31,7 @@ from plans_api import plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
-from storage import FINAL, Conflict, DatabaseDamaged, QueueFull, Store
+from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
@@ -66,7 +66,13 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
-    store = Store(settings.data_path)
+    if settings.trusted_proxies:
+        # The proxy's X-Forwarded-* say which host, scheme and client the request came from.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+    store = Store(settings.data_path, takes_per_panel=settings.takes_per_panel)
     # With Redis workers, a running job may still be drawn elsewhere: the backend reconciles.
     recovered = store.recover(interrupt_running=not settings.queue_url)
     if recovered:
@@ -140,15 +146,15 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
-
-
 def _refuse_cross_origin():
     """A page elsewhere must not drive this studio through the user's browser."""
     settings: Settings = current_studio().settings
-    # DNS rebinding: a site whose name now points at 127.0.0.1 sends its own name as Host.
-    if is_loopback(settings.host) and urlsplit(f"//{request.host}").hostname not in LOOPBACK_NAMES:
-        return jsonify(error="Unknown host name; open the studio at http://127.0.0.1 or localhost.", field=None), 403
+    # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
+    # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
+    # Host is the public one (ProxyFix, see create_app).
+    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+        return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
+                             "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return None
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
@@ -258,6 +264,7 @@ def health():
         workers=[{**worker, "warm_up": _warm_up_json(worker.get("warm_up"))} for worker in state.workers],
         warm_up=_warm_up_json(state.warm_up),
         loading_message=_loading_message(studio.settings),
+        demo=studio.settings.model == "tiny",
     )
 
 
@@ -266,9 +273,14 @@ def _warm_up_json(progress) -> dict | None:
 
 
 def _loading_message(settings: Settings) -> str:
-    """What the page says while the model loads: nothing is downloaded for the tiny models."""
+    """What the page says while the model loads: nothing is downloaded for the tiny models,
+    which are built once (measured: 8 s of CPU, up to 30 s on a busy 2-core machine)."""
     if settings.model == "tiny":
-        return "Building the tiny offline models (a few seconds)…"
+        import tiny_models
+
+        if tiny_models.is_built(settings.cache_dir):
+            return "Loading the tiny offline models…"
+        return "Building the tiny offline models (the first start only: 10-30 seconds)…"
     return ("Loading SDXL + IP-Adapter… The first run downloads them (about 10 GB); "
             "later starts load from disk in under a minute.")
 
@@ -395,11 +407,11 @@ def list_storyboards():
     return jsonify(storyboards=[summary_json(row) for row in current_studio().store.boards()])
 
 
-def _board_json(board_id: str) -> dict | None:
-    """The board as the API shows it, with the running job's progress."""
+def _board_json(board_id: str) -> dict:
+    """The board as the API shows it now, with the running job's progress; 404 when it was
+    deleted meanwhile (never a 200 with ``null``)."""
     studio = current_studio()
-    board = studio.store.board(board_id)
-    return board_json(board, studio.backend.progress(board_id)) if board else None
+    return board_json(_board_or_404(board_id), studio.backend.progress(board_id))
 
 
 def _board_or_404(board_id: str) -> dict:
@@ -411,7 +423,6 @@ def _board_or_404(board_id: str) -> dict:
 
 @api.get("/api/storyboards/<board_id>")
 def get_storyboard(board_id: str):
-    _board_or_404(board_id)
     return jsonify(_board_json(board_id))
 
 
@@ -480,11 +491,49 @@ def regenerate_frame(board_id: str, n: int):
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
                                queue_limit=studio.settings.queue_limit)
     except Conflict:
+        if studio.store.board_status(board_id) is None:  # deleted since it was read
+            abort(404)
         raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
     except QueueFull:
         raise _busy(studio.settings.queue_limit) from None
     studio.backend.wake()
     return jsonify(_board_json(board_id)), 202
+
+
+def _frame_of(board: dict, frame_id: int) -> dict:
+    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
+    if frame is None:
+        abort(404)
+    return frame
+
+
+@api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
+def choose_take(board_id: str, frame_id: int):
+    """Show another of the panel's takes: instant (nothing is drawn), and it undoes a redraw."""
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    body = json_body()
+    if not isinstance(body, dict) or body.get("take") is None:
+        raise InputError("take", "Send the take to show, e.g. {\"take\": 1}.")
+    take = int_field(body, "take", 1, 2**31, None)
+    if not studio.store.choose_take(board_id, frame_id, take):
+        raise InputError("take", f"The panel has no take {take}.", status=404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return jsonify(_board_json(board_id))
+
+
+@api.delete("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>")
+def delete_take(board_id: str, frame_id: int, take_id: int):
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    try:
+        deleted = studio.store.delete_take(board_id, frame_id, take_id)
+    except Conflict as error:
+        raise InputError("take", str(error), status=409) from None
+    if not deleted:
+        abort(404)
+    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return "", 204
 
 
 @api.put("/api/storyboards/<board_id>/order")
@@ -504,11 +553,45 @@ def reorder(board_id: str):
 # --- Files ---------------------------------------------------------------------------------
 
 
+def _on_current_board(board_id: str, read: Callable[[dict], Any]) -> Any:
+    """``read(board)`` on the board as it is now. A redraw may replace a panel's file (and
+    remove the old one) between reading the board and opening the file, and ``read`` then
+    raises FileNotFoundError: once more on the board as it is after the redraw. A board
+    deleted meanwhile is a 404."""
+    for _ in range(2):
+        try:
+            return read(_board_or_404(board_id))
+        except FileNotFoundError:
+            continue
+    abort(404)
+
+
+def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
+    """The PNG that ``file_of(board)`` names (None: the board has none: 404)."""
+
+    def send(board: dict) -> Response:
+        name = file_of(board)
+        if name is None:
+            abort(404)
+        path = current_studio().store.file_path(board_id, name)
+        if path is None:
+            raise FileNotFoundError(name)
+        return send_file(path, mimetype="image/png", max_age=0)  # opens it, or FileNotFoundError
+
+    return _on_current_board(board_id, send)
+
+
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
 def frame_image(board_id: str, frame_id: int):
-    board = _board_or_404(board_id)
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    path = current_studio().store.file_path(board_id, frame["image_file"]) if frame else None
+    return _send_png(board_id, lambda board: next(
+        (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
+
+
+@api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/image.png")
+def take_image(board_id: str, frame_id: int, take_id: int):
+    frame = _frame_of(_board_or_404(board_id), frame_id)
+    take = next((t for t in frame["takes"] if t["id"] == take_id), None)
+    path = current_studio().store.file_path(board_id, take["image_file"]) if take else None
     if path is None:
         abort(404)
     return send_file(path, mimetype="image/png", max_age=0)
@@ -516,12 +599,7 @@ def frame_image(board_id: str, frame_id: int):
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")
 def character_reference(board_id: str, character: int):
-    board = _board_or_404(board_id)
-    reference = board["references"].get(character)
-    path = current_studio().store.file_path(board_id, reference["file"]) if reference else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return _send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
 
 
 @api.get("/api/storyboards/<board_id>/reference.png")
@@ -532,13 +610,16 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     store = current_studio().store
-    board = _board_or_404(board_id)
-    images = {}
-    for index, frame in enumerate(board["frames"], start=1):
-        path = store.file_path(board_id, frame["image_file"])
-        if path is not None:
-            images[index] = path.read_bytes()
-    return board_json(board), images, store.reference_pngs(board)
+
+    def read(board: dict):
+        images = {}
+        for index, frame in enumerate(board["frames"], start=1):
+            path = store.file_path(board_id, frame["image_file"])
+            if path is not None:
+                images[index] = path.read_bytes()
+        return board_json(board), images, store.reference_pngs(board)
+
+    return _on_current_board(board_id, read)
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
@@ -630,7 +711,7 @@ def parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", choices=("sdxl", "tiny"), help="sdxl (default) or tiny offline models")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080)")
-    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data)")
+    parser.add_argument("--data-dir", dest="data_dir", help="where boards are saved (default ./data; ./data/demo with --model tiny)")
     parser.add_argument("--device", choices=("auto", "mps", "cuda", "cpu"))
     parser.add_argument("--precision", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--preset", choices=tuple(PRESETS))
@@ -655,6 +736,20 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("listening on %s: anyone who can reach this address can use the studio (there is no login)",
                     settings.host)
     try:
+        # Before anything reads the database: a second studio would mark the first's running
+        # boards interrupted. The OS drops the lock when this process ends, however it ends.
+        data_lock = lock_data_dir(settings.data_path)
+    except DataDirInUse as error:
+        log.error("%s", error)
+        return 2
+    try:
+        return _serve(settings)
+    finally:
+        data_lock.release()
+
+
+def _serve(settings: Settings) -> int:
+    try:
         app = create_app(settings)
     except DatabaseDamaged as error:
         log.error("%s", error)
@@ -677,7 +772,8 @@ def make_server(app: Flask, settings: Settings, port: int | None = None):
         app, host=settings.host, port=settings.port if port is None else port, threads=settings.server_threads,
         connection_limit=settings.max_connections, channel_timeout=settings.request_timeout,
         cleanup_interval=max(1, min(30, settings.request_timeout // 2)), ident="storyboard-studio",
-        clear_untrusted_proxy_headers=True)
+        # Without a trusted proxy, waitress drops X-Forwarded-*; with one, ProxyFix reads them.
+        clear_untrusted_proxy_headers=not settings.trusted_proxies)
 
 
 def stop_server(server, timeout: float = 10.0) -> None:

@@ -247,8 +247,9 @@ class StoreSink:
         self.store.panel_started(self.board_id, frame_id)
 
     def panel_saved(self, panel) -> None:
-        self.store.save_frame_image(self.board_id, panel.frame_id, panel.png, seed=panel.seed,
-                                    identity=panel.identity, attempts=panel.attempts, seconds=panel.seconds)
+        self.store.save_take(self.board_id, panel.frame_id, panel.png, seed=panel.seed, mode=panel.mode,
+                             ran=panel.ran, parent=panel.parent, identity=panel.identity, attempts=panel.attempts,
+                             seconds=panel.seconds)
         self.hub.publish(self.board_id, "frame", {"frame_id": panel.frame_id})
 
     def panel_failed(self, frame_id: int, error: str) -> None:

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from errors import InputError
 
@@ -431,7 +431,9 @@ class Settings:
                   **_choices("fuse", "adapter")},
     )
     data_dir: str = field(
-        default="data", metadata={"help": "Where storyboards, images and the database are kept."}
+        default="",
+        metadata={"help": "Where storyboards, images and the database are kept; one studio at a time. "
+                  "Empty = data, or data/demo with model=tiny (the demo's boards stay apart from real ones)."},
     )
     host: str = field(
         default="127.0.0.1",
@@ -439,6 +441,20 @@ class Settings:
                   "and there is no login."},
     )
     port: int = field(default=8080, metadata={"help": "Port to listen on.", "range": (1, 65535)})
+    allowed_hosts: str = field(
+        default="",
+        metadata={"help": "Host names the studio answers to, comma-separated, whatever address it listens "
+                  "on; a request naming another host gets 403 (a site whose name is pointed at this machine "
+                  "must not drive it: DNS rebinding). Empty = localhost, 127.0.0.1, [::1] and the HOST "
+                  "address. Behind a proxy: the public name, e.g. studio.example.com."},
+    )
+    trusted_proxies: int = field(
+        default=0,
+        metadata={"help": "Reverse proxies (nginx, Caddy) in front of the studio whose X-Forwarded-For, "
+                  "-Proto, -Host, -Port and -Prefix headers are believed (werkzeug's ProxyFix); 0 = none: "
+                  "those headers are dropped. 1 behind one proxy; never more than there are, and 0 when "
+                  "clients can reach the studio directly (they could claim any host).", "range": (0, 10)},
+    )
     server_threads: int = field(
         default=32,
         metadata={"help": "Threads serving requests (each open page's live updates hold one).",
@@ -464,6 +480,11 @@ class Settings:
     )
     queue_limit: int = field(
         default=20, metadata={"help": "Most storyboards waiting at once; more get 429.", "range": (1, 10000)}
+    )
+    takes_per_panel: int = field(
+        default=10,
+        metadata={"help": "Most takes a panel keeps (each redraw or refine adds one); past it the oldest "
+                  "unchosen take goes, with its file.", "range": (1, 1000)},
     )
     max_upload_mb: float = field(
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
@@ -532,7 +553,7 @@ class Settings:
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir)
+        return Path(self.data_dir or ("data/demo" if self.model == "tiny" else "data"))
 
     @property
     def cache_dir(self) -> str | None:
@@ -541,6 +562,14 @@ class Settings:
         if self.model == "tiny":
             return str(self.data_path / "tiny-models")
         return None
+
+    @property
+    def host_names(self) -> frozenset[str]:
+        """The host names requests may name (lower case, IPv6 without brackets)."""
+        names = [name for name in self.allowed_hosts.split(",") if name.strip()]
+        if not names:
+            names = ["localhost", "127.0.0.1", "::1", self.host]
+        return frozenset(host_name(name) for name in names)
 
     @property
     def adapter_weight(self) -> str:
@@ -682,6 +711,7 @@ def load_settings(
         values[name] = _parse(known[name], raw)
     _check_planner(values)
     _check_queue(values)
+    _check_hosts(values)
     for name in ("ip_adapter_weight", "vae_model", "sdxl_model", "ip_adapter_repo", "lightning_lora_repo",
                  "lightning_lora_weight"):
         if name in values and values[name].endswith((".bin", ".pt", ".pth", ".ckpt")):
@@ -722,9 +752,33 @@ def _check_queue(values: dict[str, Any]) -> None:
         parts = None
     if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise SettingsError("queue_url", "must be a redis:// (or rediss://) URL, such as redis://localhost:6379/0")
-    if parts.password or parts.username:
+    # redis-py also takes a password from the query string (?password=...).
+    credentials = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)} & {"password", "username"}
+    if parts.password or parts.username or credentials:
         raise SettingsError("queue_url", "must not carry a user name or password (a command line is visible "
                                          f"to other users); put the password in {env_name('queue_password')}")
+
+
+def host_name(text: str) -> str | None:
+    """A host name as a request's Host header names it (lower case, an IPv6 address without
+    brackets), or None when ``text`` is not a bare name or address (a port, a scheme, a path)."""
+    text = text.strip().lower()
+    if text.count(":") > 1 and not text.startswith("["):
+        text = f"[{text}]"  # a bare IPv6 address
+    try:
+        parts = urlsplit(f"//{text}")
+        if parts.port is not None or parts.path or parts.query or parts.fragment or parts.username:
+            return None
+    except ValueError:
+        return None
+    return parts.hostname or None
+
+
+def _check_hosts(values: dict[str, Any]) -> None:
+    for name in values.get("allowed_hosts", "").split(","):
+        if name.strip() and host_name(name) is None:
+            raise SettingsError("allowed_hosts", f"{name.strip()!r} is not a host name: list names or addresses "
+                                                 "without scheme or port, e.g. studio.example.com,localhost")
 
 
 def is_loopback(host: str) -> bool:

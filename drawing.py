@@ -225,6 +225,9 @@ class SavedPanel:
     identity: dict | None
     attempts: int
     seconds: float
+    mode: str | None = None  # the speed preset's name (None: a worker from before takes did not say)
+    ran: dict | None = None  # what drew it (local_image_generator.PanelRun), as the take records it
+    parent: int | None = None  # the take it was made from (a refine); None: drawn afresh
 
 
 class Sink(Protocol):
@@ -370,7 +373,8 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
         "storyboard": spec.board_id,
     }
     sink.panel_saved(SavedPanel(result.index, encode_png(result.image, meta), result.seed, identity,
-                                result.attempts, round(result.seconds, 3)))
+                                result.attempts, round(result.seconds, 3), mode=spec.preset.name,
+                                ran=result.ran.to_json() if result.ran is not None else None))
 
 
 def _png(image) -> bytes:

@@ -36,7 +36,8 @@ class EventHub:
 
     def parse_id(self, last_event_id: str | None) -> int:
         boot, _, seq = (last_event_id or "").partition("-")
-        return int(seq) if boot == self.boot and seq.isdigit() else 0
+        # isdigit() alone accepts '²' and '١٢', which int() refuses or reads as another number.
+        return int(seq) if boot == self.boot and seq.isascii() and seq.isdigit() else 0
 
     def wait(self, board_id: str, after: int, timeout: float) -> list[tuple[int, str, dict]]:
         """Events of ``board_id`` newer than ``after``; waits up to ``timeout`` for one.

@@ -139,7 +139,42 @@ def migration_6(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs DROP COLUMN params")
 
 
-MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6)
+def migration_7(db: sqlite3.Connection) -> None:
+    """A panel keeps its takes: every image drawn for it (a redraw or a refine adds one
+    instead of replacing the last), with what made each; the panel shows the one chosen
+    (``frames.take``), whose file, seed, face score and time are also the panel's own
+    columns, so every reader of a panel sees the chosen take without a join. A panel drawn
+    before becomes its first take, by the board's speed mode; what ran is in its PNG."""
+    db.execute("""CREATE TABLE takes (
+        storyboard_id TEXT NOT NULL,
+        frame_id INTEGER NOT NULL,
+        id INTEGER NOT NULL,  -- 1, 2, ... within the panel
+        parent INTEGER,  -- the take it was made from (a refine); NULL: drawn afresh
+        seed INTEGER NOT NULL,
+        mode TEXT,  -- the speed preset's name; NULL: not recorded (a worker from before takes)
+        settings TEXT,  -- JSON: what ran (drawing.SavedPanel.ran); NULL: not recorded
+        image_file TEXT NOT NULL,
+        identity TEXT,
+        seconds REAL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (storyboard_id, frame_id, id),
+        FOREIGN KEY (storyboard_id, frame_id) REFERENCES frames (storyboard_id, id) ON DELETE CASCADE
+    )""")
+    _add_column(db, "frames", "take INTEGER")  # the chosen take's id; NULL: nothing drawn yet
+    rows = db.execute("SELECT f.storyboard_id, f.id, f.seed, f.image_file, f.identity, f.seconds, s.params,"
+                      " s.created_at FROM frames f JOIN storyboards s ON s.id = f.storyboard_id"
+                      " WHERE f.image_file IS NOT NULL")
+    for board_id, frame_id, seed, image_file, identity, seconds, params, created_at in rows.fetchall():
+        preset = json.loads(params).get("preset")  # schema 2: its name; schema 3: the preset whole
+        mode = preset.get("name") if isinstance(preset, dict) else preset
+        mode = mode if isinstance(mode, str) else None
+        db.execute("INSERT INTO takes (storyboard_id, frame_id, id, seed, mode, image_file, identity, seconds,"
+                   " created_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)",
+                   (board_id, frame_id, seed, mode, image_file, identity, seconds, created_at))
+        db.execute("UPDATE frames SET take = 1 WHERE storyboard_id = ? AND id = ?", (board_id, frame_id))
+
+
+MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7)
 
 # The column each version shipped without a number added, in the order those versions came.
 _SHIPPED_MARKS = (("jobs", "id"), ("frames", "dropped"), ("jobs", "cancel_requested"), ("frames", "scene"),

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from config import FP16_FIX_VAE_HUB_ID, TAESDXL_HUB_ID, DistilledFamily, Settings
-from prompt_enhancer import shorten
+from prompt_enhancer import shorten, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +149,23 @@ _MISSING_HINTS = ("not fully cached", "does not appear to have", "no such file",
                   "outgoing traffic has been disabled", "connect", "localentrynotfound", "is not a local folder")
 
 
+def _first_sentences(text: str, limit: int = 300, most: int = 600) -> str:
+    """The error's first line in whole sentences, as many as fit in ``limit`` characters (at
+    least one, cut only past ``most``): a fix the library names must not be cut mid-sentence."""
+    line = (text.splitlines() or [""])[0].strip()
+    kept = ""
+    for sentence in split_sentences(line) or [line]:
+        if kept and len(kept) + 1 + len(sentence) > limit:
+            break
+        kept = f"{kept} {sentence}".strip()
+    return shorten(kept, most)
+
+
 def load_failure_message(what: str, source: str, setting: str, cache_dir: str | None, error: Exception,
                          size: str = "SDXL + IP-Adapter are about 10 GB") -> str:
     """Words for a failed load: missing weights and damaged weights need different fixes."""
     where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE, ~/.cache/huggingface/hub)"
-    detail = f"{type(error).__name__}: {shorten((str(error).splitlines() or [''])[0], 200)}"
+    detail = f"{type(error).__name__}: {_first_sentences(str(error))}"
     if any(hint in f"{type(error).__name__} {error}".lower() for hint in _MISSING_HINTS):
         return (
             f"Cannot load {what} '{source}': it is not in {where} and could not be downloaded. "

@@ -49,6 +49,8 @@ POSITION = {"name": "n", "in": "path", "required": True, "schema": {"type": "int
             "description": "The panel's position on the board (1-based, display order)."}
 FRAME_ID = {"name": "frame_id", "in": "path", "required": True, "schema": {"type": "integer"},
             "description": "The panel's stable id (a frame's `id`, not its position)."}
+TAKE_ID = {"name": "take_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
+           "description": "The take's id within its panel (a take's `id`)."}
 CHARACTER = {"name": "character", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHARACTERS},
              "description": "The character's place in the board's `characters` (1-based)."}
@@ -164,14 +166,37 @@ def _schemas() -> dict:
                                      "description": "Per character (by name), the trait phrases left out to fit "
                                                     "CLIP's 77 tokens; only when several characters did not fit."},
                 "seed": integer,
-                "image_url": _nullable(string),
+                "image_url": {**_nullable(string), "description": "The chosen take's image."},
+                "take": {**_nullable(integer), "description": "The chosen take's id (null: nothing drawn yet)."},
+                "takes": {"type": "array", "items": _ref("Take"),
+                          "description": "Every image kept for the panel, oldest first: each redraw or refine adds "
+                                         "one; STORYBOARD_TAKES_PER_PANEL bounds them (the oldest go)."},
                 "identity": _nullable(_ref("Identity")),
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),
                 "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
                           "properties": {"regenerate": {**string, "description": "POST: redraw it (by its "
-                                                        "position when sent: a reorder moves it)."}}},
+                                                        "position when sent: a reorder moves it)."},
+                                         "take": {**string, "description": "PUT {\"take\": id}: show that take."}}},
+            },
+        },
+        "Take": {
+            "type": "object", "description": "One image drawn for a panel, with what made it.",
+            "properties": {
+                "id": {**integer, "description": "1, 2, ... within the panel."},
+                "parent": {**_nullable(integer), "description": "The take it was refined from; null: drawn afresh."},
+                "seed": integer,
+                "mode": {**_nullable(string), "description": "The speed preset's name."},
+                "settings": {**_nullable({"type": "object"}),
+                             "description": "What ran: scheduler, sampler, steps, guidance_scale, ip_adapter_scale, "
+                                            "lora. Null for a panel drawn before takes (its PNG keeps them)."},
+                "identity": _nullable(_ref("Identity")),
+                "seconds": _nullable(number),
+                "created_at": {**string, "format": "date-time"},
+                "image_url": string,
+                "links": {"type": "object", "properties": {
+                    "delete": {**string, "description": "DELETE: remove the take (not the chosen one)."}}},
             },
         },
         "Progress": {
@@ -226,6 +251,7 @@ def _schemas() -> dict:
                 "id": string, "title": string, "status": {"enum": STATUSES},
                 "created_at": {**string, "format": "date-time"},
                 "frames_total": integer, "frames_done": integer, "thumbnail_url": _nullable(string),
+                "mode": {**string, "description": "The speed mode's label (e.g. Fast)."},
                 "links": {"type": "object", "properties": {"self": {**string, "description": "The board: GET, "
                                                                                              "DELETE."}}},
             },
@@ -263,6 +289,8 @@ def _schemas() -> dict:
                                 "warm_up": _ref("WarmUp"),
                                 "last_heartbeat": {**number, "description": "Unix time."}}}},
                 "loading_message": {**string, "description": "What loading the model involves (download or not)."},
+                "demo": {"type": "boolean", "description": "The tiny random models are loaded (make demo): "
+                                                          "panels are noise by design."},
             },
         },
         "PlanRequest": {
@@ -417,6 +445,26 @@ def _paths() -> dict:
                         "cast": {**CAST, "description": "Who is in the panel ([] for no one); missing: the "
                                                         "panel keeps its cast."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/take": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "put": {
+                "summary": "Show another of the panel's takes (instant: nothing is drawn; it undoes a redraw)",
+                "operationId": "chooseTake",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["take"], "properties": {"take": {
+                        "type": "integer", "minimum": 1, "description": "A take's `id`."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}": {
+            "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
+            "delete": {"summary": "Remove a take and its image (409 for the chosen one)", "operationId": "deleteTake",
+                       "responses": {"204": {"description": "Removed."}, **_errors(403, 404, 409)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}/image.png": {
+            "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
+            "get": {"summary": "A take's image", "operationId": "takeImage",
+                    "responses": {"200": png, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/order": {
             "parameters": [BOARD_ID],

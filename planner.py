@@ -424,7 +424,7 @@ class ChatCompletionsClient:
                                      f"{self.timeout_s:g} s (STORYBOARD_PLANNER_TIMEOUT_S)") from None
         except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as error:
             raise PlannerUnavailable(f"could not reach the planner at {self.server} "
-                                     f"({type(error).__name__}); is the server running?") from None
+                                     f"({type(error).__name__}); check that it is running") from None
         if response.status_code != 200:
             raise PlannerUnavailable(self._status_reason(response.status_code, bytes(data)))
         return self._reply(bytes(data))

@@ -156,7 +156,7 @@ def _check_frames(frames: int | str | None, max_frames: int) -> int | None:
     if isinstance(frames, bool) or not isinstance(frames, (int, str)):
         raise InputError("frames", f"The number of panels must be a whole number, not {frames!r}.")
     if isinstance(frames, str):
-        if not frames.strip().isdigit():
+        if not (frames.strip().isascii() and frames.strip().isdigit()):  # isdigit() alone takes '²'
             raise InputError("frames", f"The number of panels must be a whole number, not {frames!r}.")
         frames = int(frames.strip())
     if not 1 <= frames <= max_frames:

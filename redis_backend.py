@@ -28,21 +28,24 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from rq import SimpleWorker, get_current_job
 from rq.exceptions import StopRequested
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
     user_message
 from board_params import MAX_CHARACTERS
+from config import env_name
 from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
 from errors import InputError
 from generator_host import GeneratorHost
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 QUEUE = "storyboard"
 RESULTS = "sb:results"
+REJECTED = "sb:results:rejected"
 GROUP = "studio"
 EVENTS = "sb:events"
 HEARTBEAT_S = 2.0
@@ -87,6 +91,17 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def redis_problem(url: str, error: Exception) -> str:
+    """Why Redis does not answer, as the studio and a worker say it: a refused password
+    names the setting that fixes it; never the password."""
+    from redis.exceptions import AuthenticationError
+
+    if isinstance(error, AuthenticationError):
+        return (f"Redis at {safe_url(url)} refused the password ({error}); set {env_name('queue_password')} "
+                "to its requirepass")
+    return f"Redis at {safe_url(url)} cannot be reached"
+
+
 def connect(url: str, password: str = ""):
     from redis import Redis
 
@@ -97,7 +112,40 @@ def connect(url: str, password: str = ""):
 def rq_queue(connection):
     from rq import Queue
 
-    return Queue(QUEUE, connection=connection, serializer=JSONSerializer)
+    return Queue(QUEUE, connection=connection, serializer=JSONSerializer, job_class=StudioJob)
+
+
+DRAW_JOB = "redis_backend.draw_job"
+
+
+class ForeignJob(Exception):
+    """A job on the studio's queue that the studio did not make."""
+
+
+class StudioJob(Job):
+    """RQ's job as the studio and its workers read it back from Redis: anyone who can write
+    to Redis can put a job there, and RQ imports and calls whatever a job names (its
+    function, its callbacks). Through this class the only function a job can name is
+    :func:`draw_job`, and the studio's jobs have no callbacks, so none is ever imported:
+    a foreign job fails before anything of it runs, in the worker and in RQ's clean-up."""
+
+    @property
+    def func(self):
+        if self.func_name != DRAW_JOB or self.instance is not None:
+            raise ForeignJob(f"refused job {self.id}: it names {self.func_name!r}; this queue runs {DRAW_JOB} only")
+        return draw_job
+
+    @property
+    def success_callback(self):
+        return None
+
+    @property
+    def failure_callback(self):
+        return None
+
+    @property
+    def stopped_callback(self):
+        return None
 
 
 # --- The studio's side ----------------------------------------------------------------------
@@ -176,20 +224,22 @@ class RedisBackend(Backend):
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
 
     def workers(self) -> list[dict]:
+        from redis.exceptions import ResponseError
+
         try:
             keys = sorted(self.redis.scan_iter("sb:worker:*", count=100))
-            rows = [self.redis.hgetall(key) for key in keys]
         except Exception:  # noqa: BLE001 - Redis down: health says so through problem
             return []
         workers = []
-        for row in rows:
-            info = {key.decode(): value.decode() for key, value in row.items()}
-            if info:
-                info["last_heartbeat"] = float(info.get("last_heartbeat", 0))
-                info["board"] = info.get("board") or None
-                info["error"] = info.get("error") or None
-                info["warm_up"] = _warm_up(info.get("warm_up"))
-                workers.append(info)
+        for key in keys:
+            try:
+                row = self.redis.hgetall(key)
+            except ResponseError:  # not a hash: not a worker's heartbeat
+                continue
+            except Exception:  # noqa: BLE001 - Redis down: health says so through problem
+                return []
+            if row:
+                workers.append(heartbeat(row))
         return workers
 
     # -- dispatch: studio jobs -> RQ --
@@ -223,7 +273,7 @@ class RedisBackend(Backend):
             return True
         spec = spec_for(job, board, self.store.reference_pngs(board))
         try:
-            self.queue.enqueue("redis_backend.draw_job", spec.to_json(), job_id=rq_job_id(job),
+            self.queue.enqueue(DRAW_JOB, spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
                                failure_ttl=KEY_TTL_S, description=f"board {board['id']} job {job['id']}")
         except Exception:
@@ -290,7 +340,12 @@ class RedisBackend(Backend):
                         backlog = self._claim_others()
                         continue
                     for entry_id, fields in entries:
-                        self._apply(fields)
+                        try:
+                            fact = Fact.parse(fields)
+                        except MalformedFact as error:
+                            self._set_aside(entry_id, fields, error)
+                        else:
+                            self._apply(fact)
                         self.redis.xack(RESULTS, GROUP, entry_id)
                         self.redis.xdel(RESULTS, entry_id)
                     self._ok()
@@ -305,26 +360,30 @@ class RedisBackend(Backend):
         _, claimed, _ = self.redis.xautoclaim(RESULTS, GROUP, self.consumer, min_idle_time=0, count=100)
         return bool(claimed)
 
-    def _apply(self, fields: dict) -> None:
-        fact = {key.decode(): value for key, value in fields.items()}
-        kind = fact["type"].decode()
-        job_id = json.loads(fact["job"])
-        board_id = fact["board"].decode()
+    def _set_aside(self, entry_id, fields: dict, error: Exception) -> None:
+        """A fact no worker of this studio wrote (or a garbled one): acknowledged, so that
+        everything after it is recorded, and kept in ``sb:results:rejected`` to look at."""
+        log.error("set aside result %s from Redis (kept in %s): %s", entry_id.decode(errors="replace"), REJECTED,
+                  error)
+        self.redis.xadd(REJECTED, fields, maxlen=1000, approximate=True)
+
+    def _apply(self, fact: Fact) -> None:
+        kind, job_id, board_id, data = fact.kind, fact.job_id, fact.board_id, fact.data
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
-        data = json.loads(fact.get("data", b"{}"))
         sink = StoreSink(self.store, self.hub, board_id, self._progress)  # as the embedded worker records
         if kind == "prompts":
             sink.prompts({int(k): PanelPrompts(*(*v, None)[:4]) for k, v in data.items()})
         elif kind == "started":
             sink.panel_started(data["frame_id"])
         elif kind == "saved":
-            sink.panel_saved(SavedPanel(data["frame_id"], fact["png"], data["seed"], data["identity"],
-                                        data["attempts"], data["seconds"]))
+            sink.panel_saved(SavedPanel(data["frame_id"], fact.png, data["seed"], data["identity"],
+                                        data["attempts"], data["seconds"], data.get("mode"), data.get("ran"),
+                                        data.get("parent")))
         elif kind == "failed":
             sink.panel_failed(data["frame_id"], data["error"])
         elif kind == "reference":
-            sink.reference(data.get("character", 1), fact["png"])  # a worker from before the cast: character 1
+            sink.reference(data.get("character", 1), fact.png)  # a worker from before the cast: character 1
         elif kind == "end":
             job = self.store.job(job_id)
             if job is not None and job["status"] == Status.RUNNING:
@@ -366,14 +425,59 @@ class RedisBackend(Backend):
         from redis.exceptions import RedisError
 
         if isinstance(error, (RedisError, OSError)) and not is_disk_full(error):
-            message = (f"The job queue (Redis at {safe_url(self.url)}) cannot be reached; new storyboards wait "
-                       "until it is back. Nothing already made is lost.")
+            message = (f"The job queue: {redis_problem(self.url, error)}; new storyboards wait until it answers. "
+                       "Nothing already made is lost.")
             if self.redis_error is None:
                 log.error("%s (%s)", message, error)
             self.redis_error = message
         else:
             log.exception("the studio could not record a worker's report")
             self.problem = user_message(error, self.settings.data_path)
+
+
+class MalformedFact(ValueError):
+    """An entry on the results stream that no worker of the studio wrote as it is."""
+
+
+# What each kind of fact carries in its data (and whether a PNG comes with it).
+FACT_FIELDS = {"prompts": ((), False), "started": (("frame_id",), False),
+               "saved": (("frame_id", "seed", "identity", "attempts", "seconds"), True),
+               "failed": (("frame_id", "error"), False), "reference": ((), True), "end": (("status", "error"), False)}
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One worker's report as read back from the results stream (see :class:`RedisSink`)."""
+
+    kind: str
+    job_id: int
+    board_id: str
+    data: dict
+    png: bytes | None
+
+    @classmethod
+    def parse(cls, fields: dict) -> Fact:
+        """The fact in a stream entry; raises MalformedFact for anything else: Redis is
+        written by others than the studio's workers, so nothing in it is taken on trust."""
+        try:
+            raw = {key.decode(): value for key, value in fields.items()}
+            kind, board_id = raw["type"].decode(), raw["board"].decode()
+            job_id, data = json.loads(raw["job"]), json.loads(raw.get("data", b"{}"))
+        except (KeyError, ValueError, AttributeError) as error:  # a missing field, not UTF-8, not JSON
+            raise MalformedFact(f"unreadable: {error}") from None
+        if kind not in FACT_FIELDS or type(job_id) is not int or not isinstance(data, dict):
+            raise MalformedFact(f"not a fact: type {kind!r}, job {job_id!r}")
+        needed, with_png = FACT_FIELDS[kind]
+        png = raw.get("png")
+        if any(name not in data for name in needed) or (with_png and not isinstance(png, bytes)):
+            raise MalformedFact(f"a {kind} fact without {', '.join(needed) + (', png' if with_png else '')}")
+        if "frame_id" in data and type(data["frame_id"]) is not int:
+            raise MalformedFact(f"a {kind} fact for frame {data['frame_id']!r}")
+        if kind == "end" and data["status"] not in {str(status) for status in Status}:
+            raise MalformedFact(f"an end fact with status {data['status']!r}")
+        if kind == "prompts" and not all(key.isascii() and key.isdigit() and isinstance(value, list) for key, value in data.items()):
+            raise MalformedFact("a prompts fact that is not panel -> prompts")
+        return cls(kind, job_id, board_id, data, png)
 
 
 def rq_job_id(job: dict) -> str:
@@ -390,10 +494,25 @@ def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
+def heartbeat(row: dict[bytes, bytes]) -> dict:
+    """A worker's ``sb:worker:<name>`` hash as health shows it. Anyone can write to Redis:
+    a field that is missing, not UTF-8 or not a number reads as unknown, never as an error."""
+    info = {key.decode(errors="replace"): value.decode(errors="replace") for key, value in row.items()}
+    try:
+        beat = float(info.get("last_heartbeat", ""))
+    except ValueError:
+        beat = 0.0
+    model = info.get("model", "")
+    return {"name": info.get("name", "?"), "host": info.get("host", "?"), "device": info.get("device") or None,
+            "model": ModelState(model) if model in set(ModelState) else ModelState.NOT_LOADED,
+            "error": info.get("error") or None, "board": info.get("board") or None,
+            "last_heartbeat": beat if math.isfinite(beat) else 0.0, "warm_up": _warm_up(info.get("warm_up"))}
+
+
 def _warm_up(text: str | None) -> WarmUp | None:
     """A worker's "done of [eta_s]" back into its WarmUp."""
     parts = (text or "").split()
-    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
+    if len(parts) not in (2, 3) or not all(part.isascii() and part.isdigit() for part in parts):
         return None
     return WarmUp(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) == 3 else None)
 
@@ -416,7 +535,7 @@ class StudioWorker(SimpleWorker):
     def __init__(self, redis, settings, load_generator: Callable[[], Any], load_scorer: Callable[[], Any] | None,
                  name: str, device: str):
         super().__init__([rq_queue(redis)], name=name, connection=redis, serializer=JSONSerializer,
-                         worker_ttl=WORKER_TTL_S)
+                         worker_ttl=WORKER_TTL_S, job_class=StudioJob)
         self.host = GeneratorHost(settings, load_generator, load_scorer, on_change=self.report)
         self.device = device
         self.board: str | None = None  # the board being drawn
@@ -585,7 +704,8 @@ class RedisSink:
 
     def panel_saved(self, panel) -> None:
         self._send("saved", {"frame_id": panel.frame_id, "seed": panel.seed, "identity": panel.identity,
-                             "attempts": panel.attempts, "seconds": panel.seconds}, png=panel.png,
+                             "attempts": panel.attempts, "seconds": panel.seconds, "mode": panel.mode,
+                             "ran": panel.ran, "parent": panel.parent}, png=panel.png,
                    also=lambda pipe: self._delivered(pipe, panel.frame_id))
 
     def panel_failed(self, frame_id: int, error: str) -> None:

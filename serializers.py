@@ -31,6 +31,23 @@ def reference_url(board_id: str, character: int) -> str:
     return board_url(board_id, "references", f"{character}.png")
 
 
+def take_json(board_id: str, frame_id: int, take: dict) -> dict:
+    """One image drawn for a panel, with what made it."""
+    return {
+        "id": take["id"],
+        "parent": take["parent"],  # the take it was refined from; None: drawn afresh
+        "seed": take["seed"],
+        "mode": take["mode"],
+        "settings": take["settings"],  # what ran (steps, CFG, sampler, ...); None: in its PNG only
+        "identity": take["identity"],
+        "seconds": take["seconds"],
+        "created_at": take["created_at"],
+        # A take's file never changes: its URL needs no version.
+        "image_url": board_url(board_id, "frames", frame_id, "takes", take["id"], "image.png"),
+        "links": {"delete": board_url(board_id, "frames", frame_id, "takes", take["id"])},
+    }
+
+
 def frame_json(board_id: str, frame: dict, index: int) -> dict:
     return {
         "id": frame["id"],
@@ -49,13 +66,16 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         # The trait phrases cut, by character, when several characters' traits did not fit.
         "traits_shortened": frame["traits_dropped"],
         "seed": frame["seed"],
-        "image_url": image_url(board_id, frame),
+        "image_url": image_url(board_id, frame),  # the chosen take's
+        "take": frame["take"],  # the chosen take's id; None before the first
+        "takes": [take_json(board_id, frame["id"], take) for take in frame["takes"]],
         "identity": frame["identity"],
         "attempts": frame["attempts"],
         "error": frame["error"],
         "seconds": frame["seconds"],
         # By position, as the route takes it: panel n of the board's order when this was sent.
-        "links": {"regenerate": board_url(board_id, "frames", index, "regenerate")},
+        "links": {"regenerate": board_url(board_id, "frames", index, "regenerate"),
+                  "take": board_url(board_id, "frames", frame["id"], "take")},
     }
 
 
@@ -102,6 +122,7 @@ def summary_json(row: dict) -> dict:
         "created_at": row["created_at"],
         "frames_total": row["frames_total"],
         "frames_done": row["frames_done"],
+        "mode": row["params"].preset.label,
         "thumbnail_url": frame_image_url(row["id"], thumb, row["thumb_version"]) if thumb is not None else None,
         "links": {"self": board_url(row["id"])},
     }

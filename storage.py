@@ -67,13 +67,46 @@ class DatabaseTooNew(DatabaseDamaged):
     upgrade; like damage, it stops the start with the file's name (and is never written)."""
 
 
+class DataDirInUse(Exception):
+    """Another studio process holds the data directory (see :func:`lock_data_dir`)."""
+
+
+LOCK_FILE = "studio.lock"
+
+
+def lock_data_dir(data_dir: Path):
+    """Hold ``data_dir`` for this process (an OS lock, ``filelock``: dropped when the process
+    dies, even by kill -9) and write its pid into the lock file for the next one to name;
+    raise :class:`DataDirInUse` when another process holds it. Release it (or use it as a
+    context manager) when the studio stops."""
+    from filelock import FileLock, Timeout
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = path.read_text(encoding="ascii", errors="replace").strip()
+        process = f"process {holder}" if holder.isascii() and holder.isdigit() else "another process"
+        raise DataDirInUse(
+            f"Another studio ({process}) is using the data folder {data_dir.resolve()}: stop it first, "
+            "or give this one another folder (--data-dir).") from None
+    # flock belongs to the lock's own descriptor: writing through another one keeps it.
+    path.write_text(f"{os.getpid()}\n", encoding="ascii")
+    return lock
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Store:
-    def __init__(self, data_dir: Path | str):
+    def __init__(self, data_dir: Path | str, takes_per_panel: int | None = None):
+        """``takes_per_panel``: most takes a panel keeps (None: all); a new take past it
+        removes the oldest unchosen ones, their files too."""
         self.root = Path(data_dir)
+        self.takes_per_panel = takes_per_panel
         self.boards_dir = self.root / "boards"
         self.boards_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -229,7 +262,10 @@ class Store:
         board["params"] = BoardParams.from_json(json.loads(board["params"]))
         board["references"] = {row["character"]: {"kind": row["kind"], "file": row["file"]} for row in self._query(
             "SELECT character, kind, file FROM board_references WHERE storyboard_id = ?", (board_id,))}
-        board["frames"] = [self._frame(row) for row in self._query(
+        takes: dict[int, list[dict]] = {}
+        for row in self._query("SELECT * FROM takes WHERE storyboard_id = ? ORDER BY frame_id, id", (board_id,)):
+            takes.setdefault(row["frame_id"], []).append(self._take(row))
+        board["frames"] = [{**self._frame(row), "takes": takes.get(row["id"], [])} for row in self._query(
             "SELECT * FROM frames WHERE storyboard_id = ? ORDER BY position", (board_id,))]
         return board
 
@@ -245,6 +281,13 @@ class Store:
         frame["traits_dropped"] = json.loads(frame["traits_dropped"]) if frame["traits_dropped"] else None
         return frame
 
+    @staticmethod
+    def _take(row: sqlite3.Row) -> dict:
+        take = {key: row[key] for key in ("id", "parent", "seed", "mode", "image_file", "seconds", "created_at")}
+        take["settings"] = json.loads(row["settings"]) if row["settings"] else None
+        take["identity"] = json.loads(row["identity"]) if row["identity"] else None
+        return take
+
     def reference_pngs(self, board: dict) -> dict[int, bytes]:
         """The reference PNG of each character (1-based) of ``board`` that has one on disk."""
         pngs = {}
@@ -256,7 +299,7 @@ class Store:
 
     def boards(self) -> list[dict]:
         rows = self._query(
-            "SELECT s.id, s.title, s.status, s.created_at,"
+            "SELECT s.id, s.title, s.status, s.created_at, s.params,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id) AS frames_total,"
             " (SELECT COUNT(*) FROM frames f WHERE f.storyboard_id = s.id AND f.status = 'done') AS frames_done,"
             " (SELECT f.id FROM frames f WHERE f.storyboard_id = s.id AND f.image_file IS NOT NULL"
@@ -265,7 +308,7 @@ class Store:
             "  ORDER BY f.position LIMIT 1) AS thumb_version"
             " FROM storyboards s ORDER BY s.created_at DESC, s.rowid DESC"
         )
-        return [dict(row) for row in rows]
+        return [{**dict(row), "params": BoardParams.from_json(json.loads(row["params"]))} for row in rows]
 
     def delete_board(self, board_id: str) -> bool:
         """Remove the board and every file in its folder, stray ones included.
@@ -326,16 +369,86 @@ class Store:
     def panel_failed(self, board_id: str, frame_id: int, error: str) -> None:
         self.update_frame(board_id, frame_id, status=Status.FAILED, error=error)
 
-    def save_frame_image(self, board_id: str, frame_id: int, png: bytes, **fields) -> None:
-        """Write the PNG (atomically), then point the frame at it; the old file goes after."""
-        old = self._query("SELECT image_file, version FROM frames WHERE storyboard_id = ? AND id = ?",
-                          (board_id, frame_id))[0]
-        version = old["version"] + 1
-        name = f"frame-{frame_id}-v{version}.png"
+    def save_take(self, board_id: str, frame_id: int, png: bytes, *, seed: int, mode: str | None,
+                  ran: dict | None = None, parent: int | None = None, identity: dict | None = None,
+                  attempts: int = 1, seconds: float | None = None) -> int:
+        """A new take of the panel, which the panel then shows; returns its id.
+
+        The PNG is written first (atomically); the take, the panel pointing at it and the
+        pruning of the oldest unchosen takes past ``takes_per_panel`` are one transaction;
+        the pruned takes' files go after it. A file's name carries the panel's version,
+        which only grows, so no two takes share a file.
+        """
+        version = self._query("SELECT version FROM frames WHERE storyboard_id = ? AND id = ?",
+                              (board_id, frame_id))[0]["version"]
+        name = f"frame-{frame_id}-v{version + 1}.png"
         write_atomic(self.boards_dir / board_id / name, png)
-        self.update_frame(board_id, frame_id, image_file=name, version=version, status="done", error=None, **fields)
-        if old["image_file"] and old["image_file"] != name:
-            (self.boards_dir / board_id / old["image_file"]).unlink(missing_ok=True)
+        with self._tx() as db:
+            take = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM takes WHERE storyboard_id = ? AND frame_id = ?",
+                              (board_id, frame_id)).fetchone()[0]
+            db.execute("INSERT INTO takes (storyboard_id, frame_id, id, parent, seed, mode, settings, image_file,"
+                       " identity, seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (board_id, frame_id, take, parent, seed, mode, json.dumps(ran) if ran else None, name,
+                        json.dumps(identity) if identity is not None else None, seconds, now()))
+            db.execute("UPDATE frames SET status = 'done', error = NULL, attempts = ? WHERE storyboard_id = ?"
+                       " AND id = ?", (attempts, board_id, frame_id))
+            self._show_take(db, board_id, frame_id, take)
+            pruned = self._prune_takes(db, board_id, frame_id)
+        self._remove_files(board_id, pruned)
+        return take
+
+    def choose_take(self, board_id: str, frame_id: int, take: int) -> bool:
+        """Show take ``take`` on the panel (False: no such take). A panel that failed or was
+        never finished shows it as done; one being drawn stays so, and its new take, when
+        it comes, is shown instead."""
+        with self._tx() as db:
+            if not self._show_take(db, board_id, frame_id, take):
+                return False
+            db.execute("UPDATE frames SET status = 'done', error = NULL WHERE storyboard_id = ? AND id = ?"
+                       " AND status NOT IN ('queued', 'running')", (board_id, frame_id))
+            self._refresh(db, board_id)
+        return True
+
+    def delete_take(self, board_id: str, frame_id: int, take: int) -> bool:
+        """Remove an unchosen take and its file (False: no such take; Conflict: it is chosen)."""
+        with self._tx() as db:
+            row = db.execute("SELECT t.image_file, f.take FROM takes t JOIN frames f ON f.storyboard_id ="
+                             " t.storyboard_id AND f.id = t.frame_id WHERE t.storyboard_id = ? AND t.frame_id = ?"
+                             " AND t.id = ?", (board_id, frame_id, take)).fetchone()
+            if row is None:
+                return False
+            if row["take"] == take:
+                raise Conflict("The panel shows this take; choose another first.")
+            db.execute("DELETE FROM takes WHERE storyboard_id = ? AND frame_id = ? AND id = ?",
+                       (board_id, frame_id, take))
+        self._remove_files(board_id, [row["image_file"]])
+        return True
+
+    @staticmethod
+    def _show_take(db, board_id: str, frame_id: int, take: int) -> bool:
+        """Point the panel at its take: the panel's image, seed, face score and time are the
+        chosen take's; the version grows, so the panel's image URL changes with it."""
+        return bool(db.execute(
+            "UPDATE frames SET take = t.id, image_file = t.image_file, seed = t.seed, identity = t.identity,"
+            " seconds = t.seconds, version = frames.version + 1 FROM takes t WHERE t.storyboard_id ="
+            " frames.storyboard_id AND t.frame_id = frames.id AND frames.storyboard_id = ? AND frames.id = ?"
+            " AND t.id = ?", (board_id, frame_id, take)).rowcount)
+
+    def _prune_takes(self, db, board_id: str, frame_id: int) -> list[str]:
+        """Delete the oldest unchosen takes past the bound; returns their files."""
+        if self.takes_per_panel is None:
+            return []
+        rows = db.execute("SELECT t.id, t.image_file FROM takes t JOIN frames f ON f.storyboard_id = t.storyboard_id"
+                          " AND f.id = t.frame_id WHERE t.storyboard_id = ? AND t.frame_id = ?"
+                          " AND t.id IS NOT f.take ORDER BY t.id DESC LIMIT -1 OFFSET ?",
+                          (board_id, frame_id, self.takes_per_panel - 1)).fetchall()
+        db.executemany("DELETE FROM takes WHERE storyboard_id = ? AND frame_id = ? AND id = ?",
+                       [(board_id, frame_id, row["id"]) for row in rows])
+        return [row["image_file"] for row in rows]
+
+    def _remove_files(self, board_id: str, names: list[str]) -> None:
+        for name in names:
+            (self.boards_dir / board_id / name).unlink(missing_ok=True)
 
     def save_reference(self, board_id: str, character: int, png: bytes, kind: str) -> None:
         """Character ``character``'s (1-based) reference: written first, then pointed at."""

@@ -380,17 +380,29 @@ def kohya_lora_tensors(unet, rank: int, alpha: float, seed: int = 3, std: float 
 # --- Hub cache layout --------------------------------------------------------------------
 
 
+def _repo(cache_dir: Path, repo_id: str) -> tuple[Path, str]:
+    """The repo's folder in an HF cache and the snapshot id of this version of the twins."""
+    return (Path(cache_dir) / ("models--" + repo_id.replace("/", "--")),
+            hashlib.sha1(f"{repo_id}@tiny-{TINY_VERSION}".encode()).hexdigest())
+
+
 def repo_snapshot(cache_dir: Path, repo_id: str) -> Path:
     """The snapshot folder of ``repo_id`` in an HF cache, creating refs/main if needed."""
-    repo = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
-    sha = hashlib.sha1(f"{repo_id}@tiny-{TINY_VERSION}".encode()).hexdigest()
+    repo, sha = _repo(cache_dir, repo_id)
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(sha)
     return repo / "snapshots" / sha
 
 
 def is_built(cache_dir: Path) -> bool:
-    return all((repo_snapshot(cache_dir, repo) / ".tiny-complete").exists() for repo in REPOS)
+    """Whether every twin of this version is there, complete and current; writes nothing (the
+    studio's health asks, on a disk that may be full)."""
+    def current(repo_id: str) -> bool:
+        repo, sha = _repo(cache_dir, repo_id)
+        refs = repo / "refs" / "main"
+        return (repo / "snapshots" / sha / ".tiny-complete").exists() and refs.exists() and refs.read_text() == sha
+
+    return all(current(repo_id) for repo_id in REPOS)
 
 
 def build(cache_dir: Path | str, force: bool = False) -> Path:

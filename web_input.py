@@ -5,6 +5,7 @@ naming its field, which the app's one handler answers.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import abort, current_app, request
@@ -84,11 +85,17 @@ def text_field(fields: dict, name: str, default: str, limit: int = MAX_FIELD_CHA
     return value.strip() or default
 
 
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+
 def int_field(fields: dict, name: str, low: int, high: int, default: int | None) -> int | None:
     value = fields.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
     if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise InputError(name, f"{name} must be a whole number from {low} to {high}.")
+    # int() also reads '١٢' and '1_000' as numbers: a field takes ASCII digits only.
+    if isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value.strip()):
         raise InputError(name, f"{name} must be a whole number from {low} to {high}.")
     try:
         number = int(value.strip()) if isinstance(value, str) else int(value)

@@ -204,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         log.error("%s", error)
         return 2
-    from redis_backend import StudioWorker, connect, safe_url
+    from redis.exceptions import RedisError
 
+    from redis_backend import StudioWorker, connect, redis_problem, safe_url
+
+    redis = connect(settings.queue_url, settings.queue_password)
+    try:
+        redis.ping()
+    except RedisError as error:
+        log.error("%s", redis_problem(settings.queue_url, error))
+        return 1
     name = name or f"{socket.gethostname()}-{device}-{os.getpid()}"
-    worker = StudioWorker(connect(settings.queue_url, settings.queue_password), settings,
-                          default_generator_loader(settings), default_scorer_loader, name, device)
+    worker = StudioWorker(redis, settings, default_generator_loader(settings), default_scorer_loader, name, device)
     log.info("worker %s on %s takes jobs from %s", name, device, safe_url(settings.queue_url))
     worker.work(logging_level="WARNING")
     return 0

@@ -265,6 +265,18 @@ def test_health_and_presets(client):
     assert {"name": "16:9", "width": 80, "height": 48} in presets["aspects"]
 
 
+def test_health_says_the_demo_and_whether_the_tiny_models_are_built_yet(make_app, monkeypatch):
+    import tiny_models
+
+    health = make_app(start_worker=False).test_client().get("/api/health").get_json()
+    assert health["demo"] is True and health["loading_message"].startswith("Building the tiny offline models")
+    monkeypatch.setattr(tiny_models, "is_built", lambda cache_dir: True)
+    health = make_app(start_worker=False).test_client().get("/api/health").get_json()
+    assert health["loading_message"] == "Loading the tiny offline models…"
+    health = make_app(start_worker=False, model="sdxl").test_client().get("/api/health").get_json()
+    assert health["demo"] is False and "SDXL" in health["loading_message"]
+
+
 def test_the_page_is_served(client):
     page = client.get("/")
     assert page.status_code == 200 and b'id="story-form"' in page.data
@@ -274,6 +286,12 @@ def test_a_rebound_host_name_is_refused(client):
     # DNS rebinding: a site's own name pointed at 127.0.0.1 must not read or drive the studio.
     assert client.get("/api/storyboards", base_url="http://evil.example").status_code == 403
     assert client.get("/api/storyboards", base_url="http://127.0.0.1:8080").status_code == 200
+
+
+def test_history_rows_say_the_mode_and_the_panel_count(client):
+    wait_for(client, post_board(client, preset="quality").get_json()["id"])
+    row = client.get("/api/storyboards").get_json()["storyboards"][0]
+    assert row["mode"] == "Quality" and row["frames_total"] == 3 and row["thumbnail_url"]
 
 
 def test_history_thumbnail_changes_when_the_first_panel_is_redrawn(client):

@@ -433,6 +433,24 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         values = page.evaluate("window.__seen.values")
         assert values == sorted(values), f"the progress bar went back while redrawing: {values}"
 
+        # The redraw is a second take: the dialog lists both, and ‹ shows the first again at once.
+        expect(panel2.locator(".take-count")).to_have_text("2/2")
+        panel2.locator(".panel-open").click()
+        expect(page.locator("#panel-dialog-details .takes li")).to_have_count(2)
+        expect(page.locator("#panel-dialog-details .takes li").nth(0)).to_contain_text("Take 1: seed 43")
+        expect(page.locator("#panel-dialog-details .takes li.chosen")).to_contain_text("Take 2 (shown)")
+        page.keyboard.press("Escape")
+        panel2.locator(".take-prev").click()
+        expect(panel2.locator(".take-count")).to_have_text("1/2")
+        expect(panel2.locator(".panel-seed")).to_have_text("seed 43")
+        expect(panel2.locator("img.panel-image")).not_to_have_attribute("src", redrawn["frames"][1]["image_url"])
+        assert board()["frames"][1]["take"] == 1
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=TIMEOUT_MS)
+        shown = page.evaluate("""() => fetch(document.querySelector("#board .panel[data-index='2'] img.panel-image").src)
+                                   .then((r) => r.arrayBuffer()).then((b) => b.byteLength)""")
+        takes = redrawn["frames"][1]["takes"]
+        assert shown == len(api.get(takes[0]["image_url"]).body()) != len(api.get(takes[1]["image_url"]).body())
+
         # Move panel 1 to the right: the server and the page both show the new order.
         ids = [f["id"] for f in redrawn["frames"]]
         page.locator("#board .panel[data-index='1'] .move-right").click()
@@ -831,6 +849,7 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         page.wait_for_function("(text) => document.body.innerText.split(text).length === 2", arg=LOAD_ERROR)
         assert page.evaluate("document.body.innerText.split('the hub cannot be reached').length") == 2
         expect(page.locator("#board-message")).to_contain_text("could not be loaded")
+        expect(page.locator("#board-message")).to_contain_text("Fix what the message at the top says, then Resume")
         expect(page.locator("#board .panel .panel-status")).to_have_text(["not drawn"] * 3)
         expect(page.locator("#board .panel-error")).to_have_count(0)
         for selector in ("#health-banner", "#board-message", "#board .panel-placeholder", "#board .panel-body"):
@@ -992,6 +1011,9 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         planned = api.post("/api/plans", data={"premise": premise}).json()
         assert planned["source"] == "built-in" and len(planned["panels"]) == 4
         expect(page.locator("#plan-source")).to_contain_text("built-in splitter")
+        # The plan gets the wide pane, not the form's narrow column.
+        form_width = page.locator("#story-form").bounding_box()["width"]
+        assert editor.bounding_box()["width"] > 1.3 * form_width
         shots = [p["shot"] for p in planned["panels"]]
         # The built-in plan's scene is its caption: blank in the editor, so an edited caption is drawn.
         assert page.evaluate(PLAN_ROWS) == [[line, "", shot] for line, shot in zip(PLAN_LINES, shots)]
@@ -1191,6 +1213,37 @@ def test_planning_with_an_llm(browser, planning_server, llm_server, artifacts):
 
 
 # --- The studio's health ---------------------------------------------------------------------
+
+
+def test_the_page_says_it_is_the_demo_and_lists_the_redis_workers(browser, server):
+    """The tiny models draw noise: the header says so once. With Redis workers the header
+    lists each (name, device, state, board) from GET /api/health; with none, boards wait."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        expect(page.locator("#demo-note")).to_be_visible()
+        expect(page.locator("#demo-note")).to_contain_text("random noise")
+        expect(page.locator("#workers")).to_be_hidden()  # the embedded worker: nothing to list
+        health = page.request.get("/api/health").json()
+        workers = [{"name": "gpu-box.1", "host": "gpu-box", "device": "cuda", "model": "ready", "error": None,
+                    "board": "0123456789ab", "warm_up": None, "last_heartbeat": 0},
+                   {"name": "mac.7", "host": "mac", "device": "mps", "model": "loading", "error": None,
+                    "board": None, "warm_up": None, "last_heartbeat": 0}]
+        answers = [{**health, "backend": "redis://127.0.0.1:6379/0", "workers": workers},
+                   {**health, "backend": "redis://127.0.0.1:6379/0", "workers": []}]
+        page.route("**/api/health", lambda route: route.fulfill(json=answers[0]))
+        page.reload()
+        expect(page.locator("#workers li")).to_have_text(["gpu-box.1 · cuda · ready · drawing 0123456789ab",
+                                                          "mac.7 · mps · loading the model"])
+        answers.pop(0)
+        page.reload()
+        expect(page.locator("#workers li")).to_have_text([re.compile(r"^No worker is running: boards wait")])
+        watch.assert_clean()
+    finally:
+        watch.close()
 
 
 def test_a_failing_worker_is_shown_until_it_recovers(browser, studio, server, monkeypatch):

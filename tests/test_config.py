@@ -162,3 +162,12 @@ def test_the_lora_follows_family_and_steps(env, repo, weight, steps):
 ])
 def test_presets_describe_their_real_cost(name, description):
     assert load_settings({}).preset_for(name).description == description
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0?password=hunter2",
+                                 "redis://localhost:6379/0?db=0&Password=hunter2", "redis://localhost/0?username=u"])
+def test_a_password_in_the_queue_urls_query_is_refused_without_repeating_it(url):
+    with pytest.raises(SettingsError) as refused:
+        load_settings({}, {"queue_url": url})
+    assert refused.value.setting == "queue_url" and "hunter2" not in str(refused.value)
+

@@ -11,6 +11,7 @@ from board_params import BoardParams, Character
 from config import PRESETS, SpeedPreset
 from drawing import CharacterSpec, JobSpec, PanelSpec, draw, spec_for
 from errors import InputError
+from exporting import read_png_parameters
 from helpers import png_bytes
 
 # What a studio set to STORYBOARD_LIGHTNING_FAMILY=hyper-sd, STORYBOARD_LIGHTNING_STEPS=8 draws with
@@ -189,6 +190,15 @@ def test_a_cast_panel_png_states_the_clamped_scale_that_ran(tiny_generator):
     assert meta[3][0]["ip_adapter_scale"] is None and "IP-Adapter" not in meta[3][1]  # no one to hold
     assert meta[1][0]["steps"] == 2 and meta[1][0]["guidance_scale"] == 7.5
     assert meta[1][0]["sampler"] == "Euler" and meta[1][0]["lora"] is None
+
+
+def test_a_saved_panel_says_what_made_it_for_its_take(tiny_generator):
+    sink = Recorder()
+    draw(tiny_generator, cast_spec(preset=SpeedPreset("quality", "Quality", 2, 7.5, 0.8)), sink)
+    saved = next(fact[1] for fact in sink.facts if fact[0] == "panel_saved")
+    assert (saved.mode, saved.parent) == ("quality", None)
+    assert saved.ran == {key: value for key, value in read_png_parameters(saved.png).items() if key in saved.ran}
+    assert saved.ran["steps"] == 2 and saved.ran["sampler"] == "Euler"
 
 
 def test_a_hyper_sd_panel_png_states_ddim(tiny_settings_factory):

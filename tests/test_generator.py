@@ -53,6 +53,16 @@ def test_missing_weights_say_what_to_do(tmp_path):
         StoryboardGenerator.load(settings)
     message = str(caught.value)
     assert "network" in message and "local folder" in message and "make demo" in message
+    assert "…" not in message and message.endswith(".)")  # the library's words in whole sentences
+
+
+def test_a_librarys_error_is_kept_in_whole_sentences():
+    from model_loading import _first_sentences
+
+    words = "First sentence is here. " + "Second one says what to do about it. " * 3 + "Never this."
+    assert _first_sentences(words, limit=70) == "First sentence is here. Second one says what to do about it."
+    assert _first_sentences("One very long sentence " * 40, limit=50, most=600).endswith("…")
+    assert _first_sentences("line one.\nline two.") == "line one."
 
 
 def test_a_mistyped_local_folder_is_named(tmp_path):

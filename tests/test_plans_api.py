@@ -160,6 +160,7 @@ def test_an_unreachable_planner_ends_in_the_fallback(studio):
         port = sock.getsockname()[1]
     answer = plan(studio(planner_url=f"http://127.0.0.1:{port}/v1"), frames=3).get_json()
     assert answer["source"] == "fallback" and "could not reach the planner at http://127.0.0.1" in answer["notices"][0]
+    assert "?." not in answer["notices"][0] and "check that it is running" in answer["notices"][0]
 
 
 def test_a_story_that_instructs_the_model_stays_data_and_its_markup_never_comes_back(studio, llm_server):

@@ -350,3 +350,92 @@ def test_a_stop_asked_for_during_a_compile_stops_the_worker_after_that_graph(red
             signal.signal(number, handler)
         redis_server.client().delete("sb:worker:stopping-test")
     assert generator.log == ["compile"]  # the warm-up swallowed RQ's StopRequested; the worker stopped anyway
+
+
+def test_a_worker_refuses_a_job_naming_any_other_function_and_draws_on(studio, workers, redis_server, tmp_path):
+    from rq import Queue
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    marker = tmp_path / "ran"
+    workers.ensure(1)
+    redis = redis_server.client()
+    planted = Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue("os.system", f"touch {marker}")
+    wait_until(lambda: Job.fetch(planted.id, connection=redis, serializer=JSONSerializer).get_status()
+               == JobStatus.FAILED, "the worker never refused the planted job", timeout=180)
+    assert not marker.exists()
+    client = studio().test_client()
+    assert wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)["status"] == "done"
+
+
+def test_a_foreign_callback_in_rqs_registry_is_never_imported_and_dispatching_goes_on(studio, redis_server):
+    import sys
+
+    from rq.job import Callback, Job
+    from rq.serializers import JSONSerializer
+
+    redis = redis_server.client()
+    planted = Job.create("planted.ran", connection=redis, serializer=JSONSerializer, id="planted-callback",
+                         on_failure=Callback("planted.ran"))
+    planted.save()
+    redis.zadd("rq:wip:storyboard", {f"{planted.id}:1": 1})  # an execution long expired: RQ's clean-up takes it
+    app = studio()
+    store = studio_of(app).store
+    post(app.test_client(), "One.\nTwo.")
+    wait_until(lambda: store.running_jobs(), "no board was handed to RQ after the planted job", timeout=60)
+    assert "planted" not in sys.modules
+    assert app.test_client().get("/api/health").get_json()["problem"] is None
+
+
+def test_a_malformed_result_is_set_aside_once_and_everything_after_it_is_recorded(studio, workers, redis_server,
+                                                                                 caplog):
+    workers.stop_all()  # the test writes the workers' facts itself
+    app = studio()
+    store = studio_of(app).store
+    board_id = post(app.test_client(), "One.\nTwo.")
+    job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
+    redis = redis_server.client()
+    redis.xadd("sb:results", {"type": "saved", "job": "not json", "board": b"\xff\xfe"})
+    redis.xadd("sb:results", {"type": "end", "job": json.dumps(job["id"]), "board": board_id,
+                              "data": json.dumps({"status": "canceled", "error": None})})
+    board = wait_for(app.test_client(), board_id, timeout=60)
+    assert board["status"] == "canceled"
+    assert redis.xlen("sb:results:rejected") >= 1
+    assert sum("set aside result" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_health_reads_odd_heartbeats_from_redis_without_failing(studio, redis_server):
+    redis = redis_server.client()
+    redis.hset("sb:worker:odd", mapping={"name": "odd", "last_heartbeat": "soon", "model": b"\xff\xfe",
+                                         "warm_up": "\u00b2 3", "device": b"cuda\xff"})
+    redis.hset("sb:worker:bare", mapping={"last_heartbeat": "nan"})
+    redis.set("sb:worker:string", "not a hash")
+    try:
+        answer = studio().test_client().get("/api/health")
+    finally:
+        redis.delete("sb:worker:odd", "sb:worker:bare", "sb:worker:string")
+    assert answer.status_code == 200, answer.data[:300]
+    odd = {w["name"]: w for w in answer.get_json()["workers"]}["odd"]
+    assert odd["last_heartbeat"] == 0 and odd["model"] == "not_loaded" and odd["warm_up"] is None
+
+
+def test_a_wrong_password_is_said_refused_naming_the_setting_by_the_studio_and_a_worker(redis_server, tmp_path):
+    wrong = "not-the-password"
+    env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": wrong, "HF_HUB_OFFLINE": "1"}
+    worker = subprocess.run([sys.executable, "worker.py", "--queue", redis_server.url, "--model", "tiny",
+                             "--data-dir", str(tmp_path / "w")], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    said = worker.stdout + worker.stderr
+    assert worker.returncode != 0 and "refused" in said and "STORYBOARD_QUEUE_PASSWORD" in said, said
+    assert "Traceback" not in said and wrong not in said
+    settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": wrong}, {
+        "data_dir": str(tmp_path / "studio"), "model": "tiny", "queue_url": redis_server.url})
+    app = create_app(settings)
+    try:
+        health = wait_until(lambda: (lambda h: h if h["problem"] else None)(app.test_client().get("/api/health")
+                                                                             .get_json()),
+                            "health never said Redis refused", timeout=60)
+    finally:
+        studio_of(app).backend.stop()
+    assert "refused" in health["problem"] and "STORYBOARD_QUEUE_PASSWORD" in health["problem"]
+    assert wrong not in json.dumps(health)

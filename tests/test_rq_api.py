@@ -9,7 +9,7 @@ import inspect
 import pytest
 from rq import SimpleWorker, get_current_job
 
-from redis_backend import StudioWorker
+from redis_backend import StudioJob, StudioWorker
 
 # Overridden by StudioWorker, with RQ's own signature.
 OVERRIDDEN = {
@@ -25,9 +25,13 @@ CALLED = {
 }
 # Keyword arguments StudioWorker passes on (its work() passes the caller's on unchanged).
 PASSED = {
-    "__init__": {"queues", "name", "connection", "serializer", "worker_ttl"},
+    "__init__": {"queues", "name", "connection", "serializer", "worker_ttl", "job_class"},
     "work": {"burst", "logging_level"},
 }
+
+
+# Job's attributes that import what a job names: StudioJob overrides each of them.
+IMPORTING = {"func", "success_callback", "failure_callback", "stopped_callback"}
 
 
 def parameters(function) -> list[str]:
@@ -59,3 +63,18 @@ def test_the_arguments_the_worker_passes_to_rq_still_exist(name):
 
 def test_draw_job_finds_its_rq_job_without_arguments():
     assert parameters(get_current_job) == ["connection=None", "job_class=None"]
+
+
+def test_every_way_rq_imports_what_a_job_names_is_overridden_by_the_studios_job():
+    from rq.job import Job
+
+    importing = {name for name, value in vars(Job).items()
+                 if isinstance(value, property) and "import_attribute" in inspect.getsource(value.fget)}
+    assert importing == IMPORTING, "RQ changed how a job's function or callbacks are imported: update StudioJob"
+    assert all(isinstance(vars(StudioJob)[name], property) for name in IMPORTING)
+
+
+def test_the_queue_and_its_registries_take_the_studios_job_class():
+    from rq import Queue
+
+    assert "job_class" in inspect.signature(Queue.__init__).parameters

@@ -33,6 +33,8 @@ STATES = {
     "resumed, panel 2 drawn": ("running", ["take", "save 1", "restart", "resume", "take", "save 2"]),
     "set aside": ("failed", ["take", "restart", "resume", "take", "restart"]),
     "redraw queued": ("queued", ["take", "save 1", "save 2", "finish done", "redraw 1"]),
+    "redrawn": ("done", ["take", "save 1", "save 2", "finish done", "redraw 1", "take", "save 1", "finish done"]),
+    "redraw failed": ("failed", ["take", "save 1", "save 2", "finish done", "redraw 1", "take", "finish failed"]),
 }
 
 # (state, event) -> (board, panels, jobs)
@@ -71,6 +73,10 @@ TRANSITIONS = [
     ("set aside", "resume", ("queued", ("queued", "queued"), ("failed", "queued"))),
     ("redraw queued", "take", ("running", ("queued", "done"), ("done", "running"))),
     ("redraw queued", "cancel", ("done", ("done", "done"), ("done", "canceled"))),  # the panel keeps its image
+    ("redraw queued", "choose 1 1", ("queued", ("queued", "done"), ("done", "queued"))),  # the redraw still comes
+    ("redrawn", "choose 1 1", ("done", ("done", "done"), ("done", "done"))),
+    ("redrawn", "drop 1 1", ("done", ("done", "done"), ("done", "done"))),
+    ("redraw failed", "choose 1 1", ("done", ("done", "done"), ("done", "failed"))),  # its old take is the panel
 ]
 
 # (state, event) refused, with what it raises; nothing changes.
@@ -83,6 +89,7 @@ REFUSED = [
     ("done", "redraw 3", Conflict, "already being drawn"),  # no such panel
     ("failed", "resume full", QueueFull, "already waiting"),
     ("done", "redraw 1 full", QueueFull, "already waiting"),
+    ("redrawn", "drop 1 2", Conflict, "shows this take"),
 ]
 
 
@@ -106,7 +113,11 @@ class Studio:
         elif verb == "start":
             store.panel_started(board_id, frame)
         elif verb == "save":
-            store.save_frame_image(board_id, frame, b"\x89PNG panel", seed=1, identity=None, attempts=1, seconds=0.1)
+            store.save_take(board_id, frame, b"\x89PNG panel", seed=1, mode="fast", seconds=0.1)
+        elif verb == "choose":  # choose FRAME TAKE
+            assert store.choose_take(board_id, frame, int(rest.split()[1]))
+        elif verb == "drop":  # drop FRAME TAKE
+            assert store.delete_take(board_id, frame, int(rest.split()[1]))
         elif verb == "fail":
             store.panel_failed(board_id, frame, "out of memory")
         elif verb == "finish":  # what the workers report: a failure marks the panels not drawn
@@ -221,3 +232,55 @@ def test_a_redraw_takes_the_new_caption_and_seed(store):
     studio = studio_in(store, "redraw queued")
     frame = store.board(studio.board_id)["frames"][0]
     assert (frame["caption"], frame["seed"], frame["image_file"]) == ("Panel 1 again.", 99, "frame-1-v1.png")
+
+
+# --- Takes -------------------------------------------------------------------------------------------
+
+
+def takes(store: Store, board_id: str, frame: int = 1) -> tuple[int, list[int]]:
+    """The take the panel shows, and the ids of all it keeps."""
+    shown = store.board(board_id)["frames"][frame - 1]
+    return shown["take"], [take["id"] for take in shown["takes"]]
+
+
+def test_a_redraw_adds_a_take_and_shows_it(store):
+    studio = studio_in(store, "redrawn")
+    assert takes(store, studio.board_id) == (2, [1, 2])
+    assert sorted(p.name for p in (store.boards_dir / studio.board_id).iterdir()) == [
+        "frame-1-v1.png", "frame-1-v2.png", "frame-2-v1.png"]
+
+
+def test_choosing_a_take_shows_its_image_seed_and_a_new_url_version(store):
+    studio = studio_in(store, "redrawn")
+    store.save_take(studio.board_id, 1, b"\x89PNG third", seed=5, mode="quality", ran={"steps": 9})
+    before = store.board(studio.board_id)["frames"][0]
+    assert store.choose_take(studio.board_id, 1, 1)
+    frame = store.board(studio.board_id)["frames"][0]
+    assert (frame["take"], frame["image_file"], frame["seed"]) == (1, "frame-1-v1.png", 1)
+    assert frame["version"] == before["version"] + 1
+    assert before["takes"][2] | {"created_at": None} == {
+        "id": 3, "parent": None, "seed": 5, "mode": "quality", "settings": {"steps": 9}, "image_file": "frame-1-v3.png",
+        "identity": None, "seconds": None, "created_at": None}
+
+
+def test_an_unknown_take_is_neither_chosen_nor_deleted(store):
+    studio = studio_in(store, "redrawn")
+    assert not store.choose_take(studio.board_id, 1, 7) and not store.delete_take(studio.board_id, 1, 7)
+    assert takes(store, studio.board_id) == (2, [1, 2])
+
+
+def test_deleting_a_take_removes_its_file(store):
+    studio = studio_in(store, "redrawn")
+    studio.play("drop 1 1")
+    assert takes(store, studio.board_id) == (2, [2])
+    assert not (store.boards_dir / studio.board_id / "frame-1-v1.png").exists()
+
+
+def test_past_the_bound_the_oldest_takes_go_with_their_files(tmp_path):
+    store = Store(tmp_path, takes_per_panel=2)
+    studio = studio_in(store, "redrawn")
+    store.choose_take(studio.board_id, 1, 1)
+    store.save_take(studio.board_id, 1, b"\x89PNG third", seed=5, mode="fast")  # shown: the others are unchosen
+    assert takes(store, studio.board_id) == (3, [2, 3])
+    assert not (store.boards_dir / studio.board_id / "frame-1-v1.png").exists()
+    store.close()

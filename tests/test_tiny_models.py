@@ -74,3 +74,8 @@ def test_every_distilled_lora_twin_has_the_kohya_keys_of_its_real_file(hf_cache)
                 keys = list(weights.keys())
             assert keys and all(key.startswith("lora_unet_") for key in keys), file
             assert 3 * sum(key.endswith(".alpha") for key in keys) == len(keys), file
+
+
+def test_asking_whether_the_models_are_built_writes_nothing(tmp_path):
+    assert not tiny_models.is_built(tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()

@@ -179,3 +179,27 @@ export function useSeed(frame) {
   seed.classList.add("flash");
   announce(`Seed ${frame.seed} copied to the form.`);
 }
+
+/** Show another of a panel's takes (nothing is drawn: it is instant, and undoes a redraw). */
+export async function chooseTake(frame, takeId) {
+  await changeBoard(() => api("PUT", frame.links.take, { take: takeId }));
+}
+
+/** Remove one of a panel's takes (not the one it shows). */
+export async function deleteTake(take) {
+  await changeBoard(() => api("DELETE", take.links.delete));
+}
+
+async function changeBoard(call) {
+  if (!state.boardId) return;
+  clearError();
+  const id = state.boardId;
+  try {
+    const board = await call();
+    if (state.boardId !== id) return;
+    if (board && board.frames) setBoard(board);
+    else await reloadBoard();
+  } catch (err) {
+    reportError(err);
+  }
+}

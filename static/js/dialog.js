@@ -1,7 +1,7 @@
 /* A panel's details, large, in a modal dialog.
  */
 
-import { $, el, safeUrl } from "./dom.js";
+import { $, actionButton, el, safeUrl } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { characterScores, characterScoreText, identityWords } from "./identity.js";
 import { state } from "./state.js";
@@ -58,7 +58,45 @@ export function distinctScene(frame) {
   return scene && scene !== (frame.caption || "").trim() ? scene : "";
 }
 
-export function openPanelDialog(frame, n) {
+/** What made a take, in a line: "seed 99 · fast · 12 steps, Euler, CFG 6.5 · 1.2 s". */
+function takeText(take, takes) {
+  const ran = take.settings || {};
+  const how = [
+    ran.steps ? `${ran.steps} steps` : "",
+    ran.sampler || "",
+    ran.guidance_scale !== undefined && ran.guidance_scale !== null ? `CFG ${formatNumber(ran.guidance_scale, 1)}` : "",
+    ran.lora ? `${ran.lora} LoRA` : "",
+  ].filter(Boolean).join(", ");
+  const seconds = formatNumber(take.seconds, 1);
+  const parent = takes.findIndex((t) => t.id === take.parent);
+  return [
+    `seed ${take.seed}`,
+    take.mode || "",
+    how,
+    seconds ? `${seconds} s` : "",
+    parent >= 0 ? `refined from take ${parent + 1}` : "",
+  ].filter(Boolean).join(" · ");
+}
+
+/** Each take of the panel, with what made it; the others can be shown or deleted. */
+function takesList(frame, n, actions) {
+  const takes = frame.takes;
+  return el("ol", { className: "detail-list takes" }, takes.map((take, i) => {
+    const chosen = take.id === frame.take;
+    const item = el("li", { className: chosen ? "take chosen" : "take" });
+    item.append(el("span", { text: `Take ${i + 1}${chosen ? " (shown)" : ""}: ${takeText(take, takes)}` }));
+    if (!chosen && actions) {
+      item.append(
+        actionButton("take-show", "Show", `Show take ${i + 1} on panel ${n}`, () => actions.choose(frame, take, n)),
+        actionButton("take-delete", "Delete", `Delete take ${i + 1} of panel ${n}`, () => actions.remove(frame, take, n)),
+      );
+    }
+    return item;
+  }));
+}
+
+/** ``actions``: {choose, remove}(frame, take, n), the board's calls for the takes list. */
+export function openPanelDialog(frame, n, actions) {
   const dialog = $("panel-dialog");
   const url = safeUrl(frame.image_url);
   const image = $("panel-dialog-image");
@@ -68,7 +106,9 @@ export function openPanelDialog(frame, n) {
   image.hidden = !url;
   $("panel-dialog-title").textContent = `Panel ${n}`;
   $("panel-dialog-caption").textContent = frame.caption || "";
-  $("panel-dialog-details").replaceChildren(...panelDetails(frame, state.board && state.board.settings)
+  const details = panelDetails(frame, state.board && state.board.settings);
+  if (Array.isArray(frame.takes) && frame.takes.length) details.push(["Takes", takesList(frame, n, actions)]);
+  $("panel-dialog-details").replaceChildren(...details
     .flatMap(([term, value]) => [el("dt", { text: term }),
       value instanceof Node ? el("dd", {}, [value]) : el("dd", { text: value })]));
   if (!dialog.open) dialog.showModal(); // modal: Esc closes it and focus returns to the panel

@@ -13,10 +13,10 @@ export function clearError() {
     box.classList.remove("visible");
   }
   state.errorField = null;
-  for (const node of document.querySelectorAll("#story-form [aria-invalid]")) {
+  for (const node of document.querySelectorAll("#story-form [aria-invalid], #plan-editor [aria-invalid]")) {
     node.removeAttribute("aria-invalid");
   }
-  for (const row of document.querySelectorAll("#story-form .invalid")) row.classList.remove("invalid");
+  for (const row of document.querySelectorAll("#story-form .invalid, #plan-editor .invalid")) row.classList.remove("invalid");
 }
 
 /** A message in the form's error box, or in the plan's (``inPlan``: the plan's button was

@@ -3,7 +3,7 @@
  */
 
 import { api, ENTRY, NETWORK_ERROR, RETRY_MS } from "./api.js";
-import { $ } from "./dom.js";
+import { $, el } from "./dom.js";
 import { roughDuration, sameMessage } from "./format.js";
 import { boardBusy, state } from "./state.js";
 import { renderStatus } from "./view.js";
@@ -27,6 +27,8 @@ export async function checkHealth() {
     return;
   }
   state.health = health || {};
+  $("demo-note").hidden = !state.health.demo;
+  renderWorkers(state.health);
   const banner = healthBanner(state.health);
   if (banner.lines.length) renderBanner(banner.lines.join("\n"), banner.kind);
   else hideBanner();
@@ -80,6 +82,25 @@ function warmUpMessage(progress) {
     if (Number.isInteger(progress.eta_s)) text += `, about ${roughDuration(progress.eta_s)} left`;
   }
   return `${text}. Boards are drawn meanwhile, more slowly until then; later starts reuse the compiled kernels.`;
+}
+
+const MODEL_WORDS = { not_loaded: "idle, model not loaded", loading: "loading the model", warming_up: "warming up",
+  ready: "ready", error: "cannot load its model" };
+
+/** The Redis workers (GET /api/health's `workers`): name, device, state, and the board drawn. */
+function renderWorkers(health) {
+  const list = $("workers");
+  const workers = health.backend && health.backend !== "embedded" && Array.isArray(health.workers)
+    ? health.workers : null;
+  list.hidden = workers === null;
+  if (workers === null) return;
+  const items = workers.map((worker) => {
+    const words = [worker.name || "worker", worker.device || "", MODEL_WORDS[worker.model] || worker.model || ""];
+    if (worker.board) words.push(`drawing ${worker.board}`);
+    return el("li", { className: "worker", text: words.filter(Boolean).join(" · ") });
+  });
+  list.replaceChildren(...(items.length ? items : [el("li", { text: "No worker is running: boards wait for one "
+    + "(start one with python worker.py)." })]));
 }
 
 function renderBanner(text, kind) {

@@ -46,7 +46,7 @@ function renderHistory(items) {
 }
 
 function renderHistoryItem(item) {
-  const li = el("li", { className: "history-item", attrs: { "data-id": item.id } });
+  const li = el("li", { className: "history-item", attrs: { "data-id": item.id, "data-mode": item.mode || "" } });
   const title = item.title || "Untitled storyboard";
 
   const open = el("button", {
@@ -87,7 +87,8 @@ function historyCount(item) {
   const total = item.frames_total ?? 0;
   const done = item.frames_done ?? total;
   const noun = total === 1 ? "panel" : "panels";
-  return done === total ? `${total} ${noun}` : `${done}/${total} ${noun}`;
+  const count = done === total ? `${total} ${noun}` : `${done}/${total} ${noun}`;
+  return item.mode ? `${count} · ${item.mode}` : count;
 }
 
 export function renderHistorySelection() {
@@ -110,5 +111,6 @@ export function renderHistoryItemProgress() {
   const line = counts[counts.length - 1];
   if (!line || !line.lastChild) return;
   const done = frames.filter((f) => f.status === "done").length;
-  line.lastChild.textContent = ` · ${historyCount({ frames_total: frames.length, frames_done: done })}`;
+  const count = { frames_total: frames.length, frames_done: done, mode: item.dataset.mode };
+  line.lastChild.textContent = ` · ${historyCount(count)}`;
 }

@@ -39,6 +39,10 @@ function bindEvents() {
   form.addEventListener("submit", onSubmit);
   form.addEventListener("keydown", onFormKeydown);
   form.addEventListener("input", onFormInput); // selects, checkboxes and files send "input" too
+  // The plan editor sits in the wide board pane, outside the form: the same shortcut and
+  // the same clearing of a field's error there.
+  $("plan-editor").addEventListener("keydown", onFormKeydown);
+  $("plan-editor").addEventListener("input", onFormInput);
   $("cast-add").addEventListener("click", onAddCharacter);
   $("plan").addEventListener("click", planStory);
   $("plan-add").addEventListener("click", addPlanRow);

@@ -1,7 +1,7 @@
 /* The board's panels: image, caption, who is in it, scores, and their buttons.
  */
 
-import { moveFrame, regenerateFrame, useSeed } from "./board.js";
+import { chooseTake, deleteTake, moveFrame, regenerateFrame, useSeed } from "./board.js";
 import { openPanelDialog } from "./dialog.js";
 import { $, actionButton, el, safeUrl } from "./dom.js";
 import { attachDragHandlers } from "./drag.js";
@@ -53,6 +53,8 @@ function renderPanel(frame, position, count) {
     const cast = renderPanelCast(frame);
     if (cast) body.append(cast);
   }
+  const takes = renderTakeSwitcher(frame, n);
+  if (takes) body.append(takes);
   body.append(renderPanelMeta(frame));
   const detail = panelErrorDetail(frame);
   if (detail) body.append(el("p", { className: "panel-error", text: detail }));
@@ -75,7 +77,7 @@ function renderPanelImage(frame, n) {
       className: "panel-image",
       attrs: { src: url, alt: `Panel ${n}: ${frame.caption || ""}`, draggable: "false" },
     }));
-    show.addEventListener("click", () => openPanelDialog(frame, n));
+    show.addEventListener("click", () => openPanelDialog(frame, n, TAKE_ACTIONS));
     box.append(show);
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
@@ -86,6 +88,36 @@ function renderPanelImage(frame, n) {
   }
   box.append(el("span", { className: "panel-number", text: n, attrs: { "aria-hidden": "true" } }));
   return box;
+}
+
+/* What the details dialog may do with a take: the board's calls, handed down (the dialog
+ * imports nothing of the board). After either, the dialog shows the panel as it now is. */
+const TAKE_ACTIONS = {
+  choose: (frame, take, n) => chooseTake(frame, take.id).then(() => reopenDialog(frame.id, n)),
+  remove: (frame, take, n) => deleteTake(take).then(() => reopenDialog(frame.id, n)),
+};
+
+function reopenDialog(frameId, n) {
+  const frame = state.board && (state.board.frames || []).find((f) => f.id === frameId);
+  if (frame) openPanelDialog(frame, n, TAKE_ACTIONS);
+}
+
+/** ‹ 2/3 › under a panel with several takes: the previous or next take, shown at once. */
+function renderTakeSwitcher(frame, n) {
+  const takes = Array.isArray(frame.takes) ? frame.takes : [];
+  if (takes.length < 2) return null;
+  const at = takes.findIndex((take) => take.id === frame.take);
+  const busy = frame.status === "queued" || frame.status === "running";
+  const switcher = el("div", { className: "take-switcher", attrs: { role: "group", "aria-label": `Takes of panel ${n}` } });
+  switcher.append(
+    actionButton("take-prev", "‹", `Show the previous take of panel ${n}`,
+      () => chooseTake(frame, takes[at - 1].id), busy || at <= 0),
+    el("span", { className: "take-count", text: `${at + 1}/${takes.length}`,
+      attrs: { title: `Take ${at + 1} of ${takes.length}` } }),
+    actionButton("take-next", "›", `Show the next take of panel ${n}`,
+      () => chooseTake(frame, takes[at + 1].id), busy || at < 0 || at >= takes.length - 1),
+  );
+  return switcher;
 }
 
 function panelStatusText(frame) {
@@ -188,7 +220,8 @@ function renderPanelActions(frame, n, position, count) {
   return actions;
 }
 
-const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download"];
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
+  ".take-next"];
 
 function rememberFocus() {
   const active = document.activeElement;

@@ -84,7 +84,8 @@ function statusMessage(board) {
     case "failed":
       // The banner already says it in full when the model could not be loaded.
       if (sameMessage(board.error, bannerError())) {
-        return "Failed: the model could not be loaded (see the message at the top).";
+        return "Failed: the model could not be loaded. Fix what the message at the top says, then Resume: "
+          + "it tries loading the model again.";
       }
       if (sameMessage(board.error, bannerProblem())) return "Failed: see the message at the top.";
       return `Failed: ${board.error || "unknown error"}`;
