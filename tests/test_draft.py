@@ -5,6 +5,7 @@ the last tests check the cost /api/presets serves against bench/sdxl_random's co
 """
 
 import functools
+import io
 
 import numpy as np
 import pytest
@@ -102,6 +103,17 @@ def test_the_draft_decodes_with_taesdxl_beside_the_vae_which_other_modes_keep(dr
     assert isinstance(drafter._taesdxl, AutoencoderTiny) and isinstance(drafter.pipe.vae, AutoencoderKL)
     ran = drafter.generate(request(preset(drafter, "fast"), count=1, steps=1)).panels[0].ran
     assert (ran.scheduler, ran.lora, ran.decoder) == ("EulerDiscreteScheduler", None, "vae")
+
+
+def test_a_drafts_png_says_its_scheduler_lora_and_decoder(drafter):
+    from exporting import encode_png, read_png_parameters
+
+    panel = drafter.generate(request(preset(drafter, "draft"), count=1)).panels[0]
+    png = encode_png(panel.image, {"seed": panel.seed, **panel.ran.to_json()})
+    assert {k: read_png_parameters(png)[k] for k in ("scheduler", "lora", "decoder")} == {
+        "scheduler": "TCDScheduler", "lora": DRAFT_FAMILY, "decoder": "taesdxl"}
+    text = Image.open(io.BytesIO(png)).text["parameters"]
+    assert "Scheduler: TCDScheduler" in text and f"Distilled LoRA: {DRAFT_FAMILY}" in text and "VAE: TAESDXL" in text
 
 
 def test_tcd_runs_with_eta_1_as_the_card_says(drafter):
