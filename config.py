@@ -538,8 +538,14 @@ class Settings:
     )
     planner_timeout_s: float = field(
         default=120.0,
-        metadata={"help": "Seconds to wait for each answer of the planner (a local model's first answer "
-                  "includes loading it); past it the built-in splitter plans.", "range": (0.1, 3600.0)},
+        metadata={"help": "Seconds each answer of the planner may take, all of it (connecting, waiting, "
+                  "reading; a local model's first answer includes loading it); past it the built-in "
+                  "splitter plans.", "range": (0.1, 3600.0)},
+    )
+    planner_concurrency: int = field(
+        default=2,
+        metadata={"help": "Most plans asked of the planner at once; another is answered 429 (busy) at once "
+                  "instead of holding one of the server's threads while it waits.", "range": (1, 64)},
     )
     planner_json_mode: str = field(
         default="json_schema",
@@ -722,6 +728,11 @@ def load_settings(
 def _check_planner(values: dict[str, Any]) -> None:
     """A planner URL the client can use, and a model to ask for. The messages never repeat
     the URL: it may carry a user name and password."""
+    key = values.get("planner_api_key", "")
+    if key and not (key.isascii() and key.isprintable() and " " not in key):
+        # An HTTP header carries ASCII only: every plan would fail. Never repeat the key.
+        raise SettingsError("planner_api_key", "must be printable ASCII without spaces, as keys are; it has "
+                                               "other characters (pasted with invisible ones, or quotes?)")
     url = values.get("planner_url", "")
     if not url:
         return

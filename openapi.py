@@ -20,7 +20,8 @@ ERROR_WORDS = {
     404: "No such storyboard, panel or image.",
     409: "Not possible in the storyboard's current state (e.g. resuming a running board).",
     413: "The request (the reference upload) is too large.",
-    429: "The queue is full; try again when some storyboards have finished.",
+    429: "Busy: the queue is full (try again when some storyboards have finished), or the planner is "
+         "answering as many plans as it may at once (try again in a moment).",
     500: "Something went wrong in the studio; the details are in the server log.",
     503: "The job queue (Redis) cannot be reached; nothing was stored. Try again when it is back.",
     507: "The disk is full: nothing was stored. Free some space and try again.",
@@ -381,7 +382,7 @@ def _paths() -> dict:
         "/api/plans": {"post": {
             "summary": "A plan to edit before drawing (nothing is drawn or stored)", "operationId": "createPlan",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlanRequest")}}},
-            "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403)}}},
+            "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403, 429)}}},
         "/api/planner": {"get": {
             "summary": "Whether an LLM plans stories, and which", "operationId": "planner",
             "responses": {"200": _json(_ref("Planner"), "The planner.")}}},

@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -404,25 +406,29 @@ class ChatCompletionsClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = self.base_url.rstrip("/") + "/chat/completions"
-        deadline = time.monotonic() + self.timeout_s
         # A proxy from the environment would carry the premise and the key off a machine whose
         # planner is on loopback; a hosted planner may need the proxy.
         trust_env = not is_loopback(urlsplit(url).hostname or "")
+        timed_out = PlannerUnavailable(f"the planner at {self.server} did not answer within "
+                                       f"{self.timeout_s:g} s (STORYBOARD_PLANNER_TIMEOUT_S)")
         try:
-            with httpx2.Client(timeout=self.timeout_s, trust_env=trust_env, follow_redirects=False) as http:
-                with http.stream("POST", url, json=body, headers=headers) as response:
+            with Deadline(self.timeout_s) as deadline, \
+                    httpx2.Client(timeout=self.timeout_s, trust_env=trust_env, follow_redirects=False) as http:
+                with http.stream("POST", url, json=body, headers=headers,
+                                 extensions={"trace": deadline.trace}) as response:
                     data = bytearray()
                     for chunk in response.iter_bytes():
                         data += chunk
                         if len(data) > MAX_RESPONSE_BYTES:
                             raise PlannerUnavailable(f"the planner at {self.server} sent more than "
                                                      f"{MAX_RESPONSE_BYTES // 1_000_000} MB")
-                        if time.monotonic() > deadline:
-                            raise httpx2.ReadTimeout("the answer trickled past the deadline")
+            if deadline.expired.is_set():  # cut at the deadline: what arrived is not the whole answer
+                raise timed_out
         except httpx2.TimeoutException:
-            raise PlannerUnavailable(f"the planner at {self.server} did not answer within "
-                                     f"{self.timeout_s:g} s (STORYBOARD_PLANNER_TIMEOUT_S)") from None
+            raise timed_out from None
         except (httpx2.HTTPError, httpx2.InvalidURL, httpx2.StreamError) as error:
+            if deadline.expired.is_set():
+                raise timed_out from None
             raise PlannerUnavailable(f"could not reach the planner at {self.server} "
                                      f"({type(error).__name__}); check that it is running") from None
         if response.status_code != 200:
@@ -458,10 +464,13 @@ class ChatCompletionsClient:
     def _clean(self, text: str) -> str:
         """Short, one line, no control characters, and without the key should a server echo it."""
         text = " ".join(text.split())
-        if self.api_key:
-            text = text.replace(self.api_key, "[key]")
-        text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+        # Invisible characters go first: a key echoed with zero-width ones between its letters
+        # would otherwise be blanked as not the key, then shown once they are stripped.
+        text = self._without_key("".join(ch for ch in text if unicodedata.category(ch)[0] != "C"))
         return text[:MAX_SERVER_WORDS] + ("…" if len(text) > MAX_SERVER_WORDS else "")
+
+    def _without_key(self, text: str) -> str:
+        return text.replace(self.api_key, "[key]") if self.api_key else text
 
     def _reply(self, data: bytes) -> Reply:
         not_protocol = PlannerUnavailable(f"the planner at {self.server} did not answer in the "
@@ -480,4 +489,49 @@ class ChatCompletionsClient:
         content = message.get("content")
         if not isinstance(content, str) or not content.strip():
             raise PlannerUnavailable("the model answered with no text")
-        return Reply(content, cut_off=choice.get("finish_reason") == "length")
+        # A model that repeats the key (talked into it by a premise) must not put it in a caption;
+        # with invisible characters between its letters the plan's checks refuse the text.
+        return Reply(self._without_key(content), cut_off=choice.get("finish_reason") == "length")
+
+
+class Deadline:
+    """A total deadline on one HTTP exchange. Each read's own timeout restarts with every byte,
+    so a server that trickles bytes, or sends ``102 Processing`` again and again, would hold
+    the thread for as long as it likes: at the deadline this shuts the connection's socket
+    down, which ends a read blocked on it. ``trace`` is httpcore's trace extension, which
+    hands over each connection as it is made."""
+
+    def __init__(self, seconds: float):
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict) -> None:
+        if event == "connection.connect_tcp.complete":
+            sock = info["return_value"].get_extra_info("socket")
+            with self._lock:
+                self._sockets.append(sock)
+                if self.expired.is_set():
+                    _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired.set()
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass

@@ -25,7 +25,8 @@ plans = Blueprint("plans", __name__)
 
 @plans.post("/api/plans")
 def create_plan():
-    settings = current_studio().settings
+    studio = current_studio()
+    settings = studio.settings
     body = json_body()
     if not isinstance(body, dict):
         raise InputError("body", "Send a JSON object: {\"premise\": \"...\", \"frames\": 6, \"characters\": [...]}.")
@@ -34,8 +35,19 @@ def create_plan():
         raise InputError("premise", "Write a premise: a few sentences, or one line per panel.")
     frames = int_field(body, "frames", 1, MAX_FRAMES, None)
     cast = read_cast(body.get("characters"), planning=True)  # the boards' cast: a plan a board cannot take is refused
-    plan = plan_premise(premise, frames, cast, client=planner_client(settings),
-                        json_mode=settings.planner_json_mode, max_frames=MAX_FRAMES)
+    client = planner_client(settings)
+    if client is None:  # the built-in splitter: nothing to wait for
+        return jsonify(plan_json(plan_premise(premise, frames, cast, max_frames=MAX_FRAMES)))
+    # Each call holds a server thread until the planner answers (at most its timeout): a few at
+    # once, and the rest told so at once rather than queued behind them.
+    if not studio.planner_slots.acquire(blocking=False):
+        raise InputError("planner", f"The planner is busy with {settings.planner_concurrency} plan(s); try again "
+                                    "in a moment (STORYBOARD_PLANNER_CONCURRENCY).", status=429)
+    try:
+        plan = plan_premise(premise, frames, cast, client=client, json_mode=settings.planner_json_mode,
+                            max_frames=MAX_FRAMES)
+    finally:
+        studio.planner_slots.release()
     return jsonify(plan_json(plan))
 
 

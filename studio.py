@@ -6,6 +6,7 @@ handlers reach it with :func:`current_studio`, tests with :func:`studio_of`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from flask import Flask, current_app
@@ -19,13 +20,18 @@ from storage import Store
 @dataclass
 class Studio:
     """Its settings, the store that owns its boards, the web layer's event hub, the backend
-    that draws them, and each event's text made once however many pages listen."""
+    that draws them, each event's text made once however many pages listen, and the slots
+    that bound the planner calls running at once."""
 
     settings: Settings
     store: Store
     hub: EventHub
     backend: Backend
     event_texts: EventTexts = field(default_factory=EventTexts)
+    planner_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.planner_slots = threading.BoundedSemaphore(self.settings.planner_concurrency)
 
     def close(self) -> None:
         """Stop drawing and close the database (tests, embedding; a server just exits)."""

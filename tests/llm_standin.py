@@ -19,6 +19,7 @@ class StandIn:
         self.requests: list[dict] = []
         self.script: list[Callable] = [plan_answer(3)]
         self.release = threading.Event()
+        self.hung_up = threading.Event()  # the studio closed a connection mid-answer (trickle_answer)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         # serve_forever checks for shutdown between polls; 0.5 s (its default) per test adds up.
@@ -124,6 +125,33 @@ def refusal_answer(words: str) -> Callable:
 def slow_answer(then: Callable | None = None) -> Callable:
     def answer(standin, handler):
         standin.release.wait()
+        (then or plan_answer(3))(standin, handler)
+
+    return answer
+
+
+def trickle_answer(what: str, then: Callable | None = None, beats: int = 400) -> Callable:
+    """A server that keeps the connection busy without answering: ``processing`` sends
+    ``102 Processing`` over and over, ``headers`` its status line a byte at a time, ``body``
+    a long answer a byte at a time; a beat every 0.05 s (each read's own timeout never
+    expires), ``beats`` times (20 s) or until the fixture's teardown, then ``then``.
+    ``hung_up`` is set when the studio closes the connection meanwhile."""
+    def answer(standin, handler):
+        try:
+            if what == "body":
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/json")
+                handler.send_header("Content-Length", str(beats + 1))
+                handler.end_headers()
+            for beat in range(beats):
+                if standin.release.wait(0.05):
+                    return
+                handler.wfile.write({"processing": b"HTTP/1.1 102 Processing\r\n\r\n",
+                                     "headers": b"HTTP/1.1 200 OK\r\nX-Wait: "[beat:beat + 1] or b"w",
+                                     "body": b" "}[what])
+        except (BrokenPipeError, ConnectionResetError):
+            standin.hung_up.set()
+            return
         (then or plan_answer(3))(standin, handler)
 
     return answer

@@ -18,6 +18,7 @@ from llm_standin import (
     slow_answer,
     status_answer,
     text_answer,
+    trickle_answer,
 )
 
 KEY = "sk-standin-5f1c0ffee-9d2e"
@@ -123,6 +124,35 @@ def test_a_slow_planner_ends_in_the_fallback_within_about_its_timeout(studio, ll
     assert time.monotonic() - started < 3.0
     assert answer["source"] == "fallback" and "did not answer within 0.5 s" in answer["notices"][0]
     assert len(llm_server.requests) == 1  # a timeout is not retried: that would double the wait
+
+
+@pytest.mark.parametrize("what", ["processing", "headers", "body"])
+def test_a_planner_that_trickles_is_cut_at_its_timeout_the_whole_exchange(studio, llm_server, what):
+    # Without a total deadline the studio's thread read the 20 s trickle to its end.
+    llm_server.answer(trickle_answer(what))
+    answer = plan(studio(planner_timeout_s=0.5), frames=3).get_json()
+    assert answer["source"] == "fallback" and "did not answer within 0.5 s" in answer["notices"][0]
+    assert llm_server.hung_up.is_set() or llm_server.hung_up.wait(30), "the studio read the whole trickle"
+
+
+def test_planner_calls_past_its_concurrency_are_told_it_is_busy(studio, llm_server):
+    import threading
+
+    from helpers import wait_until
+
+    llm_server.answer(slow_answer())  # held until released below
+    client = studio(planner_concurrency=1)
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(answer=plan(client, frames=3)))
+    thread.start()
+    wait_until(lambda: llm_server.requests, "the first plan never reached the planner", timeout=30)
+    busy = plan(client, frames=3)
+    llm_server.release.set()
+    thread.join(30)
+    assert busy.status_code == 429 and busy.get_json()["field"] == "planner"
+    assert "busy" in busy.get_json()["error"] and len(llm_server.requests) == 1
+    assert first["answer"].get_json()["source"] == "llm"
+    assert plan(client, frames=3).status_code == 200  # its slot is free again
 
 
 @pytest.mark.parametrize("status,words", [
@@ -253,3 +283,28 @@ def test_the_key_reaches_the_planner_and_nothing_else(studio, llm_server, tmp_pa
     assert KEY not in caplog.text and not any(KEY in repr(r.args) for r in caplog.records)
     stored = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert stored and all(KEY.encode() not in p.read_bytes() for p in stored)
+
+
+def test_a_key_echoed_with_invisible_characters_between_its_letters_is_still_blanked(studio, llm_server, caplog):
+    hidden = "\u200b".join(KEY)
+    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {hidden}"}}).encode()
+    llm_server.answer(status_answer(401, echo), refusal_answer(f"I will not use {hidden}"))
+    client = studio()
+    notices = [plan(client, frames=3).get_json()["notices"][0] for _ in range(2)]
+    assert all("[key]" in notice and KEY not in notice for notice in notices)
+    assert KEY not in caplog.text
+
+
+def test_a_key_the_model_writes_into_a_caption_never_reaches_the_plan(studio, llm_server):
+    llm_server.answer(plan_answer(3, caption="Panel {i}: the key is " + KEY), plan_answer(3))
+    answer = plan(studio(), frames=3)
+    assert answer.status_code == 200 and KEY not in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("key", ["sk-ключ-1234", "sk-\u200b1234", "sk 1234"])
+def test_a_key_a_header_cannot_carry_is_refused_at_start_without_repeating_it(key):
+    from config import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="PLANNER_API_KEY") as error:
+        load_settings({"STORYBOARD_PLANNER_API_KEY": key})
+    assert key not in str(error.value)

@@ -306,8 +306,9 @@ def test_a_file_replaced_or_deleted_mid_request_is_sent_old_or_new_or_404_never_
         path = real_file_path(board_id_, name)
         if name and name.startswith("frame-1-"):
             store.file_path = real_file_path
-            if then == "redrawn":
-                store.save_frame_image(board_id_, 1, redrawn)
+            if then == "redrawn":  # a new take, and the old one's file pruned (one take kept)
+                store.takes_per_panel = 1
+                store.save_take(board_id_, 1, redrawn, seed=5, mode=None)
             else:
                 store.delete_board(board_id_)
         return path
