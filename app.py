@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import dataclasses
 import io
 import json
 import logging
 import os
+import tempfile
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -609,37 +611,63 @@ def reference_image(board_id: str):
 
 
 def _export_parts(board_id: str):
+    """The board as exported, its panels' files opened now (read one at a time as the export
+    is written) and its references."""
+    from exporting import PanelFiles
+
     store = current_studio().store
 
     def read(board: dict):
-        images = {}
-        for index, frame in enumerate(board["frames"], start=1):
-            path = store.file_path(board_id, frame["image_file"])
-            if path is not None:
-                images[index] = path.read_bytes()
-        return board_json(board), images, store.reference_pngs(board)
+        with contextlib.ExitStack() as opened:
+            files = {}
+            for index, frame in enumerate(board["frames"], start=1):
+                path = store.file_path(board_id, frame["image_file"])
+                if path is not None:
+                    files[index] = opened.enter_context(path.open("rb"))
+            references = store.reference_pngs(board)
+            opened.pop_all()  # all opened: from here PanelFiles closes them
+        return board_json(board), PanelFiles(files), references
 
     return _on_current_board(board_id, read)
+
+
+def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
+    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+    file in the data dir (not memory; nothing is left of it after a crash), then streamed
+    from there. At most ``export_concurrency`` are written at once; another is told so."""
+    studio = current_studio()
+    if not studio.export_slots.acquire(blocking=False):
+        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
+                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429)
+    try:
+        spool = tempfile.TemporaryFile(dir=studio.store.root)
+        try:
+            board, images, references = _export_parts(board_id)
+            try:
+                write(board, images, references=references, out=spool)
+            finally:
+                images.close()
+        except BaseException:
+            spool.close()
+            raise
+    finally:
+        studio.export_slots.release()
+    spool.seek(0)
+    return send_file(spool, mimetype=mimetype, as_attachment=True, download_name=f"storyboard-{board_id}.{suffix}")
 
 
 @api.get("/api/storyboards/<board_id>/export.pdf")
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    board, images, references = _export_parts(board_id)
-    data = storyboard_pdf(board, images, references=references)
-    return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=True,
-                     download_name=f"storyboard-{board_id}.pdf")
+    return _export(board_id, storyboard_pdf, "application/pdf", "pdf")
 
 
 @api.get("/api/storyboards/<board_id>/export.zip")
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    board, images, references = _export_parts(board_id)
-    data = storyboard_zip(board, images, references=references)
-    return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                     download_name=f"storyboard-{board_id}.zip")
+    return _export(board_id, storyboard_zip, "application/zip", "zip")
 
 
 # --- Server-Sent Events --------------------------------------------------------------------

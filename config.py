@@ -490,6 +490,11 @@ class Settings:
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
                                 "range": (0.1, 200.0)}
     )
+    export_concurrency: int = field(
+        default=2,
+        metadata={"help": "Most PDF or ZIP exports written at once (each is written to a temporary file in "
+                  "DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
+    )
     max_story_chars: int = field(
         default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}
     )

@@ -16,7 +16,7 @@ import logging
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, BinaryIO, Iterable, Mapping
 
 from fpdf import FPDF
 from PIL import Image
@@ -58,15 +58,20 @@ def _reference_file(character: int) -> str:
 
 
 def storyboard_zip(
-    board: Mapping[str, Any], images: Mapping[int, bytes], references: Mapping[int, bytes] | None = None
-) -> bytes:
+    board: Mapping[str, Any], images: Mapping[int, bytes], references: Mapping[int, bytes] | None = None,
+    out: BinaryIO | None = None,
+) -> bytes | None:
     """ZIP with ``panel-NN.png`` per frame that has an image, ``reference-K.png`` per
     character K (1-based) with a reference in ``references``, and ``storyboard.json`` (the
-    whole board, each frame and each character's reference annotated with its ``file``)."""
+    whole board, each frame and each character's reference annotated with its ``file``).
+
+    Written to ``out`` when given (the studio spools an export to a file, taking each image
+    from ``images`` as it goes: one in memory at a time, see :class:`PanelFiles`), else
+    returned."""
     meta = copy.deepcopy(dict(board))
     stamp = _board_date(board).timetuple()[:6]
     stamp = max(stamp, (1980, 1, 1, 0, 0, 0))  # ZIP cannot store dates before 1980
-    buf = io.BytesIO()
+    buf = io.BytesIO() if out is None else out
     with zipfile.ZipFile(buf, "w") as zf:
 
         def put(name: str, data: bytes, compress: int) -> None:
@@ -90,7 +95,31 @@ def storyboard_zip(
                 meta["reference"]["file"] = name
         text = json.dumps(meta, ensure_ascii=False, indent=2, default=str)
         put("storyboard.json", text.encode("utf-8"), zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
+    return buf.getvalue() if out is None else None
+
+
+class PanelFiles(Mapping[int, bytes]):
+    """Each panel's PNG by position, read when asked from a file opened when the export began
+    (a redraw or a delete meanwhile cannot take it away): an export holds one image at a
+    time, not the whole board. Close it after."""
+
+    def __init__(self, files: Mapping[int, BinaryIO]):
+        self._files = dict(files)
+
+    def __getitem__(self, index: int) -> bytes:
+        file = self._files[index]
+        file.seek(0)
+        return file.read()
+
+    def __iter__(self):
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
 
 
 # --- PDF ------------------------------------------------------------------------------
@@ -372,10 +401,13 @@ def _cast_page(pdf: FPDF, board: Mapping[str, Any], references: Mapping[int, byt
 
 def storyboard_pdf(
     board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None,
-    references: Mapping[int, bytes] | None = None,
-) -> bytes:
+    references: Mapping[int, bytes] | None = None, out: BinaryIO | None = None,
+) -> bytes | None:
     """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each; then,
-    for a board with ``characters``, a cast page (``references``: each character's face)."""
+    for a board with ``characters``, a cast page (``references``: each character's face).
+    Written to ``out`` when given, else returned."""
+    # fpdf2 subsets the font through fontTools, which logs ~20 INFO lines per PDF; keep its warnings.
+    logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)  # the grid places everything itself
     pdf.set_creation_date(_board_date(board))
@@ -411,7 +443,10 @@ def storyboard_pdf(
         pdf.add_page()
         _header(pdf, board, pages, ran)
         _cast_page(pdf, board, references or {})
-    return bytes(pdf.output())
+    if out is None:
+        return bytes(pdf.output())
+    out.write(pdf.output())
+    return None
 
 
 # --- PNG metadata ---------------------------------------------------------------------

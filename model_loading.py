@@ -80,15 +80,27 @@ def place(pipe, settings: Settings, device: str):
 # (transformers falls back to the PIL image processors, which IP-Adapter uses anyway), and
 # diffusers warns about an empty list of fp32 modules when a pipeline is moved with .to().
 HARMLESS_LIBRARY_MESSAGES = ("requires torchvision", "should be kept in float32: []")
+# ... and these, dropped on the logger that emits them (before any handler sees them): the
+# studio counts a prompt's tokens uncut in order to cut it itself (prompt_enhancer's budget), so
+# the tokenizer's warning about indexing errors is not for it; the distilled LoRAs carry UNet keys
+# only, so the text encoders are meant to get none (a UNet without keys is still reported).
+HARMLESS_AT_SOURCE = {
+    "transformers.tokenization_utils_base": "Token indices sequence length is longer than the specified maximum",
+    "diffusers.loaders.lora_base": "No LoRA keys associated to CLIPTextModel",
+}
 
 
 class _DropHarmless(logging.Filter):
+    def __init__(self, texts=HARMLESS_LIBRARY_MESSAGES):
+        super().__init__()
+        self.texts = tuple(texts)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in HARMLESS_LIBRARY_MESSAGES)
+        return not any(text in record.getMessage() for text in self.texts)
 
 
 def quiet_library_logs(progress_bars: bool = True) -> None:
-    """Drop the known-harmless warnings of diffusers and transformers (process-wide).
+    """Drop the known-harmless messages of diffusers and transformers (process-wide).
 
     ``progress_bars=False`` also hides their progress bars, e.g. for the tiny models,
     which load in a fraction of a second and download nothing.
@@ -103,6 +115,10 @@ def quiet_library_logs(progress_bars: bool = True) -> None:
                 handler.addFilter(_DropHarmless())
         if not progress_bars:
             library.disable_progress_bar()
+    for name, text in HARMLESS_AT_SOURCE.items():
+        source = logging.getLogger(name)
+        if not any(isinstance(f, _DropHarmless) for f in source.filters):
+            source.addFilter(_DropHarmless((text,)))
     if not progress_bars:
         hub_utils.disable_progress_bars()
 

@@ -21,7 +21,8 @@ ERROR_WORDS = {
     409: "Not possible in the storyboard's current state (e.g. resuming a running board).",
     413: "The request (the reference upload) is too large.",
     429: "Busy: the queue is full (try again when some storyboards have finished), or the planner is "
-         "answering as many plans as it may at once (try again in a moment).",
+         "answering as many plans, or the studio writing as many exports, as it may at once (try again "
+         "in a moment).",
     500: "Something went wrong in the studio; the details are in the server log.",
     503: "The job queue (Redis) cannot be reached; nothing was stored. Try again when it is back.",
     507: "The disk is full: nothing was stored. Free some space and try again.",
@@ -77,9 +78,9 @@ def _schemas() -> dict:
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
                                "shot": string,
-                               "cast": {**CAST, "description": "Who is in the panel (names from `characters`, [] "
-                                        "for no one); missing: the names its caption and scene mention, else the "
-                                        "first character. With one unnamed character, [] means that character."}}}},
+                               "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
+                                        "`characters`, [] for no one); missing or null: the names its caption and "
+                                        "scene mention, else the first character."}}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -316,7 +317,8 @@ def _schemas() -> dict:
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
                     "scene": {**string, "description": "In English, for the text encoders."},
-                    "shot": string, "cast": {"type": "array", "items": string}}}},
+                    "shot": string, "cast": {**_nullable({"type": "array", "items": string}),
+                                              "description": "null when planned without characters."}}}},
             },
         },
         "Planner": {
@@ -497,7 +499,7 @@ def _paths() -> dict:
             "get": {"summary": "PDF export, in display order", "operationId": "exportPdf",
                     "responses": {"200": {"description": "A4 landscape pages, six numbered panels each, then "
                                                          "the cast: names, traits and reference faces.",
-                                          "content": {"application/pdf": {}}}, **_errors(404)}},
+                                          "content": {"application/pdf": {}}}, **_errors(404, 429)}},
         },
         "/api/storyboards/{board_id}/export.zip": {
             "parameters": [BOARD_ID],
@@ -505,7 +507,7 @@ def _paths() -> dict:
                                "character with a reference), storyboard.json",
                     "operationId": "exportZip",
                     "responses": {"200": {"description": "The archive.", "content": {"application/zip": {}}},
-                                  **_errors(404)}},
+                                  **_errors(404, 429)}},
         },
     }
 

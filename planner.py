@@ -335,8 +335,8 @@ def _cast_names(value: Any, cast: Sequence[Character], what: str) -> tuple[str, 
 def validated_panels(raw: Any, cast: Sequence[Character], max_frames: int = 8) -> StoryPlan:
     """A plan the user edited, from a request's ``panels``: 1..max_frames objects with a
     ``caption`` (required), a ``scene`` (blank = the caption), a ``shot`` (blank = shot_for
-    by position) and a ``cast`` (names of ``cast``, [] for no one; missing = who the caption
-    and scene mention, as the splitter decides). The notices say when the scenes are not in
+    by position) and a ``cast`` (names of ``cast``, [] for no one, also beside one unnamed
+    character; missing or null = who the caption and scene mention, as the splitter decides). The notices say when the scenes are not in
     English.
 
     Raises InputError naming the field, e.g. ``panels[2].scene``. The user's words are not
@@ -358,8 +358,7 @@ def validated_panels(raw: Any, cast: Sequence[Character], max_frames: int = 8) -
         if shot and shot not in SHOT_TYPES:
             raise InputError(f"{where}.shot", f"Panel {i + 1}'s shot must be one of: {', '.join(SHOT_TYPES)}.")
         given = item.get("cast")
-        # One unnamed character: a plan made without a cast says [] for everyone; it means the character.
-        if given is None or (given == [] and names == [""]):
+        if given is None:
             present = cast_from_text(f"{caption}\n{scene}", names)
         else:
             present = panel_cast(given, tuple(cast), f"{where}.cast")

@@ -37,7 +37,7 @@ def create_plan():
     cast = read_cast(body.get("characters"), planning=True)  # the boards' cast: a plan a board cannot take is refused
     client = planner_client(settings)
     if client is None:  # the built-in splitter: nothing to wait for
-        return jsonify(plan_json(plan_premise(premise, frames, cast, max_frames=MAX_FRAMES)))
+        return jsonify(plan_json(plan_premise(premise, frames, cast, max_frames=MAX_FRAMES), bool(cast)))
     # Each call holds a server thread until the planner answers (at most its timeout): a few at
     # once, and the rest told so at once rather than queued behind them.
     if not studio.planner_slots.acquire(blocking=False):
@@ -48,7 +48,7 @@ def create_plan():
                             max_frames=MAX_FRAMES)
     finally:
         studio.planner_slots.release()
-    return jsonify(plan_json(plan))
+    return jsonify(plan_json(plan, planned_with_cast=bool(cast)))
 
 
 @plans.get("/api/planner")
@@ -59,10 +59,14 @@ def planner_info():
     return jsonify(llm=True, model=client.model, server=client.server)
 
 
-def plan_json(plan: StoryPlan) -> dict:
+def plan_json(plan: StoryPlan, planned_with_cast: bool) -> dict:
+    """The plan as the API shows it. A plan made without a cast knows no one's name, so its
+    panels' ``cast`` is null (whoever a panel's words name, once a board has a cast), never
+    [], which a board reads as no one."""
     return {
         "source": plan.source,
         "notices": list(plan.notices),
-        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot, "cast": list(p.cast)}
+        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot,
+                    "cast": list(p.cast) if planned_with_cast else None}
                    for p in plan.panels],
     }

@@ -21,7 +21,7 @@ from storage import Store
 class Studio:
     """Its settings, the store that owns its boards, the web layer's event hub, the backend
     that draws them, each event's text made once however many pages listen, and the slots
-    that bound the planner calls running at once."""
+    that bound the planner calls and the exports running at once."""
 
     settings: Settings
     store: Store
@@ -29,9 +29,11 @@ class Studio:
     backend: Backend
     event_texts: EventTexts = field(default_factory=EventTexts)
     planner_slots: threading.BoundedSemaphore = field(init=False)
+    export_slots: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.planner_slots = threading.BoundedSemaphore(self.settings.planner_concurrency)
+        self.export_slots = threading.BoundedSemaphore(self.settings.export_concurrency)
 
     def close(self) -> None:
         """Stop drawing and close the database (tests, embedding; a server just exits)."""

@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "built if missing); with --model sdxl, the HF cache to use")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA only)")
     p.add_argument("--cfg-cutoff", type=float, metavar="F",
-                   help="fraction of steps with classifier-free guidance, if the generator supports it")
+                   help="fraction of the steps with classifier-free guidance (STORYBOARD_CFG_CUTOFF); one "
+                        "UNet pass a step after it. A mode without CFG (lightning) has none to cut: "
+                        "the table says so")
     p.add_argument("--vae-force-upcast", choices=("on", "off"), default="on",
                    help="sdxl-random: build the VAE with force_upcast on (SDXL's VAE) or off (the "
                         "fp16-fix VAE's setting; same architecture). The breakdown times both.")
@@ -586,7 +588,7 @@ def format_table(r: dict) -> str:
     if r.get("cfg_cutoff") is not None:
         batches = r.get("unet_batches_single_ip") or []
         lines.append(f"cfg_cutoff {r['cfg_cutoff']}: "
-                     + ("applied" if r["cfg_cutoff_applied"] else "SKIPPED (the generator does not support it)")
+                     + ("applied" if r["cfg_cutoff_applied"] else f"SKIPPED (the {r['preset']} mode draws without CFG)")
                      + f"; UNet batch per step for one image: {batches}")
     d = r.get("distilled")
     if d:
@@ -705,8 +707,9 @@ def _run(args, diffusers, torch) -> int:
         settings = dataclasses.replace(settings, precision="bf16")
     if args.compile and device != "cuda":
         print(f"--compile: ignored on {device} (the generator compiles on CUDA only)")
-    cfg_applied = args.cfg_cutoff is not None  # the generator reads settings.cfg_cutoff
-    if cfg_applied:
+    # The generator reads settings.cfg_cutoff, and cuts guidance only where a mode has some.
+    cfg_applied = args.cfg_cutoff is not None and settings.preset_for(args.preset).uses_cfg
+    if args.cfg_cutoff is not None:
         settings = dataclasses.replace(settings, cfg_cutoff=args.cfg_cutoff)
     dtype = resolve_dtype(settings.precision, device)
     width, height = args.size or (CPU_SMOKE_SIZE if smoke else settings.size_for("1:1"))

@@ -1058,6 +1058,8 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         expect(plan_error).to_have_text("")
         expect(row2_shot).not_to_have_attribute("aria-invalid", "true")
         expected[1][2] = "wide shot"
+        # With one unnamed character a row can still show no one: the radio's scene, nobody in it.
+        _plan_row(page, 3).locator(".cast-nobody").check()
 
         # Draw this plan: the board is drawn from the rows, in their order, as Generate would,
         # with the uploaded face (a multipart form, the panels in it as JSON text).
@@ -1081,6 +1083,9 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         assert [f["shot"] for f in frames] == [row[2] for row in expected]
         assert [f["seed"] for f in frames] == [7, 8, 9]
         assert "radio speaker" in frames[2]["prompt"] and "faint voice calls" not in frames[2]["prompt"]
+        assert [f["cast"] for f in frames] == [[""], [""], []]  # rows left unticked: whoever their text names
+        assert "raincoat" in frames[0]["prompt"] and "raincoat" not in frames[2]["prompt"]
+        expect(page.locator("#board .panel[data-index='3'] .cast-chip")).to_have_text("no one")
         expect(page.locator("#board .panel .panel-caption")).to_have_text([f["caption"] for f in frames])
 
         # The details show a scene that is not the caption; a panel without one shows none.

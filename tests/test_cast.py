@@ -132,10 +132,20 @@ def test_a_plan_panel_without_a_cast_shows_who_it_names(client):
     assert [f["cast"] for f in board["frames"]] == [["Ilya"], ["Mara"]]
 
 
-def test_with_one_unnamed_character_a_plans_empty_cast_is_that_character(client):
+def test_a_plan_made_without_a_cast_names_no_one_and_drawn_shows_the_one_character(client):
     plan = client.post("/api/plans", json={"premise": STORY}).get_json()  # planned without a cast
+    assert {p["cast"] for p in plan["panels"]} == {None}  # not [], which is no one
     board = client.post("/api/storyboards", json={"panels": plan["panels"], "character": "red hair"}).get_json()
     assert {tuple(f["cast"]) for f in board["frames"]} == {("",)}
+
+
+def test_with_one_unnamed_character_a_panel_can_show_no_one(client, generator):
+    panels = [{"caption": "An empty lighthouse at dusk.", "cast": []}, {"caption": "She climbs the stairs.", "cast": [""]}]
+    board = wait_for(client, client.post("/api/storyboards", json={"panels": panels, "character": "red hair"})
+                     .get_json()["id"])
+    assert [f["cast"] for f in board["frames"]] == [[], [""]]
+    assert [p.cast for p in generator.requests[-1].panels] == [(), (0,)]
+    assert "red hair" not in board["frames"][0]["prompt"] and board["frames"][1]["prompt"].startswith("red hair")
 
 
 def test_redraw_changes_the_cast_and_keeps_it_when_not_given(client, generator):

@@ -336,3 +336,10 @@ def test_pdf_panels_name_their_cast_and_each_face(board, images):
 
 def test_a_board_without_characters_has_no_cast_page(board, images):
     assert len(PdfReader(io.BytesIO(storyboard_pdf(board, images))).pages) == 1
+
+
+def test_pdf_export_logs_no_font_subsetting_chatter(board, images, caplog):
+    # fpdf2 subsets the font through fontTools, which logs ~20 INFO lines a PDF.
+    caplog.set_level("INFO")
+    storyboard_pdf(board, images)
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("fontTools")]

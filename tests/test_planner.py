@@ -242,8 +242,9 @@ def test_edited_panels_check_names_against_the_cast():
 def test_an_edited_panels_cast_is_by_default_who_its_words_name():
     plan = validated_panels([{"caption": "Rain.", "scene": "Ilya waits"}, {"caption": "Rain.", "cast": []}], CAST, 8)
     assert [p.cast for p in plan.panels] == [("Ilya",), ()]
-    unnamed = (Character("", "red hair"),)  # a plan made without a cast says [] for the one character: it is in it
-    assert validated_panels([{"caption": "Rain.", "cast": []}], unnamed, 8).panels[0].cast == ("",)
+    unnamed = (Character("", "red hair"),)  # one unnamed character: null is as missing, [] is no one too
+    panels = [{"caption": "Rain.", "cast": None}, {"caption": "Rain.", "cast": []}, {"caption": "Rain.", "cast": [""]}]
+    assert [p.cast for p in validated_panels(panels, unnamed, 8).panels] == [("",), (), ("",)]
 
 
 def test_edited_scenes_not_in_english_are_noticed():

@@ -215,7 +215,7 @@ def test_without_a_planner_the_splitter_plans(studio, llm_server):
     answer = plan(client, "A girl finds a map.\nShe climbs the hill.").get_json()
     assert answer["source"] == "built-in" and llm_server.requests == []
     assert answer["panels"][0] == {"caption": "A girl finds a map.", "scene": "A girl finds a map.",
-                                   "shot": "establishing shot", "cast": []}
+                                   "shot": "establishing shot", "cast": None}
     assert client.get("/api/planner").get_json() == {"llm": False, "model": None, "server": None}
 
 

@@ -123,13 +123,18 @@ def test_lightning_benchmark_runs_beside_fast_and_counts_unet_passes(hf_cache, t
 
     path = tmp_path / "lightning.json"
     assert test_speed.main(["--model", "tiny", "--preset", "lightning", "--json", str(path),
-                            "--cache-dir", str(hf_cache)]) == 0
-    assert "lightning beside FAST" in capsys.readouterr().out
+                            "--cache-dir", str(hf_cache), "--cfg-cutoff", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "lightning beside FAST" in printed
     data = json.loads(path.read_text())
+    # No CFG to cut in this mode: the figures say the cutoff was not applied, and why.
+    assert data["cfg_cutoff"] == 0.5 and data["cfg_cutoff_applied"] is False
+    assert "SKIPPED (the lightning mode draws without CFG)" in printed
+    assert data["unet_batches_single_ip"] == [1] * 4
     assert (data["preset"], data["steps"], data["text_encoder_calls"]) == ("lightning", 4, 1)  # no negative prompt
     d = data["distilled"]
     assert d["mode"] == "fuse" and d["lora_load_s"] > 0
-    assert d["fast"]["unet_passes_per_panel"] == 24
+    assert d["fast"]["unet_passes_per_panel"] == 18  # FAST beside has CFG: 6 steps of 2 passes, then 6 of 1
     for mode in ("fuse", "adapter"):
         assert d[mode]["unet_passes_per_panel"] == 4
         assert d[mode]["board_s"] > 0 and d[mode]["fast_beside_s"] > 0

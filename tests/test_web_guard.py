@@ -318,3 +318,54 @@ def test_a_file_replaced_or_deleted_mid_request_is_sent_old_or_new_or_404_never_
     assert response.status_code == (200 if then == "redrawn" else 404), response.get_data(as_text=True)[:300]
     if then == "redrawn" and path.endswith(".png"):
         assert response.data == redrawn
+
+
+# --- Exports: spooled to a file, a few at once ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["zip", "pdf"])
+def test_exports_past_the_concurrency_are_told_the_studio_is_busy(make_app, monkeypatch, kind):
+    import exporting
+
+    app = make_app(export_concurrency=1)
+    client = app.test_client()
+    board_id = post_board(client).get_json()["id"]
+    wait_for(client, board_id)
+    writing, release = threading.Event(), threading.Event()
+    write = getattr(exporting, f"storyboard_{kind}")
+
+    def held(*args, **kwargs):
+        writing.set()
+        assert release.wait(30)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(exporting, f"storyboard_{kind}", held)
+    first = {}
+    thread = threading.Thread(target=lambda: first.update(answer=app.test_client().get(
+        f"/api/storyboards/{board_id}/export.{kind}")))
+    thread.start()
+    assert writing.wait(30)
+    busy = client.get(f"/api/storyboards/{board_id}/export.{kind}")
+    release.set()
+    thread.join(30)
+    assert busy.status_code == 429 and busy.get_json()["field"] == "export" and "busy" in busy.get_json()["error"]
+    assert first["answer"].status_code == 200 and len(first["answer"].data) > 1000
+    assert client.get(f"/api/storyboards/{board_id}/export.{kind}").status_code == 200  # the slot is free again
+
+
+@pytest.mark.parametrize("kind", ["zip", "pdf"])
+def test_an_export_is_streamed_from_a_file_not_held_in_memory(make_app, kind):
+    import io
+
+    app = make_app()
+    client = app.test_client()
+    board_id = post_board(client).get_json()["id"]
+    wait_for(client, board_id)
+    with app.test_request_context(f"/api/storyboards/{board_id}/export.{kind}"):
+        response = app.full_dispatch_request()
+    try:
+        body = response.response.file  # werkzeug's FileWrapper around what send_file was given
+        assert not isinstance(body, io.BytesIO) and body.fileno() >= 0
+        assert body.read(4) in (b"PK\x03\x04", b"%PDF")
+    finally:
+        response.close()

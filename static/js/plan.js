@@ -204,12 +204,10 @@ function renderPlanRow(row, i, count) {
     scene,
     el("div", { className: "plan-shot-row" }, [planLabel(shot, "Shot"), shot]),
   );
-  // One unnamed character is in every panel: nothing to choose.
+  // One unnamed character too: a panel may show no one (an establishing shot of a place).
   const cast = readCast();
-  if (castIsNamed(cast)) {
-    const options = cast.map((c, j) => ({ value: c.key, label: c.name || `Character ${j + 1}` }));
-    li.append(castPicker(`plan-cast-${row.key}`, options, row.cast, (value) => { row.cast = value; }));
-  }
+  const options = cast.map((c, j) => ({ value: c.key, label: c.name || (cast.length === 1 ? "main character" : `Character ${j + 1}`) }));
+  li.append(castPicker(`plan-cast-${row.key}`, options, row.cast, (value) => { row.cast = value; }));
   return li;
 }
 
@@ -283,10 +281,9 @@ export async function drawPlan() {
     showError(new ApiError(`Panel ${blank + 1} needs a caption.`, `panels[${blank}].caption`));
     return;
   }
-  const named = castIsNamed(readCast());
   values.panels = rows.map((row) => {
     const panel = { caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot };
-    const cast = named ? castNames(row.cast) : null;
+    const cast = castNames(row.cast); // the one unnamed character is "", so [] is still no one
     if (cast !== null) panel.cast = cast; // missing: whoever the row's text names
     return panel;
   });
