@@ -693,6 +693,8 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
                     "image_url": reference_url(board_id, character)}
         return json.dumps(data, ensure_ascii=False)
 
+    if kind == "preview":  # not kept: a preview is several kB and superseded at the next step
+        return make()
     return studio.event_texts.get(seq, make)
 
 
@@ -779,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     try:
         app = create_app(settings)
-    except DatabaseDamaged as error:
+    except (DatabaseDamaged, SettingsError) as error:  # SettingsError: e.g. another studio on the same Redis
         log.error("%s", error)
         return 2
     log.info("studio on http://%s:%d (model: %s, %s)", settings.host, settings.port, settings.model,

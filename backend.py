@@ -263,3 +263,6 @@ class StoreSink:
     def progress(self, progress: dict) -> None:
         self._progress[self.board_id] = progress
         self.hub.publish(self.board_id, "progress", progress)
+
+    def preview(self, preview: dict) -> None:
+        self.hub.publish(self.board_id, "preview", preview)  # never stored

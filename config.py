@@ -379,6 +379,12 @@ class Settings:
                   "the plus-face resampler) once per pipeline call instead of in every step: they do not "
                   "change between steps. Same images; fewer kernel launches. Not for a compiled UNet."},
     )
+    live_previews: bool = field(
+        default=True,
+        metadata={"help": "Show each panel forming: after every step a small preview (TAESDXL, about 2% of a "
+                  "UNet pass) goes to the page's placeholder. Never stored. Off: no previews, the same "
+                  "pixels, TAESDXL never loaded."},
+    )
     compile_unet: bool = field(
         default=False,
         metadata={"help": "torch.compile the UNet on CUDA. Off until measured faster on a GPU. Each graph "

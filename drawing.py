@@ -245,12 +245,15 @@ class Sink(Protocol):
 
     def progress(self, progress: dict) -> None: ...
 
+    def preview(self, preview: dict) -> None: ...  # a panel's live preview: for the page only, never stored
+
 
 def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | None = None,
-         skip: frozenset[int] = frozenset(), seconds_per_pass: float | None = None):
+         skip: frozenset[int] = frozenset(), previews: bool = True, seconds_per_pass: float | None = None):
     """Draw ``spec``'s panels (but those in ``skip``, already delivered) with ``generator``;
-    returns its StoryboardResult (None: nothing to draw). ``seconds_per_pass``: a UNet pass's
-    measured time on this machine (step_time.py), for the progress bar's first estimate."""
+    returns its StoryboardResult (None: nothing to draw). ``previews``: a live preview of each
+    panel at each step (settings.live_previews); ``seconds_per_pass``: a UNet pass's measured
+    time on this machine (step_time.py), for the progress bar's first estimate."""
     from local_image_generator import CharacterLock, PanelJob, StoryboardRequest
 
     panels = [p for p in spec.panels if p.frame_id not in skip]
@@ -294,6 +297,7 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
             on_reference=lambda character, image: sink.reference(character + 1, _png(image)),
             cancel=cancel,
             judge=judge if spec.identity_lock else None,
+            on_preview=tracker.preview if previews else None,
         )
     except BaseException:
         writer.close(raise_error=False)  # the panels finished before the error are still saved
@@ -446,6 +450,14 @@ class Progress:
         else:
             return None
         return round(seconds, 1)
+
+    def preview(self, job, step: int, steps: int, image) -> None:
+        """A panel's picture after ``step``: every one is sent; the event hub keeps only the
+        newest of each panel, so a slow page skips previews and never holds up the drawing."""
+        from previews import data_url
+
+        self.sink.preview({"frame_id": job.index, "panel": self.positions.get(job.index, 0), "step": step,
+                           "steps": steps, "image": data_url(image)})
 
     def _portrait_label(self, character: int | None) -> str:
         name = self.portraits.get(character)

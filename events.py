@@ -3,6 +3,11 @@
 The app builds one hub and hands it to its backend; backends publish facts into it
 (a panel saved, a board's status, progress), browsers read them through the app's event
 stream. Publishing costs one append and one notify, however many browsers listen.
+
+A live preview (kind ``preview``) is kept only until it is superseded: by the panel's next
+preview, its frame event (the panel saved or failed) or the board's next status. A page that
+reads slowly then skips the previews it missed instead of receiving a queue of them, and the
+drawing never waits for any page.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class EventHub:
         with self._cond:
             self._seq += 1
             log_ = self._logs.setdefault(board_id, [])
+            if kind in SUPERSEDE_PREVIEWS:
+                log_[:] = [e for e in log_ if not _superseded(e, kind, data)]
             log_.append((self._seq, kind, data))
             del log_[: -self._keep]
             self._cond.notify_all()
@@ -57,6 +64,17 @@ class EventHub:
     def forget(self, board_id: str) -> None:
         with self._cond:
             self._logs.pop(board_id, None)
+
+
+# The kinds after which a panel's earlier preview is of no use.
+SUPERSEDE_PREVIEWS = ("preview", "frame", "status")
+
+
+def _superseded(event: tuple[int, str, dict], kind: str, data: dict) -> bool:
+    _, old_kind, old = event
+    if old_kind != "preview":
+        return False
+    return kind == "status" or old.get("frame_id") == data.get("frame_id")
 
 
 class EventTexts:

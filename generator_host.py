@@ -78,7 +78,8 @@ class GeneratorHost:
             if job is not None:
                 measured = self._step_time or step_time.read(self.settings)
                 result = draw(generator, job, sink, cancel, self._judge(generator) if job.identity_lock else None,
-                              skip=skip, seconds_per_pass=measured and measured.seconds_per_pass)
+                              skip=skip, previews=self.settings.live_previews,
+                              seconds_per_pass=measured and measured.seconds_per_pass)
                 self._measured(job, result)
         except GenerationCancelled:
             return Outcome(Status.CANCELED)

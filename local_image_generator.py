@@ -33,12 +33,12 @@ from model_loading import (  # the loading API, also public here: callers load t
     load_ip_adapter,
     load_lora,
     load_pipeline,
-    load_taesdxl,
     place,
     quiet_library_logs,
     resolve_device,
     resolve_dtype,
 )
+from previews import PreviewDecoder
 from prompt_enhancer import CAST_POSITIONS
 from unet_compile import CompiledGraphs, GraphKey, compile_unet, save_kernels
 
@@ -194,6 +194,7 @@ class StoryboardResult:
 
 
 ProgressFn = Callable[[PanelJob, int, int], None]  # (the panel or portrait, step, total steps)
+PreviewFn = Callable[[PanelJob, int, int, object], None]  # (the panel, step, total steps, a small PIL image)
 
 # The IP-Adapter scale of a panel with several characters is kept in this range: above it
 # the references blend into one face, below it they hardly hold (diffusers' maintainers,
@@ -265,9 +266,9 @@ class StoryboardGenerator:
         self._family: str | None = None  # the family whose LoRA (and scheduler) is on; None: SDXL alone
         self._fused = False  # ... with its LoRA fused into the UNet's weights
         self._schedulers: dict[str | None, object] = {}  # family -> its scheduler; None: SDXL's own
-        self._taesdxl = None  # the draft mode's decoder, loaded with its first draft
         self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
         self.image_encoder_calls = 0
+        self.previews = PreviewDecoder(settings, device, dtype)  # TAESDXL, loaded on the first preview or draft
 
     # -- loading --
 
@@ -560,6 +561,7 @@ class StoryboardGenerator:
         on_reference: Callable[[object], None] | None = None,
         cancel: threading.Event | None = None,
         judge: Callable[[object, object], dict] | None = None,
+        on_preview: PreviewFn | None = None,
     ) -> StoryboardResult:
         """Draw every panel of ``request``.
 
@@ -570,11 +572,12 @@ class StoryboardGenerator:
         Setting ``cancel`` stops the work at the next step (GenerationCancelled).
         ``judge(references, image)`` scores identity against the references of the panel's
         cast; a drifted panel is redrawn up to ``settings.identity_retries`` times and the
-        closest attempt is kept.
+        closest attempt is kept. ``on_preview(job, step, steps, image)``: a small picture of a
+        panel after each step (previews.py), not for the portraits (no placeholder shows them).
         """
         self._check(request)
         with self._lock, self._autocast():
-            return self._generate(request, on_progress, on_panel, on_reference, cancel, judge)
+            return self._generate(request, on_progress, on_panel, on_reference, cancel, judge, on_preview)
 
     def _check(self, request: StoryboardRequest) -> None:
         if not request.panels:
@@ -610,9 +613,10 @@ class StoryboardGenerator:
             return torch.autocast(device_type="mps", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def _generate(self, request, on_progress, on_panel, on_reference, cancel, judge) -> StoryboardResult:
+    def _generate(self, request, on_progress, on_panel, on_reference, cancel, judge, on_preview) -> StoryboardResult:
         timings: dict = {}
-        run = _Run(request, on_progress, cancel, cfg=request.preset.uses_cfg)
+        run = _Run(request, on_progress, cancel, cfg=request.preset.uses_cfg, on_preview=on_preview,
+                   previews=self.previews)
         # 1. The speed mode: SDXL as loaded, or with the distilled LoRA and its scheduler.
         started = time.perf_counter()
         self._use_preset(request.preset)
@@ -839,7 +843,8 @@ class StoryboardGenerator:
             # 3. The denoising loop, to latents, through the compiled UNet once its graph is.
             run.check_cancel()
             with self._unet_for(run, width, height) as eager, self._folding(eager), \
-                    guidance.hooked(self.pipe.unet, run.image_embeds is not None):
+                    guidance.hooked(self.pipe.unet, run.image_embeds is not None), \
+                    guidance.estimating(self.pipe.scheduler):
                 latents = self.pipe(
                     width=width,
                     height=height,
@@ -889,13 +894,12 @@ class StoryboardGenerator:
                               seconds=seconds + time.perf_counter() - started, vae_fp32_retry=upcast, ran=ran)
 
     def _decoder(self, name: str):
-        """The module that decodes for ``name`` (config.DECODERS): SDXL's VAE, or TAESDXL (loaded
-        with the first draft; a module of its own, so SDXL's VAE stays as it is for every other mode)."""
+        """The module that decodes for ``name`` (config.DECODERS): SDXL's VAE, or TAESDXL (the
+        previews' one, loaded on first use; a module of its own, so SDXL's VAE stays as it is for
+        every other mode)."""
         if name == "vae":
             return self.pipe.vae
-        if self._taesdxl is None:
-            self._taesdxl = load_taesdxl(self.settings, self.device, self.dtype)
-        return self._taesdxl
+        return self.previews.model()
 
     def _decode_checked(self, latents, vae):
         """Decode with ``vae``; a NaN or all-black image is decoded again with it in fp32.
@@ -941,24 +945,59 @@ CFG_TENSORS = ("prompt_embeds", "add_text_embeds", "add_time_ids")
 class _CfgCutoff:
     """Classifier-free guidance for the first ``cutoff`` of the steps, none after: at the cutoff
     the unconditional half of the guided tensors is dropped, so each later step is one UNet pass
-    instead of two. Also the step callback: cancel, and progress for each job of the call."""
+    instead of two. Also the step callback: cancel, progress and the preview of each job of the call."""
 
     def __init__(self, run: "_Run", jobs: list[PanelJob], cutoff: float):
         self.run, self.jobs, self.steps = run, jobs, run.request.num_steps
         self.at = round(self.steps * cutoff) if run.cfg and cutoff < 1 else None  # None: guided throughout
         self.guided = True
         self._positive: dict = {}  # the [negative; positive] IP embeddings last seen, and their positive half
+        self._x0 = None  # the scheduler's estimate of the finished latents at the last step, if it gives one
 
     def step_end(self, pipe, step, timestep, kwargs):
         self.run.check_cancel()
         if self.run.on_progress:
             for job in self.jobs:
                 self.run.on_progress(job, step + 1, self.steps)
+        if self.run.on_preview:
+            self._preview(step + 1, kwargs["latents"])
         if self.at is not None and self.guided and step + 1 >= self.at:
             self.guided = False
             pipe._guidance_scale = 0.0
             return {name: kwargs[name].chunk(2)[1] for name in CFG_TENSORS}
         return {}
+
+    def _preview(self, step: int, latents) -> None:
+        # The finished image as the scheduler estimates it (x0), not the step's x_t: an early x_t
+        # is mostly noise, its x0 already shows the composition; at the last step they are equal.
+        shown = [(i, job) for i, job in enumerate(self.jobs) if job.index is not None]  # not portraits
+        if not shown:
+            return
+        estimate = self._x0 if self._x0 is not None else latents
+        images = self.run.previews.decode(estimate[[i for i, _ in shown]])
+        for (_, job), image in zip(shown, images):
+            self.run.on_preview(job, step, self.steps, image)
+
+    @contextlib.contextmanager
+    def estimating(self, scheduler):
+        """With previews on, keep each step's x0 estimate: the second output of the scheduler's
+        step (Euler, DDIM, LCM: x0; TCD: x0 noised to the next step). One that gives none
+        (DPM++) leaves the step's x_t. On the scheduler instance, only for this call."""
+        if self.run.on_preview is None:
+            yield
+            return
+        step = scheduler.step
+
+        def keeping(*args, **kwargs):
+            out = step(*args, **kwargs)
+            self._x0 = out[1] if isinstance(out, tuple) and len(out) > 1 else getattr(out, "pred_original_sample", None)
+            return out
+
+        scheduler.step = keeping
+        try:
+            yield
+        finally:
+            del scheduler.step  # the class's own again
 
     @contextlib.contextmanager
     def hooked(self, unet, image_embeds: bool):
@@ -993,6 +1032,8 @@ class _Run:
     on_progress: ProgressFn | None
     cancel: threading.Event | None
     cfg: bool = True  # classifier-free guidance: two UNet passes a step, negative prompts read
+    on_preview: PreviewFn | None = None
+    previews: PreviewDecoder | None = None
     size: tuple[int, int] | None = None  # overrides the request's size (the portrait)
     image_embeds: list | None = None  # the IP-Adapter embeddings of the panels being drawn
     cast_size: int = 0  # ... how many characters they lock (0: the lock off)

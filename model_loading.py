@@ -298,8 +298,8 @@ def distilled_scheduler(family: DistilledFamily, config):
 
 
 def load_taesdxl(settings: Settings, device: str, dtype):
-    """TAESDXL (config.TAESDXL_HUB_ID, diffusers' AutoencoderTiny) on ``device``: the draft
-    mode's decoder, a module of its own beside SDXL's VAE (~10 MB)."""
+    """TAESDXL (config.TAESDXL_HUB_ID, diffusers' AutoencoderTiny) on ``device``: the live
+    previews' and the draft mode's decoder, a module of its own beside SDXL's VAE (~10 MB)."""
     from diffusers import AutoencoderTiny
 
     try:
@@ -310,7 +310,7 @@ def load_taesdxl(settings: Settings, device: str, dtype):
                                                       **hub_options(settings))
     except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
         raise ModelNotAvailable(
-            load_failure_message("TAESDXL, the draft mode's decoder", TAESDXL_HUB_ID, "STORYBOARD_HF_CACHE_DIR",
+            load_failure_message("TAESDXL, the decoder of previews and drafts", TAESDXL_HUB_ID, "STORYBOARD_HF_CACHE_DIR",
                                  settings.cache_dir, error, size="it is about 10 MB")
         ) from error
     return decoder.to(device)

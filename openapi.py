@@ -410,11 +410,13 @@ def _paths() -> dict:
         "/api/storyboards/{board_id}/events": {
             "parameters": [BOARD_ID],
             "get": {
-                "summary": "Server-Sent Events: progress, frame, reference, status",
+                "summary": "Server-Sent Events: progress, preview, frame, reference, status",
                 "description": "Every event has an id; a reconnecting client sends Last-Event-ID (or the "
                                "`last_event_id` query parameter) and gets only what it missed. The stream "
                                "ends after the final status. A `reference` event is a generated portrait: "
-                               "`character` (1-based), `name`, `kind`, `image_url`.",
+                               "`character` (1-based), `name`, `kind`, `image_url`. A `preview` event is a "
+                               "panel forming (`frame_id`, `panel`, `step`, `steps`, `image`: a data URL of a "
+                               "small JPEG), never stored: a client that reads late gets only each panel's newest.",
                 "operationId": "storyboardEvents",
                 "parameters": [{"name": "last_event_id", "in": "query", "required": False,
                                 "schema": {"type": "string"}},

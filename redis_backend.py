@@ -13,7 +13,7 @@ stateless. What moves through Redis:
   (prompts, panel started, panel saved with its PNG, panel failed, generated reference,
   job ended). The studio acknowledges a fact only after it is in the database and on disk,
   so a studio restart loses nothing: unacknowledged facts are read again;
-- the channel ``sb:events``: progress, for the page (lossy by nature);
+- the channel ``sb:events``: progress and live previews, for the page (lossy by nature);
 - ``sb:cancel:<job>`` (set by the studio, read by the worker at every step),
   ``sb:delivered:<job>`` (panels already reported: a job taken over skips them),
   ``sb:reference:<job>:<character>`` (a generated portrait, for a job taken over), and
@@ -45,7 +45,7 @@ from rq.serializers import JSONSerializer
 from backend import Backend, BackendHealth, ModelState, Outcome, StoreSink, WarmUp, is_disk_full, publish_status, \
     user_message
 from board_params import MAX_CHARACTERS
-from config import env_name
+from config import SettingsError, env_name
 from drawing import JobSpec, PanelPrompts, SavedPanel, spec_for
 from errors import InputError
 from generator_host import GeneratorHost
@@ -58,6 +58,9 @@ RESULTS = "sb:results"
 REJECTED = "sb:results:rejected"
 GROUP = "studio"
 EVENTS = "sb:events"
+# The studio that uses this Redis database: two would take each other's results.
+STUDIO_KEY = "sb:studio"
+STUDIO_TTL_S = 15
 HEARTBEAT_S = 2.0
 # RQ blocks this long minus 15 s waiting for a job, and sets its sockets' timeout from it:
 # short, so that a Redis that hangs is noticed; the heartbeat thread keeps the worker's key.
@@ -67,6 +70,8 @@ EXECUTION_TTL_S = 10
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
 RETRIES = 3
 KEY_TTL_S = 7 * 24 * 3600
+# A worker whose model cannot load tries again this often, taking no job meanwhile.
+LOAD_RETRY_S = 30
 GAVE_UP = (f"Its worker stopped {RETRIES + 1} times while drawing this storyboard (see the workers' logs); "
            "finished panels are kept. Resume to try again.")
 
@@ -170,10 +175,21 @@ class RedisBackend(Backend):
         self.redis_error: str | None = None
         self.problem: str | None = None
         self.consumer = f"{socket.gethostname()}-{id(self):x}"
+        # A studio restarted on the same data dir is the same studio; any other is refused.
+        self.identity = f"{socket.gethostname()}:{settings.data_path.resolve()}"
+        self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
+        self._reconciled = False
 
     # -- the backend's face --
 
     def start(self, preload: bool = False) -> None:
+        """Raises SettingsError (queue_url) when another studio uses this Redis database."""
+        from redis.exceptions import RedisError
+
+        try:
+            self._claim()
+        except RedisError:
+            pass  # Redis down: the dispatch loop claims it once it answers
         for name, target in (("dispatch", self._dispatch_loop), ("collect", self._collect_loop),
                              ("events", self._events_loop)):
             thread = threading.Thread(target=target, name=f"storyboard-redis-{name}", daemon=True)
@@ -181,10 +197,18 @@ class RedisBackend(Backend):
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
+        from redis.exceptions import RedisError
+
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._claimed.is_set():
+            try:  # the next studio on this Redis need not wait for the claim to expire
+                if self.redis.get(STUDIO_KEY) == self.identity.encode():
+                    self.redis.delete(STUDIO_KEY)
+            except RedisError:
+                pass
 
     def wake(self) -> None:
         self._wake.set()
@@ -218,10 +242,21 @@ class RedisBackend(Backend):
         model = ModelState.READY if ready else ModelState(workers[0]["model"]) if workers else ModelState.NOT_LOADED
         warming = next((w["warm_up"] for w in workers if w.get("warm_up")), None)
         return BackendHealth(
-            alive=self.alive, problem=self.redis_error or self.problem, model_state=model,
+            alive=self.alive, problem=self.redis_error or self.problem or self._waiting(workers), model_state=model,
             model_error=next((w.get("error") for w in workers if w.get("error")), None),
             device=", ".join(sorted({w["device"] for w in workers if w.get("device")})) or None,
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
+
+    def _waiting(self, workers: list[dict]) -> str | None:
+        """Boards that wait because no worker is connected (or none can load its model), said so."""
+        if any(w["model"] != ModelState.ERROR for w in workers) or not (
+                self.store.queue_length() or self.store.running_jobs()):
+            return None
+        if workers:
+            return (f"No worker can load its model ({workers[0]['error']}); storyboards wait until one can "
+                    "(see the workers' logs).")
+        return (f"No worker takes jobs from the Redis at {safe_url(self.url)}: storyboards wait until one starts "
+                f"(python worker.py --queue {safe_url(self.url)}).")
 
     def workers(self) -> list[dict]:
         from redis.exceptions import ResponseError
@@ -245,22 +280,35 @@ class RedisBackend(Backend):
     # -- dispatch: studio jobs -> RQ --
 
     def _dispatch_loop(self) -> None:
-        reconciled = False
         while not self._stop.is_set():
             try:
-                self.redis.ping()
-                if not reconciled:
-                    self._reconcile()
-                    reconciled = True
-                self._sweep()
-                self._send_cancels()
-                while not self._stop.is_set() and self._dispatch_one():
-                    pass
+                self._dispatch_pass()
                 self._ok()
+            except SettingsError as error:  # another studio took this Redis while it was down
+                if self.problem != str(error):
+                    log.error("%s", error)
+                self.problem = str(error)
             except Exception as error:  # noqa: BLE001 - Redis down or the disk full: said, retried
                 self._failed(error)
             self._wake.wait(1.0)
             self._wake.clear()
+
+    def _dispatch_pass(self) -> None:
+        self.redis.ping()
+        self._claim()
+        if not self._reconciled:
+            self._reconcile()
+            self._reconciled = True
+        self._sweep()
+        self._send_cancels()
+        while not self._stop.is_set() and self._room() and self._dispatch_one():
+            pass
+
+    def _room(self) -> bool:
+        """RQ holds one waiting job per live worker (one when there is none): the others
+        wait in the studio's queue, where the queue limit counts them, and Redis holds no
+        more reference faces than the workers can take."""
+        return self.queue.count < max(1, len(self.workers()))
 
     def _dispatch_one(self) -> bool:
         from rq import Retry
@@ -313,6 +361,20 @@ class RedisBackend(Backend):
                 self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job; resume to draw the rest.")
                 self._publish_status(job["storyboard_id"])
 
+    def _claim(self) -> None:
+        """Hold this Redis database for this studio (renewed every second by the dispatch
+        loop); raise SettingsError naming queue_url while another studio holds it."""
+        if not self.redis.set(STUDIO_KEY, self.identity, nx=True, ex=STUDIO_TTL_S):
+            holder = (self.redis.get(STUDIO_KEY) or b"").decode(errors="replace")
+            if holder and holder != self.identity:
+                self._claimed.clear()
+                raise SettingsError("queue_url", (
+                    f"another studio ({holder}) uses the Redis database at {safe_url(self.url)}; two studios would "
+                    "take each other's results. Give each studio its own database (the number at the end of the "
+                    "URL, e.g. /1) and start its workers with the same URL"))
+            self.redis.expire(STUDIO_KEY, STUDIO_TTL_S)
+        self._claimed.set()
+
     def _has_facts(self, job: dict) -> bool:
         board = job["storyboard_id"].encode()
         return any(fields[b"board"] == board and json.loads(fields[b"job"]) == job["id"]
@@ -325,13 +387,15 @@ class RedisBackend(Backend):
 
         backlog = True  # first the facts read before a restart and never acknowledged
         while not self._stop.is_set():
+            if not self._claimed.wait(1.0):
+                continue
             try:
                 try:
                     self.redis.xgroup_create(RESULTS, GROUP, id="0", mkstream=True)
                 except ResponseError as error:
                     if "BUSYGROUP" not in str(error):
                         raise
-                while not self._stop.is_set():
+                while not self._stop.is_set() and self._claimed.is_set():
                     start = "0" if backlog else ">"
                     answer = self.redis.xreadgroup(GROUP, self.consumer, {RESULTS: start}, count=50,
                                                    block=None if backlog else 1000)
@@ -406,7 +470,11 @@ class RedisBackend(Backend):
                     if message is None:
                         continue
                     event = json.loads(message["data"])
-                    StoreSink(self.store, self.hub, event["board"], self._progress).progress(event["progress"])
+                    sink = StoreSink(self.store, self.hub, event["board"], self._progress)
+                    if "preview" in event:
+                        sink.preview(event["preview"])
+                    else:
+                        sink.progress(event["progress"])
             except Exception as error:  # noqa: BLE001 - Redis down: said, retried
                 self._failed(error)
                 self._stop.wait(1.0)
@@ -543,6 +611,7 @@ class StudioWorker(SimpleWorker):
         self._beat_guard = threading.Lock()  # no execution beat once draw_job has returned
         self._beats: tuple[threading.Thread, threading.Event] | None = None
         self._stopping = False  # a warm shutdown was asked for (SIGTERM, SIGINT)
+        self._stop_asked = threading.Event()  # the same, for a wait to end at once
 
     # -- RQ's hooks --
 
@@ -563,6 +632,7 @@ class StudioWorker(SimpleWorker):
 
     def handle_warm_shutdown_request(self) -> None:
         self._stopping = True
+        self._stop_asked.set()
         super().handle_warm_shutdown_request()
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
@@ -571,6 +641,13 @@ class StudioWorker(SimpleWorker):
         # may have been swallowed by the compile (RQ raises it wherever the signal lands).
         if self._beats is None:  # here, not in work(): RQ has registered the worker by now
             self._start_beats()
+        # The model before any job: a worker whose model cannot load takes none (its
+        # heartbeat says why, and the jobs go to the other workers) and tries again later.
+        while not self._stopping and self.host.generator is None:
+            try:
+                self.host.ensure()
+            except Exception:  # noqa: BLE001 - logged by the host, said in the heartbeat
+                self._stop_asked.wait(LOAD_RETRY_S)
         while not self._stopping and self.queues[0].count == 0 and self.host.warm_one():
             pass
         if self._stopping:
@@ -678,8 +755,8 @@ class RedisCancel:
 
 
 class RedisSink:
-    """A worker's facts, sent to the studio through the results stream (progress through
-    pub/sub). A delivered panel is recorded with it, so a job taken over skips it."""
+    """A worker's facts, sent to the studio through the results stream (progress and previews
+    through pub/sub: lossy, never kept). A delivered panel is recorded with it, so a job taken over skips it."""
 
     def __init__(self, redis, job_id: int, board_id: str):
         self.redis, self.job_id, self.board_id = redis, job_id, board_id
@@ -718,6 +795,9 @@ class RedisSink:
 
     def progress(self, progress: dict) -> None:
         self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "progress": progress}))
+
+    def preview(self, preview: dict) -> None:
+        self.redis.publish(EVENTS, json.dumps({"board": self.board_id, "preview": preview}))
 
     def end(self, outcome: Outcome) -> None:
         self._send("end", {"status": str(outcome.status), "error": outcome.error, "frame_error": outcome.frame_error})

@@ -125,10 +125,6 @@ TAESDXL_CONFIG: dict = {
     "scaling_factor": 1.0,
     "upsampling_scaling_factor": 2,
 }
-# A live preview small enough to send every step: the step's latents pooled to half a side, then
-# decoded by TAESDXL (512 px for a 1024 px panel).
-PREVIEW_POOL = 2
-
 _CLIP_TEXT_COMMON = {
     "vocab_size": 49408,
     "max_position_embeddings": 77,
@@ -666,8 +662,10 @@ def floor_seconds(flops: dict, rate: float, steps: int, frames: int, cfg: bool =
 def count_flops(width: int, height: int) -> dict:
     """FLOPs of each part a panel is made of: a UNet pass (plain, with the plus-face IP-Adapter,
     and a CFG step), a decode by SDXL's VAE and by TAESDXL, a small live preview of one step
-    (TAESDXL on the step's latents pooled by PREVIEW_POOL; a full-size one is ``taesdxl_decode``),
-    one prompt through both text encoders, one image through ViT-H."""
+    (TAESDXL on the step's latents pooled as previews.py pools them, 512 px for a 1024 px panel; a
+    full-size one is ``taesdxl_decode``), one prompt through both text encoders, one image through ViT-H."""
+    from previews import PREVIEW_POOL
+
     unet = build_unet("meta")
     taesdxl = build_taesdxl("meta")
     return {

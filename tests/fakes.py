@@ -30,17 +30,18 @@ class FakeGenerator:
     def count_tokens(self, text):
         return len(text.split()) + 2
 
-    def generate(self, request, on_progress=None, on_panel=None, on_reference=None, cancel=None, judge=None):
+    def generate(self, request, on_progress=None, on_panel=None, on_reference=None, cancel=None, judge=None,
+                 on_preview=None):
         with self._guard:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            return self._generate(request, on_progress, on_panel, on_reference, cancel)
+            return self._generate(request, on_progress, on_panel, on_reference, cancel, on_preview)
         finally:
             with self._guard:
                 self.active -= 1
 
-    def _generate(self, request, on_progress, on_panel, on_reference, cancel):
+    def _generate(self, request, on_progress, on_panel, on_reference, cancel, on_preview=None):
         self.requests.append(request)
         if self.crash:
             raise self.crash
@@ -67,6 +68,8 @@ class FakeGenerator:
                 self.steps_run.append((job.index, step))
                 if on_progress:
                     on_progress(job, step, request.num_steps)
+                if on_preview:  # a panel forming, as the real generator shows it: a tiny picture a step
+                    on_preview(job, step, request.num_steps, Image.new("RGB", (8, 8), (step * 20 % 256, 80, 120)))
                 if self.pause_at == (job.index, step):
                     self.paused.set()
                     assert self.resume.wait(30), "the test never resumed the fake generator"

@@ -819,6 +819,66 @@ def test_the_page_says_how_far_the_warm_up_is_and_boards_are_drawn_meanwhile(bro
             watch.close()
 
 
+class HeldAtFirstPreview:
+    """The real tiny generator, held right after its first panel preview until ``go``."""
+
+    def __init__(self, generator):
+        self.generator, self.held, self.go = generator, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def generate(self, request, on_preview=None, **kwargs):
+        def preview(job, step, steps, image):
+            first = not self.held.is_set()
+            self.held.set()  # before the page can see it
+            on_preview(job, step, steps, image)
+            if first:
+                assert self.go.wait(BOARD_TIMEOUT_MS / 1000), "the test never let the generator go on"
+
+        return self.generator.generate(request, on_preview=preview if on_preview else None, **kwargs)
+
+
+def test_a_panel_shows_its_live_preview_before_its_image(browser, tiny_settings_factory, artifacts):
+    from playwright.sync_api import expect
+
+    from app import create_app
+    from backend import default_generator_loader
+
+    settings = tiny_settings_factory()
+    load = default_generator_loader(settings)
+    model = None
+
+    def load_held():
+        nonlocal model
+        model = HeldAtFirstPreview(load())
+        return model
+
+    with _serving(create_app(settings, load_generator=load_held)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            page.goto("/")
+            page.fill("#story", "A fox finds a map.\nThe fox climbs a hill.")
+            page.click("#generate")
+            first = page.locator("#board .panel").first
+            preview = first.locator(".panel-placeholder img.panel-preview")
+            expect(preview).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"), timeout=BOARD_TIMEOUT_MS)
+            expect(preview).to_have_attribute("alt", re.compile(r"^Panel 1 forming: step 1 of \d+$"))
+            expect(first.locator(".panel-status")).to_have_text(re.compile(r"^drawing… step 1/\d+$"))
+            assert model.held.is_set() and first.locator(".panel-image").count() == 0
+            page.screenshot(path=str(artifacts / "live-preview.png"), full_page=True)
+            model.go.set()
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            expect(first.locator(".panel-image")).to_be_visible()
+            expect(page.locator("#board .panel-preview")).to_have_count(0)
+            watch.assert_clean()
+        finally:
+            if model is not None:
+                model.go.set()
+            watch.close()
+
+
 def test_a_model_that_cannot_load(browser, broken_server, artifacts):
     """Loading is announced honestly, the load error shows once, in full, and the board resumes.
     The same page then checks what no real board here produces: notices, progress with a

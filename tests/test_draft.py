@@ -100,7 +100,7 @@ def test_the_draft_decodes_with_taesdxl_beside_the_vae_which_other_modes_keep(dr
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     drafter.generate(request(preset(drafter, "draft"), count=1))
-    assert isinstance(drafter._taesdxl, AutoencoderTiny) and isinstance(drafter.pipe.vae, AutoencoderKL)
+    assert isinstance(drafter.previews.model(), AutoencoderTiny) and isinstance(drafter.pipe.vae, AutoencoderKL)
     ran = drafter.generate(request(preset(drafter, "fast"), count=1, steps=1)).panels[0].ran
     assert (ran.scheduler, ran.lora, ran.decoder) == ("EulerDiscreteScheduler", None, "vae")
 

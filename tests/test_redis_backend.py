@@ -56,15 +56,20 @@ class WorkerPool:
             if process.poll() is not None:
                 del self.processes[name]
         while len(self.processes) < count:
-            self.started += 1
-            name = f"w{self.started}"
-            env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1",
-                   "STORYBOARD_HF_CACHE_DIR": str(self.hf_cache), "STORYBOARD_IDENTITY_SCORING": "false"}
-            log = open(self.folder / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "worker.py", "--queue", self.redis_server.url, "--model", "tiny",
-                 "--data-dir", str(self.folder / name), "--name", name], cwd=ROOT, env=env, stdout=log, stderr=log)
+            self.start()
         return list(self.processes)
+
+    def start(self, hf_cache: Path | None = None) -> str:
+        """One more worker (its models from ``hf_cache``, the tiny ones unless told)."""
+        self.started += 1
+        name = f"w{self.started}"
+        env = {**os.environ, "STORYBOARD_QUEUE_PASSWORD": PASSWORD, "HF_HUB_OFFLINE": "1",
+               "STORYBOARD_HF_CACHE_DIR": str(hf_cache or self.hf_cache), "STORYBOARD_IDENTITY_SCORING": "false"}
+        log = open(self.folder / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "worker.py", "--queue", self.redis_server.url, "--model", "tiny",
+             "--data-dir", str(self.folder / name), "--name", name], cwd=ROOT, env=env, stdout=log, stderr=log)
+        return name
 
     def freeze(self) -> None:
         """SIGSTOP every worker: the board in progress waits exactly where it is."""
@@ -88,18 +93,21 @@ class WorkerPool:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait(30)
+        if self.processes:  # their heartbeats, gone now rather than when they expire
+            self.redis_server.client().delete(*(f"sb:worker:{name}" for name in self.processes))
 
 
 @pytest.fixture
 def studio(redis_server, tmp_path):
-    """make(data_dir=None) -> a studio app on Redis (this process); stopped after the test."""
+    """make(data_dir=None, start=True, **settings) -> a studio app on Redis (this process);
+    stopped after the test. start=False: its backend's loops do not run (a test runs them)."""
     apps = []
 
-    def make(data_dir=None):
+    def make(data_dir=None, start=True, **overrides):
         settings = load_settings({"STORYBOARD_QUEUE_PASSWORD": PASSWORD}, {
             "data_dir": str(data_dir or tmp_path / "studio"), "model": "tiny", "identity_scoring": False,
-            "queue_url": redis_server.url})
-        app = create_app(settings)
+            "queue_url": redis_server.url, **overrides})
+        app = create_app(settings, start_worker=start)
         apps.append(app)
         return app
 
@@ -245,9 +253,6 @@ def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server
 
 
 def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_server):
-    from rq.job import Job
-    from rq.serializers import JSONSerializer
-
     from redis_backend import GAVE_UP, rq_job_id
 
     workers.stop_all()  # nobody takes the job: it is failed as if its workers kept dying
@@ -256,9 +261,8 @@ def test_a_job_out_of_retries_fails_its_board_with_words(studio, workers, redis_
     board_id = post(client, "One.\nTwo.")
     store = studio_of(app).store
     job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
-    redis = redis_server.client()
-    rq_job = Job.fetch(rq_job_id(job), connection=redis, serializer=JSONSerializer)
     queue = studio_of(app).backend.queue
+    rq_job = queue.fetch_job(rq_job_id(job))
     queue.remove(rq_job)
     queue.failed_job_registry.add(rq_job, ttl=600, exc_string="AbandonedJobError")
     board = wait_for(client, board_id, timeout=60)
@@ -289,6 +293,29 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
     mara, bo = (client.get(board["characters"][i]["reference"]["image_url"]).data for i in (0, 2))
     assert mara.startswith(b"\x89PNG") and bo.startswith(b"\x89PNG") and mara != bo
     assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")
+
+
+def test_workers_send_live_previews_over_pub_sub_and_the_studio_relays_them_to_the_page(studio, workers,
+                                                                                      redis_server):
+    app = studio()
+    hub = studio_of(app).hub
+    relayed, publish = [], hub.publish
+    hub.publish = lambda board_id, kind, data: (relayed.append((board_id, kind, data)), publish(board_id, kind, data))
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    channel = redis_server.client().pubsub()
+    channel.subscribe("sb:events")
+    board_id = post(client, "One fox.", preset="ultra_fast")
+    assert wait_for(client, board_id, timeout=180)["status"] == "done"
+    sent = []
+    while (message := channel.get_message(timeout=0.1)) is not None:
+        if message["type"] == "message":  # not the subscription's own answer
+            sent.append(json.loads(message["data"]))
+    channel.close()
+    assert any(event["board"] == board_id and event.get("preview", {}).get("step") == 1 for event in sent)
+    previews = [data for board, kind, data in relayed if board == board_id and kind == "preview"]
+    assert previews and previews[0]["image"].startswith("data:image/jpeg;base64,")
 
 
 def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studio, redis_server):
@@ -439,3 +466,59 @@ def test_a_wrong_password_is_said_refused_naming_the_setting_by_the_studio_and_a
         studio_of(app).backend.stop()
     assert "refused" in health["problem"] and "STORYBOARD_QUEUE_PASSWORD" in health["problem"]
     assert wrong not in json.dumps(health)
+
+
+def test_a_second_studio_on_the_same_redis_is_refused_with_words_and_the_first_draws_on(studio, workers, tmp_path):
+    from config import SettingsError
+
+    first = studio(tmp_path / "first")
+    with pytest.raises(SettingsError) as refused:
+        studio(tmp_path / "second")
+    assert refused.value.setting == "queue_url" and "another studio" in str(refused.value)
+    assert str(tmp_path / "first") in str(refused.value)  # which one, so that it can be found
+    workers.ensure(1)
+    client = first.test_client()
+    assert wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)["status"] == "done"
+    studio_of(first).close()
+    studio(tmp_path / "second")  # the first gone, its Redis is free at once
+
+
+def test_the_queue_limit_counts_boards_waiting_for_a_worker_and_health_says_they_wait(studio, workers,
+                                                                                     redis_server):
+    from redis_backend import rq_queue
+
+    workers.stop_all()
+    queue = rq_queue(redis_server.client())
+    queue.empty()  # what earlier tests left for workers
+    app = studio(start=False, queue_limit=2)
+    client, backend = app.test_client(), studio_of(app).backend
+    boards = [post(client, "Board 0.")]
+    backend._dispatch_pass()  # what the dispatch loop does every second
+    boards += [post(client, f"Board {n}.") for n in (1, 2)]
+    backend._dispatch_pass()
+    try:
+        assert queue.count == 1  # one job handed to RQ, for the first worker to come
+        assert post_board(client, "One too many.").status_code == 429
+        assert [client.get(f"/api/storyboards/{b}").get_json()["status"] for b in boards] == [
+            "running", "queued", "queued"]
+        assert "No worker" in client.get("/api/health").get_json()["problem"]
+    finally:
+        queue.empty()
+
+
+def test_a_worker_whose_model_cannot_load_takes_no_job_and_says_why(studio, workers, redis_server, tmp_path):
+    workers.stop_all()
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("not a model cache")
+    broken = workers.start(hf_cache=not_a_folder)
+    app = studio()
+    client = app.test_client()
+    said = wait_until(lambda: next((w for w in client.get("/api/health").get_json()["workers"]
+                                    if w["name"] == broken and w["model"] == "error"), None),
+                      "the worker never said its model cannot load", timeout=180)
+    assert said["error"]
+    board_id = post(client, "One.\nTwo.", preset="ultra_fast")
+    assert "No worker can load its model" in client.get("/api/health").get_json()["problem"]
+    good = workers.start()
+    board = wait_for(client, board_id, timeout=180)
+    assert board["status"] == "done" and rq_worker_name(redis_server, app, board_id) == good

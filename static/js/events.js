@@ -1,9 +1,11 @@
-/* The open board's Server-Sent Events: progress, panels, portraits and status as they happen.
+/* The open board's Server-Sent Events: progress, live previews, panels, portraits and status as
+ * they happen.
  */
 
 import { reloadBoard } from "./board.js";
 import { checkHealth } from "./health.js";
 import { renderHistoryItemProgress, scheduleHistoryRefresh } from "./history.js";
+import { showPreview } from "./panels.js";
 import { boardBusy, isFinal, noteJobBoundary, state } from "./state.js";
 import {
   renderAll, renderBoardSoon, renderCastView, renderProgress, renderStatus, updateRunningPanels,
@@ -34,6 +36,7 @@ export function openEvents(board) {
   });
 
   on("progress", onProgressEvent);
+  on("preview", onPreviewEvent);
   on("frame", onFrameEvent);
   on("reference", onReferenceEvent);
   on("status", onStatusEvent);
@@ -51,6 +54,7 @@ export function closeEvents() {
   clearTimeout(state.eventsRetry);
   if (state.events) state.events.source.close();
   state.events = null;
+  state.previews.clear();
 }
 
 function parseEvent(event) {
@@ -71,8 +75,22 @@ export function onProgressEvent(progress) {
   updateRunningPanels();
 }
 
+/** A panel forming: its newest preview replaces the last one in its placeholder (never stored). */
+export function onPreviewEvent(preview) {
+  if (!preview || !state.board || !Number.isInteger(preview.frame_id)) return;
+  state.previews.set(preview.frame_id, preview);
+  const frame = (state.board.frames || []).find((f) => f.id === preview.frame_id);
+  if (frame && (frame.status === "pending" || frame.status === "queued")) {
+    frame.status = "running"; // a panel forming is being drawn: its status and preview shown together
+    renderBoardSoon();
+  } else {
+    showPreview(preview.frame_id);
+  }
+}
+
 function onFrameEvent(frame) {
   if (!frame || !state.board) return;
+  state.previews.delete(frame.id); // drawn (or failed): its image, or its error, replaces the preview
   const frames = state.board.frames || [];
   const position = frames.findIndex((f) => f.id === frame.id);
   if (position >= 0) frames[position] = { ...frames[position], ...frame };
@@ -103,6 +121,7 @@ export function onStatusEvent(data) {
   if (!data || !state.board) return;
   state.board.status = data.status;
   state.board.error = data.error || null;
+  state.previews.clear(); // a new job starts, or the last ended: no panel is forming any more
   if (data.status !== "running") state.board.progress = null;
   noteJobBoundary(state.board);
   renderAll();

@@ -82,12 +82,45 @@ function renderPanelImage(frame, n) {
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
     const placeholder = el("div", { className: "panel-placeholder" });
+    const preview = previewImage(frame, n);
+    if (preview) placeholder.append(preview);
     if (frame.status === "running") placeholder.append(el("span", { className: "spinner", attrs: { "aria-hidden": "true" } }));
     placeholder.append(el("span", { className: "panel-status", text: statusText }));
     box.append(placeholder);
   }
   box.append(el("span", { className: "panel-number", text: n, attrs: { "aria-hidden": "true" } }));
   return box;
+}
+
+/** The panel forming: its newest live preview, while it is not drawn yet. */
+function previewImage(frame, n) {
+  const preview = state.previews.get(frame.id);
+  if (!preview || frame.status === "done" || frame.status === "failed") return null;
+  const url = safeUrl(preview.image);
+  if (!url || !url.startsWith("data:")) return null;
+  return el("img", {
+    className: "panel-preview",
+    attrs: { src: url, alt: `Panel ${n} forming: step ${preview.step} of ${preview.steps}`, draggable: "false" },
+  });
+}
+
+/** Show the newest preview of panel ``frameId`` in place: a preview comes every step, too often
+ * to render the board for it. */
+export function showPreview(frameId) {
+  const panel = document.querySelector(`#board .panel[data-frame-id="${CSS.escape(String(frameId))}"]`);
+  const placeholder = panel && panel.querySelector(".panel-placeholder");
+  const frame = state.board && (state.board.frames || []).find((f) => f.id === frameId);
+  if (!placeholder || !frame) return;
+  const image = previewImage(frame, panel.dataset.index);
+  const shown = placeholder.querySelector(".panel-preview");
+  if (shown && image) {
+    shown.src = image.src;
+    shown.alt = image.alt;
+  } else if (image) {
+    placeholder.prepend(image);
+  } else if (shown) {
+    shown.remove();
+  }
 }
 
 /* What the details dialog may do with a take: the board's calls, handed down (the dialog

@@ -18,6 +18,7 @@ export const state = {
   historyTimer: null,
   castKey: 1, // a cast row's key: stable while rows come and go, so a plan row's cast follows its characters
   facePreviews: new Map(), // cast row key -> object URL of its chosen face
+  previews: new Map(), // frame id -> its newest live preview event {step, steps, image}, until it is drawn
   editing: null, // {frameId, caption, scene, seed, cast}
   dragFrameId: null,
   renderPending: false,
