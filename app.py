@@ -26,7 +26,8 @@ from werkzeug.exceptions import HTTPException
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
-from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SettingsError, is_loopback, load_settings
+from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_PRESETS, Settings, SettingsError, is_loopback, \
+    load_settings
 from errors import InputError
 from planner import validated_panels
 from plans_api import plans
@@ -154,7 +155,8 @@ def _refuse_cross_origin():
     # DNS rebinding: a site whose name now points at this machine sends its own name as Host,
     # whatever address the studio listens on (0.0.0.0 included). Behind a trusted proxy the
     # Host is the public one (ProxyFix, see create_app).
-    if urlsplit(f"//{request.host}").hostname not in settings.host_names:
+    host = _netloc(f"//{request.host}")
+    if host is None or urlsplit(f"//{host}").hostname not in settings.host_names:
         return jsonify(error="Unknown host name: open the studio at http://127.0.0.1 or localhost, or add "
                              "this name to STORYBOARD_ALLOWED_HOSTS.", field=None), 403
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -162,11 +164,18 @@ def _refuse_cross_origin():
     if request.headers.get("Sec-Fetch-Site") == "cross-site":
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     origin = request.headers.get("Origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.host:
-        return jsonify(error="Requests from other sites are refused.", field=None), 403
-    if origin == "null":
+    if origin and _netloc(origin) != host:  # "null" (a sandboxed page, a file) has none
         return jsonify(error="Requests from other sites are refused.", field=None), 403
     return None
+
+
+def _netloc(url: str) -> str | None:
+    """The host and port of a URL from a header, or None when it has none that parses
+    (urlsplit raises ValueError on '[evil': a 403, never a 500)."""
+    try:
+        return urlsplit(url).netloc or None
+    except ValueError:
+        return None
 
 
 # --- Input ---------------------------------------------------------------------------------
@@ -536,6 +545,51 @@ def delete_take(board_id: str, frame_id: int, take_id: int):
         abort(404)
     studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
     return "", 204
+
+
+def _refine_order(settings: Settings) -> tuple[str, float]:
+    """A refine's preset and strength, from its JSON body (both optional)."""
+    body = json_body(required=False)
+    if not isinstance(body, dict):
+        raise InputError("body", "Send a JSON object, e.g. {\"preset\": \"quality\", \"strength\": 0.35}.")
+    preset = choice_field(body, "preset", REFINE_PRESETS, "quality")
+    strength = body.get("strength", settings.refine_strength)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
+        raise InputError("strength", "strength must be a number above 0 and at most 1.")
+    steps = PRESETS[preset].steps
+    if int(steps * strength) < 1:
+        raise InputError("strength", f"strength {strength} runs none of {preset}'s {steps} steps; "
+                                     f"use at least {1 / steps:.2f}.")
+    return preset, float(strength)
+
+
+def _queue_refine(board_id: str, frame_id: int | None):
+    studio = current_studio()
+    preset, strength = _refine_order(studio.settings)
+    _refuse_if_unavailable()
+    try:
+        studio.store.refine(board_id, frame_id, preset, strength, queue_limit=studio.settings.queue_limit)
+    except Conflict as error:
+        raise InputError("frame" if frame_id is not None else "status", str(error), status=409) from None
+    except QueueFull:
+        raise _busy(studio.settings.queue_limit) from None
+    studio.backend.wake()
+    return jsonify(_board_json(board_id)), 202
+
+
+@api.post("/api/storyboards/<board_id>/frames/<int:frame_id>/refine")
+def refine_frame(board_id: str, frame_id: int):
+    """Refine the panel's chosen take into a new take that keeps its composition."""
+    board = _board_or_404(board_id)
+    _frame_of(board, frame_id)
+    return _queue_refine(board_id, frame_id)
+
+
+@api.post("/api/storyboards/<board_id>/refine")
+def refine_board(board_id: str):
+    """Refine every drawn panel's chosen take."""
+    _board_or_404(board_id)
+    return _queue_refine(board_id, None)
 
 
 @api.put("/api/storyboards/<board_id>/order")

@@ -159,6 +159,9 @@ PRESETS: dict[str, SpeedPreset] = {
     )
 }
 DEFAULT_PRESET = "fast"
+# What a take can be refined to: SDXL's own modes (a refine is img2img at the preset's steps
+# and scales); the distilled modes are for drafting, not for finishing.
+REFINE_PRESETS = ("fast", "balanced", "quality")
 
 # SDXL's trained resolutions. The tiny offline model divides them by TINY_SIZE_DIVISOR.
 ASPECTS: dict[str, tuple[int, int]] = {
@@ -486,6 +489,12 @@ class Settings:
     )
     queue_limit: int = field(
         default=20, metadata={"help": "Most storyboards waiting at once; more get 429.", "range": (1, 10000)}
+    )
+    refine_strength: float = field(
+        default=0.35,
+        metadata={"help": "How far a refine may move from its take, 0-1 (img2img strength; it runs strength x "
+                  "steps steps): the default when a refine does not say (README, \"Takes and refine\").",
+                  "range": (0.05, 1.0)},
     )
     takes_per_panel: int = field(
         default=10,

@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Protocol
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, SEED_LIMIT, portrait_seed
-from config import MAX_FRAMES, SpeedPreset
+from config import MAX_FRAMES, PRESETS, SpeedPreset
 from errors import InputError
 from prompt_enhancer import CAST_POSITIONS, SHOT_TYPES, PanelPlan, build_prompt, portrait_prompt
 
-SPEC_VERSION = 3  # 2: a cast (characters with their references, each panel's cast); 3: the speed preset whole
+# 2: a cast (characters with their references, each panel's cast); 3: the speed preset whole;
+# 4: a refine (its strength, each panel's source take and picture)
+SPEC_VERSION = 4
 MAX_TEXT = 4000
 MAX_REFERENCE_BYTES = 16 * 2**20
 
@@ -49,6 +51,10 @@ class PanelSpec:
     shot: str
     seed: int
     cast: tuple[int, ...] = (1,)  # who is in it: places in the job's characters (1-based), () = no one
+    # A refine: the take it starts from, and that take's PNG (it travels with the spec, so a
+    # Redis worker needs nothing of the studio's files).
+    source_take: int | None = None
+    source_png: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -66,15 +72,16 @@ class JobSpec:
     seed: int  # the board's seed: the generated portraits' come from it
     identity_lock: bool
     model: str | None = None
+    strength: float | None = None  # a refine (img2img from each panel's source_png); None: drawn afresh
 
     # -- JSON, for a job that travels --
 
     def to_json(self) -> dict:
         data = asdict(self)  # the preset too, as SpeedPreset.to_dict writes it
-        data["panels"] = [{**asdict(panel), "cast": list(panel.cast)} for panel in self.panels]  # lists, not tuples
+        data["panels"] = [{**asdict(panel), "cast": list(panel.cast),  # lists, not tuples
+                           "source_png": _base64(panel.source_png)} for panel in self.panels]
         data["characters"] = [{"name": c.name, "traits": c.traits,
-                               "reference_png": base64.b64encode(c.reference_png).decode() if c.reference_png
-                               else None} for c in self.characters]
+                               "reference_png": _base64(c.reference_png)} for c in self.characters]
         data["version"] = SPEC_VERSION
         return data
 
@@ -112,28 +119,51 @@ class JobSpec:
             seed=_integer(data, "seed", 0, SEED_LIMIT),
             identity_lock=_boolean(data, "identity_lock"),
             model=data.get("model") if isinstance(data.get("model"), str) else None,
+            strength=_strength(data),
         )
+        if {panel.source_png is not None for panel in spec.panels} != {spec.strength is not None}:
+            raise _refused("strength", "a refine, and a picture for each of its panels, or neither")
         for name in ("width", "height"):
             if getattr(spec, name) % 8:
                 raise _refused(name, "a multiple of 8 expected")
         return spec
 
 
+def _base64(png: bytes | None) -> str | None:
+    return base64.b64encode(png).decode() if png else None
+
+
+def _png_field(raw: dict, key: str, where: str) -> bytes | None:
+    """An optional PNG sent as base64 text."""
+    encoded = raw.get(key)
+    if encoded is None:
+        return None
+    if not isinstance(encoded, str) or len(encoded) > MAX_REFERENCE_BYTES * 4 // 3 + 4:
+        raise _refused(f"{where}.{key}", "base64 text of a PNG expected")
+    try:
+        png = base64.b64decode(encoded, validate=True)
+    except ValueError:
+        raise _refused(f"{where}.{key}", "base64 expected") from None
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise _refused(f"{where}.{key}", "a PNG expected")
+    return png
+
+
+def _strength(data: dict) -> float | None:
+    value = data.get("strength")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise _refused("strength", "a number in (0, 1] or null expected")
+    return float(value)
+
+
 def _character(raw: Any, where: str, count: int) -> CharacterSpec:
     if not isinstance(raw, dict):
         raise _refused(where, "an object expected")
-    reference = raw.get("reference_png")
-    if reference is not None:
-        if not isinstance(reference, str) or len(reference) > MAX_REFERENCE_BYTES * 4 // 3 + 4:
-            raise _refused(f"{where}.reference_png", "base64 text of a PNG expected")
-        try:
-            reference = base64.b64decode(reference, validate=True)
-        except ValueError:
-            raise _refused(f"{where}.reference_png", "base64 expected") from None
-        if not reference.startswith(b"\x89PNG\r\n\x1a\n"):
-            raise _refused(f"{where}.reference_png", "a PNG expected")
     return CharacterSpec(name=_text(raw, "name", MAX_NAME_CHARS, empty=count == 1, where=where),
-                         traits=_text(raw, "traits", MAX_TEXT, where=where), reference_png=reference)
+                         traits=_text(raw, "traits", MAX_TEXT, where=where),
+                         reference_png=_png_field(raw, "reference_png", where))
 
 
 def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
@@ -154,6 +184,8 @@ def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
         shot=shot,
         seed=_integer(raw, "seed", 0, SEED_LIMIT, where=where),
         cast=tuple(cast),
+        source_take=None if raw.get("source_take") is None else _integer(raw, "source_take", 1, 2**31, where=where),
+        source_png=_png_field(raw, "source_png", where),
     )
 
 
@@ -182,24 +214,32 @@ def _boolean(data: dict, key: str) -> bool:
     return value
 
 
-def spec_for(job: dict, board: dict, references: dict[int, bytes]) -> JobSpec:
+def spec_for(job: dict, board: dict, references: dict[int, bytes],
+             sources: dict[int, tuple[int, bytes]] | None = None) -> JobSpec:
     """The spec of ``job`` (a store row) on ``board`` (the store's board, frames in display
-    order); ``references``: the PNG of each character (1-based) that has one."""
+    order); ``references``: the PNG of each character (1-based) that has one; ``sources``: a
+    refine's (Store.take_pngs), each refined panel's chosen take and its PNG."""
     params = board["params"]
     positions = {frame["id"]: i for i, frame in enumerate(board["frames"], start=1)}
+    refine = job["kind"] == "refine"
     if job["kind"] == "frame":
         frames = [f for f in board["frames"] if f["id"] == job["frame_id"]]
+    elif refine:  # the panels whose take it has (one, or each drawn panel of the board)
+        frames = sorted((f for f in board["frames"] if f["id"] in (sources or {})), key=lambda f: f["id"])
     else:
         frames = sorted((f for f in board["frames"] if f["status"] != "done"), key=lambda f: f["id"])
+    source = (sources or {}).get
     panels = tuple(PanelSpec(f["id"], positions[f["id"]], f["caption"], f["scene"] or f["caption"], f["shot"],
-                             f["seed"], tuple(params.position(name) for name in f["cast"])) for f in frames)
+                             f["seed"], tuple(params.position(name) for name in f["cast"]),
+                             *(source(f["id"]) or (None, None))) for f in frames)
     characters = tuple(CharacterSpec(c.name, c.traits, references.get(k) if params.identity_lock else None)
                        for k, c in enumerate(params.characters, start=1))
     return JobSpec(
         job_id=job["id"], board_id=board["id"], panels=panels, board_panels=len(board["frames"]),
         characters=characters, style=params.style, negative_prompt=params.negative_prompt,
-        preset=params.preset, width=params.width, height=params.height, seed=params.seed,
-        identity_lock=params.identity_lock, model=params.model or None,
+        preset=PRESETS[job["preset"]] if refine else params.preset, width=params.width, height=params.height,
+        seed=params.seed, identity_lock=params.identity_lock, model=params.model or None,
+        strength=job["strength"] if refine else None,
     )
 
 
@@ -266,7 +306,8 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
         cut = {c.name: words for c, words in zip(present, built.traits_dropped) if words}
         prompts[panel.frame_id] = PanelPrompts(built.prompt, built.negative_prompt, built.dropped or None, cut or None)
         jobs.append(PanelJob(panel.frame_id, built.prompt, built.negative_prompt, panel.seed, panel.caption,
-                             panel.shot, tuple(i - 1 for i in panel.cast)))
+                             panel.shot, tuple(i - 1 for i in panel.cast),
+                             init_image=_image(panel.source_png) if panel.source_png else None))
     sink.prompts(prompts)
     if not jobs:
         return None
@@ -283,12 +324,12 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
             locks.append(CharacterLock(portrait=PanelJob(None, p.prompt, p.negative_prompt,
                                                          portrait_seed(spec.seed, k), p.caption, p.shot)))
     request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.preset, spec.identity_lock,
-                                characters=tuple(locks))
+                                characters=tuple(locks), strength=spec.strength)
     # A step's share of a panel's whole cost (its decode and encodes too), in measured time.
     step_s = seconds_per_pass and seconds_per_pass * spec.preset.passes_per_panel / request.num_steps
     tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits, step_s)
-    casts = {panel.frame_id: panel.cast for panel in panels}
-    writer = PanelWriter(lambda result: _deliver(spec, result, sink, casts[result.index]))
+    by_id = {panel.frame_id: panel for panel in panels}
+    writer = PanelWriter(lambda result: _deliver(spec, result, sink, by_id[result.index]))
     try:
         result = generator.generate(
             request,
@@ -349,13 +390,13 @@ def _image(png: bytes):
         return image.convert("RGB")
 
 
-def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
+def _deliver(spec: JobSpec, result, sink: Sink, panel: PanelSpec) -> None:
     from exporting import encode_png
 
     if result.status != "done":
         sink.panel_failed(result.index, result.error or "The panel could not be drawn.")
         return
-    names = [spec.characters[i - 1].name for i in cast]
+    names = [spec.characters[i - 1].name for i in panel.cast]
     identity = result.identity
     if identity is not None and "characters" in identity:  # the judge scores by place; the page shows names
         identity = {**identity, "characters": [{"name": name, **score}
@@ -378,7 +419,8 @@ def _deliver(spec: JobSpec, result, sink: Sink, cast: tuple[int, ...]) -> None:
     }
     sink.panel_saved(SavedPanel(result.index, encode_png(result.image, meta), result.seed, identity,
                                 result.attempts, round(result.seconds, 3), mode=spec.preset.name,
-                                ran=result.ran.to_json() if result.ran is not None else None))
+                                ran=result.ran.to_json() if result.ran is not None else None,
+                                parent=panel.source_take))
 
 
 def _png(image) -> bytes:

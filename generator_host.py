@@ -91,7 +91,10 @@ class GeneratorHost:
         return Outcome(Status.DONE)
 
     def _measured(self, job: JobSpec, result) -> None:
-        """Keep the step time this board measured, for the next board's estimates and restarts."""
+        """Keep the step time this board measured, for the next board's estimates and restarts
+        (not a refine's: it runs a share of its mode's steps)."""
+        if job.strength is not None:
+            return
         seconds = [panel.seconds for panel in (result.panels if result else ()) if panel.status == "done"]
         self._step_time = step_time.record(self.settings, job.preset, seconds) or self._step_time
 

@@ -75,6 +75,8 @@ class PanelJob:
     # A portrait: the place of the character it is of (0-based). The generator sets it from
     # the lock that holds the portrait, so the progress it reports names the character.
     portrait_of: int | None = None
+    # A refine: the picture (PIL, at the request's size) whose composition it keeps.
+    init_image: object | None = None
 
     @property
     def characters(self) -> tuple[int, ...]:
@@ -103,10 +105,20 @@ class StoryboardRequest:
     # A cast (each panel's PanelJob.cast says who is in it); empty: one character, locked
     # with ``reference`` or ``portrait`` above.
     characters: tuple[CharacterLock, ...] = ()
+    # A refine (img2img from each panel's init_image): how far from its picture it may go,
+    # 0-1. It runs the last strength x steps steps of the schedule, as diffusers does.
+    strength: float | None = None
 
     @property
     def num_steps(self) -> int:
         return self.steps or self.preset.steps
+
+    @property
+    def denoising_steps(self) -> int:
+        """The steps that run: all of them, or a refine's share (diffusers' img2img rounds down)."""
+        if self.strength is None:
+            return self.num_steps
+        return min(int(self.num_steps * self.strength), self.num_steps)
 
     @property
     def locks(self) -> tuple[CharacterLock, ...]:
@@ -156,9 +168,15 @@ class PanelRun:
     ip_adapter_scale: float | None
     lora: str | None  # the distilled family (config.DISTILLED_FAMILIES) whose LoRA was on; None: SDXL alone
     decoder: str = "vae"  # what decoded it (config.DECODERS): SDXL's VAE, or TAESDXL for a draft
+    # A refine: its strength, and the steps that ran (strength x steps: its cost in UNet passes,
+    # twice that while guided). None for a panel drawn afresh, and then left out of the JSON.
+    strength: float | None = None
+    denoising_steps: int | None = None
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        facts = dataclasses.asdict(self)
+        return facts if self.strength is not None else {k: v for k, v in facts.items()
+                                                         if k not in ("strength", "denoising_steps")}
 
 
 @dataclass
@@ -590,6 +608,12 @@ class StoryboardGenerator:
                 raise InputError(name, f"{name} must be a positive multiple of 8, got {value}")
         if request.num_steps < 1:
             raise InputError("steps", "at least one step")
+        if request.strength is not None:
+            if not 0 < request.strength <= 1 or request.denoising_steps < 1:
+                raise InputError("strength", f"a refine's strength must be in (0, 1] and leave at least one of "
+                                             f"the {request.num_steps} steps, got {request.strength}")
+            if any(job.init_image is None for job in request.panels):
+                raise InputError("strength", "a refine needs each panel's picture to start from")
         if request.characters and (request.reference is not None or request.portrait is not None):
             raise InputError("characters", "a cast locks each character itself: no request-wide reference")
         locks = request.locks
@@ -845,9 +869,9 @@ class StoryboardGenerator:
             with self._unet_for(run, width, height) as eager, self._folding(eager), \
                     guidance.hooked(self.pipe.unet, run.image_embeds is not None), \
                     guidance.estimating(self.pipe.scheduler):
-                latents = self.pipe(
-                    width=width,
-                    height=height,
+                pipe, start = self._start_from(batch, run, width, height)
+                latents = pipe(
+                    **start,
                     num_inference_steps=run.request.num_steps,
                     guidance_scale=run.request.preset.guidance_scale,
                     output_type="latent",
@@ -859,6 +883,19 @@ class StoryboardGenerator:
                 ran = self._ran(run)
                 per_panel = (time.perf_counter() - started) / len(batch)
                 return [self._decoded(job, latent, per_panel, ran) for job, latent in zip(batch, latents)]
+
+    def _start_from(self, batch: list[PanelJob], run: "_Run", width: int, height: int) -> tuple:
+        """The pipeline and where it starts: SDXL from noise at the size, or for a refine its
+        img2img twin on the same loaded components (diffusers' from_pipe: no second copy of
+        any model in memory) from each panel's picture, at the refine's strength."""
+        if batch[0].init_image is None:  # drawn afresh, or a refine's portrait
+            return self.pipe, {"width": width, "height": height}
+        from diffusers import StableDiffusionXLImg2ImgPipeline
+
+        img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe)
+        img2img.set_progress_bar_config(disable=True)
+        images = [job.init_image.convert("RGB").resize((width, height)) for job in batch]
+        return img2img, {"image": images, "strength": run.request.strength}
 
     def _call_inputs(self, batch: list[PanelJob], run: "_Run") -> dict:
         import torch
@@ -884,8 +921,10 @@ class StoryboardGenerator:
 
     def _ran(self, run: "_Run") -> PanelRun:
         scheduler = type(self.pipe.scheduler).__name__
+        refine = run.request.strength is not None
         return PanelRun(scheduler, A1111_SAMPLERS.get(scheduler, scheduler), run.request.num_steps,
-                        run.request.preset.guidance_scale, run.ip_scale, self._family, run.request.preset.decoder)
+                        run.request.preset.guidance_scale, run.ip_scale, self._family, run.request.preset.decoder,
+                        strength=run.request.strength, denoising_steps=run.request.denoising_steps if refine else None)
 
     def _decoded(self, job: PanelJob, latent, seconds: float, ran: PanelRun) -> PanelResult:
         started = time.perf_counter()
@@ -948,7 +987,7 @@ class _CfgCutoff:
     instead of two. Also the step callback: cancel, progress and the preview of each job of the call."""
 
     def __init__(self, run: "_Run", jobs: list[PanelJob], cutoff: float):
-        self.run, self.jobs, self.steps = run, jobs, run.request.num_steps
+        self.run, self.jobs, self.steps = run, jobs, run.steps_of(jobs)
         self.at = round(self.steps * cutoff) if run.cfg and cutoff < 1 else None  # None: guided throughout
         self.guided = True
         self._positive: dict = {}  # the [negative; positive] IP embeddings last seen, and their positive half
@@ -1047,6 +1086,11 @@ class _Run:
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise GenerationCancelled()
+
+    def steps_of(self, jobs: Sequence[PanelJob]) -> int:
+        """The steps one call for ``jobs`` runs: a refine's share for panels it starts from a
+        picture, all of them for the rest (a portrait drawn during a refine)."""
+        return self.request.denoising_steps if jobs[0].init_image is not None else self.request.num_steps
 
     def cast_of(self, job: PanelJob) -> tuple[int, ...]:
         """Who the identity lock holds in ``job``: its cast, or no one with the lock off."""

@@ -174,7 +174,14 @@ def migration_7(db: sqlite3.Connection) -> None:
         db.execute("UPDATE frames SET take = 1 WHERE storyboard_id = ? AND id = ?", (board_id, frame_id))
 
 
-MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7)
+def migration_8(db: sqlite3.Connection) -> None:
+    """A refine job: the speed preset it refines to and its strength (NULL for other jobs)."""
+    _add_column(db, "jobs", "preset TEXT")
+    _add_column(db, "jobs", "strength REAL")
+
+
+MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
+              migration_8)
 
 # The column each version shipped without a number added, in the order those versions came.
 _SHIPPED_MARKS = (("jobs", "id"), ("frames", "dropped"), ("jobs", "cancel_requested"), ("frames", "scene"),

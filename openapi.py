@@ -9,7 +9,7 @@ ratios, panel count) come from config.py, so they cannot drift either.
 from __future__ import annotations
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
-from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS
+from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_PRESETS
 
 OPENAPI_VERSION = "3.1.0"
 STATUSES = ["queued", "running", "done", "failed", "canceled", "interrupted"]
@@ -53,6 +53,13 @@ FRAME_ID = {"name": "frame_id", "in": "path", "required": True, "schema": {"type
             "description": "The panel's stable id (a frame's `id`, not its position)."}
 TAKE_ID = {"name": "take_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
            "description": "The take's id within its panel (a take's `id`)."}
+REFINE_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {
+        "preset": {"enum": list(REFINE_PRESETS), "default": "quality",
+                   "description": "The speed mode of the new take (SDXL img2img at its steps and scales)."},
+        "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                     "description": "How far it may move from the take: it runs strength x steps steps. Missing: "
+                                    "STORYBOARD_REFINE_STRENGTH (0.35)."}}}}}}
 CHARACTER = {"name": "character", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHARACTERS},
              "description": "The character's place in the board's `characters` (1-based)."}
@@ -180,7 +187,8 @@ def _schemas() -> dict:
                 "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
                           "properties": {"regenerate": {**string, "description": "POST: redraw it (by its "
                                                         "position when sent: a reorder moves it)."},
-                                         "take": {**string, "description": "PUT {\"take\": id}: show that take."}}},
+                                         "take": {**string, "description": "PUT {\"take\": id}: show that take."},
+                                         "refine": {**string, "description": "POST: refine the chosen take."}}},
             },
         },
         "Take": {
@@ -192,7 +200,8 @@ def _schemas() -> dict:
                 "mode": {**_nullable(string), "description": "The speed preset's name."},
                 "settings": {**_nullable({"type": "object"}),
                              "description": "What ran: scheduler, sampler, steps, guidance_scale, ip_adapter_scale, "
-                                            "lora. Null for a panel drawn before takes (its PNG keeps them)."},
+                                            "lora; a refine's also strength and denoising_steps (strength x steps, what it cost). "
+                                            "Null for a panel drawn before takes (its PNG keeps them)."},
                 "identity": _nullable(_ref("Identity")),
                 "seconds": _nullable(number),
                 "created_at": {**string, "format": "date-time"},
@@ -238,7 +247,8 @@ def _schemas() -> dict:
                                          "events": {**string, "description": "Its Server-Sent Events."},
                                          "cancel": {**string, "description": "POST: cancel its job."},
                                          "resume": {**string, "description": "POST: draw what is left."},
-                                         "order": {**string, "description": "PUT: a new panel order."}}},
+                                         "order": {**string, "description": "PUT: a new panel order."},
+                                         "refine": {**string, "description": "POST: refine every drawn panel."}}},
                 "notices": {"type": "array", "items": string,
                             "description": "Things to know about the input (e.g. a story not in English); "
                                            "absent on older boards."},
@@ -460,6 +470,17 @@ def _paths() -> dict:
                     "type": "object", "required": ["take"], "properties": {"take": {
                         "type": "integer", "minimum": 1, "description": "A take's `id`."}}}}}},
                 "responses": {"200": board, **_errors(400, 403, 404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/refine": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "post": {"summary": "Refine the panel's chosen take into a new take that keeps its composition",
+                     "operationId": "refineFrame", "requestBody": REFINE_BODY,
+                     "responses": {"202": board, **_errors(400, 403, 404, 409, 429, 503)}},
+        },
+        "/api/storyboards/{board_id}/refine": {
+            "parameters": [BOARD_ID],
+            "post": {"summary": "Refine the chosen take of every drawn panel", "operationId": "refineStoryboard",
+                     "requestBody": REFINE_BODY, "responses": {"202": board, **_errors(400, 403, 404, 409, 429, 503)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}": {
             "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],

@@ -8,8 +8,9 @@ Two steps, both pure functions over small frozen dataclasses:
    the plan before any model is loaded. The LLM planner (planner.py) returns the same type.
 2. :func:`build_prompt` turns a plan into a :class:`PanelPrompt`:
    ``"{character}, {scene}, {shot}, {style}"``. SDXL's CLIP text encoders read only 77
-   tokens (start and end tokens included), so the character traits go first, where they
-   always survive, and the scene detail is shortened when the whole does not fit.
+   tokens (start and end tokens included), so the character traits go first, and when the
+   whole does not fit, the scene's core action stays and the style, trait phrases and scene
+   detail give way (:func:`_compose`).
 
 Token counting is injected (``count_tokens(text) -> int``, counting the start and end
 tokens, e.g. ``lambda t: len(tokenizer(t).input_ids)``), so this module imports neither
@@ -416,7 +417,7 @@ def cast_positions(count: int) -> tuple[str, ...]:
 # --- Panel -> prompt ---------------------------------------------------------------------
 
 # Trimmed off the end of the scene detail so "door," does not become "door,, medium shot".
-_TRAILING = " ,;:.!?…-–—"
+_TRAILING = " ,;:.!?…-–—，；：、。！？"
 
 
 # Control characters reach prompts and PNG metadata for no good reason; tabs and line
@@ -500,6 +501,69 @@ def _fair_cut(phrases: Sequence[Sequence[str]], fits: Callable[[list[int]], bool
     return kept
 
 
+# The core action: the scene's first clause, ended by this punctuation (CJK's too).
+_CLAUSE_ENDS = tuple(",;:—–.!?…，；：、。！？")
+# A first clause this short, or one that opens with a place or a time, is a setting ("At
+# dawn,", "In the old harbour,"), not yet the action: the next clause joins the core.
+MIN_CORE_TOKENS = 5
+_LEAD_INS = frozenset(
+    "at in on after before during when while as once with under inside outside near beside behind "
+    "through across into from by later meanwhile suddenly then".split()
+)
+# A core longer than this (a run-on first clause, or Chinese at ~2.5 tokens a character)
+# keeps its start: the rest of the budget is the cast's.
+MAX_CORE_TOKENS = 32
+
+
+def _units(text: str) -> list[str]:
+    """``text`` in the pieces the budget cuts between: words with the spaces after them and,
+    in scripts written without spaces (Chinese, Japanese, Thai...), single characters.
+    ``"".join(_units(text)) == text``."""
+    units: list[str] = []
+    for word in re.findall(r"\S+\s*", text):
+        run = ""
+        for ch in word:
+            if _unspaced(ch):
+                units.extend(filter(None, (run, ch)))
+                run = ""
+            elif ch.isspace() and not run and units:
+                units[-1] += ch
+            else:
+                run += ch
+        if run:
+            units.append(run)
+    return units
+
+
+def _prefix(units: Sequence[str], n: int) -> str:
+    return "".join(units[:n]).rstrip(_TRAILING)
+
+
+def _most(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest n in lo..hi with ``ok(n)``, given ``ok(lo)`` and that ``ok`` holds up to a
+    point and not after (more words never take fewer tokens)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def core_length(units: Sequence[str], count_tokens: Callable[[str], int]) -> int:
+    """How many of a scene's units (:func:`_units`) are its core action, the part of the
+    prompt a panel exists for: its first clause, joined by the next ones while it is a
+    setting (shorter than MIN_CORE_TOKENS, or opening with a place or time word such as "at",
+    "when"), at most MAX_CORE_TOKENS. No part-of-speech tagger: clause punctuation and token
+    counts read any language; the setting words are English, where captions mostly are."""
+    ends = [i + 1 for i, unit in enumerate(units) if unit.rstrip().endswith(_CLAUSE_ENDS)] + [len(units)]
+    opens_with_setting = bool(units) and units[0].strip().lower() in _LEAD_INS
+    n = 0
+    for k, end in enumerate(ends):
+        n = end
+        if count_tokens(_prefix(units, n)) - 2 >= MIN_CORE_TOKENS and not (k == 0 and opens_with_setting):
+            break
+    return _most(min(1, n), n, lambda m: count_tokens(_prefix(units, m)) - 2 <= MAX_CORE_TOKENS)
+
+
 def _compose(
     plan: PanelPlan,
     characters: Sequence[str],
@@ -511,49 +575,43 @@ def _compose(
     """``"{traits}, {scene}, {shot}, {style}"`` shortened to fit ``max_tokens``, where the
     traits are those of every character present (see :func:`_cast_text`).
 
-    What gives way, in order: scene words from the end, then the style (and the room it
-    frees goes back to the scene), then the scene entirely; then, with several characters,
-    their traits, fairly (:func:`_fair_cut`), and last the shot. One character's traits are
-    never cut: when they alone are over budget they are kept whole, since CLIP drops the
-    tail of a prompt and the traits are at its head.
+    The scene's core action (:func:`core_length`) is what a panel exists for, so everything
+    else gives way first, in order: the style's phrases from the end; the characters' trait
+    phrases, fairly (:func:`_fair_cut`, never a first phrase); the rest of the scene, words
+    from the end; the shot. Only then the core's own words, from the end. When the first
+    trait phrases alone are over budget they are kept whole, since CLIP drops the tail of a
+    prompt and the traits are at its head.
     """
     phrases = [_phrases(traits) for traits in characters]
     whole = [len(p) for p in phrases]
-    shot, style = _normalise(plan.shot), _normalise(style)
-    words = _normalise(plan.scene).split()
+    firsts = [min(1, n) for n in whole]
+    shot = _normalise(plan.shot)
+    styles = _phrases(style)
+    units = _units(_normalise(plan.scene))
 
-    def prompt_with(n_words: int, keep_style: bool, kept: Sequence[int] = whole, keep_shot: bool = True) -> str:
-        scene_kept = " ".join(words[:n_words]).rstrip(_TRAILING)
-        return _join(_cast_text(phrases, kept), scene_kept, shot if keep_shot else "", style if keep_style else "")
+    def prompt_with(kept: Sequence[int], n_scene: int, keep_shot: bool = True, n_style: int = 0) -> str:
+        return _join(_cast_text(phrases, kept), _prefix(units, n_scene), shot if keep_shot else "",
+                     ", ".join(styles[:n_style]))
 
     def fits(text: str) -> bool:
         return count_tokens(text) <= max_tokens
 
-    full = prompt_with(len(words), keep_style=True)
-    kept = whole
-    if fits(full):
-        n_words, prompt = len(words), full
-    elif fits(prompt_with(0, keep_style=False)):
-        keep_style = fits(prompt_with(0, keep_style=True))
-        # Largest number of scene words that fits, by bisection: CLIP tokenizes word by
-        # word, so the count never shrinks as words are added. lo always fits.
-        lo, hi = 0, len(words)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(prompt_with(mid, keep_style)):
-                lo = mid
-            else:
-                hi = mid - 1
-        n_words, prompt = lo, prompt_with(lo, keep_style)
-    elif len(phrases) > 1:
-        n_words = 0
-        kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k)), count_tokens)
-        keep_shot = fits(prompt_with(0, False, kept))
-        if not keep_shot:
-            kept = _fair_cut(phrases, lambda k: fits(prompt_with(0, False, k, keep_shot=False)), count_tokens)
-        prompt = prompt_with(0, False, kept, keep_shot)
-    else:
-        n_words, prompt = 0, _cast_text(phrases, whole)
+    everything = len(units)
+    full = prompt_with(whole, everything, True, len(styles))
+    kept, n_scene, keep_shot, n_style = whole, everything, True, len(styles)
+    if not fits(full):
+        n_style = 0
+        core = core_length(units, count_tokens)
+        if fits(prompt_with(whole, everything)):
+            n_style = _most(0, len(styles), lambda n: fits(prompt_with(whole, everything, True, n)))
+        elif fits(prompt_with(firsts, everything)):
+            kept = _fair_cut(phrases, lambda k: fits(prompt_with(k, everything)), count_tokens)
+        elif fits(prompt_with(firsts, core)):
+            kept, n_scene = firsts, _most(core, everything, lambda n: fits(prompt_with(firsts, n)))
+        else:
+            kept, keep_shot = firsts, False
+            n_scene = _most(0, everything, lambda n: fits(prompt_with(firsts, n, False)))
+    prompt = prompt_with(kept, n_scene, keep_shot, n_style)
     return PanelPrompt(
         caption=plan.caption,
         shot=plan.shot,
@@ -561,7 +619,7 @@ def _compose(
         negative_prompt=negative_prompt.strip(),
         tokens=count_tokens(prompt),
         shortened=prompt != full,
-        dropped=" ".join(words[n_words:]),
+        dropped="".join(units[n_scene:]).strip(),
         traits_dropped=tuple(", ".join(p[n:]) for p, n in zip(phrases, kept)),
     )
 

@@ -63,7 +63,7 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "negative_prompt": frame["negative_prompt"],
         # Scene words cut from the prompt to fit CLIP's 77 tokens (the caption keeps them).
         "prompt_shortened": frame["dropped"],
-        # The trait phrases cut, by character, when several characters' traits did not fit.
+        # The trait phrases cut, by character ("": the one unnamed), when traits did not fit.
         "traits_shortened": frame["traits_dropped"],
         "seed": frame["seed"],
         "image_url": image_url(board_id, frame),  # the chosen take's
@@ -75,7 +75,8 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "seconds": frame["seconds"],
         # By position, as the route takes it: panel n of the board's order when this was sent.
         "links": {"regenerate": board_url(board_id, "frames", index, "regenerate"),
-                  "take": board_url(board_id, "frames", frame["id"], "take")},
+                  "take": board_url(board_id, "frames", frame["id"], "take"),
+                  "refine": board_url(board_id, "frames", frame["id"], "refine")},
     }
 
 
@@ -109,7 +110,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
         "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
-                  "order": board_url(board_id, "order")},
+                  "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
     }
 
 

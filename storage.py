@@ -249,12 +249,20 @@ class Store:
                 )
             self._add_job(db, board_id, "board")
 
-    def _add_job(self, db, board_id: str, kind: str, frame_id: int | None = None) -> int:
-        cursor = db.execute("INSERT INTO jobs (storyboard_id, kind, frame_id, status, created_at)"
-                            " VALUES (?, ?, ?, 'queued', ?)", (board_id, kind, frame_id, now()))
+    def _add_job(self, db, board_id: str, kind: str, frame_id: int | None = None, preset: str | None = None,
+                 strength: float | None = None) -> int:
+        cursor = db.execute("INSERT INTO jobs (storyboard_id, kind, frame_id, status, created_at, preset, strength)"
+                            " VALUES (?, ?, ?, 'queued', ?, ?, ?)", (board_id, kind, frame_id, now(), preset, strength))
         return cursor.lastrowid
 
     def board(self, board_id: str) -> dict | None:
+        """The board with its references, panels and takes as one snapshot: a delete or a new
+        take between its reads would give a board without panels, or a panel whose take is
+        missing."""
+        with self._lock:  # the one connection's: no write comes between these reads
+            return self._read_board(board_id)
+
+    def _read_board(self, board_id: str) -> dict | None:
         rows = self._query("SELECT * FROM storyboards WHERE id = ?", (board_id,))
         if not rows:
             return None
@@ -637,6 +645,44 @@ class Store:
                            (json.dumps(list(cast)), board_id, frame_id))
             self._add_job(db, board_id, "frame", frame_id)
             self._refresh(db, board_id)
+
+    def refine(self, board_id: str, frame_id: int | None, preset: str, strength: float,
+               queue_limit: int | None = None) -> None:
+        """Queue a refine of the panel's chosen take (``frame_id``), or of every drawn panel's
+        (None), to ``preset`` at ``strength``; Conflict, QueueFull: nothing changed."""
+        with self._tx() as db:
+            if frame_id is None:
+                status = self._refresh(db, board_id)
+                if status in ACTIVE:
+                    raise Conflict(f"The storyboard is already {status}.")
+                frames = [row[0] for row in db.execute(
+                    "SELECT id FROM frames WHERE storyboard_id = ? AND take IS NOT NULL", (board_id,))]
+            else:
+                frame = db.execute("SELECT status, take FROM frames WHERE storyboard_id = ? AND id = ?",
+                                   (board_id, frame_id)).fetchone()
+                if frame is None or frame["status"] in ACTIVE:
+                    raise Conflict("The panel is already being drawn.")
+                frames = [frame_id] if frame["take"] is not None else []
+            if not frames:
+                raise Conflict("Nothing is drawn yet to refine.")
+            self._check_room(db, queue_limit)
+            db.executemany("UPDATE frames SET status = 'queued', error = NULL WHERE storyboard_id = ? AND id = ?",
+                           [(board_id, frame) for frame in frames])
+            self._add_job(db, board_id, "refine", frame_id, preset, strength)
+            self._refresh(db, board_id)
+
+    def take_pngs(self, board: dict, job: dict) -> dict[int, tuple[int, bytes]]:
+        """What a refine job starts from: {frame id: (its chosen take, that take's PNG)} for each
+        panel it refines; {} for any other job."""
+        if job["kind"] != "refine":
+            return {}
+        sources = {}
+        for frame in board["frames"]:
+            refined = frame["id"] == job["frame_id"] if job["frame_id"] is not None else frame["status"] in ACTIVE
+            path = self.file_path(board["id"], frame["image_file"]) if refined and frame["take"] else None
+            if path is not None:
+                sources[frame["id"]] = (frame["take"], path.read_bytes())
+        return sources
 
 
 def reference_name(character: int) -> str:

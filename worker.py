@@ -162,7 +162,9 @@ class Worker(Backend):
         from drawing import spec_for
 
         board = self.store.board(job["storyboard_id"])
-        return spec_for(job, board, self.store.reference_pngs(board)) if board is not None else None
+        if board is None:
+            return None
+        return spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job))
 
 
 # --- A Redis worker process -----------------------------------------------------------------

@@ -451,6 +451,14 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         takes = redrawn["frames"][1]["takes"]
         assert shown == len(api.get(takes[0]["image_url"]).body()) != len(api.get(takes[1]["image_url"]).body())
 
+        # Refine makes a third take from the one shown, and shows it.
+        panel2.locator(".refine").click()
+        expect(panel2.locator(".take-count")).to_have_text("3/3", timeout=BOARD_TIMEOUT_MS)
+        expect(board_status).to_have_text("done")
+        refined = _poll(lambda: (b := board()) and b["status"] == "done" and b, message="the refine to finish")
+        assert refined["frames"][1]["takes"][2]["parent"] == 1 and refined["frames"][1]["takes"][2]["mode"] == "quality"
+        page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=TIMEOUT_MS)
+
         # Move panel 1 to the right: the server and the page both show the new order.
         ids = [f["id"] for f in redrawn["frames"]]
         page.locator("#board .panel[data-index='1'] .move-right").click()
@@ -986,6 +994,14 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         assert not page.is_checked("#identity-lock")
         page.select_option("#preset", "fast")
         expect(page.locator("#preset-hint")).to_have_text("12 steps · CFG 6.5 · IP-Adapter scale 0.50")
+
+        # What a prompt left out to fit CLIP is said on the panel, in view (not in a tooltip).
+        in_page(page, """m.state.board.frames[0] = {...m.state.board.frames[0], prompt: "young woman, She climbs, wide shot",
+            prompt_shortened: "as gulls scream", traits_shortened: {"": "yellow raincoat"}}; m.renderAll();""")
+        note = page.locator("#board .panel").first.locator(".prompt-shortened")
+        expect(note).to_be_visible()
+        expect(note).to_have_text("Prompt shortened to fit CLIP's 77 tokens, the action kept; left out part of the style; "
+                                  "the character: “yellow raincoat”; scene words “as gulls scream”.")
 
         # A panel drawn with the identity lock off says so instead of a scale that was not used.
         in_page(page, """

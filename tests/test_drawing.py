@@ -41,10 +41,36 @@ def cast_spec(**changes) -> JobSpec:
     return spec(**values)
 
 
+def refine_spec(strength=0.5, **changes) -> JobSpec:
+    """A refine of both panels of spec(), each from its take 3 (a flat picture)."""
+    sources = (png_bytes((48, 48), "green"), png_bytes((48, 48), "blue"))
+    panels = tuple(PanelSpec(p.frame_id, p.position, p.caption, p.scene, p.shot, p.seed, p.cast, 3, png)
+                   for p, png in zip(spec().panels, sources))
+    return spec(panels=panels, strength=strength, preset=SpeedPreset("quality", "Quality", 4, 7.5, 0.8), **changes)
+
+
 def test_a_spec_survives_json_unchanged():
     assert JobSpec.from_json(spec().to_json()) == spec()
     assert JobSpec.from_json(cast_spec().to_json()) == cast_spec()
     assert cast_spec().to_json()["characters"][1]["reference_png"]  # the faces travel: workers are stateless
+    refine = JobSpec.from_json(refine_spec().to_json())
+    assert refine == refine_spec() and refine.panels[1].source_png == png_bytes((48, 48), "blue")  # so do the takes
+
+
+@pytest.mark.parametrize("changes", [{"strength": None}, {"strength": 0}, {"strength": 2}, {"strength": "0.5"}])
+def test_a_refine_payload_without_its_strength_or_pictures_is_refused(changes):
+    data = {**refine_spec().to_json(), **changes}
+    with pytest.raises(InputError) as caught:
+        JobSpec.from_json(data)
+    assert caught.value.field == "strength"
+
+
+def test_a_refine_draws_each_panel_from_its_take_and_says_so(tiny_generator):
+    sink = Recorder()
+    draw(tiny_generator, refine_spec(), sink)
+    saved = [fact[1] for fact in sink.facts if fact[0] == "panel_saved"]
+    assert [(panel.parent, panel.mode) for panel in saved] == [(3, "quality"), (3, "quality")]
+    assert saved[0].ran["strength"] == 0.5 and saved[0].ran["denoising_steps"] == 2
 
 
 @pytest.mark.parametrize("path,value,field", [
@@ -87,6 +113,10 @@ def test_the_spec_carries_the_boards_preset_whole_not_rebuilt_by_its_name():
     job_spec = spec_for({"id": 3, "kind": "board", "frame_id": None}, board, {})
     assert job_spec.preset == HYPER != PRESETS["lightning"]
     assert JobSpec.from_json(job_spec.to_json()).preset == HYPER
+    refine = spec_for({"id": 4, "kind": "refine", "frame_id": None, "preset": "balanced", "strength": 0.4}, board,
+                      {}, {1: (2, b"\x89PNG take")})
+    assert (refine.preset, refine.strength) == (PRESETS["balanced"], 0.4)
+    assert [(p.frame_id, p.source_take, p.source_png) for p in refine.panels] == [(1, 2, b"\x89PNG take")]
 
 
 class Recorder:

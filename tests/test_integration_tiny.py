@@ -41,13 +41,14 @@ def test_a_six_panel_board_on_the_tiny_model(client, app):
 
 def test_prompts_fit_clip_and_start_with_the_traits(client):
     traits = "round face, grey eyes, short black hair, yellow raincoat"
-    story = "She runs through the rain-soaked market, past fruit stalls, lanterns and a crowd of umbrellas " * 3
+    story = "She runs through the rain-soaked market, past fruit stalls, lanterns and a crowd of umbrellas " * 4
     answer = client.post("/api/storyboards", json={"story": story, "frames": 1, "character": traits,
                                                    "preset": "ultra_fast", "identity_lock": False})
     frame = wait_for(client, answer.get_json()["id"], timeout=120)["frames"][0]
-    assert frame["prompt"].startswith(traits)
+    assert frame["prompt"].startswith("round face, She runs")  # clothing gave way to the action
     assert frame["caption"] == story.strip()
     assert frame["prompt_shortened"] and " ".join(story.split()).endswith(frame["prompt_shortened"])
+    assert frame["traits_shortened"] == {"": "grey eyes, short black hair, yellow raincoat"}
 
 
 def test_uploaded_reference_locks_the_board(client):

@@ -36,6 +36,9 @@ LONG_SCENE = (
     "lanterns, while a crowd of masked dancers parts before her and thunder rolls over the "
     "harbour as every bell in the old town begins to ring"
 )
+LONGER_SCENE = LONG_SCENE + (
+    ", and far out at sea the ferry answers with its horn while gulls wheel above the rocking fishing boats, "
+    "and lightning splits the sky above the lighthouse as the whole crowd turns to watch")
 LONG_RU_SCENE = (
     "Она бежит через ночной рынок под проливным дождём, уворачиваясь от тележек с фруктами "
     "и бумажных фонарей, а толпа танцоров в масках расступается перед ней"
@@ -284,21 +287,23 @@ def test_long_scene_is_shortened_to_fit_77_tokens(count_tokens):
     assert p.tokens <= 77 and count_tokens(p.prompt) == p.tokens
 
 
-def test_long_scene_keeps_traits_shot_and_style(count_tokens):
+def test_a_long_scene_costs_the_style_before_any_of_its_words_or_traits(count_tokens):
     p = prompt_for(LONG_SCENE, count_tokens)
-    assert p.prompt.startswith(CHARACTER_TRAITS + ", She sprints") and p.prompt.endswith(f", medium shot, {STYLE}")
+    assert p.prompt == f"{CHARACTER_TRAITS}, {LONG_SCENE}, medium shot" and (p.shortened, p.dropped) == (True, "")
 
 
-def test_long_scene_reports_the_dropped_words(count_tokens):
-    p = prompt_for(LONG_SCENE, count_tokens)
-    assert p.shortened and p.dropped and LONG_SCENE.endswith(p.dropped)
+def test_a_scene_longer_still_costs_trait_phrases_then_its_detail_never_its_action(count_tokens):
+    p = prompt_for(LONGER_SCENE, count_tokens)
+    assert p.prompt.startswith("young woman, She sprints through the rain-soaked night market")
+    assert p.traits_dropped == (CHARACTER_TRAITS.split(", ", 1)[1],)  # every phrase but the first
+    assert p.shortened and p.dropped and LONGER_SCENE.endswith(p.dropped) and p.tokens <= 77
 
 
 def test_shortening_keeps_as_many_scene_words_as_fit(count_tokens):
-    p = prompt_for(LONG_SCENE, count_tokens)
-    kept = LONG_SCENE[: -len(p.dropped)].split()
-    one_more = LONG_SCENE.split()[: len(kept) + 1]
-    assert count_tokens(f"{CHARACTER_TRAITS}, {' '.join(one_more)}, medium shot, {STYLE}") > 77
+    p = prompt_for(LONGER_SCENE, count_tokens)
+    kept = LONGER_SCENE[: -len(p.dropped)].split()
+    one_more = LONGER_SCENE.split()[: len(kept) + 1]
+    assert count_tokens(f"young woman, {' '.join(one_more)}, medium shot") > 77
 
 
 def test_caption_stays_whole_when_the_prompt_is_shortened(count_tokens):
@@ -310,20 +315,28 @@ def test_long_cyrillic_scene_is_shortened_and_passes_through(count_tokens):
     assert p.tokens <= 77 and p.shortened and "Она бежит" in p.prompt and p.caption == LONG_RU_SCENE
 
 
-def test_style_is_dropped_when_traits_and_shot_leave_no_room_for_it(count_tokens):
+def test_style_is_cut_when_traits_and_shot_leave_no_room_for_it(count_tokens):
     traits = ", ".join(["tall young woman with a round freckled face"] * 7)
     assert count_tokens(f"{traits}, medium shot, {STYLE}") > 77  # the premise of this test
     p = prompt_for("She waves.", count_tokens, character=traits)
     assert p.prompt.startswith(traits) and STYLE not in p.prompt and p.tokens <= 77
 
 
-def test_room_freed_by_the_style_goes_back_to_the_scene(count_tokens):
-    traits = ", ".join(["tall young woman with a round freckled face"] * 7)
-    assert prompt_for("She waves.", count_tokens, character=traits).prompt == f"{traits}, She waves, medium shot"
+def test_the_style_goes_phrase_by_phrase_from_its_end(count_tokens):
+    traits = ", ".join(["tall young woman with a round freckled face"] * 6)
+    p = prompt_for("She waves.", count_tokens, character=traits)
+    assert p.prompt.startswith(f"{traits}, She waves, medium shot, cinematic storyboard frame") and STYLE not in p.prompt
 
 
-def test_traits_over_budget_are_kept_whole(count_tokens):
+def test_one_characters_traits_give_way_to_the_action(count_tokens):
     traits = ", ".join(["tall young woman with a round freckled face"] * 12)
+    p = prompt_for("She waves.", count_tokens, character=traits)
+    assert p.prompt.endswith(", She waves, medium shot") and p.tokens <= 77 and p.dropped == ""
+    assert p.traits_dropped[0] and traits.endswith(p.traits_dropped[0])
+
+
+def test_first_trait_phrases_over_budget_are_kept_whole(count_tokens):
+    traits = " ".join(["tall young woman with a round freckled face"] * 12)  # one phrase
     p = prompt_for("She waves.", count_tokens, character=traits)
     assert (p.prompt, p.shortened, p.dropped) == (traits, True, "She waves.")
 
@@ -427,20 +440,74 @@ def test_a_panel_with_no_one_has_no_traits(count_tokens):
     assert p.prompt == f"The empty harbour at dawn, medium shot, {STYLE}" and p.traits_dropped == ()
 
 
-def test_scene_words_are_cut_before_any_trait(count_tokens):
+def test_trait_phrases_are_cut_before_scene_words(count_tokens):
     p = cast_prompt(LONG_SCENE, count_tokens, MARA, ILYA)
-    assert p.tokens <= 77 and p.traits_dropped == ("", "") and p.dropped and LONG_SCENE.endswith(p.dropped)
-    assert p.prompt.startswith(f"left: {MARA}; right: {ILYA}, She sprints")
+    assert p.tokens <= 77 and p.dropped == "" and all(p.traits_dropped) and p.prompt.endswith(f"{LONG_SCENE}, medium shot")
 
 
 def test_traits_over_budget_are_cut_fairly_clothing_first(count_tokens):
     four = [MARA, ILYA, "boy, round face, freckles, red cap, yellow raincoat, green boots",
             "girl, long face, black braids, silver earrings, purple scarf, white sneakers"]
     p = cast_prompt("They argue.", count_tokens, *four)
-    assert p.tokens <= 77 and p.dropped == "They argue." and "medium shot" in p.prompt
+    assert p.tokens <= 77 and p.dropped == "" and p.prompt.endswith(", They argue, medium shot")
     for traits, cut in zip(four, p.traits_dropped):
         kept = traits[: len(traits) - len(cut)].rstrip(", ")
         assert cut and traits.endswith(cut) and kept in p.prompt  # each loses its last phrases, keeps its face
     assert "oval face" in p.prompt and "square face" in p.prompt and "jacket" not in p.prompt
     kept_tokens = [count_tokens(t[: len(t) - len(c)]) for t, c in zip(four, p.traits_dropped)]
     assert max(kept_tokens) - min(kept_tokens) <= 6  # fair: no one keeps much more than another
+
+
+# --- The core action survives the budget ---------------------------------------------------
+
+TOM = "tall young man, square jaw, short black hair, grey eyes, brown leather jacket with brass buttons"
+ADA = "small old woman, round wrinkled face, silver braid, thick round glasses, long purple wool coat"
+LONG_CAST = (TOM, ADA, MARA + ", silver locket", ILYA)
+
+
+@pytest.mark.parametrize("scene,core", [
+    ("Tom and Ada climb the spiral stairs together", "Tom and Ada climb the spiral stairs together"),
+    ("Tom and Ada climb the spiral stairs, the lamp swinging above them", "Tom and Ada climb the spiral stairs"),
+    ("At dawn, Tom and Ada climb the stairs, gulls scream", "At dawn, Tom and Ada climb the stairs"),  # a setting first
+    ("In the old harbour at night, Ada unties the boat, rain falls", "In the old harbour at night, Ada unties the boat"),
+    ("She runs, the wind howls behind her", "She runs, the wind howls behind her"),  # too short alone
+    ("Мара и Илья поднимаются по винтовой лестнице, за окном шторм", "Мара и Илья поднимаются по"),  # its start
+    ("小明和小红一起爬上螺旋楼梯，窗外下着大雨", "小明和小红一起爬上螺旋楼"),  # ~2.5 tokens a character
+])
+def test_the_core_action_is_the_first_clause_past_any_setting(scene, core, count_tokens):
+    from prompt_enhancer import _prefix, _units, core_length
+
+    units = _units(scene)
+    assert "".join(units) == scene and _prefix(units, core_length(units, count_tokens)) == core
+
+
+SCENES = [  # (scene, its main verb)
+    ("Tom and Ada climb the spiral stairs together", "climb"),
+    ("At dawn, Tom and Ada climb the spiral stairs together, the lamp swinging above them as gulls scream outside "
+     "and the old keeper watches from the landing below", "climb"),
+    (LONGER_SCENE, "sprints"),
+    ("Ada hands Tom the brass key.", "hands"),
+    ("Мара и Илья поднимаются по винтовой лестнице, за окном бушует шторм и гремит гром", "поднимаются"),
+    ("小明和小红一起爬上螺旋楼梯，窗外下着大雨", "爬上"),
+]
+
+
+@pytest.mark.parametrize("characters", [1, 2, 3, 4])
+@pytest.mark.parametrize("scene,verb", SCENES)
+def test_a_cast_with_long_traits_never_loses_the_main_verb(scene, verb, characters, count_tokens):
+    p = cast_prompt(scene, count_tokens, *LONG_CAST[:characters])
+    assert verb in p.prompt and p.tokens <= 77
+    assert p.shortened == (count_tokens(_full(scene, LONG_CAST[:characters])) > 77)
+
+
+def test_the_issues_cast_of_three_keeps_its_action_and_says_what_it_cut(count_tokens):
+    p = cast_prompt("Tom and Ada climb the spiral stairs together", count_tokens, *LONG_CAST[:3])
+    assert "Tom and Ada climb the spiral stairs together, medium shot" in p.prompt and STYLE not in p.prompt
+    assert p.shortened and any(p.traits_dropped) and p.dropped == ""
+
+
+def _full(scene: str, traits) -> str:
+    from prompt_enhancer import _cast_text, _phrases
+
+    phrases = [_phrases(t) for t in traits]
+    return ", ".join((_cast_text(phrases, [len(p) for p in phrases]), scene.rstrip("."), "medium shot", STYLE))

@@ -15,7 +15,7 @@ import pytest
 
 from app import create_app
 from studio import studio_of
-from config import load_settings
+from config import PRESETS, load_settings
 from helpers import post_board, wait_for, wait_until
 from bench.local_redis import LocalRedis
 
@@ -293,6 +293,20 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
     mara, bo = (client.get(board["characters"][i]["reference"]["image_url"]).data for i in (0, 2))
     assert mara.startswith(b"\x89PNG") and bo.startswith(b"\x89PNG") and mara != bo
     assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")
+
+
+def test_a_refine_travels_to_a_worker_with_its_take_and_comes_back_as_a_new_take(studio, workers):
+    app = studio()
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    board = wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)
+    assert client.post(board["frames"][0]["links"]["refine"], json={"strength": 0.5}).status_code == 202
+    frame = wait_for(client, board["id"], ("done",), timeout=180)["frames"][0]
+    first, refined = frame["takes"]
+    assert frame["take"] == 2 and (refined["parent"], refined["mode"]) == (1, "quality")
+    assert (first["mode"], refined["settings"]["strength"], refined["settings"]["denoising_steps"]) == (
+        "ultra_fast", 0.5, PRESETS["quality"].steps // 2)
 
 
 def test_workers_send_live_previews_over_pub_sub_and_the_studio_relays_them_to_the_page(studio, workers,

@@ -116,3 +116,15 @@ def test_presets_serve_the_estimate_once_measured(settings, make_app):
     served = {p["name"]: p["seconds_per_panel"] for p in after["presets"]}
     assert served["draft"] == pytest.approx(0.1 * PRESETS["draft"].passes_per_panel, abs=1e-3)
     assert served["fast"] == pytest.approx(0.1 * PRESETS["fast"].passes_per_panel, abs=1e-3)
+
+
+def test_a_refine_measures_nothing_it_runs_a_share_of_its_modes_steps(settings):
+    import dataclasses
+
+    from helpers import png_bytes
+
+    base = spec(preset=PRESETS["fast"])
+    refine = dataclasses.replace(base, strength=0.5, panels=tuple(
+        dataclasses.replace(panel, source_png=png_bytes((48, 48))) for panel in base.panels))
+    GeneratorHost(settings, Timed).run(1, lambda: refine, Sink(), threading.Event())
+    assert step_time.read(settings) is None

@@ -35,6 +35,7 @@ STATES = {
     "redraw queued": ("queued", ["take", "save 1", "save 2", "finish done", "redraw 1"]),
     "redrawn": ("done", ["take", "save 1", "save 2", "finish done", "redraw 1", "take", "save 1", "finish done"]),
     "redraw failed": ("failed", ["take", "save 1", "save 2", "finish done", "redraw 1", "take", "finish failed"]),
+    "refine queued": ("queued", ["take", "save 1", "save 2", "finish done", "refine board"]),
 }
 
 # (state, event) -> (board, panels, jobs)
@@ -77,6 +78,12 @@ TRANSITIONS = [
     ("redrawn", "choose 1 1", ("done", ("done", "done"), ("done", "done"))),
     ("redrawn", "drop 1 1", ("done", ("done", "done"), ("done", "done"))),
     ("redraw failed", "choose 1 1", ("done", ("done", "done"), ("done", "failed"))),  # its old take is the panel
+    ("done", "refine 1", ("queued", ("queued", "done"), ("done", "queued"))),
+    ("done", "refine board", ("queued", ("queued", "queued"), ("done", "queued"))),
+    ("redraw failed", "refine board", ("queued", ("queued", "queued"), ("done", "failed", "queued"))),
+    ("failed", "refine board", ("queued", ("queued", "failed"), ("failed", "queued"))),  # only drawn panels
+    ("refine queued", "take", ("running", ("queued", "queued"), ("done", "running"))),
+    ("refine queued", "cancel", ("done", ("done", "done"), ("done", "canceled"))),  # the panels keep their takes
 ]
 
 # (state, event) refused, with what it raises; nothing changes.
@@ -90,6 +97,11 @@ REFUSED = [
     ("failed", "resume full", QueueFull, "already waiting"),
     ("done", "redraw 1 full", QueueFull, "already waiting"),
     ("redrawn", "drop 1 2", Conflict, "shows this take"),
+    ("canceled while queued", "refine board", Conflict, "Nothing is drawn"),
+    ("canceled while queued", "refine 1", Conflict, "Nothing is drawn"),
+    ("drawing", "refine board", Conflict, "already running"),
+    ("redraw queued", "refine 1", Conflict, "already being drawn"),
+    ("done", "refine 1 full", QueueFull, "already waiting"),
 ]
 
 
@@ -114,6 +126,8 @@ class Studio:
             store.panel_started(board_id, frame)
         elif verb == "save":
             store.save_take(board_id, frame, b"\x89PNG panel", seed=1, mode="fast", seconds=0.1)
+        elif verb == "refine":  # refine FRAME, or refine board
+            store.refine(board_id, frame, "quality", 0.5, queue_limit=limit)
         elif verb == "choose":  # choose FRAME TAKE
             assert store.choose_take(board_id, frame, int(rest.split()[1]))
         elif verb == "drop":  # drop FRAME TAKE
@@ -284,3 +298,17 @@ def test_past_the_bound_the_oldest_takes_go_with_their_files(tmp_path):
     assert takes(store, studio.board_id) == (3, [2, 3])
     assert not (store.boards_dir / studio.board_id / "frame-1-v1.png").exists()
     store.close()
+
+
+def test_a_refine_job_starts_from_each_panel_s_chosen_take(store):
+    studio = studio_in(store, "redrawn")  # panel 1 has takes 1 and 2
+    for event in ("choose 1 1", "refine board"):
+        studio.play(event)
+    job = store.next_job()
+    assert (job["kind"], job["frame_id"], job["preset"], job["strength"]) == ("refine", None, "quality", 0.5)
+    assert store.take_pngs(store.board(studio.board_id), job) == {1: (1, b"\x89PNG panel"), 2: (1, b"\x89PNG panel")}
+
+
+def test_only_a_refine_job_has_takes_to_start_from(store):
+    studio = studio_in(store, "redraw queued")
+    assert store.take_pngs(store.board(studio.board_id), store.next_job()) == {}

@@ -82,3 +82,40 @@ def test_a_panel_keeps_at_most_the_setting_s_takes(make_app):
         client.post(board["frames"][0]["links"]["regenerate"], json={"seed": seed})
         board = wait_for(client, board["id"], ("done",))
     assert [(t["id"], t["seed"]) for t in board["frames"][0]["takes"]] == [(2, 20), (3, 21)]
+
+
+# --- Refine ------------------------------------------------------------------------------------
+
+
+def test_a_refine_adds_a_take_made_from_the_chosen_one(client, generator, redrawn):
+    _, board = redrawn
+    client.put(board["frames"][1]["links"]["take"], json={"take": 1})
+    answer = client.post(board["frames"][1]["links"]["refine"], json={"preset": "quality", "strength": 0.5})
+    assert answer.status_code == 202
+    frame = wait_for(client, board["id"], ("done",))["frames"][1]
+    assert frame["take"] == 3 and frame["takes"][2]["parent"] == 1 and frame["takes"][2]["mode"] == "quality"
+    assert generator.requests[-1].strength == 0.5
+    assert generator.requests[-1].panels[0].init_image is not None
+
+
+def test_a_board_refine_refines_every_drawn_panel(client, generator, redrawn):
+    _, board = redrawn
+    assert client.post(board["links"]["refine"], json={}).status_code == 202
+    after = wait_for(client, board["id"], ("done",))
+    assert [(f["take"], f["takes"][-1]["parent"]) for f in after["frames"]] == [(2, 1), (3, 2), (2, 1)]
+    assert generator.requests[-1].strength == 0.35  # STORYBOARD_REFINE_STRENGTH's default
+
+
+@pytest.mark.parametrize("body,field", [({"preset": "lightning"}, "preset"), ({"strength": 0}, "strength"),
+                                        ({"strength": 1.5}, "strength"), ({"strength": "x"}, "strength"),
+                                        ({"preset": "fast", "strength": 0.05}, "strength")])
+def test_a_refine_that_cannot_run_is_refused(client, redrawn, body, field):
+    answer = client.post(redrawn[1]["frames"][0]["links"]["refine"], json=body)
+    assert answer.status_code == 400 and answer.get_json()["field"] == field
+
+
+def test_a_panel_not_drawn_yet_is_not_refined(make_app):
+    client = make_app(start_worker=False).test_client()
+    board = post_board(client).get_json()
+    assert client.post(board["frames"][0]["links"]["refine"]).status_code == 409
+    assert client.post(board["links"]["refine"]).status_code == 409

@@ -369,3 +369,48 @@ def test_an_export_is_streamed_from_a_file_not_held_in_memory(make_app, kind):
         assert body.read(4) in (b"PK\x03\x04", b"%PDF")
     finally:
         response.close()
+
+
+@pytest.mark.parametrize("headers", [{"Host": "[evil"}, {"Host": "localhost", "Origin": "http://[evil"},
+                                     {"Host": "localhost", "Origin": "null"}])
+def test_a_host_or_origin_that_does_not_parse_is_a_403_not_a_500(make_app, headers):
+    assert make_app().test_client().post("/api/storyboards", json=BOARD, headers=headers).status_code == 403
+
+
+class WatchedLock:
+    """The store's lock, saying when a thread has to wait for it."""
+
+    def __init__(self):
+        self._lock, self.waiting = threading.RLock(), threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.waiting.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._lock.release()
+
+
+def test_a_board_is_read_as_one_snapshot_while_another_thread_deletes_it(make_app):
+    from studio import studio_of
+
+    app, client, board_id = _done_board(make_app)
+    store = studio_of(app).store
+    store._lock = WatchedLock()
+    real_query, deleted = store._query, threading.Event()
+    deleter = threading.Thread(target=lambda: (store.delete_board(board_id), deleted.set()))
+
+    def query_then_delete_elsewhere(sql, args=()):  # between the board's reads, a delete
+        rows = real_query(sql, args)
+        if not deleter.is_alive() and not deleted.is_set():
+            deleter.start()
+            wait_until(lambda: deleted.is_set() or store._lock.waiting.is_set(), "the delete neither ran nor waited")
+        return rows
+
+    store._query = query_then_delete_elsewhere
+    board = client.get(f"/api/storyboards/{board_id}").get_json()
+    store._query = real_query
+    deleter.join(30)
+    assert len(board["frames"]) == 3 and client.get(f"/api/storyboards/{board_id}").status_code == 404

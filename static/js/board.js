@@ -124,11 +124,21 @@ export async function resumeBoard() {
 }
 
 export async function regenerateFrame(frame, body) {
+  await queueFrameWork(frame.links.regenerate, body);
+}
+
+/** A new take of the panel from its chosen one, keeping its composition (the server's default
+ * mode and strength). */
+export async function refineFrame(frame) {
+  await queueFrameWork(frame.links.refine, {});
+}
+
+async function queueFrameWork(url, body) {
   if (!state.boardId) return;
   clearError();
   const id = state.boardId;
   try {
-    const board = await api("POST", frame.links.regenerate, body);
+    const board = await api("POST", url, body);
     if (state.boardId !== id) return;
     state.editing = null;
     if (board && board.frames) setBoard(board);

@@ -1,7 +1,7 @@
 /* The board's panels: image, caption, who is in it, scores, and their buttons.
  */
 
-import { chooseTake, deleteTake, moveFrame, regenerateFrame, useSeed } from "./board.js";
+import { chooseTake, deleteTake, moveFrame, refineFrame, regenerateFrame, useSeed } from "./board.js";
 import { openPanelDialog } from "./dialog.js";
 import { $, actionButton, el, safeUrl } from "./dom.js";
 import { attachDragHandlers } from "./drag.js";
@@ -56,6 +56,8 @@ function renderPanel(frame, position, count) {
   const takes = renderTakeSwitcher(frame, n);
   if (takes) body.append(takes);
   body.append(renderPanelMeta(frame));
+  const shortened = renderShortenedNote(frame);
+  if (shortened) body.append(shortened);
   const detail = panelErrorDetail(frame);
   if (detail) body.append(el("p", { className: "panel-error", text: detail }));
   if (!editing) body.append(renderPanelActions(frame, n, position, count));
@@ -201,14 +203,22 @@ function renderPanelMeta(frame) {
   meta.append(el("span", { className: "panel-seed", text: hasSeed ? `seed ${frame.seed}` : "seed —" }));
   const badge = renderIdentityBadge(frame);
   if (badge) meta.append(badge);
-  if (frame.prompt_shortened) {
-    meta.append(el("span", {
-      className: "prompt-shortened",
-      text: "prompt shortened",
-      attrs: { title: `To fit CLIP's 77 tokens the prompt left out: “${frame.prompt_shortened}”. The caption keeps them.` },
-    }));
-  }
   return meta;
+}
+
+/** What the prompt left out to fit CLIP's 77 tokens, said in view: the picture may miss it. */
+function renderShortenedNote(frame) {
+  const cut = [];
+  // The prompt carries the style as its comma-separated phrases; a cut one is missing from it.
+  const style = String(state.board.style || "").split(",").map((p) => p.split(/\s+/).join(" ").trim()).filter(Boolean).join(", ");
+  if (frame.prompt && style && !frame.prompt.includes(style)) cut.push("part of the style");
+  for (const [name, words] of Object.entries(frame.traits_shortened || {})) {
+    if (words) cut.push(`${name || "the character"}: “${words}”`);
+  }
+  if (frame.prompt_shortened) cut.push(`scene words “${frame.prompt_shortened}”`);
+  if (!cut.length) return null;
+  return el("p", { className: "prompt-shortened",
+    text: `Prompt shortened to fit CLIP's 77 tokens, the action kept; left out ${cut.join("; ")}.` });
 }
 
 function renderIdentityBadge(frame) {
@@ -230,6 +240,8 @@ function renderPanelActions(frame, n, position, count) {
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(frame, { seed: null }), busy),
     actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("refine", "Refine", `Refine panel ${n}: a new Quality take that keeps its composition`,
+      () => refineFrame(frame), busy || frame.take === null || frame.take === undefined),
     actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
       () => useSeed(frame), frame.seed === null || frame.seed === undefined),
   );
@@ -253,7 +265,7 @@ function renderPanelActions(frame, n, position, count) {
   return actions;
 }
 
-const FOCUSABLE_CLASSES = [".redraw", ".edit", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".refine", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
   ".take-next"];
 
 function rememberFocus() {
