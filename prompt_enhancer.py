@@ -194,9 +194,20 @@ def split_story(story: str, frames: int | None = None, max_frames: int = 8) -> l
             )
         captions = lines
     else:
+        sheet = _premise_sheet(lines[0], frames or DEFAULT_FRAMES)
+        if sheet:
+            return sheet
         captions = story_beats(lines[0], frames or DEFAULT_FRAMES)
     total = len(captions)
     return [PanelPlan(caption, caption, shot_for(i, total)) for i, caption in enumerate(captions, 1)]
+
+
+def _premise_sheet(paragraph: str, wanted: int) -> list[PanelPlan] | None:
+    """The beat sheet (:func:`beat_sheet`) of a paragraph with fewer sentences than panels
+    wanted, in English; None for a story to split."""
+    if len(split_sentences(paragraph)) >= wanted or language_notice(paragraph) is not None:
+        return None
+    return beat_sheet(paragraph, wanted)
 
 
 def plan_story(story: str, frames: int | None = None, max_frames: int = 8, names: Sequence[str] = ()) -> StoryPlan:
@@ -207,7 +218,15 @@ def plan_story(story: str, frames: int | None = None, max_frames: int = 8, names
     notices = []
     wanted = _check_frames(frames, max_frames)
     one_paragraph = len(_story_lines(story)) == 1
-    if one_paragraph and len(panels) < (wanted or DEFAULT_FRAMES):
+    if one_paragraph and _premise_sheet(_story_lines(story)[0], wanted or DEFAULT_FRAMES):
+        count = len(split_sentences(story))
+        notices.append(
+            f"The premise has {count} sentence{'s' if count != 1 else ''}, so the built-in planner made "
+            f"{len(panels)} panels from a beat sheet: its own moments, and around them an establishing shot, the "
+            "approach, the reaction, what follows and the resolution in its words. Write one line per panel, or "
+            "set an LLM planner (STORYBOARD_PLANNER_URL), to choose the moments yourself."
+        )
+    elif one_paragraph and len(panels) < (wanted or DEFAULT_FRAMES):
         notices.append(
             f"The story has {len(panels)} distinct beat{'s' if len(panels) != 1 else ''}, so it makes "
             f"{len(panels)} panel{'s' if len(panels) != 1 else ''}, not {wanted or DEFAULT_FRAMES}: two panels "
@@ -366,6 +385,158 @@ def _groups(items: list, n: int) -> list[list]:
         groups.append(items[start:end])
         start = end
     return groups
+
+
+# --- A premise -> a beat sheet -----------------------------------------------------------
+#
+# A premise of one or two sentences has fewer moments than panels asked for. Without an LLM
+# the built-in planner still gives the count asked for, honestly: a beat sheet whose moments
+# are built from the premise's own words (who, what, where), never two alike. English only:
+# its sentences are English; another language is split as a story is (plan_story says so).
+
+# Beats in story order, and which of them a board of n panels uses.
+_BEATS_FOR = {
+    1: ("premise",),
+    2: ("establish", "premise"),
+    3: ("establish", "premise", "resolution"),
+    4: ("establish", "approach", "premise", "resolution"),
+    5: ("establish", "approach", "premise", "reaction", "resolution"),
+    6: ("establish", "approach", "premise", "reaction", "consequence", "resolution"),
+    7: ("establish", "introduce", "approach", "premise", "reaction", "consequence", "resolution"),
+    8: ("establish", "introduce", "approach", "premise", "reaction", "complication", "consequence", "resolution"),
+}
+_BEAT_SHOTS = {"establish": "establishing shot", "introduce": "medium shot", "approach": "wide shot",
+               "reaction": "close-up", "complication": "low-angle shot", "consequence": "over-the-shoulder shot",
+               "resolution": "wide shot"}
+_DETERMINERS = frozenset("a an the one his her their its my our your this that".split())
+_VERBS = frozenset(
+    "is are was were has have had goes went runs ran finds found meets met sees saw gets got takes took makes "
+    "made comes came becomes became leaves left falls fell tries must can will sets set".split()
+)
+_PLACE = re.compile(r"\b(?:in|into|inside|at|on|onto|through|across|to|toward|towards|under|beneath|beyond|within|"
+                    r"over|near)\s+((?:(?:the|a|an|her|his|their|its|our|my)\s+)?[\w'’-]+(?:\s+[\w'’-]+){0,2})",
+                    re.IGNORECASE)
+_PLACE_END = frozenset("and but where while when as then with to of for by from who that which".split())
+_TIMES = frozenset("night dawn dusk noon midnight sunset sunrise morning evening first last once home".split())
+_CONNECTORS = frozenset("and then but where while so until when".split())
+_PRONOUNS = frozenset("she he they it we i".split())
+
+
+@dataclass(frozen=True)
+class _Premise:
+    subject: str  # "A young cartographer", "Tom and Ada"
+    the: str  # the subject named again: "the young cartographer", "Tom and Ada"
+    place: str  # "a hidden lighthouse" ("" when none is named)
+    moments: tuple[str, ...]  # the premise's own moments, each a sentence
+
+
+def _verbish(word: str) -> bool:
+    w = word.lower().strip(",;:.!?")
+    return w in _VERBS or (w.isalpha() and len(w) > 3 and (w.endswith("ed") or (w.endswith("s") and not w.endswith("ss"))))
+
+
+def _read_premise(premise: str) -> _Premise | None:
+    """Who, where and which moments a short English premise names; None when it does not
+    read as one (no subject found)."""
+    sentences = [s.rstrip(".!?…") for s in split_sentences(premise)]
+    words = sentences[0].split()
+    if len(words) < 3:
+        return None
+    if words[0].lower() in _DETERMINERS:
+        end = next((i for i in range(2, min(len(words), 7)) if _verbish(words[i])), None)
+    else:  # names: "Tom and Ada climb ..."
+        end = next((i for i in range(1, min(len(words), 6))
+                    if not (words[i][:1].isupper() or words[i].lower() in ("and", "&"))), None)
+    if not end:
+        return None
+    subject = " ".join(words[:end]).rstrip(",")
+    the = ("the " + " ".join(words[1:end]) if words[0].lower() in ("a", "an", "one") else
+           subject[0].lower() + subject[1:] if words[0].lower() in _DETERMINERS else subject).rstrip(",")
+    place = ""
+    for match in _PLACE.finditer(" ".join(sentences)):
+        if match.group(1).split()[-1].strip(",;:").lower() in _TIMES:
+            continue  # "at night" is when, not where
+        kept = []
+        for word in match.group(1).split():
+            if word.lower() in _PLACE_END:
+                break
+            kept.append(word.strip(",;:"))
+            if word.endswith((",", ";", ":")):
+                break
+        place = " ".join(kept)
+        break
+    moments = []
+    for sentence in sentences:
+        for clause in re.split(r"\s*[,;:]\s*(?:and\s+|then\s+|but\s+)?|\s+and\s+then\s+", sentence):
+            clause_words = clause.split()
+            while clause_words and clause_words[0].lower() in _CONNECTORS:
+                clause_words = clause_words[1:]
+            if len(clause_words) < 2:
+                continue
+            if not moments or clause_words[0][:1].isupper():
+                text = " ".join(clause_words)
+            elif clause_words[0].lower() in _PRONOUNS:
+                text = " ".join(clause_words)
+            elif _verbish(clause_words[0]):
+                text = f"{the} {' '.join(clause_words)}"
+            else:  # a fragment ("a storm"): it stays with the moment before
+                moments[-1] += f", {' '.join(clause_words)}"
+                continue
+            moments.append(text[0].upper() + text[1:])
+    return _Premise(subject, the, place, tuple(moments))
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split()).rstrip(" ,;:")
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
+
+
+def beat_sheet(premise: str, frames: int) -> list[PanelPlan] | None:
+    """``frames`` panels from a short English premise: its own moments in the middle, and
+    around them the beats a story needs (the place before, the approach, the reaction, the
+    consequence, the resolution), each a sentence in the premise's words with its own shot.
+    None when the premise does not read as one (:func:`_read_premise`)."""
+    read = _read_premise(premise)
+    if read is None:
+        return None
+    who, place = read.the, read.place or "the scene"
+    first, _, rest = place.partition(" ")
+    there = f"the {rest}" if first.lower() in ("a", "an") and rest else place  # named again: "the"
+    several = " and " in who or who.split()[-1].lower() in ("they", "friends", "children")
+
+    def verb(one: str, many: str) -> str:
+        return many if several else one
+
+    lines = {
+        "establish": f"{place}, quiet, before anything happens",
+        "introduce": f"{read.subject} on an ordinary day, not knowing what is coming",
+        "approach": f"{who} {verb('sets', 'set')} out, {there} ahead",
+        "reaction": f"{who} {verb('stops', 'stop')}, taking in what has happened",
+        "complication": f"{who} {verb('hesitates', 'hesitate')} as the way ahead turns hard",
+        "consequence": f"{who} {verb('acts', 'act')} on it, and nothing is as it was",
+        "resolution": f"at last {who} {verb('looks', 'look')} back at {there}, changed",
+    }
+    beats = list(_BEATS_FOR[frames])
+    moments = list(read.moments)
+    # The premise's own moments replace the invented beats nearest them, in order: a premise
+    # of three clauses is three panels of its own words, and fewer made-up ones.
+    middle = [b for b in beats if b not in ("establish", "premise", "resolution")]
+    while len(moments) > sum(b in ("premise", "moment") for b in beats) and middle:
+        beats[beats.index(middle.pop(0))] = "moment"
+    slots = [i for i, b in enumerate(beats) if b in ("premise", "moment")]
+    texts = {i: " ".join(map(_sentence, group)) for i, group in zip(slots, _groups(moments, len(slots)))}
+    panels = []
+    for i, beat in enumerate(beats):
+        caption = _sentence(texts[i] if i in texts else lines[beat])
+        shot = _BEAT_SHOTS.get(beat) or ("medium shot" if frames > 1 else "establishing shot")
+        panels.append(PanelPlan(caption, caption, shot))
+    # Neighbours never share a shot (the premise's moments may sit side by side).
+    for i in range(1, len(panels)):
+        if panels[i].shot == panels[i - 1].shot:
+            other = next(s for s in _MIDDLE_SHOTS if s not in (panels[i - 1].shot,
+                                                                panels[i + 1].shot if i + 1 < len(panels) else ""))
+            panels[i] = PanelPlan(panels[i].caption, panels[i].scene, other)
+    return panels
 
 
 # --- Who is in a panel -------------------------------------------------------------------

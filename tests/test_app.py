@@ -43,8 +43,16 @@ def test_a_paragraph_with_a_count_gives_that_many_panels(client):
     assert len(answer.get_json()["frames"]) == 4 and answer.get_json()["notices"] == []
 
 
-def test_a_paragraph_with_fewer_beats_than_asked_draws_fewer_and_says_why(client):
+def test_a_short_premise_draws_the_count_asked_for_and_says_how(client):
     answer = client.post("/api/storyboards", json={"story": "A knight rides out. He meets a dragon.", "frames": 4})
+    board = answer.get_json()
+    assert len(board["frames"]) == 4 and "built-in planner" in board["notices"][0]
+    assert [f["caption"] for f in board["frames"]][1:3] == ["A knight rides out.", "He meets a dragon."]
+    assert client.get(f"/api/storyboards/{board['id']}").get_json()["notices"] == board["notices"]
+
+
+def test_a_paragraph_with_fewer_beats_than_asked_draws_fewer_and_says_why(client):
+    answer = client.post("/api/storyboards", json={"story": "Рыцарь выезжает. Он встречает дракона.", "frames": 4})
     board = answer.get_json()
     assert len(board["frames"]) == 2 and "not 4" in board["notices"][0]
     assert client.get(f"/api/storyboards/{board['id']}").get_json()["notices"] == board["notices"]

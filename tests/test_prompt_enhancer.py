@@ -116,16 +116,40 @@ PREMISE = ("A young cartographer follows her grandfather's map into the mountain
            "and finds a hidden valley.")
 
 
-def test_a_premise_never_gives_two_panels_the_same_scene():
-    plan = plan_story(PREMISE, frames=8)
-    captions = [p.caption for p in plan.panels]
-    assert len(captions) == len(set(captions)) and 1 < len(captions) < 8
-    assert " ".join(captions) == PREMISE  # every word kept, none repeated
+PLACEHOLDER = (ROOT / "templates" / "index.html").read_text().split("a short premise plus a panel count:&#10;")[1] \
+    .split('"')[0]
+PREMISES = [PREMISE, PLACEHOLDER, "A girl finds a dragon egg in the forest.",
+            "Mara returns to her village, where she discovers her grandfather's secret workshop.",
+            "Tom and Ada climb the lighthouse stairs at night."]
 
 
-def test_fewer_beats_than_panels_is_said_not_padded():
+@pytest.mark.parametrize("premise", PREMISES)
+@pytest.mark.parametrize("frames", range(1, 9))
+def test_a_premise_gives_the_count_asked_for_each_panel_its_own_sentence(premise, frames):
+    panels = plan_story(premise, frames=frames).panels
+    captions = [p.caption for p in panels]
+    assert len(panels) == frames and len({" ".join(c.lower().split()) for c in captions}) == frames
+    assert all(c[0].isupper() and c.endswith(".") and c.split()[0].lower() not in ("where", "and", "then")
+               for c in captions)  # sentences, not clauses cut at commas
+    assert all(a.shot != b.shot for a, b in zip(panels, panels[1:])) and all(p.shot in SHOT_TYPES for p in panels)
+
+
+def test_the_pages_placeholder_premise_gives_its_panel_count():
+    assert PLACEHOLDER.startswith("A young cartographer") and len(plan_story(PLACEHOLDER, frames=6).panels) == 6
+
+
+def test_a_beat_sheet_is_built_from_the_premises_own_words_and_says_so():
     plan = plan_story("A girl finds a dragon egg in the forest.", frames=6)
-    assert [p.caption for p in plan.panels] == ["A girl finds a dragon egg in the forest."]
+    assert [p.caption for p in plan.panels] == [
+        "The forest, quiet, before anything happens.", "The girl sets out, the forest ahead.",
+        "A girl finds a dragon egg in the forest.", "The girl stops, taking in what has happened.",
+        "The girl acts on it, and nothing is as it was.", "At last the girl looks back at the forest, changed."]
+    assert len(plan.notices) == 1 and "beat sheet" in plan.notices[0] and "1 sentence" in plan.notices[0]
+
+
+def test_fewer_beats_than_panels_in_another_language_is_said_not_padded():
+    plan = plan_story("Девочка находит яйцо дракона в лесу.", frames=6)
+    assert [p.caption for p in plan.panels] == ["Девочка находит яйцо дракона в лесу."]
     assert any("1 distinct beat" in n and "not 6" in n for n in plan.notices)
 
 
@@ -152,10 +176,17 @@ def test_the_default_character_leaves_room_for_a_scene(tiny_generator):
     assert 77 - used >= 30, used
 
 
-def test_long_sentence_is_split_at_clause_boundaries_before_repeating():
-    story = "She opens the door, the wind rushes in, and every candle goes out."
+def test_a_premises_clauses_become_sentences_of_their_own():
+    captions = [p.caption for p in split_story(PREMISES[3], frames=6)]
+    assert captions[1:3] == ["Mara returns to her village.", "She discovers her grandfather's secret workshop."]
+    captions = [p.caption for p in split_story(PREMISE, frames=6)]
+    assert "The young cartographer loses the trail in a storm." in captions
+
+
+def test_a_long_sentence_in_another_language_is_split_at_clause_boundaries():
+    story = "Она открывает дверь, врывается ветер, и гаснут все свечи."
     assert [p.caption for p in split_story(story, frames=3)] == [
-        "She opens the door,", "the wind rushes in,", "and every candle goes out."]
+        "Она открывает дверь,", "врывается ветер,", "и гаснут все свечи."]
 
 
 def test_abbreviations_and_initials_do_not_end_sentences():
