@@ -29,10 +29,11 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_PRESETS, Settings, SettingsError, is_loopback, \
     load_settings
 from errors import InputError
-from planner import validated_panels
-from plans_api import plans
-from prompt_enhancer import SHOT_TYPES, StoryPlan, plan_story
+from planner import SOURCE_LLM, planner_client, validated_panels
+from plans_api import llm_plan, plans
+from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
+import step_time
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
@@ -305,8 +306,12 @@ def openapi_json():
 @api.get("/api/presets")
 def presets():
     settings: Settings = current_studio().settings
+    measured = step_time.read(settings)  # the worker's last measurement on this machine, if any
     return jsonify(
-        presets=[preset_json(settings.preset_for(name)) for name in PRESETS],
+        presets=[preset_json(preset, step_time.seconds_per_panel(preset, measured))
+                 for preset in map(settings.preset_for, PRESETS)],
+        step_time=None if measured is None else {"seconds_per_pass": round(measured.seconds_per_pass, 4),
+                                                 "measured_at": measured.measured_at},
         default_preset=settings.preset,
         aspects=[{"name": name, "width": settings.size_for(name)[0], "height": settings.size_for(name)[1]}
                  for name in ASPECTS],
@@ -393,8 +398,29 @@ def _story_plan(story: str, frames: int | None, fields: dict, characters: tuple[
     if raw_panels is None:
         if not story:
             raise InputError("story", "Write a story: one line per panel, or a premise and a panel count.")
+        client = planner_client(current_studio().settings)
+        # A premise (one paragraph) is the LLM's to plan when there is one; lines are the user's panels.
+        if client is not None and sum(1 for line in story.splitlines() if line.strip()) == 1:
+            return _premise_plan(story, frames, characters, client)
         return plan_story(story, frames, MAX_FRAMES, [c.name for c in characters])
     return validated_panels(raw_panels, characters, MAX_FRAMES)
+
+
+def _premise_plan(premise: str, frames: int | None, characters: tuple[Character, ...], client) -> StoryPlan:
+    """The LLM's plan of ``premise`` (or the built-in one standing in, saying why), with a
+    notice saying who planned it. One unnamed character is not sent (it has no name to put in
+    a panel): its panels show it, as the built-in planner's do."""
+    names = [c.name for c in characters]
+    named = names != [""]
+    plan = llm_plan(premise, frames, characters if named else (), client)
+    if not named:
+        panels = tuple(dataclasses.replace(p, cast=cast_from_text(f"{p.caption}\n{p.scene}", names)) for p in plan.panels)
+        plan = dataclasses.replace(plan, panels=panels)
+    if plan.source == SOURCE_LLM:
+        plan = dataclasses.replace(plan, notices=(f"Planned by {client.model}, the LLM planner at {client.server}: "
+                                                  "captions in your language, scenes in English for the image.",
+                                                  *plan.notices))
+    return plan
 
 
 def _refuse_if_unavailable() -> None:

@@ -42,10 +42,11 @@ class SpeedPreset:
     guidance_scale: float
     ip_adapter_scale: float
     family: str | None = None  # the distilled LoRA family (DISTILLED_FAMILIES) it runs with; None: SDXL alone
+    decoder: str = "vae"  # what turns its latents into pixels (DECODERS)
 
     @property
     def distilled(self) -> bool:
-        """Drawn with a few-step distilled LoRA (the lightning mode)."""
+        """Drawn with a few-step distilled LoRA (the lightning and draft modes)."""
         return self.family is not None
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,8 +70,11 @@ class SpeedPreset:
         family = data.get("family")
         if family is not None and family not in DISTILLED_FAMILIES:
             raise InputError("family", f"one of {', '.join(DISTILLED_FAMILIES)} or null expected")
+        decoder = data.get("decoder", "vae")  # a board stored before drafts decoded with SDXL's VAE
+        if decoder not in DECODERS:
+            raise InputError("decoder", f"one of {', '.join(DECODERS)} expected")
         return cls(data["name"], data["label"], data["steps"], float(data["guidance_scale"]),
-                   float(data["ip_adapter_scale"]), family)
+                   float(data["ip_adapter_scale"]), family, decoder)
 
     @property
     def uses_cfg(self) -> bool:
@@ -85,7 +89,32 @@ class SpeedPreset:
     def description(self) -> str:
         """The real cost, in words: what the page shows beside the mode."""
         guidance = " with CFG" if self.uses_cfg else ", no CFG"
-        return f"{self.steps} steps{guidance} ({self.unet_passes} UNet passes a panel)"
+        steps = f"{self.steps} step{'s' if self.steps > 1 else ''}"
+        passes = f"{self.unet_passes} UNet pass{'es' if self.unet_passes > 1 else ''}"
+        decoder = ", TAESDXL decode" if self.decoder == "taesdxl" else ""
+        return f"{steps}{guidance}{decoder} ({passes} a panel)"
+
+    def panel_flops(self, parts: Mapping[str, int] | None = None, identity: bool = True) -> int:
+        """A one-panel board's FLOPs in this mode from the counted ``parts`` (PANEL_PART_FLOPS,
+        or bench/sdxl_random.count_flops at another size): the prompt (and its negative under
+        CFG), the reference through ViT-H when the identity lock is on (and the zero image under
+        CFG), every UNet pass, the decode. In a bigger board the encodes are shared."""
+        parts = PANEL_PART_FLOPS if parts is None else parts
+        per_step = 2 if self.uses_cfg else 1
+        unet = parts["unet_forward_identity" if identity else "unet_forward"]
+        encodes = per_step * (parts["text_prompt"] + (parts["image"] if identity else 0))
+        return encodes + self.unet_passes * unet + parts[DECODERS[self.decoder]]
+
+    @property
+    def tflops_per_panel(self) -> float:
+        """What a panel costs at 1024x1024 with the identity lock on, in TFLOP (0.1 exact)."""
+        return round(self.panel_flops() / 1e12, 1)
+
+    @property
+    def passes_per_panel(self) -> float:
+        """A panel's whole cost in UNet passes (its decode and encodes included): the unit a
+        measured step time turns into a board's time (step_time.py)."""
+        return self.panel_flops() / PANEL_PART_FLOPS["unet_forward_identity"]
 
 
 # The lightning mode's IP-Adapter scale, between FAST's 0.50 and BALANCED's 0.65: without
@@ -94,6 +123,26 @@ class SpeedPreset:
 # models already follow less well. A judgement, not a measurement (README, "Speed modes").
 LIGHTNING_IP_ADAPTER_SCALE = 0.60
 
+# What decodes a mode's latents -> its part in PANEL_PART_FLOPS. vae: SDXL's own (or the fp16-fix
+# one); taesdxl: madebyollin/taesdxl, 18.5x fewer FLOPs, "fudges fine details" (its card): drafts only.
+DECODERS = {"vae": "vae_decode", "taesdxl": "taesdxl_decode"}
+TAESDXL_HUB_ID = "madebyollin/taesdxl"
+
+# The FLOPs of a panel's parts at 1024x1024 on the full-size models, as bench/sdxl_random.count_flops
+# counts them (FlopCounterMode on the meta device; tests/test_draft.py counts them again and
+# compares): kept here because counting takes ~20 s, too long for a request.
+PANEL_PART_FLOPS: dict[str, int] = {
+    "unet_forward": 6_761_236_398_080,
+    "unet_forward_identity": 6_789_121_638_400,
+    "vae_decode": 10_470_392_594_432,
+    "taesdxl_decode": 565_400_567_808,
+    "text_prompt": 111_161_610_240,
+    "image": 334_590_279_680,
+}
+
+LIGHTNING = "lightning"
+DRAFT_FAMILY = "hyper-sd-1step"
+
 PRESETS: dict[str, SpeedPreset] = {
     p.name: p
     for p in (
@@ -101,8 +150,12 @@ PRESETS: dict[str, SpeedPreset] = {
         SpeedPreset("fast", "Fast", 12, 6.5, 0.50),
         SpeedPreset("balanced", "Balanced", 15, 7.0, 0.65),
         SpeedPreset("quality", "Quality", 20, 7.5, 0.80),
-        # SDXL + a distilled LoRA; steps come from STORYBOARD_LIGHTNING_STEPS (preset_for).
-        SpeedPreset("lightning", "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family="lightning"),
+        # SDXL + a distilled LoRA; steps and family come from the settings (preset_for).
+        SpeedPreset(LIGHTNING, "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family="lightning"),
+        # One pass of Hyper-SD's 1-step LoRA, decoded by TAESDXL: 7.8 TFLOP a panel, 22x fewer than
+        # FAST (README, "Speed modes", says why this LoRA). Its IP-Adapter scale is the lightning
+        # mode's, for the same reasons (no CFG, few chances to act).
+        SpeedPreset("draft", "Draft", 1, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family=DRAFT_FAMILY, decoder="taesdxl"),
     )
 }
 DEFAULT_PRESET = "fast"
@@ -156,9 +209,10 @@ class DistilledFamily:
 
     name: str
     repo: str  # hub id
-    weight: str  # file name; {steps} is the step count (each family has 2, 4 and 8)
+    weight: str  # file name; {steps} is the step count (the few-step families have 2, 4 and 8)
     scheduler: str  # a diffusers scheduler class, built from SDXL's scheduler config
     timestep_spacing: str | None  # None = keep SDXL's
+    eta: float | None = None  # the scheduler's eta (TCD's gamma) as the card passes it; None: the pipeline's
 
     def weight_for(self, steps: int) -> str:
         return self.weight.format(steps=steps)
@@ -174,8 +228,14 @@ DISTILLED_FAMILIES: dict[str, DistilledFamily] = {
                         "DDIMScheduler", "trailing"),
         DistilledFamily("lcm", "latent-consistency/lcm-lora-sdxl", "pytorch_lora_weights.safetensors",
                         "LCMScheduler", None),
+        # The draft mode's: Hyper-SD's unified 1-step LoRA (one file for any step count; the family
+        # above names its N-steps files), with TCD and eta 1.0 as its card runs it.
+        DistilledFamily(DRAFT_FAMILY, "ByteDance/Hyper-SD", "Hyper-SDXL-1step-lora.safetensors",
+                        "TCDScheduler", None, eta=1.0),
     )
 }
+# The families the lightning mode may run with (STORYBOARD_LIGHTNING_FAMILY): the draft's is the draft's.
+LIGHTNING_FAMILIES = tuple(name for name in DISTILLED_FAMILIES if name != DRAFT_FAMILY)
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -354,7 +414,7 @@ class Settings:
                   "(Euler, trailing timesteps). hyper-sd: ByteDance/Hyper-SD's Hyper-SDXL-Nsteps-lora "
                   "(DDIM, trailing). lcm: latent-consistency/lcm-lora-sdxl (LCMScheduler). All without CFG. "
                   "Sets the two settings below unless they are given.",
-                  **_choices(*DISTILLED_FAMILIES)},
+                  **_choices(*LIGHTNING_FAMILIES)},
     )
     lightning_lora_repo: str = field(
         default="",
@@ -557,6 +617,14 @@ class Settings:
     def lora_weight(self) -> str:
         return self.lightning_lora_weight or self.distilled_family.weight_for(self.lightning_steps)
 
+    def lora_source(self, family: str) -> tuple[str, str, str]:
+        """Where ``family``'s LoRA is loaded from: (repo, weight file, the setting that names the
+        repo). The lightning mode's family as its settings say; the draft's from its hub id."""
+        if family == self.lightning_family:
+            return self.lora_repo, self.lora_weight, "STORYBOARD_LIGHTNING_LORA_REPO"
+        chosen = DISTILLED_FAMILIES[family]
+        return chosen.repo, chosen.weight, "STORYBOARD_HF_CACHE_DIR"
+
     @property
     def size_divisor(self) -> int:
         return TINY_SIZE_DIVISOR if self.model == "tiny" else 1
@@ -575,7 +643,7 @@ class Settings:
 
     def preset_for(self, name: str | None = None) -> SpeedPreset:
         preset = PRESETS[name or self.preset]
-        if preset.distilled:
+        if preset.name == LIGHTNING:
             preset = dataclasses.replace(preset, steps=self.lightning_steps, family=self.lightning_family)
         if self.ip_adapter_scale is not None:
             return dataclasses.replace(preset, ip_adapter_scale=self.ip_adapter_scale)

@@ -289,9 +289,11 @@ class Sink(Protocol):
 
 
 def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | None = None,
-         skip: frozenset[int] = frozenset(), previews: bool = True) -> None:
+         skip: frozenset[int] = frozenset(), previews: bool = True, seconds_per_pass: float | None = None):
     """Draw ``spec``'s panels (but those in ``skip``, already delivered) with ``generator``;
-    ``previews``: a live preview of each panel at each step (settings.live_previews)."""
+    returns its StoryboardResult (None: nothing to draw). ``previews``: a live preview of each
+    panel at each step (settings.live_previews); ``seconds_per_pass``: a UNet pass's measured
+    time on this machine (step_time.py), for the progress bar's first estimate."""
     from local_image_generator import CharacterLock, PanelJob, StoryboardRequest
 
     panels = [p for p in spec.panels if p.frame_id not in skip]
@@ -308,7 +310,7 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
                              init_image=_image(panel.source_png) if panel.source_png else None))
     sink.prompts(prompts)
     if not jobs:
-        return
+        return None
     shown = {i for panel in panels for i in panel.cast}
     locks, portraits = [], {}
     for k, character in enumerate(spec.characters, start=1):
@@ -323,11 +325,13 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
                                                          portrait_seed(spec.seed, k), p.caption, p.shot)))
     request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.preset, spec.identity_lock,
                                 characters=tuple(locks), strength=spec.strength)
-    tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits)
+    # A step's share of a panel's whole cost (its decode and encodes too), in measured time.
+    step_s = seconds_per_pass and seconds_per_pass * spec.preset.passes_per_panel / request.num_steps
+    tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits, step_s)
     by_id = {panel.frame_id: panel for panel in panels}
     writer = PanelWriter(lambda result: _deliver(spec, result, sink, by_id[result.index]))
     try:
-        generator.generate(
+        result = generator.generate(
             request,
             on_progress=tracker.step,
             on_panel=writer.put,
@@ -340,6 +344,7 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
         writer.close(raise_error=False)  # the panels finished before the error are still saved
         raise
     writer.close()
+    return result
 
 
 class PanelWriter:
@@ -436,16 +441,22 @@ class Progress:
     counts by its steps. Panels are named by their position on the board ("Panel 2 of 3"
     when panel 2 is redrawn or resumed), not by their place in this job; a portrait by its
     character's name.
+
+    The time left comes from measured step times: this job's own from its second step on
+    (the first step also waited for the mode switch, the encoders, the portraits), before that
+    ``seconds_per_step`` as measured on earlier boards, and none when neither is known.
     """
 
-    def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, portraits: dict[int, str]):
+    def __init__(self, sink: Sink, positions: dict[int, int], board_panels: int, portraits: dict[int, str],
+                 seconds_per_step: float | None = None, clock: Callable[[], float] = time.perf_counter):
         self.sink, self.positions, self.board_panels = sink, positions, board_panels
+        self.seconds_per_step, self._clock = seconds_per_step, clock
+        self._first: tuple[float, float] | None = None  # (time, fraction) at the first step reported
         self.portraits = portraits  # the portrait's character (0-based place) -> its name ("" unnamed)
         self.units = len(positions) + len(portraits)
         # (frame id, portrait's character) -> its best fraction (a redrawn panel restarts its steps)
         self._done: dict[tuple, float] = {}
         self.fraction = 0.0
-        self.started = time.perf_counter()
         self._published = 0.0
 
     def step(self, job, step: int, steps: int) -> None:
@@ -456,7 +467,7 @@ class Progress:
         position = self.positions.get(job.index)
         if step == 1 and position:
             self.sink.panel_started(job.index)
-        now = time.perf_counter()
+        now = self._clock()
         progress = {
             "fraction": round(self.fraction, 4),
             "panel": position or 0,
@@ -464,11 +475,23 @@ class Progress:
             "label": f"Panel {position} of {self.board_panels}" if position else self._portrait_label(job.portrait_of),
             "step": step,
             "steps": steps,
-            "eta_s": round((now - self.started) / self.fraction * (1 - self.fraction), 1),
+            "eta_s": self._eta(now, steps),
         }
         if step in (1, steps) or now - self._published >= PROGRESS_INTERVAL_S:
             self._published = now
             self.sink.progress(progress)
+
+    def _eta(self, now: float, steps: int) -> float | None:
+        if self._first is None:
+            self._first = (now, self.fraction)
+        started, fraction = self._first
+        if self.fraction > fraction:  # this job's own pace since its first step
+            seconds = (now - started) / (self.fraction - fraction) * (1 - self.fraction)
+        elif self.seconds_per_step:
+            seconds = (1 - self.fraction) * self.units * steps * self.seconds_per_step
+        else:
+            return None
+        return round(seconds, 1)
 
     def preview(self, job, step: int, steps: int, image) -> None:
         """A panel's picture after ``step``: every one is sent; the event hub keeps only the

@@ -470,6 +470,8 @@ def _a1111_parameters(p: Mapping[str, Any]) -> str:
                        ("ip_adapter_scale", "IP-Adapter scale")):
         if p.get(key) is not None:
             fields.append(f"{label}: {_fmt(p[key])}")
+    if p.get("decoder") == "taesdxl":  # A1111's field for the decoder; SDXL's own VAE goes unnamed, as there
+        fields.append("VAE: TAESDXL")
     lines.append(", ".join(fields))
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+import step_time
 from backend import NOT_DRAWN, ModelState, Outcome, WarmUp, WarmUpTracker, make_judge, user_message
 from config import Settings
 from drawing import JobSpec, draw
@@ -36,6 +37,7 @@ class GeneratorHost:
         self.error: str | None = None  # why the last load failed
         self.warm_up: WarmUp | None = None  # while a compiled model warms up
         self._tracker = WarmUpTracker()
+        self._step_time: step_time.StepTime | None = None  # read from the data dir with the first job
 
     def ensure(self):
         """The generator, loaded now if it is not yet; raises what the load raised."""
@@ -74,8 +76,11 @@ class GeneratorHost:
                 raise GenerationCancelled()
             job = spec()
             if job is not None:
-                draw(generator, job, sink, cancel, self._judge(generator) if job.identity_lock else None, skip=skip,
-                     previews=self.settings.live_previews)
+                measured = self._step_time or step_time.read(self.settings)
+                result = draw(generator, job, sink, cancel, self._judge(generator) if job.identity_lock else None,
+                              skip=skip, previews=self.settings.live_previews,
+                              seconds_per_pass=measured and measured.seconds_per_pass)
+                self._measured(job, result)
         except GenerationCancelled:
             return Outcome(Status.CANCELED)
         except raises:
@@ -84,6 +89,14 @@ class GeneratorHost:
             log.exception("job %s failed", job_id)
             return Outcome(Status.FAILED, user_message(error, self.settings.data_path), NOT_DRAWN)
         return Outcome(Status.DONE)
+
+    def _measured(self, job: JobSpec, result) -> None:
+        """Keep the step time this board measured, for the next board's estimates and restarts
+        (not a refine's: it runs a share of its mode's steps)."""
+        if job.strength is not None:
+            return
+        seconds = [panel.seconds for panel in (result.panels if result else ()) if panel.status == "done"]
+        self._step_time = step_time.record(self.settings, job.preset, seconds) or self._step_time
 
     def _judge(self, generator):
         """The identity judge, or None when faces are not scored (turned off, or no scorer)."""

@@ -2,9 +2,10 @@
 
 Reads like a diffusers pipeline: ``__init__`` only stores ready parts, :meth:`load` loads
 them (model_loading.py), and :meth:`StoryboardGenerator.generate` checks its inputs and then
-runs in plain steps. The lightning mode is the same pipeline with a distilled LoRA (fused into
-the UNet, or switched on as an adapter) and its scheduler, without CFG; nothing is reloaded to
-switch. A compiled UNet's graphs are kept track of in unet_compile.py, CLIP scoring lives in
+runs in plain steps. The lightning and draft modes are the same pipeline with a distilled LoRA
+each (one adapter per family, the mode's fused into the UNet or switched on) and its family's
+scheduler, without CFG; nothing is reloaded to switch. A draft decodes with TAESDXL, a module
+of its own beside SDXL's VAE. A compiled UNet's graphs are kept track of in unet_compile.py, CLIP scoring lives in
 clip_scoring.py. The generator is not thread-safe by nature (a diffusers pipeline is not), so
 every call takes one lock; in the app a single worker thread owns it anyway.
 """
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 
 from board_params import retry_seed
 from clip_scoring import ClipScorer, closer
-from config import ASPECTS, MAX_FRAMES, PRESETS, Settings, SpeedPreset
+from config import ASPECTS, DISTILLED_FAMILIES, LIGHTNING, MAX_FRAMES, PRESETS, Settings, SpeedPreset
 from errors import InputError
 from model_loading import (  # the loading API, also public here: callers load through the generator
     ModelNotAvailable,
@@ -166,6 +167,7 @@ class PanelRun:
     # clamped to CAST_IP_ADAPTER_SCALE for several); None: the lock held no one.
     ip_adapter_scale: float | None
     lora: str | None  # the distilled family (config.DISTILLED_FAMILIES) whose LoRA was on; None: SDXL alone
+    decoder: str = "vae"  # what decoded it (config.DECODERS): SDXL's VAE, or TAESDXL for a draft
     # A refine: its strength, and the steps that ran (strength x steps: its cost in UNet passes,
     # twice that while guided). None for a panel drawn afresh, and then left out of the JSON.
     strength: float | None = None
@@ -278,13 +280,13 @@ class StoryboardGenerator:
         self._fold = None  # cross-attention constants kept for one pipeline call (attention.Fold)
         self.compiled = False  # the UNet runs under torch.compile (CUDA, STORYBOARD_COMPILE_UNET)
         self.graphs = CompiledGraphs()  # ... which of its graphs are compiled, which wait
-        self._lora_loaded = False
-        self._distilled = False  # the UNet and scheduler are in the lightning mode
-        self._fused = False  # ... with the LoRA fused into the UNet's weights
-        self._schedulers: dict[bool, object] = {}
+        self._loras: dict[str, str] = {}  # the distilled families whose LoRA is loaded -> its weight file
+        self._family: str | None = None  # the family whose LoRA (and scheduler) is on; None: SDXL alone
+        self._fused = False  # ... with its LoRA fused into the UNet's weights
+        self._schedulers: dict[str | None, object] = {}  # family -> its scheduler; None: SDXL's own
         self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
         self.image_encoder_calls = 0
-        self.previews = PreviewDecoder(settings, device, dtype)  # TAESDXL, loaded on the first preview
+        self.previews = PreviewDecoder(settings, device, dtype)  # TAESDXL, loaded on the first preview or draft
 
     # -- loading --
 
@@ -320,7 +322,7 @@ class StoryboardGenerator:
         if settings.use_identity_lock:
             generator._ensure_adapter()
         if settings.preset_for().distilled:
-            generator._ensure_lora()  # the default mode: load its LoRA now (and before compiling)
+            generator._ensure_lora(settings.preset_for().family)  # the default mode's, now (and before compiling)
         if settings.compile_unet and device == "cuda":
             generator._compile()
         return generator
@@ -341,9 +343,9 @@ class StoryboardGenerator:
         if not self.compiled:
             return 0
         cast = 1 if self.settings.use_identity_lock else 0
-        distilled = self.settings.preset_for().distilled
+        family = self.settings.preset_for().family
         sizes = sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS)))
-        self.graphs.queue((width, height, cast, distilled) for width, height in sizes)
+        self.graphs.queue((width, height, cast, family) for width, height in sizes)
         return len(self.graphs)
 
     @property
@@ -390,11 +392,11 @@ class StoryboardGenerator:
                 on_progress(done, done + self.pending_warm_ups)
         return time.perf_counter() - started
 
-    def _warm_up_request(self, width: int, height: int, cast: int, distilled: bool) -> StoryboardRequest:
+    def _warm_up_request(self, width: int, height: int, cast: int, family: str | None) -> StoryboardRequest:
         default = self.settings.preset_for()
-        name = default.name if default.distilled == distilled else next(
-            name for name, preset in PRESETS.items() if preset.distilled == distilled)
-        preset = self.settings.preset_for(name)
+        preset = default if default.family == family else next(
+            preset for preset in map(self.settings.preset_for, PRESETS) if preset.family == family)
+        distilled = preset.distilled
         people = tuple(range(cast))
         jobs = tuple(PanelJob(n, "warm-up", "", n, cast=people) for n in (1, 2, 3))
         locks = tuple(CharacterLock(reference=_blank(64, 64, shade=40 * k)) for k in people)
@@ -402,7 +404,7 @@ class StoryboardGenerator:
                                  steps=None if distilled else 2)
 
     def _graph_key(self, run: "_Run", width: int, height: int) -> GraphKey:
-        return width, height, run.cast_size, self._distilled
+        return width, height, run.cast_size, self._family
 
     @contextlib.contextmanager
     def _unet_for(self, run: "_Run", width: int, height: int):
@@ -499,44 +501,48 @@ class StoryboardGenerator:
         """The UNet itself, also under torch.compile's wrapper (which diffusers' LoRA calls skip)."""
         return getattr(self.pipe.unet, "_orig_mod", self.pipe.unet)
 
-    def _ensure_lora(self) -> None:
-        """Load the lightning mode's LoRA once, as a switched-off adapter, and build its scheduler."""
-        if self._lora_loaded:
+    def _ensure_lora(self, family: str) -> None:
+        """Load ``family``'s LoRA once, as a switched-off adapter of that name, and build its scheduler."""
+        if family in self._loras:
             return
         wrapper, unet = self.pipe.unet, self._unet_module()
         self.pipe.unet = unet
         try:
-            load_lora(self.pipe, self.settings, LORA_ADAPTER)
+            load_lora(self.pipe, self.settings, family)
         finally:
             self.pipe.unet = wrapper
         unet.disable_lora()
-        self._schedulers = {False: self.pipe.scheduler,
-                            True: distilled_scheduler(self.settings, self.pipe.scheduler.config)}
-        self._lora_loaded = True
+        self._schedulers.setdefault(None, self.pipe.scheduler)
+        self._schedulers[family] = distilled_scheduler(DISTILLED_FAMILIES[family], self._schedulers[None].config)
+        self._loras[family] = self.settings.lora_source(family)[1]
 
     def _use_preset(self, preset: SpeedPreset) -> None:
-        """Put the UNet and the scheduler in ``preset``'s mode; SDXL itself is never reloaded.
+        """Put the UNet and the scheduler in ``preset``'s mode: its family's LoRA on (every other
+        off) with that family's scheduler, or SDXL alone; SDXL itself is never reloaded.
 
         fuse: the LoRA is added into the UNet's weights on the way in and subtracted on the
         way out. adapter: it stays beside them and is only switched on and off.
         """
-        if preset.distilled:
-            self._ensure_lora()
-        if preset.distilled == self._distilled:
+        if preset.family == self._family:
             return
         unet = self._unet_module()
-        if preset.distilled:
-            unet.enable_lora()
-            self._fused = self.settings.lightning_lora_mode == "fuse"
-            if self._fused:
-                unet.fuse_lora(adapter_names=[LORA_ADAPTER])
-        else:
+        if self._family is not None:  # out of the current mode first: a new LoRA loads beside unfused weights
             if self._fused:
                 unet.unfuse_lora()
                 self._fused = False
             unet.disable_lora()
-        self.pipe.scheduler = self._schedulers[preset.distilled]
-        self._distilled = preset.distilled
+            self._family = None
+            self.pipe.scheduler = self._schedulers[None]
+        if preset.family is None:
+            return
+        self._ensure_lora(preset.family)
+        unet.enable_lora()
+        unet.set_adapters([preset.family])
+        if self.settings.lightning_lora_mode == "fuse":
+            unet.fuse_lora(adapter_names=[preset.family])
+            self._fused = True
+        self.pipe.scheduler = self._schedulers[preset.family]
+        self._family = preset.family
 
     @property
     def attention_sliced(self) -> bool:
@@ -548,7 +554,7 @@ class StoryboardGenerator:
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
             "ip_adapter": self.settings.adapter_weight,
-            "lora": self.settings.lora_weight if self._lora_loaded else None,
+            "lora": ", ".join(self._loras.values()) or None,
             "load_s": round(self.load_seconds, 3),
         }
 
@@ -639,7 +645,7 @@ class StoryboardGenerator:
         started = time.perf_counter()
         self._use_preset(request.preset)
         timings["mode_switch_s"] = time.perf_counter() - started
-        if request.preset.distilled and request.num_steps != self.settings.lightning_steps:
+        if request.preset.name == LIGHTNING and request.num_steps != self.settings.lightning_steps:
             log.warning("the lightning mode draws %d steps with a LoRA made for %d (%s)", request.num_steps,
                         self.settings.lightning_steps, self.settings.lora_weight)
         # 2. The references: uploaded, drawn from the traits, or none (lock off).
@@ -908,29 +914,39 @@ class StoryboardGenerator:
             inputs["ip_adapter_image_embeds"] = [repeat(e, len(batch)) for e in run.image_embeds]
         if run.ip_masks is not None:
             inputs["cross_attention_kwargs"] = {"ip_adapter_masks": run.ip_masks}
+        family = run.request.preset.family
+        if family is not None and DISTILLED_FAMILIES[family].eta is not None:
+            inputs["eta"] = DISTILLED_FAMILIES[family].eta  # TCD's gamma, as the draft's card sets it
         return inputs
 
     def _ran(self, run: "_Run") -> PanelRun:
         scheduler = type(self.pipe.scheduler).__name__
         refine = run.request.strength is not None
         return PanelRun(scheduler, A1111_SAMPLERS.get(scheduler, scheduler), run.request.num_steps,
-                        run.request.preset.guidance_scale, run.ip_scale,
-                        self.settings.lightning_family if self._distilled else None,
+                        run.request.preset.guidance_scale, run.ip_scale, self._family, run.request.preset.decoder,
                         strength=run.request.strength, denoising_steps=run.request.denoising_steps if refine else None)
 
     def _decoded(self, job: PanelJob, latent, seconds: float, ran: PanelRun) -> PanelResult:
         started = time.perf_counter()
-        image, array, error, upcast = self._decode_checked(latent[None])
+        image, array, error, upcast = self._decode_checked(latent[None], self._decoder(ran.decoder))
         return PanelResult.of(job, "done" if error is None else "failed", image=image, pixels=array, error=error,
                               seconds=seconds + time.perf_counter() - started, vae_fp32_retry=upcast, ran=ran)
 
-    def _decode_checked(self, latents):
-        """Decode; a NaN or all-black image is decoded again with the VAE in fp32.
+    def _decoder(self, name: str):
+        """The module that decodes for ``name`` (config.DECODERS): SDXL's VAE, or TAESDXL (the
+        previews' one, loaded on first use; a module of its own, so SDXL's VAE stays as it is for
+        every other mode)."""
+        if name == "vae":
+            return self.pipe.vae
+        return self.previews.model()
+
+    def _decode_checked(self, latents, vae):
+        """Decode with ``vae``; a NaN or all-black image is decoded again with it in fp32.
 
         Returns (PIL image, float pixels in 0..1, error, retried in fp32).
         """
         for force_fp32 in (False, True):
-            image = self._decode(latents, force_fp32=force_fp32)
+            image = self._decode(latents, vae, force_fp32=force_fp32)
             if not _is_bad(image):
                 array = self.pipe.image_processor.postprocess(image, output_type="np")[0]
                 return self.pipe.image_processor.numpy_to_pil(array)[0], array, None, force_fp32
@@ -938,10 +954,11 @@ class StoryboardGenerator:
                 log.warning("panel decoded to NaN or black; decoding again with the VAE in fp32")
         return None, None, "The image came out blank (NaN or black) even with the VAE in fp32; try another seed.", True
 
-    def _decode(self, latents, force_fp32: bool):
+    def _decode(self, latents, vae, force_fp32: bool):
+        """SDXL's VAE undoes its scaling (and mean, where its config has one); TAESDXL's
+        scaling factor is 1.0: it decodes the UNet's latents as they are."""
         import torch
 
-        vae = self.pipe.vae
         original = vae.dtype
         upcast = original != torch.float32 and (force_fp32 or vae.config.force_upcast)
         if upcast:
@@ -1093,8 +1110,6 @@ def _repeat_batch(embeds, count: int):
     """Positive-only embeddings for one image -> the same for ``count`` panels."""
     return embeds.repeat(count, *([1] * (embeds.dim() - 1)))
 
-
-LORA_ADAPTER = "lightning"
 
 
 def _is_bad(image) -> bool:

@@ -1,4 +1,4 @@
-"""Loading the generator's parts: SDXL (with its VAE), the IP-Adapter and a distilled LoRA.
+"""Loading the generator's parts: SDXL (with its VAE), the IP-Adapter, the distilled LoRAs and TAESDXL.
 
 Every load goes through the same two rules: only safetensors weights are read (a pickle file
 can run code), and a load is offline when the settings say so or the model is the tiny demo
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 from pathlib import Path
 
-from config import FP16_FIX_VAE_HUB_ID, Settings
+from config import FP16_FIX_VAE_HUB_ID, TAESDXL_HUB_ID, DistilledFamily, Settings
 from prompt_enhancer import shorten, split_sentences
 
 log = logging.getLogger(__name__)
@@ -265,28 +266,51 @@ def load_ip_adapter(pipe, settings: Settings) -> None:
         ) from error
 
 
-def load_lora(pipe, settings: Settings, adapter_name: str) -> None:
-    """The distilled family's LoRA of ``settings`` into ``pipe`` as the adapter ``adapter_name``."""
+def load_lora(pipe, settings: Settings, family: str) -> None:
+    """The distilled ``family``'s LoRA (config.DISTILLED_FAMILIES) into ``pipe`` as an adapter
+    of that name, from where the settings say (Settings.lora_source)."""
     s = settings
-    repo = check_source(s.lora_repo, "STORYBOARD_LIGHTNING_LORA_REPO")
-    weight = weight_file(s.lora_weight, "STORYBOARD_LIGHTNING_LORA_WEIGHT")
+    source, name, setting = s.lora_source(family)
+    repo = check_source(source, setting)
+    weight = weight_file(name, "STORYBOARD_LIGHTNING_LORA_WEIGHT")
     if importlib.util.find_spec("peft") is None:
-        raise ModelNotAvailable("The lightning mode needs the peft package, through which diffusers loads LoRAs: "
-                                "pip install peft==0.21.2 (make installs it).")
+        raise ModelNotAvailable("The lightning and draft modes need the peft package, through which diffusers "
+                                "loads LoRAs: pip install peft==0.21.2 (make installs it).")
     try:
-        pipe.load_lora_weights(repo, weight_name=weight, adapter_name=adapter_name, **hub_options(s))
+        with warnings.catch_warnings():
+            # peft warns that a second adapter joins the first: the draft's beside lightning's, by design.
+            warnings.filterwarnings("ignore", "Already found a `peft_config` attribute", UserWarning)
+            pipe.load_lora_weights(repo, weight_name=weight, adapter_name=family, **hub_options(s))
     except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
         raise ModelNotAvailable(
-            load_failure_message(f"the {s.lightning_family} LoRA {weight}", repo, "STORYBOARD_LIGHTNING_LORA_REPO",
-                                 s.cache_dir, error, size="the LoRA is a few hundred MB")
+            load_failure_message(f"the {family} LoRA {weight}", repo, setting, s.cache_dir, error,
+                                 size="the LoRA is a few hundred MB")
         ) from error
-    log.info("loaded the %s LoRA %s from %s", s.lightning_family, weight, repo)
+    log.info("loaded the %s LoRA %s from %s", family, weight, repo)
 
 
-def distilled_scheduler(settings: Settings, config):
-    """The scheduler the distilled family's card prescribes, from SDXL's scheduler config."""
+def distilled_scheduler(family: DistilledFamily, config):
+    """The scheduler ``family``'s card prescribes, from SDXL's scheduler config."""
     import diffusers
 
-    family = settings.distilled_family
     overrides = {"timestep_spacing": family.timestep_spacing} if family.timestep_spacing else {}
     return getattr(diffusers, family.scheduler).from_config(config, **overrides)
+
+
+def load_taesdxl(settings: Settings, device: str, dtype):
+    """TAESDXL (config.TAESDXL_HUB_ID, diffusers' AutoencoderTiny) on ``device``: the live
+    previews' and the draft mode's decoder, a module of its own beside SDXL's VAE (~10 MB)."""
+    from diffusers import AutoencoderTiny
+
+    try:
+        with warnings.catch_warnings():
+            # The hub warns that the repo has no model card metadata to read offline: harmless.
+            warnings.simplefilter("ignore", UserWarning)
+            decoder = AutoencoderTiny.from_pretrained(TAESDXL_HUB_ID, dtype=dtype, use_safetensors=True,
+                                                      **hub_options(settings))
+    except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
+        raise ModelNotAvailable(
+            load_failure_message("TAESDXL, the decoder of previews and drafts", TAESDXL_HUB_ID, "STORYBOARD_HF_CACHE_DIR",
+                                 settings.cache_dir, error, size="it is about 10 MB")
+        ) from error
+    return decoder.to(device)

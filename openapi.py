@@ -9,7 +9,7 @@ ratios, panel count) come from config.py, so they cannot drift either.
 from __future__ import annotations
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
-from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_PRESETS
+from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_PRESETS
 
 OPENAPI_VERSION = "3.1.0"
 STATUSES = ["queued", "running", "done", "failed", "canceled", "interrupted"]
@@ -343,14 +343,24 @@ def _schemas() -> dict:
                 "guidance_scale": number, "ip_adapter_scale": number,
                 "family": {**_nullable(string), "description": "The distilled LoRA family a few-step mode runs "
                                                                "with (STORYBOARD_LIGHTNING_FAMILY); null: SDXL alone."},
+                "decoder": {"enum": list(DECODERS), "description": "What decodes its latents: SDXL's VAE, "
+                                                                   "or TAESDXL (the draft mode)."},
                 "unet_passes": {**integer, "description": "UNet passes a panel: steps, twice with CFG."},
                 "description": {**string, "description": "What the mode costs, in words (optional)."},
+                "tflops_per_panel": {**number, "description": "A panel's FLOPs at 1024x1024 with the identity "
+                                                              "lock on, counted on the full-size models."},
+                "seconds_per_panel": {**_nullable(number), "description": "A panel's time on this machine, "
+                                      "estimated from the measured UNet pass; null until a board was drawn."},
             },
         },
         "Presets": {
             "type": "object",
             "properties": {
                 "presets": {"type": "array", "items": _ref("Preset")},
+                "step_time": {**_nullable({"type": "object", "properties": {
+                    "seconds_per_pass": number, "measured_at": number}}),
+                    "description": "A UNet pass as last measured on this machine (kept across restarts); "
+                                   "null until a board was drawn."},
                 "default_preset": string,
                 "aspects": {"type": "array", "items": {"type": "object", "properties": {
                     "name": {"enum": list(ASPECTS)}, "width": integer, "height": integer}}},

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from board_params import read_cast
+from board_params import Character, read_cast
 from config import MAX_FRAMES
 from errors import InputError
-from planner import plan_premise, planner_client
+from planner import ChatClient, plan_premise, planner_client
 from prompt_enhancer import StoryPlan
 from studio import current_studio
 from web_input import int_field, json_body, text_field
@@ -38,17 +38,24 @@ def create_plan():
     client = planner_client(settings)
     if client is None:  # the built-in splitter: nothing to wait for
         return jsonify(plan_json(plan_premise(premise, frames, cast, max_frames=MAX_FRAMES), bool(cast)))
+    return jsonify(plan_json(llm_plan(premise, frames, cast, client), planned_with_cast=bool(cast)))
+
+
+def llm_plan(premise: str, frames: int | None, cast: tuple[Character, ...], client: ChatClient) -> StoryPlan:
+    """:func:`planner.plan_premise` with the LLM behind ``client``, for a plan and for a board
+    made from a premise alike."""
+    studio = current_studio()
+    settings = studio.settings
     # Each call holds a server thread until the planner answers (at most its timeout): a few at
     # once, and the rest told so at once rather than queued behind them.
     if not studio.planner_slots.acquire(blocking=False):
         raise InputError("planner", f"The planner is busy with {settings.planner_concurrency} plan(s); try again "
                                     "in a moment (STORYBOARD_PLANNER_CONCURRENCY).", status=429)
     try:
-        plan = plan_premise(premise, frames, cast, client=client, json_mode=settings.planner_json_mode,
+        return plan_premise(premise, frames, cast, client=client, json_mode=settings.planner_json_mode,
                             max_frames=MAX_FRAMES)
     finally:
         studio.planner_slots.release()
-    return jsonify(plan_json(plan, planned_with_cast=bool(cast)))
 
 
 @plans.get("/api/planner")

@@ -1,7 +1,7 @@
 """Live previews: each denoising step's latents as a small picture for the panel's placeholder.
 
 TAESDXL (``madebyollin/taesdxl``, diffusers' AutoencoderTiny) decodes them, loaded once, on the
-first preview. Counted on the full-size models (bench/sdxl_random.py): TAESDXL on a 1024 px
+first preview or the first draft (the draft mode decodes its panels with the same module). Counted on the full-size models (bench/sdxl_random.py): TAESDXL on a 1024 px
 panel's latents is 0.565 TFLOP, 8.4% of a UNet pass; pooled by PREVIEW_POOL first, 0.141 TFLOP
 (2.1%), a 512 px picture, more than a placeholder shows. The picture travels as a data URL of a
 small JPEG: never written anywhere, and the page needs no request to show it.
@@ -14,28 +14,25 @@ import io
 
 from config import Settings
 
-TAESDXL_HUB_ID = "madebyollin/taesdxl"
 PREVIEW_POOL = 2  # latents pooled by this before the decode (bench/sdxl_random.py counts the same)
 PREVIEW_SIDE = 256  # px, the picture's longest side: a placeholder is about this wide
 JPEG_QUALITY = 70
 
 
 class PreviewDecoder:
-    """TAESDXL on the generator's device, loaded on the first preview (a board drawn with
-    previews off never loads it)."""
+    """TAESDXL on the generator's device, loaded on first use (a board drawn with previews off,
+    in a mode other than draft, never loads it)."""
 
     def __init__(self, settings: Settings, device: str, dtype):
         self.settings, self.device, self.dtype = settings, device, dtype
         self._taesd = None
 
-    def _model(self):
+    def model(self):
+        """The one TAESDXL of the generator: the previews' decoder and the draft mode's."""
         if self._taesd is None:
-            from diffusers import AutoencoderTiny
+            from model_loading import load_taesdxl
 
-            from model_loading import hub_options
-
-            self._taesd = AutoencoderTiny.from_pretrained(TAESDXL_HUB_ID, use_safetensors=True,
-                                                          **hub_options(self.settings)).to(self.device, self.dtype)
+            self._taesd = load_taesdxl(self.settings, self.device, self.dtype)
         return self._taesd
 
     def decode(self, latents) -> list:
@@ -45,7 +42,7 @@ class PreviewDecoder:
         import torch.nn.functional as F
         from PIL import Image
 
-        taesd = self._model()
+        taesd = self.model()
         with torch.inference_mode():
             latents = latents.to(self.device, self.dtype)
             if min(latents.shape[-2:]) >= 2 * PREVIEW_POOL:

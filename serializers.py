@@ -129,5 +129,9 @@ def summary_json(row: dict) -> dict:
     }
 
 
-def preset_json(preset: SpeedPreset) -> dict:
-    return {**preset.to_dict(), "unet_passes": preset.unet_passes, "description": preset.description}
+def preset_json(preset: SpeedPreset, seconds_per_panel: float | None = None) -> dict:
+    """A mode with what it costs: counted FLOPs (1024x1024, lock on) and, once a board was drawn
+    on this machine, the estimated seconds a panel (step_time.py)."""
+    return {**preset.to_dict(), "unet_passes": preset.unet_passes, "description": preset.description,
+            "tflops_per_panel": preset.tflops_per_panel,
+            "seconds_per_panel": None if seconds_per_panel is None else round(seconds_per_panel, 3)}

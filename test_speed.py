@@ -367,7 +367,7 @@ def compare_distilled(generator, settings, args, width: int, height: int) -> dic
 
     out: dict = {"frames": BOARD_FRAMES, "mode": settings.lightning_lora_mode}
     out["fast"] = {**counted(fast), **board([timed(lambda: draw(fast), device)[0] for _ in range(repeat)])}
-    out["lora_load_s"] = timed(generator._ensure_lora, device)[0]
+    out["lora_load_s"] = timed(lambda: generator._ensure_lora(lightning.family), device)[0]
     for mode in (out["mode"], *({"fuse", "adapter"} - {out["mode"]})):
         generator._use_preset(fast)
         generator.settings = dataclasses.replace(generator.settings, lightning_lora_mode=mode)
@@ -390,6 +390,65 @@ def compare_distilled(generator, settings, args, width: int, height: int) -> dic
         out[mode] = result
     generator._use_preset(fast)
     generator.settings = dataclasses.replace(generator.settings, lightning_lora_mode=out["mode"])
+    return out
+
+
+DRAFT_COMPARED = ("fast", "lightning", "draft")
+
+
+def flops_by_part(preset, parts: dict) -> dict:
+    """A one-panel board's FLOPs in ``preset`` (config.SpeedPreset.panel_flops, lock on), by part."""
+    per_step = 2 if preset.uses_cfg else 1
+    decoder = {"vae": "vae_decode", "taesdxl": "taesdxl_decode"}[preset.decoder]
+    return {"encode": per_step * (parts["text_prompt"] + parts["image"]),
+            "unet": preset.unet_passes * parts["unet_forward_identity"],
+            "decode": parts[decoder], "total": preset.panel_flops(parts)}
+
+
+def compare_modes(generator, settings, args, width: int, height: int, parts: dict | None) -> dict:
+    """The draft mode beside FAST and lightning, in one run, on the same loaded pipeline.
+
+    Each mode's FLOPs by part (``parts``: counted at this size for sdxl-random, else the
+    full-size counts at 1024x1024 kept in config), its UNet passes (and UNet seconds) a panel
+    counted in one hooked run, then ``--repeat`` rounds of a 3-panel board (identity lock on)
+    in each mode in turn, so the boards compared are timed side by side however the machine's
+    load drifts. Each switch into a mode (LoRA unfused and fused) is timed apart from its board:
+    a user drafting a board after a board pays it once.
+    """
+    from config import PANEL_PART_FLOPS
+    from local_image_generator import StoryboardRequest
+
+    device = generator.device
+    presets = [settings.preset_for(name) for name in DRAFT_COMPARED]
+    portrait, panels = make_jobs(generator, settings, BOARD_FRAMES)
+    reference = check_done(generator.generate(
+        StoryboardRequest((portrait,), width, height, presets[0], identity_lock=False))).panels[0].image
+    requests = {p.name: StoryboardRequest(tuple(panels), width, height, p, True, reference) for p in presets}
+
+    def draw(preset):
+        return check_done(generator.generate(requests[preset.name]))
+
+    out: dict = {"frames": BOARD_FRAMES, "flops_at": "this size" if parts else "1024x1024, full-size models"}
+    for preset in presets:
+        draw(preset)  # warm-up: the LoRA's first load, TAESDXL's, the switch into the mode
+        if generator.compiled:
+            generator.compile_pending()
+        calls = unet_calls(generator, lambda: draw(preset))
+        out[preset.name] = {"flops": flops_by_part(preset, parts or PANEL_PART_FLOPS),
+                            "unet_passes_per_panel": sum(batch for batch, _ in calls) / BOARD_FRAMES,
+                            "unet_s": sum(seconds for _, seconds in calls), "runs": [], "switches": []}
+    for _ in range(args.repeat):
+        for preset in presets:
+            out[preset.name]["switches"].append(timed(lambda: generator._use_preset(preset), device)[0])
+            out[preset.name]["runs"].append(timed(lambda: draw(preset), device)[0])
+    fast_runs = out["fast"]["runs"]
+    for preset in presets:
+        mode = out[preset.name]
+        mode["board_s"] = statistics.median(mode["runs"])
+        mode["switch_s"] = statistics.median(mode["switches"])
+        mode["per_panel_s"] = mode["board_s"] / BOARD_FRAMES
+        mode["ratio_to_fast"] = statistics.median([a / b for a, b in zip(mode["runs"], fast_runs)])
+        mode["flops_ratio_to_fast"] = mode["flops"]["total"] / out["fast"]["flops"]["total"]
     return out
 
 
@@ -551,6 +610,19 @@ def format_table(r: dict) -> str:
                 f"    switch to FAST {b['switch_to_fast_s']:.3f} s, to {name} {b['switch_to_lightning_s']:.3f} s",
             ]
         lines.append(row("  LoRA first load (separate)", d["lora_load_s"]))
+    m = r.get("modes")
+    if m:
+        lines += ["-" * 72, f"draft beside FAST and lightning in this run ({m['frames']}-panel boards, identity lock "
+                            f"on; FLOPs a panel at {m['flops_at']}):"]
+        for name in DRAFT_COMPARED:
+            b, f = m[name], m[name]["flops"]
+            lines += [
+                row(f"  {name}", b["board_s"], f"{b['per_panel_s']:.3f} s a panel, {b['unet_passes_per_panel']:g} "
+                    f"UNet pass{'es' if b['unet_passes_per_panel'] != 1 else ''} a panel ({b['unet_s']:.3f} s of UNet in a hooked board); / FAST "
+                    f"{b['ratio_to_fast']:.3f}; the switch into it {b['switch_s']:.3f} s"),
+                f"    FLOPs: encoders {f['encode'] / 1e12:.3f} T + UNet {f['unet'] / 1e12:.3f} T + decode "
+                f"{f['decode'] / 1e12:.3f} T = {f['total'] / 1e12:.1f} T (/ FAST {b['flops_ratio_to_fast']:.3f})",
+            ]
     x = r.get("sdxl_random")
     if x:
         f = x["flops"]
@@ -667,8 +739,11 @@ def _run(args, diffusers, torch) -> int:
         build_peak = sdxl_random.peak_memory_bytes(generator.device)
         sdxl_random.reset_peak_memory(generator.device)
 
-    comparison = None
-    if distilled:
+    comparison = modes = None
+    if args.preset == "draft":
+        print("draft beside FAST and lightning on this pipeline ...")
+        modes = compare_modes(generator, settings, args, width, height, flops)
+    elif distilled:
         print(f"{args.preset} beside FAST on this pipeline (both ways of switching) ...")
         comparison = compare_distilled(generator, settings, args, width, height)
     print("warming up, then timing ...")
@@ -698,6 +773,7 @@ def _run(args, diffusers, torch) -> int:
         "load_s": generator.load_seconds,
         **measured,
         "distilled": comparison,
+        "modes": modes,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

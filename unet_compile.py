@@ -1,7 +1,7 @@
 """The compiled UNet: compiling it, and which of its graphs are compiled yet.
 
 A compiled UNet has one graph per key: the picture size, how many characters the lock holds
-(0: the lock off) and whether the distilled LoRA is on. A call whose graph is not compiled
+(0: the lock off) and which distilled LoRA is on (its family, or none). A call whose graph is not compiled
 yet runs the UNet eagerly and queues its key (:class:`CompiledGraphs`): nothing is ever
 compiled while a board waits for it; the worker compiles queued keys when it has nothing to
 draw. The kernels are cached in the data directory, so a restart reuses them.
@@ -18,7 +18,7 @@ from config import Settings
 
 log = logging.getLogger(__name__)
 
-GraphKey = tuple[int, int, int, bool]  # (width, height, characters locked, distilled LoRA on)
+GraphKey = tuple[int, int, int, str | None]  # (width, height, characters locked, the LoRA family on)
 
 
 def compile_cache_dir(settings: Settings) -> Path:

@@ -679,25 +679,15 @@ def count_flops(width: int, height: int) -> dict:
     }
 
 
-def panel_modes() -> dict[str, tuple[int, bool, str]]:
-    """Each speed mode's panel as (steps, CFG, decoder): FAST and lightning as config.PRESETS
-    has them; draft, one pass of Hyper-SD's 1-step LoRA, decodes with TAESDXL."""
-    from config import PRESETS
-
-    modes = {name: (PRESETS[name].steps, PRESETS[name].uses_cfg, "vae_decode") for name in ("fast", "lightning")}
-    modes["draft"] = (1, False, "taesdxl_decode")
-    return modes
+PANEL_MODES = ("fast", "lightning", "draft")  # the modes this script prints
 
 
 def panel_flops(mode: str, parts: dict, identity: bool = True) -> int:
-    """A one-panel board's FLOPs in ``mode``, from :func:`count_flops`: the prompt (and its
-    negative under CFG), the reference through ViT-H when the identity lock is on (and the zero
-    image under CFG), every UNet pass, the decode. In a bigger board the encodes are shared."""
-    steps, cfg, decoder = panel_modes()[mode]
-    passes = 2 if cfg else 1
-    unet = parts["unet_forward_identity" if identity else "unet_forward"]
-    encodes = passes * (parts["text_prompt"] + (parts["image"] if identity else 0))
-    return encodes + steps * passes * unet + parts[decoder]
+    """A one-panel board's FLOPs in ``mode`` (a config.PRESETS name, as it stands there), from
+    :func:`count_flops`: config.SpeedPreset.panel_flops, the sum the studio serves."""
+    from config import PRESETS
+
+    return PRESETS[mode].panel_flops(parts, identity)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -713,8 +703,10 @@ def main(argv: list[str] | None = None) -> int:
     for size, value in (("full", parts["taesdxl_decode"]), ("small", parts["preview_small"])):
         share = 100 * value / parts["unet_forward"]
         print(f"a step's preview, {size:>5}: {value / 1e12:6.3f} TFLOP ({share:.1f}% of a UNet pass)")
-    for mode, (steps, cfg, decoder) in panel_modes().items():
-        how = f"{steps} step{'s' if steps > 1 else ''}{' with CFG' if cfg else ''}, {decoder}"
+    from config import PRESETS
+
+    for mode in PANEL_MODES:
+        how = PRESETS[mode].description
         for identity in (True, False):
             total = panel_flops(mode, parts, identity) / 1e12
             print(f"a {mode} panel ({how}, identity lock {'on' if identity else 'off'}): {total:.1f} TFLOP")

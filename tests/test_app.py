@@ -268,7 +268,7 @@ def test_a_model_that_cannot_load_fails_the_board_with_words(make_app):
 def test_health_and_presets(client):
     assert client.get("/api/health").get_json()["status"] == "ok"
     presets = client.get("/api/presets").get_json()
-    assert [p["name"] for p in presets["presets"]] == ["ultra_fast", "fast", "balanced", "quality", "lightning"]
+    assert [p["name"] for p in presets["presets"]] == ["ultra_fast", "fast", "balanced", "quality", "lightning", "draft"]
     assert presets["default_preset"] == "fast"
     assert {"name": "16:9", "width": 80, "height": 48} in presets["aspects"]
 

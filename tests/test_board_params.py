@@ -33,7 +33,7 @@ def test_params_survive_their_json_unchanged():
 def test_the_preset_is_stored_whole_and_read_back_as_stored_not_by_its_name():
     stored = params(preset=HYPER).to_json()
     assert stored["preset"] == {"name": "lightning", "label": "Lightning", "steps": 8, "guidance_scale": 0.0,
-                                "ip_adapter_scale": 0.6, "family": "hyper-sd"}
+                                "ip_adapter_scale": 0.6, "family": "hyper-sd", "decoder": "vae"}
     assert BoardParams.from_json(stored).preset == HYPER != PRESETS["lightning"]
 
 

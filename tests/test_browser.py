@@ -1200,6 +1200,35 @@ def test_plan_edit_and_draw(browser, server, artifacts):
         watch.close()
 
 
+def test_each_mode_shows_its_cost_and_this_machines_estimate_of_the_board(browser, tiny_settings_factory):
+    """The hint beside the speed mode gives its counted TFLOP a panel and, from the step time
+    measured on this machine (kept in the data dir), the board's time for the panel count."""
+    import step_time
+    from app import create_app
+    from config import PRESETS
+    from fakes import FakeGenerator
+    from playwright.sync_api import expect
+
+    settings = tiny_settings_factory()
+    step_time.record(settings, PRESETS["fast"], [PRESETS["fast"].passes_per_panel * 0.5])  # 0.5 s a UNet pass
+    with _serving(create_app(settings, load_generator=FakeGenerator)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page, hint = watch.page, watch.page.locator("#preset-hint")
+        try:
+            page.goto("/")
+            expect(page.locator("#preset option[value='draft']")).to_have_text("Draft — 1 step")
+            page.fill("#frames", "6")
+            page.select_option("#preset", "draft")  # 1.15 passes a panel: 0.57 s, 3.4 s for six
+            expect(hint).to_contain_text("7.8 TFLOP a panel · about 3 s for 6 panels on this machine")
+            page.select_option("#preset", "fast")  # 25.7 passes a panel: 12.8 s, 77 s for six
+            expect(hint).to_contain_text("174.3 TFLOP a panel · about 2 min for 6 panels on this machine")
+            page.fill("#frames", "2")
+            expect(hint).to_contain_text("about 26 s for 2 panels on this machine")
+            watch.assert_clean()
+        finally:
+            watch.close()
+
+
 @pytest.fixture
 def planning_server(tiny_settings_factory, llm_server):
     """A studio that plans with the chat-completions stand-in (and draws nothing)."""

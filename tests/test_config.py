@@ -116,10 +116,11 @@ def test_cpu_threads_rejects_a_negative_count():
         load_settings({"STORYBOARD_CPU_THREADS": "-1"})
 
 
-def test_lightning_is_a_fifth_mode_beside_the_four():
-    assert list(PRESETS) == ["ultra_fast", "fast", "balanced", "quality", "lightning"]
-    assert [p.name for p in PRESETS.values() if p.distilled] == ["lightning"]
+def test_lightning_and_draft_are_the_distilled_modes_beside_the_four():
+    assert list(PRESETS) == ["ultra_fast", "fast", "balanced", "quality", "lightning", "draft"]
+    assert [p.name for p in PRESETS.values() if p.distilled] == ["lightning", "draft"]
     assert load_settings({"STORYBOARD_PRESET": "lightning"}).preset == "lightning"
+    assert load_settings({"STORYBOARD_PRESET": "draft"}).preset == "draft"
 
 
 def test_the_lightning_mode_carries_the_distilled_family_it_runs_with():
@@ -133,7 +134,7 @@ def test_a_preset_survives_its_dict_and_a_bad_one_names_the_key():
     preset = load_settings({"STORYBOARD_LIGHTNING_FAMILY": "lcm"}).preset_for("lightning")
     assert SpeedPreset.from_dict(preset.to_dict()) == preset
     for key, value in (("steps", 0), ("guidance_scale", "7"), ("ip_adapter_scale", 1.5), ("family", "turbo"),
-                       ("label", "")):
+                       ("label", ""), ("decoder", "taesd")):
         with pytest.raises(InputError) as caught:
             SpeedPreset.from_dict({**preset.to_dict(), key: value})
         assert caught.value.field == key
@@ -157,6 +158,7 @@ def test_the_lora_follows_family_and_steps(env, repo, weight, steps):
     ("fast", "12 steps with CFG (24 UNet passes a panel)"),
     ("quality", "20 steps with CFG (40 UNet passes a panel)"),
     ("lightning", "4 steps, no CFG (4 UNet passes a panel)"),
+    ("draft", "1 step, no CFG, TAESDXL decode (1 UNet pass a panel)"),
 ])
 def test_presets_describe_their_real_cost(name, description):
     assert load_settings({}).preset_for(name).description == description

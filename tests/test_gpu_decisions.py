@@ -171,7 +171,7 @@ def test_a_shape_not_compiled_yet_is_drawn_eagerly_and_compiled_when_asked(tiny_
     board = cast_request([(0, 1), (0, 1), (1,)])  # 80x48: a cast of two, then one character
     eager = generator.generate(board)
     assert backend.graphs == [] and backend.runs == 0  # nothing compiled while the board waited
-    assert list(generator.graphs.waiting) == [(80, 48, 2, False), (80, 48, 1, False)]
+    assert list(generator.graphs.waiting) == [(80, 48, 2, None), (80, 48, 1, None)]
     while generator.warm_up_next():  # what the worker does when it has nothing to draw
         pass
     compiled = len(backend.graphs)

@@ -308,3 +308,27 @@ def test_a_key_a_header_cannot_carry_is_refused_at_start_without_repeating_it(ke
     with pytest.raises(SettingsError, match="PLANNER_API_KEY") as error:
         load_settings({"STORYBOARD_PLANNER_API_KEY": key})
     assert key not in str(error.value)
+
+
+# --- Generate from a premise: the same planner ------------------------------------------------
+
+
+def test_a_board_from_a_premise_is_planned_by_the_llm_and_says_so(studio, llm_server):
+    llm_server.answer(plan_answer(3))
+    board = studio().post("/api/storyboards", json={"story": PREMISE, "frames": 3, "character": "red hair"}).get_json()
+    assert len(llm_server.requests) == 1
+    assert [(f["caption"], f["scene"], f["shot"]) for f in board["frames"]] == [
+        (p["caption"], p["scene"], p["shot"]) for p in panels(3)]
+    assert board["notices"][0].startswith("Planned by stand-in-7b, the LLM planner at http://127.0.0.1")
+    assert {tuple(f["cast"]) for f in board["frames"]} == {("",)}  # one unnamed character: in every panel
+
+
+def test_a_premise_the_llm_cannot_plan_is_drawn_from_the_built_in_plan_saying_why(studio, llm_server):
+    llm_server.answer(raw_answer(b"<html>not the protocol</html>"))
+    board = studio().post("/api/storyboards", json={"story": PREMISE, "frames": 3}).get_json()
+    assert len(board["frames"]) == 3 and "was not used" in board["notices"][0]
+
+
+def test_a_story_in_lines_is_drawn_as_written_with_an_llm_set(studio, llm_server):
+    board = studio().post("/api/storyboards", json={"story": "One panel.\nAnother panel."}).get_json()
+    assert llm_server.requests == [] and [f["caption"] for f in board["frames"]] == ["One panel.", "Another panel."]

@@ -140,3 +140,23 @@ def test_lightning_benchmark_runs_beside_fast_and_counts_unet_passes(hf_cache, t
         assert d[mode]["board_s"] > 0 and d[mode]["fast_beside_s"] > 0
         assert d[mode]["switch_to_fast_s"] > 0 and d[mode]["switch_to_lightning_s"] > 0
         assert d[mode]["ratio_to_fast"] == pytest.approx(d[mode]["board_s"] / d[mode]["fast_beside_s"], rel=1e-3)
+
+
+def test_draft_benchmark_prints_flops_by_part_and_times_beside_fast_and_lightning(hf_cache, tmp_path, capsys):
+    import test_speed
+
+    path = tmp_path / "draft.json"
+    assert test_speed.main(["--model", "tiny", "--preset", "draft", "--json", str(path),
+                            "--cache-dir", str(hf_cache)]) == 0
+    printed = capsys.readouterr().out
+    assert "draft beside FAST and lightning" in printed and "decode 0.565 T = 7.8 T (/ FAST 0.045)" in printed
+    data = json.loads(path.read_text())
+    assert (data["preset"], data["steps"]) == ("draft", 1)
+    modes = data["modes"]
+    assert [modes[name]["unet_passes_per_panel"] for name in ("fast", "lightning", "draft")] == [24, 4, 1]
+    assert round(modes["draft"]["flops"]["total"] / 1e12, 1) == 7.8
+    assert modes["draft"]["flops"]["decode"] == modes["draft"]["flops"]["total"] - 6_789_121_638_400 - 445_751_889_920
+    for name in ("fast", "lightning", "draft"):
+        mode = modes[name]
+        assert len(mode["runs"]) == 1 and mode["board_s"] > 0 and mode["switch_s"] >= 0
+    assert modes["draft"]["ratio_to_fast"] == pytest.approx(modes["draft"]["runs"][0] / modes["fast"]["runs"][0], rel=1e-3)

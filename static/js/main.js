@@ -50,6 +50,7 @@ function bindEvents() {
   $("draw-plan").addEventListener("click", drawPlan);
   $("story").addEventListener("input", renderPlanStale);
   $("preset").addEventListener("change", renderPresetHint);
+  $("frames").addEventListener("input", renderPresetHint); // the board's estimated time
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
   $("reuse").addEventListener("click", reuseSettings);

@@ -4,6 +4,7 @@
 import { api, ENTRY, RETRY_MS } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./errors.js";
+import { roughDuration } from "./format.js";
 import { state } from "./state.js";
 
 /** Read the presets, then ``onLoaded()``: what depends on them (the cast's limit, the plan's
@@ -24,11 +25,12 @@ export async function loadPresets(onLoaded) {
 
 /* The option stays short enough for the form column; the hint below it gives the cost. */
 function presetLabel(p) {
-  return `${p.label || p.name} — ${p.steps} steps`;
+  return `${p.label || p.name} — ${p.steps} step${p.steps === 1 ? "" : "s"}`;
 }
 
-/** What a mode costs, in the server's words when it has them. */
-function presetDetails(p) {
+/** What a mode costs, in the server's words when it has them; then its counted FLOPs and,
+ * once this machine has drawn a board, the time ``panels`` would take here. */
+function presetDetails(p, panels) {
   const parts = [];
   if (typeof p.description === "string" && p.description.trim()) {
     parts.push(p.description.trim());
@@ -39,13 +41,20 @@ function presetDetails(p) {
     }
   }
   if (typeof p.ip_adapter_scale === "number") parts.push(`IP-Adapter scale ${p.ip_adapter_scale.toFixed(2)}`);
+  if (typeof p.tflops_per_panel === "number") parts.push(`${p.tflops_per_panel.toFixed(1)} TFLOP a panel`);
+  if (typeof p.seconds_per_panel === "number" && Number.isInteger(panels) && panels > 0) {
+    parts.push(`about ${roughDuration(p.seconds_per_panel * panels)} for ${panels} panel${panels > 1 ? "s" : ""}`
+      + " on this machine");
+  }
   return parts.join(" · ");
 }
 
+/** The chosen mode's cost, for the panel count in the form (both may change: main.js). */
 export function renderPresetHint() {
   const presets = (state.presets && state.presets.presets) || [];
   const chosen = presets.find((p) => p.name === $("preset").value);
-  $("preset-hint").textContent = chosen ? presetDetails(chosen) : "";
+  const panels = Number.parseInt($("frames").value, 10);
+  $("preset-hint").textContent = chosen ? presetDetails(chosen, panels) : "";
 }
 
 export function renderPresetOptions(data) {
@@ -53,7 +62,6 @@ export function renderPresetOptions(data) {
   preset.replaceChildren(...(data.presets || []).map((p) =>
     el("option", { text: presetLabel(p), attrs: { value: p.name } })));
   if (data.default_preset) preset.value = data.default_preset;
-  renderPresetHint();
 
   const aspect = $("aspect");
   aspect.replaceChildren(...(data.aspects || []).map((a) =>
@@ -74,6 +82,7 @@ export function renderPresetOptions(data) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
   }
+  renderPresetHint(); // after the panel count: the estimate reads it
 }
 
 export function maxFrames() {
