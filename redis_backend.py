@@ -512,8 +512,10 @@ class RedisBackend(Backend):
         from redis.exceptions import RedisError
 
         if isinstance(error, (RedisError, OSError)) and not is_disk_full(error):
-            message = (f"The job queue: {redis_problem(self.url, error)}; new storyboards wait until it answers. "
-                       "Nothing already made is lost.")
+            # New work is refused (503), not kept: say so, or the user waits for a board never stored.
+            message = (f"The job queue: {redis_problem(self.url, error)}; new work (storyboards, redraws, "
+                       "refines, resumes) is refused, not stored, until it answers: try again then. Nothing already "
+                       "made is lost.")
             if self.redis_error is None:
                 log.error("%s (%s)", message, error)
             self.redis_error = message
