@@ -1037,6 +1037,57 @@ def test_a_model_that_cannot_load(browser, broken_server, artifacts):
         watch.close()
 
 
+class HeldLoads:
+    """A model loader that fails as `make run` does offline, every load held until the test lets
+    it go (``go.release()``): while held, health says the model is loading."""
+
+    def __init__(self):
+        self.go = threading.Semaphore(0)
+
+    def __call__(self):
+        assert self.go.acquire(timeout=BOARD_TIMEOUT_MS / 1000), "the test never let the load go on"
+        raise RuntimeError(LOAD_ERROR)
+
+
+def test_resume_and_redraw_say_the_model_is_loading(browser, tiny_settings_factory):
+    """Resume and Redraw may load the model (the first job after a restart does): the banner
+    says so, as for Generate, not only when the page next looks at the studio's health."""
+    from playwright.sync_api import expect
+
+    from app import create_app
+
+    model = HeldLoads()
+    with _serving(create_app(tiny_settings_factory(), load_generator=model)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        banner = page.locator("#health-banner")
+        try:
+            page.goto("/")
+            page.fill("#story", "A girl finds a map.")
+            page.click("#generate")
+            loading = page.request.get("/api/health").json()["loading_message"]
+            expect(banner).to_have_text(loading, timeout=BOARD_TIMEOUT_MS)
+            model.go.release()
+            expect(page.locator("#board-status")).to_have_text("failed", timeout=BOARD_TIMEOUT_MS)
+
+            for action in ("#resume", "#board .panel .redraw"):
+                # The board failed, its stream is closed (nothing to replay, as after a restart),
+                # and the page's next look at the health is far off: stopped here, so that only
+                # the action can make one. (No reload: a fresh stream would replay the failure.)
+                expect(banner).to_contain_text(LOAD_ERROR)
+                page.wait_for_function("() => document.querySelector('#board .panel .redraw:not([disabled])')")
+                in_page(page, "clearTimeout(m.state.healthTimer);")
+                page.click(action)
+                expect(banner).to_have_text(loading, timeout=BOARD_TIMEOUT_MS)
+                model.go.release()
+                expect(page.locator("#board-status")).to_have_text("failed", timeout=BOARD_TIMEOUT_MS)
+                expect(banner).to_contain_text(LOAD_ERROR)
+            watch.assert_clean()
+        finally:
+            model.go.release(100)
+            watch.close()
+
+
 # --- Planning: a plan to edit, then drawn ---------------------------------------------------
 
 PLAN_LINES = [

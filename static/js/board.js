@@ -5,6 +5,7 @@ import { api, ApiError } from "./api.js";
 import { $, announce } from "./dom.js";
 import { clearError, reportError, showError } from "./errors.js";
 import { closeEvents, openEvents } from "./events.js";
+import { checkHealth } from "./health.js";
 import { scheduleHistoryRefresh } from "./history.js";
 import { focusPanelButton, renderBoard } from "./panels.js";
 import { boardBusy, newJob, noteJobBoundary, sortedFrames, state } from "./state.js";
@@ -115,6 +116,7 @@ export async function resumeBoard() {
     await api("POST", state.board.links.resume);
     await reloadBoard();
     openEvents(state.board);
+    checkHealth(); // the job may start loading the model: the banner says so, as for Generate
     scheduleHistoryRefresh();
   } catch (err) {
     reportError(err);
@@ -144,6 +146,7 @@ async function queueFrameWork(url, body) {
     if (board && board.frames) setBoard(board);
     else await reloadBoard();
     openEvents(state.board);
+    checkHealth(); // the job may start loading the model: the banner says so, as for Generate
   } catch (err) {
     reportError(err);
   }
