@@ -887,6 +887,97 @@ def test_a_panel_shows_its_live_preview_before_its_image(browser, tiny_settings_
             watch.close()
 
 
+class HeldAtEachPanel:
+    """The real tiny generator, held right after the first step of every panel it draws (its
+    progress sent) until the test lets it go on (``go.release()``); ``held`` counts the holds."""
+
+    def __init__(self, generator):
+        self.generator, self.held, self.go = generator, threading.Semaphore(0), threading.Semaphore(0)
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def generate(self, request, on_progress=None, **kwargs):
+        def progress(job, step, steps):
+            on_progress(job, step, steps)
+            if step == 1 and job.portrait_of is None:
+                self.held.release()
+                assert self.go.acquire(timeout=BOARD_TIMEOUT_MS / 1000), "the test never let the generator go on"
+
+        return self.generator.generate(request, on_progress=progress if on_progress else None, **kwargs)
+
+
+def test_the_panel_drawn_shows_as_running_and_a_redrawn_one_keeps_its_image(browser, tiny_settings_factory,
+                                                                            artifacts):
+    """Without live previews the panel being drawn still shows as such (queued, running, done);
+    a redrawn panel keeps its old image, dimmed, under its status until the new one comes."""
+    from playwright.sync_api import expect
+
+    from app import create_app
+    from backend import default_generator_loader
+
+    settings = tiny_settings_factory(live_previews=False)
+    load = default_generator_loader(settings)
+    model = None
+
+    def load_held():
+        nonlocal model
+        model = HeldAtEachPanel(load())
+        return model
+
+    def held():
+        assert _poll(lambda: model is not None) and model.held.acquire(timeout=BOARD_TIMEOUT_MS / 1000), \
+            "the generator never reached a panel"
+
+    with _serving(create_app(settings, load_generator=load_held)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            page.goto("/")
+            page.fill("#story", "A fox finds a map.\nThe fox climbs a hill.")
+            page.click("#generate")
+            panels = page.locator("#board .panel")
+            first, second = panels.nth(0), panels.nth(1)
+            held()  # panel 1 is being drawn: it says so, panel 2 waits
+            expect(first).to_have_attribute("data-status", "running")
+            expect(first.locator(".panel-status")).to_have_text(re.compile(r"^drawing… step 1/\d+$"))
+            expect(second).to_have_attribute("data-status", "queued")
+            expect(second.locator(".panel-status")).to_have_text("queued")
+            model.go.release()
+            held()  # then panel 2, panel 1 drawn
+            expect(second).to_have_attribute("data-status", "running")
+            expect(first).to_have_attribute("data-status", "done")
+            model.go.release()
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            page.wait_for_function(ALL_PANELS_LOADED, arg=2, timeout=TIMEOUT_MS)
+            old = first.locator(".panel-image").get_attribute("src")
+
+            # Redraw panel 1: its image stays, dimmed, under "queued", then "drawing…", until the new one.
+            first.locator(".redraw").click()
+            held()
+            previous = first.locator("img.panel-previous")
+            expect(first).to_have_attribute("data-status", "running")
+            expect(previous).to_have_attribute("src", old)
+            expect(previous).to_be_visible()
+            assert float(previous.evaluate("(img) => getComputedStyle(img).opacity")) < 1
+            status = first.locator(".panel-status")
+            expect(status).to_have_text(re.compile(r"^drawing… step 1/\d+$"))
+            expect(status).to_be_visible()
+            assert first.locator(".panel-image").count() == 0
+            first.screenshot(path=str(artifacts / "redraw-keeps-image.png"))
+            model.go.release()
+            image = first.locator(".panel-image")
+            _poll(lambda: image.count() and image.get_attribute("src") != old, BOARD_TIMEOUT_MS / 1000,
+                  "the redrawn image")
+            expect(first).to_have_attribute("data-status", "done")
+            expect(previous).to_have_count(0)
+            watch.assert_clean()
+        finally:
+            if model is not None:
+                model.go.release(100)
+            watch.close()
+
+
 def test_a_model_that_cannot_load(browser, broken_server, artifacts):
     """Loading is announced honestly, the load error shows once, in full, and the board resumes.
     The same page then checks what no real board here produces: notices, progress with a

@@ -72,20 +72,25 @@ export function onProgressEvent(progress) {
   if (state.board.status === "queued") state.board.status = "running";
   renderProgress();
   renderStatus();
-  updateRunningPanels();
+  if (markRunning((state.board.frames || []).find((f) => f.index === progress.panel))) renderBoardSoon();
+  else updateRunningPanels();
+}
+
+/** Show ``frame`` (if any) as being drawn: no event says when a panel starts but its first
+ * progress (``panel``: its position) or preview. Returns whether it was waiting until now. */
+function markRunning(frame) {
+  if (!frame || (frame.status !== "pending" && frame.status !== "queued")) return false;
+  frame.status = "running";
+  return true;
 }
 
 /** A panel forming: its newest preview replaces the last one in its placeholder (never stored). */
 export function onPreviewEvent(preview) {
   if (!preview || !state.board || !Number.isInteger(preview.frame_id)) return;
   state.previews.set(preview.frame_id, preview);
-  const frame = (state.board.frames || []).find((f) => f.id === preview.frame_id);
-  if (frame && (frame.status === "pending" || frame.status === "queued")) {
-    frame.status = "running"; // a panel forming is being drawn: its status and preview shown together
-    renderBoardSoon();
-  } else {
-    showPreview(preview.frame_id);
-  }
+  // A panel forming is being drawn: its status and preview shown together.
+  if (markRunning((state.board.frames || []).find((f) => f.id === preview.frame_id))) renderBoardSoon();
+  else showPreview(preview.frame_id);
 }
 
 function onFrameEvent(frame) {

@@ -83,7 +83,15 @@ function renderPanelImage(frame, n) {
     box.append(show);
     box.append(el("span", { className: "panel-status visually-hidden", text: statusText }));
   } else {
-    const placeholder = el("div", { className: "panel-placeholder" });
+    // A panel redrawn or refined keeps its image, dimmed, under its status until the new one comes.
+    const previous = busyFrame(frame) ? safeUrl(frame.image_url) : null;
+    if (previous) {
+      box.append(el("img", {
+        className: "panel-previous",
+        attrs: { src: previous, alt: `Panel ${n}, being drawn again: ${frame.caption || ""}`, draggable: "false" },
+      }));
+    }
+    const placeholder = el("div", { className: previous ? "panel-placeholder over-previous" : "panel-placeholder" });
     const preview = previewImage(frame, n);
     if (preview) placeholder.append(preview);
     if (frame.status === "running") placeholder.append(el("span", { className: "spinner", attrs: { "aria-hidden": "true" } }));
@@ -142,7 +150,7 @@ function renderTakeSwitcher(frame, n) {
   const takes = Array.isArray(frame.takes) ? frame.takes : [];
   if (takes.length < 2) return null;
   const at = takes.findIndex((take) => take.id === frame.take);
-  const busy = frame.status === "queued" || frame.status === "running";
+  const busy = busyFrame(frame);
   const switcher = el("div", { className: "take-switcher", attrs: { role: "group", "aria-label": `Takes of panel ${n}` } });
   switcher.append(
     actionButton("take-prev", "‹", `Show the previous take of panel ${n}`,
@@ -153,6 +161,11 @@ function renderTakeSwitcher(frame, n) {
       () => chooseTake(frame, takes[at + 1].id), busy || at < 0 || at >= takes.length - 1),
   );
   return switcher;
+}
+
+/** Whether the panel waits to be drawn or is being drawn. */
+function busyFrame(frame) {
+  return frame.status === "queued" || frame.status === "running";
 }
 
 function panelStatusText(frame) {
@@ -234,7 +247,7 @@ function renderIdentityBadge(frame) {
 }
 
 function renderPanelActions(frame, n, position, count) {
-  const busy = frame.status === "queued" || frame.status === "running";
+  const busy = busyFrame(frame);
   const actions = el("div", { className: "panel-actions" });
   actions.append(
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
