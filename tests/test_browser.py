@@ -639,7 +639,8 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         expect(_cast_row(page, 2)).not_to_have_class(re.compile(r"\binvalid\b"))
 
         # The server's errors land on their row and field, and go with an edit: a name taken
-        # (ignoring case), then a face it cannot read (reference_2 in the form).
+        # (ignoring case), then a face it refuses (reference_2 in the form: a GIF, which the
+        # page can show but the studio does not take).
         page.fill("#character-2", ILYA)
         page.click("#generate")
         expect(error).to_contain_text("Two characters are called")
@@ -649,9 +650,10 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         page.fill("#character-name-2", "Ilya")
         expect(error).to_have_text("")
         page.set_input_files("#reference-2", files=[{"name": "ilya.png", "mimeType": "image/png",
-                                                     "buffer": b"not an image"}])
+                                                     "buffer": png_bytes((64, 64), "tan", fmt="GIF")}])
+        expect(page.locator("#reference-preview-2")).to_be_visible()
         page.click("#generate")
-        expect(error).to_contain_text("not a readable")
+        expect(error).to_contain_text("not GIF")
         expect(page.locator("#reference-2")).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#reference-2")).to_be_focused()
         expect(_cast_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
@@ -761,6 +763,43 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         watch.assert_clean(answered=(400,))
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+def test_an_unreadable_face_is_said_on_its_field_not_shown_broken(browser, server):
+    """A file that is not a picture, or a broken PNG, chosen as a face: the page says which
+    field cannot be read, instead of showing a broken image, and sends nothing."""
+    from helpers import png_bytes
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        error = page.locator("#error")
+        broken_png = png_bytes((64, 64), "tan")[:60]  # the signature and header, the pixels cut off
+        for face, field, preview, name, what in (
+                ("#reference", "The reference face", "#reference-preview", "notes.png", b"not an image at all"),
+                ("#reference", "The reference face", "#reference-preview", "cut.png", broken_png),
+                ("#reference-2", "Character 2's reference face", "#reference-preview-2", "cut.png", broken_png)):
+            if face == "#reference-2":
+                page.click("#cast-add")
+            page.set_input_files(face, files=[{"name": name, "mimeType": "image/png", "buffer": what}])
+            expect(error).to_have_text(f"{field} ({name}) cannot be read as an image: choose a PNG, JPEG or "
+                                       "WebP image.")
+            expect(page.locator(face)).to_have_attribute("aria-invalid", "true")
+            expect(page.locator(face)).to_be_focused()
+            expect(page.locator(preview)).to_be_hidden()
+            assert page.eval_on_selector(face, "(input) => input.files.length") == 0  # nothing is sent
+            # A readable face settles it, and shows.
+            page.set_input_files(face, files=[{"name": "face.png", "mimeType": "image/png",
+                                               "buffer": png_bytes((64, 64), "tan")}])
+            expect(error).to_have_text("")
+            expect(page.locator(preview)).to_be_visible()
+            expect(page.locator(f"{preview} img")).to_have_js_property("naturalWidth", 64)
+        watch.assert_clean()
     finally:
         watch.close()
 

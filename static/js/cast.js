@@ -157,24 +157,47 @@ function onCastNamesChange() {
   followers.changed();
 }
 
-function onFaceChange(row) {
+async function onFaceChange(row) {
   const input = row.querySelector(".cast-face");
   const file = input.files && input.files[0];
   clearFacePreview(row);
   if (!file) return;
-  if (file.type && !ACCEPTED_TYPES.includes(file.type)) {
+  const refuse = (why) => {
     input.value = "";
-    showError(new ApiError("The reference must be a PNG, JPEG or WebP image.", input.id));
+    showError(new ApiError(`${faceFieldName(row)} (${file.name}) ${why}: choose a PNG, JPEG or WebP image.`, input.id));
+  };
+  if (file.type && !ACCEPTED_TYPES.includes(file.type)) {
+    refuse("is not an image the studio takes");
     return;
   }
   input.removeAttribute("aria-invalid");
   row.querySelector(".reuse-note").hidden = true;
   const url = URL.createObjectURL(file);
   state.facePreviews.set(row.dataset.key, url);
+  // A file that is not a picture, or a broken one, would show as a broken image: decode it
+  // whole first (an <img> shows a cut-off PNG as if it were whole).
+  let readable = true;
+  try {
+    (await createImageBitmap(file)).close();
+  } catch (err) {
+    readable = false;
+  }
+  if (state.facePreviews.get(row.dataset.key) !== url) return; // another file was chosen meanwhile
+  if (!readable) {
+    clearFacePreview(row);
+    refuse("cannot be read as an image");
+    return;
+  }
   const preview = row.querySelector(".reference-preview");
   preview.querySelector("img").src = url;
   preview.querySelector(".file-name").textContent = file.name;
   preview.hidden = false;
+}
+
+/** The face field as the form names it: "The reference face", or "Character 2's reference face". */
+function faceFieldName(row) {
+  const rows = castRows();
+  return rows.length > 1 ? `Character ${rows.indexOf(row) + 1}'s reference face` : "The reference face";
 }
 
 function clearFacePreview(row) {
