@@ -404,3 +404,22 @@ def test_the_pdf_names_the_mode_by_its_label(client):
     assert board["mode"] == "Quality"
     pdf = PdfReader(io.BytesIO(client.get(board["export"]["pdf"]).data)).pages[0].extract_text()
     assert "Quality" in pdf and "Preset" not in pdf
+
+
+def test_with_redis_unreachable_a_new_board_is_refused_and_the_message_says_so(make_app):
+    """No Redis answers: the POST is refused (503) and nothing is stored, and the words say so
+    (they said new storyboards "wait", and the user waited for a board that never was)."""
+    import socket
+
+    from helpers import wait_until
+
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = make_app(queue_url=f"redis://127.0.0.1:{port}/0").test_client()
+    problem = wait_until(lambda: client.get("/api/health").get_json()["problem"],
+                         "health never said Redis was unreachable", timeout=60)
+    refused = client.post("/api/storyboards", json={"story": "While Redis is down."})
+    assert refused.status_code == 503 and refused.get_json()["error"] == problem
+    assert "refused, not stored" in problem and "try again" in problem and "wait" not in problem
+    assert client.get("/api/storyboards").get_json()["storyboards"] == []

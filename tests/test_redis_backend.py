@@ -233,29 +233,6 @@ def test_redis_down_is_said_refuses_new_work_and_everything_resumes(studio, work
     assert board["status"] == "done"
 
 
-def test_with_redis_unreachable_a_new_board_is_refused_and_the_message_says_so(tmp_path):
-    """No Redis answers: the POST is refused (503) and nothing is stored, and the words say so
-    (they said new storyboards "wait", and the user waited for a board that never was)."""
-    import socket
-
-    with socket.socket() as probe:  # a loopback port that nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings = load_settings({}, {"data_dir": str(tmp_path / "studio"), "model": "tiny",
-                                  "queue_url": f"redis://127.0.0.1:{port}/0"})
-    app = create_app(settings)
-    client = app.test_client()
-    try:
-        problem = wait_until(lambda: client.get("/api/health").get_json()["problem"],
-                             "health never said Redis was unreachable", timeout=60)
-        refused = client.post("/api/storyboards", json={"story": "While Redis is down."})
-    finally:
-        studio_of(app).backend.stop()
-    assert refused.status_code == 503 and refused.get_json()["error"] == problem
-    assert "refused, not stored" in problem and "try again" in problem and "wait" not in problem
-    assert client.get("/api/storyboards").get_json()["storyboards"] == []
-
-
 def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server):
     from rq import Queue
     from rq.serializers import JSONSerializer
