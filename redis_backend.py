@@ -200,8 +200,8 @@ class RedisBackend(Backend):
         self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
         self._next_reconcile = 0.0  # at start, then every RECONCILE_S
         self._lost: tuple[str, float] | None = None  # (what health says, until when) after Redis lost a job
-        self._attempts: dict[int, int] = {}  # job -> the latest attempt whose facts were read
-        self._fenced: set[tuple[int, int]] = set()  # (job, attempt) whose late facts were dropped, logged once
+        self._attempts: dict[tuple[str, int], int] = {}  # (board, job) -> the latest attempt whose facts were read
+        self._fenced: set[tuple[str, int, int]] = set()  # (board, job, attempt) dropped, logged once
 
     # -- the backend's face --
 
@@ -502,7 +502,7 @@ class RedisBackend(Backend):
                 outcome = Outcome(Status(data["status"]), data["error"], data.get("frame_error"))
                 self.store.finish_job(job, outcome.status, outcome.error, outcome.frames_to, outcome.frame_error)
             self._progress.pop(board_id, None)
-            self._attempts.pop(job_id, None)
+            self._attempts.pop((board_id, job_id), None)
             self.redis.delete(cancel_key(job_id), delivered_key(board_id, job_id), attempt_key(board_id, job_id),
                               *(reference_key(job_id, k) for k in range(1, MAX_CHARACTERS + 1)))
             self._publish_status(board_id)
@@ -516,12 +516,13 @@ class RedisBackend(Backend):
         the stream before the next attempt's."""
         if fact.attempt is None:  # a worker from before attempts
             return False
-        latest = self._attempts.setdefault(fact.job_id, fact.attempt)
+        job = (fact.board_id, fact.job_id)
+        latest = self._attempts.setdefault(job, fact.attempt)
         if fact.attempt >= latest:
-            self._attempts[fact.job_id] = fact.attempt
+            self._attempts[job] = fact.attempt
             return False
-        if (fact.job_id, fact.attempt) not in self._fenced:
-            self._fenced.add((fact.job_id, fact.attempt))
+        if (*job, fact.attempt) not in self._fenced:
+            self._fenced.add((*job, fact.attempt))
             log.warning("dropped the reports of attempt %d at job %d of board %s: attempt %d took it over",
                         fact.attempt, fact.job_id, fact.board_id, latest)
         return True
@@ -871,7 +872,8 @@ def draw_job(payload: dict) -> str:
             replace(c, reference_png=c.reference_png or redis.get(reference_key(spec.job_id, k)))
             for k, c in enumerate(spec.characters, start=1)))
     with worker.drawing(spec.board_id):
-        outcome = worker.host.run(spec.job_id, lambda: spec, sink, RedisCancel(redis, spec.board_id, spec.job_id, attempt),
+        cancel = RedisCancel(redis, spec.board_id, spec.job_id, attempt)
+        outcome = worker.host.run(spec.job_id, lambda: spec, sink, cancel,
                                   skip=delivered, raises=(RedisError,))
         sink.end(outcome)
     return "ended"
@@ -891,7 +893,7 @@ class RedisCancel:
 
 
 def superseded(attempt: int | None, latest: bytes | None) -> bool:
-    """Whether ``attempt`` is no longer the job's live one, given ``sb:attempt:<job>`` as
+    """Whether ``attempt`` is no longer the job's live one, given its :func:`attempt_key` as
     read: a later attempt took the job over, or the key is gone (the job ended, or Redis
     lost it). A fact without an attempt (a worker from before attempts) is never fenced."""
     if attempt is None:
