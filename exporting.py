@@ -170,7 +170,11 @@ _PAGE_W, _PAGE_H, _MARGIN = 297.0, 210.0, 10.0
 _COLS, _ROWS, _GUTTER = 3, 2, 6.0
 _HEADER_H = 20.0
 _LABEL_H, _CAPTION_LINE_H, _CAPTION_LINES = 6.0, 4.2, 3
-_TEXT_H = 1.5 + _LABEL_H + _CAPTION_LINE_H * _CAPTION_LINES
+# Under the label: who is in the panel (two lines of small type, more taken from the caption
+# when a cast of long names needs them), then the caption.
+_CAST_LINE_H, _CAST_LINES, _CAST_SIZES = 3.4, 2, (7.5, 6.5, 5.5)
+_BELOW_LABEL_H = _CAST_LINE_H * _CAST_LINES + _CAPTION_LINE_H * _CAPTION_LINES
+_TEXT_H = 1.5 + _LABEL_H + _BELOW_LABEL_H
 
 _STATUS_WORDS = {
     "failed": "Generation failed",
@@ -201,13 +205,25 @@ def _ran(images: Iterable[bytes]) -> dict[str, list]:
     return values
 
 
-def _settings_line(settings: Mapping[str, Any], ran: Mapping[str, list] | None = None) -> str:
-    """The settings really used: what the panels' PNGs say drew them (``ran``), else the board's
-    settings; with the identity lock off no IP-Adapter scale applied."""
+def _settings_line(board: Mapping[str, Any], ran: Mapping[str, list] | None = None) -> str:
+    """The board's mode (its label, as the page names it), date, style, identity lock and the
+    settings really used: what the panels' PNGs say drew them (``ran``), else the board's
+    settings; with the identity lock off no IP-Adapter scale applied. Each panel's own seed is
+    in its footer (a redrawn panel's is not the board's)."""
+    settings = board.get("settings") or {}
     ran = ran or {}
     parts = []
+    mode = board.get("mode") or settings.get("preset")
+    if mode:
+        parts.append(str(mode))
+    if board.get("created_at"):
+        parts.append(_board_date(board).strftime("%d %b %Y"))
+    if board.get("style"):
+        parts.append(f"style: {board['style']}")
     lock_off = settings.get("identity_lock") is False
-    for key, label in (("preset", "Preset {}"), ("steps", "{} steps"), ("guidance_scale", "CFG {}"),
+    if settings.get("identity_lock") is True:
+        parts.append("identity lock on")
+    for key, label in (("steps", "{} steps"), ("guidance_scale", "CFG {}"),
                        ("sampler", "{}"), ("lora", "{} LoRA"), ("ip_adapter_scale", "IP scale {}")):
         if key == "ip_adapter_scale" and lock_off:
             continue
@@ -220,7 +236,7 @@ def _settings_line(settings: Mapping[str, Any], ran: Mapping[str, list] | None =
     if settings.get("width") and settings.get("height"):
         parts.append(f"{settings['width']}×{settings['height']}")
     if settings.get("seed") is not None:
-        parts.append(f"seed {settings['seed']}")
+        parts.append(f"board seed {settings['seed']}")
     return "  ·  ".join(parts)
 
 
@@ -232,12 +248,49 @@ _DRIFT_RGB = (138, 90, 0)
 _NEUTRAL_GREY = 120
 
 
-def _identity_text(identity: Mapping[str, Any] | None) -> str:
-    if not identity:
-        return ""
-    characters = identity.get("characters") or []
-    if len(characters) > 1:  # a cast: each character's face, by name
-        return "  ".join(_character_identity(c) for c in characters)
+def _status_rgb(status: Any) -> tuple[int, ...]:
+    return {"match": _MATCH_RGB, "drift": _DRIFT_RGB}.get(status, (_NEUTRAL_GREY,) * 3)
+
+
+def _cast_chips(frame: Mapping[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """Who is in the panel and how each face matched, as (text, colour): one per character of
+    a cast (every one, however many), a single face's score, or that no one is in it."""
+    identity = frame.get("identity") or {}
+    scored = identity.get("characters") or []
+    named = [name for name in frame.get("cast") or [] if name]
+    if len(scored) > 1:  # a cast: each character's face, by name
+        chips = [(_character_identity(c), _status_rgb(c.get("status"))) for c in scored]
+        seen = {c.get("name") for c in scored}
+        return chips + [(name, _status_rgb(None)) for name in named if name not in seen]
+    chips = [(name, _status_rgb(None)) for name in named]
+    if identity:
+        chips.append((_identity_text(identity), _status_rgb(identity.get("status"))))
+    if frame.get("cast") == []:  # chosen on purpose (an establishing shot), not a failed detection
+        chips.append(("no one in this panel", _status_rgb(None)))
+    return chips
+
+
+def _flow(pdf: FPDF, chips: list[tuple[str, tuple[int, ...]]], width: float) -> list[list[tuple]]:
+    """``chips`` laid out left to right at the current font size, wrapping to ``width``:
+    lines of (x offset, text, colour). A chip wider than a line wraps on its own."""
+    gap = pdf.get_string_width("   ")
+    lines: list[list[tuple]] = []
+    line: list[tuple] = []
+    end = 0.0
+    for text, rgb in chips:
+        for piece in pdf.multi_cell(width, text=text, dry_run=True, output="LINES", align="L"):
+            piece_w = pdf.get_string_width(piece)
+            start = end + gap if line else 0.0
+            if line and start + piece_w > width:
+                lines.append(line)
+                line, start = [], 0.0
+            line.append((start, piece, rgb))
+            end = start + piece_w
+    return lines + [line] if line else lines
+
+
+def _identity_text(identity: Mapping[str, Any]) -> str:
+    """One face's score (a board of one character)."""
     status = str(identity.get("status") or "")
     distance = identity.get("distance")
     if distance is None or status in ("no_face", "none"):
@@ -277,8 +330,11 @@ def _header(pdf: FPDF, board: Mapping[str, Any], pages: int, ran: Mapping[str, l
     pdf.set_text_color(110)
     pdf.set_xy(_PAGE_W - _MARGIN - 25, _MARGIN + 1)
     pdf.cell(25, 6, f"{pdf.page_no()} / {pages}", align="R")
-    pdf.set_xy(_MARGIN, _MARGIN + 9)
-    pdf.cell(width, 5, _settings_line(board.get("settings") or {}, ran))
+    pdf.set_font_size(8)
+    # Two lines at most: a long style or many settings wrap rather than run off the page.
+    for i, line in enumerate(_clip(pdf, _settings_line(board, ran), width, 2)):
+        pdf.set_xy(_MARGIN, _MARGIN + 8.5 + i * 3.5)
+        pdf.cell(width, 3.5, line)
     pdf.set_draw_color(200)
     pdf.line(_MARGIN, _MARGIN + _HEADER_H - 4, _PAGE_W - _MARGIN, _MARGIN + _HEADER_H - 4)
 
@@ -332,26 +388,36 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
     pdf.cell(8, _LABEL_H, str(number))
     pdf.set_font_size(8)
     pdf.set_text_color(_NEUTRAL_GREY)
-    identity = _identity_text(frame.get("identity"))
-    identity = _clip(pdf, identity, cell_w * 0.6, 1)[0] if identity else ""
-    id_w = pdf.get_string_width(identity) + 1 if identity else 0
+    # The panel's own seed: a redrawn panel's is not the board's.
+    seed = f"seed {frame['seed']}" if frame.get("seed") is not None else ""
+    seed_w = pdf.get_string_width(seed) + 2 if seed else 0
     shot = str(frame.get("shot") or "")
-    cast = [name for name in frame.get("cast") or [] if name]
-    if cast:  # who is in it, when the characters have names
-        shot = f"{shot} · {', '.join(cast)}"
     if shot:
         pdf.set_xy(x + 8, top)
-        pdf.cell(cell_w - 8 - id_w - 2, _LABEL_H, _clip(pdf, shot, cell_w - 8 - id_w - 2, 1)[0])
-    if identity:
-        status = frame["identity"].get("status")
-        pdf.set_text_color(*{"match": _MATCH_RGB, "drift": _DRIFT_RGB}.get(status, (_NEUTRAL_GREY,)))
-        pdf.set_xy(x + cell_w - id_w, top)
-        pdf.cell(id_w, _LABEL_H, identity, align="R")
+        pdf.cell(cell_w - 8 - seed_w, _LABEL_H, _clip(pdf, shot, cell_w - 8 - seed_w, 1)[0])
+    if seed:
+        pdf.set_xy(x + cell_w - seed_w, top)
+        pdf.cell(seed_w, _LABEL_H, seed, align="R")
 
+    # Every character's name and score is shown: smaller type first, then lines taken from the caption.
+    chips, cast_lines = _cast_chips(frame), []
+    for size in _CAST_SIZES:
+        pdf.set_font_size(size)
+        cast_lines = _flow(pdf, chips, cell_w)
+        if len(cast_lines) <= _CAST_LINES:
+            break
+    for i, line in enumerate(cast_lines):
+        for offset, text, rgb in line:
+            pdf.set_text_color(*rgb)
+            pdf.set_xy(x + offset, top + _LABEL_H + i * _CAST_LINE_H)
+            pdf.cell(pdf.get_string_width(text), _CAST_LINE_H, text)
+
+    caption_top = top + _LABEL_H + len(cast_lines) * _CAST_LINE_H
+    caption_lines = max(1, int((_BELOW_LABEL_H - len(cast_lines) * _CAST_LINE_H) // _CAPTION_LINE_H))
     pdf.set_text_color(40)
     pdf.set_font_size(9)
-    for i, line in enumerate(_clip(pdf, str(frame.get("caption") or ""), cell_w, _CAPTION_LINES)):
-        pdf.set_xy(x, top + _LABEL_H + i * _CAPTION_LINE_H)
+    for i, line in enumerate(_clip(pdf, str(frame.get("caption") or ""), cell_w, caption_lines)):
+        pdf.set_xy(x, caption_top + i * _CAPTION_LINE_H)
         pdf.cell(cell_w, _CAPTION_LINE_H, line)
 
 

@@ -237,6 +237,7 @@ def _schemas() -> dict:
                 "character": {**string, "description": "The first character's traits."},
                 "style": string,
                 "settings": _ref("Settings"),
+                "mode": {**string, "description": "The speed mode's label, as the page names it (\"Quality\")."},
                 "reference": {**_ref("Reference"), "description": "The first character's reference."},
                 "progress": _nullable(_ref("Progress")),
                 "frames": {"type": "array", "items": _ref("Frame")},

@@ -103,6 +103,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "reference": characters[0]["reference"],
         "style": params.style,
         "settings": params.settings_json(),
+        "mode": params.preset.label,  # the speed mode as the page names it ("Lightning"), not its key
         # How the story was read (fewer panels than asked, a story not in English).
         "notices": list(params.notices),
         "progress": progress,

@@ -6,6 +6,7 @@ import json
 import zipfile
 
 import pytest
+from pypdf import PdfReader
 
 from studio import studio_of
 from exporting import read_png_parameters
@@ -396,3 +397,10 @@ def test_a_blank_scene_on_redraw_means_the_caption_again(client):
     client.post(f"/api/storyboards/{board_id}/frames/1/regenerate", json={"scene": ""})
     frame = wait_for(client, board_id, ("done",))["frames"][0]
     assert frame["scene"] == frame["caption"] == PLAN[0]["caption"]
+
+
+def test_the_pdf_names_the_mode_by_its_label(client):
+    board = wait_for(client, post_board(client, preset="quality").get_json()["id"])
+    assert board["mode"] == "Quality"
+    pdf = PdfReader(io.BytesIO(client.get(board["export"]["pdf"]).data)).pages[0].extract_text()
+    assert "Quality" in pdf and "Preset" not in pdf

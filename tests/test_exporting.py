@@ -227,8 +227,18 @@ def test_a_panel_keeps_its_own_error(board, images):
 
 def test_pdf_numbers_panels(board, images):
     lines = pdf_text(storyboard_pdf(board, images)).splitlines()
-    labels = [line.split()[0] for line in lines if line.endswith(("shot", "match"))]
+    labels = [line.split()[0] for line in lines if "shot seed" in line]
     assert labels == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_each_panel_shows_its_own_seed_and_the_header_the_mode_date_style_and_lock(board, images):
+    board["mode"] = "Fast draft"
+    board["frames"][2]["seed"] = 987654  # redrawn with a seed of its own
+    text = pdf_text(storyboard_pdf(board, images))
+    assert "medium shot seed 987654" in text and "establishing shot seed 1235" in text
+    assert "Fast draft" in text and "26 Nov 2026" in text and "style: ink wash" in text
+    assert "identity lock on" in text and "board seed 1234" in text
+    assert "Preset fast" not in text
 
 
 def test_pdf_overflows_to_more_pages(board, images):
@@ -330,8 +340,27 @@ def test_pdf_ends_with_a_cast_page_of_names_traits_and_faces(board, images):
 
 def test_pdf_panels_name_their_cast_and_each_face(board, images):
     text = pdf_text(storyboard_pdf(cast_board(board), images))
-    assert "Мара, Ilya" in text
     assert "Мара 0.31 ✓" in text and "Ilya 0.71 ✗" in text and "Ilya not found" in text
+
+
+LONG_NAMES = ["Marguerite-Anastasia", "Bartholomew Okonkwo", "Konstantin Vasilyevich", "Xiomara Delacroix-Pérez"]
+
+
+def test_a_cast_of_four_long_names_shows_every_name_and_score_in_full(board, images):
+    board["characters"] = [{"name": name, "traits": "", "reference": {"kind": None}} for name in LONG_NAMES]
+    board["frames"][0]["cast"] = LONG_NAMES
+    board["frames"][0]["identity"] = {"status": "drift", "distance": 0.7, "characters": [
+        {"name": name, "status": "match", "distance": 0.3 + k / 100} for k, name in enumerate(LONG_NAMES)]}
+    board["frames"][0]["caption"] = "The four of them climb the spiral stairs together"
+    page = " ".join(PdfReader(io.BytesIO(storyboard_pdf(board, images))).pages[0].extract_text().split())
+    for k, name in enumerate(LONG_NAMES):
+        assert f"{name} {0.3 + k / 100:.2f} ✓" in page
+    assert "…" not in page and "The four of them climb the spiral stairs together" in page
+
+
+def test_a_panel_with_no_one_says_so(board, images):
+    cast_board(board)["frames"][2]["cast"] = []
+    assert "no one in this panel" in pdf_text(storyboard_pdf(board, images))
 
 
 def test_a_board_without_characters_has_no_cast_page(board, images):
