@@ -1,7 +1,7 @@
 # One image for the studio and its workers (docker-compose.yml runs both).
 # The pinned torch in requirements.txt is the PyPI build, which carries its own CUDA libraries.
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-noto-cjk fonts-lohit-deva \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt .

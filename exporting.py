@@ -13,6 +13,7 @@ import copy
 import io
 import json
 import logging
+import unicodedata
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -163,6 +164,67 @@ def find_unicode_font(candidates: Iterable[str | Path] | None = None) -> Path:
         + (", ".join(str(p) for p in paths) or "no locations")
         + f"); {FONT_PACKAGE_HINT}"
     )
+
+
+# Scripts the main font lacks (DejaVu has Latin, Cyrillic, Greek, Arabic, Hebrew), drawn glyph by
+# glyph from the first of these found: (family, where each system puts it, face in a collection,
+# the package that installs it).
+_FALLBACK_FONTS = (
+    ("CJK", ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",  # Debian / Ubuntu
+             "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",  # Arch
+             "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc"),  # Fedora
+     2, "fonts-noto-cjk"),  # face 2: Simplified Chinese (Japanese and Korean glyphs too)
+    ("Devanagari", ("/usr/share/fonts/truetype/lohit-devanagari/Lohit-Devanagari.ttf",  # Debian fonts-lohit-deva
+                    "/usr/share/fonts/truetype/noto/NotoSansDevanagari-Regular.ttf"),  # Debian fonts-noto-core
+     0, "fonts-lohit-deva"),
+    # For a main font without them (Noto Sans): DejaVu has both.
+    ("Arabic", ("/usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf",), 0, "fonts-noto-core"),
+    ("Hebrew", ("/usr/share/fonts/truetype/noto/NotoSansHebrew-Regular.ttf",), 0, "fonts-noto-core"),
+)
+
+
+def find_fallback_fonts() -> list[tuple[str, Path, int]]:
+    """(family, file, face) of each fallback font installed here, in the order they are tried."""
+    found = []
+    for family, paths, face, _package in _FALLBACK_FONTS:
+        path = next((Path(p) for p in paths if Path(p).is_file()), None)
+        if path is not None:
+            found.append((family, path, face))
+    return found
+
+
+def _undrawable_scripts(pdf: FPDF, texts: Iterable[str]) -> list[str]:
+    """The scripts (Unicode's names: "CJK", "DEVANAGARI") of characters no loaded font has."""
+    covered: set[int] = set()
+    for font in pdf.fonts.values():
+        covered.update(font.cmap)
+    scripts = []
+    for char in sorted({c for text in texts for c in text if ord(c) not in covered}):
+        if unicodedata.category(char)[0] in "ZC":  # spaces and controls are not drawn
+            continue
+        script = unicodedata.name(char, "UNKNOWN").split()[0]
+        if script not in scripts:
+            scripts.append(script)
+    return scripts
+
+
+def _board_texts(board: Mapping[str, Any]) -> list[str]:
+    """Every text of the board the PDF draws."""
+    texts = [str(board.get(key) or "") for key in ("title", "style")]
+    for frame in board.get("frames") or []:
+        texts += [str(frame.get("caption") or ""), str(frame.get("shot") or "")]
+        texts += [str(name) for name in frame.get("cast") or []]
+    for character in board.get("characters") or []:
+        texts += [str(character.get("name") or ""), str(character.get("traits") or "")]
+    return texts
+
+
+def _missing_script_notice(scripts: list[str]) -> str:
+    names = {"CJK": "Chinese/Japanese", "DEVANAGARI": "Hindi (Devanagari)"}
+    packages = sorted({package for family, _paths, _face, package in _FALLBACK_FONTS if family.upper() in scripts})
+    return ("Text in " + ", ".join(names.get(s, s.capitalize()) for s in scripts)
+            + " cannot be drawn with the fonts on this machine and is missing below"
+            + (f": install {', '.join(packages)}" if packages else "") + ".")
 
 
 # A4 landscape, millimetres.
@@ -319,7 +381,7 @@ def _clip(pdf: FPDF, text: str, width: float, max_lines: int) -> list[str]:
     return kept
 
 
-def _header(pdf: FPDF, board: Mapping[str, Any], pages: int, ran: Mapping[str, list]) -> None:
+def _header(pdf: FPDF, board: Mapping[str, Any], pages: int, ran: Mapping[str, list], notice: str) -> None:
     pdf.set_text_color(20)
     pdf.set_font_size(16)
     title = str(board.get("title") or "Untitled storyboard")
@@ -331,10 +393,15 @@ def _header(pdf: FPDF, board: Mapping[str, Any], pages: int, ran: Mapping[str, l
     pdf.set_xy(_PAGE_W - _MARGIN - 25, _MARGIN + 1)
     pdf.cell(25, 6, f"{pdf.page_no()} / {pages}", align="R")
     pdf.set_font_size(8)
-    # Two lines at most: a long style or many settings wrap rather than run off the page.
-    for i, line in enumerate(_clip(pdf, _settings_line(board, ran), width, 2)):
+    # Two lines at most: a long style or many settings wrap rather than run off the page; a
+    # script that cannot be drawn takes the second, so the reader knows words are missing.
+    for i, line in enumerate(_clip(pdf, _settings_line(board, ran), width, 1 if notice else 2)):
         pdf.set_xy(_MARGIN, _MARGIN + 8.5 + i * 3.5)
         pdf.cell(width, 3.5, line)
+    if notice:
+        pdf.set_text_color(*_DRIFT_RGB)
+        pdf.set_xy(_MARGIN, _MARGIN + 12)
+        pdf.cell(width, 3.5, _clip(pdf, notice, width, 1)[0])
     pdf.set_draw_color(200)
     pdf.line(_MARGIN, _MARGIN + _HEADER_H - 4, _PAGE_W - _MARGIN, _MARGIN + _HEADER_H - 4)
 
@@ -468,10 +535,13 @@ def _cast_page(pdf: FPDF, board: Mapping[str, Any], references: Mapping[int, byt
 def storyboard_pdf(
     board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None,
     references: Mapping[int, bytes] | None = None, out: BinaryIO | None = None,
+    fallback_fonts: Iterable[tuple[str, str | Path, int]] | None = None,
 ) -> bytes | None:
     """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each; then,
     for a board with ``characters``, a cast page (``references``: each character's face).
-    Written to ``out`` when given, else returned."""
+    ``fallback_fonts`` (family, file, face in a collection): for glyphs the main font lacks,
+    tried in order (default: :func:`find_fallback_fonts`); text is shaped (Arabic and Hebrew
+    right to left, Devanagari's joined letters). Written to ``out`` when given, else returned."""
     # fpdf2 subsets the font through fontTools, which logs ~20 INFO lines per PDF; keep its warnings.
     logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
     pdf = FPDF(orientation="L", unit="mm", format="A4")
@@ -480,7 +550,16 @@ def storyboard_pdf(
     pdf.set_title(str(board.get("title") or "Storyboard"))
     pdf.set_creator("storyboard studio")
     pdf.add_font("Unicode", "", str(font_path or find_unicode_font()))
+    fallbacks = find_fallback_fonts() if fallback_fonts is None else fallback_fonts
+    for family, path, face in fallbacks:
+        pdf.add_font(family, "", str(path), collection_font_number=face)
     pdf.set_font("Unicode", size=10)
+    pdf.set_fallback_fonts([family for family, _path, _face in fallbacks])
+    pdf.set_text_shaping(True)
+    scripts = _undrawable_scripts(pdf, _board_texts(board))
+    notice = _missing_script_notice(scripts) if scripts else ""
+    if scripts:
+        log.warning("PDF of board %s: %s", board.get("id"), notice)
     pdf.c_margin = 0  # text lines up with the image edges
 
     cell_w = (_PAGE_W - 2 * _MARGIN - (_COLS - 1) * _GUTTER) / _COLS
@@ -498,7 +577,7 @@ def storyboard_pdf(
     pages = panel_pages + (1 if board.get("characters") else 0)
     for start in range(0, panel_pages * per_page, per_page):
         pdf.add_page()
-        _header(pdf, board, pages, ran)
+        _header(pdf, board, pages, ran, notice)
         for slot, frame in enumerate(frames[start:start + per_page]):
             row, col = divmod(slot, _COLS)
             x = _MARGIN + col * (cell_w + _GUTTER)
@@ -507,7 +586,7 @@ def storyboard_pdf(
                    board.get("error"))
     if board.get("characters"):
         pdf.add_page()
-        _header(pdf, board, pages, ran)
+        _header(pdf, board, pages, ran, notice)
         _cast_page(pdf, board, references or {})
     if out is None:
         return bytes(pdf.output())

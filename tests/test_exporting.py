@@ -13,6 +13,7 @@ from pypdf import PdfReader
 
 from exporting import (
     encode_png,
+    find_fallback_fonts,
     find_unicode_font,
     read_png_parameters,
     storyboard_pdf,
@@ -259,6 +260,33 @@ def test_pdf_is_reproducible(board, images):
 
 
 # --- Font lookup ----------------------------------------------------------------------
+
+
+CHINESE, ARABIC, HINDI = "灯塔守护者点亮了灯", "الحارس يضيء المنارة", "रखवाला दीया जलाता है"
+
+
+def squeezed(text: str) -> str:
+    """Text without whitespace: pypdf puts spaces or NULs between CJK glyphs, tabs inside Devanagari."""
+    return "".join(text.replace("\x00", "").split())
+
+
+@pytest.mark.skipif({"CJK", "Devanagari"} - {family for family, _, _ in find_fallback_fonts()},
+                    reason="no CJK or Devanagari font here (.ci/run installs fonts-noto-cjk, fonts-lohit-deva)")
+def test_chinese_arabic_and_hindi_captions_are_drawn_as_text(board, images):
+    board["title"] = "灯塔守护者"
+    for frame, caption in zip(board["frames"], (CHINESE, ARABIC, HINDI)):
+        frame["caption"] = caption
+    text = squeezed(pdf_text(storyboard_pdf(board, images)))
+    assert "灯塔守护者" in text and squeezed(CHINESE) in text and squeezed(HINDI) in text
+    assert squeezed(ARABIC) in text  # in reading order: shaped right to left, extracted as written
+    assert "cannotbedrawn" not in text
+
+
+def test_a_script_no_font_here_can_draw_is_named_in_the_pdf(board, images, caplog):
+    board["frames"][0]["caption"] = CHINESE
+    text = pdf_text(storyboard_pdf(board, images, fallback_fonts=()))
+    assert "Text in Chinese/Japanese cannot be drawn" in text and "install fonts-noto-cjk" in text
+    assert "cannot be drawn" in caplog.text
 
 
 def test_find_unicode_font_names_the_package_when_missing(tmp_path):
