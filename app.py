@@ -26,8 +26,8 @@ from werkzeug.exceptions import HTTPException
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
-from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_PRESETS, Settings, SettingsError, is_loopback, \
-    load_settings
+from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
+    is_loopback, load_settings
 from errors import InputError
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
@@ -321,6 +321,8 @@ def presets():
         max_frames=MAX_FRAMES,
         shots=list(SHOT_TYPES),  # what a plan's panels may name
         max_characters=MAX_CHARACTERS,
+        refine={"presets": list(REFINE_PRESETS), "default_preset": REFINE_DEFAULT_PRESET,
+                "strength": settings.refine_strength},  # what the board's Refine offers
     )
 
 
@@ -573,7 +575,7 @@ def _refine_order(settings: Settings) -> tuple[str, float]:
     body = json_body(required=False)
     if not isinstance(body, dict):
         raise InputError("body", "Send a JSON object, e.g. {\"preset\": \"quality\", \"strength\": 0.35}.")
-    preset = choice_field(body, "preset", REFINE_PRESETS, "quality")
+    preset = choice_field(body, "preset", REFINE_PRESETS, REFINE_DEFAULT_PRESET)
     strength = body.get("strength", settings.refine_strength)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 1:
         raise InputError("strength", "strength must be a number above 0 and at most 1.")

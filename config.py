@@ -162,6 +162,7 @@ DEFAULT_PRESET = "fast"
 # What a take can be refined to: SDXL's own modes (a refine is img2img at the preset's steps
 # and scales); the distilled modes are for drafting, not for finishing.
 REFINE_PRESETS = ("fast", "balanced", "quality")
+REFINE_DEFAULT_PRESET = "quality"  # a refine that names no mode: the keeper's finish
 
 # SDXL's trained resolutions. The tiny offline model divides them by TINY_SIZE_DIVISOR.
 ASPECTS: dict[str, tuple[int, int]] = {

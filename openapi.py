@@ -9,7 +9,7 @@ ratios, panel count) come from config.py, so they cannot drift either.
 from __future__ import annotations
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
-from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_PRESETS
+from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS
 
 OPENAPI_VERSION = "3.1.0"
 STATUSES = ["queued", "running", "done", "failed", "canceled", "interrupted"]
@@ -55,7 +55,7 @@ TAKE_ID = {"name": "take_id", "in": "path", "required": True, "schema": {"type":
            "description": "The take's id within its panel (a take's `id`)."}
 REFINE_BODY = {"required": False, "content": {"application/json": {"schema": {
     "type": "object", "properties": {
-        "preset": {"enum": list(REFINE_PRESETS), "default": "quality",
+        "preset": {"enum": list(REFINE_PRESETS), "default": REFINE_DEFAULT_PRESET,
                    "description": "The speed mode of the new take (SDXL img2img at its steps and scales)."},
         "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                      "description": "How far it may move from the take: it runs strength x steps steps. Missing: "
@@ -371,6 +371,12 @@ def _schemas() -> dict:
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
                 "max_characters": {**integer, "description": "Most characters in a cast."},
+                "refine": {"type": "object", "description": "What a refine (POST a panel's or a board's "
+                                                            "`links.refine`) may ask for, and what it gets when "
+                                                            "its body says nothing.", "properties": {
+                    "presets": {"type": "array", "items": {"enum": list(REFINE_PRESETS)}},
+                    "default_preset": {"enum": list(REFINE_PRESETS)},
+                    "strength": {**number, "description": "STORYBOARD_REFINE_STRENGTH."}}},
             },
         },
     }

@@ -12,6 +12,10 @@ storyboard, an estimate for 6 panels (6 x that), the model load time (separately
 device and the dtype. Every figure is the median of ``--repeat`` runs, timed with
 ``time.perf_counter`` between device synchronisations.
 
+With ``--preset draft`` it also draws one board in FAST, lightning and draft in turn (FLOPs by
+part, UNet passes, times side by side), counts and times a step's live preview beside a UNet
+pass, and times a refine (strength x steps UNet passes) beside the same FAST board drawn afresh.
+
 Models:
   sdxl         the real SDXL base 1.0 + IP-Adapter from the hub (downloads ~10 GB once)
   tiny         the tiny random models of tiny_models.py (offline; built if missing)
@@ -345,9 +349,7 @@ def compare_distilled(generator, settings, args, width: int, height: int) -> dic
 
     device, repeat = generator.device, args.repeat
     fast, lightning = settings.preset_for("fast"), settings.preset_for(args.preset)
-    portrait, panels = make_jobs(generator, settings, BOARD_FRAMES)
-    reference = check_done(generator.generate(
-        StoryboardRequest((portrait,), width, height, fast, identity_lock=False))).panels[0].image
+    panels, reference = locked_board(generator, settings, width, height)
     requests = {preset.name: StoryboardRequest(tuple(panels), width, height, preset, True, reference)
                 for preset in (fast, lightning)}
 
@@ -405,7 +407,17 @@ def flops_by_part(preset, parts: dict) -> dict:
             "decode": parts[decoder], "total": preset.panel_flops(parts)}
 
 
-def compare_modes(generator, settings, args, width: int, height: int, parts: dict | None) -> dict:
+def locked_board(generator, settings, width: int, height: int):
+    """A board's panels and the reference portrait that locks them (drawn in FAST, unlocked)."""
+    from local_image_generator import StoryboardRequest
+
+    portrait, panels = make_jobs(generator, settings, BOARD_FRAMES)
+    reference = check_done(generator.generate(StoryboardRequest(
+        (portrait,), width, height, settings.preset_for("fast"), identity_lock=False))).panels[0].image
+    return panels, reference
+
+
+def compare_modes(generator, settings, args, width: int, height: int, parts: dict | None, board) -> dict:
     """The draft mode beside FAST and lightning, in one run, on the same loaded pipeline.
 
     Each mode's FLOPs by part (``parts``: counted at this size for sdxl-random, else the
@@ -420,9 +432,7 @@ def compare_modes(generator, settings, args, width: int, height: int, parts: dic
 
     device = generator.device
     presets = [settings.preset_for(name) for name in DRAFT_COMPARED]
-    portrait, panels = make_jobs(generator, settings, BOARD_FRAMES)
-    reference = check_done(generator.generate(
-        StoryboardRequest((portrait,), width, height, presets[0], identity_lock=False))).panels[0].image
+    panels, reference = board
     requests = {p.name: StoryboardRequest(tuple(panels), width, height, p, True, reference) for p in presets}
 
     def draw(preset):
@@ -449,6 +459,70 @@ def compare_modes(generator, settings, args, width: int, height: int, parts: dic
         mode["per_panel_s"] = mode["board_s"] / BOARD_FRAMES
         mode["ratio_to_fast"] = statistics.median([a / b for a, b in zip(mode["runs"], fast_runs)])
         mode["flops_ratio_to_fast"] = mode["flops"]["total"] / out["fast"]["flops"]["total"]
+    return out
+
+
+def measure_preview(generator, settings, width: int, height: int, parts: dict | None, board, repeat: int) -> dict:
+    """A step's live preview beside a UNet pass: counted (TAESDXL on the latents pooled by
+    previews.PREVIEW_POOL; at this size for sdxl-random, else at 1024x1024 on the full-size
+    models), then on this model: the previews a FAST panel drawn with them gets (one a step),
+    the UNet's calls in that panel (hooked), and the preview's decode timed alone."""
+    import torch
+
+    from bench import sdxl_random
+    from config import PANEL_PART_FLOPS
+    from local_image_generator import StoryboardRequest
+    from previews import PREVIEW_POOL
+
+    if parts:
+        preview_flops, pass_flops = parts["preview_small"], parts["unet_forward_identity"]
+    else:
+        taesdxl = sdxl_random.build_taesdxl("meta")
+        preview_flops = sdxl_random.decode_flops(taesdxl, 1024 // PREVIEW_POOL, 1024 // PREVIEW_POOL)
+        pass_flops = PANEL_PART_FLOPS["unet_forward_identity"]
+    panels, reference = board
+    request = StoryboardRequest(panels[:1], width, height, settings.preset_for("fast"), True, reference)
+    seen: list[int] = []
+    calls = unet_calls(generator, lambda: check_done(generator.generate(
+        request, on_preview=lambda job, step, steps, image: seen.append(step))))
+    latents = torch.randn(1, 4, height // 8, width // 8)
+    generator.previews.decode(latents)  # warm-up (TAESDXL is loaded by the draft mode already)
+    decode_s = statistics.median(timed(lambda: generator.previews.decode(latents), generator.device)[0]
+                                 for _ in range(max(3, repeat)))
+    pass_s = sum(seconds for _, seconds in calls) / sum(batch for batch, _ in calls)
+    return {"flops": preview_flops, "flops_at": "this size" if parts else "1024x1024, full-size models",
+            "flops_share_of_unet_pass": preview_flops / pass_flops, "pool": PREVIEW_POOL,
+            "previews_per_panel": len(seen), "steps": request.num_steps, "unet_calls": len(calls),
+            "decode_s": decode_s, "unet_pass_s": pass_s,
+            "unet_step_s": statistics.median(seconds for _, seconds in calls), "share_of_unet_pass": decode_s / pass_s}
+
+
+def compare_refine(generator, settings, args, width: int, height: int, board) -> dict:
+    """A refine of a FAST board (FAST, at settings.refine_strength, identity lock on) beside
+    drawing that board afresh: UNet passes a panel counted in one hooked run of each (a refine
+    runs strength x steps of the steps), then ``--repeat`` rounds of the two in turn, timed."""
+    from local_image_generator import StoryboardRequest
+
+    panels, reference = board
+    fresh = StoryboardRequest(tuple(panels), width, height, settings.preset_for("fast"), True, reference)
+    drawn = check_done(generator.generate(fresh)).panels
+    sources = tuple(dataclasses.replace(job, init_image=panel.image) for job, panel in zip(panels, drawn))
+    requests = {"fresh": fresh, "refine": dataclasses.replace(fresh, panels=sources, strength=settings.refine_strength)}
+    check_done(generator.generate(requests["refine"]))  # warm-up: img2img's pipeline, made once from SDXL's
+    out: dict = {"frames": len(panels), "preset": "fast", "strength": settings.refine_strength,
+                 "steps": fresh.num_steps, "denoising_steps": requests["refine"].denoising_steps}
+    for name, request in requests.items():
+        calls = unet_calls(generator, lambda request=request: check_done(generator.generate(request)))
+        out[name] = {"unet_passes_per_panel": sum(batch for batch, _ in calls) / len(panels),
+                     "unet_s": sum(seconds for _, seconds in calls), "runs": []}
+    for _ in range(args.repeat):
+        for name, request in requests.items():
+            out[name]["runs"].append(timed(lambda request=request: check_done(generator.generate(request)),
+                                           generator.device)[0])
+    for name in requests:
+        out[name]["board_s"] = statistics.median(out[name]["runs"])
+    out["ratio_to_fresh"] = statistics.median(a / b for a, b in zip(out["refine"]["runs"], out["fresh"]["runs"]))
+    out["passes_ratio_to_fresh"] = out["refine"]["unet_passes_per_panel"] / out["fresh"]["unet_passes_per_panel"]
     return out
 
 
@@ -623,6 +697,27 @@ def format_table(r: dict) -> str:
                 f"    FLOPs: encoders {f['encode'] / 1e12:.3f} T + UNet {f['unet'] / 1e12:.3f} T + decode "
                 f"{f['decode'] / 1e12:.3f} T = {f['total'] / 1e12:.1f} T (/ FAST {b['flops_ratio_to_fast']:.3f})",
             ]
+    v = r.get("preview")
+    if v:
+        lines += [
+            "-" * 72,
+            f"a step's live preview (TAESDXL, latents pooled by {v['pool']}): {v['flops'] / 1e12:.3f} TFLOP at "
+            f"{v['flops_at']}, {100 * v['flops_share_of_unet_pass']:.1f}% of a UNet pass (counted)",
+            row("  preview decode, timed alone", v["decode_s"],
+                f"{1000 * v['decode_s']:.2f} ms: {100 * v['share_of_unet_pass']:.1f}% of a UNet pass here "
+                f"({1000 * v['unet_pass_s']:.2f} ms; a FAST step {1000 * v['unet_step_s']:.2f} ms)"),
+            f"  a FAST panel drawn with previews: {v['previews_per_panel']} previews for {v['steps']} steps, "
+            f"{v['unet_calls']} UNet calls",
+        ]
+    rf = r.get("refine")
+    if rf:
+        lines += ["-" * 72, f"a refine beside a fresh FAST board ({rf['frames']} panels, identity lock on; strength "
+                            f"{rf['strength']:g}: {rf['denoising_steps']} of {rf['steps']} steps):"]
+        for name, label in (("fresh", "FAST, drawn afresh"), ("refine", "FAST refine of it")):
+            b = rf[name]
+            lines.append(row(f"  {label}", b["board_s"], f"{b['unet_passes_per_panel']:g} UNet passes a panel "
+                                                         f"({b['unet_s']:.3f} s of UNet in a hooked board)"))
+        lines.append(f"  refine / fresh: {rf['ratio_to_fresh']:.3f} timed, {rf['passes_ratio_to_fresh']:.3f} in UNet passes")
     x = r.get("sdxl_random")
     if x:
         f = x["flops"]
@@ -739,10 +834,14 @@ def _run(args, diffusers, torch) -> int:
         build_peak = sdxl_random.peak_memory_bytes(generator.device)
         sdxl_random.reset_peak_memory(generator.device)
 
-    comparison = modes = None
+    comparison = modes = preview = refine = None
     if args.preset == "draft":
         print("draft beside FAST and lightning on this pipeline ...")
-        modes = compare_modes(generator, settings, args, width, height, flops)
+        board = locked_board(generator, settings, width, height)
+        modes = compare_modes(generator, settings, args, width, height, flops, board)
+        print("a step's live preview beside a UNet pass; a refine beside a fresh FAST board ...")
+        preview = measure_preview(generator, settings, width, height, flops, board, args.repeat)
+        refine = compare_refine(generator, settings, args, width, height, board)
     elif distilled:
         print(f"{args.preset} beside FAST on this pipeline (both ways of switching) ...")
         comparison = compare_distilled(generator, settings, args, width, height)
@@ -774,6 +873,8 @@ def _run(args, diffusers, torch) -> int:
         **measured,
         "distilled": comparison,
         "modes": modes,
+        "preview": preview,
+        "refine": refine,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

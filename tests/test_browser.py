@@ -926,6 +926,48 @@ def test_a_panel_shows_its_live_preview_before_its_image(browser, tiny_settings_
             watch.close()
 
 
+def test_refine_on_the_board_gives_every_panel_a_take_in_the_chosen_mode(browser, tiny_settings_factory):
+    """The board's Refine (its links.refine) appears once the board is drawn, offers the modes
+    /api/presets says a refine takes, and adds a take, in the chosen mode at the default
+    strength, to each panel, which then shows it."""
+    from playwright.sync_api import expect
+
+    from app import create_app
+    from fakes import FakeGenerator
+
+    settings = tiny_settings_factory(refine_strength=0.5)
+    with _serving(create_app(settings, load_generator=FakeGenerator)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            page.goto("/")
+            page.fill("#story", "A fox finds a map.\nThe fox climbs a hill.")
+            page.fill("#frames", "2")
+            page.click("#generate")
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            expect(page.locator("#refine-preset option")).to_have_text(["Fast", "Balanced", "Quality"])
+            expect(page.locator("#refine-preset")).to_have_value("quality")
+            expect(page.locator("#refine")).to_have_attribute("title", re.compile(r"strength 0\.5\b"))
+            page.select_option("#refine-preset", "balanced")
+            with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/refine")) as sent:
+                page.click("#refine")
+            assert sent.value.post_data_json == {"preset": "balanced"}  # the strength: the server's default
+            panels = page.locator("#board .panel")
+            expect(panels).to_have_count(2)
+            for i in range(2):
+                expect(panels.nth(i).locator(".take-count")).to_have_text("2/2", timeout=BOARD_TIMEOUT_MS)
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            expect(page.locator("#refine-board")).to_be_visible()
+            board_id = page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+            board = json.loads(page.request.get(f"/api/storyboards/{board_id}").text())
+            for frame in board["frames"]:
+                first, refined = frame["takes"]
+                assert (frame["take"], refined["mode"], refined["parent"]) == (refined["id"], "balanced", first["id"])
+            watch.assert_clean()
+        finally:
+            watch.close()
+
+
 class HeldAtEachPanel:
     """The real tiny generator, held right after the first step of every panel it draws (its
     progress sent) until the test lets it go on (``go.release()``); ``held`` counts the holds."""

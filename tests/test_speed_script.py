@@ -142,7 +142,7 @@ def test_lightning_benchmark_runs_beside_fast_and_counts_unet_passes(hf_cache, t
         assert d[mode]["ratio_to_fast"] == pytest.approx(d[mode]["board_s"] / d[mode]["fast_beside_s"], rel=1e-3)
 
 
-def test_draft_benchmark_prints_flops_by_part_and_times_beside_fast_and_lightning(hf_cache, tmp_path, capsys):
+def test_draft_benchmark_prints_flops_by_part_and_times_beside_fast_and_lightning_and_a_preview_and_refine(hf_cache, tmp_path, capsys):
     import test_speed
 
     path = tmp_path / "draft.json"
@@ -160,3 +160,17 @@ def test_draft_benchmark_prints_flops_by_part_and_times_beside_fast_and_lightnin
         mode = modes[name]
         assert len(mode["runs"]) == 1 and mode["board_s"] > 0 and mode["switch_s"] >= 0
     assert modes["draft"]["ratio_to_fast"] == pytest.approx(modes["draft"]["runs"][0] / modes["fast"]["runs"][0], rel=1e-3)
+    # A step's live preview: counted on the full-size models (TAESDXL on pooled latents, about 2%
+    # of a UNet pass) and timed here; a FAST panel drawn with previews gets one a step.
+    preview = data["preview"]
+    assert "a step's live preview (TAESDXL, latents pooled by 2): 0.141 TFLOP at 1024x1024" in printed
+    assert round(preview["flops_share_of_unet_pass"], 3) == 0.021
+    assert preview["previews_per_panel"] == preview["steps"] == 12  # FAST's steps
+    assert preview["decode_s"] > 0 and preview["share_of_unet_pass"] == pytest.approx(
+        preview["decode_s"] / preview["unet_pass_s"], rel=1e-3)
+    # A refine at the default strength beside the same FAST board drawn afresh: strength x steps.
+    refine = data["refine"]
+    assert "a refine beside a fresh FAST board (3 panels, identity lock on; strength 0.35: 4 of 12 steps)" in printed
+    assert (refine["fresh"]["unet_passes_per_panel"], refine["refine"]["unet_passes_per_panel"]) == (24, 8)
+    assert len(refine["refine"]["runs"]) == len(refine["fresh"]["runs"]) == 1
+    assert refine["ratio_to_fresh"] == pytest.approx(refine["refine"]["runs"][0] / refine["fresh"]["runs"][0], rel=1e-3)

@@ -126,16 +126,29 @@ export async function resumeBoard() {
 }
 
 export async function regenerateFrame(frame, body) {
-  await queueFrameWork(frame.links.regenerate, body);
+  await queueWork(frame.links.regenerate, body);
 }
 
 /** A new take of the panel from its chosen one, keeping its composition (the server's default
  * mode and strength). */
 export async function refineFrame(frame) {
-  await queueFrameWork(frame.links.refine, {});
+  await queueWork(frame.links.refine, {});
 }
 
-async function queueFrameWork(url, body) {
+/** A new take of every drawn panel in the mode chosen beside the board's Refine button, at the
+ * server's default strength. */
+export async function refineBoard() {
+  if (!state.board) return;
+  const button = $("refine");
+  button.disabled = true;
+  try {
+    await queueWork(state.board.links.refine, { preset: $("refine-preset").value });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function queueWork(url, body) {
   if (!state.boardId) return;
   clearError();
   const id = state.boardId;

@@ -9,7 +9,7 @@
  */
 
 import { boardUrl } from "./api.js";
-import { boardIdFromHash, cancelBoard, openBoard, resumeBoard } from "./board.js";
+import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard } from "./board.js";
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
@@ -54,6 +54,7 @@ function bindEvents() {
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
   $("reuse").addEventListener("click", reuseSettings);
+  $("refine").addEventListener("click", refineBoard);
   $("panel-dialog").addEventListener("click", onDialogClick);
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {

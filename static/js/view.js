@@ -24,7 +24,27 @@ function renderHeader() {
   $("board-title").textContent = board ? board.title || "Untitled storyboard" : "No storyboard open";
   $("board-meta").textContent = board ? boardMetaText(board) : "";
   $("reuse").hidden = !board;
+  renderRefine(board);
   renderExports(board);
+}
+
+/** The board's Refine: offered once nothing is being drawn and some panel has a take, in the
+ * modes the server refines to (GET /api/presets ``refine``), at its default strength. */
+function renderRefine(board) {
+  const refine = state.presets && state.presets.refine;
+  const box = $("refine-board");
+  box.hidden = !refine || !board || boardBusy(board) || !(board.frames || []).some((f) => f.take !== null
+    && f.take !== undefined);
+  if (box.hidden) return;
+  const select = $("refine-preset");
+  if (select.options.length === 0) {
+    const labels = new Map((state.presets.presets || []).map((p) => [p.name, p.label || p.name]));
+    select.replaceChildren(...refine.presets.map((name) =>
+      el("option", { text: labels.get(name) || name, attrs: { value: name } })));
+    select.value = refine.default_preset;
+  }
+  $("refine").title = `A new take of every drawn panel in this mode, from the take it shows, keeping its `
+    + `composition (strength ${refine.strength}: it reruns that share of the mode's steps)`;
 }
 
 function boardMetaText(board) {
