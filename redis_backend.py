@@ -15,8 +15,10 @@ stateless. What moves through Redis:
   so a studio restart loses nothing: unacknowledged facts are read again;
 - the channel ``sb:events``: progress and live previews, for the page (lossy by nature);
 - ``sb:cancel:<job>`` (set by the studio, read by the worker at every step),
-  ``sb:delivered:<job>`` (panels already reported: a job taken over skips them),
-  ``sb:reference:<job>:<character>`` (a generated portrait, for a job taken over), and
+  ``sb:delivered:<board>:<job>`` (panels already reported: a job taken over skips them),
+  ``sb:reference:<job>:<character>`` (a generated portrait, for a job taken over),
+  ``sb:attempt:<board>:<job>`` (which attempt at the job is the live one: a worker paused long
+  enough for its job to be taken over is fenced off by it), and
   ``sb:worker:<name>`` (each worker's heartbeat: host, device, model, board).
 
 A worker that dies stops its heartbeats; its RQ execution then expires and the studio's
@@ -37,6 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, get_current_job
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -69,11 +72,17 @@ WORKER_TTL_S = 30
 EXECUTION_TTL_S = 10
 # How often the studio checks that Redis still holds its running jobs (it may restart empty).
 RECONCILE_S = 10
+# How long health names a board whose job Redis lost (and which was interrupted for it).
+LOST_NOTICE_S = 600
+# A worker that lost Redis asks again this often (at most), taking no job meanwhile.
+REDIS_RETRY_S = 5
 JOB_TIMEOUT_S = 6 * 3600  # one board, however slow the device
 RETRIES = 3
 KEY_TTL_S = 7 * 24 * 3600
 # A worker whose model cannot load tries again this often, taking no job meanwhile.
 LOAD_RETRY_S = 30
+# What a worker waits out (Redis restarted, unreachable or hung) instead of quitting.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 GAVE_UP = (f"Its worker stopped {RETRIES + 1} times while drawing this storyboard (see the workers' logs); "
            "finished panels are kept. Resume to try again.")
 
@@ -82,12 +91,21 @@ def cancel_key(job_id: int) -> str:
     return f"sb:cancel:{job_id}"
 
 
-def delivered_key(job_id: int) -> str:
-    return f"sb:delivered:{job_id}"
+def delivered_key(board_id: str, job_id: int) -> str:
+    # With the board: a job left in Redis by a studio on another database has the same number.
+    return f"sb:delivered:{board_id}:{job_id}"
 
 
 def reference_key(job_id: int, character: int) -> str:
     return f"sb:reference:{job_id}:{character}"
+
+
+def attempt_key(board_id: str, job_id: int) -> str:
+    """The live attempt at a studio job: each worker that takes the job (RQ retries it on
+    another worker when its worker stops beating) counts one more, and sends its number with
+    every fact, only while it is the live one (see :class:`RedisSink`); the studio drops an
+    earlier attempt's facts read after a later one's (see :meth:`RedisBackend._superseded`)."""
+    return f"sb:attempt:{board_id}:{job_id}"
 
 
 def safe_url(url: str) -> str:
@@ -181,6 +199,9 @@ class RedisBackend(Backend):
         self.identity = f"{socket.gethostname()}:{settings.data_path.resolve()}"
         self._claimed = threading.Event()  # this studio holds STUDIO_KEY: it may take results
         self._next_reconcile = 0.0  # at start, then every RECONCILE_S
+        self._lost: tuple[str, float] | None = None  # (what health says, until when) after Redis lost a job
+        self._attempts: dict[tuple[str, int], int] = {}  # (board, job) -> the latest attempt whose facts were read
+        self._fenced: set[tuple[str, int, int]] = set()  # (board, job, attempt) dropped, logged once
 
     # -- the backend's face --
 
@@ -244,10 +265,18 @@ class RedisBackend(Backend):
         model = ModelState.READY if ready else ModelState(workers[0]["model"]) if workers else ModelState.NOT_LOADED
         warming = next((w["warm_up"] for w in workers if w.get("warm_up")), None)
         return BackendHealth(
-            alive=self.alive, problem=self.redis_error or self.problem or self._waiting(workers), model_state=model,
+            alive=self.alive, problem=self.redis_error or self.problem or self._lost_notice() or self._waiting(workers),
+            model_state=model,
             model_error=next((w.get("error") for w in workers if w.get("error")), None),
             device=", ".join(sorted({w["device"] for w in workers if w.get("device")})) or None,
             workers=workers, queue=f"redis ({safe_url(self.url)})", warm_up=None if ready else warming)
+
+    def _lost_notice(self) -> str | None:
+        """What health says for LOST_NOTICE_S after Redis lost running jobs: the page and
+        the operator learn why a board stopped, and that resuming it draws the rest."""
+        if self._lost is None or time.monotonic() > self._lost[1]:
+            return None
+        return self._lost[0]
 
     def _waiting(self, workers: list[dict]) -> str | None:
         """Boards that wait because no worker is connected (or none can load its model), said so."""
@@ -357,6 +386,7 @@ class RedisBackend(Backend):
         """A job handed to RQ that Redis no longer knows (Redis restarted without its data,
         while the studio ran or was stopped) will never report back; it is interrupted, so
         the user can resume it. Checked at start and every RECONCILE_S."""
+        lost = []
         for job in self.store.running_jobs():
             if not Job.exists(rq_job_id(job), connection=self.redis) and not self._has_facts(job):
                 log.error("Redis lost job %d of board %s (restarted without its data?): the board is interrupted",
@@ -364,6 +394,10 @@ class RedisBackend(Backend):
                 self.store.finish_job(job, Status.INTERRUPTED, "Redis lost this job (it restarted without its "
                                                                "data); resume to draw the rest.")
                 self._publish_status(job["storyboard_id"])
+                lost.append(job["storyboard_id"])
+        if lost:
+            self._lost = (f"Redis lost the running job of board {', '.join(lost)} (it restarted without its data); "
+                          "it was interrupted: resume it to draw the rest.", time.monotonic() + LOST_NOTICE_S)
 
     def _claim(self) -> None:
         """Hold this Redis database for this studio (renewed every second by the dispatch
@@ -444,6 +478,8 @@ class RedisBackend(Backend):
         kind, job_id, board_id, data = fact.kind, fact.job_id, fact.board_id, fact.data
         if self.store.board_status(board_id) is None:
             return  # deleted meanwhile
+        if self._superseded(fact):
+            return
         if kind != "end" and not self._current(job_id, board_id):
             log.info("dropped a late %s report of job %d: it was taken over, ended or redrawn since", kind, job_id)
             return
@@ -466,9 +502,30 @@ class RedisBackend(Backend):
                 outcome = Outcome(Status(data["status"]), data["error"], data.get("frame_error"))
                 self.store.finish_job(job, outcome.status, outcome.error, outcome.frames_to, outcome.frame_error)
             self._progress.pop(board_id, None)
-            self.redis.delete(cancel_key(job_id), delivered_key(job_id),
+            self._attempts.pop((board_id, job_id), None)
+            self.redis.delete(cancel_key(job_id), delivered_key(board_id, job_id), attempt_key(board_id, job_id),
                               *(reference_key(job_id, k) for k in range(1, MAX_CHARACTERS + 1)))
             self._publish_status(board_id)
+
+    def _superseded(self, fact: Fact) -> bool:
+        """Whether the fact comes from an attempt at its job after a later attempt's facts:
+        a worker paused (SIGSTOP, a frozen VM) while its job was taken over goes on where it
+        stopped, and its images, its end, would replace the live attempt's. Its worker
+        checks before sending (:class:`RedisSink`); this holds against one that raced. Facts
+        an attempt sent before the takeover, read only after it, still count: they are on
+        the stream before the next attempt's."""
+        if fact.attempt is None:  # a worker from before attempts
+            return False
+        job = (fact.board_id, fact.job_id)
+        latest = self._attempts.setdefault(job, fact.attempt)
+        if fact.attempt >= latest:
+            self._attempts[job] = fact.attempt
+            return False
+        if (*job, fact.attempt) not in self._fenced:
+            self._fenced.add((*job, fact.attempt))
+            log.warning("dropped the reports of attempt %d at job %d of board %s: attempt %d took it over",
+                        fact.attempt, fact.job_id, fact.board_id, latest)
+        return True
 
     def _current(self, job_id: int, board_id: str) -> bool:
         """Whether a worker's report still counts: its studio job is the board's and running.
@@ -541,6 +598,7 @@ class Fact:
     board_id: str
     data: dict
     png: bytes | None
+    attempt: int | None = None  # which attempt at the job sent it (None: a worker from before attempts)
 
     @classmethod
     def parse(cls, fields: dict) -> Fact:
@@ -550,10 +608,13 @@ class Fact:
             raw = {key.decode(): value for key, value in fields.items()}
             kind, board_id = raw["type"].decode(), raw["board"].decode()
             job_id, data = json.loads(raw["job"]), json.loads(raw.get("data", b"{}"))
+            attempt = json.loads(raw["attempt"]) if "attempt" in raw else None
         except (KeyError, ValueError, AttributeError) as error:  # a missing field, not UTF-8, not JSON
             raise MalformedFact(f"unreadable: {error}") from None
         if kind not in FACT_FIELDS or type(job_id) is not int or not isinstance(data, dict):
             raise MalformedFact(f"not a fact: type {kind!r}, job {job_id!r}")
+        if attempt is not None and type(attempt) is not int:
+            raise MalformedFact(f"a {kind} fact of attempt {attempt!r}")
         needed, with_png = FACT_FIELDS[kind]
         png = raw.get("png")
         if any(name not in data for name in needed) or (with_png and not isinstance(png, bytes)):
@@ -564,7 +625,7 @@ class Fact:
             raise MalformedFact(f"an end fact with status {data['status']!r}")
         if kind == "prompts" and not all(key.isascii() and key.isdigit() and isinstance(value, list) for key, value in data.items()):
             raise MalformedFact("a prompts fact that is not panel -> prompts")
-        return cls(kind, job_id, board_id, data, png)
+        return cls(kind, job_id, board_id, data, png, attempt)
 
 
 def rq_job_id(job: dict) -> str:
@@ -576,8 +637,8 @@ def rq_job_id(job: dict) -> str:
 def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
     """(board id, studio job id) of an id made by :func:`rq_job_id`, else None."""
     parts = rq_id.split("-")
-    if len(parts) != 4 or parts[0] != "sb" or not parts[2].isdigit():
-        return None
+    if len(parts) != 4 or parts[0] != "sb" or not (parts[2].isascii() and parts[2].isdigit()):
+        return None  # isdigit() alone takes '²', which int() refuses: an id in Redis may be anyone's
     return parts[1], int(parts[2])
 
 
@@ -654,7 +715,31 @@ class StudioWorker(SimpleWorker):
         self._stop_asked.set()
         super().handle_warm_shutdown_request()
 
+    def check_for_suspension(self, burst):
+        self._outlasting_redis(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self):
+        self._outlasting_redis(super().run_maintenance_tasks)
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        try:
+            super().heartbeat(timeout, pipeline)
+        except REDIS_DOWN:  # missed: the next step of the work loop waits for Redis
+            log.warning("heartbeat failed: Redis does not answer")
+
+    def execute_job(self, job, queue):
+        # Redis gone mid-job: the job is not retried here. Restarted with its data, RQ's
+        # execution expires and the studio's sweep hands the job to a worker (this one,
+        # maybe); restarted empty, the studio interrupts the board.
+        try:
+            super().execute_job(job, queue)
+        except REDIS_DOWN as error:
+            self._redis_down(error)
+
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        return self._outlasting_redis(self._dequeue, timeout, max_idle_time)
+
+    def _dequeue(self, timeout, max_idle_time):
         # With no job queued, compile the model's waiting graphs (a compiled UNet), one at a
         # time; a job queued during one waits for that one only. A stop asked for meanwhile
         # may have been swallowed by the compile (RQ raises it wherever the signal lands).
@@ -672,6 +757,33 @@ class StudioWorker(SimpleWorker):
         if self._stopping:
             raise StopRequested()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    # -- Redis restarted or unreachable --
+
+    def _outlasting_redis(self, step, *args):
+        """One step of RQ's work loop, done again once Redis answers if it does not: RQ
+        itself retries only its wait for a job, and ends the worker on any other Redis error
+        ("found an unhandled exception, quitting")."""
+        while True:
+            try:
+                return step(*args)
+            except REDIS_DOWN as error:
+                self._redis_down(error)
+
+    def _redis_down(self, error: Exception) -> None:
+        """Wait until Redis answers again (a stop asked for meanwhile ends the wait)."""
+        log.error("Redis stopped answering (%s); the worker waits for it", error)
+        wait = 0.5
+        while not self._stopping:
+            self._stop_asked.wait(wait)
+            try:
+                self.connection.ping()
+            except REDIS_DOWN:
+                wait = min(wait * 2, REDIS_RETRY_S)
+                continue
+            log.info("Redis answers again: the worker takes jobs")
+            return
+        raise StopRequested()
 
     # -- the beats --
 
@@ -750,52 +862,89 @@ def draw_job(payload: dict) -> str:
             RedisSink(redis, job_id, board_id).end(Outcome(Status.FAILED, f"The job could not be read: {error}"))
         log.error("refused a job payload: %s", error)
         return "refused"
-    sink = RedisSink(redis, spec.job_id, spec.board_id)
-    delivered = frozenset(int(x) for x in redis.smembers(delivered_key(spec.job_id)))
+    with redis.pipeline(transaction=True) as pipe:  # this worker's attempt at the job: the live one now
+        key = attempt_key(spec.board_id, spec.job_id)
+        attempt, _ = pipe.incr(key).expire(key, KEY_TTL_S).execute()
+    sink = RedisSink(redis, spec.job_id, spec.board_id, attempt)
+    delivered = frozenset(int(x) for x in redis.smembers(delivered_key(spec.board_id, spec.job_id)))
     if spec.identity_lock:  # taken over: the same faces as before
         spec = replace(spec, characters=tuple(
             replace(c, reference_png=c.reference_png or redis.get(reference_key(spec.job_id, k)))
             for k, c in enumerate(spec.characters, start=1)))
     with worker.drawing(spec.board_id):
-        outcome = worker.host.run(spec.job_id, lambda: spec, sink, RedisCancel(redis, spec.job_id),
+        cancel = RedisCancel(redis, spec.board_id, spec.job_id, attempt)
+        outcome = worker.host.run(spec.job_id, lambda: spec, sink, cancel,
                                   skip=delivered, raises=(RedisError,))
         sink.end(outcome)
     return "ended"
 
 
 class RedisCancel:
-    """The cancel flag the generator checks at every step: a key the studio sets."""
+    """The cancel flag the generator checks at every step: a key the studio sets, or a later
+    attempt at the job (this worker was paused while another took the job over: it stops)."""
 
-    def __init__(self, redis, job_id: int):
-        self.redis, self.key = redis, cancel_key(job_id)
+    def __init__(self, redis, board_id: str, job_id: int, attempt: int | None = None):
+        self.redis, self.key, self.attempt = redis, cancel_key(job_id), attempt
+        self.attempt_key = attempt_key(board_id, job_id)
 
     def is_set(self) -> bool:
-        return bool(self.redis.exists(self.key))
+        canceled, latest = self.redis.pipeline(transaction=False).exists(self.key).get(self.attempt_key).execute()
+        return bool(canceled) or superseded(self.attempt, latest)
+
+
+def superseded(attempt: int | None, latest: bytes | None) -> bool:
+    """Whether ``attempt`` is no longer the job's live one, given its :func:`attempt_key` as
+    read: a later attempt took the job over, or the key is gone (the job ended, or Redis
+    lost it). A fact without an attempt (a worker from before attempts) is never fenced."""
+    if attempt is None:
+        return False
+    if latest is None:
+        return True
+    return latest.isascii() and latest.isdigit() and int(latest) > attempt
 
 
 class RedisSink:
     """A worker's facts, sent to the studio through the results stream (progress and previews
     through pub/sub: lossy, never kept). A delivered panel is recorded with it, so a job taken over skips it."""
 
-    def __init__(self, redis, job_id: int, board_id: str):
-        self.redis, self.job_id, self.board_id = redis, job_id, board_id
+    def __init__(self, redis, job_id: int, board_id: str, attempt: int | None = None):
+        self.redis, self.job_id, self.board_id, self.attempt = redis, job_id, board_id, attempt
 
     def _send(self, kind: str, data: dict | None = None, png: bytes | None = None, also=None) -> None:
+        """One fact on the stream, with what goes with it (a panel marked delivered), unless
+        a later attempt took the job over: then nothing, so that the live attempt's record
+        of delivered panels stays true (checked and written in one transaction)."""
+        from redis.exceptions import WatchError
+
         fields = {"type": kind, "job": json.dumps(self.job_id), "board": self.board_id,
                   "data": json.dumps(data or {})}
+        if self.attempt is not None:
+            fields["attempt"] = json.dumps(self.attempt)
         if png is not None:
             fields["png"] = png
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(RESULTS, fields)
-            if also:
-                also(pipe)
-            pipe.execute()
+            while True:
+                try:
+                    pipe.watch(attempt_key(self.board_id, self.job_id))
+                    if superseded(self.attempt, pipe.get(attempt_key(self.board_id, self.job_id))):
+                        log.warning("job %d is no longer attempt %d's (taken over, ended or lost with Redis's "
+                                    "data): its %s report is not sent", self.job_id, self.attempt, kind)
+                        return
+                    pipe.multi()
+                    pipe.xadd(RESULTS, fields)
+                    if also:
+                        also(pipe)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue  # the attempt changed meanwhile: look again
 
     def prompts(self, prompts) -> None:
         self._send("prompts", {str(k): [p.prompt, p.negative_prompt, p.dropped, p.traits_dropped]
                                for k, p in prompts.items()})
 
     def panel_started(self, frame_id: int) -> None:
+        log.info("job %d, attempt %s: drawing panel %d", self.job_id, self.attempt, frame_id)
         self._send("started", {"frame_id": frame_id})
 
     def panel_saved(self, panel) -> None:
@@ -822,5 +971,5 @@ class RedisSink:
         self._send("end", {"status": str(outcome.status), "error": outcome.error, "frame_error": outcome.frame_error})
 
     def _delivered(self, pipe, frame_id: int) -> None:
-        pipe.sadd(delivered_key(self.job_id), frame_id)
-        pipe.expire(delivered_key(self.job_id), KEY_TTL_S)
+        pipe.sadd(delivered_key(self.board_id, self.job_id), frame_id)
+        pipe.expire(delivered_key(self.board_id, self.job_id), KEY_TTL_S)

@@ -579,3 +579,109 @@ def test_a_job_lost_with_redis_data_interrupts_its_board_and_resume_draws_it(stu
     assert board["status"] == "interrupted" and "Redis lost" in board["error"]
     assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
     assert wait_for(client, board_id, ("done",), timeout=180)["status"] == "done"
+
+
+def restart_empty(redis_server) -> None:
+    """Stop redis-server and start it again without its data (its append-only file gone)."""
+    redis_server.stop()
+    shutil.rmtree(redis_server.folder / "appendonlydir", ignore_errors=True)
+    redis_server.start()
+
+
+def test_a_worker_outlives_redis_restarts_idle_and_mid_board_and_the_lost_board_is_interrupted(studio, workers,
+                                                                                              redis_server):
+    workers.stop_all()
+    app = studio()
+    client = app.test_client()
+    name = workers.start()
+    process = workers.processes[name]
+    live_workers(client, 1)
+    redis_server.stop()  # idle: the worker waits in RQ's dequeue, its beats fail meanwhile
+    redis_server.start()
+    wait_until(lambda: client.get("/api/health").get_json()["problem"] is None, "the studio never saw Redis back", 60)
+    assert wait_for(client, post(client, "One.\nTwo.", preset="ultra_fast"), timeout=180)["status"] == "done"
+    board_id = board_under_way(client, workers, 1)
+    process.send_signal(signal.SIGSTOP)  # mid-board, however fast the board is
+    try:
+        restart_empty(redis_server)
+        board = wait_for(client, board_id, ("interrupted",), timeout=60)
+    finally:
+        process.send_signal(signal.SIGCONT)
+    assert board["status"] == "interrupted" and "Redis lost" in board["error"]
+    problem = client.get("/api/health").get_json()["problem"]
+    assert board_id in problem and "interrupted" in problem and "resume" in problem.lower()
+    assert client.post(f"/api/storyboards/{board_id}/resume").status_code == 202
+    assert wait_for(client, board_id, ("done",), timeout=180)["status"] == "done"
+    assert process.poll() is None and rq_worker_name(redis_server, app, board_id) == name, workers.log(name)
+    assert "unhandled exception" not in workers.log(name)
+
+
+def test_a_report_of_a_superseded_attempt_is_dropped_and_logged_once(studio, workers, redis_server, caplog):
+    """What a worker that raced its own check (or an older one) sends: its facts after the
+    facts of the attempt that took its job over."""
+    from helpers import png_bytes
+
+    workers.stop_all()  # the test writes the two attempts' facts itself
+    app = studio()
+    store = studio_of(app).store
+    board_id = post(app.test_client(), "One.\nTwo.")
+    job = wait_until(lambda: next(iter(store.running_jobs()), None), "the job was never handed to RQ")
+    first, second = (f["id"] for f in store.board(board_id)["frames"])
+    redis = redis_server.client()
+
+    def fact(kind, attempt, data, png=None):
+        fields = {"type": kind, "job": json.dumps(job["id"]), "board": board_id, "attempt": json.dumps(attempt),
+                  "data": json.dumps(data)}
+        redis.xadd("sb:results", {**fields, "png": png} if png else fields)
+
+    def saved(frame_id):
+        return {"frame_id": frame_id, "seed": 5, "identity": None, "attempts": 1, "seconds": 0.1}
+
+    fact("saved", 1, saved(first), png_bytes((64, 64), "red"))  # sent before the takeover: it counts
+    fact("started", 2, {"frame_id": second})  # a second worker took the job over
+    fact("saved", 1, saved(second), png_bytes((64, 64), "red"))  # the paused first worker, resumed
+    fact("end", 1, {"status": "done", "error": None})
+    fact("end", 2, {"status": "canceled", "error": None})  # the live attempt
+    board = wait_for(app.test_client(), board_id, timeout=60)
+    assert board["status"] == "canceled"
+    assert [f["status"] for f in board["frames"]] == ["done", "pending"]
+    assert sum("dropped the reports of attempt 1" in r.getMessage() for r in caplog.records) == 1
+
+
+def whole_log(workers, name: str) -> str:
+    """A worker's whole log (WorkerPool.log keeps its tail only): each panel it began is a line."""
+    return (workers.folder / f"{name}.log").read_text(errors="replace")
+
+
+def test_a_paused_worker_resumed_after_a_takeover_draws_nothing_more_and_overwrites_nothing(studio, workers,
+                                                                                           redis_server):
+    import re
+
+    from redis_backend import delivered_key
+
+    workers.stop_all()
+    app = studio()
+    client, store = app.test_client(), studio_of(app).store
+    first = workers.start()
+    board_id = board_under_way(client, workers, 1)
+    workers.processes[first].send_signal(signal.SIGSTOP)  # mid-board; its execution expires, RQ retries the job
+    try:
+        job = store.jobs(board_id)[-1]
+        delivered = {int(x) for x in redis_server.client().smembers(delivered_key(board_id, job["id"]))}
+        assert len(delivered) < 8, "the board finished before its worker could be paused"
+        second = workers.start()
+        assert wait_for(client, board_id, timeout=180)["status"] == "done", workers.log(second)
+        assert client.post(f"/api/storyboards/{board_id}/frames/8/regenerate", json={"seed": 777}).status_code == 202
+        assert wait_for(client, board_id, ("done",), timeout=180)["status"] == "done"
+        drawn_before = whole_log(workers, first).count("drawing panel")
+    finally:
+        workers.processes[first].send_signal(signal.SIGCONT)
+    wait_until(lambda: "report is not sent" in workers.log(first), "the resumed worker never noticed the takeover",
+               timeout=60)
+    frames = store.board(board_id)["frames"]
+    assert (frames[7]["seed"], frames[7]["version"]) == (777, 2)  # the redraw stays
+    assert [f["version"] for f in frames[:7]] == [1] * 7  # every other panel saved once, none lost
+    assert whole_log(workers, first).count("drawing panel") == drawn_before  # resumed, it drew nothing more
+    redrawn_by_second = {int(n) for n in re.findall(rf"job {job['id']}, attempt \d+: drawing panel (\d+)",
+                                                    whole_log(workers, second))}
+    assert not redrawn_by_second & delivered  # the takeover skipped every delivered panel

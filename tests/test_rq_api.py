@@ -13,14 +13,17 @@ from redis_backend import StudioJob, StudioWorker
 
 # Overridden by StudioWorker, with RQ's own signature.
 OVERRIDDEN = {
+    "check_for_suspension": ["self", "burst"],
     "dequeue_job_and_maintain_ttl": ["self", "timeout", "max_idle_time=None"],
+    "execute_job": ["self", "job", "queue"],
     "get_heartbeat_ttl": ["self", "job"],
     "handle_warm_shutdown_request": ["self"],
+    "heartbeat": ["self", "timeout=None", "pipeline=None"],
+    "run_maintenance_tasks": ["self"],
     "teardown": ["self"],
 }
 # Called by StudioWorker.
 CALLED = {
-    "heartbeat": ["self", "timeout=None", "pipeline=None"],
     "maintain_heartbeats": ["self", "job"],
 }
 # Keyword arguments StudioWorker passes on (its work() passes the caller's on unchanged).
