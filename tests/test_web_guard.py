@@ -1,6 +1,6 @@
 """What reaches the studio from outside one request: host names and proxies, other
 processes on the same data dir, reads racing a delete or a redraw, and header and query
-values that only look like numbers (issue 22)."""
+values that only look like numbers."""
 
 import http.client
 import json
