@@ -639,8 +639,8 @@ def rq_job_id(job: dict) -> str:
 def parse_rq_job_id(rq_id: str) -> tuple[str, int] | None:
     """(board id, studio job id) of an id made by :func:`rq_job_id`, else None."""
     parts = rq_id.split("-")
-    if len(parts) != 4 or parts[0] != "sb" or not parts[2].isdigit():
-        return None
+    if len(parts) != 4 or parts[0] != "sb" or not (parts[2].isascii() and parts[2].isdigit()):
+        return None  # isdigit() alone takes '²', which int() refuses: an id in Redis may be anyone's
     return parts[1], int(parts[2])
 
 
@@ -902,7 +902,7 @@ def superseded(attempt: int | None, latest: bytes | None) -> bool:
         return False
     if latest is None:
         return True
-    return latest.isdigit() and int(latest) > attempt
+    return latest.isascii() and latest.isdigit() and int(latest) > attempt
 
 
 class RedisSink:

@@ -1,4 +1,4 @@
-"""Peak memory of concurrent exports of an 8-panel 1344x768 board (issue 22).
+"""Peak memory of concurrent exports of an 8-panel 1344x768 board.
 
     .venv/bin/python bench/exports.py [--clients 20] [--json PATH]
 

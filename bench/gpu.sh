@@ -24,7 +24,7 @@
 # Stage estimates (seconds on an H100/H200 at 1024x1024), from measured work:
 #  - every sdxl-random stage first pays ~40 s before its first step: imports and CUDA start
 #    (~15 s), the FLOP count on the meta device (53 s on this 2-core VM, ~20 s on the GPU
-#    host's 16 cores), the random full-size build (2-3 s, shared/notes/gpu-h100.md);
+#    host's 16 cores), the random full-size build (2-3 s on the H100 of BENCHMARKS.md's GPU table);
 #  - UNet passes, counted on the tiny model with the same flags (--repeat 3): FAST 240 calls of
 #    batch 2 plus, on a GPU only, a 6-panel board (a warm-up and 3 timed, 576 more items) and
 #    the breakdown: ~1,100 batch items at 21-38 ms an item (76 ms for batch 2, 256 ms for 12,

@@ -1,7 +1,7 @@
 """The page in a real browser (headless Chromium via Playwright) against the real app on the
 tiny offline models: generate a 6-panel board, redraw a panel, reorder, export, reuse its
 settings, open a panel's details, and check that user text is shown as text; draw a story
-with a cast of two (issue 13) and change one panel's cast; plan a story, edit the plan and
+with a cast of two and change one panel's cast; plan a story, edit the plan and
 draw it. Short flows run against a studio whose model cannot be loaded,
 one whose worker fails or stopped, and one that plans with an LLM stand-in. Every page
 records Content-Security-Policy violations, and none may happen. With UPDATE_SCREENSHOT=1
@@ -555,7 +555,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
     print(f"browser test: {time.monotonic() - started:.1f} s")
 
 
-# --- A cast of two: issue 13's done-when through the page ------------------------------------
+# --- A cast of two, through the page -------------------------------------------------------
 
 CAST_LINES = [
     "Mara wakes at the lighthouse.",

@@ -1,4 +1,4 @@
-"""The CUDA and MPS decisions of issue 10, proved on the CPU with the tiny models: the
+"""The CUDA and MPS decisions, proved on the CPU with the tiny models: the
 memory format per device, the first panel drawn alone, CPU offload, the compiled UNet's
 mode, caches and warm-up. Their speed is measured by bench/gpu.sh on a GPU."""
 

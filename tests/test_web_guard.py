@@ -1,6 +1,6 @@
 """What reaches the studio from outside one request: host names and proxies, other
 processes on the same data dir, reads racing a delete or a redraw, and header and query
-values that only look like numbers (issue 22)."""
+values that only look like numbers."""
 
 import http.client
 import json
@@ -414,3 +414,12 @@ def test_a_board_is_read_as_one_snapshot_while_another_thread_deletes_it(make_ap
     store._query = real_query
     deleter.join(30)
     assert len(board["frames"]) == 3 and client.get(f"/api/storyboards/{board_id}").status_code == 404
+
+
+def test_an_rq_job_id_in_redis_that_only_looks_numeric_is_not_the_studios():
+    from redis_backend import parse_rq_job_id, superseded
+
+    assert parse_rq_job_id("sb-0123456789ab-12-ab12") == ("0123456789ab", 12)
+    for foreign in ("sb-0123456789ab-²-ab12", "sb-0123456789ab-١٢-ab12", "sb-x-1_0-y"):
+        assert parse_rq_job_id(foreign) is None  # int() would raise or read another number
+    assert superseded(1, b"2") and not superseded(2, "²".encode())
