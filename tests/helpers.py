@@ -56,3 +56,15 @@ def build_app(data_dir, generator=None, *, load_generator=None, env=None, start_
         generator = FakeGenerator() if generator is None else generator
         load_generator = lambda: generator  # noqa: E731
     return create_app(load_settings(env or {}, values), load_generator=load_generator, start_worker=start_worker)
+
+
+def unet_batches(generator, fn):
+    """(the batch size of each UNet call while ``fn`` runs, what ``fn`` returned)."""
+    batches = []
+    hook = generator.pipe.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: batches.append(args[0].shape[0]), with_kwargs=True)
+    try:
+        result = fn()
+    finally:
+        hook.remove()
+    return batches, result

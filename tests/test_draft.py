@@ -13,6 +13,7 @@ from PIL import Image
 
 from config import DRAFT_FAMILY, PANEL_PART_FLOPS, PRESETS, SettingsError, SpeedPreset, load_settings
 from errors import InputError
+from helpers import unet_batches
 from local_image_generator import PanelJob, StoryboardGenerator, StoryboardRequest
 
 
@@ -25,17 +26,6 @@ def request(preset, count=2, lock=True, steps=None):
 
 def pixels(result):
     return np.stack([p.pixels.astype(np.float64) for p in result.panels])
-
-
-def unet_batches(generator, fn):
-    batches = []
-    hook = generator.pipe.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: batches.append(args[0].shape[0]), with_kwargs=True)
-    try:
-        result = fn()
-    finally:
-        hook.remove()
-    return batches, result
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from config import PRESETS, SpeedPreset, load_settings
+from helpers import unet_batches
 from local_image_generator import (
     GenerationCancelled,
     ModelNotAvailable,
@@ -42,17 +43,6 @@ def pixels(result):
 
 def max_diff(a, b):
     return float(np.abs(pixels(a) - pixels(b)).max())
-
-
-def unet_batches(generator, fn):
-    batches = []
-    hook = generator.pipe.unet.register_forward_pre_hook(
-        lambda module, args, kwargs: batches.append(args[0].shape[0]), with_kwargs=True)
-    try:
-        result = fn()
-    finally:
-        hook.remove()
-    return batches, result
 
 
 @pytest.fixture(scope="module")
