@@ -869,8 +869,12 @@ def test_the_page_says_how_far_the_warm_up_is_and_boards_are_drawn_meanwhile(bro
 class HeldAtFirstPreview:
     """The real tiny generator, held right after its first panel preview until ``go``."""
 
-    def __init__(self, generator):
-        self.generator, self.held, self.go = generator, threading.Event(), threading.Event()
+    def __init__(self):
+        self.generator, self.held, self.go = None, threading.Event(), threading.Event()
+
+    def around(self, generator) -> "HeldAtFirstPreview":
+        self.generator = generator
+        return self
 
     def __getattr__(self, name):
         return getattr(self.generator, name)
@@ -893,15 +897,9 @@ def test_a_panel_shows_its_live_preview_before_its_image(browser, tiny_settings_
     from backend import default_generator_loader
 
     settings = tiny_settings_factory()
-    load = default_generator_loader(settings)
-    model = None
+    model, load = HeldAtFirstPreview(), default_generator_loader(settings)  # the real tiny generator
 
-    def load_held():
-        nonlocal model
-        model = HeldAtFirstPreview(load())
-        return model
-
-    with _serving(create_app(settings, load_generator=load_held)) as url:
+    with _serving(create_app(settings, load_generator=lambda: model.around(load()))) as url:
         watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
         page = watch.page
         try:
@@ -921,8 +919,7 @@ def test_a_panel_shows_its_live_preview_before_its_image(browser, tiny_settings_
             expect(page.locator("#board .panel-preview")).to_have_count(0)
             watch.assert_clean()
         finally:
-            if model is not None:
-                model.go.set()
+            model.go.set()
             watch.close()
 
 
@@ -972,8 +969,12 @@ class HeldAtEachPanel:
     """The real tiny generator, held right after the first step of every panel it draws (its
     progress sent) until the test lets it go on (``go.release()``); ``held`` counts the holds."""
 
-    def __init__(self, generator):
-        self.generator, self.held, self.go = generator, threading.Semaphore(0), threading.Semaphore(0)
+    def __init__(self):
+        self.generator, self.held, self.go = None, threading.Semaphore(0), threading.Semaphore(0)
+
+    def around(self, generator) -> "HeldAtEachPanel":
+        self.generator = generator
+        return self
 
     def __getattr__(self, name):
         return getattr(self.generator, name)
@@ -998,19 +999,13 @@ def test_the_panel_drawn_shows_as_running_and_a_redrawn_one_keeps_its_image(brow
     from backend import default_generator_loader
 
     settings = tiny_settings_factory(live_previews=False)
-    load = default_generator_loader(settings)
-    model = None
-
-    def load_held():
-        nonlocal model
-        model = HeldAtEachPanel(load())
-        return model
+    model, load = HeldAtEachPanel(), default_generator_loader(settings)  # the real tiny generator
 
     def held():
-        assert _poll(lambda: model is not None) and model.held.acquire(timeout=BOARD_TIMEOUT_MS / 1000), \
+        assert model.held.acquire(timeout=BOARD_TIMEOUT_MS / 1000), \
             "the generator never reached a panel"
 
-    with _serving(create_app(settings, load_generator=load_held)) as url:
+    with _serving(create_app(settings, load_generator=lambda: model.around(load()))) as url:
         watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
         page = watch.page
         try:
@@ -1054,8 +1049,7 @@ def test_the_panel_drawn_shows_as_running_and_a_redrawn_one_keeps_its_image(brow
             expect(previous).to_have_count(0)
             watch.assert_clean()
         finally:
-            if model is not None:
-                model.go.release(100)
+            model.go.release(100)
             watch.close()
 
 
