@@ -18,20 +18,12 @@ import urllib.request
 import pytest
 
 import app as app_module
-from app import create_app
 from studio import studio_of
-from config import load_settings
 from exporting import read_png_parameters
 from fakes import FakeGenerator
-from helpers import png_bytes, post_board, wait_for
+from helpers import build_app, png_bytes, post_board, wait_for
 from storage import DatabaseDamaged
 
-
-
-def settings_for(data_dir, **overrides):
-    values = {"data_dir": str(data_dir), "model": "tiny", "identity_scoring": False, "max_upload_mb": 1}
-    values.update(overrides)
-    return load_settings({}, values)
 
 
 post = functools.partial(post_board, identity_lock=False)
@@ -328,7 +320,7 @@ def test_a_damaged_database_file_is_named_and_never_overwritten(tmp_path, make_a
     db.write_bytes(b"this is not a database" * 100 if damage == "garbage" else original[:len(original) // 3 + 1])
     before = db.read_bytes()
     with pytest.raises(DatabaseDamaged) as caught:
-        create_app(settings_for(data), load_generator=lambda: None, start_worker=False)
+        build_app(data, start_worker=False)
     assert str(db) in str(caught.value) and "move that file aside" in str(caught.value)
     assert db.read_bytes() == before
 
@@ -349,7 +341,7 @@ def test_random_damage_inside_the_database_is_found_at_start(tmp_path, make_app)
     raw[4096] = 0x07  # never a valid page type
     db.write_bytes(bytes(raw))
     with pytest.raises(DatabaseDamaged, match="damaged"):
-        create_app(settings_for(data), load_generator=lambda: None, start_worker=False)
+        build_app(data, start_worker=False)
 
 
 def test_main_says_which_file_is_damaged_and_exits(tmp_path, caplog):
@@ -401,7 +393,7 @@ def test_the_data_path_never_reaches_a_user_facing_error(tmp_path, make_app):
     def load():
         raise ModelNotAvailable(f"Cannot load SDXL: nothing in {(data / 'tiny-models').resolve()}")
 
-    app = create_app(settings_for(data), load_generator=load)
+    app = make_app(load_generator=load, data_dir=data)
     client = app.test_client()
     board = wait_for(client, post(client).get_json()["id"])
     studio_of(app).backend.stop()
