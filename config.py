@@ -277,6 +277,19 @@ class Settings:
         default=True,
         metadata={"help": "Default for the IP-Adapter identity lock (new storyboards can override)."},
     )
+    consistent_look: bool = field(
+        default=False,
+        metadata={"help": "Default for the consistent look (new storyboards can override): with the identity "
+                  "lock, each panel's up-block self-attention also attends to its characters' reference "
+                  "pictures, so clothes and hair carry across panels (StoryDiffusion's Consistent Self-"
+                  "Attention). Costs one more UNet row a step per character in each call: off by default."},
+    )
+    look_sampling_rate: float = field(
+        default=0.5,
+        metadata={"help": "The consistent look's share of each reference's tokens a panel attends to (StoryDiffusion's "
+                  "sa32/sa64, 0.5 there): higher holds the look more strongly and costs more attention "
+                  "(BENCHMARKS.md has the counts).", "range": (0.01, 1.0)},
+    )
     ip_adapter_scale: float | None = field(
         default=None,
         metadata={"help": "Override the preset's IP-Adapter scale (0.0-1.0); empty = use the preset.",

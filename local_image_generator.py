@@ -108,6 +108,9 @@ class StoryboardRequest:
     # A refine (img2img from each panel's init_image): how far from its picture it may go,
     # 0-1. It runs the last strength x steps steps of the schedule, as diffusers does.
     strength: float | None = None
+    # The consistent look (consistent_look.py): each panel also attends to its characters'
+    # references in the up blocks' self-attention. Only with the identity lock; not in one step.
+    consistent_look: bool = False
 
     @property
     def num_steps(self) -> int:
@@ -172,11 +175,20 @@ class PanelRun:
     # twice that while guided). None for a panel drawn afresh, and then left out of the JSON.
     strength: float | None = None
     denoising_steps: int | None = None
+    # The consistent look: the characters (1-based, as the board numbers them) whose references
+    # the panel shared attention with, at the sampling rate; None: drawn without it (left out).
+    look_references: tuple[int, ...] | None = None
+    look_sampling_rate: float | None = None
 
     def to_json(self) -> dict:
         facts = dataclasses.asdict(self)
-        return facts if self.strength is not None else {k: v for k, v in facts.items()
-                                                         if k not in ("strength", "denoising_steps")}
+        if self.strength is None:
+            del facts["strength"], facts["denoising_steps"]
+        if self.look_references is None:
+            del facts["look_references"], facts["look_sampling_rate"]
+        else:
+            facts["look_references"] = list(self.look_references)
+        return facts
 
 
 @dataclass
@@ -278,6 +290,7 @@ class StoryboardGenerator:
         self._identity_mode: bool | None = None
         self._ip_scale = None  # one 0-d tensor every IP-Adapter processor reads, changed in place
         self._fold = None  # cross-attention constants kept for one pipeline call (attention.Fold)
+        self._look = None  # what the consistent look's processors read during a UNet call
         self.compiled = False  # the UNet runs under torch.compile (CUDA, STORYBOARD_COMPILE_UNET)
         self.graphs = CompiledGraphs()  # ... which of its graphs are compiled, which wait
         self._loras: dict[str, str] = {}  # the distilled families whose LoRA is loaded -> its weight file
@@ -315,9 +328,11 @@ class StoryboardGenerator:
         if channels_last(settings, device):
             pipe.unet.to(memory_format=torch.channels_last)
         from attention import Fold
+        from consistent_look import Look
 
         generator = cls(pipe, settings, device, dtype)
         generator._fold = Fold()
+        generator._look = Look()
         generator._prepare_attention()
         if settings.use_identity_lock:
             generator._ensure_adapter()
@@ -345,7 +360,7 @@ class StoryboardGenerator:
         cast = 1 if self.settings.use_identity_lock else 0
         family = self.settings.preset_for().family
         sizes = sorted(set(sizes or (self.settings.size_for(aspect) for aspect in ASPECTS)))
-        self.graphs.queue((width, height, cast, family) for width, height in sizes)
+        self.graphs.queue((width, height, cast, family, False) for width, height in sizes)
         return len(self.graphs)
 
     @property
@@ -392,7 +407,8 @@ class StoryboardGenerator:
                 on_progress(done, done + self.pending_warm_ups)
         return time.perf_counter() - started
 
-    def _warm_up_request(self, width: int, height: int, cast: int, family: str | None) -> StoryboardRequest:
+    def _warm_up_request(self, width: int, height: int, cast: int, family: str | None,
+                         look: bool = False) -> StoryboardRequest:
         default = self.settings.preset_for()
         preset = default if default.family == family else next(
             preset for preset in map(self.settings.preset_for, PRESETS) if preset.family == family)
@@ -401,10 +417,10 @@ class StoryboardGenerator:
         jobs = tuple(PanelJob(n, "warm-up", "", n, cast=people) for n in (1, 2, 3))
         locks = tuple(CharacterLock(reference=_blank(64, 64, shade=40 * k)) for k in people)
         return StoryboardRequest(jobs, width, height, preset, identity_lock=bool(cast), characters=locks,
-                                 steps=None if distilled else 2)
+                                 steps=None if distilled else 2, consistent_look=look)
 
     def _graph_key(self, run: "_Run", width: int, height: int) -> GraphKey:
-        return width, height, run.cast_size, self._family
+        return width, height, run.cast_size, self._family, bool(run.look)
 
     @contextlib.contextmanager
     def _unet_for(self, run: "_Run", width: int, height: int):
@@ -426,6 +442,7 @@ class StoryboardGenerator:
     def _prepare_attention(self) -> None:
         """Decide the attention processors used when the identity lock is off."""
         from attention import fold_processors, use_sdpa
+        from consistent_look import install
 
         unet = self.pipe.unet
         wants_slicing = (self.settings.enable_attention_slicing and self.device == "mps") or (
@@ -433,7 +450,7 @@ class StoryboardGenerator:
         )
         if wants_slicing:
             unet.set_attention_slice("auto")
-        self._plain_processors = fold_processors(dict(unet.attn_processors), self._fold)
+        self._plain_processors = install(fold_processors(dict(unet.attn_processors), self._fold), self._look)
         unet.set_attn_processor(dict(self._plain_processors))
         if wants_slicing:
             use_sdpa(unet)  # for load_ip_adapter, which cannot start from sliced ones
@@ -441,13 +458,14 @@ class StoryboardGenerator:
 
     def _ensure_adapter(self) -> None:
         from attention import FoldedImageProjection, fold_processors
+        from consistent_look import install
 
         if self._ip_processors is not None:
             return
         unet = self.pipe.unet
         load_ip_adapter(self.pipe, self.settings)
         self.pipe.image_encoder.to(self.device)
-        self._ip_processors = fold_processors(dict(unet.attn_processors), self._fold)
+        self._ip_processors = install(fold_processors(dict(unet.attn_processors), self._fold), self._look)
         self._ip_projection = FoldedImageProjection(unet.encoder_hid_proj, self._fold)
         unet.encoder_hid_proj = self._ip_projection
         unet.set_attn_processor(dict(self._ip_processors))
@@ -709,7 +727,10 @@ class StoryboardGenerator:
         the prompt places them) at a scale that keeps the faces apart. No one, or the lock
         off: the plain pipeline.
         """
+        from consistent_look import wanted
+
         run.cast_size = len(cast)
+        run.look = cast if wanted(run.request) else ()
         if not cast:
             self._set_identity_mode(False)
             run.image_embeds = run.ip_masks = run.ip_scale = None
@@ -868,7 +889,7 @@ class StoryboardGenerator:
             run.check_cancel()
             with self._unet_for(run, width, height) as eager, self._folding(eager), \
                     guidance.hooked(self.pipe.unet, run.image_embeds is not None), \
-                    guidance.estimating(self.pipe.scheduler):
+                    guidance.estimating(self.pipe.scheduler), self._sharing(batch, run, width, height):
                 pipe, start = self._start_from(batch, run, width, height)
                 latents = pipe(
                     **start,
@@ -919,12 +940,31 @@ class StoryboardGenerator:
             inputs["eta"] = DISTILLED_FAMILIES[family].eta  # TCD's gamma, as the draft's card sets it
         return inputs
 
+    def _sharing(self, batch: list[PanelJob], run: "_Run", width: int, height: int):
+        """The consistent look for this call (consistent_look.Sharing), hooked on the UNet it runs
+        (after the cutoff's hook: it extends what that one passes); nothing for a call without it."""
+        from consistent_look import Sharing, encode_reference
+        from unet_compile import mark_batch_dynamic
+
+        if not run.look or batch[0].index is None:
+            return contextlib.nullcontext()
+        latents = [run.look_latents.get((i, width, height)) for i in run.look]
+        for n, i in enumerate(run.look):
+            if latents[n] is None:  # once per request, character and size
+                latents[n] = run.look_latents[i, width, height] = encode_reference(
+                    self.pipe, run.references[i], width, height, self.device, self.pipe.unet.dtype)
+        sharing = Sharing(self._look, self.pipe.scheduler, latents, self.settings.look_sampling_rate,
+                          mark_batch_dynamic if self.compiled else None)
+        return sharing.hooked(self.pipe.unet)
+
     def _ran(self, run: "_Run") -> PanelRun:
         scheduler = type(self.pipe.scheduler).__name__
         refine = run.request.strength is not None
+        look = tuple(i + 1 for i in run.look) if run.look else None
         return PanelRun(scheduler, A1111_SAMPLERS.get(scheduler, scheduler), run.request.num_steps,
                         run.request.preset.guidance_scale, run.ip_scale, self._family, run.request.preset.decoder,
-                        strength=run.request.strength, denoising_steps=run.request.denoising_steps if refine else None)
+                        strength=run.request.strength, denoising_steps=run.request.denoising_steps if refine else None,
+                        look_references=look, look_sampling_rate=self.settings.look_sampling_rate if look else None)
 
     def _decoded(self, job: PanelJob, latent, seconds: float, ran: PanelRun) -> PanelResult:
         started = time.perf_counter()
@@ -1080,6 +1120,8 @@ class _Run:
     ip_scale: float | None = None  # ... and the scale they are held at (None: no one held)
     references: list = field(default_factory=list)  # each character's reference image
     cast_embeds: dict = field(default_factory=dict)  # cast -> its IP-Adapter embeddings
+    look: tuple[int, ...] = ()  # the characters whose references the call's panels share (consistent look)
+    look_latents: dict = field(default_factory=dict)  # (character, width, height) -> its reference's latents
     negatives: dict = field(default_factory=dict)
     conditioning: dict = field(default_factory=dict)
 

@@ -1,7 +1,8 @@
 """The compiled UNet: compiling it, and which of its graphs are compiled yet.
 
 A compiled UNet has one graph per key: the picture size, how many characters the lock holds
-(0: the lock off) and which distilled LoRA is on (its family, or none). A call whose graph is not compiled
+(0: the lock off), which distilled LoRA is on (its family, or none) and whether the consistent
+look's reference rows are in the batch. A call whose graph is not compiled
 yet runs the UNet eagerly and queues its key (:class:`CompiledGraphs`): nothing is ever
 compiled while a board waits for it; the worker compiles queued keys when it has nothing to
 draw. The kernels are cached in the data directory, so a restart reuses them.
@@ -18,7 +19,8 @@ from config import Settings
 
 log = logging.getLogger(__name__)
 
-GraphKey = tuple[int, int, int, str | None]  # (width, height, characters locked, the LoRA family on)
+GraphKey = tuple[int, int, int, str | None, bool]  # (width, height, characters locked, the LoRA family on,
+#                                                   the consistent look's reference rows in the batch)
 
 
 def compile_cache_dir(settings: Settings) -> Path:
@@ -48,7 +50,7 @@ def compile_unet(unet, settings: Settings, backend=None):
         log.info("loaded compiled kernels from %s", artifacts)
     how = {"backend": backend} if backend is not None else {"mode": settings.compile_mode}
     compiled = torch.compile(unet, fullgraph=False, dynamic=None, **how)
-    compiled.register_forward_pre_hook(_batch_is_symbolic, with_kwargs=True)
+    compiled.register_forward_pre_hook(mark_batch_dynamic, with_kwargs=True)
     return compiled
 
 
@@ -62,7 +64,7 @@ def save_kernels(settings: Settings) -> None:
             (compile_cache_dir(settings) / "artifacts.bin").write_bytes(saved[0])
 
 
-def _batch_is_symbolic(module, args, kwargs) -> None:
+def mark_batch_dynamic(module, args, kwargs) -> None:
     """Before dynamo sees a call: dimension 0 of every tensor in it (the batch) may vary."""
     import torch
 

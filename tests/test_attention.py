@@ -112,7 +112,7 @@ def test_each_constant_is_computed_once_per_pipeline_call(tiny_settings_factory,
 def test_through_a_compiled_graph_everything_is_computed_inline(tiny_settings_factory):
     generator = StoryboardGenerator.load(tiny_settings_factory())
     generator.compiled = True  # as after _compile, with this board's graph compiled: it would guard on kept values
-    generator.graphs.warm.add((48, 48, 1, None))  # (width, height, characters locked, no LoRA family)
+    generator.graphs.warm.add((48, 48, 1, None, False))  # (width, height, characters locked, no LoRA, no look)
     calls = Calls.during(generator, request(count=1, steps=2))
     assert calls.counts["projection"] == 2 and generator._fold.computed == 0
 
