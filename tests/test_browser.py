@@ -1921,3 +1921,97 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
 
 def api_presets(page) -> dict:
     return page.request.get("/api/presets").json()
+
+
+def _rough_drawing() -> bytes:
+    """A scanned thumbnail: a dark box and a line on grey paper."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (300, 200), (200, 200, 200))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((60, 40, 140, 160), outline=(20, 20, 20), width=6)
+    draw.line((160, 150, 280, 60), fill=(20, 20, 20), width=6)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its_layout(browser, server,
+                                                                                       artifacts):
+    """A drawn panel's Layout: an uploaded rough drawing is the sketch, sent with the panel's
+    seed to its redraw link (the answer stood in for), and Remove sends layout null. A panel
+    with a layout shows it over its picture at a toggle (kept across renders) and in its details."""
+    from helpers import png_bytes
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    sent = []
+
+    def stand_in(route):
+        sent.append(route.request.post_data_json)
+        route.fulfill(status=503, json={"error": "Not now."})
+
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.fill("#story", "Mara waits on the pier.")
+        page.fill("#frames", "1")
+        page.fill("#seed", "5")
+        page.select_option("#preset", "ultra_fast")
+        page.click("#generate")
+        page.wait_for_function(ALL_PANELS_LOADED, arg=1, timeout=BOARD_TIMEOUT_MS)
+        board = page.request.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
+        frame = board["frames"][0]
+        page.route(f"**{frame['links']['regenerate']}", stand_in)
+
+        panel = page.locator("#board .panel").first
+        panel.locator(".layout-edit").click()
+        expect(page.locator("#layout-dialog-title")).to_have_text("Layout of panel 1")
+        expect(page.locator("#layout-remove")).to_be_hidden()  # nothing to remove yet
+        expect(page.locator("#pose-figure option")).to_have_text(["the character"])
+        page.set_input_files("#sketch-upload", files=[{"name": "thumb.png", "mimeType": "image/png",
+                                                        "buffer": _rough_drawing()}])
+        _poll(lambda: page.evaluate(DARK_PIXELS) > 0, message="the uploaded drawing on the canvas")
+        page.set_input_files("#sketch-upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                        "buffer": b"not a picture"}])
+        expect(page.locator("#layout-error")).to_contain_text("notes.txt is not a picture")
+        assert page.evaluate(DARK_PIXELS) > 0  # what was drawn stays
+        page.click("#layout-apply")
+        _poll(lambda: sent, message="the redraw to be sent")
+        assert set(sent[0]) == {"seed", "layout"} and sent[0]["seed"] == frame["seed"] == 5
+        assert sent[0]["layout"]["kind"] == "sketch" and sent[0]["layout"]["image"].startswith("data:image/png")
+        expect(page.locator("#error")).to_have_text("Not now.")
+
+        # A panel with a pose layout, as the studio sends it (a board JSON stood in for).
+        import base64
+        image = "data:image/png;base64," + base64.b64encode(png_bytes((48, 27), "black")).decode()
+        layout = {"kind": "pose", "strength": 0.8, "factor": 1.0, "adapter": "TencentARC/t2i-adapter-openpose-sdxl-1.0",
+                  "poses": [{"character": "", "keypoints": [[0.5, 0.5]] * 18}], "image": image}
+        in_page(page, "m.state.board.frames[0].layout = arg; m.renderAll();", layout)
+        toggle, overlay = panel.locator(".layout-toggle"), panel.locator("img.panel-layout")
+        expect(toggle).to_have_text("Pose")
+        expect(toggle).to_have_attribute("aria-pressed", "false")
+        expect(overlay).to_be_hidden()
+        toggle.click()
+        expect(overlay).to_be_visible()
+        expect(overlay).to_have_attribute("src", image)
+        in_page(page, "m.renderAll();")
+        expect(panel.locator("img.panel-layout")).to_be_visible()  # the toggle holds across renders
+        expect(panel.locator(".layout-toggle")).to_have_attribute("aria-pressed", "true")
+        panel.screenshot(path=str(artifacts / "layout-overlay.png"))
+        panel.locator(".panel-open").click()
+        assert page.evaluate(DIALOG_DETAILS)["Layout"] == (
+            "pose of the character · strength 0.80 · on every step · TencentARC/t2i-adapter-openpose-sdxl-1.0")
+        expect(page.locator("#panel-dialog-details .layout-image")).to_have_attribute("src", image)
+        page.keyboard.press("Escape")
+
+        # Its Layout opens on the pose; Remove sends layout null.
+        panel.locator(".layout-edit").click()
+        expect(page.locator("#layout-tab-pose")).to_have_attribute("aria-selected", "true")
+        page.click("#layout-remove")
+        _poll(lambda: len(sent) == 2, message="the removal to be sent")
+        assert sent[1] == {"seed": 5, "layout": None}
+        watch.assert_clean(answered=(503,))
+    finally:
+        watch.close()
