@@ -318,7 +318,7 @@ def presets():
                  for name in ASPECTS],
         default_aspect=settings.aspect,
         defaults={"character": settings.character_traits, "style": settings.style, "frames": 6,
-                  "identity_lock": settings.use_identity_lock},
+                  "identity_lock": settings.use_identity_lock, "consistent_look": settings.consistent_look},
         max_frames=MAX_FRAMES,
         shots=list(SHOT_TYPES),  # what a plan's panels may name
         max_characters=MAX_CHARACTERS,
@@ -344,12 +344,13 @@ def create_storyboard():
     aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
+    consistent_look = bool_field(fields, "consistent_look", settings.consistent_look)
     plan = _story_plan(story, frames, fields, characters)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
     params = BoardParams(
-        characters=characters, style=style, preset=preset, aspect=aspect, width=width, height=height, seed=seed, identity_lock=identity_lock, negative_prompt=settings.negative_prompt,
+        characters=characters, style=style, preset=preset, aspect=aspect, width=width, height=height, seed=seed, identity_lock=identity_lock, consistent_look=consistent_look, negative_prompt=settings.negative_prompt,
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,

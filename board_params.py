@@ -161,6 +161,7 @@ class BoardParams:
     negative_prompt: str
     model: str
     notices: tuple[str, ...] = ()  # how the story was read (fewer panels than asked, a language)
+    consistent_look: bool = False  # consistent_look.py; a board stored before it had none
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -176,7 +177,7 @@ class BoardParams:
         return {"preset": preset.name, "steps": preset.steps, "guidance_scale": preset.guidance_scale,
                 "ip_adapter_scale": preset.ip_adapter_scale, "aspect": self.aspect, "width": self.width,
                 "height": self.height, "seed": self.seed, "identity_lock": self.identity_lock,
-                "negative_prompt": self.negative_prompt, "model": self.model}
+                "consistent_look": self.consistent_look, "negative_prompt": self.negative_prompt, "model": self.model}
 
     def to_json(self) -> dict:
         return {"schema": PARAMS_SCHEMA,
@@ -199,7 +200,8 @@ class BoardParams:
         return cls(characters=characters, style=str(data["style"]), preset=preset, aspect=str(data["aspect"]),
                    width=int(data["width"]), height=int(data["height"]), seed=int(data["seed"]),
                    identity_lock=bool(data["identity_lock"]), negative_prompt=str(data["negative_prompt"]),
-                   model=str(data.get("model") or ""), notices=tuple(str(n) for n in data.get("notices", ())))
+                   model=str(data.get("model") or ""), notices=tuple(str(n) for n in data.get("notices", ())),
+                   consistent_look=bool(data.get("consistent_look", False)))
 
 
 def _preset_of_schema_2(data: Mapping[str, Any]) -> SpeedPreset:

@@ -80,11 +80,10 @@ class LookProcessor:
         self.look = look
         self.inner = inner
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):
+    def __call__(self, attn: Attention, hidden_states, *args, **kwargs):
         ghosts = self.look.ghosts
-        if not ghosts or encoder_hidden_states is not None or hidden_states.ndim != 3:
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        if not ghosts or args or any(value is not None for value in kwargs.values()) or hidden_states.ndim != 3:
+            return self.inner(attn, hidden_states, *args, **kwargs)  # as it was called (a sliced one takes no temb)
         batch, tokens, _ = hidden_states.shape
         panels = batch - ghosts
         query = _heads(attn, attn.to_q(hidden_states), batch)
@@ -107,8 +106,8 @@ class LookProcessor:
 
 def install(processors: dict, look: Look) -> dict:
     """The same processors with every up-block self-attention one wrapped in a LookProcessor
-    (StoryDiffusion's layers: its ``set_attention_processor`` swaps only ``up_blocks.*.attn1``,
-    keeping IP-Adapter's cross-attention processors, diffusers #8872)."""
+    (StoryDiffusion's layers: its ``set_attention_processor`` gives ``up_blocks.*.attn1`` its
+    consistent processor). The cross-attention ones, IP-Adapter's among them, stay as they are."""
     return {name: LookProcessor(look, processor)
             if name.startswith("up_blocks.") and ".attn1." in name and not isinstance(processor, LookProcessor)
             else processor for name, processor in processors.items()}
@@ -238,6 +237,13 @@ class Sharing:
             added["image_embeds"] = [self._keep(embeds, _with_last, embeds.shape[0] // sample.shape[0])
                                      for embeds in added["image_embeds"]]
         kwargs["added_cond_kwargs"] = added
+        # A layout's adapter (T2I-Adapter) or a ControlNet adds residuals per row: the reference
+        # follows no layout (zeros). New lists each call: the UNet pops from them.
+        for name in ("down_intrablock_additional_residuals", "down_block_additional_residuals"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = [_with_zeros(residual, count) for residual in kwargs[name]]
+        if kwargs.get("mid_block_additional_residual") is not None:
+            kwargs["mid_block_additional_residual"] = _with_zeros(kwargs["mid_block_additional_residual"], count)
         if self.mark_dynamic is not None:
             self.mark_dynamic(module, args, kwargs)
         return args, kwargs

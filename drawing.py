@@ -73,6 +73,7 @@ class JobSpec:
     identity_lock: bool
     model: str | None = None
     strength: float | None = None  # a refine (img2img from each panel's source_png); None: drawn afresh
+    consistent_look: bool = False  # the board's (consistent_look.py); a job queued before it carried none
 
     # -- JSON, for a job that travels --
 
@@ -120,6 +121,7 @@ class JobSpec:
             identity_lock=_boolean(data, "identity_lock"),
             model=data.get("model") if isinstance(data.get("model"), str) else None,
             strength=_strength(data),
+            consistent_look=_boolean(data, "consistent_look") if "consistent_look" in data else False,
         )
         if {panel.source_png is not None for panel in spec.panels} != {spec.strength is not None}:
             raise _refused("strength", "a refine, and a picture for each of its panels, or neither")
@@ -239,7 +241,7 @@ def spec_for(job: dict, board: dict, references: dict[int, bytes],
         characters=characters, style=params.style, negative_prompt=params.negative_prompt,
         preset=PRESETS[job["preset"]] if refine else params.preset, width=params.width, height=params.height,
         seed=params.seed, identity_lock=params.identity_lock, model=params.model or None,
-        strength=job["strength"] if refine else None,
+        strength=job["strength"] if refine else None, consistent_look=params.consistent_look,
     )
 
 
@@ -324,7 +326,7 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
             locks.append(CharacterLock(portrait=PanelJob(None, p.prompt, p.negative_prompt,
                                                          portrait_seed(spec.seed, k), p.caption, p.shot)))
     request = StoryboardRequest(tuple(jobs), spec.width, spec.height, spec.preset, spec.identity_lock,
-                                characters=tuple(locks), strength=spec.strength)
+                                characters=tuple(locks), strength=spec.strength, consistent_look=spec.consistent_look)
     # A step's share of a panel's whole cost (its decode and encodes too), in measured time.
     step_s = seconds_per_pass and seconds_per_pass * spec.preset.passes_per_panel / request.num_steps
     tracker = Progress(sink, {p.frame_id: p.position for p in panels}, spec.board_panels, portraits, step_s)

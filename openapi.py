@@ -110,6 +110,9 @@ def _schemas() -> dict:
                 "seed": {**_nullable({"type": "integer", "minimum": 0, "maximum": MAX_SEED}),
                          "description": "Empty or null: random."},
                 "identity_lock": boolean,
+                "consistent_look": {**boolean, "description": "With the identity lock: panels share their characters' "
+                                                              "clothes and hair (self-attention to each character's "
+                                                              "reference picture). Default: the server's."},
                 "reference_image": {**string, "description": "JSON only: the face of `character` as base64 or "
                                                              "a data URL (PNG, JPEG or WebP)."},
             },
@@ -118,7 +121,8 @@ def _schemas() -> dict:
             "type": "object", "description": "Needs `story`, or `panels` (an edited plan, as JSON text).",
             "properties": {
                 **{key: {"type": "string"} for key in
-                   ("story", "panels", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock")},
+                   ("story", "panels", "character", "frames", "preset", "aspect", "style", "seed", "identity_lock",
+                    "consistent_look")},
                 "characters": {"type": "string", "description": "The cast as JSON text: a list of "
                                                                 '{"name", "traits"}; faces as reference_1...'},
                 "reference": {"type": "string", "contentMediaType": "application/octet-stream",
@@ -134,7 +138,7 @@ def _schemas() -> dict:
                 "preset": string, "steps": integer, "guidance_scale": number,
                 "ip_adapter_scale": {**number, "description": "Used only while identity_lock is true."},
                 "aspect": string, "width": integer, "height": integer, "seed": integer,
-                "identity_lock": boolean, "negative_prompt": string, "model": string,
+                "identity_lock": boolean, "consistent_look": boolean, "negative_prompt": string, "model": string,
             },
         },
         "Identity": {
@@ -210,7 +214,9 @@ def _schemas() -> dict:
                 "mode": {**_nullable(string), "description": "The speed preset's name."},
                 "settings": {**_nullable({"type": "object"}),
                              "description": "What ran: scheduler, sampler, steps, guidance_scale, ip_adapter_scale, "
-                                            "lora; a refine's also strength and denoising_steps (strength x steps, what it cost). "
+                                            "lora; a refine's also strength and denoising_steps (strength x steps, what it cost); "
+                                            "drawn with the consistent look, look_references (the characters, "
+                                            "1-based, whose reference pictures it shared) and look_sampling_rate. "
                                             "Null for a panel drawn before takes (its PNG keeps them)."},
                 "identity": _nullable(_ref("Identity")),
                 "seconds": _nullable(number),
@@ -381,7 +387,8 @@ def _schemas() -> dict:
                     "name": {"enum": list(ASPECTS)}, "width": integer, "height": integer}}},
                 "default_aspect": string,
                 "defaults": {"type": "object", "properties": {
-                    "character": string, "style": string, "frames": integer, "identity_lock": boolean}},
+                    "character": string, "style": string, "frames": integer, "identity_lock": boolean,
+                                 "consistent_look": boolean}},
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
                 "max_characters": {**integer, "description": "Most characters in a cast."},

@@ -78,6 +78,7 @@ def frame_json(board_id: str, timed: TimedPanel) -> dict:
         "take": frame["take"],  # the chosen take's id; None before the first
         "takes": [take_json(board_id, frame["id"], take) for take in frame["takes"]],
         "identity": frame["identity"],
+        "consistent_look": _look(frame),
         "attempts": frame["attempts"],
         "error": frame["error"],
         "seconds": frame["seconds"],
@@ -87,6 +88,16 @@ def frame_json(board_id: str, timed: TimedPanel) -> dict:
                   "take": board_url(board_id, "frames", frame["id"], "take"),
                   "refine": board_url(board_id, "frames", frame["id"], "refine")},
     }
+
+
+def _look(frame: dict) -> dict | None:
+    """Whether the chosen take was drawn with the consistent look, and whose references it shared
+    (the characters, 1-based); None: drawn without it (or before takes said so)."""
+    chosen = next((take for take in frame["takes"] if take["id"] == frame["take"]), None)
+    ran = (chosen or {}).get("settings") or {}
+    if "look_references" not in ran:
+        return None
+    return {"characters": ran["look_references"], "sampling_rate": ran.get("look_sampling_rate")}
 
 
 def board_json(board: dict, progress: dict | None = None) -> dict:

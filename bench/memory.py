@@ -1,11 +1,12 @@
 """Peak memory of one locked panel on full-size SDXL with random weights (bench/sdxl_random.py).
 
-    .venv/bin/python bench/memory.py [--size 1024] [--device cpu] [--json PATH]
+    .venv/bin/python bench/memory.py [--size 1024] [--device cpu] [--json PATH] [--consistent-look]
 
 Draws one panel (identity lock on, one step: the peak is a UNet step or the VAE decode, not
 their count) after a warm-up panel, and prints the weights and the peak above them: on CUDA
 torch's allocator (torch.cuda.max_memory_allocated), elsewhere the process's resident memory
 sampled every 20 ms. Half precision: fp16 on CUDA/MPS, bf16 on a CPU (the same bytes).
+``--consistent-look``: two steps with it on (its reference row in the batch, consistent_look.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="width and height in pixels (default 1024)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--consistent-look", action="store_true",
+                        help="with the consistent look (two steps: a one-step panel draws without it)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = sum(p.numel() * p.element_size() for module in generator.pipe.components.values()
                   if isinstance(module, torch.nn.Module) for p in module.parameters())
     request = StoryboardRequest((PanelJob(1, "a woman with red hair in a forest", "blurry", 1),), args.size,
-                                args.size, settings.preset_for("fast"), identity_lock=True, steps=1,
+                                args.size, settings.preset_for("fast"), identity_lock=True,
+                                steps=2 if args.consistent_look else 1, consistent_look=args.consistent_look,
                                 characters=(CharacterLock(reference=Image.new("RGB", (224, 224), "tan")),))
     generator.generate(request)  # the warm-up: the image encoder's first call, allocator caches
 
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.synchronize()
         peak[0] = torch.cuda.max_memory_allocated()
     stop.set()
-    figures = {"device": device, "dtype": str(dtype).replace("torch.", ""), "size": args.size, "status": status,
+    figures = {"device": device, "consistent_look": args.consistent_look, "dtype": str(dtype).replace("torch.", ""), "size": args.size, "status": status,
                "weights_gb": round(weights / 1e9, 2), "peak_above_start_gb": round((peak[0] - base) / 1e9, 2),
                "measure": "torch.cuda.max_memory_allocated" if device == "cuda" else "process RSS, sampled",
                "panel_s": round(time.perf_counter() - started, 2)}

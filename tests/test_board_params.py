@@ -52,7 +52,8 @@ def test_a_board_of_schema_2_reads_back_with_its_stored_steps_and_scales():
 
 def test_settings_are_how_it_is_drawn_without_cast_or_notices():
     assert set(params().settings_json()) == {"preset", "steps", "guidance_scale", "ip_adapter_scale", "aspect",
-                                             "width", "height", "seed", "identity_lock", "negative_prompt", "model"}
+                                             "width", "height", "seed", "identity_lock", "consistent_look",
+                                             "negative_prompt", "model"}
 
 
 @pytest.mark.parametrize("cast,field", [

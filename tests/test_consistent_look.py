@@ -12,6 +12,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from config import PRESETS
 from consistent_look import (Look, LookProcessor, Sharing, bank_bytes, extra_flops, region_mask,
                              token_sample, up_self_attention_layers)
+from drawing import JobSpec
 from local_image_generator import StoryboardGenerator
 
 from test_generator import cast_request, request
@@ -249,3 +250,70 @@ def test_the_shared_unet_compiles_as_one_graph_for_every_step(tiny_generator):
     assert [out.shape[0] for out in got] == [3, 3, 5]
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))
     assert len(compiles) == 1
+
+
+# --- Through the studio ----------------------------------------------------------------------
+
+
+def test_a_board_with_the_look_says_so_in_its_panels_and_pngs(tiny_settings_factory):
+    import io
+
+    from app import create_app
+    from exporting import read_png_parameters
+    from helpers import png_bytes, wait_for
+    from studio import studio_of
+
+    app = create_app(tiny_settings_factory())
+    client = app.test_client()
+    try:
+        face = png_bytes((64, 64))
+        data = {"story": "One.\nTwo.", "preset": "ultra_fast", "consistent_look": "true",
+                "reference": (io.BytesIO(face), "f.png")}
+        board = wait_for(client, client.post("/api/storyboards", data=data).get_json()["id"], timeout=120)
+        plain = wait_for(client, client.post("/api/storyboards", json={"story": "One.", "preset": "ultra_fast"})
+                         .get_json()["id"], timeout=120)
+    finally:
+        studio_of(app).backend.stop()
+    assert board["status"] == "done" and board["settings"]["consistent_look"] is True
+    assert [f["consistent_look"] for f in board["frames"]] == [{"characters": [1], "sampling_rate": 0.5}] * 2
+    png = read_png_parameters(client.get(board["frames"][0]["image_url"]).data)
+    assert png["look_references"] == [1] and png["look_sampling_rate"] == 0.5
+    assert plain["settings"]["consistent_look"] is False and plain["frames"][0]["consistent_look"] is None
+
+
+def test_a_job_carries_the_look_to_a_worker():
+    from test_drawing import spec
+
+    looked_spec = spec(consistent_look=True)
+    assert JobSpec.from_json(looked_spec.to_json()).consistent_look is True
+    older = {k: v for k, v in spec().to_json().items() if k != "consistent_look"}  # queued before the option
+    assert JobSpec.from_json(older).consistent_look is False
+
+
+def test_a_board_stored_before_the_look_reads_as_without_it():
+    from board_params import BoardParams
+    from test_board_params import params as board_params
+
+    stored = {k: v for k, v in board_params().to_json().items() if k != "consistent_look"}
+    assert BoardParams.from_json(stored).consistent_look is False
+
+
+def test_a_layouts_residuals_get_none_for_the_reference_row():
+    class Scheduler:  # the reference noised as a scheduler would: here, left as it is
+        def add_noise(self, latents, noise, t):
+            return latents
+
+        def scale_model_input(self, sample, t):
+            return sample
+
+    sharing = Sharing(Look(), Scheduler(), [torch.ones(1, 4, 2, 2)], 0.5)
+    residuals = [torch.ones(2, 8, 2, 2), torch.ones(2, 8, 1, 1)]
+    kwargs = {"encoder_hidden_states": torch.ones(2, 3, 4), "down_intrablock_additional_residuals": residuals,
+              "added_cond_kwargs": {"text_embeds": torch.ones(2, 5), "time_ids": torch.ones(2, 6)}}
+    with sharing.hooked(torch.nn.Identity()):
+        args, kwargs = sharing._append(None, (torch.zeros(2, 4, 2, 2), torch.tensor(500.0)), kwargs)
+    assert args[0].shape[0] == 3 and torch.equal(args[0][2], torch.ones(4, 2, 2))
+    assert [r.shape[0] for r in kwargs["down_intrablock_additional_residuals"]] == [3, 3]
+    assert not kwargs["down_intrablock_additional_residuals"][0][2].any() and len(residuals) == 2
+    assert not kwargs["encoder_hidden_states"][2].any() and torch.equal(kwargs["added_cond_kwargs"]["time_ids"][2],
+                                                                         torch.ones(6))

@@ -4,7 +4,7 @@
 import { $, actionButton, el, safeUrl } from "./dom.js";
 import { formatNumber } from "./format.js";
 import { characterScores, characterScoreText, identityWords } from "./identity.js";
-import { state } from "./state.js";
+import { boardCharacters, state } from "./state.js";
 
 /** Who is in a panel, in words (the panel details); null where the chips show nothing. */
 function castText(frame) {
@@ -45,12 +45,22 @@ function panelDetails(frame, settings) {
     ["CFG", formatNumber(s.guidance_scale, 1) ?? "—"],
     ["IP-Adapter scale", ip ?? "—"],
     ["Identity", identityText],
+    ["Consistent look", lookText(frame.consistent_look)],
     ...(faces.length ? [["Faces", el("ul", { className: "detail-list identity-characters" },
       faces.map((score) => el("li", { text: characterScoreText(score) })))]] : []),
     ...(frame.layout ? [["Layout", layoutDetails(frame.layout)]] : []),
     ["Attempts", frame.attempts ?? "—"],
     ["Time", seconds ? `${seconds} s` : "—"],
   ];
+}
+
+/** Whether the panel shared its characters' reference pictures (the consistent look), whose. */
+function lookText(look) {
+  if (!look || !Array.isArray(look.characters)) return "off";
+  const cast = boardCharacters(state.board);
+  const whose = look.characters.map((k) => (cast[k - 1] && cast[k - 1].name) || `character ${k}`);
+  const rate = formatNumber((look.sampling_rate || 0) * 100, 0);
+  return `shared with the reference picture of ${whose.join(", ")}${rate ? ` (${rate}% of its tokens)` : ""}`;
 }
 
 /** What the panel follows: the layout's kind, strength and adapter, and its picture. */

@@ -15,6 +15,7 @@ const FIELD_IDS = {
   style: "style",
   seed: "seed",
   identity_lock: "identity-lock",
+  consistent_look: "consistent-look",
   reference: "reference", // the first character's face
   reference_image: "reference",
   premise: "story", // POST /api/plans plans the story

@@ -21,6 +21,7 @@ export function readForm() {
     style: $("style").value.trim(),
     seed: seedText === "" ? null : Number(seedText),
     identity_lock: $("identity-lock").checked,
+    consistent_look: $("consistent-look").checked,
   };
 }
 
@@ -115,6 +116,7 @@ export function reuseSettings() {
   setSelect($("aspect"), s.aspect);
   $("seed").value = s.seed ?? "";
   if (typeof s.identity_lock === "boolean") $("identity-lock").checked = s.identity_lock;
+  if (typeof s.consistent_look === "boolean") $("consistent-look").checked = s.consistent_look;
   $("story").focus();
   announce("The board's settings are in the form.");
 }

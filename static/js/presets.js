@@ -78,6 +78,10 @@ export function renderPresetOptions(data) {
   if (typeof defaults.identity_lock === "boolean" && lock.checked === lock.defaultChecked) {
     lock.checked = defaults.identity_lock;
   }
+  const look = $("consistent-look");
+  if (typeof defaults.consistent_look === "boolean" && look.checked === look.defaultChecked) {
+    look.checked = defaults.consistent_look;
+  }
   if (data.max_frames) {
     $("frames").max = data.max_frames;
     $("frames-hint").textContent = `1–${data.max_frames}; ignored when the story has one line per panel.`;
