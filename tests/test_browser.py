@@ -407,6 +407,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         assert details["Attempts"] == str(frame1["attempts"])
         assert details["Identity"] == _identity_words(frame1["identity"])
         assert "Faces" not in details  # one unnamed character: its score is the panel's, said once
+        assert details["Consistent look"] == "off"
         assert re.fullmatch(r"\d+\.\d s", details["Time"]), details["Time"]
         assert details["Scene words cut"].startswith(frame1["prompt_shortened"] or "none")
         page.screenshot(path=str(artifacts / "panel-dialog.png"))
@@ -662,7 +663,9 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         expect(page.locator("#reference-2")).not_to_have_attribute("aria-invalid", "true")
         assert len(api.get("/api/storyboards").json()["storyboards"]) == boards_before
 
-        # Generate: six panels, each showing who its line names; the header shows both faces.
+        # Generate, with the consistent look: six panels, each showing who its line names; the
+        # header shows both faces.
+        page.check("#consistent-look")
         page.click("#generate")
         expect(page.locator("#board .panel")).to_have_count(6)
         page.wait_for_function(ALL_PANELS_LOADED, arg=6, timeout=BOARD_TIMEOUT_MS)
@@ -694,6 +697,8 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         page.locator("#board .panel[data-index='3'] .panel-open").click()
         details = page.evaluate(DIALOG_DETAILS)
         assert details["Who is in it"] == "Mara, Ilya"
+        assert board["settings"]["consistent_look"] is True
+        assert details["Consistent look"] == "on: shared with the reference pictures of Mara and Ilya (50% of the tokens)"
         scores = board["frames"][2]["identity"]["characters"]
         assert [s["name"] for s in scores] == ["Mara", "Ilya"]
         expect(page.locator("#panel-dialog-details .identity-characters li")).to_have_text([

@@ -317,3 +317,18 @@ def test_a_layouts_residuals_get_none_for_the_reference_row():
     assert not kwargs["down_intrablock_additional_residuals"][0][2].any() and len(residuals) == 2
     assert not kwargs["encoder_hidden_states"][2].any() and torch.equal(kwargs["added_cond_kwargs"]["time_ids"][2],
                                                                          torch.ones(6))
+
+
+def test_a_later_job_shares_with_the_portrait_the_board_kept(tiny_generator):
+    # A redraw, a resumed board or another worker gets the character's reference back from the
+    # board's PNG: its panels share with the very picture the first job drew.
+    import io
+
+    from PIL import Image
+
+    first = tiny_generator.generate(looked(request(count=2, reference=None, portrait=True)))
+    buffer = io.BytesIO()
+    first.reference.save(buffer, format="PNG")
+    kept = Image.open(io.BytesIO(buffer.getvalue()))
+    later = tiny_generator.generate(looked(dataclasses.replace(request(count=2, reference=None), reference=kept)))
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(first), pixels(later)))

@@ -156,8 +156,11 @@ def test_after_warm_up_no_board_recompiles_the_unet(tiny_settings_factory, monke
     assert backend.runs - runs == 2 * 3 * 4  # every UNet call of both boards ran a compiled graph
 
 
+@pytest.mark.parametrize("look", [False, True])  # with the consistent look: its own graphs, warmed the same way
 def test_a_shape_not_compiled_yet_is_drawn_eagerly_and_compiled_when_asked(tiny_settings_factory, monkeypatch,
-                                                                           tmp_path):
+                                                                           tmp_path, look):
+    import dataclasses
+
     from test_generator import cast_request
 
     torch._dynamo.reset()
@@ -168,10 +171,10 @@ def test_a_shape_not_compiled_yet_is_drawn_eagerly_and_compiled_when_asked(tiny_
     assert generator.plan_warm_up() == len({generator.settings.size_for(a) for a in ("1:1", "16:9", "9:16",
                                                                                       "4:3", "3:4")})
     generator.graphs.waiting.clear()  # as if the worker had not got to them yet
-    board = cast_request([(0, 1), (0, 1), (1,)])  # 80x48: a cast of two, then one character
+    board = dataclasses.replace(cast_request([(0, 1), (0, 1), (1,)]), consistent_look=look)  # 80x48: two, then one
     eager = generator.generate(board)
     assert backend.graphs == [] and backend.runs == 0  # nothing compiled while the board waited
-    assert list(generator.graphs.waiting) == [(80, 48, 2, None), (80, 48, 1, None)]
+    assert list(generator.graphs.waiting) == [(80, 48, 2, None, look), (80, 48, 1, None, look)]
     while generator.warm_up_next():  # what the worker does when it has nothing to draw
         pass
     compiled = len(backend.graphs)

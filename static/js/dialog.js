@@ -58,9 +58,11 @@ function panelDetails(frame, settings) {
 function lookText(look) {
   if (!look || !Array.isArray(look.characters)) return "off";
   const cast = boardCharacters(state.board);
-  const whose = look.characters.map((k) => (cast[k - 1] && cast[k - 1].name) || `character ${k}`);
+  const whose = look.characters.map((k) => (cast[k - 1] && cast[k - 1].name)
+    || (cast.length === 1 ? "the character" : `character ${k}`));
   const rate = formatNumber((look.sampling_rate || 0) * 100, 0);
-  return `shared with the reference picture of ${whose.join(", ")}${rate ? ` (${rate}% of its tokens)` : ""}`;
+  const pictures = whose.length > 1 ? "reference pictures" : "reference picture";
+  return `on: shared with the ${pictures} of ${whose.join(" and ")}${rate ? ` (${rate}% of the tokens)` : ""}`;
 }
 
 /** What the panel follows: the layout's kind, strength and adapter, and its picture. */
