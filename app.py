@@ -344,7 +344,11 @@ def create_storyboard():
     aspect = choice_field(fields, "aspect", tuple(ASPECTS), settings.aspect)
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
-    consistent_look = bool_field(fields, "consistent_look", settings.consistent_look)
+    # The look shares each character's identity-lock reference: by default it follows the lock.
+    consistent_look = bool_field(fields, "consistent_look", settings.consistent_look and identity_lock)
+    if consistent_look and not identity_lock:
+        raise InputError("consistent_look", "The consistent look shares each character's identity-lock reference: "
+                                            "turn the identity lock on, or the consistent look off.")
     plan = _story_plan(story, frames, fields, characters)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed

@@ -194,6 +194,11 @@ def _schemas() -> dict:
                           "description": "Every image kept for the panel, oldest first: each redraw or refine adds "
                                          "one; STORYBOARD_TAKES_PER_PANEL bounds them (the oldest go)."},
                 "identity": _nullable(_ref("Identity")),
+                "consistent_look": {**_nullable({"type": "object", "properties": {
+                    "characters": {"type": "array", "items": integer},
+                    "sampling_rate": number}}),
+                    "description": "The chosen take drawn with the consistent look: the characters (1-based) "
+                                   "whose reference pictures it shared, at which sampling rate; null: without."},
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),

@@ -263,7 +263,7 @@ def test_a_board_with_the_look_says_so_in_its_panels_and_pngs(tiny_settings_fact
     from helpers import png_bytes, wait_for
     from studio import studio_of
 
-    app = create_app(tiny_settings_factory())
+    app = create_app(tiny_settings_factory(identity_scoring=True))
     client = app.test_client()
     try:
         face = png_bytes((64, 64))
@@ -276,6 +276,7 @@ def test_a_board_with_the_look_says_so_in_its_panels_and_pngs(tiny_settings_fact
         studio_of(app).backend.stop()
     assert board["status"] == "done" and board["settings"]["consistent_look"] is True
     assert [f["consistent_look"] for f in board["frames"]] == [{"characters": [1], "sampling_rate": 0.5}] * 2
+    assert all(0 < f["identity"]["clip_similarity"] <= 1 for f in board["frames"])  # still scored
     png = read_png_parameters(client.get(board["frames"][0]["image_url"]).data)
     assert png["look_references"] == [1] and png["look_sampling_rate"] == 0.5
     assert plain["settings"]["consistent_look"] is False and plain["frames"][0]["consistent_look"] is None
@@ -332,3 +333,13 @@ def test_a_later_job_shares_with_the_portrait_the_board_kept(tiny_generator):
     kept = Image.open(io.BytesIO(buffer.getvalue()))
     later = tiny_generator.generate(looked(dataclasses.replace(request(count=2, reference=None), reference=kept)))
     assert all(np.array_equal(a, b) for a, b in zip(pixels(first), pixels(later)))
+
+
+def test_the_look_without_the_identity_lock_is_refused_on_its_field(make_app):
+    from helpers import post_board
+
+    client = make_app().test_client()
+    answer = post_board(client, identity_lock=False, consistent_look=True)
+    assert answer.status_code == 400 and answer.get_json()["field"] == "consistent_look"
+    defaulted = make_app(consistent_look=True).test_client()  # the server's default follows the lock
+    assert post_board(defaulted, identity_lock=False).status_code == 202
