@@ -27,6 +27,7 @@ import json
 import logging
 import posixpath
 import re
+import time
 import zipfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Mapping
@@ -116,17 +117,24 @@ def project_zip(cut: Cut, images: Mapping[int, bytes], out: BinaryIO, created_ms
     name = folder_name(cut)
     size = image_size(data["aspectRatio"])
     thumb = (int(60 * data["aspectRatio"]) * 2, 120)  # main-window.js getThumbnailSize
+    # Dated when the board was made (ZIP's dates start in 1980): the same board, the same bytes.
+    stamp = max(time.gmtime(created_ms / 1000)[:6], (1980, 1, 1, 0, 0, 0))
     with zipfile.ZipFile(out, "w") as archive:
-        archive.writestr(f"{name}/{name}.storyboarder", json.dumps(data, ensure_ascii=False, indent=2),
-                         zipfile.ZIP_DEFLATED)
+
+        def put(path: str, content: bytes | str, compress: int = zipfile.ZIP_STORED) -> None:
+            info = zipfile.ZipInfo(path, date_time=stamp)
+            info.compress_type = compress
+            archive.writestr(info, content)
+
+        put(f"{name}/{name}.storyboarder", json.dumps(data, ensure_ascii=False, indent=2), zipfile.ZIP_DEFLATED)
         for panel, board in zip(cut.panels, data["boards"]):
             picture = _fitted(images.get(panel.number), size)
             stem = f"{name}/images/{board['url'][:-4]}"
-            archive.writestr(f"{stem}-{LAYER}.png", _png(picture))
-            archive.writestr(f"{stem}-thumbnail.png", _png(picture.resize(thumb, Image.BILINEAR)))
+            put(f"{stem}-{LAYER}.png", _png(picture))
+            put(f"{stem}-thumbnail.png", _png(picture.resize(thumb, Image.BILINEAR)))
             poster = io.BytesIO()
             picture.save(poster, format="JPEG", quality=85)
-            archive.writestr(f"{stem}-posterframe.jpg", poster.getvalue())
+            put(f"{stem}-posterframe.jpg", poster.getvalue())
             picture.close()
 
 
