@@ -767,9 +767,13 @@ _CUT_EXPORTS = {
 }
 
 
-@api.get(f"/api/storyboards/<board_id>/<any({', '.join(_CUT_EXPORTS)}):name>")
 def export_cut(board_id: str, name: str):
     return _export(board_id, *_CUT_EXPORTS[name])
+
+
+for _name in _CUT_EXPORTS:  # one route each, so each is its own path in the OpenAPI document
+    api.add_url_rule(f"/api/storyboards/<board_id>/{_name}", f"export_{_name.replace('.', '_')}", export_cut,
+                     defaults={"name": _name})
 
 
 @api.post("/api/storyboards/<board_id>/animatic")
