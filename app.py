@@ -39,6 +39,7 @@ import storyboarder
 import timeline_export
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
+from timing import board_timeline, read_duration, read_fps
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
@@ -335,11 +336,12 @@ def presets():
 @api.post("/api/storyboards")
 def create_storyboard():
     _refuse_if_unavailable()
-    return _create_board(*_payload())
+    board_id = _create_board(*_payload())
+    return jsonify(board_json(current_studio().store.board(board_id))), 202
 
 
-def _create_board(fields: dict, uploads: dict[str, bytes]):
-    """A new board from a request's fields and uploaded faces, queued: 202 and the board."""
+def _create_board(fields: dict, uploads: dict[str, bytes]) -> str:
+    """A new board from a request's fields and uploaded faces, queued; its id."""
     studio = current_studio()
     settings: Settings = studio.settings
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
@@ -359,7 +361,7 @@ def _create_board(fields: dict, uploads: dict[str, bytes]):
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -367,7 +369,7 @@ def _create_board(fields: dict, uploads: dict[str, bytes]):
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio.backend.wake()
-    return jsonify(board_json(studio.store.board(board_id))), 202
+    return board_id
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
@@ -467,6 +469,19 @@ def get_storyboard(board_id: str):
     return jsonify(_board_json(board_id))
 
 
+@api.patch("/api/storyboards/<board_id>")
+def edit_storyboard(board_id: str):
+    """Change how the board plays (its frame rate); nothing is drawn again."""
+    studio = current_studio()
+    _board_or_404(board_id)
+    body = json_body()
+    if not isinstance(body, dict) or "fps" not in body:
+        raise InputError("fps", "Send what to change, e.g. {\"fps\": 25}.")
+    if not studio.store.set_fps(board_id, read_fps(body["fps"])):
+        abort(404)
+    return jsonify(_board_json(board_id))
+
+
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
     _board_or_404(board_id)
@@ -546,6 +561,25 @@ def _frame_of(board: dict, frame_id: int) -> dict:
     if frame is None:
         abort(404)
     return frame
+
+
+@api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
+def edit_frame(board_id: str, frame_id: int):
+    """Change what a panel shows over time, without drawing it again: its ``duration``
+    (seconds; null: the time to read it) and its ``dialogue``."""
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    body = json_body()
+    changes = {}
+    if isinstance(body, dict) and "duration" in body:
+        changes["duration"] = read_duration(body["duration"])
+    if isinstance(body, dict) and "dialogue" in body:
+        changes["dialogue"] = text_field(body, "dialogue", "") or None
+    if not changes:
+        raise InputError("body", "Send what to change, e.g. {\"duration\": 3.5} or {\"dialogue\": \"...\"}.")
+    if not studio.store.edit_panel(board_id, frame_id, **changes):
+        abort(404)
+    return jsonify(_board_json(board_id))
 
 
 @api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
@@ -834,18 +868,26 @@ def animatic_file(board_id: str, job_id: str):
 @api.post("/api/storyboards/import")
 def import_storyboarder():
     """A new board from a zipped Storyboarder project (storyboarder.py): its boards' text as
-    the panels, its aspect as the nearest the studio draws; drawn like a posted board."""
+    the panels with their durations, its frame rate, its aspect as the nearest the studio
+    draws; drawn like a posted board."""
     _refuse_if_unavailable()
     fields, uploads = _payload()
     upload = request.files.get("project")
     if upload is None or not upload.filename:
         raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
     project = storyboarder.read_project(upload.read(), MAX_FRAMES)
-    panels = [{"caption": board.caption or board.dialogue or board.notes or f"Board {n}"}
-              for n, board in enumerate(project.boards, start=1)]
+    fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
+    durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
+                 for n, board in enumerate(project.boards, start=1)]
     aspect = min(ASPECTS, key=lambda name: abs(ASPECTS[name][0] / ASPECTS[name][1] - project.aspect_ratio))
-    return _create_board({**fields, "story": "\n".join(p["caption"] for p in panels), "panels": panels,
-                          "aspect": fields.get("aspect") or aspect}, uploads)
+    panels = project.panels()
+    board_id = _create_board({**fields, "story": "\n".join(p["caption"] for p in panels), "panels": panels,
+                              "aspect": fields.get("aspect") or aspect}, uploads)
+    store = current_studio().store
+    store.set_fps(board_id, fps)
+    for frame_id, seconds in enumerate(durations, start=1):  # a new board's panels are 1..n
+        store.edit_panel(board_id, frame_id, duration=seconds)
+    return jsonify(_board_json(board_id)), 202
 
 
 # --- Server-Sent Events --------------------------------------------------------------------
@@ -860,9 +902,9 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
         data = fact
         if kind == "frame":
             board = studio.store.board(board_id)
-            frames = board["frames"] if board else []
-            data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
-                         if frame["id"] == fact["frame_id"]), fact)
+            timeline = board_timeline(board) if board else ()
+            data = next((frame_json(board_id, timed) for timed in timeline if timed.frame["id"] == fact["frame_id"]),
+                        fact)
         elif kind == "reference":
             board = studio.store.board(board_id)
             names = board["params"].names if board else ()

@@ -3,7 +3,8 @@
 The animatic (animatic.py), the editorial timelines (timeline_export.py) and the Storyboarder
 project (storyboarder.py) are all written from one :class:`Cut`, built from the board as the
 API shows it (``board_json``), so every export agrees on each panel's frames, its text and
-its file name. Panel durations and the board's frame rate come from the board's timing.
+its file name. Panel durations and the board's frame rate come from the board's timing
+(timing.py), which snaps every duration to whole frames.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO, Mapping
 
-# The hold and the frame rate of a board whose timing does not say (the usual animatic pace,
-# and the film rate Storyboarder and editors start from).
-DEFAULT_PANEL_SECONDS = 3.0
-DEFAULT_FPS = 24
+from timing import frames_for, rate
 
 
 @dataclass(frozen=True)
@@ -67,23 +65,19 @@ class Cut:
     @classmethod
     def from_board(cls, board: Mapping[str, Any]) -> "Cut":
         """The cut of a board as ``GET /api/storyboards/<id>`` answers it: each panel's
-        ``duration`` (seconds) and the board's ``fps`` where the board has them, else the
-        defaults above. Panels start on whole frames: each ends where the running total of
-        the durations falls, so the cut's length never drifts from the durations' sum."""
-        fps = float(board.get("fps") or DEFAULT_FPS)
-        rate = Fraction(fps)
-        settings = board.get("settings") or {}
-        panels, start, elapsed = [], 0, Fraction(0)
+        ``duration`` (seconds, already snapped to the board's frames by timing.py) as whole
+        frames of the board's ``fps``, the panels end to end in the board's order."""
+        fps = float(board["fps"])
+        panels, start = [], 0
         for number, frame in enumerate(board.get("frames") or [], start=1):
-            elapsed += Fraction(str(frame.get("duration") or DEFAULT_PANEL_SECONDS))
-            end = max(start + 1, round(elapsed * rate))  # every panel is seen for a frame at least
+            count = frames_for(frame["duration"], fps)
             panels.append(CutPanel(
-                number=number, frame_id=int(frame["id"]), start=start, frames=end - start,
+                number=number, frame_id=int(frame["id"]), start=start, frames=count,
                 caption=str(frame.get("caption") or ""), dialogue=str(frame.get("dialogue") or ""),
                 shot=str(frame.get("shot") or ""), prompt=str(frame.get("prompt") or ""), seed=frame.get("seed")))
-            start = end
-        return cls(board_id=str(board.get("id") or ""), title=str(board.get("title") or "Storyboard"), fps=fps, rate=rate,
-                   aspect=_aspect(settings), panels=tuple(panels))
+            start += count
+        return cls(board_id=str(board.get("id") or ""), title=str(board.get("title") or "Storyboard"), fps=fps,
+                   rate=rate(fps), aspect=_aspect(board.get("settings") or {}), panels=tuple(panels))
 
 
 def _aspect(settings: Mapping[str, Any]) -> tuple[int, int]:

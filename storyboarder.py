@@ -169,6 +169,13 @@ class ImportedProject:
     default_duration: float  # seconds
     boards: tuple[ImportedBoard, ...]
 
+    def panels(self) -> list[dict]:
+        """The boards as a plan's panels (POST /api/storyboards ``panels``): the action is the
+        caption, under it the dialogue; a board with only dialogue or notes takes that."""
+        return [{"caption": board.caption or board.dialogue or board.notes or f"Board {n}",
+                 "dialogue": board.dialogue if board.caption else ""}
+                for n, board in enumerate(self.boards, start=1)]
+
 
 def _refuse(message: str) -> InputError:
     return InputError("project", message)

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from animatic import AnimaticOptions, video_size, write_animatic
     from cut import Cut
 
-    board = {"id": "bench", "title": "Bench", "settings": {"aspect": "16:9"},
+    board = {"id": "bench", "title": "Bench", "fps": 24.0, "settings": {"aspect": "16:9"},
              "frames": [{"id": n, "caption": f"Panel {n}: a girl climbs the hill at dawn, the map in her hand.",
                          "duration": args.seconds} for n in range(1, args.panels + 1)]}
     cut = Cut.from_board(board)

@@ -15,7 +15,7 @@ from helpers import png_bytes, post_board, wait_for, wait_until
 
 
 def board(frames, aspect="16:9"):
-    return {"id": "b1", "title": "Test", "settings": {"aspect": aspect}, "frames": frames}
+    return {"id": "b1", "title": "Test", "fps": 24.0, "settings": {"aspect": aspect}, "frames": frames}
 
 
 FRAMES = [{"id": 1, "caption": "A girl finds a map.", "duration": 1.0},
@@ -151,8 +151,9 @@ def test_an_animatic_is_written_from_the_board_as_it_was_asked_for(client, held)
     board_json = wait_for(client, post_board(client).get_json()["id"])
     job = client.post(board_json["export"]["animatic"]).get_json()
     assert started.wait(30)
-    # Meanwhile the board changes: its order, and a panel redrawn with a new caption.
+    # Meanwhile the board changes: its order, a panel's duration, and a panel redrawn with a new caption.
     client.put(f"/api/storyboards/{board_json['id']}/order", json={"order": [3, 2, 1]})
+    client.patch(board_json["frames"][2]["links"]["self"], json={"duration": 9})
     client.post(f"/api/storyboards/{board_json['id']}/frames/1/regenerate", json={"caption": "Something else."})
     changed = wait_for(client, board_json["id"], ("done",))
     assert [f["caption"] for f in changed["frames"]] != [f["caption"] for f in board_json["frames"]]
@@ -160,8 +161,9 @@ def test_an_animatic_is_written_from_the_board_as_it_was_asked_for(client, held)
     job = finished(client, job)
     path = client.application.extensions["studio"].store.root / "snap.mp4"
     path.write_bytes(client.get(job["links"]["download"]).data)
-    _facts, _count, cues = read_back(path)
+    _facts, count, cues = read_back(path)
     assert [text for _start, _length, text in cues] == [f["caption"] for f in board_json["frames"]]
+    assert count == job["frames_total"] == round(board_json["duration"] * 24)
 
 
 def test_a_second_animatic_is_refused_while_the_export_slots_are_taken(make_app, held):

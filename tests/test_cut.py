@@ -2,30 +2,26 @@
 
 from fractions import Fraction
 
-from cut import DEFAULT_PANEL_SECONDS, Cut, srt, webvtt
+from cut import Cut, srt, webvtt
 
 
-def board(frames, **extra):
-    return {"id": "b1", "title": "Test", "settings": {"aspect": "16:9"}, "frames": frames, **extra}
+def board(frames, fps=24.0, **extra):
+    return {"id": "b1", "title": "Test", "fps": fps, "settings": {"aspect": "16:9"}, "frames": frames, **extra}
 
 
-def test_panels_start_where_the_running_total_of_durations_falls():
-    cut = Cut.from_board(board([{"id": 1, "caption": "a", "duration": 1.02},
-                                {"id": 2, "caption": "b", "duration": 1.02},
-                                {"id": 3, "caption": "c", "duration": 1.02}]))
-    # 1.02 s is 24.48 frames: rounding each panel alone would lose a frame and a half.
-    assert [(p.start, p.frames) for p in cut.panels] == [(0, 24), (24, 25), (49, 24)]
-    assert cut.frames == round(3 * 1.02 * 24)
+def test_panels_are_end_to_end_in_whole_frames_of_the_boards_rate():
+    cut = Cut.from_board(board([{"id": 1, "caption": "a", "duration": 1.0},
+                                {"id": 2, "caption": "b", "duration": 2.5},
+                                {"id": 3, "caption": "c", "duration": 0.041667}]))
+    assert [(p.start, p.frames) for p in cut.panels] == [(0, 24), (24, 60), (84, 1)]
+    assert cut.frames == 85 and cut.seconds == Fraction(85, 24)
 
 
-def test_a_board_without_timing_holds_each_panel_the_default_at_24_fps():
-    cut = Cut.from_board(board([{"id": 1, "caption": "a"}, {"id": 2, "caption": "b"}]))
-    assert cut.fps == 24 and [p.frames for p in cut.panels] == [DEFAULT_PANEL_SECONDS * 24] * 2
-
-
-def test_a_panel_shorter_than_a_frame_is_still_seen_for_one():
-    cut = Cut.from_board(board([{"id": 1, "caption": "a", "duration": 0.001}]))
-    assert cut.panels[0].frames == 1
+def test_an_ntsc_rate_is_exact():
+    # timing.py gives 2.002 s for 48 frames at 23.976 (24000/1001): the cut reads 48 frames back.
+    cut = Cut.from_board(board([{"id": 1, "caption": "a", "duration": 2.002}], fps=23.976))
+    assert cut.rate == Fraction(24000, 1001) and cut.panels[0].frames == 48
+    assert cut.seconds == Fraction(2002, 1000)
 
 
 def test_the_aspect_is_the_boards():
@@ -48,8 +44,3 @@ def test_webvtt_cues_follow_the_panels_frames_and_skip_panels_without_text():
 def test_srt_numbers_its_cues_from_one_with_comma_milliseconds():
     cut = Cut.from_board(board([{"id": 1, "caption": "", "duration": 1}, {"id": 2, "caption": "Ночь", "duration": 1}]))
     assert srt(cut) == "1\n00:00:01,000 --> 00:00:02,000\nНочь\n"
-
-
-def test_times_are_exact_at_a_rate_that_is_not_whole():
-    cut = Cut(board_id="b", title="t", fps=23.976, rate=Fraction(24000, 1001), aspect=(16, 9), panels=())
-    assert cut.seconds_at(24000) == Fraction(1001)

@@ -72,3 +72,12 @@ def test_every_pinned_package_has_a_row_in_the_readmes_licence_table():
               for name in ("requirements.txt", "requirements-dev.txt")
               for line in (ROOT / name).read_text().splitlines() if line.strip() and line[0] not in "#-"}
     assert pinned - named == set(), "add a row to README's \"Dependencies and their licences\""
+
+
+def test_the_h100_target_is_stated_once_in_benchmarks():
+    """Two different H100 targets (0.5 s a panel in one place, 2.5 s a board in another) left a reader
+    to guess; the figures live in BENCHMARKS' "The H100 target" and every other page links there."""
+    statements = [(page.name, paragraph[:80]) for page in PAGES for paragraph in page.read_text().split("\n\n")
+                  if "H100" in paragraph and re.search(r"\btargets?\b", paragraph, re.I)
+                  and re.search(r"(<=|at most|within|under)\s+\**\d", paragraph)]
+    assert [name for name, _ in statements] == ["BENCHMARKS.md"], statements

@@ -43,7 +43,7 @@ PROJECT_SCHEMA = {
                    "boards": {"type": "array", "items": BOARD_SCHEMA}},
 }
 
-BOARD = {"id": "b1", "title": "The map", "settings": {"aspect": "16:9"}, "frames": [
+BOARD = {"id": "b1", "title": "The map", "fps": 24.0, "settings": {"aspect": "16:9"}, "frames": [
     {"id": 1, "caption": "A girl finds a map.", "duration": 1.5, "seed": 11, "prompt": "girl, map", "shot": "wide"},
     {"id": 2, "caption": "Она поднимается на холм.", "dialogue": "GIRL: Look!", "duration": 2, "seed": 12}]}
 
@@ -158,15 +158,31 @@ def test_a_file_that_is_not_a_zip_is_refused():
 
 def test_a_boards_storyboarder_export_imports_back_as_a_new_board(client, tmp_path):
     board = wait_for(client, post_board(client, aspect="4:3").get_json()["id"])
+    client.patch(board["links"]["self"], json={"fps": 25})
+    client.patch(board["frames"][1]["links"]["self"], json={"duration": 4.2, "dialogue": "MARA: Up there!"})
+    board = client.get(board["links"]["self"]).get_json()
     data = client.get(board["export"]["storyboarder"]).data
     answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(data), "scene.zip")},
                          content_type="multipart/form-data")
     assert answer.status_code == 202
     imported = answer.get_json()
     assert imported["id"] != board["id"]
-    assert [f["caption"] for f in imported["frames"]] == [f["caption"] for f in board["frames"]]
-    assert imported["settings"]["aspect"] == "4:3"
+
+    def timed(b):
+        return [(f["caption"], f["dialogue"], f["duration"]) for f in b["frames"]]
+
+    assert timed(imported) == timed(board) and timed(board)[1][1:] == ("MARA: Up there!", 4.2)
+    assert (imported["fps"], imported["settings"]["aspect"]) == (25, "4:3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data-0"]  # nothing written outside the data dir
+
+
+def test_a_project_whose_timing_the_studio_cannot_take_is_refused_and_nothing_is_stored(client):
+    files = {"p/p.storyboarder": json.dumps({**json.loads(scene()), "fps": 7,
+                                             "boards": [{"url": "board-1-AAAAA.png", "action": "x"}]})}
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(zipped(files)), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 400 and "fps" in answer.get_json()["field"]
+    assert client.get("/api/storyboards").get_json()["storyboards"] == []
 
 
 def test_an_import_without_a_project_or_with_a_bad_one_is_400(client):

@@ -10,7 +10,7 @@ from cut import Cut
 from helpers import png_bytes, post_board, wait_for
 from timeline_export import FORMATS, timeline_text, timeline_zip
 
-BOARD = {"id": "b1", "title": "The map", "settings": {"aspect": "16:9"}, "frames": [
+BOARD = {"id": "b1", "title": "The map", "fps": 24.0, "settings": {"aspect": "16:9"}, "frames": [
     {"id": 4, "caption": "A girl finds a map.\nIn the attic.", "duration": 1.5, "seed": 11, "prompt": "girl, map"},
     {"id": 2, "caption": "Она поднимается на холм.", "dialogue": "GIRL: Look!", "duration": 2, "seed": 12},
     {"id": 9, "caption": "", "duration": 0.5, "seed": None}]}

@@ -13,6 +13,7 @@ import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard, reve
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
+import { setUpLayoutDialog } from "./layout.js";
 import { onFormInput } from "./errors.js";
 import { cancelAnimatic, importStoryboarder, startAnimatic, toggleAnimatic } from "./exports.js";
 import { onSubmit, reuseSettings } from "./form.js";
@@ -65,6 +66,7 @@ function bindEvents() {
     refreshHistory();
   }));
   $("panel-dialog").addEventListener("click", onDialogClick);
+  setUpLayoutDialog();
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {
     const id = boardIdFromHash();
