@@ -36,6 +36,7 @@ from serializers import board_json, frame_json, preset_json, reference_url, summ
 import step_time
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
+from timing import board_timeline, read_duration, read_fps
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
@@ -352,7 +353,7 @@ def create_storyboard():
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -460,6 +461,19 @@ def get_storyboard(board_id: str):
     return jsonify(_board_json(board_id))
 
 
+@api.patch("/api/storyboards/<board_id>")
+def edit_storyboard(board_id: str):
+    """Change how the board plays (its frame rate); nothing is drawn again."""
+    studio = current_studio()
+    _board_or_404(board_id)
+    body = json_body()
+    if not isinstance(body, dict) or "fps" not in body:
+        raise InputError("fps", "Send what to change, e.g. {\"fps\": 25}.")
+    if not studio.store.set_fps(board_id, read_fps(body["fps"])):
+        abort(404)
+    return jsonify(_board_json(board_id))
+
+
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
     _board_or_404(board_id)
@@ -539,6 +553,25 @@ def _frame_of(board: dict, frame_id: int) -> dict:
     if frame is None:
         abort(404)
     return frame
+
+
+@api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
+def edit_frame(board_id: str, frame_id: int):
+    """Change what a panel shows over time, without drawing it again: its ``duration``
+    (seconds; null: the time to read it) and its ``dialogue``."""
+    studio = current_studio()
+    _frame_of(_board_or_404(board_id), frame_id)
+    body = json_body()
+    changes = {}
+    if isinstance(body, dict) and "duration" in body:
+        changes["duration"] = read_duration(body["duration"])
+    if isinstance(body, dict) and "dialogue" in body:
+        changes["dialogue"] = text_field(body, "dialogue", "") or None
+    if not changes:
+        raise InputError("body", "Send what to change, e.g. {\"duration\": 3.5} or {\"dialogue\": \"...\"}.")
+    if not studio.store.edit_panel(board_id, frame_id, **changes):
+        abort(404)
+    return jsonify(_board_json(board_id))
 
 
 @api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
@@ -759,9 +792,9 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
         data = fact
         if kind == "frame":
             board = studio.store.board(board_id)
-            frames = board["frames"] if board else []
-            data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
-                         if frame["id"] == fact["frame_id"]), fact)
+            timeline = board_timeline(board) if board else ()
+            data = next((frame_json(board_id, timed) for timed in timeline if timed.frame["id"] == fact["frame_id"]),
+                        fact)
         elif kind == "reference":
             board = studio.store.board(board_id)
             names = board["params"].names if board else ()

@@ -180,8 +180,17 @@ def migration_8(db: sqlite3.Connection) -> None:
     _add_column(db, "jobs", "strength REAL")
 
 
+def migration_9(db: sqlite3.Connection) -> None:
+    """Timing: a panel's duration in seconds (NULL: the time to read it, timing.default_seconds)
+    and its line of dialogue (NULL: none), and the board's frame rate (boards from before
+    play at 24, timing.DEFAULT_FPS)."""
+    _add_column(db, "frames", "duration REAL")
+    _add_column(db, "frames", "dialogue TEXT")
+    _add_column(db, "storyboards", "fps REAL NOT NULL DEFAULT 24")
+
+
 MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
-              migration_8)
+              migration_8, migration_9)
 
 # The column each version shipped without a number added, in the order those versions came.
 _SHIPPED_MARKS = (("jobs", "id"), ("frames", "dropped"), ("jobs", "cancel_requested"), ("frames", "scene"),

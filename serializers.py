@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from config import SpeedPreset
+from timing import TimedPanel, board_timeline
 
 STORYBOARDS = "/api/storyboards"
 
@@ -48,12 +49,19 @@ def take_json(board_id: str, frame_id: int, take: dict) -> dict:
     }
 
 
-def frame_json(board_id: str, frame: dict, index: int) -> dict:
+def frame_json(board_id: str, timed: TimedPanel) -> dict:
+    """A panel as the API shows it, where the board's timeline (timing.board_timeline) puts it."""
+    frame, index = timed.frame, timed.index
     return {
         "id": frame["id"],
         "index": index,
         "status": frame["status"],
         "caption": frame["caption"],
+        "dialogue": frame["dialogue"] or "",  # the line spoken over the panel, shown under the caption
+        # Seconds on screen, snapped to the board's frames: the user's, or the time to read it.
+        "duration": timed.duration,
+        "duration_set": timed.duration_set,  # False: the reading-time default, which follows the words
+        "start": timed.start,  # seconds from the board's start, in its order
         # What the prompt describes: the caption, or an English scene from an edited plan.
         "scene": frame["scene"] or frame["caption"],
         "shot": frame["shot"],
@@ -74,7 +82,8 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
         "error": frame["error"],
         "seconds": frame["seconds"],
         # By position, as the route takes it: panel n of the board's order when this was sent.
-        "links": {"regenerate": board_url(board_id, "frames", index, "regenerate"),
+        "links": {"self": board_url(board_id, "frames", frame["id"]),
+                  "regenerate": board_url(board_id, "frames", index, "regenerate"),
                   "take": board_url(board_id, "frames", frame["id"], "take"),
                   "refine": board_url(board_id, "frames", frame["id"], "refine")},
     }
@@ -83,6 +92,7 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
 def board_json(board: dict, progress: dict | None = None) -> dict:
     board_id, params = board["id"], board["params"]
     references = board["references"]
+    timeline = board_timeline(board)
 
     def reference(character: int) -> dict:
         kind = references[character]["kind"] if character in references else None
@@ -90,7 +100,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
 
     characters = [{"name": c.name, "traits": c.traits, "reference": reference(k)}
                   for k, c in enumerate(params.characters, start=1)]
-    return {
+    answer = {
         "id": board_id,
         "title": board["title"],
         "status": board["status"],
@@ -107,12 +117,19 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         # How the story was read (fewer panels than asked, a story not in English).
         "notices": list(params.notices),
         "progress": progress,
-        "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],
+        "fps": timeline.fps,
+        "duration": timeline.duration,  # the animatic's length in seconds
+        "frames": [frame_json(board_id, timed) for timed in timeline],
         "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
         "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
                   "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
     }
+    # Text no font here can draw: the PDF says so at its top, and the page beside its link.
+    from exporting import pdf_notice  # fpdf2 and fontTools only for an answer that needs them
+
+    answer["pdf_notice"] = pdf_notice(answer)
+    return answer
 
 
 def summary_json(row: dict) -> dict:

@@ -209,7 +209,7 @@ class Store:
                      references: dict[int, bytes], queue_limit: int | None = None) -> str:
         """Store a new board with its planned panels and queue its job; returns the id.
 
-        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names)} each;
+        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?} each;
         ``references``: the uploaded face of each character (1-based) that has one. With
         ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
         the insert share one transaction, so concurrent requests cannot overshoot it.
@@ -242,10 +242,10 @@ class Store:
                            " VALUES (?, ?, 'uploaded', ?)", (board_id, character, name))
             for panel in panels:
                 db.execute(
-                    "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names,"
+                    " dialogue) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                     (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
-                     panel["seed"], json.dumps(list(panel["cast"]))),
+                     panel["seed"], json.dumps(list(panel["cast"])), panel.get("dialogue") or None),
                 )
             self._add_job(db, board_id, "board")
 
@@ -339,6 +339,25 @@ class Store:
         if moved:
             _remove_folder(trash)
         return bool(deleted)
+
+    def set_fps(self, board_id: str, fps: float) -> bool:
+        """The board's frame rate (a timing.FRAME_RATES key); False: no such board."""
+        with self._tx() as db:
+            return bool(db.execute("UPDATE storyboards SET fps = ? WHERE id = ?", (fps, board_id)).rowcount)
+
+    def edit_panel(self, board_id: str, frame_id: int, **changes) -> bool:
+        """Change what a panel shows without drawing it again, in one transaction: its
+        ``duration`` (seconds; None: the reading-time default) and its ``dialogue`` (None:
+        none). False: no such panel."""
+        unknown = set(changes) - {"duration", "dialogue"}
+        if unknown:
+            raise TypeError(f"edit_panel cannot change {sorted(unknown)}")
+        if not changes:
+            return bool(self._query("SELECT 1 FROM frames WHERE storyboard_id = ? AND id = ?", (board_id, frame_id)))
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        with self._tx() as db:
+            return bool(db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
+                                   (*changes.values(), board_id, frame_id)).rowcount)
 
     def set_order(self, board_id: str, frame_ids: list[int]) -> None:
         with self._tx() as db:

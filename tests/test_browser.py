@@ -499,6 +499,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         assert pdf.ok and pdf.body().startswith(b"%PDF")
         text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf.body())).pages)
         assert CYRILLIC in " ".join(text.split()), text[:500]
+        expect(page.locator("#export-pdf-notice")).to_be_hidden()  # every word drawn: nothing to say
 
         # Reuse settings puts the board's inputs back into a changed form.
         page.fill("#story", "Something else entirely.")
@@ -764,6 +765,27 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         watch.assert_clean(answered=(400,))
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+def test_text_the_pdf_cannot_draw_is_said_beside_its_link(browser, server):
+    """A caption in a script no font here has (Tibetan): the PDF leaves it out and says so at its
+    top, and the page says the same by the PDF link, before anyone downloads it."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        answer = page.request.post("/api/storyboards", data={"story": "བཀྲ་ཤིས་བདེ་ལེགས", "frames": 1,
+                                                             "preset": "draft", "seed": 3})
+        assert answer.ok, answer.text()
+        page.goto(f"/#board={answer.json()['id']}")
+        notice = page.locator("#export-pdf-notice")
+        expect(notice).to_be_visible(timeout=TIMEOUT_MS)
+        expect(notice).to_have_text("Text in Tibetan cannot be drawn with the fonts on this machine and is "
+                                    "missing from the PDF.")
+        watch.assert_clean()
     finally:
         watch.close()
 
