@@ -188,10 +188,13 @@ def _caption_overlay(text: str, width: int, height: int) -> Image.Image:
 def _font(size: int, text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The PDF's font (exporting.find_unicode_font), or the first of its fallbacks that has
     every character of ``text`` (a caption in Chinese or Hindi); PIL's own font without any."""
-    for path, face in _font_files():
-        if set(text) - set(" \n") <= _characters(path, face):
-            return ImageFont.truetype(str(path), size, index=face)
+    from exporting import _font_code_points  # the PDF's reading of a font's characters, cached
+
     files = _font_files()
+    wanted = {ord(char) for char in text if not char.isspace()}
+    for path, face in files:
+        if wanted <= _font_code_points(str(path), face):
+            return ImageFont.truetype(str(path), size, index=face)
     if files:
         return ImageFont.truetype(str(files[0][0]), size, index=files[0][1])
     return ImageFont.load_default(size)
@@ -207,11 +210,3 @@ def _font_files() -> tuple[tuple[Path, int], ...]:
         log.warning("captions burned into the animatic use PIL's font: %s", error)
         main = []
     return tuple(main + [(path, face) for _family, path, face in find_fallback_fonts()])
-
-
-@lru_cache(maxsize=8)
-def _characters(path: Path, face: int) -> frozenset[str]:
-    from fontTools.ttLib import TTFont
-
-    with TTFont(str(path), fontNumber=face, lazy=True) as font:
-        return frozenset(chr(code) for code in font.getBestCmap())

@@ -273,6 +273,8 @@ def _schemas() -> dict:
                     "animatic": {**string, "description": "POST: start writing the animatic MP4 (an AnimaticJob)."},
                     "vtt": string, "srt": string, "otio": string, "fcp_xml": string, "edl": string,
                     "timeline_zip": string, "storyboarder": string}},
+                "pdf_notice": {**_nullable(string), "description": "Text of the board that no font on the "
+                               "studio's machine can draw: the PDF leaves it out and says so; null: none."},
                 "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
                                                            "instead of building them.",
                           "properties": {"self": {**string, "description": "GET it, PATCH its fps, DELETE it."},

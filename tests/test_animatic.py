@@ -196,3 +196,14 @@ def test_a_crashed_studios_animatics_are_removed_at_start(make_app, tmp_path):
     (folder / "left.mp4").write_bytes(b"partial")
     make_app(data_dir=tmp_path / "data")
     assert not (folder / "left.mp4").exists()
+
+
+def test_a_burned_in_caption_is_drawn_with_the_pdfs_font_that_has_its_script():
+    from animatic import _font
+    from exporting import find_fallback_fonts, find_unicode_font
+
+    cjk = next((path for family, path, _face in find_fallback_fonts() if family == "CJK"), None)
+    if cjk is None:
+        pytest.skip("no CJK font here (CI installs fonts-noto-cjk)")
+    assert _font(20, "Кошка спит").path == str(find_unicode_font())
+    assert _font(20, "猫在屋顶上睡觉").path == str(cjk)

@@ -20,10 +20,14 @@ const DOWNLOADS = [
 // The animatic being followed: its board, the URL that starts one, the job's last answer.
 const animatic = { boardId: null, startUrl: null, job: null, timer: null };
 
-/** The board's downloads, from the links in its answer; hidden without a board. */
+/** The board's downloads, from the links in its answer; hidden without a board. Beside them,
+ * the server's word on text its fonts cannot draw, which the PDF leaves out. */
 export function renderExports(board) {
   const links = board && board.export;
   $("exports").hidden = !links;
+  const notice = $("export-pdf-notice");
+  notice.textContent = (board && board.pdf_notice) || "";
+  notice.hidden = !notice.textContent;
   if (!links) {
     $("animatic-export").hidden = true;
     return;
@@ -136,6 +140,9 @@ export async function importStoryboarder(event, open) {
   } finally {
     input.value = ""; // the same file chosen again imports again
   }
+  const notice = $("export-pdf-notice");
+  notice.textContent = (board && board.pdf_notice) || "";
+  notice.hidden = !notice.textContent;
 }
 
 function setLink(anchor, url, fileName) {
