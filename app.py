@@ -31,6 +31,7 @@ from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_P
 from errors import InputError
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
+from screenplay_api import screenplays
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
@@ -93,6 +94,7 @@ def create_app(
     app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
+    app.register_blueprint(screenplays)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
