@@ -403,6 +403,7 @@ def _schemas() -> dict:
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
                 "max_characters": {**integer, "description": "Most characters in a cast."},
+                "frame_rates": {"type": "array", "items": number, "description": "What a board's `fps` may be."},
                 "refine": {"type": "object", "description": "What a refine (POST a panel's or a board's "
                                                             "`links.refine`) may ask for, and what it gets when "
                                                             "its body says nothing.", "properties": {
