@@ -255,6 +255,8 @@ def _schemas() -> dict:
                 "duration": {**number, "description": "Seconds of the whole board played in order."},
                 "frames": {"type": "array", "items": _ref("Frame")},
                 "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "pdf_notice": {**_nullable(string), "description": "Text of the board that no font on the "
+                               "studio's machine can draw: the PDF leaves it out and says so; null: none."},
                 "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
                                                            "instead of building them.",
                           "properties": {"self": {**string, "description": "GET it, PATCH its fps, DELETE it."},

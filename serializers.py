@@ -100,7 +100,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
 
     characters = [{"name": c.name, "traits": c.traits, "reference": reference(k)}
                   for k, c in enumerate(params.characters, start=1)]
-    return {
+    answer = {
         "id": board_id,
         "title": board["title"],
         "status": board["status"],
@@ -125,6 +125,11 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
                   "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
     }
+    # Text no font here can draw: the PDF says so at its top, and the page beside its link.
+    from exporting import pdf_notice  # fpdf2 and fontTools only for an answer that needs them
+
+    answer["pdf_notice"] = pdf_notice(answer)
+    return answer
 
 
 def summary_json(row: dict) -> dict:
