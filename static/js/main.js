@@ -13,6 +13,7 @@ import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard, reve
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
+import { setUpAnimatic } from "./animatic.js";
 import { setUpLayoutDialog } from "./layout.js";
 import { onFormInput } from "./errors.js";
 import { cancelAnimatic, importStoryboarder, startAnimatic, toggleAnimatic } from "./exports.js";
@@ -24,6 +25,7 @@ import {
   renderPlanStale,
 } from "./plan.js";
 import { loadPresets, renderPresetHint } from "./presets.js";
+import { setUpScreenplay } from "./screenplay.js";
 import { state } from "./state.js";
 import { renderAll } from "./view.js";
 
@@ -67,6 +69,8 @@ function bindEvents() {
   }));
   $("panel-dialog").addEventListener("click", onDialogClick);
   setUpLayoutDialog();
+  setUpAnimatic();
+  setUpScreenplay();
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {
     const id = boardIdFromHash();
