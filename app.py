@@ -29,6 +29,7 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
+from layouts_api import layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
@@ -92,6 +93,7 @@ def create_app(
     app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
+    app.register_blueprint(layouts)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -344,6 +346,7 @@ def create_storyboard():
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
     plan = _story_plan(story, frames, fields, characters)
+    panel_layouts = plan_layouts(fields, plan, aspect)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
@@ -352,7 +355,7 @@ def create_storyboard():
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "layout": panel_layouts.get(n)}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -519,11 +522,12 @@ def regenerate_frame(board_id: str, n: int):
     cast = None  # missing: the panel keeps its cast
     if fields.get("cast") is not None:
         cast = panel_cast(fields["cast"], board["params"].characters, "cast")
+    layout = redraw_layout(fields, board, frame, cast)
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio.settings.queue_limit)
+                               queue_limit=studio.settings.queue_limit, layout=layout)
     except Conflict:
         if studio.store.board_status(board_id) is None:  # deleted since it was read
             abort(404)

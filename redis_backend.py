@@ -350,7 +350,8 @@ class RedisBackend(Backend):
         board = self.store.board(job["storyboard_id"])
         if board is None:
             return True
-        spec = spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job))
+        spec = spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job),
+                        self.store.sketch_pngs(board))
         try:
             self.queue.enqueue(DRAW_JOB, spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,
