@@ -248,7 +248,7 @@ def spec_for(job: dict, board: dict, references: dict[int, bytes],
     source = (sources or {}).get
     panels = tuple(PanelSpec(f["id"], positions[f["id"]], f["caption"], f["scene"] or f["caption"], f["shot"],
                              f["seed"], tuple(params.position(name) for name in f["cast"]),
-                             *(source(f["id"]) or (None, None)), f["layout"], (layouts or {}).get(f["id"]))
+                             *(source(f["id"]) or (None, None)), f.get("layout"), (layouts or {}).get(f["id"]))
                    for f in frames)
     characters = tuple(CharacterSpec(c.name, c.traits, references.get(k) if params.identity_lock else None)
                        for k, c in enumerate(params.characters, start=1))
