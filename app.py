@@ -29,7 +29,7 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
@@ -37,6 +37,7 @@ from serializers import board_json, frame_json, preset_json, reference_url, summ
 import step_time
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
+from timing import board_timeline, read_duration, read_fps
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
@@ -355,7 +356,8 @@ def create_storyboard():
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "layout": panel_layouts.get(n)}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue,
+               "layout": panel_layouts.get(n)}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -463,6 +465,19 @@ def get_storyboard(board_id: str):
     return jsonify(_board_json(board_id))
 
 
+@api.patch("/api/storyboards/<board_id>")
+def edit_storyboard(board_id: str):
+    """Change how the board plays (its frame rate); nothing is drawn again."""
+    studio = current_studio()
+    _board_or_404(board_id)
+    body = json_body()
+    if not isinstance(body, dict) or "fps" not in body:
+        raise InputError("fps", "Send what to change, e.g. {\"fps\": 25}.")
+    if not studio.store.set_fps(board_id, read_fps(body["fps"])):
+        abort(404)
+    return jsonify(_board_json(board_id))
+
+
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
     _board_or_404(board_id)
@@ -543,6 +558,34 @@ def _frame_of(board: dict, frame_id: int) -> dict:
     if frame is None:
         abort(404)
     return frame
+
+
+@api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
+def edit_frame(board_id: str, frame_id: int):
+    """Change what a panel shows over time, without drawing it again: its ``duration``
+    (seconds; null: the time to read it) and its ``dialogue``; and its ``layout`` for its next
+    drawing (null: none)."""
+    studio = current_studio()
+    board = _board_or_404(board_id)
+    frame = _frame_of(board, frame_id)
+    body = json_body()
+    changes = {}
+    if isinstance(body, dict) and "duration" in body:
+        changes["duration"] = read_duration(body["duration"])
+    if isinstance(body, dict) and "dialogue" in body:
+        changes["dialogue"] = text_field(body, "dialogue", "") or None
+    if isinstance(body, dict) and "layout" in body:
+        changes["layout"] = edited_layout(body["layout"], board, frame)
+    if not changes:
+        raise InputError("body", "Send what to change, e.g. {\"duration\": 3.5} or {\"dialogue\": \"...\"}.")
+    try:
+        if not studio.store.edit_panel(board_id, frame_id, **changes):
+            abort(404)
+    except Conflict:
+        raise InputError("layout", "The panel is being drawn; change its layout when it is done.", status=409) from None
+    if "layout" in changes:
+        studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
+    return jsonify(_board_json(board_id))
 
 
 @api.put("/api/storyboards/<board_id>/frames/<int:frame_id>/take")
@@ -763,9 +806,9 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
         data = fact
         if kind == "frame":
             board = studio.store.board(board_id)
-            frames = board["frames"] if board else []
-            data = next((frame_json(board_id, frame, index) for index, frame in enumerate(frames, start=1)
-                         if frame["id"] == fact["frame_id"]), fact)
+            timeline = board_timeline(board) if board else ()
+            data = next((frame_json(board_id, timed) for timed in timeline if timed.frame["id"] == fact["frame_id"]),
+                        fact)
         elif kind == "reference":
             board = studio.store.board(board_id)
             names = board["params"].names if board else ()

@@ -3,7 +3,7 @@
 This is the only module that reads the environment. Settings are a frozen dataclass
 built by :func:`load_settings` from a mapping (``os.environ``, CLI flags, or a dict in a
 test); each field carries its own help text and allowed values, and a bad value raises
-:class:`SettingsError` naming the setting. README.md documents every field (a test checks).
+:class:`SettingsError` naming the setting. docs/settings.md documents every field (a test checks).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class SpeedPreset:
 # The lightning mode's IP-Adapter scale, between FAST's 0.50 and BALANCED's 0.65: without
 # CFG nothing amplifies the reference's pull, and 4 steps give it few chances to act, so not
 # below FAST; the high end (0.8) lets the reference override pose and scene, which few-step
-# models already follow less well. A judgement, not a measurement (README, "Speed modes").
+# models already follow less well. A judgement, not a measurement (docs/how-it-works.md, "The lightning mode").
 LIGHTNING_IP_ADAPTER_SCALE = 0.60
 
 # What decodes a mode's latents -> its part in PANEL_PART_FLOPS. vae: SDXL's own (or the fp16-fix
@@ -153,8 +153,8 @@ PRESETS: dict[str, SpeedPreset] = {
         # SDXL + a distilled LoRA; steps and family come from the settings (preset_for).
         SpeedPreset(LIGHTNING, "Lightning", 4, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family="lightning"),
         # One pass of Hyper-SD's 1-step LoRA, decoded by TAESDXL: 7.8 TFLOP a panel, 22x fewer than
-        # FAST (README, "Speed modes", says why this LoRA). Its IP-Adapter scale is the lightning
-        # mode's, for the same reasons (no CFG, few chances to act).
+        # FAST (docs/how-it-works.md, "The draft mode", says why this LoRA). Its IP-Adapter scale is
+        # the lightning mode's, for the same reasons (no CFG, few chances to act).
         SpeedPreset("draft", "Draft", 1, 0.0, LIGHTNING_IP_ADAPTER_SCALE, family=DRAFT_FAMILY, decoder="taesdxl"),
     )
 }
@@ -248,7 +248,7 @@ def _choices(*values: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Settings:
-    """One field per setting; ``metadata['help']`` is what README.md says about it."""
+    """One field per setting; ``metadata['help']`` is what docs/settings.md says about it."""
 
     model: str = field(
         default="sdxl",
@@ -494,7 +494,7 @@ class Settings:
     refine_strength: float = field(
         default=0.35,
         metadata={"help": "How far a refine may move from its take, 0-1 (img2img strength; it runs strength x "
-                  "steps steps): the default when a refine does not say (README, \"Takes and refine\").",
+                  "steps steps): the default when a refine does not say (docs/how-it-works.md, \"Takes and refine\").",
                   "range": (0.05, 1.0)},
     )
     takes_per_panel: int = field(
@@ -540,7 +540,7 @@ class Settings:
     queue_url: str = field(
         default="",
         metadata={"help": "Empty: the embedded worker (one process). redis://HOST:6379/0: jobs go to "
-                  "Redis, drawn by `python worker.py` processes (one per GPU, any machine); the studio "
+                  "Redis, drawn by `.venv/bin/python worker.py` processes (one per GPU, any machine); the studio "
                   "stays the one writer of the database and images. No password in the URL: see below."},
     )
     queue_password: str = field(
@@ -826,7 +826,7 @@ def is_loopback(host: str) -> bool:
 
 
 def settings_markdown() -> str:
-    """The README's settings table, generated from the declarations above."""
+    """The settings table of docs/settings.md, generated from the declarations above."""
     rows = ["| Variable | Default | Allowed | What it does |", "| --- | --- | --- | --- |"]
     for f in setting_fields():
         allowed = ", ".join(map(str, f.metadata.get("choices", ()))) or (

@@ -3,12 +3,12 @@
     POST /api/storyboards                   panels[i].layout (a sketch as a data URL or the form
                                             file layout_<i>; a pose as keypoints per character)
     POST .../frames/<n>/regenerate          {"layout": ... | null}: redraw with it (null: without)
-    PUT  .../frames/<id>/layout             {"layout": ... | null}: the panel's layout, not drawn yet
+    PATCH .../frames/<id>                   {"layout": ... | null}: the panel's layout, not drawn yet
     GET  .../frames/<id>/layout.png         the panel's layout picture (the sketch, or the pose drawn)
     GET  .../frames/<id>/takes/<t>/layout.png   the one a take was drawn with
 
-Registered by ``app.create_app``; the reading helpers are called from app.py's create and
-redraw routes. Every input error is an ``errors.InputError`` naming the field.
+Registered by ``app.create_app``; the reading helpers are called from app.py's create, redraw
+and edit routes. Every input error is an ``errors.InputError`` naming the field.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from errors import InputError
 from layouts import POSE, Layout, read_layout
 from prompt_enhancer import StoryPlan
 from serializers import board_json
-from storage import Conflict
 from studio import current_studio
-from web_input import json_body, json_list_field
+from web_input import json_list_field
 
 layouts = Blueprint("layouts", __name__)
 
@@ -97,6 +96,12 @@ def redraw_layout(body: dict, board: dict, frame: dict, cast: tuple[str, ...] | 
     return stored(read_layout(body["layout"], "layout", names, None, layout_size(aspect)), aspect)
 
 
+def edited_layout(raw: Any, board: dict, frame: dict) -> tuple[dict, bytes] | None:
+    """A panel's new layout from the edit route (null: none), read against its cast."""
+    aspect = board["params"].aspect
+    return stored(read_layout(raw, "layout", frame["cast"], None, layout_size(aspect)), aspect)
+
+
 def _board_or_404(board_id: str) -> dict:
     board = current_studio().store.board(board_id)
     if board is None:
@@ -109,26 +114,6 @@ def _frame_or_404(board: dict, frame_id: int) -> dict:
     if frame is None:
         abort(404)
     return frame
-
-
-@layouts.put("/api/storyboards/<board_id>/frames/<int:frame_id>/layout")
-def set_layout(board_id: str, frame_id: int):
-    """Give the panel a layout (or none: null) for its next drawing; nothing is drawn now and
-    every take keeps the layout it was drawn with."""
-    studio = current_studio()
-    board = _board_or_404(board_id)
-    frame = _frame_or_404(board, frame_id)
-    body = json_body()
-    if not isinstance(body, dict) or "layout" not in body:
-        raise InputError("layout", 'Send {"layout": {...}} or {"layout": null}.')
-    aspect = board["params"].aspect
-    layout = stored(read_layout(body["layout"], "layout", frame["cast"], None, layout_size(aspect)), aspect)
-    try:
-        studio.store.set_layout(board_id, frame_id, layout)
-    except Conflict:
-        raise InputError("layout", "The panel is being drawn; change its layout when it is done.", status=409) from None
-    studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
-    return jsonify(board_json(studio.store.board(board_id)))
 
 
 def _send_layout(board_id: str, layout: dict | None):

@@ -32,7 +32,10 @@ from model_loading import (  # the loading API, also public here: callers load t
     distilled_scheduler,
     load_ip_adapter,
     load_lora,
+    known_device,
     load_pipeline,
+    offloaded,
+    on_the_same_device,
     place,
     quiet_library_logs,
     resolve_device,
@@ -322,6 +325,8 @@ class StoryboardGenerator:
         import torch
 
         pipe.set_progress_bar_config(disable=True)
+        if not offloaded(settings, device):
+            known_device(pipe, device)
         if channels_last(settings, device):
             pipe.unet.to(memory_format=torch.channels_last)
         from attention import Fold
@@ -914,7 +919,7 @@ class StoryboardGenerator:
             return self.pipe, {"width": width, "height": height}, None
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
-        img2img = StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe)
+        img2img = on_the_same_device(StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe), self.pipe)
         img2img.set_progress_bar_config(disable=True)
         images = [job.init_image.convert("RGB").resize((width, height)) for job in batch]
         return img2img, {"image": images, "strength": run.request.strength}, None

@@ -181,6 +181,15 @@ def migration_8(db: sqlite3.Connection) -> None:
 
 
 def migration_9(db: sqlite3.Connection) -> None:
+    """Timing: a panel's duration in seconds (NULL: the time to read it, timing.default_seconds)
+    and its line of dialogue (NULL: none), and the board's frame rate (boards from before
+    play at 24, timing.DEFAULT_FPS)."""
+    _add_column(db, "frames", "duration REAL")
+    _add_column(db, "frames", "dialogue TEXT")
+    _add_column(db, "storyboards", "fps REAL NOT NULL DEFAULT 24")
+
+
+def migration_10(db: sqlite3.Connection) -> None:
     """A panel's layout, which a T2I-Adapter makes it follow, and the layout each take was
     drawn with: JSON {"kind", "strength", "poses" (a pose), "file"}, the file (the sketch, or
     the pose drawn) beside the panel's images. NULL: none (every panel drawn before)."""
@@ -189,7 +198,7 @@ def migration_9(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
-              migration_8, migration_9)
+              migration_8, migration_9, migration_10)
 
 # The column each version shipped without a number added, in the order those versions came.
 _SHIPPED_MARKS = (("jobs", "id"), ("frames", "dropped"), ("jobs", "cancel_requested"), ("frames", "scene"),

@@ -65,15 +65,60 @@ def channels_last(settings: Settings, device: str) -> bool:
     return (device == "mps" and settings.enable_channels_last) or (device == "cuda" and settings.cuda_channels_last)
 
 
+def offloaded(settings: Settings, device: str) -> bool:
+    """Whether the pipeline is offloaded to the CPU between models (a small GPU), not whole on ``device``."""
+    return device == "cuda" and settings.cpu_offload in ("model", "sequential")
+
+
 def place(pipe, settings: Settings, device: str):
     """The pipeline on its device: whole, or offloaded to the CPU between models on a small GPU."""
-    if device == "cuda" and settings.cpu_offload == "model":
-        pipe.enable_model_cpu_offload()
-        return pipe
-    if device == "cuda" and settings.cpu_offload == "sequential":
-        pipe.enable_sequential_cpu_offload()
+    if offloaded(settings, device):
+        if settings.cpu_offload == "model":
+            pipe.enable_model_cpu_offload()
+        else:
+            pipe.enable_sequential_cpu_offload()
         return pipe
     return pipe.to(device)
+
+
+class _KnownDevice:
+    """A pipeline that names its execution device instead of searching for it.
+
+    diffusers' ``_execution_device`` looks through every module of every component for
+    offload hooks each time a pipeline call reads it: a fixed cost per call, whatever the
+    model's work (on the tiny models, a third of a one-step draft board). A pipeline placed
+    whole on one device (no offload hooks) runs there, so it is simply said.
+    """
+
+    _studio_device = None
+
+    @property
+    def _execution_device(self):
+        return self._studio_device
+
+
+_KNOWN_DEVICE_CLASSES: dict[type, type] = {}
+
+
+def known_device(pipe, device):
+    """``pipe`` answering ``device`` as its execution device. Only for a pipeline placed whole
+    on ``device`` (not offloaded: there the hooks decide where a model runs)."""
+    import torch
+
+    cls = type(pipe)
+    if not issubclass(cls, _KnownDevice):
+        if cls not in _KNOWN_DEVICE_CLASSES:  # one subclass per pipeline class, named as it is
+            _KNOWN_DEVICE_CLASSES[cls] = type(cls.__name__, (_KnownDevice, cls), {"__module__": cls.__module__})
+        pipe.__class__ = _KNOWN_DEVICE_CLASSES[cls]
+    pipe._studio_device = torch.device(device)
+    return pipe
+
+
+def on_the_same_device(pipe, like):
+    """A pipeline made from ``like``'s components (diffusers' ``from_pipe``) answering the
+    device ``like`` does, when ``like`` names one."""
+    device = getattr(like, "_studio_device", None)
+    return known_device(pipe, device) if device is not None else pipe
 
 
 # Library messages that say nothing to a studio user: torchvision is not installed on purpose

@@ -11,6 +11,7 @@ from __future__ import annotations
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
 from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS
 from layouts import JOINTS, KINDS, LAYOUT_KINDS, MAX_SKETCH_BYTES
+from timing import DEFAULT_FPS, FRAME_RATES, MAX_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
 STATUSES = ["queued", "running", "done", "failed", "canceled", "interrupted"]
@@ -123,6 +124,7 @@ def _schemas() -> dict:
                            "items": {"type": "object", "required": ["caption"], "properties": {
                                "caption": string, "scene": {**string, "description": "English; blank = caption."},
                                "shot": string,
+                               "dialogue": {**string, "description": "The line spoken over it; blank = none."},
                                "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
                                         "`characters`, [] for no one); missing or null: the names its caption and "
                                         "scene mention, else the first character."},
@@ -207,6 +209,13 @@ def _schemas() -> dict:
                 "index": {**integer, "description": "1-based position in display order."},
                 "status": {"enum": FRAME_STATUSES},
                 "caption": string,
+                "dialogue": {**string, "description": "The line spoken over the panel, shown under the caption "
+                                                      "(\"\": none)."},
+                "duration": {**number, "description": "Seconds on screen, in whole frames of the board's `fps`: "
+                                                      "the one set, or the time to read the caption and dialogue."},
+                "duration_set": {**boolean, "description": "Whether `duration` was set (false: the reading-time "
+                                                           "default, which follows the words)."},
+                "start": {**number, "description": "Seconds from the board's start, in its order."},
                 "scene": {**string, "description": "What the prompt describes: the caption, or the English "
                                                    "scene of an edited plan."},
                 "shot": string,
@@ -229,12 +238,11 @@ def _schemas() -> dict:
                 "seconds": _nullable(number),
                 "layout": {**_nullable(_ref("Layout")), "description": "The layout the panel follows when drawn."},
                 "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
-                          "properties": {"regenerate": {**string, "description": "POST: redraw it (by its "
+                          "properties": {"self": {**string, "description": "PATCH: its duration, dialogue or layout."},
+                                         "regenerate": {**string, "description": "POST: redraw it (by its "
                                                         "position when sent: a reorder moves it)."},
                                          "take": {**string, "description": "PUT {\"take\": id}: show that take."},
-                                         "refine": {**string, "description": "POST: refine the chosen take."},
-                                         "layout": {**string, "description": "PUT {\"layout\": ...}: set or "
-                                                    "(null) remove its layout, for the next drawing."}}},
+                                         "refine": {**string, "description": "POST: refine the chosen take."}}},
             },
         },
         "Take": {
@@ -289,11 +297,16 @@ def _schemas() -> dict:
                 "mode": {**string, "description": "The speed mode's label, as the page names it (\"Quality\")."},
                 "reference": {**_ref("Reference"), "description": "The first character's reference."},
                 "progress": _nullable(_ref("Progress")),
+                "fps": {"enum": list(FRAME_RATES), "description": f"Its frame rate (default {DEFAULT_FPS:g}); "
+                                                                  "durations are whole frames of it."},
+                "duration": {**number, "description": "Seconds of the whole board played in order."},
                 "frames": {"type": "array", "items": _ref("Frame")},
                 "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "pdf_notice": {**_nullable(string), "description": "Text of the board that no font on the "
+                               "studio's machine can draw: the PDF leaves it out and says so; null: none."},
                 "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
                                                            "instead of building them.",
-                          "properties": {"self": {**string, "description": "GET it, DELETE it."},
+                          "properties": {"self": {**string, "description": "GET it, PATCH its fps, DELETE it."},
                                          "events": {**string, "description": "Its Server-Sent Events."},
                                          "cancel": {**string, "description": "POST: cancel its job."},
                                          "resume": {**string, "description": "POST: draw what is left."},
@@ -377,7 +390,8 @@ def _schemas() -> dict:
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
                     "scene": {**string, "description": "In English, for the text encoders."},
-                    "shot": string, "cast": {**_nullable({"type": "array", "items": string}),
+                    "shot": string, "dialogue": {**string, "description": "The line spoken over it (\"\": none)."},
+                    "cast": {**_nullable({"type": "array", "items": string}),
                                               "description": "null when planned without characters."}}}},
             },
         },
@@ -470,6 +484,13 @@ def _paths() -> dict:
             "parameters": [BOARD_ID],
             "get": {"summary": "A storyboard, with the running job's progress", "operationId": "getStoryboard",
                     "responses": {"200": board, **_errors(404)}},
+            "patch": {
+                "summary": "Change how the board plays: its frame rate (nothing is drawn)",
+                "operationId": "editStoryboard",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["fps"], "properties": {"fps": {
+                        "enum": list(FRAME_RATES), "description": "Frames a second; every duration snaps to them."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404)}},
             "delete": {"summary": "Delete the board and its files", "operationId": "deleteStoryboard",
                        "responses": {"204": {"description": "Deleted."}, **_errors(403, 404)}},
         },
@@ -519,6 +540,21 @@ def _paths() -> dict:
                                    "layout (a pose must still place its cast); null: drawn without one."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
         },
+        "/api/storyboards/{board_id}/frames/{frame_id}": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "patch": {
+                "summary": "Change a panel's duration, dialogue or layout (instant: nothing is drawn)",
+                "operationId": "editFrame",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "minProperties": 1, "properties": {
+                        "duration": {**_nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}),
+                                     "description": "Seconds (snapped to the board's frames); null: the time to "
+                                                    "read its caption and dialogue."},
+                        "dialogue": {"type": "string", "description": "The line spoken over it; \"\": none."},
+                        "layout": {**_nullable(_ref("NewLayout")), "description": "Its layout for its next drawing "
+                                   "(null: none); the takes keep the one they were drawn with."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404, 409)}},
+        },
         "/api/storyboards/{board_id}/frames/{frame_id}/take": {
             "parameters": [BOARD_ID, FRAME_ID],
             "put": {
@@ -549,16 +585,6 @@ def _paths() -> dict:
             "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
             "get": {"summary": "A take's image", "operationId": "takeImage",
                     "responses": {"200": png, **_errors(404)}},
-        },
-        "/api/storyboards/{board_id}/frames/{frame_id}/layout": {
-            "parameters": [BOARD_ID, FRAME_ID],
-            "put": {
-                "summary": "Set or remove the panel's layout for its next drawing (nothing is drawn now)",
-                "operationId": "setFrameLayout",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["layout"], "properties": {
-                        "layout": _nullable(_ref("NewLayout"))}}}}},
-                "responses": {"200": board, **_errors(400, 403, 404, 409)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}/layout.png": {
             "parameters": [BOARD_ID, FRAME_ID],

@@ -335,7 +335,7 @@ def _cast_names(value: Any, cast: Sequence[Character], what: str) -> tuple[str, 
 def validated_panels(raw: Any, cast: Sequence[Character], max_frames: int = 8) -> StoryPlan:
     """A plan the user edited, from a request's ``panels``: 1..max_frames objects with a
     ``caption`` (required), a ``scene`` (blank = the caption), a ``shot`` (blank = shot_for
-    by position) and a ``cast`` (names of ``cast``, [] for no one, also beside one unnamed
+    by position), a ``dialogue`` (blank = none) and a ``cast`` (names of ``cast``, [] for no one, also beside one unnamed
     character; missing or null = who the caption and scene mention, as the splitter decides). The notices say when the scenes are not in
     English.
 
@@ -362,7 +362,8 @@ def validated_panels(raw: Any, cast: Sequence[Character], max_frames: int = 8) -
             present = cast_from_text(f"{caption}\n{scene}", names)
         else:
             present = panel_cast(given, tuple(cast), f"{where}.cast")
-        panels.append(PanelPlan(caption, scene, shot or shot_for(i + 1, len(raw)), present))
+        dialogue = user_text(item.get("dialogue"), f"{where}.dialogue", MAX_USER_TEXT)
+        panels.append(PanelPlan(caption, scene, shot or shot_for(i + 1, len(raw)), present, dialogue))
     notice = language_notice(" ".join(panel.scene for panel in panels))
     return StoryPlan(tuple(panels), (notice,) if notice else ())
 

@@ -1,7 +1,7 @@
 """The planner's routes: a premise in, an editable plan out (nothing is drawn or stored).
 
     POST /api/plans    {"premise", "frames"?, "characters"?: [{"name", "traits"}]}
-                       -> {"source", "notices", "panels": [{"caption", "scene", "shot", "cast"}]}
+                       -> {"source", "notices", "panels": [{"caption", "scene", "shot", "dialogue", "cast"}]}
     GET  /api/planner  -> whether an LLM plans, and which (never the key)
 
 Registered by ``app.create_app``. Every input error is an ``errors.InputError``, which the
@@ -73,7 +73,7 @@ def plan_json(plan: StoryPlan, planned_with_cast: bool) -> dict:
     return {
         "source": plan.source,
         "notices": list(plan.notices),
-        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot,
+        "panels": [{"caption": p.caption, "scene": p.scene, "shot": p.shot, "dialogue": p.dialogue,
                     "cast": list(p.cast) if planned_with_cast else None}
                    for p in plan.panels],
     }

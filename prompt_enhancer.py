@@ -62,12 +62,14 @@ PORTRAIT_CAPTION = "Character reference"
 class PanelPlan:
     """One panel of a plan, whoever planned it: the caption in the user's language (shown and
     exported), the scene the prompt describes (in English when an LLM planned it; else the
-    caption), a shot from SHOT_TYPES, and who of the cast is in it (names, in cast order)."""
+    caption), a shot from SHOT_TYPES, who of the cast is in it (names, in cast order) and the
+    line spoken over it (a screenplay's dialogue, shown under the caption; "" none)."""
 
     caption: str
     scene: str
     shot: str
     cast: tuple[str, ...] = ()
+    dialogue: str = ""
 
 
 @dataclass(frozen=True)

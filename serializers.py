@@ -6,6 +6,7 @@ from urllib.parse import quote, urlencode
 
 from config import SpeedPreset
 from layouts import LAYOUT_KINDS
+from timing import TimedPanel, board_timeline
 
 STORYBOARDS = "/api/storyboards"
 
@@ -52,12 +53,19 @@ def take_json(board_id: str, frame_id: int, take: dict) -> dict:
     }
 
 
-def frame_json(board_id: str, frame: dict, index: int) -> dict:
+def frame_json(board_id: str, timed: TimedPanel) -> dict:
+    """A panel as the API shows it, where the board's timeline (timing.board_timeline) puts it."""
+    frame, index = timed.frame, timed.index
     return {
         "id": frame["id"],
         "index": index,
         "status": frame["status"],
         "caption": frame["caption"],
+        "dialogue": frame["dialogue"] or "",  # the line spoken over the panel, shown under the caption
+        # Seconds on screen, snapped to the board's frames: the user's, or the time to read it.
+        "duration": timed.duration,
+        "duration_set": timed.duration_set,  # False: the reading-time default, which follows the words
+        "start": timed.start,  # seconds from the board's start, in its order
         # What the prompt describes: the caption, or an English scene from an edited plan.
         "scene": frame["scene"] or frame["caption"],
         "shot": frame["shot"],
@@ -83,10 +91,10 @@ def frame_json(board_id: str, frame: dict, index: int) -> dict:
             board_id, "frames", frame["id"], "layout.png",
             v=frame["layout"]["file"].rsplit("-", 1)[-1].removesuffix(".png")) if frame.get("layout") else None),
         # By position, as the route takes it: panel n of the board's order when this was sent.
-        "links": {"regenerate": board_url(board_id, "frames", index, "regenerate"),
+        "links": {"self": board_url(board_id, "frames", frame["id"]),
+                  "regenerate": board_url(board_id, "frames", index, "regenerate"),
                   "take": board_url(board_id, "frames", frame["id"], "take"),
-                  "refine": board_url(board_id, "frames", frame["id"], "refine"),
-                  "layout": board_url(board_id, "frames", frame["id"], "layout")},
+                  "refine": board_url(board_id, "frames", frame["id"], "refine")},
     }
 
 
@@ -105,6 +113,7 @@ def layout_json(layout: dict | None, image_url: str | None) -> dict | None:
 def board_json(board: dict, progress: dict | None = None) -> dict:
     board_id, params = board["id"], board["params"]
     references = board["references"]
+    timeline = board_timeline(board)
 
     def reference(character: int) -> dict:
         kind = references[character]["kind"] if character in references else None
@@ -112,7 +121,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
 
     characters = [{"name": c.name, "traits": c.traits, "reference": reference(k)}
                   for k, c in enumerate(params.characters, start=1)]
-    return {
+    answer = {
         "id": board_id,
         "title": board["title"],
         "status": board["status"],
@@ -129,12 +138,19 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         # How the story was read (fewer panels than asked, a story not in English).
         "notices": list(params.notices),
         "progress": progress,
-        "frames": [frame_json(board_id, frame, i) for i, frame in enumerate(board["frames"], start=1)],
+        "fps": timeline.fps,
+        "duration": timeline.duration,  # the animatic's length in seconds
+        "frames": [frame_json(board_id, timed) for timed in timeline],
         "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
         "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
                   "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
     }
+    # Text no font here can draw: the PDF says so at its top, and the page beside its link.
+    from exporting import pdf_notice  # fpdf2 and fontTools only for an answer that needs them
+
+    answer["pdf_notice"] = pdf_notice(answer)
+    return answer
 
 
 def summary_json(row: dict) -> dict:

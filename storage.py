@@ -212,8 +212,8 @@ class Store:
                      references: dict[int, bytes], queue_limit: int | None = None) -> str:
         """Store a new board with its planned panels and queue its job; returns the id.
 
-        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "layout"
-        (optional: (layout JSON, its PNG), see :meth:`set_layout`)} each;
+        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?, "layout"?
+        ((layout JSON, its PNG), see :meth:`set_layout`)} each;
         ``references``: the uploaded face of each character (1-based) that has one. With
         ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
         the insert share one transaction, so concurrent requests cannot overshoot it.
@@ -249,9 +249,10 @@ class Store:
             for panel in panels:
                 db.execute(
                     "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names,"
-                    " layout) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    " dialogue, layout) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                     (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
-                     panel["seed"], json.dumps(list(panel["cast"])), _json(panel.get("layout"))),
+                     panel["seed"], json.dumps(list(panel["cast"])), panel.get("dialogue") or None,
+                     _json(panel.get("layout"))),
                 )
             self._add_job(db, board_id, "board")
 
@@ -347,6 +348,36 @@ class Store:
         if moved:
             _remove_folder(trash)
         return bool(deleted)
+
+    def set_fps(self, board_id: str, fps: float) -> bool:
+        """The board's frame rate (a timing.FRAME_RATES key); False: no such board."""
+        with self._tx() as db:
+            return bool(db.execute("UPDATE storyboards SET fps = ? WHERE id = ?", (fps, board_id)).rowcount)
+
+    def edit_panel(self, board_id: str, frame_id: int, **changes) -> bool:
+        """Change what a panel shows without drawing it again, in one transaction: its
+        ``duration`` (seconds; None: the reading-time default) and its ``dialogue`` (None:
+        none); and its ``layout`` for its next drawing (as :meth:`set_layout` takes it;
+        Conflict while the panel is being drawn). False: no such panel."""
+        layout = changes.pop("layout", KEEP)
+        unknown = set(changes) - {"duration", "dialogue"}
+        if unknown:
+            raise TypeError(f"edit_panel cannot change {sorted(unknown)}")
+        columns = ", ".join(f"{name} = ?" for name in changes)
+
+        def edit(db) -> bool:
+            return not changes or bool(db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
+                                                  (*changes.values(), board_id, frame_id)).rowcount)
+
+        if layout is not KEEP:
+            if not self._query("SELECT 1 FROM frames WHERE storyboard_id = ? AND id = ?", (board_id, frame_id)):
+                return False
+            self._replace_layout(board_id, frame_id, layout, edit)
+            return True
+        if not changes:
+            return bool(self._query("SELECT 1 FROM frames WHERE storyboard_id = ? AND id = ?", (board_id, frame_id)))
+        with self._tx() as db:
+            return edit(db)
 
     def set_order(self, board_id: str, frame_ids: list[int]) -> None:
         with self._tx() as db:

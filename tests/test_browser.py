@@ -13,6 +13,7 @@ offline). Without it the test is skipped, except under CI (CI=true), where it fa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import io
@@ -498,6 +499,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         assert pdf.ok and pdf.body().startswith(b"%PDF")
         text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf.body())).pages)
         assert CYRILLIC in " ".join(text.split()), text[:500]
+        expect(page.locator("#export-pdf-notice")).to_be_hidden()  # every word drawn: nothing to say
 
         # Reuse settings puts the board's inputs back into a changed form.
         page.fill("#story", "Something else entirely.")
@@ -763,6 +765,27 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         watch.assert_clean(answered=(400,))
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+def test_text_the_pdf_cannot_draw_is_said_beside_its_link(browser, server):
+    """A caption in a script no font here has (Tibetan): the PDF leaves it out and says so at its
+    top, and the page says the same by the PDF link, before anyone downloads it."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        answer = page.request.post("/api/storyboards", data={"story": "བཀྲ་ཤིས་བདེ་ལེགས", "frames": 1,
+                                                             "preset": "draft", "seed": 3})
+        assert answer.ok, answer.text()
+        page.goto(f"/#board={answer.json()['id']}")
+        notice = page.locator("#export-pdf-notice")
+        expect(notice).to_be_visible(timeout=TIMEOUT_MS)
+        expect(notice).to_have_text("Text in Tibetan cannot be drawn with the fonts on this machine and is "
+                                    "missing from the PDF.")
+        watch.assert_clean()
     finally:
         watch.close()
 
@@ -1712,3 +1735,303 @@ def test_the_page_names_no_shot_type_itself():
 
     script = _page_script()
     assert [shot for shot in SHOT_TYPES if f'"{shot}"' in script] == []
+
+
+# --- Layouts: the sketch and pose editor ----------------------------------------------------
+
+LAYOUT_LINES = ["Mara sketches the harbour.", "Mara and Ilya talk on the pier."]
+
+# The sketch's dark pixels (the canvas is white paper with dark lines).
+DARK_PIXELS = """
+() => {
+  const canvas = document.getElementById("sketch-canvas");
+  const {data} = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+  let dark = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i] < 128) dark += 1;
+  return dark;
+}
+"""
+
+CANVAS_BOX = """
+(selector) => {
+  const canvas = document.querySelector(selector);
+  const rect = canvas.getBoundingClientRect();
+  return {x: rect.left, y: rect.top, w: rect.width, h: rect.height, cw: canvas.width, ch: canvas.height};
+}
+"""
+
+
+def _on_canvas(box: dict, fx: float, fy: float) -> tuple[float, float]:
+    """Where the fraction (fx, fy) of a canvas is on the page."""
+    return box["x"] + fx * box["w"], box["y"] + fy * box["h"]
+
+
+def _mouse_stroke(page, box: dict, points: list[tuple[float, float]]):
+    page.mouse.move(*_on_canvas(box, *points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*_on_canvas(box, *point), steps=4)
+    page.mouse.up()
+
+
+def _pen_stroke(cdp, box: dict, points: list[tuple[float, float]]):
+    """A stylus stroke, as Chromium reports one: pointer events with pointerType "pen"."""
+    for i, point in enumerate(points):
+        x, y = _on_canvas(box, *point)
+        kind = "mousePressed" if i == 0 else "mouseMoved"
+        cdp.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left", "buttons": 1,
+                                              "clickCount": 1, "pointerType": "pen"})
+    cdp.send("Input.dispatchMouseEvent", {"type": "mouseReleased", "x": x, "y": y, "button": "left",
+                                          "clickCount": 1, "pointerType": "pen"})
+
+
+def _touch_drag(cdp, start: tuple[float, float], end: tuple[float, float], steps: int = 6):
+    """A finger dragged across the page (pointerType "touch")."""
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": start[0], "y": start[1]}]})
+    for i in range(1, steps + 1):
+        x = start[0] + (end[0] - start[0]) * i / steps
+        y = start[1] + (end[1] - start[1]) * i / steps
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def _starting_pose(poses: dict, name: str, centre: float, width: int, height: int) -> list:
+    """pose.js's starting pose ``name`` for a figure centred at ``centre``, in canvas pixels
+    (the figure 0.8 of the height, its top at 0.1)."""
+    h, top = 0.8 * height, 0.1 * height
+    return [None if p is None else [centre * width + p[0] * h, top + p[1] * h] for p in poses[name]]
+
+
+def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifacts):
+    """In a plan of two rows: row 1 gets a sketch (mouse and pen strokes, undo, clear and its
+    undo, the eraser; a blank sketch is refused), row 2 a pose of Mara and Ilya (Ilya's wrist
+    dragged by a finger, Mara sitting) followed at 0.8. Draw this plan sends them as the rows'
+    layouts (the studio's answer is stood in for: it refuses row 2's layout, which the row then
+    shows). A stored sketch comes back into the editor as it was, and Remove takes it away."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900}, has_touch=True)
+    page = watch.page
+    cdp = watch.context.new_cdp_session(page)
+
+    def posted(request):
+        return request.method == "POST" and request.url.endswith("/api/storyboards")
+
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.fill("#story", "\n".join(LAYOUT_LINES))
+        page.fill("#character-name", "Mara")
+        page.fill("#character", MARA)
+        page.click("#cast-add")
+        page.fill("#character-name-2", "Ilya")
+        page.fill("#character-2", ILYA)
+        page.click("#plan")
+        expect(page.locator("#plan-rows .plan-row")).to_have_count(2)
+        expect(page.locator("#plan-rows .plan-layout")).to_have_text(["none", "none"])
+        dialog, error = page.locator("#layout-dialog"), page.locator("#layout-error")
+
+        # Row 1: a sketch at the panel's aspect, 512 pixels on its long side.
+        _plan_row(page, 1).locator(".plan-layout-edit").click()
+        expect(dialog).to_be_visible()
+        expect(page.locator("#layout-tab-sketch")).to_have_attribute("aria-selected", "true")
+        aspect = next(a for a in api_presets(page)["aspects"] if a["name"] == page.input_value("#aspect"))
+        box = page.evaluate(CANVAS_BOX, "#sketch-canvas")
+        assert max(box["cw"], box["ch"]) == 512
+        assert abs(box["cw"] / box["ch"] - aspect["width"] / aspect["height"]) < 0.01
+        page.click("#layout-apply")
+        expect(error).to_contain_text("blank")
+        expect(dialog).to_be_visible()
+
+        _mouse_stroke(page, box, [(0.2, 0.3), (0.5, 0.5), (0.7, 0.4)])
+        line = page.evaluate(DARK_PIXELS)
+        assert line > 0
+        expect(error).to_have_text("")
+        _pen_stroke(cdp, box, [(0.1, 0.8), (0.4, 0.85), (0.9, 0.9)])
+        both = page.evaluate(DARK_PIXELS)
+        assert both > line
+        page.keyboard.press("Control+z")
+        assert page.evaluate(DARK_PIXELS) == line
+        page.keyboard.press("Delete")
+        assert page.evaluate(DARK_PIXELS) == 0
+        page.keyboard.press("Control+z")  # a clear is undone too: nothing drawn is lost
+        assert page.evaluate(DARK_PIXELS) == line
+        page.keyboard.press("e")
+        expect(page.locator("#sketch-eraser")).to_have_attribute("aria-pressed", "true")
+        _mouse_stroke(page, box, [(0.45, 0.3), (0.45, 0.7)])
+        assert 0 < page.evaluate(DARK_PIXELS) < line
+        page.keyboard.press("Control+z")
+        page.keyboard.press("p")
+        expect(page.locator("#sketch-pen")).to_have_attribute("aria-pressed", "true")
+        dialog.screenshot(path=str(artifacts / "layout-sketch.png"))
+        page.click("#layout-apply")
+        expect(dialog).to_be_hidden()
+        expect(_plan_row(page, 1).locator(".plan-layout")).to_have_text("sketch")
+
+        # Row 2: one figure per character in it, each named; Ilya's right wrist dragged by a
+        # finger (which makes him the chosen figure), then Mara chosen and seated.
+        _plan_row(page, 2).locator(".plan-layout-edit").click()
+        page.click("#layout-tab-pose")
+        expect(page.locator("#layout-pose")).to_be_visible()
+        expect(page.locator("#layout-sketch")).to_be_hidden()
+        expect(page.locator("#pose-figure option")).to_have_text(["Mara", "Ilya"])
+        expect(page.locator("#pose-starts button")).to_have_text(["Standing", "Walking", "Sitting", "Pointing",
+                                                                   "Side view"])
+        box = page.evaluate(CANVAS_BOX, "#pose-canvas")
+        poses = page.evaluate("async () => (await import('/static/js/pose.js')).POSES")
+        width, height = box["cw"], box["ch"]
+        wrist = _starting_pose(poses, "standing", 2 / 3, width, height)[4]
+        _touch_drag(cdp, _on_canvas(box, wrist[0] / width, wrist[1] / height), _on_canvas(box, 0.9, 0.2))
+        expect(page.locator("#pose-figure")).to_have_value("1")
+        page.select_option("#pose-figure", "0")
+        page.click("#pose-starts button[data-pose='sitting']")
+        page.locator("#layout-strength").fill("0.8")
+        expect(page.locator("#layout-strength-value")).to_have_text("0.80")
+        dialog.screenshot(path=str(artifacts / "layout-pose.png"))
+        page.click("#layout-apply")
+        expect(_plan_row(page, 2).locator(".plan-layout")).to_have_text("pose of Mara, Ilya")
+
+        # Draw this plan: the rows' layouts are in the request.
+        page.route("**/api/storyboards", lambda route: route.fulfill(
+            status=400, json={"error": "Ilya's pose is refused here.", "field": "panels[1].layout"}))
+        with page.expect_request(posted) as first:
+            page.click("#draw-plan")
+        sent = first.value.post_data_json
+        sketch, pose = (panel.get("layout") for panel in sent["panels"])
+        assert set(sketch) == {"kind", "image"}  # the slider was left alone: the studio's default
+        assert sketch["kind"] == "sketch" and sketch["image"].startswith("data:image/png;base64,")
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(sketch["image"].split(",", 1)[1]))) as image:
+            assert image.size == (box["cw"], box["ch"])
+            assert sum(1 for value in image.convert("L").getdata() if value < 128) == line
+        assert pose["kind"] == "pose" and pose["strength"] == 0.8
+        assert [p["character"] for p in pose["poses"]] == ["Mara", "Ilya"]
+        mara, ilya = (p["keypoints"] for p in pose["poses"])
+        assert len(mara) == len(ilya) == 18
+        assert ilya[4] == pytest.approx([0.9, 0.2], abs=0.01)  # the dragged wrist
+        standing = _starting_pose(poses, "standing", 2 / 3, width, height)
+        assert [p for i, p in enumerate(ilya) if i != 4] == [
+            pytest.approx([x / width, y / height], abs=1e-3) for i, (x, y) in enumerate(standing) if i != 4]
+        sitting = _starting_pose(poses, "sitting", 1 / 3, width, height)
+        lift = _starting_pose(poses, "standing", 1 / 3, width, height)[1][1] - sitting[1][1]  # her neck stays put
+        assert mara == [pytest.approx([x / width, (y + lift) / height], abs=1e-3) for x, y in sitting]
+        assert sent["panels"][1]["cast"] == ["Mara", "Ilya"]
+
+        # The refusal lands on row 2's layout button; a new layout settles it.
+        expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
+        expect(_plan_row(page, 2).locator(".plan-layout-edit")).to_be_focused()
+        expect(_plan_row(page, 2)).to_have_class(re.compile(r"\binvalid\b"))
+
+        # Row 1's stored sketch comes back as it was; Esc keeps it; Remove takes it away.
+        _plan_row(page, 1).locator(".plan-layout-edit").click()
+        expect(page.locator("#layout-remove")).to_be_visible()
+        _poll(lambda: page.evaluate(DARK_PIXELS) == line, message="the stored sketch in the editor")
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        expect(_plan_row(page, 1).locator(".plan-layout")).to_have_text("sketch")
+        _plan_row(page, 1).locator(".plan-layout-edit").click()
+        page.click("#layout-remove")
+        expect(_plan_row(page, 1).locator(".plan-layout")).to_have_text("none")
+        with page.expect_request(posted) as second:
+            page.click("#draw-plan")
+        again = second.value.post_data_json
+        assert "layout" not in again["panels"][0] and again["panels"][1]["layout"] == pose
+        expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
+        watch.assert_clean(answered=(400,))
+    finally:
+        watch.close()
+
+
+def api_presets(page) -> dict:
+    return page.request.get("/api/presets").json()
+
+
+def _rough_drawing() -> bytes:
+    """A scanned thumbnail: a dark box and a line on grey paper."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (300, 200), (200, 200, 200))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((60, 40, 140, 160), outline=(20, 20, 20), width=6)
+    draw.line((160, 150, 280, 60), fill=(20, 20, 20), width=6)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its_layout(browser, server,
+                                                                                       artifacts):
+    """A drawn panel's Layout: an uploaded rough drawing is the sketch, sent with the panel's
+    seed to its redraw link (the answer stood in for), and Remove sends layout null. A panel
+    with a layout shows it over its picture at a toggle (kept across renders) and in its details."""
+    from helpers import png_bytes
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.fill("#story", "Mara waits on the pier.")
+        page.fill("#frames", "1")
+        page.fill("#seed", "5")
+        page.select_option("#preset", "ultra_fast")
+        page.click("#generate")
+        page.wait_for_function(ALL_PANELS_LOADED, arg=1, timeout=BOARD_TIMEOUT_MS)
+        board = page.request.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
+        frame = board["frames"][0]
+        page.route(f"**{frame['links']['regenerate']}", lambda route: route.fulfill(status=503,
+                                                                                  json={"error": "Not now."}))
+
+        panel = page.locator("#board .panel").first
+        panel.locator(".layout-edit").click()
+        expect(page.locator("#layout-dialog-title")).to_have_text("Layout of panel 1")
+        expect(page.locator("#layout-remove")).to_be_hidden()  # nothing to remove yet
+        expect(page.locator("#pose-figure option")).to_have_text(["the character"])
+        page.set_input_files("#sketch-upload", files=[{"name": "thumb.png", "mimeType": "image/png",
+                                                        "buffer": _rough_drawing()}])
+        _poll(lambda: page.evaluate(DARK_PIXELS) > 0, message="the uploaded drawing on the canvas")
+        page.set_input_files("#sketch-upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                        "buffer": b"not a picture"}])
+        expect(page.locator("#layout-error")).to_contain_text("notes.txt is not a picture")
+        assert page.evaluate(DARK_PIXELS) > 0  # what was drawn stays
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as redraw:
+            page.click("#layout-apply")
+        sent = redraw.value.post_data_json
+        assert set(sent) == {"seed", "layout"} and sent["seed"] == frame["seed"] == 5
+        assert sent["layout"]["kind"] == "sketch" and sent["layout"]["image"].startswith("data:image/png")
+        expect(page.locator("#error")).to_have_text("Not now.")
+
+        # A panel with a pose layout, as the studio sends it (a board JSON stood in for).
+        image = "data:image/png;base64," + base64.b64encode(png_bytes((48, 27), "black")).decode()
+        layout = {"kind": "pose", "strength": 0.8, "factor": 1.0, "adapter": "TencentARC/t2i-adapter-openpose-sdxl-1.0",
+                  "poses": [{"character": "", "keypoints": [[0.5, 0.5]] * 18}], "image": image}
+        in_page(page, "m.state.board.frames[0].layout = arg; m.renderAll();", layout)
+        toggle, overlay = panel.locator(".layout-toggle"), panel.locator("img.panel-layout")
+        expect(toggle).to_have_text("Pose")
+        expect(toggle).to_have_attribute("aria-pressed", "false")
+        expect(overlay).to_be_hidden()
+        toggle.click()
+        expect(overlay).to_be_visible()
+        expect(overlay).to_have_attribute("src", image)
+        in_page(page, "m.renderAll();")
+        expect(panel.locator("img.panel-layout")).to_be_visible()  # the toggle holds across renders
+        expect(panel.locator(".layout-toggle")).to_have_attribute("aria-pressed", "true")
+        panel.screenshot(path=str(artifacts / "layout-overlay.png"))
+        panel.locator(".panel-open").click()
+        assert page.evaluate(DIALOG_DETAILS)["Layout"] == (
+            "pose of the character · strength 0.80 · on every step · TencentARC/t2i-adapter-openpose-sdxl-1.0")
+        expect(page.locator("#panel-dialog-details .layout-image")).to_have_attribute("src", image)
+        page.keyboard.press("Escape")
+
+        # Its Layout opens on the pose; Remove sends layout null.
+        panel.locator(".layout-edit").click()
+        expect(page.locator("#layout-tab-pose")).to_have_attribute("aria-selected", "true")
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as removal:
+            page.click("#layout-remove")
+        assert removal.value.post_data_json == {"seed": 5, "layout": None}
+        watch.assert_clean(answered=(503,))
+    finally:
+        watch.close()

@@ -521,3 +521,12 @@ def test_a_portrait_is_drawn_only_for_a_locked_character_without_a_face_whom_som
     assert unlocked.portraits_to_draw() == frozenset()
     uploaded = StoryboardRequest(panels, 64, 64, PRESETS["fast"], characters=(locks[1], locks[0]))
     assert uploaded.reference_kind(face) == "uploaded"
+
+
+@pytest.mark.parametrize("device, offload, whole", [("cpu", "model", True), ("cuda", "off", True),
+                                                    ("cuda", "model", False), ("cuda", "sequential", False)])
+def test_only_a_pipeline_placed_whole_names_its_device(device, offload, whole):
+    """An offloaded pipeline's hooks decide where each model runs, so there diffusers keeps searching."""
+    from model_loading import offloaded
+
+    assert offloaded(load_settings({"STORYBOARD_CPU_OFFLOAD": offload}), device) is not whole

@@ -124,28 +124,32 @@ def test_a_bad_redraw_loses_nothing_already_drawn(client):
     assert client.get(after["layout"]["image"]).status_code == 200 and client.get(after["image_url"]).status_code == 200
 
 
-def test_the_layout_route_sets_and_removes_a_layout_without_drawing(client, app):
+def test_the_edit_route_sets_and_removes_a_layout_without_drawing(client, app):
     from studio import studio_of
 
     board = drawn(client, None)
     frame = board["frames"][0]
-    answer = client.put(frame["links"]["layout"], json={"layout": sketch()})
+    answer = client.patch(frame["links"]["self"], json={"layout": sketch()})
     assert answer.status_code == 200
     shown = answer.get_json()["frames"][0]
     assert shown["layout"]["kind"] == "sketch" and shown["takes"] == frame["takes"]  # nothing drawn
     folder = studio_of(app).store.boards_dir / board["id"]
     assert len(list(folder.glob("layout-*.png"))) == 1
-    answer = client.put(frame["links"]["layout"], json={"layout": None})
+    answer = client.patch(frame["links"]["self"], json={"layout": None, "dialogue": "Hello."})
+    assert answer.get_json()["frames"][0]["dialogue"] == "Hello."  # with the other edits, in one go
     assert answer.get_json()["frames"][0]["layout"] is None
     assert not list(folder.glob("layout-*.png"))  # no take was drawn with it: its file goes
     assert client.get(shown["layout"]["image"]).status_code == 404
 
 
-@pytest.mark.parametrize("body, field", [({}, "layout"), ({"layout": {"kind": "pose", "poses": []}}, "layout.poses")])
-def test_the_layout_route_names_what_is_wrong(client, body, field):
-    frame = drawn(client, None)["frames"][0]
-    answer = client.put(frame["links"]["layout"], json=body)
+@pytest.mark.parametrize("layout, field", [({"kind": "pose", "poses": []}, "layout.poses"),
+                                           ({"kind": "sketch"}, "layout.image")])
+def test_the_edit_route_names_what_is_wrong_and_changes_nothing(client, layout, field):
+    board = drawn(client, sketch())
+    frame = board["frames"][0]
+    answer = client.patch(frame["links"]["self"], json={"layout": layout, "dialogue": "Hello."})
     assert answer.status_code == 400 and answer.get_json()["field"] == field
+    assert client.get(f"/api/storyboards/{board['id']}").get_json()["frames"][0] == frame
 
 
 def test_a_pruned_take_takes_its_layout_file_along_only_when_unused(make_app):

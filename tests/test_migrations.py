@@ -118,7 +118,7 @@ def expected_frames(version: int, lead: str) -> list[dict]:
          "image_file": "frame-1-v1.png", "version": 1, "identity": IDENTITY, "attempts": 1, "error": None,
          "seconds": 2.5, "dropped": "dusty" if version >= 2 else None,
          "scene": "An old door." if version >= 4 else None, "cast": cast[0],
-         "traits_dropped": {"Ilya": "beard"} if version >= 5 else None,
+         "traits_dropped": {"Ilya": "beard"} if version >= 5 else None, "duration": None, "dialogue": None,
          # The panel drawn before takes is its first, by the board's mode; what ran is in its PNG.
          "take": 1, "takes": [{"id": 1, "parent": None, "seed": 40, "mode": "fast", "settings": None,
                                "image_file": "frame-1-v1.png", "identity": IDENTITY, "seconds": 2.5,
@@ -126,7 +126,7 @@ def expected_frames(version: int, lead: str) -> list[dict]:
         {**common, "id": 2, "position": 2, "status": "pending", "caption": "Two.", "prompt": "red hair, Two.",
          "seed": 41, "image_file": None, "version": 0, "identity": None, "attempts": 0, "error": None,
          "seconds": None, "dropped": None, "scene": None, "cast": cast[1], "traits_dropped": None, "take": None,
-         "takes": [], "layout": None},  # no panel had a layout before migration 9
+         "takes": [], "duration": None, "dialogue": None, "layout": None},  # no layout before migration 10
     ]
 
 
@@ -162,6 +162,7 @@ def test_a_data_dir_of_every_shipped_version_opens_whole(tmp_path, opened, versi
         "created_at": CREATED}
     assert board["params"] == expected_params(version)
     assert board["frames"] == expected_frames(version, lead="")
+    assert board["fps"] == 24.0  # boards from before frame rates play at film's
     if version < 5:
         assert board["references"] == {1: {"kind": "uploaded", "file": "reference.png"}}
         assert store.reference_pngs(board) == {1: FACE}

@@ -83,7 +83,7 @@ def test_a_valid_plan_is_answered_as_the_llms(studio, llm_server):
     answer = plan(studio(), frames=3, characters=CAST).get_json()
     assert answer["source"] == "llm" and answer["notices"] == []
     assert answer["panels"][1] == {"caption": "Panel 2 of the story.", "scene": "A hillside at dawn, moment 2.",
-                                   "shot": "close-up", "cast": ["Mara"]}
+                                   "shot": "close-up", "dialogue": "", "cast": ["Mara"]}
 
 
 def test_a_russian_story_gets_russian_captions_and_english_scenes(studio, llm_server):
@@ -215,7 +215,7 @@ def test_without_a_planner_the_splitter_plans(studio, llm_server):
     answer = plan(client, "A girl finds a map.\nShe climbs the hill.").get_json()
     assert answer["source"] == "built-in" and llm_server.requests == []
     assert answer["panels"][0] == {"caption": "A girl finds a map.", "scene": "A girl finds a map.",
-                                   "shot": "establishing shot", "cast": None}
+                                   "shot": "establishing shot", "dialogue": "", "cast": None}
     assert client.get("/api/planner").get_json() == {"llm": False, "model": None, "server": None}
 
 

@@ -84,3 +84,22 @@ def test_a_strength_that_runs_no_step_is_refused(tiny_generator, source, strengt
 def test_a_refine_without_a_picture_is_refused(tiny_generator):
     with pytest.raises(InputError, match="picture"):
         tiny_generator.generate(dataclasses.replace(refine_request(None, 0.5), panels=panels(1)))
+
+
+def test_the_pipelines_name_their_device_instead_of_searching_for_it(tiny_generator, source, monkeypatch):
+    """diffusers' ``_execution_device`` searches every module for offload hooks each time a call
+    asks where to run (a fixed cost per call: a third of a tiny draft board). The studio's
+    pipelines, drawing and refining, are placed whole on one device and say so."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    searches = []
+    search = DiffusionPipeline._execution_device.fget
+    monkeypatch.setattr(DiffusionPipeline, "_execution_device",
+                        property(lambda pipe: searches.append(type(pipe).__name__) or search(pipe)))
+    drawn = tiny_generator.generate(StoryboardRequest(panels(1), 48, 48, PRESETS["fast"], identity_lock=True,
+                                                      reference=Image.new("RGB", (64, 64), "red"), steps=2))
+    refined = tiny_generator.generate(refine_request(source, 0.5))
+    assert drawn.panels[0].image is not None and refined.panels[0].image is not None
+    assert searches == []
+    assert tiny_generator.pipe._execution_device == torch.device(tiny_generator.device)

@@ -114,17 +114,17 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _readme_nginx_block() -> str:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    return re.search(r"```nginx\n(.*?)```", readme, re.S).group(1)
+def _documented_nginx_block() -> str:
+    page = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text(encoding="utf-8")
+    return re.search(r"```nginx\n(.*?)```", page, re.S).group(1)
 
 
 @contextmanager
 def nginx(folder: Path, studio_port: int, forward_host: bool):
-    """Debian's nginx in front of the studio with README's block, on a free loopback port;
+    """Debian's nginx in front of the studio with docs/deployment.md's block, on a free loopback port;
     without its ``Host`` line nginx sends the upstream's own Host (127.0.0.1:PORT)."""
     port = _free_port()
-    block = _readme_nginx_block().replace("listen 80;", f"listen 127.0.0.1:{port};")
+    block = _documented_nginx_block().replace("listen 80;", f"listen 127.0.0.1:{port};")
     block = block.replace("127.0.0.1:8080", f"127.0.0.1:{studio_port}")
     if not forward_host:
         block = block.replace("        proxy_set_header Host $host;\n", "")
@@ -184,7 +184,7 @@ def served(app):
 
 
 @pytest.mark.parametrize("forward_host", [True, False], ids=["public Host", "upstream Host"])
-def test_readme_s_nginx_block_serves_the_studio_under_its_public_name(make_app, tmp_path, forward_host):
+def test_the_documented_nginx_block_serves_the_studio_under_its_public_name(make_app, tmp_path, forward_host):
     app = make_app(allowed_hosts="studio.test", trusted_proxies=1)
     with served(app) as studio_port, nginx(tmp_path / "nginx", studio_port, forward_host) as port:
         public = f"studio.test:{port}"

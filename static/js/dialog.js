@@ -47,9 +47,31 @@ function panelDetails(frame, settings) {
     ["Identity", identityText],
     ...(faces.length ? [["Faces", el("ul", { className: "detail-list identity-characters" },
       faces.map((score) => el("li", { text: characterScoreText(score) })))]] : []),
+    ...(frame.layout ? [["Layout", layoutDetails(frame.layout)]] : []),
     ["Attempts", frame.attempts ?? "—"],
     ["Time", seconds ? `${seconds} s` : "—"],
   ];
+}
+
+/** What the panel follows: the layout's kind, strength and adapter, and its picture. */
+function layoutDetails(layout) {
+  const posed = Array.isArray(layout.poses) ? layout.poses.map((p) => p.character || "the character") : [];
+  const strength = formatNumber(layout.strength, 2);
+  // adapter_conditioning_factor: the share of the steps (the first ones) that follow the layout.
+  const factor = typeof layout.factor !== "number" ? ""
+    : layout.factor >= 1 ? "on every step" : `on the first ${Math.round(layout.factor * 100)}% of the steps`;
+  const text = [
+    posed.length ? `${layout.kind} of ${posed.join(", ")}` : layout.kind,
+    strength ? `strength ${strength}` : "",
+    factor,
+    layout.adapter || "",
+  ].filter(Boolean).join(" · ");
+  const url = safeUrl(layout.image);
+  return el("div", { className: "layout-details" }, [
+    el("span", { className: "layout-text", text }),
+    url ? el("img", { className: "layout-image", attrs: { src: url, alt: `The ${layout.kind} this panel follows` } })
+      : null,
+  ]);
 }
 
 /** The panel's scene when it is not simply its caption (an edited plan's English scene), else "". */

@@ -1,9 +1,11 @@
-/* A panel's inline Edit: its text, scene, seed and cast, redrawn.
+/* A panel's inline Edit: its text, scene, seed and cast, redrawn; and its Layout, sketched or
+ * posed in the layout dialog, redrawn with the same seed.
  */
 
 import { regenerateFrame } from "./board.js";
 import { distinctScene } from "./dialog.js";
 import { el } from "./dom.js";
+import { layoutCharacters, openLayoutEditor } from "./layout.js";
 import { focusPanelButton, renderBoard } from "./panels.js";
 import { castPicker, sameCast } from "./picker.js";
 import { boardCharacters, boardHasNames, state } from "./state.js";
@@ -89,4 +91,21 @@ export function renderEditForm(frame, n) {
   }
   form.append(el("div", { className: "edit-actions" }, [save, cancel]));
   return form;
+}
+
+/** Sketch or pose panel ``n``; a new layout (or none) redraws it with its seed, so what
+ * changes is the composition. */
+export async function editPanelLayout(frame, n) {
+  const settings = (state.board && state.board.settings) || {};
+  const names = Array.isArray(frame.cast) ? frame.cast : boardCharacters(state.board).map((c) => c.name);
+  const layout = await openLayoutEditor({
+    title: `Layout of panel ${n}`,
+    width: Number(settings.width) || 16,
+    height: Number(settings.height) || 9,
+    characters: layoutCharacters(names),
+    layout: frame.layout || null,
+  });
+  if (layout === undefined) return; // cancelled
+  if (layout === null && !frame.layout) return; // nothing to remove
+  await regenerateFrame(frame, { seed: frame.seed ?? null, layout });
 }

@@ -5,7 +5,8 @@ import { ApiError, defaultErrorMessage, NETWORK_ERROR } from "./api.js";
 import { $, el, safeUrl } from "./dom.js";
 import { reportError } from "./errors.js";
 
-/** The board's PDF and ZIP, from the links in its answer; hidden without a board. */
+/** The board's PDF and ZIP, from the links in its answer; hidden without a board. Beside them,
+ * the server's word on text its fonts cannot draw, which the PDF leaves out. */
 export function renderExports(board) {
   const links = board && board.export;
   $("exports").hidden = !links;
@@ -13,6 +14,9 @@ export function renderExports(board) {
     setLink($("export-pdf"), links.pdf, `storyboard-${board.id}.pdf`);
     setLink($("export-zip"), links.zip, `storyboard-${board.id}.zip`);
   }
+  const notice = $("export-pdf-notice");
+  notice.textContent = (board && board.pdf_notice) || "";
+  notice.hidden = !notice.textContent;
 }
 
 function setLink(anchor, url, fileName) {

@@ -24,7 +24,8 @@ const FIELD_IDS = {
  * character's (``characters[1].name``; ``reference_2``, the second character's face in a form). */
 export function fieldElement(field) {
   if (typeof field !== "string" || !field) return null;
-  const planField = /^panels(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
+  // A layout's own parts (panels[1].layout.poses[0]...) are the row's layout.
+  const planField = /^panels(?:\[(\d+)\](?:\.(\w+)(?=$|[.[]))?)?/.exec(field);
   if (planField) return planFieldElement(planField[1], planField[2]);
   const castField = /^characters(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(field);
   if (castField) return castFieldElement(castField[1], castField[2]);
@@ -55,6 +56,7 @@ function planFieldElement(index, name) {
   const row = index === undefined ? null : state.plan.rows[Number(index)];
   if (!row) return $("plan-rows");
   if (name === "cast" && $(`plan-cast-${row.key}-0`)) return $(`plan-cast-${row.key}-0`);
+  if (name === "layout") return $(`plan-layout-${row.key}`);
   const kind = ["caption", "scene", "shot"].includes(name) ? name : "caption";
   return $(`plan-${kind}-${row.key}`);
 }

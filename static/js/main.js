@@ -13,6 +13,7 @@ import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard } fro
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
+import { setUpLayoutDialog } from "./layout.js";
 import { onFormInput } from "./errors.js";
 import { onSubmit, reuseSettings } from "./form.js";
 import { checkHealth } from "./health.js";
@@ -56,6 +57,7 @@ function bindEvents() {
   $("reuse").addEventListener("click", reuseSettings);
   $("refine").addEventListener("click", refineBoard);
   $("panel-dialog").addEventListener("click", onDialogClick);
+  setUpLayoutDialog();
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {
     const id = boardIdFromHash();

@@ -5,7 +5,7 @@ import { chooseTake, deleteTake, moveFrame, refineFrame, regenerateFrame, useSee
 import { openPanelDialog } from "./dialog.js";
 import { $, actionButton, el, safeUrl } from "./dom.js";
 import { attachDragHandlers } from "./drag.js";
-import { renderEditForm, startEdit } from "./edit.js";
+import { editPanelLayout, renderEditForm, startEdit } from "./edit.js";
 import { downloadAs, panelFileName } from "./exports.js";
 import { sameMessage } from "./format.js";
 import { identityWords } from "./identity.js";
@@ -99,7 +99,31 @@ function renderPanelImage(frame, n) {
     box.append(placeholder);
   }
   box.append(el("span", { className: "panel-number", text: n, attrs: { "aria-hidden": "true" } }));
+  const layout = renderLayoutOverlay(frame, n, box);
+  if (layout) box.append(...layout);
   return box;
+}
+
+/** A panel with a layout: a small toggle that lays its sketch or pose over the picture. */
+function renderLayoutOverlay(frame, n, box) {
+  const url = frame.layout ? safeUrl(frame.layout.image) : null;
+  if (!url) return null;
+  const shown = state.layoutShown.has(frame.id);
+  box.classList.toggle("layout-shown", shown);
+  const overlay = el("img", { className: `panel-layout ${frame.layout.kind === "pose" ? "pose" : "sketch"}-overlay`,
+    attrs: { src: url, alt: `The ${frame.layout.kind} panel ${n} follows`, draggable: "false" } });
+  overlay.hidden = !shown;
+  const toggle = actionButton("layout-toggle", frame.layout.kind === "pose" ? "Pose" : "Sketch",
+    `Show the ${frame.layout.kind} panel ${n} follows over it`, () => {
+      if (state.layoutShown.has(frame.id)) state.layoutShown.delete(frame.id);
+      else state.layoutShown.add(frame.id);
+      const on = state.layoutShown.has(frame.id);
+      overlay.hidden = !on;
+      box.classList.toggle("layout-shown", on);
+      toggle.setAttribute("aria-pressed", String(on));
+    });
+  toggle.setAttribute("aria-pressed", String(shown));
+  return [overlay, toggle];
 }
 
 /** The panel forming: its newest live preview, while it is not drawn yet. */
@@ -253,6 +277,8 @@ function renderPanelActions(frame, n, position, count) {
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(frame, { seed: null }), busy),
     actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("layout-edit", "Layout", `Sketch or pose the composition of panel ${n}`,
+      () => editPanelLayout(frame, n), busy),
     actionButton("refine", "Refine", `Refine panel ${n}: a new Quality take that keeps its composition`,
       () => refineFrame(frame), busy || frame.take === null || frame.take === undefined),
     actionButton("use-seed", "Use seed", `Copy the seed of panel ${n} into the form`,
@@ -278,8 +304,8 @@ function renderPanelActions(frame, n, position, count) {
   return actions;
 }
 
-const FOCUSABLE_CLASSES = [".redraw", ".edit", ".refine", ".use-seed", ".move-left", ".move-right", ".download", ".take-prev",
-  ".take-next"];
+const FOCUSABLE_CLASSES = [".redraw", ".edit", ".layout-edit", ".layout-toggle", ".refine", ".use-seed", ".move-left",
+  ".move-right", ".download", ".take-prev", ".take-next"];
 
 function rememberFocus() {
   const active = document.activeElement;

@@ -6,6 +6,7 @@ import { castIsNamed, readCast, validateCast } from "./cast.js";
 import { $, actionButton, announce, el } from "./dom.js";
 import { clearError, reportError, showError } from "./errors.js";
 import { createBoard, readForm, validateForm } from "./form.js";
+import { layoutCharacters, openLayoutEditor } from "./layout.js";
 import { castPicker } from "./picker.js";
 import { maxFrames, shotTypes } from "./presets.js";
 import { state } from "./state.js";
@@ -107,7 +108,7 @@ function newPlanRow(panel = {}) {
   const caption = typeof panel.caption === "string" ? panel.caption : "";
   const scene = typeof panel.scene === "string" && panel.scene.trim() !== caption.trim() ? panel.scene : "";
   const shot = typeof panel.shot === "string" ? panel.shot : "";
-  return { key: state.planRowKey++, caption, scene, shot, cast: castKeys(panel.cast) };
+  return { key: state.planRowKey++, caption, scene, shot, cast: castKeys(panel.cast), layout: null };
 }
 
 /** The form's cast rows (keys) of a plan's names; null for no names or no named cast. */
@@ -208,7 +209,44 @@ function renderPlanRow(row, i, count) {
   const cast = readCast();
   const options = cast.map((c, j) => ({ value: c.key, label: c.name || (cast.length === 1 ? "main character" : `Character ${j + 1}`) }));
   li.append(castPicker(`plan-cast-${row.key}`, options, row.cast, (value) => { row.cast = value; }));
+  li.append(renderPlanLayout(row, n));
   return li;
+}
+
+/** The row's layout in words, and the button that sketches or poses it. */
+function renderPlanLayout(row, n) {
+  const words = !row.layout ? "none"
+    : row.layout.kind === "pose" ? `pose of ${row.layout.poses.map((p) => p.character || "the character").join(", ")}`
+      : "sketch";
+  const layoutButton = actionButton("plan-layout-edit", row.layout ? "Change" : "Sketch or pose",
+    `Sketch or pose the composition of panel ${n}`, () => editPlanLayout(row, n));
+  layoutButton.id = `plan-layout-${row.key}`;
+  return el("div", { className: "plan-layout-row" }, [
+    el("span", { className: "small-label", text: "Layout" }),
+    el("span", { className: "plan-layout", text: words }),
+    layoutButton,
+  ]);
+}
+
+/* A pose has one figure per character in the row; a row that leaves that to its text is
+ * posed with the whole cast, and then shows exactly them. */
+async function editPlanLayout(row, n) {
+  const cast = readCast();
+  const keys = row.cast === null ? cast.map((c) => c.key) : row.cast;
+  const aspect = ((state.presets && state.presets.aspects) || []).find((a) => a.name === $("aspect").value) || {};
+  const layout = await openLayoutEditor({
+    title: `Layout of panel ${n}`,
+    width: aspect.width || 16,
+    height: aspect.height || 9,
+    characters: layoutCharacters(cast.filter((c) => keys.includes(c.key)).map((c) => c.name)),
+    layout: row.layout,
+  });
+  if (layout === undefined) return; // cancelled
+  clearError(); // an error about this row's layout is settled by a new one
+  row.layout = layout;
+  if (layout && layout.kind === "pose") row.cast = keys;
+  renderPlan();
+  focusPlanRow(row.key, ".plan-layout-edit");
 }
 
 function planText(row, name, rows, attrs) {
@@ -285,6 +323,7 @@ export async function drawPlan() {
     const panel = { caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot };
     const cast = castNames(row.cast); // the one unnamed character is "", so [] is still no one
     if (cast !== null) panel.cast = cast; // missing: whoever the row's text names
+    if (row.layout) panel.layout = row.layout;
     return panel;
   });
   await createBoard(values, $("draw-plan"), { inPlan: true });

@@ -6,7 +6,7 @@ export const state = {
   presets: null,
   health: null,
   planner: null, // GET /api/planner: {llm, model, server}
-  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot, cast}]}
+  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot, cast, layout}]}
   planning: false,
   planRowKey: 1, // a plan row's key: stable while rows move, so ids and focus follow the row
   board: null,
@@ -20,6 +20,7 @@ export const state = {
   facePreviews: new Map(), // cast row key -> object URL of its chosen face
   previews: new Map(), // frame id -> its newest live preview event {step, steps, image}, until it is drawn
   editing: null, // {frameId, caption, scene, seed, cast}
+  layoutShown: new Set(), // ids of the panels whose layout is shown over their picture
   dragFrameId: null,
   renderPending: false,
   submitting: false,
