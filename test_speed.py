@@ -407,7 +407,7 @@ def flops_by_part(preset, parts: dict) -> dict:
             "decode": parts[decoder], "total": preset.panel_flops(parts)}
 
 
-# A layout's cost may add at most this share to a FAST panel (issue 23: an adapter, not a ControlNet).
+# A layout may add at most this share to a FAST panel's FLOPs (why an adapter, not a ControlNet).
 LAYOUT_FLOPS_TARGET = 0.03
 
 
