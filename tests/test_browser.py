@@ -13,6 +13,7 @@ offline). Without it the test is skipped, except under CI (CI=true), where it fa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import io
@@ -1812,11 +1813,9 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
     watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900}, has_touch=True)
     page = watch.page
     cdp = watch.context.new_cdp_session(page)
-    sent = []
 
-    def stand_in(route):
-        sent.append(route.request.post_data_json)
-        route.fulfill(status=400, json={"error": "Ilya's pose is refused here.", "field": "panels[1].layout"})
+    def posted(request):
+        return request.method == "POST" and request.url.endswith("/api/storyboards")
 
     try:
         page.goto("/")
@@ -1893,15 +1892,16 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         expect(_plan_row(page, 2).locator(".plan-layout")).to_have_text("pose of Mara, Ilya")
 
         # Draw this plan: the rows' layouts are in the request.
-        page.route("**/api/storyboards", stand_in)
-        page.click("#draw-plan")
-        _poll(lambda: sent, message="the plan to be sent")
-        sketch, pose = (panel.get("layout") for panel in sent[0]["panels"])
+        page.route("**/api/storyboards", lambda route: route.fulfill(
+            status=400, json={"error": "Ilya's pose is refused here.", "field": "panels[1].layout"}))
+        with page.expect_request(posted) as first:
+            page.click("#draw-plan")
+        sent = first.value.post_data_json
+        sketch, pose = (panel.get("layout") for panel in sent["panels"])
         assert set(sketch) == {"kind", "image"}  # the slider was left alone: the studio's default
         assert sketch["kind"] == "sketch" and sketch["image"].startswith("data:image/png;base64,")
         from PIL import Image
 
-        import base64
         with Image.open(io.BytesIO(base64.b64decode(sketch["image"].split(",", 1)[1]))) as image:
             assert image.size == (box["cw"], box["ch"])
             assert sum(1 for value in image.convert("L").getdata() if value < 128) == line
@@ -1916,7 +1916,7 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         sitting = _starting_pose(poses, "sitting", 1 / 3, width, height)
         lift = _starting_pose(poses, "standing", 1 / 3, width, height)[1][1] - sitting[1][1]  # her neck stays put
         assert mara == [pytest.approx([x / width, (y + lift) / height], abs=1e-3) for x, y in sitting]
-        assert sent[0]["panels"][1]["cast"] == ["Mara", "Ilya"]
+        assert sent["panels"][1]["cast"] == ["Mara", "Ilya"]
 
         # The refusal lands on row 2's layout button; a new layout settles it.
         expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
@@ -1933,9 +1933,11 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         _plan_row(page, 1).locator(".plan-layout-edit").click()
         page.click("#layout-remove")
         expect(_plan_row(page, 1).locator(".plan-layout")).to_have_text("none")
-        page.click("#draw-plan")
-        _poll(lambda: len(sent) == 2, message="the plan to be sent again")
-        assert "layout" not in sent[1]["panels"][0] and sent[1]["panels"][1]["layout"] == pose
+        with page.expect_request(posted) as second:
+            page.click("#draw-plan")
+        again = second.value.post_data_json
+        assert "layout" not in again["panels"][0] and again["panels"][1]["layout"] == pose
+        expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
         watch.assert_clean(answered=(400,))
     finally:
         watch.close()
@@ -1968,11 +1970,6 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
 
     watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
     page = watch.page
-    sent = []
-
-    def stand_in(route):
-        sent.append(route.request.post_data_json)
-        route.fulfill(status=503, json={"error": "Not now."})
 
     try:
         page.goto("/")
@@ -1985,7 +1982,8 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         page.wait_for_function(ALL_PANELS_LOADED, arg=1, timeout=BOARD_TIMEOUT_MS)
         board = page.request.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
         frame = board["frames"][0]
-        page.route(f"**{frame['links']['regenerate']}", stand_in)
+        page.route(f"**{frame['links']['regenerate']}", lambda route: route.fulfill(status=503,
+                                                                                  json={"error": "Not now."}))
 
         panel = page.locator("#board .panel").first
         panel.locator(".layout-edit").click()
@@ -1999,14 +1997,14 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
                                                         "buffer": b"not a picture"}])
         expect(page.locator("#layout-error")).to_contain_text("notes.txt is not a picture")
         assert page.evaluate(DARK_PIXELS) > 0  # what was drawn stays
-        page.click("#layout-apply")
-        _poll(lambda: sent, message="the redraw to be sent")
-        assert set(sent[0]) == {"seed", "layout"} and sent[0]["seed"] == frame["seed"] == 5
-        assert sent[0]["layout"]["kind"] == "sketch" and sent[0]["layout"]["image"].startswith("data:image/png")
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as redraw:
+            page.click("#layout-apply")
+        sent = redraw.value.post_data_json
+        assert set(sent) == {"seed", "layout"} and sent["seed"] == frame["seed"] == 5
+        assert sent["layout"]["kind"] == "sketch" and sent["layout"]["image"].startswith("data:image/png")
         expect(page.locator("#error")).to_have_text("Not now.")
 
         # A panel with a pose layout, as the studio sends it (a board JSON stood in for).
-        import base64
         image = "data:image/png;base64," + base64.b64encode(png_bytes((48, 27), "black")).decode()
         layout = {"kind": "pose", "strength": 0.8, "factor": 1.0, "adapter": "TencentARC/t2i-adapter-openpose-sdxl-1.0",
                   "poses": [{"character": "", "keypoints": [[0.5, 0.5]] * 18}], "image": image}
@@ -2031,9 +2029,9 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         # Its Layout opens on the pose; Remove sends layout null.
         panel.locator(".layout-edit").click()
         expect(page.locator("#layout-tab-pose")).to_have_attribute("aria-selected", "true")
-        page.click("#layout-remove")
-        _poll(lambda: len(sent) == 2, message="the removal to be sent")
-        assert sent[1] == {"seed": 5, "layout": None}
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as removal:
+            page.click("#layout-remove")
+        assert removal.value.post_data_json == {"seed": 5, "layout": None}
         watch.assert_clean(answered=(503,))
     finally:
         watch.close()
