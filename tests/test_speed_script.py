@@ -26,6 +26,15 @@ def test_importing_test_speed_does_nothing():
     assert out.stderr == ""  # no argv parsing, no output
 
 
+def test_the_help_says_which_modes_the_cfg_cutoff_applies_to():
+    """Every mode with CFG applies it; the help used to hedge ("if the generator supports it")."""
+    out = subprocess.run([sys.executable, "test_speed.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    words = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "supports it" not in words
+    assert "A mode without CFG (lightning) has none to cut" in words
+
+
 def test_importing_sdxl_random_does_not_import_torch():
     code = "import sys; from bench import sdxl_random; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
