@@ -31,12 +31,13 @@ from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_P
 from errors import InputError
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
+from screenplay_api import screenplays
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
 from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
-from timing import board_timeline, read_duration, read_fps
+from timing import FRAME_RATES, board_timeline, read_duration, read_fps
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
@@ -93,6 +94,7 @@ def create_app(
     app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
+    app.register_blueprint(screenplays)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -322,6 +324,7 @@ def presets():
         max_frames=MAX_FRAMES,
         shots=list(SHOT_TYPES),  # what a plan's panels may name
         max_characters=MAX_CHARACTERS,
+        frame_rates=list(FRAME_RATES),  # what a board's fps may be
         refine={"presets": list(REFINE_PRESETS), "default_preset": REFINE_DEFAULT_PRESET,
                 "strength": settings.refine_strength},  # what the board's Refine offers
     )

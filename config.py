@@ -514,6 +514,11 @@ class Settings:
     max_story_chars: int = field(
         default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}
     )
+    max_screenplay_chars: int = field(
+        default=300000,
+        metadata={"help": "Longest accepted screenplay (POST /api/screenplays), in characters: a feature "
+                  "script is about 180000.", "range": (1000, 10000000)}
+    )
     identity_threshold: float = field(
         default=0.6,
         metadata={"help": "Face distance above which a panel counts as drifted (dlib: 0.6).",

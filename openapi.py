@@ -321,6 +321,23 @@ def _schemas() -> dict:
                                                           "panels are noise by design."},
             },
         },
+        "Screenplay": {
+            "type": "object", "description": "A Fountain script's scenes, each an editable plan: draw one with "
+                                             "POST /api/storyboards (its `story`, `characters` with traits, `panels`).",
+            "properties": {
+                "title": {**string, "description": "The title page's Title, else the first scene heading."},
+                "scenes": {"type": "array", "items": {"allOf": [_ref("Plan"), {"type": "object", "properties": {
+                    "number": {**integer, "description": "1-based, in script order."},
+                    "heading": {**string, "description": "As written (\"\" for text before the first heading)."},
+                    "setting": {**string, "description": "INT./EXT. in words (\"interior\"); \"\" when none."},
+                    "location": string, "time": {**string, "description": "The time of day; \"\" when none."},
+                    "story": {**string, "description": "The board's story (its first line is the title)."},
+                    "characters": {"type": "array", "description": "Who speaks, in order (most speakers kept); a "
+                                   "name of the sent cast keeps its spelling and traits, a new one has none.",
+                                   "items": {"type": "object", "properties": {"name": string, "traits": string}}},
+                }}]}},
+            },
+        },
         "PlanRequest": {
             "type": "object", "required": ["premise"],
             "properties": {
@@ -337,8 +354,9 @@ def _schemas() -> dict:
         "Plan": {
             "type": "object",
             "properties": {
-                "source": {"enum": ["built-in", "llm", "fallback"],
-                           "description": "fallback: the LLM's plan was not used; the first notice says why."},
+                "source": {"enum": ["built-in", "llm", "fallback", "screenplay"],
+                           "description": "fallback: the LLM's plan was not used; the first notice says why. "
+                                          "screenplay: a scene of POST /api/screenplays."},
                 "notices": {"type": "array", "items": string},
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
@@ -387,6 +405,7 @@ def _schemas() -> dict:
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
                 "max_characters": {**integer, "description": "Most characters in a cast."},
+                "frame_rates": {"type": "array", "items": number, "description": "What a board's `fps` may be."},
                 "refine": {"type": "object", "description": "What a refine (POST a panel's or a board's "
                                                             "`links.refine`) may ask for, and what it gets when "
                                                             "its body says nothing.", "properties": {
@@ -418,6 +437,25 @@ def _paths() -> dict:
             "summary": "A plan to edit before drawing (nothing is drawn or stored)", "operationId": "createPlan",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlanRequest")}}},
             "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403, 429)}}},
+        "/api/screenplays": {"post": {
+            "summary": "A Fountain screenplay's scenes as plans to edit (nothing is drawn or stored)",
+            "description": "One panel per action beat (neighbours joined past the panel limit), its dialogue "
+                           "under it; CHARACTER cues are the cast; INT./EXT. and time of day go into each "
+                           "panel's scene. A text that is not a screenplay, binary, not UTF-8 or longer than "
+                           "STORYBOARD_MAX_SCREENPLAY_CHARS is a 400 naming `text` or `file`.",
+            "operationId": "readScreenplay",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["text"], "properties": {
+                    "text": {"type": "string", "description": "The screenplay, in Fountain."},
+                    "characters": {"type": "array", "description": "The cast so far: a cue of one of these names "
+                                                                   "keeps its traits.",
+                                   "items": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                              "traits": {"type": "string"}}}}}}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "A .fountain file (UTF-8)."},
+                    "text": {"type": "string"},
+                    "characters": {"type": "string", "description": "The cast so far, as JSON."}}}}}},
+            "responses": {"200": _json(_ref("Screenplay"), "The scenes."), **_errors(400, 403, 413)}}},
         "/api/planner": {"get": {
             "summary": "Whether an LLM plans stories, and which", "operationId": "planner",
             "responses": {"200": _json(_ref("Planner"), "The planner.")}}},

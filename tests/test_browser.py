@@ -1713,13 +1713,13 @@ def test_the_form_modules_import_only_downward():
 
 
 def test_the_page_builds_no_api_url_past_the_entry_points():
-    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards and /api/plans comes
-    from an answer (a board's links): only api.js names a URL, and only those."""
+    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards, /api/plans and
+    /api/screenplays comes from an answer (a board's links): only api.js names a URL, and only those."""
     literals = {path.name: re.findall(r"[\"'`](/api[^\"'`]*)", path.read_text(encoding="utf-8"))
                 for path in STATIC_JS.glob("*.js")}
     assert {name: urls for name, urls in literals.items() if urls and name != "api.js"} == {}
     assert sorted(literals["api.js"]) == ["/api/health", "/api/planner", "/api/plans", "/api/presets",
-                                          "/api/storyboards"]
+                                          "/api/screenplays", "/api/storyboards"]
 
 
 def test_the_speed_modes_come_from_the_server():
@@ -2042,5 +2042,154 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
             page.click("#layout-remove")
         assert removal.value.post_data_json == {"seed": 5, "layout": None}
         watch.assert_clean(answered=(503,))
+    finally:
+        watch.close()
+
+
+# --- A screenplay in, the board as an animatic ------------------------------------------------
+
+FOUNTAIN_SCENE = """INT. LIGHTHOUSE - NIGHT
+
+MARA climbs the stairs with a lamp.
+
+MARA
+Ilya? Are you up there?
+
+ILYA turns from the window.
+
+ILYA
+(quietly)
+The ships are coming.
+"""
+
+ANIMATIC_SHOWS = """
+() => ({index: document.getElementById("animatic-stage").dataset.index,
+        caption: document.getElementById("animatic-caption").textContent,
+        dialogue: document.getElementById("animatic-dialogue").textContent,
+        playing: document.getElementById("animatic-play").getAttribute("aria-pressed")})
+"""
+
+
+def test_a_screenplay_scene_becomes_a_board_with_its_cast_and_plays_as_an_animatic(browser, server, artifacts):
+    """Paste a Fountain scene with two characters (one the form already has, with traits): the
+    plan and the cast fill in, the new character's traits are asked for, the board is drawn with
+    that cast and the dialogue under the captions; then the animatic plays it on a fake clock
+    that the test steps (Playwright's page.clock: no sleeps), scrubs, keys, and changes the timing."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        page.clock.install()  # before the page runs: its performance.now and requestAnimationFrame are fake
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.select_option("#preset", "ultra_fast")
+        page.fill("#seed", "5")
+        page.fill("#character-name", "ilya")
+        page.fill("#character", ILYA)
+        page.locator("#screenplay-input summary").click()
+        page.fill("#screenplay-text", "Just a story about a lighthouse.")
+        page.click("#screenplay-read")
+        expect(page.locator("#error")).to_contain_text("not a screenplay")
+        expect(page.locator("#screenplay-text")).to_be_focused()
+        page.fill("#screenplay-text", FOUNTAIN_SCENE)
+        expect(page.locator("#error")).to_have_text("")
+        page.click("#screenplay-read")
+
+        rows = page.locator("#plan-rows .plan-row")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#plan-source")).to_contain_text("screenplay")
+        expect(page.locator("#screenplay-scene")).to_be_hidden()  # one scene: nothing to choose
+        expect(page.locator("#story")).to_have_value("INT. LIGHTHOUSE - NIGHT")
+        expect(page.locator("#character-name")).to_have_value("Mara")
+        expect(page.locator("#character-name-2")).to_have_value("ilya")  # the form's spelling, and traits
+        expect(page.locator("#character")).to_have_value("")
+        expect(page.locator("#character-2")).to_have_value(ILYA)
+        expect(_plan_row(page, 1).locator(".plan-caption")).to_have_value("MARA climbs the stairs with a lamp.")
+        expect(_plan_row(page, 2).locator(".plan-dialogue")).to_have_value("Ilya: (quietly) The ships are coming.")
+        expect(_plan_row(page, 1).locator(".plan-scene")).to_have_value(
+            "MARA climbs the stairs with a lamp. Interior, lighthouse, night")
+
+        # Mara is new: her traits are asked for, on her row, before anything is drawn.
+        page.click("#draw-plan")
+        expect(page.locator("#error")).to_contain_text("Describe character 1")
+        expect(page.locator("#character")).to_be_focused()
+        page.keyboard.type(MARA)
+        page.click("#draw-plan")
+        expect(page.locator("#board .panel")).to_have_count(2)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=2, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        board_id = in_page(page, "return m.state.boardId;")
+        board = api.get(f"/api/storyboards/{board_id}").json()
+        assert [(c["name"], c["traits"]) for c in board["characters"]] == [("Mara", MARA), ("ilya", ILYA)]
+        assert board["title"] == "INT. LIGHTHOUSE - NIGHT"
+        assert [f["cast"] for f in board["frames"]] == [["Mara"], ["ilya"]]  # who speaks or is named
+        assert [f["dialogue"] for f in board["frames"]] == [
+            "Mara: Ilya? Are you up there?", "Ilya: (quietly) The ships are coming."]
+        expect(page.locator("#board .panel .panel-dialogue")).to_have_text([f["dialogue"] for f in board["frames"]])
+
+        # The animatic: the first panel, paused, until the test moves the clock.
+        first, second = board["frames"]
+        page.click("#animatic-open")
+        expect(page.locator("#animatic-dialog")).to_be_visible()
+        expect(page.locator("#animatic-stage")).to_be_focused()
+        page.clock.pause_at(page.evaluate("Date.now()") + 1000)
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        expect(page.locator("#animatic-caption")).to_have_text(first["caption"])
+        page.keyboard.press(" ")  # Space plays
+        expect(page.locator("#animatic-play")).to_have_text("Pause")
+        page.clock.run_for(int(first["duration"] * 1000) - 200)
+        assert page.evaluate(ANIMATIC_SHOWS)["index"] == "1"
+        page.clock.run_for(400)
+        assert page.evaluate(ANIMATIC_SHOWS) == {"index": "2", "caption": second["caption"],
+                                                  "dialogue": second["dialogue"], "playing": "true"}
+        page.clock.run_for(int(second["duration"] * 1000) + 500)  # past the end: it stops there
+        assert page.evaluate(ANIMATIC_SHOWS)["playing"] == "false"
+        total = board["duration"]
+        expect(page.locator("#animatic-time")).to_have_text(f"0:{total:04.1f} / 0:{total:04.1f}")
+        page.screenshot(path=str(artifacts / "animatic.png"))
+
+        # Keys and the scrub bar move it by hand.
+        page.keyboard.press("Home")
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "2")
+        page.keyboard.press("ArrowLeft")  # at panel 2's start: back to panel 1
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        page.evaluate("""(seconds) => { const scrub = document.getElementById("animatic-scrub");
+            scrub.value = String(seconds); scrub.dispatchEvent(new Event("input", {bubbles: true})); }""",
+                      second["start"] + 0.1)
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "2")
+
+        # Panel 2's duration set in the player, then back to its reading time; the frame rate.
+        duration = page.locator("#animatic-duration")
+        expect(duration).to_have_value(f"{round(second['duration'], 3):g}")
+        duration.fill("3.5")
+        duration.press("Enter")
+        _poll(lambda: api.get(f"/api/storyboards/{board_id}").json()["frames"][1]["duration_set"],
+              message="panel 2's duration to be stored")
+        stored = api.get(f"/api/storyboards/{board_id}").json()
+        assert stored["frames"][1]["duration"] == 3.5 and stored["duration"] == first["duration"] + 3.5
+        expect(page.locator("#animatic-time")).to_contain_text(f"/ 0:{first['duration'] + 3.5:04.1f}")
+        page.click("#animatic-duration-reset")
+        expect(duration).to_have_value(f"{round(second['duration'], 3):g}")
+        page.select_option("#animatic-fps", "25")
+        _poll(lambda: api.get(f"/api/storyboards/{board_id}").json()["fps"] == 25, message="the board's fps")
+        page.keyboard.press("Escape")
+        expect(page.locator("#animatic-dialog")).to_be_hidden()
+
+        # A script of two scenes offers them; the second fills the form instead.
+        page.fill("#screenplay-text", FOUNTAIN_SCENE + "\nEXT. HARBOUR - DAWN\n\nThe ships come in.\n")
+        page.click("#screenplay-read")
+        expect(page.locator("#screenplay-scene option")).to_have_text(
+            ["1. INT. LIGHTHOUSE - NIGHT", "2. EXT. HARBOUR - DAWN"])
+        page.select_option("#screenplay-scene", "1")
+        expect(page.locator("#story")).to_have_value("EXT. HARBOUR - DAWN")
+        expect(rows).to_have_count(1)
+        expect(_plan_row(page, 1).locator(".plan-caption")).to_have_value("The ships come in.")
+        watch.assert_clean(answered=(400,))
+    except Exception as error:
+        raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
     finally:
         watch.close()

@@ -11,6 +11,7 @@ export const ENTRY = {
   planner: "/api/planner",
   storyboards: "/api/storyboards",
   plans: "/api/plans",
+  screenplays: "/api/screenplays",
 };
 
 export const NETWORK_ERROR = "Cannot reach the studio server";

@@ -13,6 +13,7 @@ import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard } fro
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
+import { setUpAnimatic } from "./animatic.js";
 import { setUpLayoutDialog } from "./layout.js";
 import { onFormInput } from "./errors.js";
 import { onSubmit, reuseSettings } from "./form.js";
@@ -23,6 +24,7 @@ import {
   renderPlanStale,
 } from "./plan.js";
 import { loadPresets, renderPresetHint } from "./presets.js";
+import { setUpScreenplay } from "./screenplay.js";
 import { state } from "./state.js";
 import { renderAll } from "./view.js";
 
@@ -58,6 +60,8 @@ function bindEvents() {
   $("refine").addEventListener("click", refineBoard);
   $("panel-dialog").addEventListener("click", onDialogClick);
   setUpLayoutDialog();
+  setUpAnimatic();
+  setUpScreenplay();
   $("seed").addEventListener("animationend", () => $("seed").classList.remove("flash"));
   window.addEventListener("hashchange", () => {
     const id = boardIdFromHash();

@@ -50,6 +50,7 @@ function renderPanel(frame, position, count) {
     body.append(renderEditForm(frame, n));
   } else {
     body.append(el("p", { className: "panel-caption", text: frame.caption || "" }));
+    if (frame.dialogue) body.append(el("p", { className: "panel-dialogue", text: frame.dialogue }));
     const cast = renderPanelCast(frame);
     if (cast) body.append(cast);
   }
