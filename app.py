@@ -29,6 +29,7 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
+from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
@@ -94,6 +95,7 @@ def create_app(
     app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
+    app.register_blueprint(layouts)
     app.register_blueprint(screenplays)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
@@ -348,6 +350,7 @@ def create_storyboard():
     seed = int_field(fields, "seed", 0, MAX_SEED, None)
     identity_lock = bool_field(fields, "identity_lock", settings.use_identity_lock)
     plan = _story_plan(story, frames, fields, characters)
+    panel_layouts = plan_layouts(fields, plan, aspect)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
@@ -356,7 +359,8 @@ def create_storyboard():
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue,
+               "layout": panel_layouts.get(n)}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -536,11 +540,12 @@ def regenerate_frame(board_id: str, n: int):
     cast = None  # missing: the panel keeps its cast
     if fields.get("cast") is not None:
         cast = panel_cast(fields["cast"], board["params"].characters, "cast")
+    layout = redraw_layout(fields, board, frame, cast)
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio.settings.queue_limit)
+                               queue_limit=studio.settings.queue_limit, layout=layout)
     except Conflict:
         if studio.store.board_status(board_id) is None:  # deleted since it was read
             abort(404)
@@ -561,19 +566,28 @@ def _frame_of(board: dict, frame_id: int) -> dict:
 @api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
 def edit_frame(board_id: str, frame_id: int):
     """Change what a panel shows over time, without drawing it again: its ``duration``
-    (seconds; null: the time to read it) and its ``dialogue``."""
+    (seconds; null: the time to read it) and its ``dialogue``; and its ``layout`` for its next
+    drawing (null: none)."""
     studio = current_studio()
-    _frame_of(_board_or_404(board_id), frame_id)
+    board = _board_or_404(board_id)
+    frame = _frame_of(board, frame_id)
     body = json_body()
     changes = {}
     if isinstance(body, dict) and "duration" in body:
         changes["duration"] = read_duration(body["duration"])
     if isinstance(body, dict) and "dialogue" in body:
         changes["dialogue"] = text_field(body, "dialogue", "") or None
+    if isinstance(body, dict) and "layout" in body:
+        changes["layout"] = edited_layout(body["layout"], board, frame)
     if not changes:
         raise InputError("body", "Send what to change, e.g. {\"duration\": 3.5} or {\"dialogue\": \"...\"}.")
-    if not studio.store.edit_panel(board_id, frame_id, **changes):
-        abort(404)
+    try:
+        if not studio.store.edit_panel(board_id, frame_id, **changes):
+            abort(404)
+    except Conflict:
+        raise InputError("layout", "The panel is being drawn; change its layout when it is done.", status=409) from None
+    if "layout" in changes:
+        studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
     return jsonify(_board_json(board_id))
 
 

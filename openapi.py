@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
 from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS
+from layouts import JOINTS, KINDS, LAYOUT_KINDS, MAX_SKETCH_BYTES
 from timing import DEFAULT_FPS, FRAME_RATES, MAX_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
@@ -69,6 +70,43 @@ CAST = {"type": "array", "maxItems": MAX_CHARACTERS, "items": {"type": "string"}
                        "The one unnamed character of a board made with `character` is \"\"."}
 
 
+_POSE = {"type": "object", "required": ["character", "keypoints"], "properties": {
+    "character": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+                  "description": "A name of the panel's cast (any case), or its place in the panel's cast "
+                                 "(0-based; \"\" or 0 for the one unnamed character)."},
+    "keypoints": {"type": "array", "minItems": len(JOINTS), "maxItems": len(JOINTS),
+                  "items": _nullable({"type": "array", "minItems": 2, "maxItems": 2,
+                                      "items": {"type": "number", "minimum": 0, "maximum": 1}}),
+                  "description": "The 18 OpenPose body joints in COCO order (" + ", ".join(JOINTS) + "): [x, y] "
+                                 "in 0..1 of the panel's width and height, or null where hidden; at least two."}}}
+LAYOUT_SCHEMAS = {
+    "NewLayout": {
+        "type": "object", "required": ["kind"],
+        "description": "Direct the shot: a sketch of the composition, or a skeleton per character present. A "
+                       "T2I-Adapter makes the panel follow it (layouts.py).",
+        "properties": {
+            "kind": {"enum": list(KINDS)},
+            "strength": {"type": "number", "minimum": 0, "maximum": 1,
+                         "description": "How closely to follow it (the adapter's conditioning scale). Missing: " +
+                                        ", ".join(f"{k} {v.strength}" for k, v in LAYOUT_KINDS.items()) + "."},
+            "image": {"type": "string", "description": "A sketch: a data URL of a PNG, JPEG or WebP (at most "
+                      f"{MAX_SKETCH_BYTES // 2**20} MB, 4096x4096), lines only, dark on light or light on dark; "
+                      "in a form, the file layout_<i> instead."},
+            "poses": {"type": "array", "items": _POSE, "description": "A pose: one skeleton per character in the "
+                      "panel; with several, each one's identity lock and place in the prompt follow its skeleton."}}},
+    "Layout": {
+        "type": "object", "description": "A stored layout.",
+        "properties": {
+            "kind": {"enum": list(KINDS)},
+            "strength": {"type": "number", "description": "adapter_conditioning_scale."},
+            "factor": {"type": "number", "description": "adapter_conditioning_factor: the share of the steps "
+                                                        "the adapter steers (at least one)."},
+            "adapter": {"type": "string", "description": "The T2I-Adapter's hub id."},
+            "poses": {"type": "array", "items": _POSE},
+            "image": {"type": "string", "description": "The layout picture: the sketch, or the pose drawn."}}},
+}
+
+
 def _schemas() -> dict:
     string, integer, number, boolean = ({"type": t} for t in ("string", "integer", "number", "boolean"))
     return {
@@ -89,7 +127,8 @@ def _schemas() -> dict:
                                "dialogue": {**string, "description": "The line spoken over it; blank = none."},
                                "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
                                         "`characters`, [] for no one); missing or null: the names its caption and "
-                                        "scene mention, else the first character."}}}},
+                                        "scene mention, else the first character."},
+                               "layout": _nullable(_ref("NewLayout"))}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -123,6 +162,10 @@ def _schemas() -> dict:
                                                                 '{"name", "traits"}; faces as reference_1...'},
                 "reference": {"type": "string", "contentMediaType": "application/octet-stream",
                               "description": "The face file of `character` (PNG, JPEG or WebP)."},
+                **{f"layout_{i}": {"type": "string", "contentMediaType": "application/octet-stream",
+                                   "description": f"The sketch file of panel {i} (0-based) of `panels`, whose "
+                                                  'layout is {"kind": "sketch"} without an image.'}
+                   for i in range(MAX_FRAMES)},
                 **{f"reference_{k}": {"type": "string", "contentMediaType": "application/octet-stream",
                                       "description": f"The face file of character {k} of `characters`."}
                    for k in range(1, MAX_CHARACTERS + 1)},
@@ -193,8 +236,9 @@ def _schemas() -> dict:
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),
+                "layout": {**_nullable(_ref("Layout")), "description": "The layout the panel follows when drawn."},
                 "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
-                          "properties": {"self": {**string, "description": "PATCH: its duration or dialogue."},
+                          "properties": {"self": {**string, "description": "PATCH: its duration, dialogue or layout."},
                                          "regenerate": {**string, "description": "POST: redraw it (by its "
                                                         "position when sent: a reorder moves it)."},
                                          "take": {**string, "description": "PUT {\"take\": id}: show that take."},
@@ -216,10 +260,13 @@ def _schemas() -> dict:
                 "seconds": _nullable(number),
                 "created_at": {**string, "format": "date-time"},
                 "image_url": string,
+                "layout": {**_nullable(_ref("Layout")), "description": "The layout it was drawn with (a refine "
+                                                                       "keeps its parent's composition: none)."},
                 "links": {"type": "object", "properties": {
                     "delete": {**string, "description": "DELETE: remove the take (not the chosen one)."}}},
             },
         },
+        **LAYOUT_SCHEMAS,
         "Progress": {
             "type": "object", "description": "The running job: only forward, over the whole job.",
             "properties": {
@@ -526,21 +573,25 @@ def _paths() -> dict:
                         "caption": {"type": "string", "description": "Edited panel text."},
                         "scene": {"type": "string", "description": "Edited English scene for the prompt."},
                         "cast": {**CAST, "description": "Who is in the panel ([] for no one); missing: the "
-                                                        "panel keeps its cast."}}}}}},
+                                                        "panel keeps its cast."},
+                        "layout": {**_nullable(_ref("NewLayout")), "description": "Missing: the panel keeps its "
+                                   "layout (a pose must still place its cast); null: drawn without one."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}": {
             "parameters": [BOARD_ID, FRAME_ID],
             "patch": {
-                "summary": "Change a panel's duration or dialogue (instant: nothing is drawn)",
+                "summary": "Change a panel's duration, dialogue or layout (instant: nothing is drawn)",
                 "operationId": "editFrame",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "minProperties": 1, "properties": {
                         "duration": {**_nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}),
                                      "description": "Seconds (snapped to the board's frames); null: the time to "
                                                     "read its caption and dialogue."},
-                        "dialogue": {"type": "string", "description": "The line spoken over it; \"\": none."}}}}}},
-                "responses": {"200": board, **_errors(400, 403, 404)}},
+                        "dialogue": {"type": "string", "description": "The line spoken over it; \"\": none."},
+                        "layout": {**_nullable(_ref("NewLayout")), "description": "Its layout for its next drawing "
+                                   "(null: none); the takes keep the one they were drawn with."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404, 409)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}/take": {
             "parameters": [BOARD_ID, FRAME_ID],
@@ -571,6 +622,17 @@ def _paths() -> dict:
         "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}/image.png": {
             "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
             "get": {"summary": "A take's image", "operationId": "takeImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/layout.png": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "get": {"summary": "The panel's layout picture: its sketch (white lines on black) or its pose drawn as "
+                               "the OpenPose colour map", "operationId": "frameLayoutImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}/layout.png": {
+            "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
+            "get": {"summary": "The layout picture a take was drawn with", "operationId": "takeLayoutImage",
                     "responses": {"200": png, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/order": {

@@ -17,8 +17,10 @@ screenplain.com); this module turns its paragraphs into panels:
 - The words stay as written, in any language.
 
 Where screenplain reads the spec too narrowly for a storyboard, this module reads on
-(see :func:`_paragraphs`): a cue in a script without capitals (李明) is a cue, and a first
-paragraph with a colon is a title page only when its keys are the spec's.
+(see :func:`_paragraphs`): a cue in a script without capitals (李明) is a cue; a capitalised
+sentence over a line of action ("THE DOOR BURSTS OPEN.") is action, not a cue; FADE IN:,
+FADE OUT. and THE END are no panels; and a first paragraph with a colon is a title page only
+when its keys are the spec's.
 
 Pure functions; imports neither Flask nor the store.
 """
@@ -108,7 +110,31 @@ def _paragraphs(text: str) -> tuple[dict, list]:
         # "Morning: the sun rises." opening a scene is action, not a title page: a blank first
         # line tells screenplain there is none.
         parsed = parse(io.StringIO("\n" + text))
-    return parsed.title_page, [_uncased_cue(p) for p in parsed.paragraphs]
+    paragraphs = [_reread(p) for p in parsed.paragraphs]
+    return parsed.title_page, [p for p in paragraphs if p is not None]
+
+
+def _reread(paragraph):
+    """A paragraph as a storyboard reads it: a capitalised line that screenplain keeps as
+    action or dialogue but a script means otherwise is read again; None: not for a panel."""
+    if isinstance(paragraph, fountain.Dialog) and not _could_be_name(_EXTENSION.sub("", str(paragraph.character))):
+        # "THE DOOR BURSTS OPEN." over a line of action is capitalised action, not a cue.
+        return fountain.Action([paragraph.character, *(line for _, line in paragraph.blocks)])
+    if isinstance(paragraph, fountain.Action) and len(paragraph.lines) == 1 and _is_fade(str(paragraph.lines[0])):
+        return None  # FADE IN:, FADE OUT., THE END: transitions screenplain does not know
+    return _uncased_cue(paragraph)
+
+
+def _could_be_name(cue: str) -> bool:
+    cue = cue.strip()
+    return 0 < len(cue) <= MAX_NAME_CHARS and not cue.endswith((".", "!", "?", "…", ":", ","))
+
+
+def _is_fade(line: str) -> bool:
+    line = line.strip()
+    if any(c.islower() for c in line) or not any(c.isupper() for c in line):
+        return False
+    return line.endswith(":") or line.startswith("FADE ") or line.rstrip(".") in ("THE END", "END", "CONTINUED")
 
 
 def _uncased_cue(paragraph):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from config import SpeedPreset
+from layouts import LAYOUT_KINDS
 from timing import TimedPanel, board_timeline
 
 STORYBOARDS = "/api/storyboards"
@@ -45,6 +46,9 @@ def take_json(board_id: str, frame_id: int, take: dict) -> dict:
         "created_at": take["created_at"],
         # A take's file never changes: its URL needs no version.
         "image_url": board_url(board_id, "frames", frame_id, "takes", take["id"], "image.png"),
+        # The layout it was drawn with (None: none).
+        "layout": layout_json(take.get("layout"), board_url(board_id, "frames", frame_id, "takes", take["id"],
+                                                            "layout.png")),
         "links": {"delete": board_url(board_id, "frames", frame_id, "takes", take["id"])},
     }
 
@@ -81,12 +85,29 @@ def frame_json(board_id: str, timed: TimedPanel) -> dict:
         "attempts": frame["attempts"],
         "error": frame["error"],
         "seconds": frame["seconds"],
+        # The layout the panel follows (layouts.py), its picture a file named once: its URL
+        # carries that name's token, so a new layout is a new URL.
+        "layout": layout_json(frame.get("layout"), board_url(
+            board_id, "frames", frame["id"], "layout.png",
+            v=frame["layout"]["file"].rsplit("-", 1)[-1].removesuffix(".png")) if frame.get("layout") else None),
         # By position, as the route takes it: panel n of the board's order when this was sent.
         "links": {"self": board_url(board_id, "frames", frame["id"]),
                   "regenerate": board_url(board_id, "frames", index, "regenerate"),
                   "take": board_url(board_id, "frames", frame["id"], "take"),
                   "refine": board_url(board_id, "frames", frame["id"], "refine")},
     }
+
+
+def layout_json(layout: dict | None, image_url: str | None) -> dict | None:
+    """A stored layout as the API shows it: kind, strength, the adapter's factor and hub id,
+    the skeletons of a pose, and the URL of its picture (the sketch, or the pose drawn)."""
+    if not layout:
+        return None
+    kind = LAYOUT_KINDS[layout["kind"]]
+    shown = {"kind": layout["kind"], "strength": layout["strength"], "factor": kind.factor, "adapter": kind.adapter}
+    if "poses" in layout:
+        shown["poses"] = layout["poses"]
+    return {**shown, "image": image_url}
 
 
 def board_json(board: dict, progress: dict | None = None) -> dict:

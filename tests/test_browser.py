@@ -2128,6 +2128,11 @@ def test_a_screenplay_scene_becomes_a_board_with_its_cast_and_plays_as_an_animat
         assert [f["dialogue"] for f in board["frames"]] == [
             "Mara: Ilya? Are you up there?", "Ilya: (quietly) The ships are coming."]
         expect(page.locator("#board .panel .panel-dialogue")).to_have_text([f["dialogue"] for f in board["frames"]])
+        page.locator("#board .panel[data-index='2'] .panel-open").click()
+        details = page.evaluate(DIALOG_DETAILS)
+        assert details["Dialogue"] == board["frames"][1]["dialogue"]
+        assert details["On screen"] == f"{board['frames'][1]['duration']:.2f} s (reading time)"
+        page.keyboard.press("Escape")
 
         # The animatic: the first panel, paused, until the test moves the clock.
         first, second = board["frames"]

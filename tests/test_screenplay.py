@@ -147,6 +147,15 @@ def test_a_scene_opening_with_a_colon_is_not_a_title_page():
     assert scene.plan.panels[0].caption == "Morning: the sun rises over the hill."
 
 
+def test_capitalised_action_is_action_and_fades_are_no_panels():
+    # screenplain reads a capitalised line over another as a cue, and FADE IN: as action.
+    scene = only_scene("FADE IN:\n\nINT. ROOM - DAY\n\nTHE DOOR BURSTS OPEN.\nSmoke everywhere.\n\nMARA\nRun!\n\n"
+                       "FADE OUT.\n\nTHE END\n")
+    assert [(p.caption, p.dialogue) for p in scene.plan.panels] == [
+        ("THE DOOR BURSTS OPEN. Smoke everywhere.", "Mara: Run!")]
+    assert scene.cast == (Character("Mara", ""),)
+
+
 def test_notes_boneyard_and_emphasis_are_not_shown():
     (panel,) = only_scene("INT. ROOM - DAY\n\nShe *runs* [[fix later]] out./* cut */\n").plan.panels
     assert panel.caption == "She runs out."
