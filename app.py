@@ -26,17 +26,22 @@ from werkzeug.exceptions import HTTPException
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
+import cut
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
+from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
+from screenplay_api import screenplays
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
-from serializers import board_json, frame_json, preset_json, reference_url, summary_json
+from serializers import animatic_json, board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
+import storyboarder
+import timeline_export
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
-from timing import board_timeline, read_duration, read_fps
+from timing import FRAME_RATES, board_timeline, read_duration, read_fps
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
@@ -93,6 +98,8 @@ def create_app(
     app.extensions["studio"] = Studio(settings, store, hub, backend)
     app.register_blueprint(api)
     app.register_blueprint(plans)
+    app.register_blueprint(layouts)
+    app.register_blueprint(screenplays)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -322,6 +329,7 @@ def presets():
         max_frames=MAX_FRAMES,
         shots=list(SHOT_TYPES),  # what a plan's panels may name
         max_characters=MAX_CHARACTERS,
+        frame_rates=list(FRAME_RATES),  # what a board's fps may be
         refine={"presets": list(REFINE_PRESETS), "default_preset": REFINE_DEFAULT_PRESET,
                 "strength": settings.refine_strength},  # what the board's Refine offers
     )
@@ -332,10 +340,15 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
+    _refuse_if_unavailable()
+    board_id = _create_board(*_payload())
+    return jsonify(board_json(current_studio().store.board(board_id))), 202
+
+
+def _create_board(fields: dict, uploads: dict[str, bytes]) -> str:
+    """A new board from a request's fields and uploaded faces, queued; its id."""
     studio = current_studio()
     settings: Settings = studio.settings
-    _refuse_if_unavailable()
-    fields, uploads = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
     characters, references = _cast(fields, uploads, settings)
     style = text_field(fields, "style", settings.style)
@@ -350,6 +363,7 @@ def create_storyboard():
         raise InputError("consistent_look", "The consistent look shares each character's identity-lock reference: "
                                             "turn the identity lock on, or the consistent look off.")
     plan = _story_plan(story, frames, fields, characters)
+    panel_layouts = plan_layouts(fields, plan, aspect)
     story = story or "\n".join(panel.caption for panel in plan.panels)
     seed = random_seed() if seed is None else seed
     width, height = settings.size_for(aspect)
@@ -358,7 +372,8 @@ def create_storyboard():
         model=settings.sdxl_model if settings.model == "sdxl" else "tiny (offline demo)", notices=plan.notices)
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
-               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue}
+               "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue,
+               "layout": panel_layouts.get(n)}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
@@ -366,7 +381,7 @@ def create_storyboard():
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio.backend.wake()
-    return jsonify(board_json(studio.store.board(board_id))), 202
+    return board_id
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
@@ -538,11 +553,12 @@ def regenerate_frame(board_id: str, n: int):
     cast = None  # missing: the panel keeps its cast
     if fields.get("cast") is not None:
         cast = panel_cast(fields["cast"], board["params"].characters, "cast")
+    layout = redraw_layout(fields, board, frame, cast)
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
     try:
         studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio.settings.queue_limit)
+                               queue_limit=studio.settings.queue_limit, layout=layout)
     except Conflict:
         if studio.store.board_status(board_id) is None:  # deleted since it was read
             abort(404)
@@ -563,19 +579,28 @@ def _frame_of(board: dict, frame_id: int) -> dict:
 @api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
 def edit_frame(board_id: str, frame_id: int):
     """Change what a panel shows over time, without drawing it again: its ``duration``
-    (seconds; null: the time to read it) and its ``dialogue``."""
+    (seconds; null: the time to read it) and its ``dialogue``; and its ``layout`` for its next
+    drawing (null: none)."""
     studio = current_studio()
-    _frame_of(_board_or_404(board_id), frame_id)
+    board = _board_or_404(board_id)
+    frame = _frame_of(board, frame_id)
     body = json_body()
     changes = {}
     if isinstance(body, dict) and "duration" in body:
         changes["duration"] = read_duration(body["duration"])
     if isinstance(body, dict) and "dialogue" in body:
         changes["dialogue"] = text_field(body, "dialogue", "") or None
+    if isinstance(body, dict) and "layout" in body:
+        changes["layout"] = edited_layout(body["layout"], board, frame)
     if not changes:
         raise InputError("body", "Send what to change, e.g. {\"duration\": 3.5} or {\"dialogue\": \"...\"}.")
-    if not studio.store.edit_panel(board_id, frame_id, **changes):
-        abort(404)
+    try:
+        if not studio.store.edit_panel(board_id, frame_id, **changes):
+            abort(404)
+    except Conflict:
+        raise InputError("layout", "The panel is being drawn; change its layout when it is done.", status=409) from None
+    if "layout" in changes:
+        studio.hub.publish(board_id, "frame", {"frame_id": frame_id})
     return jsonify(_board_json(board_id))
 
 
@@ -783,6 +808,108 @@ def export_zip(board_id: str):
     from exporting import storyboard_zip
 
     return _export(board_id, storyboard_zip, "application/zip", "zip")
+
+
+# The cut's exports (cut.py, timeline_export.py, storyboarder.py): route name -> (writer,
+# mimetype, the download's suffix after "storyboard-<id>.").
+_CUT_EXPORTS = {
+    "captions.vtt": (cut.captions_vtt, "text/vtt", "vtt"),
+    "captions.srt": (cut.captions_srt, "application/x-subrip", "srt"),
+    "timeline.otio": (timeline_export.writer("otio"), "application/json", "otio"),
+    "timeline.xml": (timeline_export.writer("xml"), "application/xml", "xml"),
+    "timeline.edl": (timeline_export.writer("edl"), "text/plain", "edl"),
+    "timeline.zip": (timeline_export.export_timeline_zip, "application/zip", "timeline.zip"),
+    "storyboarder.zip": (storyboarder.export_project, "application/zip", "storyboarder.zip"),
+}
+
+
+def export_cut(board_id: str, name: str):
+    return _export(board_id, *_CUT_EXPORTS[name])
+
+
+for _name in _CUT_EXPORTS:  # one route each, so each is its own path in the OpenAPI document
+    api.add_url_rule(f"/api/storyboards/<board_id>/{_name}", f"export_{_name.replace('.', '_')}", export_cut,
+                     defaults={"name": _name})
+
+
+@api.post("/api/storyboards/<board_id>/animatic")
+def start_animatic(board_id: str):
+    """Start writing the board's animatic MP4 (animatic_jobs.py): 202 and the job to follow."""
+    from animatic import DEFAULT_RESOLUTION, RESOLUTIONS, AnimaticOptions
+    from animatic_jobs import Busy
+
+    fields = json_body(required=False) or {}
+    if not isinstance(fields, dict):
+        raise InputError("body", "Send a JSON object: resolution, push_in, burn_in.")
+    options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
+                              push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
+    studio = current_studio()
+    board, images, _references = _export_parts(board_id)  # the snapshot: the board now, its files opened now
+    try:
+        job = studio.animatics.start(board, images, options)
+    except Busy:
+        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
+                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429) from None
+    return jsonify(animatic_json(job)), 202
+
+
+def _animatic_or_404(board_id: str, job_id: str):
+    job = current_studio().animatics.get(board_id, job_id)
+    if job is None:
+        abort(404)
+    return job
+
+
+@api.get("/api/storyboards/<board_id>/animatics/<job_id>")
+def animatic_status(board_id: str, job_id: str):
+    return jsonify(animatic_json(_animatic_or_404(board_id, job_id)))
+
+
+@api.post("/api/storyboards/<board_id>/animatics/<job_id>/cancel")
+def cancel_animatic(board_id: str, job_id: str):
+    job = _animatic_or_404(board_id, job_id)
+    current_studio().animatics.cancel(job)
+    return jsonify(animatic_json(job)), 202
+
+
+@api.get("/api/storyboards/<board_id>/animatics/<job_id>/animatic.mp4")
+def animatic_file(board_id: str, job_id: str):
+    from animatic_jobs import JobState
+
+    job = _animatic_or_404(board_id, job_id)
+    if job.state is not JobState.DONE:
+        raise InputError("animatic", f"The animatic is {job.state.value}, not written: nothing to download.",
+                         status=409)
+    try:  # opened now: a later animatic of the board may remove the file, not this download's copy
+        return send_file(job.path, mimetype="video/mp4", as_attachment=True,
+                         download_name=f"storyboard-{board_id}.mp4")
+    except FileNotFoundError:
+        abort(404)
+
+
+@api.post("/api/storyboards/import")
+def import_storyboarder():
+    """A new board from a zipped Storyboarder project (storyboarder.py): its boards' text as
+    the panels with their durations, its frame rate, its aspect as the nearest the studio
+    draws; drawn like a posted board."""
+    _refuse_if_unavailable()
+    fields, uploads = _payload()
+    upload = request.files.get("project")
+    if upload is None or not upload.filename:
+        raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
+    project = storyboarder.read_project(upload.read(), MAX_FRAMES)
+    fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
+    durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
+                 for n, board in enumerate(project.boards, start=1)]
+    aspect = min(ASPECTS, key=lambda name: abs(ASPECTS[name][0] / ASPECTS[name][1] - project.aspect_ratio))
+    panels = project.panels()
+    board_id = _create_board({**fields, "story": "\n".join(p["caption"] for p in panels), "panels": panels,
+                              "aspect": fields.get("aspect") or aspect}, uploads)
+    store = current_studio().store
+    store.set_fps(board_id, fps)
+    for frame_id, seconds in enumerate(durations, start=1):  # a new board's panels are 1..n
+        store.edit_panel(board_id, frame_id, duration=seconds)
+    return jsonify(_board_json(board_id)), 202
 
 
 # --- Server-Sent Events --------------------------------------------------------------------

@@ -19,8 +19,8 @@ How a reference takes part, for each pipeline call (``Sharing``):
   sample for every panel of the step (seeded by the step's timestep and the layer's size), so a
   panel's pixels depend on its own inputs and its references only: the same board whatever the
   batching. With several characters the picture is split as the identity lock's region masks
-  split it (vertical strips, left to right): a strip's queries see only its own character's
-  reference, so Mara never gets Ivan's coat.
+  split it (vertical strips, left to right, or a posed panel's boxes): a region's queries see
+  only its own character's reference, so Mara never gets Ivan's coat.
 - The ghosts' outputs are dropped before the scheduler sees the batch.
 
 Why the re-encoded picture and not the reference's own keys and values kept at every step (as
@@ -167,17 +167,27 @@ def token_sample(tokens: int, rate: float, timestep: float) -> torch.Tensor:
     return torch.randperm(tokens, generator=generator)[: shared_count(tokens, rate)].sort().values
 
 
-def region_mask(height: int, width: int, characters: int, shared: int, device) -> torch.Tensor | None:
-    """For several characters, SDPA's boolean mask [tokens, tokens + characters x shared]: every
-    query sees its own picture's tokens, and a reference's tokens only from the strip of its
-    character (the identity lock's region masks: vertical strips, left to right). None for one."""
-    if characters < 2:
+def strips(count: int) -> tuple[tuple[float, float, float, float], ...]:
+    """The identity lock's default regions: ``count`` vertical strips, left to right, as
+    (left, top, right, bottom) fractions of the picture."""
+    return tuple((i / count, 0.0, (i + 1) / count, 1.0) for i in range(count))
+
+
+def region_mask(height: int, width: int, regions, shared: int, device) -> torch.Tensor | None:
+    """SDPA's boolean mask [tokens, tokens + characters x shared] for several characters: every
+    query sees its own picture's tokens, and a character's reference tokens only from inside
+    that character's region (``regions``: a box of fractions per character, in the cast's order:
+    the identity lock's, its strips or a posed panel's boxes; a token in two boxes sees both,
+    in none, no one's). None for one character: every query sees its reference."""
+    if len(regions) < 2:
         return None
-    column = (torch.arange(width, dtype=torch.float64) + 0.5) * characters / width
-    strip = column.floor().long().clamp(max=characters - 1).repeat(height)  # row-major, as the tokens
-    owner = torch.arange(characters).repeat_interleave(shared)
+    rows = (torch.arange(height, dtype=torch.float64) + 0.5) / height
+    columns = (torch.arange(width, dtype=torch.float64) + 0.5) / width
+    y, x = rows.repeat_interleave(width), columns.repeat(height)  # row-major, as the tokens
+    inside = torch.stack([(x >= left) & (x < right) & (y >= top) & (y < bottom)
+                          for left, top, right, bottom in regions], dim=1)  # [tokens, characters]
     return torch.cat([torch.ones(height * width, height * width, dtype=torch.bool),
-                      strip[:, None] == owner[None, :]], dim=1).to(device)
+                      inside.repeat_interleave(shared, dim=1)], dim=1).to(device)
 
 
 class Sharing:
@@ -185,8 +195,10 @@ class Sharing:
     its output, with the Look set for the processors. Hooks on the UNet module it is given
     (the compiled wrapper too: outside the graph, which sees only tensors and an int)."""
 
-    def __init__(self, look: Look, scheduler, references: list[torch.Tensor], rate: float, mark_dynamic=None) -> None:
+    def __init__(self, look: Look, scheduler, references: list[torch.Tensor], rate: float, mark_dynamic=None,
+                 regions=None) -> None:
         self.look = look
+        self.regions = regions or strips(len(references))  # each character's box, in the cast's order
         self.scheduler = scheduler
         self.latents = torch.cat(references)  # [characters, 4, h, w], in the cast's order
         self.noise = torch.cat([reference_noise(latents, place) for place, latents in enumerate(references)])
@@ -196,12 +208,11 @@ class Sharing:
 
     @contextlib.contextmanager
     def hooked(self, unet):
-        count = self.latents.shape[0]
         height, width = self.latents.shape[-2:]
         self.look.regions = {}
         for rows, columns in level_sizes(height, width):
             tokens = rows * columns
-            self.look.regions[tokens] = region_mask(rows, columns, count, shared_count(tokens, self.rate),
+            self.look.regions[tokens] = region_mask(rows, columns, self.regions, shared_count(tokens, self.rate),
                                                     self.latents.device)
         before = unet.register_forward_pre_hook(self._append, with_kwargs=True)
         after = unet.register_forward_hook(self._drop)

@@ -21,11 +21,12 @@ from typing import Any, Callable, Protocol
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, SEED_LIMIT, portrait_seed
 from config import MAX_FRAMES, PRESETS, SpeedPreset
 from errors import InputError
+from layouts import Layout, checked_layout
 from prompt_enhancer import CAST_POSITIONS, SHOT_TYPES, PanelPlan, build_prompt, portrait_prompt
 
 # 2: a cast (characters with their references, each panel's cast); 3: the speed preset whole;
-# 4: a refine (its strength, each panel's source take and picture)
-SPEC_VERSION = 4
+# 4: a refine (its strength, each panel's source take and picture); 5: each panel's layout
+SPEC_VERSION = 5
 MAX_TEXT = 4000
 MAX_REFERENCE_BYTES = 16 * 2**20
 
@@ -55,6 +56,10 @@ class PanelSpec:
     # Redis worker needs nothing of the studio's files).
     source_take: int | None = None
     source_png: bytes | None = field(default=None, repr=False)
+    # Its layout as the store keeps it ({"kind", "strength", "poses"?, "file"}), and a sketch's
+    # PNG (a pose is drawn again from its keypoints); None: no layout.
+    layout: dict | None = None
+    layout_png: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,8 @@ class JobSpec:
     def to_json(self) -> dict:
         data = asdict(self)  # the preset too, as SpeedPreset.to_dict writes it
         data["panels"] = [{**asdict(panel), "cast": list(panel.cast),  # lists, not tuples
-                           "source_png": _base64(panel.source_png)} for panel in self.panels]
+                           "source_png": _base64(panel.source_png), "layout_png": _base64(panel.layout_png)}
+                          for panel in self.panels]
         data["characters"] = [{"name": c.name, "traits": c.traits,
                                "reference_png": _base64(c.reference_png)} for c in self.characters]
         data["version"] = SPEC_VERSION
@@ -101,7 +107,7 @@ class JobSpec:
         raw_panels = data.get("panels")
         if not isinstance(raw_panels, list) or not 1 <= len(raw_panels) <= MAX_FRAMES:
             raise _refused("panels", f"1 to {MAX_FRAMES} panels expected")
-        panels = tuple(_panel(p, f"panels[{i}]", len(characters)) for i, p in enumerate(raw_panels))
+        panels = tuple(_panel(p, f"panels[{i}]", characters) for i, p in enumerate(raw_panels))
         try:
             preset = SpeedPreset.from_dict(data.get("preset"))
         except InputError as error:
@@ -168,16 +174,24 @@ def _character(raw: Any, where: str, count: int) -> CharacterSpec:
                          reference_png=_png_field(raw, "reference_png", where))
 
 
-def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
+def _panel(raw: Any, where: str, characters: tuple[CharacterSpec, ...]) -> PanelSpec:
     if not isinstance(raw, dict):
         raise _refused(where, "an object expected")
     shot = _text(raw, "shot", 64, where=where)
     if shot not in SHOT_TYPES:
         raise _refused(f"{where}.shot", f"one of {', '.join(SHOT_TYPES)} expected")
     cast = raw.get("cast")
+    count = len(characters)
     if (not isinstance(cast, list) or len(cast) > max(CAST_POSITIONS) or len(set(cast)) != len(cast)
-            or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= characters for i in cast)):
-        raise _refused(f"{where}.cast", f"distinct places from 1 to {characters} expected")
+            or any(isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= count for i in cast)):
+        raise _refused(f"{where}.cast", f"distinct places from 1 to {count} expected")
+    layout_png = _png_field(raw, "layout_png", where)
+    layout = raw.get("layout")
+    if layout is not None:
+        try:
+            checked_layout(layout, f"{where}.layout", [characters[i - 1].name for i in cast], layout_png)
+        except InputError as error:
+            raise _refused(error.field, error.message) from None
     return PanelSpec(
         frame_id=_integer(raw, "frame_id", 1, 10_000, where=where),
         position=_integer(raw, "position", 1, MAX_FRAMES, where=where),
@@ -188,6 +202,8 @@ def _panel(raw: Any, where: str, characters: int) -> PanelSpec:
         cast=tuple(cast),
         source_take=None if raw.get("source_take") is None else _integer(raw, "source_take", 1, 2**31, where=where),
         source_png=_png_field(raw, "source_png", where),
+        layout=layout,
+        layout_png=layout_png,
     )
 
 
@@ -217,10 +233,11 @@ def _boolean(data: dict, key: str) -> bool:
 
 
 def spec_for(job: dict, board: dict, references: dict[int, bytes],
-             sources: dict[int, tuple[int, bytes]] | None = None) -> JobSpec:
+             sources: dict[int, tuple[int, bytes]] | None = None, layouts: dict[int, bytes] | None = None) -> JobSpec:
     """The spec of ``job`` (a store row) on ``board`` (the store's board, frames in display
     order); ``references``: the PNG of each character (1-based) that has one; ``sources``: a
-    refine's (Store.take_pngs), each refined panel's chosen take and its PNG."""
+    refine's (Store.take_pngs), each refined panel's chosen take and its PNG; ``layouts``: each
+    sketched panel's sketch PNG (Store.sketch_pngs)."""
     params = board["params"]
     positions = {frame["id"]: i for i, frame in enumerate(board["frames"], start=1)}
     refine = job["kind"] == "refine"
@@ -233,7 +250,8 @@ def spec_for(job: dict, board: dict, references: dict[int, bytes],
     source = (sources or {}).get
     panels = tuple(PanelSpec(f["id"], positions[f["id"]], f["caption"], f["scene"] or f["caption"], f["shot"],
                              f["seed"], tuple(params.position(name) for name in f["cast"]),
-                             *(source(f["id"]) or (None, None))) for f in frames)
+                             *(source(f["id"]) or (None, None)), f.get("layout"), (layouts or {}).get(f["id"]))
+                   for f in frames)
     characters = tuple(CharacterSpec(c.name, c.traits, references.get(k) if params.identity_lock else None)
                        for k, c in enumerate(params.characters, start=1))
     return JobSpec(
@@ -302,14 +320,17 @@ def draw(generator, spec: JobSpec, sink: Sink, cancel=None, judge: Callable | No
     prompts = {}
     jobs = []
     for panel in panels:
-        present = [spec.characters[i - 1] for i in panel.cast]
+        layout = Layout.from_json(panel.layout, panel.layout_png) if panel.layout is not None else None
+        places = _left_to_right(panel.cast, layout, spec.characters)
+        present = [spec.characters[i - 1] for i in places]
         built = build_prompt(PanelPlan(panel.caption, panel.scene, panel.shot), [c.traits for c in present],
                              spec.style, spec.negative_prompt, generator.count_tokens)
         cut = {c.name: words for c, words in zip(present, built.traits_dropped) if words}
         prompts[panel.frame_id] = PanelPrompts(built.prompt, built.negative_prompt, built.dropped or None, cut or None)
         jobs.append(PanelJob(panel.frame_id, built.prompt, built.negative_prompt, panel.seed, panel.caption,
-                             panel.shot, tuple(i - 1 for i in panel.cast),
-                             init_image=_image(panel.source_png) if panel.source_png else None))
+                             panel.shot, tuple(i - 1 for i in places),
+                             init_image=_image(panel.source_png) if panel.source_png else None, layout=layout,
+                             regions=layout.regions([c.name for c in present]) if layout is not None else None))
     sink.prompts(prompts)
     if not jobs:
         return None
@@ -385,6 +406,16 @@ class PanelWriter:
             raise self._error
 
 
+def _left_to_right(cast: tuple[int, ...], layout: Layout | None, characters: tuple[CharacterSpec, ...]):
+    """The panel's cast (1-based places) in the order the picture shows them: as the cast
+    lists them, or as a pose stands them, left to right (the prompt names them in that order
+    and the identity lock holds each in its place)."""
+    if layout is None:
+        return cast
+    by_name = {characters[i - 1].name: i for i in cast}
+    return tuple(by_name[name] for name in layout.left_to_right(list(by_name)))
+
+
 def _image(png: bytes):
     from PIL import Image
 
@@ -399,16 +430,22 @@ def _deliver(spec: JobSpec, result, sink: Sink, panel: PanelSpec) -> None:
         sink.panel_failed(result.index, result.error or "The panel could not be drawn.")
         return
     names = [spec.characters[i - 1].name for i in panel.cast]
+    layout = Layout.from_json(panel.layout) if panel.layout is not None else None
+    shown = [spec.characters[i - 1].name for i in _left_to_right(panel.cast, layout, spec.characters)]
+    ran = result.ran.to_json() if result.ran is not None else None
+    if ran is not None and "layout" in ran:  # the take keeps the layout it was drawn with, its file too
+        ran["layout"] = {**panel.layout, **ran["layout"]}
     identity = result.identity
     if identity is not None and "characters" in identity:  # the judge scores by place; the page shows names
-        identity = {**identity, "characters": [{"name": name, **score}
-                                               for name, score in zip(names, identity["characters"])]}
+        identity = {**identity, "characters": [{"name": name, **score}  # in the picture's order, as judged
+                                               for name, score in zip(shown, identity["characters"])]}
     meta = {
         "prompt": result.prompt,
         "negative_prompt": result.negative_prompt,
         # What drew it, as the generator ran it (steps, CFG, sampler, the IP-Adapter scale after
-        # the cast clamp, the LoRA), never the board's settings echoed.
-        **(result.ran.to_json() if result.ran is not None else {}),
+        # the cast clamp, the LoRA, the layout's adapter), never the board's settings echoed.
+        **({k: v for k, v in ran.items() if k != "layout"} if ran is not None else {}),
+        **({"layout": {k: v for k, v in ran["layout"].items() if k != "file"}} if ran and "layout" in ran else {}),
         "seed": result.seed,
         "width": result.image.width,
         "height": result.image.height,
@@ -421,7 +458,7 @@ def _deliver(spec: JobSpec, result, sink: Sink, panel: PanelSpec) -> None:
     }
     sink.panel_saved(SavedPanel(result.index, encode_png(result.image, meta), result.seed, identity,
                                 result.attempts, round(result.seconds, 3), mode=spec.preset.name,
-                                ran=result.ran.to_json() if result.ran is not None else None,
+                                ran=ran,
                                 parent=panel.source_take))
 
 

@@ -10,6 +10,7 @@ path. Panel numbers are positions in ``board["frames"]`` (already in display ord
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import json
 import logging
@@ -193,15 +194,32 @@ def find_fallback_fonts() -> list[tuple[str, Path, int]]:
     return found
 
 
-def _undrawable_scripts(pdf: FPDF, texts: Iterable[str]) -> list[str]:
-    """The scripts (Unicode's names: "CJK", "DEVANAGARI") of characters no loaded font has."""
-    covered: set[int] = set()
-    for font in pdf.fonts.values():
-        covered.update(font.cmap)
+@functools.cache
+def _font_code_points(path: str, face: int) -> frozenset[int]:
+    """The characters a font file has (its best cmap, as fpdf2 reads it), read once a process:
+    a CJK collection's is ~45,000 entries and takes a second."""
+    from fontTools.ttLib import TTFont
+
+    with TTFont(path, fontNumber=face, lazy=True) as font:
+        return frozenset(font.getBestCmap() or ())
+
+
+def undrawable_scripts(texts: Iterable[str], font_path: str | Path | None = None,
+                       fallback_fonts: Iterable[tuple[str, str | Path, int]] | None = None) -> list[str]:
+    """The scripts (Unicode's names: "CJK", "DEVANAGARI") of characters in ``texts`` that no font
+    the PDF draws with has: the main font, then the fallbacks (defaults as in :func:`storyboard_pdf`).
+    A fallback's file is read only when characters are left that the fonts before it lack."""
+    left = {c for text in texts for c in text if unicodedata.category(c)[0] not in "ZC"}  # spaces, controls
+    fonts = [(font_path or find_unicode_font(), 0)]
+    fonts += [(path, face) for _family, path, face in
+              (find_fallback_fonts() if fallback_fonts is None else fallback_fonts)]
+    for path, face in fonts:
+        if not left:
+            break
+        covered = _font_code_points(str(path), face)
+        left = {c for c in left if ord(c) not in covered}
     scripts = []
-    for char in sorted({c for text in texts for c in text if ord(c) not in covered}):
-        if unicodedata.category(char)[0] in "ZC":  # spaces and controls are not drawn
-            continue
+    for char in sorted(left):
         script = unicodedata.name(char, "UNKNOWN").split()[0]
         if script not in scripts:
             scripts.append(script)
@@ -219,12 +237,22 @@ def _board_texts(board: Mapping[str, Any]) -> list[str]:
     return texts
 
 
-def _missing_script_notice(scripts: list[str]) -> str:
+def _missing_script_notice(scripts: list[str], where: str = "below") -> str:
     names = {"CJK": "Chinese/Japanese", "DEVANAGARI": "Hindi (Devanagari)"}
     packages = sorted({package for family, _paths, _face, package in _FALLBACK_FONTS if family.upper() in scripts})
     return ("Text in " + ", ".join(names.get(s, s.capitalize()) for s in scripts)
-            + " cannot be drawn with the fonts on this machine and is missing below"
+            + f" cannot be drawn with the fonts on this machine and is missing {where}"
             + (f": install {', '.join(packages)}" if packages else "") + ".")
+
+
+def pdf_notice(board: Mapping[str, Any]) -> str | None:
+    """For the page, beside the PDF link: what the board's PDF will say at its top about text
+    it cannot draw, or None when every text can be drawn (or no font is found: the export says so)."""
+    try:
+        scripts = undrawable_scripts(_board_texts(board))
+    except FileNotFoundError:
+        return None
+    return _missing_script_notice(scripts, "from the PDF") if scripts else None
 
 
 # A4 landscape, millimetres.
@@ -549,14 +577,15 @@ def storyboard_pdf(
     pdf.set_creation_date(_board_date(board))
     pdf.set_title(str(board.get("title") or "Storyboard"))
     pdf.set_creator("storyboard studio")
-    pdf.add_font("Unicode", "", str(font_path or find_unicode_font()))
-    fallbacks = find_fallback_fonts() if fallback_fonts is None else fallback_fonts
+    font_path = font_path or find_unicode_font()
+    pdf.add_font("Unicode", "", str(font_path))
+    fallbacks = list(find_fallback_fonts() if fallback_fonts is None else fallback_fonts)
     for family, path, face in fallbacks:
         pdf.add_font(family, "", str(path), collection_font_number=face)
     pdf.set_font("Unicode", size=10)
     pdf.set_fallback_fonts([family for family, _path, _face in fallbacks])
     pdf.set_text_shaping(True)
-    scripts = _undrawable_scripts(pdf, _board_texts(board))
+    scripts = undrawable_scripts(_board_texts(board), font_path, fallbacks)
     notice = _missing_script_notice(scripts) if scripts else ""
     if scripts:
         log.warning("PDF of board %s: %s", board.get("id"), notice)

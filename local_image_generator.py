@@ -43,6 +43,7 @@ from model_loading import (  # the loading API, also public here: callers load t
 )
 from previews import PreviewDecoder
 from prompt_enhancer import CAST_POSITIONS
+from t2i_adapter import LayoutAdapters
 from unet_compile import CompiledGraphs, GraphKey, compile_unet, save_kernels
 
 __all__ = [
@@ -80,6 +81,10 @@ class PanelJob:
     portrait_of: int | None = None
     # A refine: the picture (PIL, at the request's size) whose composition it keeps.
     init_image: object | None = None
+    # The panel's layout (layouts.Layout), which a T2I-Adapter makes it follow; with a pose per
+    # character, ``regions``: where each of ``cast`` stands, (left, top, right, bottom) in 0..1.
+    layout: object | None = None
+    regions: tuple[tuple[float, float, float, float], ...] | None = None
 
     @property
     def characters(self) -> tuple[int, ...]:
@@ -178,6 +183,9 @@ class PanelRun:
     # twice that while guided). None for a panel drawn afresh, and then left out of the JSON.
     strength: float | None = None
     denoising_steps: int | None = None
+    # The layout's T2I-Adapter as it ran (t2i_adapter.AdapterRun.to_json); None without one,
+    # and then left out of the JSON.
+    layout: dict | None = None
     # The consistent look: the characters (1-based, as the board numbers them) whose references
     # the panel shared attention with, at the sampling rate; None: drawn without it (left out).
     look_references: tuple[int, ...] | None = None
@@ -185,13 +193,12 @@ class PanelRun:
 
     def to_json(self) -> dict:
         facts = dataclasses.asdict(self)
-        if self.strength is None:
-            del facts["strength"], facts["denoising_steps"]
-        if self.look_references is None:
-            del facts["look_references"], facts["look_sampling_rate"]
-        else:
+        left_out = (() if self.strength is not None else ("strength", "denoising_steps")) + (
+            () if self.layout is not None else ("layout",)) + (
+            () if self.look_references is not None else ("look_references", "look_sampling_rate"))
+        if self.look_references is not None:
             facts["look_references"] = list(self.look_references)
-        return facts
+        return {k: v for k, v in facts.items() if k not in left_out}
 
 
 @dataclass
@@ -303,6 +310,7 @@ class StoryboardGenerator:
         self.text_encoder_calls = 0  # counted for the "computed once per board" guarantee
         self.image_encoder_calls = 0
         self.previews = PreviewDecoder(settings, device, dtype)  # TAESDXL, loaded on the first preview or draft
+        self.layouts = LayoutAdapters(settings, device, dtype)  # the T2I-Adapters, loaded on a layout's first use
 
     # -- loading --
 
@@ -428,14 +436,16 @@ class StoryboardGenerator:
         return width, height, run.cast_size, self._family, bool(run.look)
 
     @contextlib.contextmanager
-    def _unet_for(self, run: "_Run", width: int, height: int):
+    def _unet_for(self, run: "_Run", width: int, height: int, layout: bool = False):
         """The compiled UNet when its graph for this call is compiled; else the UNet itself
-        (the key queued for warm_up_next). Yields whether it is the UNet itself."""
+        (the key queued for warm_up_next; not for a ``layout`` call, which always runs the
+        UNet itself). Yields whether it is the UNet itself."""
         key = self._graph_key(run, width, height)
-        if not self.compiled or self.graphs.is_warm(key):
+        if not self.compiled or (self.graphs.is_warm(key) and not layout):
             yield not self.compiled
             return
-        self.graphs.queue([key])
+        if not layout:  # the adapter's residuals are other inputs: such a call runs eagerly, uncompiled
+            self.graphs.queue([key])
         compiled, self.pipe.unet = self.pipe.unet, self._unet_module()
         try:
             yield True
@@ -688,8 +698,8 @@ class StoryboardGenerator:
         # 4. The panels, batched where the device allows; one cast per call.
         started = time.perf_counter()
         results: list[PanelResult] = []
-        for batch in self._batches(request.panels, request.width, request.height, key=run.cast_of):
-            references = self._use_cast(run, run.cast_of(batch[0]))
+        for batch in self._batches(request.panels, request.width, request.height, key=run.call_of):
+            references = self._use_cast(run, run.cast_of(batch[0]), batch[0].regions)
             for result in self._draw(batch, run):
                 if judge is not None and references and result.status == "done":
                     result = self._redo_if_drifted(result, run, references, judge)
@@ -724,18 +734,19 @@ class StoryboardGenerator:
             references.append(reference)
         return references
 
-    def _use_cast(self, run: "_Run", cast: tuple[int, ...]) -> tuple:
+    def _use_cast(self, run: "_Run", cast: tuple[int, ...], regions=None) -> tuple:
         """Set the pipeline up for panels showing ``cast``; returns their references.
 
         One character: its reference, as ever. Several: one IP-Adapter with their reference
         images, each gated to its strip of the picture by a region mask (left to right, as
-        the prompt places them) at a scale that keeps the faces apart. No one, or the lock
-        off: the plain pipeline.
+        the prompt places them), or to its own ``regions`` (a posed panel's skeletons), at a
+        scale that keeps the faces apart. No one, or the lock off: the plain pipeline.
         """
         from consistent_look import wanted
 
         run.cast_size = len(cast)
         run.look = cast if wanted(run.request) else ()
+        run.look_regions = regions  # where each character is, for the look too (None: strips)
         if not cast:
             self._set_identity_mode(False)
             run.image_embeds = run.ip_masks = run.ip_scale = None
@@ -747,21 +758,22 @@ class StoryboardGenerator:
         if len(cast) > 1:
             low, high = CAST_IP_ADAPTER_SCALE
             scale = min(max(scale, low), high)
-            run.ip_masks = self._region_masks(len(cast), run.request.width, run.request.height)
+            run.ip_masks = self._region_masks(len(cast), run.request.width, run.request.height, regions)
         self._set_ip_scale(scale)
         run.ip_scale = scale
         return tuple(run.references[i] for i in cast)
 
-    def _region_masks(self, count: int, width: int, height: int) -> list:
-        """``count`` vertical strips, left to right, as diffusers' IP-Adapter masks take them:
-        one [1, count, height, width] tensor for the one adapter."""
+    def _region_masks(self, count: int, width: int, height: int, regions=None) -> list:
+        """``count`` vertical strips, left to right, or the ``regions`` given (0..1 boxes), as
+        diffusers' IP-Adapter masks take them: one [1, count, height, width] tensor for the one adapter."""
         from diffusers.image_processor import IPAdapterMaskProcessor
         from PIL import Image
 
+        boxes = regions or tuple((i / count, 0.0, (i + 1) / count, 1.0) for i in range(count))
         strips = []
-        for i in range(count):
+        for left, top, right, bottom in boxes:
             mask = Image.new("L", (width, height), 0)
-            mask.paste(255, (round(width * i / count), 0, round(width * (i + 1) / count), height))
+            mask.paste(255, (round(width * left), round(height * top), round(width * right), round(height * bottom)))
             strips.append(mask)
         masks = IPAdapterMaskProcessor().preprocess(strips, height=height, width=width)
         return [masks.reshape(1, count, height, width).to(self.device)]
@@ -888,40 +900,49 @@ class StoryboardGenerator:
             # embeddings and region masks.
             width, height = run.size or (run.request.width, run.request.height)
             inputs = self._call_inputs(batch, run)
-            # 2. Guidance up to the cutoff (settings.cfg_cutoff), one UNet pass a step after it.
-            guidance = _CfgCutoff(run, batch, self.settings.cfg_cutoff)
+            # 2. Guidance up to the cutoff (settings.cfg_cutoff), one UNet pass a step after it;
+            # a layout's adapter pipeline has no step-end callback to cut it with: guided throughout.
+            layout = batch[0].layout is not None and batch[0].init_image is None
+            guidance = _CfgCutoff(run, batch, 1.0 if layout else self.settings.cfg_cutoff)
             # 3. The denoising loop, to latents, through the compiled UNet once its graph is.
             run.check_cancel()
-            with self._unet_for(run, width, height) as eager, self._folding(eager), \
+            with self._unet_for(run, width, height, layout) as eager, self._folding(eager), \
                     guidance.hooked(self.pipe.unet, run.image_embeds is not None), \
                     guidance.estimating(self.pipe.scheduler), self._sharing(batch, run, width, height):
-                pipe, start = self._start_from(batch, run, width, height)
+                pipe, start, adapter_run = self._start_from(batch, run, width, height)
                 latents = pipe(
                     **start,
                     num_inference_steps=run.request.num_steps,
                     guidance_scale=run.request.preset.guidance_scale,
                     output_type="latent",
-                    callback_on_step_end=guidance.step_end,
-                    callback_on_step_end_tensor_inputs=["latents", *CFG_TENSORS],
+                    **guidance.callbacks(pipe, layout),
                     **inputs,
                 ).images
                 # 4. Each panel decoded, with what really drew it.
-                ran = self._ran(run)
+                ran = self._ran(run, adapter_run)
                 per_panel = (time.perf_counter() - started) / len(batch)
                 return [self._decoded(job, latent, per_panel, ran) for job, latent in zip(batch, latents)]
 
     def _start_from(self, batch: list[PanelJob], run: "_Run", width: int, height: int) -> tuple:
-        """The pipeline and where it starts: SDXL from noise at the size, or for a refine its
-        img2img twin on the same loaded components (diffusers' from_pipe: no second copy of
-        any model in memory) from each panel's picture, at the refine's strength."""
+        """The pipeline, where it starts and how a layout steers it (t2i_adapter.AdapterRun, or
+        None): SDXL from noise at the size; with a layout, its T2I-Adapter twin (t2i_adapter.py);
+        for a refine its img2img twin from each panel's picture, at the refine's strength, which
+        keeps that picture's composition without an adapter (diffusers has no SDXL adapter
+        img2img). The twins share the loaded components (diffusers' from_pipe: no second copy
+        of any model in memory)."""
+        if batch[0].init_image is None and batch[0].layout is not None:
+            layouts = [job.layout for job in batch]
+            arguments, adapter_run = self.layouts.call_arguments(self.pipe, layouts, width, height, run.steps_of(batch))
+            return self.layouts.pipeline(self.pipe, layouts[0].adapter), {"width": width, "height": height,
+                                                                          **arguments}, adapter_run
         if batch[0].init_image is None:  # drawn afresh, or a refine's portrait
-            return self.pipe, {"width": width, "height": height}
+            return self.pipe, {"width": width, "height": height}, None
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
         img2img = on_the_same_device(StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe), self.pipe)
         img2img.set_progress_bar_config(disable=True)
         images = [job.init_image.convert("RGB").resize((width, height)) for job in batch]
-        return img2img, {"image": images, "strength": run.request.strength}
+        return img2img, {"image": images, "strength": run.request.strength}, None
 
     def _call_inputs(self, batch: list[PanelJob], run: "_Run") -> dict:
         import torch
@@ -959,16 +980,17 @@ class StoryboardGenerator:
                 latents[n] = run.look_latents[i, width, height] = encode_reference(
                     self.pipe, run.references[i], width, height, self.device, self.pipe.unet.dtype)
         sharing = Sharing(self._look, self.pipe.scheduler, latents, self.settings.look_sampling_rate,
-                          mark_batch_dynamic if self.compiled else None)
+                          mark_batch_dynamic if self.compiled else None, run.look_regions)
         return sharing.hooked(self.pipe.unet)
 
-    def _ran(self, run: "_Run") -> PanelRun:
+    def _ran(self, run: "_Run", adapter_run=None) -> PanelRun:
         scheduler = type(self.pipe.scheduler).__name__
         refine = run.request.strength is not None
         look = tuple(i + 1 for i in run.look) if run.look else None
         return PanelRun(scheduler, A1111_SAMPLERS.get(scheduler, scheduler), run.request.num_steps,
                         run.request.preset.guidance_scale, run.ip_scale, self._family, run.request.preset.decoder,
                         strength=run.request.strength, denoising_steps=run.request.denoising_steps if refine else None,
+                        layout=adapter_run.to_json() if adapter_run is not None else None,
                         look_references=look, look_sampling_rate=self.settings.look_sampling_rate if look else None)
 
     def _decoded(self, job: PanelJob, latent, seconds: float, ran: PanelRun) -> PanelResult:
@@ -1037,6 +1059,15 @@ class _CfgCutoff:
         self.guided = True
         self._positive: dict = {}  # the [negative; positive] IP embeddings last seen, and their positive half
         self._x0 = None  # the scheduler's estimate of the finished latents at the last step, if it gives one
+
+    def callbacks(self, pipe, layout: bool) -> dict:
+        """The call's step callback: diffusers' step-end one; the adapter pipeline's older
+        ``callback`` (latents only, nothing returned: no cutoff, see _draw_batch) for a layout."""
+        if layout:
+            return {"callback": lambda step, timestep, latents: self.step_end(pipe, step, timestep,
+                                                                              {"latents": latents})}
+        return {"callback_on_step_end": self.step_end,
+                "callback_on_step_end_tensor_inputs": ["latents", *CFG_TENSORS]}
 
     def step_end(self, pipe, step, timestep, kwargs):
         self.run.check_cancel()
@@ -1127,6 +1158,7 @@ class _Run:
     cast_embeds: dict = field(default_factory=dict)  # cast -> its IP-Adapter embeddings
     look: tuple[int, ...] = ()  # the characters whose references the call's panels share (consistent look)
     look_latents: dict = field(default_factory=dict)  # (character, width, height) -> its reference's latents
+    look_regions: tuple | None = None  # ... each one's box in the picture (a posed panel's); None: strips
     negatives: dict = field(default_factory=dict)
     conditioning: dict = field(default_factory=dict)
 
@@ -1142,6 +1174,14 @@ class _Run:
     def cast_of(self, job: PanelJob) -> tuple[int, ...]:
         """Who the identity lock holds in ``job``: its cast, or no one with the lock off."""
         return job.characters if self.request.identity_lock else ()
+
+    def call_of(self, job: PanelJob) -> tuple:
+        """What panels sharing a call must share: the cast's embeddings and masks (its
+        skeletons' regions, if posed) and, with a layout, its adapter and strength (one scale a
+        call): layout panels are drawn in calls of their own."""
+        layout = job.layout
+        regions = job.regions if self.cast_of(job) else None
+        return self.cast_of(job), regions, (layout.adapter, layout.strength) if layout is not None else None
 
 
 def _repeat_cfg_pairs(embeds, count: int):

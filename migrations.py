@@ -189,8 +189,16 @@ def migration_9(db: sqlite3.Connection) -> None:
     _add_column(db, "storyboards", "fps REAL NOT NULL DEFAULT 24")
 
 
+def migration_10(db: sqlite3.Connection) -> None:
+    """A panel's layout, which a T2I-Adapter makes it follow, and the layout each take was
+    drawn with: JSON {"kind", "strength", "poses" (a pose), "file"}, the file (the sketch, or
+    the pose drawn) beside the panel's images. NULL: none (every panel drawn before)."""
+    _add_column(db, "frames", "layout TEXT")
+    _add_column(db, "takes", "layout TEXT")
+
+
 MIGRATIONS = (migration_1, migration_2, migration_3, migration_4, migration_5, migration_6, migration_7,
-              migration_8, migration_9)
+              migration_8, migration_9, migration_10)
 
 # The column each version shipped without a number added, in the order those versions came.
 _SHIPPED_MARKS = (("jobs", "id"), ("frames", "dropped"), ("jobs", "cancel_requested"), ("frames", "scene"),

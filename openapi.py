@@ -8,8 +8,10 @@ ratios, panel count) come from config.py, so they cannot drift either.
 
 from __future__ import annotations
 
+from animatic import DEFAULT_RESOLUTION, RESOLUTIONS
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
 from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS
+from layouts import JOINTS, KINDS, LAYOUT_KINDS, MAX_SKETCH_BYTES
 from timing import DEFAULT_FPS, FRAME_RATES, MAX_SECONDS
 
 OPENAPI_VERSION = "3.1.0"
@@ -61,6 +63,8 @@ REFINE_BODY = {"required": False, "content": {"application/json": {"schema": {
         "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                      "description": "How far it may move from the take: it runs strength x steps steps. Missing: "
                                     "STORYBOARD_REFINE_STRENGTH (0.35)."}}}}}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "An animatic job's id, from its links."}
 CHARACTER = {"name": "character", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHARACTERS},
              "description": "The character's place in the board's `characters` (1-based)."}
@@ -69,9 +73,57 @@ CAST = {"type": "array", "maxItems": MAX_CHARACTERS, "items": {"type": "string"}
                        "The one unnamed character of a board made with `character` is \"\"."}
 
 
+_POSE = {"type": "object", "required": ["character", "keypoints"], "properties": {
+    "character": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+                  "description": "A name of the panel's cast (any case), or its place in the panel's cast "
+                                 "(0-based; \"\" or 0 for the one unnamed character)."},
+    "keypoints": {"type": "array", "minItems": len(JOINTS), "maxItems": len(JOINTS),
+                  "items": _nullable({"type": "array", "minItems": 2, "maxItems": 2,
+                                      "items": {"type": "number", "minimum": 0, "maximum": 1}}),
+                  "description": "The 18 OpenPose body joints in COCO order (" + ", ".join(JOINTS) + "): [x, y] "
+                                 "in 0..1 of the panel's width and height, or null where hidden; at least two."}}}
+LAYOUT_SCHEMAS = {
+    "NewLayout": {
+        "type": "object", "required": ["kind"],
+        "description": "Direct the shot: a sketch of the composition, or a skeleton per character present. A "
+                       "T2I-Adapter makes the panel follow it (layouts.py).",
+        "properties": {
+            "kind": {"enum": list(KINDS)},
+            "strength": {"type": "number", "minimum": 0, "maximum": 1,
+                         "description": "How closely to follow it (the adapter's conditioning scale). Missing: " +
+                                        ", ".join(f"{k} {v.strength}" for k, v in LAYOUT_KINDS.items()) + "."},
+            "image": {"type": "string", "description": "A sketch: a data URL of a PNG, JPEG or WebP (at most "
+                      f"{MAX_SKETCH_BYTES // 2**20} MB, 4096x4096), lines only, dark on light or light on dark; "
+                      "in a form, the file layout_<i> instead."},
+            "poses": {"type": "array", "items": _POSE, "description": "A pose: one skeleton per character in the "
+                      "panel; with several, each one's identity lock and place in the prompt follow its skeleton."}}},
+    "Layout": {
+        "type": "object", "description": "A stored layout.",
+        "properties": {
+            "kind": {"enum": list(KINDS)},
+            "strength": {"type": "number", "description": "adapter_conditioning_scale."},
+            "factor": {"type": "number", "description": "adapter_conditioning_factor: the share of the steps "
+                                                        "the adapter steers (at least one)."},
+            "adapter": {"type": "string", "description": "The T2I-Adapter's hub id."},
+            "poses": {"type": "array", "items": _POSE},
+            "image": {"type": "string", "description": "The layout picture: the sketch, or the pose drawn."}}},
+}
+
+
 def _schemas() -> dict:
     string, integer, number, boolean = ({"type": t} for t in ("string", "integer", "number", "boolean"))
     return {
+        "AnimaticJob": {
+            "type": "object", "description": "An animatic MP4 being written from the board as it was when asked "
+                                             "for; poll links.self for the progress.",
+            "properties": {
+                "id": string, "state": {"type": "string", "enum": ["running", "done", "failed", "canceled"]},
+                "error": _nullable(string), "frames_done": {"type": "integer"}, "frames_total": {"type": "integer"},
+                "resolution": {"type": "string", "enum": list(RESOLUTIONS)}, "push_in": {"type": "boolean"},
+                "burn_in": {"type": "boolean"},
+                "links": {"type": "object", "properties": {
+                    "self": string, "cancel": {**string, "description": "POST: stop it between two frames."},
+                    "download": {**string, "description": "The MP4, once state is done."}}}}},
         "Error": {
             "type": "object", "required": ["error", "field"],
             "properties": {"error": {**string, "description": "What went wrong, in words."},
@@ -89,7 +141,8 @@ def _schemas() -> dict:
                                "dialogue": {**string, "description": "The line spoken over it; blank = none."},
                                "cast": {**_nullable(CAST), "description": "Who is in the panel (names from "
                                         "`characters`, [] for no one); missing or null: the names its caption and "
-                                        "scene mention, else the first character."}}}},
+                                        "scene mention, else the first character."},
+                               "layout": _nullable(_ref("NewLayout"))}}},
                 "characters": {
                     "type": "array", "minItems": 1, "maxItems": MAX_CHARACTERS,
                     "description": "The cast, instead of `character`: the first is the lead (shown in panels "
@@ -127,6 +180,10 @@ def _schemas() -> dict:
                                                                 '{"name", "traits"}; faces as reference_1...'},
                 "reference": {"type": "string", "contentMediaType": "application/octet-stream",
                               "description": "The face file of `character` (PNG, JPEG or WebP)."},
+                **{f"layout_{i}": {"type": "string", "contentMediaType": "application/octet-stream",
+                                   "description": f"The sketch file of panel {i} (0-based) of `panels`, whose "
+                                                  'layout is {"kind": "sketch"} without an image.'}
+                   for i in range(MAX_FRAMES)},
                 **{f"reference_{k}": {"type": "string", "contentMediaType": "application/octet-stream",
                                       "description": f"The face file of character {k} of `characters`."}
                    for k in range(1, MAX_CHARACTERS + 1)},
@@ -202,8 +259,9 @@ def _schemas() -> dict:
                 "attempts": _nullable(integer),
                 "error": _nullable(string),
                 "seconds": _nullable(number),
+                "layout": {**_nullable(_ref("Layout")), "description": "The layout the panel follows when drawn."},
                 "links": {"type": "object", "description": "Where to act on the panel; read them, never build them.",
-                          "properties": {"self": {**string, "description": "PATCH: its duration or dialogue."},
+                          "properties": {"self": {**string, "description": "PATCH: its duration, dialogue or layout."},
                                          "regenerate": {**string, "description": "POST: redraw it (by its "
                                                         "position when sent: a reorder moves it)."},
                                          "take": {**string, "description": "PUT {\"take\": id}: show that take."},
@@ -227,10 +285,13 @@ def _schemas() -> dict:
                 "seconds": _nullable(number),
                 "created_at": {**string, "format": "date-time"},
                 "image_url": string,
+                "layout": {**_nullable(_ref("Layout")), "description": "The layout it was drawn with (a refine "
+                                                                       "keeps its parent's composition: none)."},
                 "links": {"type": "object", "properties": {
                     "delete": {**string, "description": "DELETE: remove the take (not the chosen one)."}}},
             },
         },
+        **LAYOUT_SCHEMAS,
         "Progress": {
             "type": "object", "description": "The running job: only forward, over the whole job.",
             "properties": {
@@ -265,7 +326,13 @@ def _schemas() -> dict:
                                                                   "durations are whole frames of it."},
                 "duration": {**number, "description": "Seconds of the whole board played in order."},
                 "frames": {"type": "array", "items": _ref("Frame")},
-                "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "export": {"type": "object", "properties": {
+                    "pdf": string, "zip": string,
+                    "animatic": {**string, "description": "POST: start writing the animatic MP4 (an AnimaticJob)."},
+                    "vtt": string, "srt": string, "otio": string, "fcp_xml": string, "edl": string,
+                    "timeline_zip": string, "storyboarder": string}},
+                "pdf_notice": {**_nullable(string), "description": "Text of the board that no font on the "
+                               "studio's machine can draw: the PDF leaves it out and says so; null: none."},
                 "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
                                                            "instead of building them.",
                           "properties": {"self": {**string, "description": "GET it, PATCH its fps, DELETE it."},
@@ -330,6 +397,23 @@ def _schemas() -> dict:
                                                           "panels are noise by design."},
             },
         },
+        "Screenplay": {
+            "type": "object", "description": "A Fountain script's scenes, each an editable plan: draw one with "
+                                             "POST /api/storyboards (its `story`, `characters` with traits, `panels`).",
+            "properties": {
+                "title": {**string, "description": "The title page's Title, else the first scene heading."},
+                "scenes": {"type": "array", "items": {"allOf": [_ref("Plan"), {"type": "object", "properties": {
+                    "number": {**integer, "description": "1-based, in script order."},
+                    "heading": {**string, "description": "As written (\"\" for text before the first heading)."},
+                    "setting": {**string, "description": "INT./EXT. in words (\"interior\"); \"\" when none."},
+                    "location": string, "time": {**string, "description": "The time of day; \"\" when none."},
+                    "story": {**string, "description": "The board's story (its first line is the title)."},
+                    "characters": {"type": "array", "description": "Who speaks, in order (most speakers kept); a "
+                                   "name of the sent cast keeps its spelling and traits, a new one has none.",
+                                   "items": {"type": "object", "properties": {"name": string, "traits": string}}},
+                }}]}},
+            },
+        },
         "PlanRequest": {
             "type": "object", "required": ["premise"],
             "properties": {
@@ -346,8 +430,9 @@ def _schemas() -> dict:
         "Plan": {
             "type": "object",
             "properties": {
-                "source": {"enum": ["built-in", "llm", "fallback"],
-                           "description": "fallback: the LLM's plan was not used; the first notice says why."},
+                "source": {"enum": ["built-in", "llm", "fallback", "screenplay"],
+                           "description": "fallback: the LLM's plan was not used; the first notice says why. "
+                                          "screenplay: a scene of POST /api/screenplays."},
                 "notices": {"type": "array", "items": string},
                 "panels": {"type": "array", "items": {"type": "object", "properties": {
                     "caption": {**string, "description": "In the user's language."},
@@ -397,6 +482,7 @@ def _schemas() -> dict:
                 "max_frames": integer,
                 "shots": {"type": "array", "items": string, "description": "The shot types a plan's panel may name."},
                 "max_characters": {**integer, "description": "Most characters in a cast."},
+                "frame_rates": {"type": "array", "items": number, "description": "What a board's `fps` may be."},
                 "refine": {"type": "object", "description": "What a refine (POST a panel's or a board's "
                                                             "`links.refine`) may ask for, and what it gets when "
                                                             "its body says nothing.", "properties": {
@@ -428,6 +514,25 @@ def _paths() -> dict:
             "summary": "A plan to edit before drawing (nothing is drawn or stored)", "operationId": "createPlan",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PlanRequest")}}},
             "responses": {"200": _json(_ref("Plan"), "The plan."), **_errors(400, 403, 429)}}},
+        "/api/screenplays": {"post": {
+            "summary": "A Fountain screenplay's scenes as plans to edit (nothing is drawn or stored)",
+            "description": "One panel per action beat (neighbours joined past the panel limit), its dialogue "
+                           "under it; CHARACTER cues are the cast; INT./EXT. and time of day go into each "
+                           "panel's scene. A text that is not a screenplay, binary, not UTF-8 or longer than "
+                           "STORYBOARD_MAX_SCREENPLAY_CHARS is a 400 naming `text` or `file`.",
+            "operationId": "readScreenplay",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"type": "object", "required": ["text"], "properties": {
+                    "text": {"type": "string", "description": "The screenplay, in Fountain."},
+                    "characters": {"type": "array", "description": "The cast so far: a cue of one of these names "
+                                                                   "keeps its traits.",
+                                   "items": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                              "traits": {"type": "string"}}}}}}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary", "description": "A .fountain file (UTF-8)."},
+                    "text": {"type": "string"},
+                    "characters": {"type": "string", "description": "The cast so far, as JSON."}}}}}},
+            "responses": {"200": _json(_ref("Screenplay"), "The scenes."), **_errors(400, 403, 413)}}},
         "/api/planner": {"get": {
             "summary": "Whether an LLM plans stories, and which", "operationId": "planner",
             "responses": {"200": _json(_ref("Planner"), "The planner.")}}},
@@ -498,21 +603,25 @@ def _paths() -> dict:
                         "caption": {"type": "string", "description": "Edited panel text."},
                         "scene": {"type": "string", "description": "Edited English scene for the prompt."},
                         "cast": {**CAST, "description": "Who is in the panel ([] for no one); missing: the "
-                                                        "panel keeps its cast."}}}}}},
+                                                        "panel keeps its cast."},
+                        "layout": {**_nullable(_ref("NewLayout")), "description": "Missing: the panel keeps its "
+                                   "layout (a pose must still place its cast); null: drawn without one."}}}}}},
                 "responses": {"202": board, **_errors(400, 403, 404, 409, 429)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}": {
             "parameters": [BOARD_ID, FRAME_ID],
             "patch": {
-                "summary": "Change a panel's duration or dialogue (instant: nothing is drawn)",
+                "summary": "Change a panel's duration, dialogue or layout (instant: nothing is drawn)",
                 "operationId": "editFrame",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "minProperties": 1, "properties": {
                         "duration": {**_nullable({"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}),
                                      "description": "Seconds (snapped to the board's frames); null: the time to "
                                                     "read its caption and dialogue."},
-                        "dialogue": {"type": "string", "description": "The line spoken over it; \"\": none."}}}}}},
-                "responses": {"200": board, **_errors(400, 403, 404)}},
+                        "dialogue": {"type": "string", "description": "The line spoken over it; \"\": none."},
+                        "layout": {**_nullable(_ref("NewLayout")), "description": "Its layout for its next drawing "
+                                   "(null: none); the takes keep the one they were drawn with."}}}}}},
+                "responses": {"200": board, **_errors(400, 403, 404, 409)}},
         },
         "/api/storyboards/{board_id}/frames/{frame_id}/take": {
             "parameters": [BOARD_ID, FRAME_ID],
@@ -543,6 +652,17 @@ def _paths() -> dict:
         "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}/image.png": {
             "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
             "get": {"summary": "A take's image", "operationId": "takeImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/layout.png": {
+            "parameters": [BOARD_ID, FRAME_ID],
+            "get": {"summary": "The panel's layout picture: its sketch (white lines on black) or its pose drawn as "
+                               "the OpenPose colour map", "operationId": "frameLayoutImage",
+                    "responses": {"200": png, **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/frames/{frame_id}/takes/{take_id}/layout.png": {
+            "parameters": [BOARD_ID, FRAME_ID, TAKE_ID],
+            "get": {"summary": "The layout picture a take was drawn with", "operationId": "takeLayoutImage",
                     "responses": {"200": png, **_errors(404)}},
         },
         "/api/storyboards/{board_id}/order": {
@@ -577,6 +697,50 @@ def _paths() -> dict:
                                                          "the cast: names, traits and reference faces.",
                                           "content": {"application/pdf": {}}}, **_errors(404, 429)}},
         },
+        **_cut_paths(),
+        "/api/storyboards/{board_id}/animatic": {
+            "parameters": [BOARD_ID],
+            "post": {"summary": "Start writing the animatic: an H.264 MP4 of the panels in time at the board's "
+                                "aspect, captions as a mov_text subtitle track", "operationId": "startAnimatic",
+                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "resolution": {"type": "string", "enum": list(RESOLUTIONS), "default": DEFAULT_RESOLUTION,
+                                            "description": "The video's shorter side."},
+                             "push_in": {"type": "boolean", "default": False,
+                                         "description": "A slow push-in on every panel."},
+                             "burn_in": {"type": "boolean", "default": False,
+                                         "description": "The captions drawn into the picture too."}}}}}},
+                     "responses": {"202": _json(_ref("AnimaticJob"), "Started."), **_errors(400, 404, 429)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "get": {"summary": "An animatic's progress", "operationId": "animaticJob",
+                    "responses": {"200": _json(_ref("AnimaticJob"), "The job now."), **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}/cancel": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "post": {"summary": "Cancel an animatic; its partial file is removed", "operationId": "cancelAnimatic",
+                     "responses": {"202": _json(_ref("AnimaticJob"), "Canceling."), **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}/animatic.mp4": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "get": {"summary": "The finished animatic", "operationId": "animaticFile",
+                    "responses": {"200": {"description": "H.264 (yuv420p) and a mov_text caption track.",
+                                          "content": {"video/mp4": {}}}, **_errors(404, 409)}},
+        },
+        "/api/storyboards/import": {
+            "post": {"summary": "A new board from a zipped Storyboarder project: its boards' action (else "
+                                "dialogue, else notes) as the panels' captions, its aspect as the nearest "
+                                "the studio draws; queued like a posted board", "operationId": "importStoryboarder",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                         "type": "object", "required": ["project"],
+                         "properties": {"project": {"type": "string", "contentMediaType": "application/zip",
+                                                    "description": "The project's folder, zipped: one .storyboarder "
+                                                                   "file and its images/."},
+                                        "style": {"type": "string"}, "preset": {"type": "string"},
+                                        "aspect": {"type": "string"}, "seed": {"type": "string"}}}}}},
+                     "responses": {"202": board, **_errors(400, 413, 429, 503)}},
+        },
         "/api/storyboards/{board_id}/export.zip": {
             "parameters": [BOARD_ID],
             "get": {"summary": "ZIP export: panel-01.png... in display order, reference-1.png... (one per "
@@ -586,6 +750,27 @@ def _paths() -> dict:
                                   **_errors(404, 429)}},
         },
     }
+
+
+def _cut_paths() -> dict:
+    """The cut's downloads (cut.py, timeline_export.py, storyboarder.py)."""
+    files = {
+        "captions.vtt": ("exportVtt", "The captions as WebVTT, one cue per panel with text.", "text/vtt"),
+        "captions.srt": ("exportSrt", "The captions as SubRip.", "application/x-subrip"),
+        "timeline.otio": ("exportOtio", "OpenTimelineIO: one clip per panel (its PNG by file name, caption, "
+                                        "prompt and seed in metadata, a marker).", "application/json"),
+        "timeline.xml": ("exportFcpXml", "The timeline as Final Cut Pro 7 XML.", "application/xml"),
+        "timeline.edl": ("exportEdl", "The timeline as a CMX 3600 EDL.", "text/plain"),
+        "timeline.zip": ("exportTimelineZip", "storyboard.otio, .xml and .edl beside the panel-NN.png they "
+                                              "name, to unzip and relink.", "application/zip"),
+        "storyboarder.zip": ("exportStoryboarder", "A Storyboarder project folder: its .storyboarder file and "
+                                                   "images/ (each panel on a reference layer).", "application/zip"),
+    }
+    return {f"/api/storyboards/{{board_id}}/{name}": {
+        "parameters": [BOARD_ID],
+        "get": {"summary": words.split(":")[0].rstrip("."), "operationId": operation,
+                "responses": {"200": {"description": words, "content": {mimetype: {}}}, **_errors(404, 429)}},
+    } for name, (operation, words, mimetype) in files.items()}
 
 
 def openapi_document() -> dict:

@@ -117,14 +117,15 @@ def safe_url(url: str) -> str:
 
 
 def redis_problem(url: str, error: Exception) -> str:
-    """Why Redis does not answer, as the studio and a worker say it: a refused password
-    names the setting that fixes it; never the password."""
+    """Why Redis does not answer, as the studio and a worker say it, naming the setting that
+    fixes it; never the password."""
     from redis.exceptions import AuthenticationError
 
     if isinstance(error, AuthenticationError):
         return (f"Redis at {safe_url(url)} refused the password ({error}); set {env_name('queue_password')} "
                 "to its requirepass")
-    return f"Redis at {safe_url(url)} cannot be reached"
+    return (f"Redis at {safe_url(url)} cannot be reached (start it there, or set {env_name('queue_url')} "
+            "to where it runs)")
 
 
 def connect(url: str, password: str = ""):
@@ -350,7 +351,8 @@ class RedisBackend(Backend):
         board = self.store.board(job["storyboard_id"])
         if board is None:
             return True
-        spec = spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job))
+        spec = spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job),
+                        self.store.sketch_pngs(board))
         try:
             self.queue.enqueue(DRAW_JOB, spec.to_json(), job_id=rq_job_id(job),
                                retry=Retry(max=RETRIES), job_timeout=JOB_TIMEOUT_S, result_ttl=3600,

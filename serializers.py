@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from config import SpeedPreset
+from layouts import LAYOUT_KINDS
 from timing import TimedPanel, board_timeline
 
 STORYBOARDS = "/api/storyboards"
@@ -45,6 +46,9 @@ def take_json(board_id: str, frame_id: int, take: dict) -> dict:
         "created_at": take["created_at"],
         # A take's file never changes: its URL needs no version.
         "image_url": board_url(board_id, "frames", frame_id, "takes", take["id"], "image.png"),
+        # The layout it was drawn with (None: none).
+        "layout": layout_json(take.get("layout"), board_url(board_id, "frames", frame_id, "takes", take["id"],
+                                                            "layout.png")),
         "links": {"delete": board_url(board_id, "frames", frame_id, "takes", take["id"])},
     }
 
@@ -82,6 +86,11 @@ def frame_json(board_id: str, timed: TimedPanel) -> dict:
         "attempts": frame["attempts"],
         "error": frame["error"],
         "seconds": frame["seconds"],
+        # The layout the panel follows (layouts.py), its picture a file named once: its URL
+        # carries that name's token, so a new layout is a new URL.
+        "layout": layout_json(frame.get("layout"), board_url(
+            board_id, "frames", frame["id"], "layout.png",
+            v=frame["layout"]["file"].rsplit("-", 1)[-1].removesuffix(".png")) if frame.get("layout") else None),
         # By position, as the route takes it: panel n of the board's order when this was sent.
         "links": {"self": board_url(board_id, "frames", frame["id"]),
                   "regenerate": board_url(board_id, "frames", index, "regenerate"),
@@ -100,6 +109,18 @@ def _look(frame: dict) -> dict | None:
     return {"characters": ran["look_references"], "sampling_rate": ran.get("look_sampling_rate")}
 
 
+def layout_json(layout: dict | None, image_url: str | None) -> dict | None:
+    """A stored layout as the API shows it: kind, strength, the adapter's factor and hub id,
+    the skeletons of a pose, and the URL of its picture (the sketch, or the pose drawn)."""
+    if not layout:
+        return None
+    kind = LAYOUT_KINDS[layout["kind"]]
+    shown = {"kind": layout["kind"], "strength": layout["strength"], "factor": kind.factor, "adapter": kind.adapter}
+    if "poses" in layout:
+        shown["poses"] = layout["poses"]
+    return {**shown, "image": image_url}
+
+
 def board_json(board: dict, progress: dict | None = None) -> dict:
     board_id, params = board["id"], board["params"]
     references = board["references"]
@@ -111,7 +132,7 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
 
     characters = [{"name": c.name, "traits": c.traits, "reference": reference(k)}
                   for k, c in enumerate(params.characters, start=1)]
-    return {
+    answer = {
         "id": board_id,
         "title": board["title"],
         "status": board["status"],
@@ -131,11 +152,34 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "fps": timeline.fps,
         "duration": timeline.duration,  # the animatic's length in seconds
         "frames": [frame_json(board_id, timed) for timed in timeline],
-        "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
+        "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip"),
+                   # POST: starts writing the MP4, answers the job to follow (animatic_json)
+                   "animatic": board_url(board_id, "animatic"),
+                   "vtt": board_url(board_id, "captions.vtt"), "srt": board_url(board_id, "captions.srt"),
+                   "otio": board_url(board_id, "timeline.otio"), "fcp_xml": board_url(board_id, "timeline.xml"),
+                   "edl": board_url(board_id, "timeline.edl"), "timeline_zip": board_url(board_id, "timeline.zip"),
+                   "storyboarder": board_url(board_id, "storyboarder.zip")},
         "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
                   "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
     }
+    # Text no font here can draw: the PDF says so at its top, and the page beside its link.
+    from exporting import pdf_notice  # fpdf2 and fontTools only for an answer that needs them
+
+    answer["pdf_notice"] = pdf_notice(answer)
+    return answer
+
+
+def animatic_json(job) -> dict:
+    """An animatic being written (animatic_jobs.AnimaticJob): how far, and where to get it."""
+    links = {"self": board_url(job.board_id, "animatics", job.id),
+             "cancel": board_url(job.board_id, "animatics", job.id, "cancel")}
+    if job.state.value == "done":
+        links["download"] = board_url(job.board_id, "animatics", job.id, "animatic.mp4")
+    return {"id": job.id, "state": job.state.value, "error": job.error,
+            "frames_done": job.frames_done, "frames_total": job.frames_total,
+            "resolution": job.options.resolution, "push_in": job.options.push_in, "burn_in": job.options.burn_in,
+            "links": links}
 
 
 def summary_json(row: dict) -> dict:

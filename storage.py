@@ -45,6 +45,9 @@ FINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELED, Status.INTERRUPT
 INTERRUPTED_MESSAGE = "The studio stopped while drawing; finished panels are kept. Resume to draw the rest."
 SET_ASIDE_MESSAGE = "Set aside: the studio stopped twice while drawing this storyboard."
 BOARD_ID = re.compile(r"^[0-9a-f]{12}$")
+# What a take keeps of the layout it was drawn with (what ran says more: factor, adapter, steps).
+LAYOUT_KEYS = ("kind", "strength", "poses", "file")
+KEEP = object()  # redraw: the panel keeps its layout
 
 class QueueFull(Exception):
     """The queue already holds ``limit`` jobs; nothing was stored."""
@@ -209,7 +212,8 @@ class Store:
                      references: dict[int, bytes], queue_limit: int | None = None) -> str:
         """Store a new board with its planned panels and queue its job; returns the id.
 
-        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?} each;
+        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?, "layout"?
+        ((layout JSON, its PNG), see :meth:`set_layout`)} each;
         ``references``: the uploaded face of each character (1-based) that has one. With
         ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
         the insert share one transaction, so concurrent requests cannot overshoot it.
@@ -222,6 +226,8 @@ class Store:
             for character, png in references.items():
                 files[character] = reference_name(character)
                 write_atomic(folder / files[character], png)
+            panels = [{**panel, "layout": self._write_layout(board_id, panel["id"], panel.get("layout"))}
+                      for panel in panels]
             self._insert_board(board_id, title, story, params, panels, files, queue_limit)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a board that was not stored
@@ -243,9 +249,10 @@ class Store:
             for panel in panels:
                 db.execute(
                     "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names,"
-                    " dialogue) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    " dialogue, layout) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                     (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
-                     panel["seed"], json.dumps(list(panel["cast"])), panel.get("dialogue") or None),
+                     panel["seed"], json.dumps(list(panel["cast"])), panel.get("dialogue") or None,
+                     _json(panel.get("layout"))),
                 )
             self._add_job(db, board_id, "board")
 
@@ -287,6 +294,7 @@ class Store:
         frame["identity"] = json.loads(frame["identity"]) if frame["identity"] else None
         frame["cast"] = tuple(json.loads(frame.pop("cast_names")))
         frame["traits_dropped"] = json.loads(frame["traits_dropped"]) if frame["traits_dropped"] else None
+        frame["layout"] = json.loads(frame["layout"]) if frame["layout"] else None
         return frame
 
     @staticmethod
@@ -294,6 +302,7 @@ class Store:
         take = {key: row[key] for key in ("id", "parent", "seed", "mode", "image_file", "seconds", "created_at")}
         take["settings"] = json.loads(row["settings"]) if row["settings"] else None
         take["identity"] = json.loads(row["identity"]) if row["identity"] else None
+        take["layout"] = json.loads(row["layout"]) if row["layout"] else None
         return take
 
     def reference_pngs(self, board: dict) -> dict[int, bytes]:
@@ -348,16 +357,27 @@ class Store:
     def edit_panel(self, board_id: str, frame_id: int, **changes) -> bool:
         """Change what a panel shows without drawing it again, in one transaction: its
         ``duration`` (seconds; None: the reading-time default) and its ``dialogue`` (None:
-        none). False: no such panel."""
+        none); and its ``layout`` for its next drawing (as :meth:`set_layout` takes it;
+        Conflict while the panel is being drawn). False: no such panel."""
+        layout = changes.pop("layout", KEEP)
         unknown = set(changes) - {"duration", "dialogue"}
         if unknown:
             raise TypeError(f"edit_panel cannot change {sorted(unknown)}")
+        columns = ", ".join(f"{name} = ?" for name in changes)
+
+        def edit(db) -> bool:
+            return not changes or bool(db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
+                                                  (*changes.values(), board_id, frame_id)).rowcount)
+
+        if layout is not KEEP:
+            if not self._query("SELECT 1 FROM frames WHERE storyboard_id = ? AND id = ?", (board_id, frame_id)):
+                return False
+            self._replace_layout(board_id, frame_id, layout, edit)
+            return True
         if not changes:
             return bool(self._query("SELECT 1 FROM frames WHERE storyboard_id = ? AND id = ?", (board_id, frame_id)))
-        columns = ", ".join(f"{name} = ?" for name in changes)
         with self._tx() as db:
-            return bool(db.execute(f"UPDATE frames SET {columns} WHERE storyboard_id = ? AND id = ?",
-                                   (*changes.values(), board_id, frame_id)).rowcount)
+            return edit(db)
 
     def set_order(self, board_id: str, frame_ids: list[int]) -> None:
         with self._tx() as db:
@@ -410,13 +430,16 @@ class Store:
                               (board_id, frame_id))[0]["version"]
         name = f"frame-{frame_id}-v{version + 1}.png"
         write_atomic(self.boards_dir / board_id / name, png)
+        # The layout it was drawn with, as what ran says (drawing.py puts the layout's file there).
+        layout = (ran or {}).get("layout")
+        layout = {key: layout[key] for key in LAYOUT_KEYS if key in layout} if layout else None
         with self._tx() as db:
             take = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM takes WHERE storyboard_id = ? AND frame_id = ?",
                               (board_id, frame_id)).fetchone()[0]
             db.execute("INSERT INTO takes (storyboard_id, frame_id, id, parent, seed, mode, settings, image_file,"
-                       " identity, seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       " identity, seconds, created_at, layout) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (board_id, frame_id, take, parent, seed, mode, json.dumps(ran) if ran else None, name,
-                        json.dumps(identity) if identity is not None else None, seconds, now()))
+                        json.dumps(identity) if identity is not None else None, seconds, now(), _json(layout)))
             db.execute("UPDATE frames SET status = 'done', error = NULL, attempts = ? WHERE storyboard_id = ?"
                        " AND id = ?", (attempts, board_id, frame_id))
             self._show_take(db, board_id, frame_id, take)
@@ -439,7 +462,7 @@ class Store:
     def delete_take(self, board_id: str, frame_id: int, take: int) -> bool:
         """Remove an unchosen take and its file (False: no such take; Conflict: it is chosen)."""
         with self._tx() as db:
-            row = db.execute("SELECT t.image_file, f.take FROM takes t JOIN frames f ON f.storyboard_id ="
+            row = db.execute("SELECT t.image_file, t.layout, f.take FROM takes t JOIN frames f ON f.storyboard_id ="
                              " t.storyboard_id AND f.id = t.frame_id WHERE t.storyboard_id = ? AND t.frame_id = ?"
                              " AND t.id = ?", (board_id, frame_id, take)).fetchone()
             if row is None:
@@ -448,7 +471,8 @@ class Store:
                 raise Conflict("The panel shows this take; choose another first.")
             db.execute("DELETE FROM takes WHERE storyboard_id = ? AND frame_id = ? AND id = ?",
                        (board_id, frame_id, take))
-        self._remove_files(board_id, [row["image_file"]])
+            unused = self._unused_layouts(db, board_id, [row["layout"]])
+        self._remove_files(board_id, [row["image_file"], *unused])
         return True
 
     @staticmethod
@@ -465,13 +489,60 @@ class Store:
         """Delete the oldest unchosen takes past the bound; returns their files."""
         if self.takes_per_panel is None:
             return []
-        rows = db.execute("SELECT t.id, t.image_file FROM takes t JOIN frames f ON f.storyboard_id = t.storyboard_id"
-                          " AND f.id = t.frame_id WHERE t.storyboard_id = ? AND t.frame_id = ?"
+        rows = db.execute("SELECT t.id, t.image_file, t.layout FROM takes t JOIN frames f ON f.storyboard_id ="
+                          " t.storyboard_id AND f.id = t.frame_id WHERE t.storyboard_id = ? AND t.frame_id = ?"
                           " AND t.id IS NOT f.take ORDER BY t.id DESC LIMIT -1 OFFSET ?",
                           (board_id, frame_id, self.takes_per_panel - 1)).fetchall()
         db.executemany("DELETE FROM takes WHERE storyboard_id = ? AND frame_id = ? AND id = ?",
                        [(board_id, frame_id, row["id"]) for row in rows])
-        return [row["image_file"] for row in rows]
+        return [row["image_file"] for row in rows] + self._unused_layouts(db, board_id, [row["layout"] for row in rows])
+
+    # -- layouts --
+    #
+    # A layout's file (the sketch, or the pose drawn) is named once and never rewritten; the
+    # panel and each take drawn with it point at it, and it goes when the last of them lets go.
+
+    def set_layout(self, board_id: str, frame_id: int, layout: tuple[dict, bytes] | None) -> None:
+        """The panel's layout from now on ((its JSON, its PNG), or None: none); the takes keep
+        the one they were drawn with. Conflict while the panel is being drawn."""
+        self._replace_layout(board_id, frame_id, layout, lambda db: None)
+
+    def _replace_layout(self, board_id: str, frame_id: int, layout, also) -> None:
+        """Write the new layout's file, then in one transaction point the panel at it and run
+        ``also(db)``; the old file goes after, if nothing points at it any more."""
+        stored = self._write_layout(board_id, frame_id, layout)
+        try:
+            with self._tx() as db:
+                frame = db.execute("SELECT status, layout FROM frames WHERE storyboard_id = ? AND id = ?",
+                                   (board_id, frame_id)).fetchone()
+                if frame is None or frame["status"] in ACTIVE:
+                    raise Conflict("already being drawn")
+                also(db)
+                db.execute("UPDATE frames SET layout = ? WHERE storyboard_id = ? AND id = ?",
+                           (_json(stored), board_id, frame_id))
+                unused = self._unused_layouts(db, board_id, [frame["layout"]])
+        except BaseException:
+            self._remove_files(board_id, [stored["file"]] if stored else [])
+            raise
+        self._remove_files(board_id, unused)
+
+    def _write_layout(self, board_id: str, frame_id: int, layout: tuple[dict, bytes] | None) -> dict | None:
+        if layout is None:
+            return None
+        data, png = layout
+        name = f"layout-{frame_id}-{secrets.token_hex(4)}.png"
+        write_atomic(self.boards_dir / board_id / name, png)
+        return {**data, "file": name}
+
+    @staticmethod
+    def _unused_layouts(db, board_id: str, layouts: list[str | None]) -> list[str]:
+        """The files of ``layouts`` (stored JSON) that no panel or take of the board points at."""
+        files = {json.loads(layout)["file"] for layout in layouts if layout}
+        used = {row[0] for row in db.execute(
+            "SELECT json_extract(layout, '$.file') FROM frames WHERE storyboard_id = ? AND layout IS NOT NULL"
+            " UNION SELECT json_extract(layout, '$.file') FROM takes WHERE storyboard_id = ? AND layout IS NOT NULL",
+            (board_id, board_id))}
+        return sorted(files - used)
 
     def _remove_files(self, board_id: str, names: list[str]) -> None:
         for name in names:
@@ -648,22 +719,30 @@ class Store:
             self._refresh(db, board_id)
 
     def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, scene: str | None = None,
-               cast: tuple[str, ...] | None = None, queue_limit: int | None = None) -> None:
-        """Queue one panel again with this caption, scene, seed and cast (None: the panel's own);
+               cast: tuple[str, ...] | None = None, queue_limit: int | None = None, layout=KEEP) -> None:
+        """Queue one panel again with this caption, scene, seed, cast (None: the panel's own) and
+        layout (KEEP: the panel's own; None: none; else as :meth:`set_layout` takes it);
         Conflict, QueueFull: nothing changed."""
+        if layout is not KEEP:
+            self._replace_layout(board_id, frame_id, layout, lambda db: self._queue_redraw(
+                db, board_id, frame_id, caption, seed, scene, cast, queue_limit))
+            return
         with self._tx() as db:
             frame = db.execute("SELECT status FROM frames WHERE storyboard_id = ? AND id = ?",
                                (board_id, frame_id)).fetchone()
             if frame is None or frame["status"] in ACTIVE:
                 raise Conflict("already being drawn")
-            self._check_room(db, queue_limit)
-            db.execute("UPDATE frames SET caption = ?, scene = ?, seed = ?, status = 'queued', error = NULL"
-                       " WHERE storyboard_id = ? AND id = ?", (caption, scene, seed, board_id, frame_id))
-            if cast is not None:
-                db.execute("UPDATE frames SET cast_names = ? WHERE storyboard_id = ? AND id = ?",
-                           (json.dumps(list(cast)), board_id, frame_id))
-            self._add_job(db, board_id, "frame", frame_id)
-            self._refresh(db, board_id)
+            self._queue_redraw(db, board_id, frame_id, caption, seed, scene, cast, queue_limit)
+
+    def _queue_redraw(self, db, board_id, frame_id, caption, seed, scene, cast, queue_limit) -> None:
+        self._check_room(db, queue_limit)
+        db.execute("UPDATE frames SET caption = ?, scene = ?, seed = ?, status = 'queued', error = NULL"
+                   " WHERE storyboard_id = ? AND id = ?", (caption, scene, seed, board_id, frame_id))
+        if cast is not None:
+            db.execute("UPDATE frames SET cast_names = ? WHERE storyboard_id = ? AND id = ?",
+                       (json.dumps(list(cast)), board_id, frame_id))
+        self._add_job(db, board_id, "frame", frame_id)
+        self._refresh(db, board_id)
 
     def refine(self, board_id: str, frame_id: int | None, preset: str, strength: float,
                queue_limit: int | None = None) -> None:
@@ -690,6 +769,17 @@ class Store:
             self._add_job(db, board_id, "refine", frame_id, preset, strength)
             self._refresh(db, board_id)
 
+    def sketch_pngs(self, board: dict) -> dict[int, bytes]:
+        """The sketch PNG of each panel of ``board`` whose layout is a sketch (a pose travels as
+        its keypoints): {frame id: PNG}."""
+        pngs = {}
+        for frame in board["frames"]:
+            layout = frame["layout"]
+            path = self.file_path(board["id"], layout["file"]) if layout and layout["kind"] == "sketch" else None
+            if path is not None:
+                pngs[frame["id"]] = path.read_bytes()
+        return pngs
+
     def take_pngs(self, board: dict, job: dict) -> dict[int, tuple[int, bytes]]:
         """What a refine job starts from: {frame id: (its chosen take, that take's PNG)} for each
         panel it refines; {} for any other job."""
@@ -702,6 +792,10 @@ class Store:
             if path is not None:
                 sources[frame["id"]] = (frame["take"], path.read_bytes())
         return sources
+
+
+def _json(value) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def reference_name(character: int) -> str:

@@ -63,7 +63,7 @@ REQUIRED_KEYS = (
     "device", "dtype", "model", "preset", "steps", "width", "height", "load_s",
     "single_no_ip_s", "single_ip_s", "storyboard_frames", "storyboard_s", "per_image_s",
     "estimate_6_s", "text_encoder_calls", "image_encoder_calls", "python", "torch",
-    "diffusers", "timestamp",
+    "diffusers", "timestamp", "layout",
 )
 
 
@@ -407,6 +407,24 @@ def flops_by_part(preset, parts: dict) -> dict:
             "decode": parts[decoder], "total": preset.panel_flops(parts)}
 
 
+# A layout may add at most this share to a FAST panel's FLOPs (why an adapter, not a ControlNet).
+LAYOUT_FLOPS_TARGET = 0.03
+
+
+def layout_flops() -> dict:
+    """A FAST panel's FLOPs (identity lock on) at 1024x1024 on the full-size models without and
+    with a layout: the layout adds one run of its T2I-Adapter (counted on the meta device with
+    the real config), whatever the steps; its features' additions into the UNet (a few
+    element-wise adds a step) are not counted, as FlopCounterMode counts no additions."""
+    from bench import sdxl_random
+    from config import PANEL_PART_FLOPS, PRESETS
+
+    without = PRESETS["fast"].panel_flops(PANEL_PART_FLOPS)
+    adapter = sdxl_random.t2i_adapter_flops(1024, 1024)
+    return {"adapter": adapter, "fast_panel": without, "fast_panel_with_layout": without + adapter,
+            "extra": adapter / without, "target": LAYOUT_FLOPS_TARGET}
+
+
 def locked_board(generator, settings, width: int, height: int):
     """A board's panels and the reference portrait that locks them (drawn in FAST, unlocked)."""
     from local_image_generator import StoryboardRequest
@@ -718,6 +736,11 @@ def format_table(r: dict) -> str:
             lines.append(row(f"  {label}", b["board_s"], f"{b['unet_passes_per_panel']:g} UNet passes a panel "
                                                          f"({b['unet_s']:.3f} s of UNet in a hooked board)"))
         lines.append(f"  refine / fresh: {rf['ratio_to_fresh']:.3f} timed, {rf['passes_ratio_to_fresh']:.3f} in UNet passes")
+    lay = r["layout"]
+    lines.append(f"a layout (T2I-Adapter, once a panel; 1024x1024, full-size models): FAST panel "
+                 f"{lay['fast_panel'] / 1e12:.1f} T without, {lay['fast_panel_with_layout'] / 1e12:.1f} T with "
+                 f"(adapter {lay['adapter'] / 1e12:.3f} T, +{100 * lay['extra']:.2f}%; target <= "
+                 f"{100 * lay['target']:.0f}%)")
     x = r.get("sdxl_random")
     if x:
         f = x["flops"]
@@ -875,6 +898,7 @@ def _run(args, diffusers, torch) -> int:
         "modes": modes,
         "preview": preview,
         "refine": refine,
+        "layout": layout_flops(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

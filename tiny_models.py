@@ -48,7 +48,10 @@ LORA_REPOS = {
                           + [f"Hyper-SDXL-{n}steps-lora.safetensors" for n in (2, 4, 8)],
     "latent-consistency/lcm-lora-sdxl": ["pytorch_lora_weights.safetensors"],
 }
-REPOS = (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, TAESDXL_REPO, *LORA_REPOS)
+# The T2I-Adapters of a panel's layout (layouts.LAYOUT_KINDS): a diffusers T2IAdapter each
+# (config.json + diffusion_pytorch_model.safetensors at the repo root), seeded apart.
+T2I_ADAPTER_REPOS = {"TencentARC/t2i-adapter-sketch-sdxl-1.0": 7, "TencentARC/t2i-adapter-openpose-sdxl-1.0": 8}
+REPOS = (SDXL_REPO, IP_ADAPTER_REPO, FP16_FIX_VAE_REPO, TAESDXL_REPO, *LORA_REPOS, *T2I_ADAPTER_REPOS)
 # The UNet layers an SDXL distillation LoRA adapts: the defaults of diffusers'
 # train_lcm_distill_lora_sdxl.py (attention, feed-forward, resnets, resamplers).
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -57,7 +60,7 @@ LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.n
 LORA_RANK, LORA_ALPHA = 64, 8.0
 TINY_LORA_RANK = 4  # same 1/8 scale: alpha 0.5
 # Bump when the tiny architecture changes, so stale caches are rebuilt.
-TINY_VERSION = "6"
+TINY_VERSION = "7"
 
 # Widths chosen so that a transposed or misplaced weight fails loudly: the cross-attention
 # width (32 + 40 = 72) differs from every UNet width (32, 64).
@@ -254,6 +257,18 @@ def build_taesdxl(seed: int = 5):
         latent_channels=4,
         scaling_factor=1.0,
     ).eval()
+
+
+def build_t2i_adapter(seed: int):
+    """A T2I-Adapter for the tiny UNet, in SDXL's layout ("full_adapter_xl": pixels unshuffled
+    by 16, one feature map per UNet width, added after the first down block and inside the
+    second as in SDXL), one residual block a level where the real one has two."""
+    import torch
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    return T2IAdapter(in_channels=3, channels=list(UNET_WIDTHS), num_res_blocks=1, downscale_factor=16,
+                      adapter_type="full_adapter_xl")
 
 
 def _cross_attention_widths(unet) -> list[int]:
@@ -478,8 +493,11 @@ def _write(cache_dir: Path) -> None:
             save_file(tensors, loras[repo] / file)
 
     build_taesdxl().save_pretrained(taesdxl, safe_serialization=True)
+    layout_adapters = [repo_snapshot(cache_dir, repo) for repo in T2I_ADAPTER_REPOS]
+    for folder, seed in zip(layout_adapters, T2I_ADAPTER_REPOS.values()):
+        build_t2i_adapter(seed).save_pretrained(folder, safe_serialization=True)
 
-    for folder in (sdxl, adapters, vae, taesdxl, *loras.values()):
+    for folder in (sdxl, adapters, vae, taesdxl, *loras.values(), *layout_adapters):
         (folder / ".tiny-complete").write_text(TINY_VERSION)
 
 

@@ -164,7 +164,8 @@ class Worker(Backend):
         board = self.store.board(job["storyboard_id"])
         if board is None:
             return None
-        return spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job))
+        return spec_for(job, board, self.store.reference_pngs(board), self.store.take_pngs(board, job),
+                       self.store.sketch_pngs(board))
 
 
 # --- A Redis worker process -----------------------------------------------------------------

@@ -35,13 +35,13 @@ def call_flops(unet, look, width: int, height: int, rows: int, ghosts: int, rate
     from torch.utils.flop_counter import FlopCounterMode
 
     from bench.sdxl_random import TEXT_ENCODER_2_CONFIG, UNET_CONFIG
-    from consistent_look import level_sizes, region_mask, shared_count, token_sample
+    from consistent_look import level_sizes, region_mask, shared_count, strips, token_sample
 
     batch = rows + ghosts
     latent = level_sizes(height // 8, width // 8)
     look.ghosts = ghosts
     look.samples = {h * w: token_sample(h * w, rate, 500.0).to("meta") for h, w in latent}
-    look.regions = {h * w: region_mask(h, w, ghosts, shared_count(h * w, rate), "meta") for h, w in latent}
+    look.regions = {h * w: region_mask(h, w, strips(ghosts), shared_count(h * w, rate), "meta") for h, w in latent}
     try:
         with torch.device("meta"):
             sample = torch.randn(batch, 4, height // 8, width // 8)

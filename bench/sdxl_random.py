@@ -226,6 +226,37 @@ def check_unet_parameters(unet) -> int:
     return count
 
 
+# TencentARC/t2i-adapter-{sketch,openpose}-sdxl-1.0, config.json (the two share the architecture)
+T2I_ADAPTER_CONFIG: dict = {"in_channels": 3, "channels": [320, 640, 1280, 1280], "num_res_blocks": 2,
+                            "downscale_factor": 16, "adapter_type": "full_adapter_xl"}
+T2I_ADAPTER_PARAMETERS = (77_000_000, 79_500_000)  # "77/79 M" by the model cards
+
+
+def build_t2i_adapter(device="meta", dtype=None):
+    import torch
+    from diffusers import T2IAdapter
+
+    with building_on(device, dtype or torch.float32):
+        adapter = T2IAdapter(**T2I_ADAPTER_CONFIG).eval()
+    count = count_parameters(adapter)
+    low, high = T2I_ADAPTER_PARAMETERS
+    if not low <= count <= high:
+        raise ParameterCountError(f"the random T2I-Adapter has {count:,} parameters, the cards say 77/79M: "
+                                  "a value in sdxl_random.T2I_ADAPTER_CONFIG is wrong")
+    return adapter
+
+
+def t2i_adapter_flops(width: int = 1024, height: int = 1024) -> int:
+    """FLOPs of one run of a layout's T2I-Adapter on a ``width`` x ``height`` picture: once a panel
+    (its features are added to the UNet's at each step it steers, a few additions each)."""
+    import torch
+
+    adapter = build_t2i_adapter("meta")
+    with torch.device("meta"):
+        image = torch.randn(1, 3, height, width)
+        return _count_flops(lambda: adapter(image))
+
+
 def build_vae(device="meta", dtype=None, force_upcast: bool = True):
     import torch
     from diffusers import AutoencoderKL

@@ -5,7 +5,7 @@ import time
 
 from PIL import Image
 
-from local_image_generator import GenerationCancelled, PanelResult, StoryboardResult
+from local_image_generator import GenerationCancelled, PanelResult, PanelRun, StoryboardResult
 
 
 class FakeGenerator:
@@ -79,11 +79,21 @@ class FakeGenerator:
             else:
                 image = Image.new("RGB", (request.width, request.height), (job.seed % 256, 80, 120))
                 result = PanelResult(job.index, job.prompt, job.negative_prompt, job.seed, job.caption, job.shot,
-                                     status="done", image=image)
+                                     status="done", image=image, ran=_layout_run(job, request))
             results.append(result)
             if on_panel:
                 on_panel(result)
         return StoryboardResult(results, reference, kind)
+
+
+def _layout_run(job, request):
+    """What ran, as the real generator reports a panel it drew with a layout's adapter; None otherwise."""
+    if job.layout is None or job.init_image is not None:
+        return None
+    layout = job.layout
+    return PanelRun("FakeScheduler", "Fake", request.num_steps, 1.0, None, None, layout={
+        "kind": layout.kind, "adapter": layout.adapter, "strength": layout.strength, "factor": layout.factor,
+        "adapter_steps": request.num_steps})
 
 
 class Warming:

@@ -406,6 +406,17 @@ def test_the_pdf_names_the_mode_by_its_label(client):
     assert "Quality" in pdf and "Preset" not in pdf
 
 
+def test_a_board_says_beside_its_pdf_which_text_no_font_here_can_draw(client):
+    """The PDF leaves out a script no installed font has and says so at its top; the board's
+    answer says the same, for the page to show by the PDF link."""
+    board = wait_for(client, post_board(client, "བཀྲ་ཤིས་བདེ་ལེགས").get_json()["id"])
+    assert "Text in Tibetan cannot be drawn" in board["pdf_notice"]
+    pdf = PdfReader(io.BytesIO(client.get(board["export"]["pdf"]).data)).pages[0].extract_text()
+    assert "Text in Tibetan cannot be drawn" in " ".join(pdf.split())
+    latin = post_board(client).get_json()
+    assert latin["pdf_notice"] is None
+
+
 def test_with_redis_unreachable_a_new_board_is_refused_and_the_message_says_so(make_app):
     """No Redis answers: the POST is refused (503) and nothing is stored, and the words say so
     (they said new storyboards "wait", and the user waited for a board that never was)."""

@@ -13,6 +13,7 @@ offline). Without it the test is skipped, except under CI (CI=true), where it fa
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import io
@@ -499,6 +500,7 @@ def test_generate_redraw_reorder_export(browser, server, artifacts):
         assert pdf.ok and pdf.body().startswith(b"%PDF")
         text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf.body())).pages)
         assert CYRILLIC in " ".join(text.split()), text[:500]
+        expect(page.locator("#export-pdf-notice")).to_be_hidden()  # every word drawn: nothing to say
 
         # Reuse settings puts the board's inputs back into a changed form.
         page.fill("#story", "Something else entirely.")
@@ -772,6 +774,27 @@ def test_a_cast_of_two_through_the_page(browser, server, artifacts):
         watch.close()
 
 
+def test_text_the_pdf_cannot_draw_is_said_beside_its_link(browser, server):
+    """A caption in a script no font here has (Tibetan): the PDF leaves it out and says so at its
+    top, and the page says the same by the PDF link, before anyone downloads it."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    try:
+        answer = page.request.post("/api/storyboards", data={"story": "བཀྲ་ཤིས་བདེ་ལེགས", "frames": 1,
+                                                             "preset": "draft", "seed": 3})
+        assert answer.ok, answer.text()
+        page.goto(f"/#board={answer.json()['id']}")
+        notice = page.locator("#export-pdf-notice")
+        expect(notice).to_be_visible(timeout=TIMEOUT_MS)
+        expect(notice).to_have_text("Text in Tibetan cannot be drawn with the fonts on this machine and is "
+                                    "missing from the PDF.")
+        watch.assert_clean()
+    finally:
+        watch.close()
+
+
 def test_an_unreadable_face_is_said_on_its_field_not_shown_broken(browser, server):
     """A file that is not a picture, or a broken PNG, chosen as a face: the page says which
     field cannot be read, instead of showing a broken image, and sends nothing."""
@@ -965,6 +988,60 @@ def test_refine_on_the_board_gives_every_panel_a_take_in_the_chosen_mode(browser
             for frame in board["frames"]:
                 first, refined = frame["takes"]
                 assert (frame["take"], refined["mode"], refined["parent"]) == (refined["id"], "balanced", first["id"])
+            watch.assert_clean()
+        finally:
+            watch.close()
+
+
+def test_the_animatic_downloads_as_an_mp4_and_a_storyboarder_project_imports_back(browser, tiny_settings_factory,
+                                                                                    tmp_path):
+    """The board's animatic is written on the server with its progress shown, then downloaded:
+    an H.264 MP4 with a frame per 1/24 s of the board and a caption track. The editors' formats
+    are links from the board's answer; its Storyboarder project, chosen in the form, comes back
+    as a new board with the same captions."""
+    import av
+    from playwright.sync_api import expect
+
+    from app import create_app
+    from fakes import FakeGenerator
+
+    with _serving(create_app(tiny_settings_factory(), load_generator=FakeGenerator)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            page.goto("/")
+            page.fill("#story", "A fox finds a map.\nЛиса поднимается на холм.")
+            page.fill("#frames", "2")
+            page.click("#generate")
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            board_id = page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+            board = json.loads(page.request.get(f"/api/storyboards/{board_id}").text())
+            expect(page.locator("#export-edl")).to_have_attribute("href", board["export"]["edl"])
+            expect(page.locator("#export-storyboarder")).to_have_attribute("download",
+                                                                           f"storyboard-{board_id}.storyboarder.zip")
+
+            page.click("#export-animatic")
+            expect(page.locator("#animatic-export")).to_be_visible()
+            page.check("#animatic-burn-in")
+            with page.expect_download(timeout=BOARD_TIMEOUT_MS) as download:
+                page.click("#animatic-start")
+            assert download.value.suggested_filename == f"storyboard-{board_id}.mp4"
+            expect(page.locator("#animatic-status")).to_have_text("Written.")
+            expect(page.locator("#animatic-download")).to_be_visible()
+            path = tmp_path / "animatic.mp4"
+            download.value.save_as(path)
+            with av.open(str(path)) as container:
+                assert container.streams.video[0].codec_context.name == "h264"
+                assert container.streams.subtitles[0].codec_context.name == "mov_text"
+                frames = sum(1 for _ in container.decode(video=0))
+            assert frames == round(board["duration"] * 24)
+
+            project = tmp_path / "project.zip"
+            project.write_bytes(page.request.get(board["export"]["storyboarder"]).body())
+            page.set_input_files("#import-storyboarder", str(project))
+            page.wait_for_function("id => !location.hash.endsWith(encodeURIComponent(id))", arg=board_id)
+            expect(page.locator("#board .panel .panel-caption")).to_have_text(
+                ["A fox finds a map.", "Лиса поднимается на холм."])
             watch.assert_clean()
         finally:
             watch.close()
@@ -1695,13 +1772,14 @@ def test_the_form_modules_import_only_downward():
 
 
 def test_the_page_builds_no_api_url_past_the_entry_points():
-    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards and /api/plans comes
-    from an answer (a board's links): only api.js names a URL, and only those."""
+    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards (and its import),
+    /api/plans and /api/screenplays comes from an answer (a board's links): only api.js names a
+    URL, and only those."""
     literals = {path.name: re.findall(r"[\"'`](/api[^\"'`]*)", path.read_text(encoding="utf-8"))
                 for path in STATIC_JS.glob("*.js")}
     assert {name: urls for name, urls in literals.items() if urls and name != "api.js"} == {}
     assert sorted(literals["api.js"]) == ["/api/health", "/api/planner", "/api/plans", "/api/presets",
-                                          "/api/storyboards"]
+                                          "/api/screenplays", "/api/storyboards", "/api/storyboards/import"]
 
 
 def test_the_speed_modes_come_from_the_server():
@@ -1795,11 +1873,9 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
     watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900}, has_touch=True)
     page = watch.page
     cdp = watch.context.new_cdp_session(page)
-    sent = []
 
-    def stand_in(route):
-        sent.append(route.request.post_data_json)
-        route.fulfill(status=400, json={"error": "Ilya's pose is refused here.", "field": "panels[1].layout"})
+    def posted(request):
+        return request.method == "POST" and request.url.endswith("/api/storyboards")
 
     try:
         page.goto("/")
@@ -1876,15 +1952,16 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         expect(_plan_row(page, 2).locator(".plan-layout")).to_have_text("pose of Mara, Ilya")
 
         # Draw this plan: the rows' layouts are in the request.
-        page.route("**/api/storyboards", stand_in)
-        page.click("#draw-plan")
-        _poll(lambda: sent, message="the plan to be sent")
-        sketch, pose = (panel.get("layout") for panel in sent[0]["panels"])
+        page.route("**/api/storyboards", lambda route: route.fulfill(
+            status=400, json={"error": "Ilya's pose is refused here.", "field": "panels[1].layout"}))
+        with page.expect_request(posted) as first:
+            page.click("#draw-plan")
+        sent = first.value.post_data_json
+        sketch, pose = (panel.get("layout") for panel in sent["panels"])
         assert set(sketch) == {"kind", "image"}  # the slider was left alone: the studio's default
         assert sketch["kind"] == "sketch" and sketch["image"].startswith("data:image/png;base64,")
         from PIL import Image
 
-        import base64
         with Image.open(io.BytesIO(base64.b64decode(sketch["image"].split(",", 1)[1]))) as image:
             assert image.size == (box["cw"], box["ch"])
             assert sum(1 for value in image.convert("L").getdata() if value < 128) == line
@@ -1899,7 +1976,7 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         sitting = _starting_pose(poses, "sitting", 1 / 3, width, height)
         lift = _starting_pose(poses, "standing", 1 / 3, width, height)[1][1] - sitting[1][1]  # her neck stays put
         assert mara == [pytest.approx([x / width, (y + lift) / height], abs=1e-3) for x, y in sitting]
-        assert sent[0]["panels"][1]["cast"] == ["Mara", "Ilya"]
+        assert sent["panels"][1]["cast"] == ["Mara", "Ilya"]
 
         # The refusal lands on row 2's layout button; a new layout settles it.
         expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
@@ -1916,9 +1993,11 @@ def test_the_layout_editor_sketches_and_poses_plan_rows(browser, server, artifac
         _plan_row(page, 1).locator(".plan-layout-edit").click()
         page.click("#layout-remove")
         expect(_plan_row(page, 1).locator(".plan-layout")).to_have_text("none")
-        page.click("#draw-plan")
-        _poll(lambda: len(sent) == 2, message="the plan to be sent again")
-        assert "layout" not in sent[1]["panels"][0] and sent[1]["panels"][1]["layout"] == pose
+        with page.expect_request(posted) as second:
+            page.click("#draw-plan")
+        again = second.value.post_data_json
+        assert "layout" not in again["panels"][0] and again["panels"][1]["layout"] == pose
+        expect(page.locator("#plan-error")).to_have_text("Ilya's pose is refused here.")
         watch.assert_clean(answered=(400,))
     finally:
         watch.close()
@@ -1928,14 +2007,16 @@ def api_presets(page) -> dict:
     return page.request.get("/api/presets").json()
 
 
-def _rough_drawing() -> bytes:
-    """A scanned thumbnail: a dark box and a line on grey paper."""
-    from PIL import Image, ImageDraw
+def _rough_drawing(chalk: bool = False) -> bytes:
+    """A scanned thumbnail: a dark box and a line on grey paper (``chalk``: the same, light on dark)."""
+    from PIL import Image, ImageDraw, ImageOps
 
     image = Image.new("RGB", (300, 200), (200, 200, 200))
     draw = ImageDraw.Draw(image)
     draw.rectangle((60, 40, 140, 160), outline=(20, 20, 20), width=6)
     draw.line((160, 150, 280, 60), fill=(20, 20, 20), width=6)
+    if chalk:
+        image = ImageOps.invert(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -1951,11 +2032,6 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
 
     watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
     page = watch.page
-    sent = []
-
-    def stand_in(route):
-        sent.append(route.request.post_data_json)
-        route.fulfill(status=503, json={"error": "Not now."})
 
     try:
         page.goto("/")
@@ -1968,7 +2044,8 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         page.wait_for_function(ALL_PANELS_LOADED, arg=1, timeout=BOARD_TIMEOUT_MS)
         board = page.request.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
         frame = board["frames"][0]
-        page.route(f"**{frame['links']['regenerate']}", stand_in)
+        page.route(f"**{frame['links']['regenerate']}", lambda route: route.fulfill(status=503,
+                                                                                  json={"error": "Not now."}))
 
         panel = page.locator("#board .panel").first
         panel.locator(".layout-edit").click()
@@ -1978,18 +2055,25 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         page.set_input_files("#sketch-upload", files=[{"name": "thumb.png", "mimeType": "image/png",
                                                         "buffer": _rough_drawing()}])
         _poll(lambda: page.evaluate(DARK_PIXELS) > 0, message="the uploaded drawing on the canvas")
+        drawn = page.evaluate(DARK_PIXELS)
+        # Light lines on dark (a chalk drawing; the studio's stored sketches) are turned round.
+        page.keyboard.press("Control+z")
+        assert page.evaluate(DARK_PIXELS) == 0
+        page.set_input_files("#sketch-upload", files=[{"name": "chalk.png", "mimeType": "image/png",
+                                                        "buffer": _rough_drawing(chalk=True)}])
+        _poll(lambda: page.evaluate(DARK_PIXELS) == drawn, message="the chalk drawing, turned round")
         page.set_input_files("#sketch-upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                                         "buffer": b"not a picture"}])
         expect(page.locator("#layout-error")).to_contain_text("notes.txt is not a picture")
         assert page.evaluate(DARK_PIXELS) > 0  # what was drawn stays
-        page.click("#layout-apply")
-        _poll(lambda: sent, message="the redraw to be sent")
-        assert set(sent[0]) == {"seed", "layout"} and sent[0]["seed"] == frame["seed"] == 5
-        assert sent[0]["layout"]["kind"] == "sketch" and sent[0]["layout"]["image"].startswith("data:image/png")
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as redraw:
+            page.click("#layout-apply")
+        sent = redraw.value.post_data_json
+        assert set(sent) == {"seed", "layout"} and sent["seed"] == frame["seed"] == 5
+        assert sent["layout"]["kind"] == "sketch" and sent["layout"]["image"].startswith("data:image/png")
         expect(page.locator("#error")).to_have_text("Not now.")
 
         # A panel with a pose layout, as the studio sends it (a board JSON stood in for).
-        import base64
         image = "data:image/png;base64," + base64.b64encode(png_bytes((48, 27), "black")).decode()
         layout = {"kind": "pose", "strength": 0.8, "factor": 1.0, "adapter": "TencentARC/t2i-adapter-openpose-sdxl-1.0",
                   "poses": [{"character": "", "keypoints": [[0.5, 0.5]] * 18}], "image": image}
@@ -2014,9 +2098,163 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         # Its Layout opens on the pose; Remove sends layout null.
         panel.locator(".layout-edit").click()
         expect(page.locator("#layout-tab-pose")).to_have_attribute("aria-selected", "true")
-        page.click("#layout-remove")
-        _poll(lambda: len(sent) == 2, message="the removal to be sent")
-        assert sent[1] == {"seed": 5, "layout": None}
+        with page.expect_request(lambda r: r.url.endswith(frame["links"]["regenerate"])) as removal:
+            page.click("#layout-remove")
+        assert removal.value.post_data_json == {"seed": 5, "layout": None}
         watch.assert_clean(answered=(503,))
+    finally:
+        watch.close()
+
+
+# --- A screenplay in, the board as an animatic ------------------------------------------------
+
+FOUNTAIN_SCENE = """INT. LIGHTHOUSE - NIGHT
+
+MARA climbs the stairs with a lamp.
+
+MARA
+Ilya? Are you up there?
+
+ILYA turns from the window.
+
+ILYA
+(quietly)
+The ships are coming.
+"""
+
+ANIMATIC_SHOWS = """
+() => ({index: document.getElementById("animatic-stage").dataset.index,
+        caption: document.getElementById("animatic-caption").textContent,
+        dialogue: document.getElementById("animatic-dialogue").textContent,
+        playing: document.getElementById("animatic-play").getAttribute("aria-pressed")})
+"""
+
+
+def test_a_screenplay_scene_becomes_a_board_with_its_cast_and_plays_as_an_animatic(browser, server, artifacts):
+    """Paste a Fountain scene with two characters (one the form already has, with traits): the
+    plan and the cast fill in, the new character's traits are asked for, the board is drawn with
+    that cast and the dialogue under the captions; then the animatic plays it on a fake clock
+    that the test steps (Playwright's page.clock: no sleeps), scrubs, keys, and changes the timing."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        page.clock.install()  # before the page runs: its performance.now and requestAnimationFrame are fake
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.select_option("#preset", "ultra_fast")
+        page.fill("#seed", "5")
+        page.fill("#character-name", "ilya")
+        page.fill("#character", ILYA)
+        page.locator("#screenplay-input summary").click()
+        page.fill("#screenplay-text", "Just a story about a lighthouse.")
+        page.click("#screenplay-read")
+        expect(page.locator("#error")).to_contain_text("not a screenplay")
+        expect(page.locator("#screenplay-text")).to_be_focused()
+        page.fill("#screenplay-text", FOUNTAIN_SCENE)
+        expect(page.locator("#error")).to_have_text("")
+        page.click("#screenplay-read")
+
+        rows = page.locator("#plan-rows .plan-row")
+        expect(rows).to_have_count(2)
+        expect(page.locator("#plan-source")).to_contain_text("screenplay")
+        expect(page.locator("#screenplay-scene")).to_be_hidden()  # one scene: nothing to choose
+        expect(page.locator("#story")).to_have_value("INT. LIGHTHOUSE - NIGHT")
+        expect(page.locator("#character-name")).to_have_value("Mara")
+        expect(page.locator("#character-name-2")).to_have_value("ilya")  # the form's spelling, and traits
+        expect(page.locator("#character")).to_have_value("")
+        expect(page.locator("#character-2")).to_have_value(ILYA)
+        expect(_plan_row(page, 1).locator(".plan-caption")).to_have_value("MARA climbs the stairs with a lamp.")
+        expect(_plan_row(page, 2).locator(".plan-dialogue")).to_have_value("Ilya: (quietly) The ships are coming.")
+        expect(_plan_row(page, 1).locator(".plan-scene")).to_have_value(
+            "MARA climbs the stairs with a lamp. Interior, lighthouse, night")
+
+        # Mara is new: her traits are asked for, on her row, before anything is drawn.
+        page.click("#draw-plan")
+        expect(page.locator("#error")).to_contain_text("Describe character 1")
+        expect(page.locator("#character")).to_be_focused()
+        page.keyboard.type(MARA)
+        page.click("#draw-plan")
+        expect(page.locator("#board .panel")).to_have_count(2)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=2, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        board_id = in_page(page, "return m.state.boardId;")
+        board = api.get(f"/api/storyboards/{board_id}").json()
+        assert [(c["name"], c["traits"]) for c in board["characters"]] == [("Mara", MARA), ("ilya", ILYA)]
+        assert board["title"] == "INT. LIGHTHOUSE - NIGHT"
+        assert [f["cast"] for f in board["frames"]] == [["Mara"], ["ilya"]]  # who speaks or is named
+        assert [f["dialogue"] for f in board["frames"]] == [
+            "Mara: Ilya? Are you up there?", "Ilya: (quietly) The ships are coming."]
+        expect(page.locator("#board .panel .panel-dialogue")).to_have_text([f["dialogue"] for f in board["frames"]])
+        page.locator("#board .panel[data-index='2'] .panel-open").click()
+        details = page.evaluate(DIALOG_DETAILS)
+        assert details["Dialogue"] == board["frames"][1]["dialogue"]
+        assert details["On screen"] == f"{board['frames'][1]['duration']:.2f} s (reading time)"
+        page.keyboard.press("Escape")
+
+        # The animatic: the first panel, paused, until the test moves the clock.
+        first, second = board["frames"]
+        page.click("#animatic-open")
+        expect(page.locator("#animatic-dialog")).to_be_visible()
+        expect(page.locator("#animatic-stage")).to_be_focused()
+        page.clock.pause_at(page.evaluate("Date.now()") + 1000)
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        expect(page.locator("#animatic-caption")).to_have_text(first["caption"])
+        page.keyboard.press(" ")  # Space plays
+        expect(page.locator("#animatic-play")).to_have_text("Pause")
+        page.clock.run_for(int(first["duration"] * 1000) - 200)
+        assert page.evaluate(ANIMATIC_SHOWS)["index"] == "1"
+        page.clock.run_for(400)
+        assert page.evaluate(ANIMATIC_SHOWS) == {"index": "2", "caption": second["caption"],
+                                                  "dialogue": second["dialogue"], "playing": "true"}
+        page.clock.run_for(int(second["duration"] * 1000) + 500)  # past the end: it stops there
+        assert page.evaluate(ANIMATIC_SHOWS)["playing"] == "false"
+        total = board["duration"]
+        expect(page.locator("#animatic-time")).to_have_text(f"0:{total:04.1f} / 0:{total:04.1f}")
+        page.screenshot(path=str(artifacts / "animatic.png"))
+
+        # Keys and the scrub bar move it by hand.
+        page.keyboard.press("Home")
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "2")
+        page.keyboard.press("ArrowLeft")  # at panel 2's start: back to panel 1
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "1")
+        page.evaluate("""(seconds) => { const scrub = document.getElementById("animatic-scrub");
+            scrub.value = String(seconds); scrub.dispatchEvent(new Event("input", {bubbles: true})); }""",
+                      second["start"] + 0.1)
+        expect(page.locator("#animatic-stage")).to_have_attribute("data-index", "2")
+
+        # Panel 2's duration set in the player, then back to its reading time; the frame rate.
+        duration = page.locator("#animatic-duration")
+        expect(duration).to_have_value(f"{round(second['duration'], 3):g}")
+        duration.fill("3.5")
+        duration.press("Enter")
+        _poll(lambda: api.get(f"/api/storyboards/{board_id}").json()["frames"][1]["duration_set"],
+              message="panel 2's duration to be stored")
+        stored = api.get(f"/api/storyboards/{board_id}").json()
+        assert stored["frames"][1]["duration"] == 3.5 and stored["duration"] == first["duration"] + 3.5
+        expect(page.locator("#animatic-time")).to_contain_text(f"/ 0:{first['duration'] + 3.5:04.1f}")
+        page.click("#animatic-duration-reset")
+        expect(duration).to_have_value(f"{round(second['duration'], 3):g}")
+        page.select_option("#animatic-fps", "25")
+        _poll(lambda: api.get(f"/api/storyboards/{board_id}").json()["fps"] == 25, message="the board's fps")
+        page.keyboard.press("Escape")
+        expect(page.locator("#animatic-dialog")).to_be_hidden()
+
+        # A script of two scenes offers them; the second fills the form instead.
+        page.fill("#screenplay-text", FOUNTAIN_SCENE + "\nEXT. HARBOUR - DAWN\n\nThe ships come in.\n")
+        page.click("#screenplay-read")
+        expect(page.locator("#screenplay-scene option")).to_have_text(
+            ["1. INT. LIGHTHOUSE - NIGHT", "2. EXT. HARBOUR - DAWN"])
+        page.select_option("#screenplay-scene", "1")
+        expect(page.locator("#story")).to_have_value("EXT. HARBOUR - DAWN")
+        expect(rows).to_have_count(1)
+        expect(_plan_row(page, 1).locator(".plan-caption")).to_have_value("The ships come in.")
+        watch.assert_clean(answered=(400,))
+    except Exception as error:
+        raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
     finally:
         watch.close()

@@ -10,7 +10,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from config import PRESETS
-from consistent_look import (Look, LookProcessor, Sharing, bank_bytes, extra_flops, region_mask,
+from consistent_look import (Look, LookProcessor, Sharing, bank_bytes, extra_flops, region_mask, strips,
                              token_sample, up_self_attention_layers)
 from drawing import JobSpec
 from local_image_generator import StoryboardGenerator
@@ -20,14 +20,14 @@ from test_generator import cast_request, request
 # --- The processor on one layer --------------------------------------------------------------
 
 
-def layer_and_look(ghosts: int, rows: int = 2, columns: int = 4, rate: float = 0.5):
+def layer_and_look(ghosts: int, rows: int = 2, columns: int = 4, rate: float = 0.5, regions=None):
     torch.manual_seed(0)
     attn = Attention(query_dim=8, heads=2, dim_head=4)
     look = Look()
     tokens = rows * columns
     look.ghosts = ghosts
     look.samples = {tokens: token_sample(tokens, rate, 500.0)}
-    look.regions = {tokens: region_mask(rows, columns, ghosts, len(look.samples[tokens]), "cpu")}
+    look.regions = {tokens: region_mask(rows, columns, regions or strips(ghosts), len(look.samples[tokens]), "cpu")}
     return attn, look, tokens
 
 
@@ -58,6 +58,21 @@ def test_with_two_characters_each_strip_reads_only_its_characters_reference():
     new_mara = processor(attn, torch.cat([panel, mara * 3, ivan]))[0].view(2, 4, 8)
     assert torch.equal(out[:, :2], new_ivan[:, :2]) and not torch.allclose(out[:, 2:], new_ivan[:, 2:])
     assert torch.equal(out[:, 2:], new_mara[:, 2:]) and not torch.allclose(out[:, :2], new_mara[:, :2])
+
+
+def test_with_a_posed_panels_boxes_a_token_reads_the_references_of_the_boxes_it_is_in():
+    # Mara's box: the top-left quarter; Ivan's: the whole right half; the bottom-left is no one's.
+    boxes = ((0.0, 0.0, 0.5, 0.5), (0.5, 0.0, 1.0, 1.0))
+    attn, look, tokens = layer_and_look(ghosts=2, rows=2, columns=4, regions=boxes)
+    processor = LookProcessor(look, AttnProcessor2_0())
+    panel, mara, ivan = torch.randn(1, tokens, 8), torch.randn(1, tokens, 8), torch.randn(1, tokens, 8)
+    out = processor(attn, torch.cat([panel, mara, ivan]))[0].view(2, 4, 8)
+    new_mara = processor(attn, torch.cat([panel, mara * 3, ivan]))[0].view(2, 4, 8)
+    new_ivan = processor(attn, torch.cat([panel, mara, ivan * 3]))[0].view(2, 4, 8)
+    assert not torch.allclose(out[0, :2], new_mara[0, :2]) and torch.equal(out[1], new_mara[1])
+    assert torch.equal(out[:, :2], new_ivan[:, :2]) and not torch.allclose(out[:, 2:], new_ivan[:, 2:])
+    alone = AttnProcessor2_0()(attn, panel)[0].view(2, 4, 8)
+    assert torch.allclose(out[1, :2], alone[1, :2], atol=1e-6)  # in no one's box: its own tokens only
 
 
 def test_the_token_sample_is_the_steps_own():

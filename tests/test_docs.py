@@ -81,3 +81,26 @@ def test_the_h100_target_is_stated_once_in_benchmarks():
                   if "H100" in paragraph and re.search(r"\btargets?\b", paragraph, re.I)
                   and re.search(r"(<=|at most|within|under)\s+\**\d", paragraph)]
     assert [name for name, _ in statements] == ["BENCHMARKS.md"], statements
+
+
+def test_the_history_answers_shape_is_stated_exactly():
+    """docs/api.md names every key of a history row, and no other."""
+    from types import SimpleNamespace
+
+    from serializers import summary_json
+
+    row = {"id": "b1", "title": "t", "status": "done", "created_at": "2026-01-01T00:00:00Z", "frames_total": 1,
+           "frames_done": 1, "params": SimpleNamespace(preset=SimpleNamespace(label="Fast")), "thumb_frame": None,
+           "thumb_version": None}
+    api = (ROOT / "docs" / "api.md").read_text()
+    stated = re.search(r"^\| `GET /api/storyboards` \|.*?each `\{(.*?)\}`\. \|$", api, re.M).group(1)
+    assert set(re.findall(r'"(\w+)"', stated)) - {"self"} == set(summary_json(row))
+
+
+def test_the_deployment_page_starts_redis_without_docker_with_the_studios_password():
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    commands = "\n".join(re.findall(r"```sh\n(.*?)```", page, re.S))
+    assert re.search(r"^redis-server .*--requirepass \"\$STORYBOARD_QUEUE_PASSWORD\"", commands, re.M)
+    assert "apt-get install redis-server" in commands
+    prose = " ".join(page.split())
+    assert re.search(r"own `requirepass`.{0,200}on loopback.{0,60}optional", prose, re.I)  # said beside the commands

@@ -15,6 +15,7 @@ from exporting import (
     encode_png,
     find_fallback_fonts,
     find_unicode_font,
+    pdf_notice,
     read_png_parameters,
     storyboard_pdf,
     storyboard_zip,
@@ -287,6 +288,21 @@ def test_a_script_no_font_here_can_draw_is_named_in_the_pdf(board, images, caplo
     text = pdf_text(storyboard_pdf(board, images, fallback_fonts=()))
     assert "Text in Chinese/Japanese cannot be drawn" in text and "install fonts-noto-cjk" in text
     assert "cannot be drawn" in caplog.text
+
+
+TIBETAN = "བཀྲ་ཤིས་བདེ་ལེགས"  # no font the studio looks for has Tibetan
+
+
+def test_the_page_is_told_what_the_pdf_cannot_draw_as_the_pdf_says_it(board, images):
+    """The same font coverage decides both: the board's notice for the page, the PDF's at its top."""
+    assert pdf_notice(board) is None  # Latin, Cyrillic and markup: all drawn
+    board["frames"][1]["caption"] = TIBETAN
+    notice = pdf_notice(board)
+    assert notice == "Text in Tibetan cannot be drawn with the fonts on this machine and is missing from the PDF."
+    assert notice.replace("from the PDF", "below") in pdf_text(storyboard_pdf(board, images))
+    del board["frames"][1]
+    board["characters"] = [{"name": TIBETAN, "traits": "", "reference": None}]
+    assert "Tibetan" in pdf_notice(board)  # a character's name is drawn on the cast page
 
 
 def test_find_unicode_font_names_the_package_when_missing(tmp_path):

@@ -122,11 +122,11 @@ def expected_frames(version: int, lead: str) -> list[dict]:
          # The panel drawn before takes is its first, by the board's mode; what ran is in its PNG.
          "take": 1, "takes": [{"id": 1, "parent": None, "seed": 40, "mode": "fast", "settings": None,
                                "image_file": "frame-1-v1.png", "identity": IDENTITY, "seconds": 2.5,
-                               "created_at": CREATED}]},
+                               "created_at": CREATED, "layout": None}], "layout": None},
         {**common, "id": 2, "position": 2, "status": "pending", "caption": "Two.", "prompt": "red hair, Two.",
          "seed": 41, "image_file": None, "version": 0, "identity": None, "attempts": 0, "error": None,
          "seconds": None, "dropped": None, "scene": None, "cast": cast[1], "traits_dropped": None, "take": None,
-         "takes": [], "duration": None, "dialogue": None},
+         "takes": [], "duration": None, "dialogue": None, "layout": None},  # no layout before migration 10
     ]
 
 

@@ -26,6 +26,15 @@ def test_importing_test_speed_does_nothing():
     assert out.stderr == ""  # no argv parsing, no output
 
 
+def test_the_help_says_which_modes_the_cfg_cutoff_applies_to():
+    """Every mode with CFG applies it; the help used to hedge ("if the generator supports it")."""
+    out = subprocess.run([sys.executable, "test_speed.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    words = " ".join(out.stdout.split())
+    assert out.returncode == 0 and "supports it" not in words
+    assert "A mode without CFG (lightning) has none to cut" in words
+
+
 def test_importing_sdxl_random_does_not_import_torch():
     code = "import sys; from bench import sdxl_random; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -60,7 +69,7 @@ def test_tiny_benchmark_writes_every_figure(hf_cache, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     for label in ("no IP-Adapter", "IP-Adapter (identity lock)", "3-panel storyboard", "estimate, 6-panel",
-                  "model load", "float32", "cpu"):
+                  "model load", "float32", "cpu", "a layout (T2I-Adapter"):
         assert label in printed
 
     data = json.loads(path.read_text())
@@ -94,6 +103,15 @@ def test_sdxl_unet_has_the_real_parameter_count_and_flops():
     assert next(unet.parameters()).device.type == "meta"  # nothing allocated
     flops = sdxl_random.unet_flops(1024, 1024, batch=1, unet=unet)
     assert flops == pytest.approx(6.76e12, rel=0.15)
+
+
+def test_a_layout_costs_one_adapter_run_within_three_percent_of_a_fast_panel():
+    import test_speed
+
+    cost = test_speed.layout_flops()
+    assert 0.2e12 < cost["adapter"] < 0.3e12  # 0.240 T: 79M parameters at 64x64 features, once
+    assert cost["fast_panel_with_layout"] == cost["fast_panel"] + cost["adapter"]
+    assert cost["extra"] <= test_speed.LAYOUT_FLOPS_TARGET
 
 
 def test_a_wrong_config_fails_the_parameter_check():

@@ -274,7 +274,7 @@ def test_choosing_a_take_shows_its_image_seed_and_a_new_url_version(store):
     assert frame["version"] == before["version"] + 1
     assert before["takes"][2] | {"created_at": None} == {
         "id": 3, "parent": None, "seed": 5, "mode": "quality", "settings": {"steps": 9}, "image_file": "frame-1-v3.png",
-        "identity": None, "seconds": None, "created_at": None}
+        "identity": None, "seconds": None, "created_at": None, "layout": None}
 
 
 def test_an_unknown_take_is_neither_chosen_nor_deleted(store):

@@ -11,6 +11,8 @@ export const ENTRY = {
   planner: "/api/planner",
   storyboards: "/api/storyboards",
   plans: "/api/plans",
+  screenplays: "/api/screenplays",
+  storyboarderImport: "/api/storyboards/import",
 };
 
 export const NETWORK_ERROR = "Cannot reach the studio server";

@@ -62,7 +62,8 @@ export async function reloadBoard() {
   }
 }
 
-function setBoard(board) {
+/** Show ``board``, an answer about the open board (a panel's duration changed, say). */
+export function setBoard(board) {
   state.board = board;
   noteJobBoundary(board);
   if (state.editing && !(board.frames || []).some((f) => f.id === state.editing.frameId)) {

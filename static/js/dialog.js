@@ -32,6 +32,7 @@ function panelDetails(frame, settings) {
   const traitsCut = Object.entries(frame.traits_shortened || {}).filter(([, words]) => words);
   return [
     ...(scene ? [["Scene", scene]] : []),
+    ...(frame.dialogue ? [["Dialogue", frame.dialogue]] : []),
     ...(cast ? [["Who is in it", cast]] : []),
     ["Prompt", frame.prompt || "—"],
     ["Negative prompt", frame.negative_prompt || "—"],
@@ -49,6 +50,9 @@ function panelDetails(frame, settings) {
     ...(faces.length ? [["Faces", el("ul", { className: "detail-list identity-characters" },
       faces.map((score) => el("li", { text: characterScoreText(score) })))]] : []),
     ...(frame.layout ? [["Layout", layoutDetails(frame.layout)]] : []),
+    // Set in the animatic, or the time to read the caption and dialogue.
+    ...(typeof frame.duration === "number"
+      ? [["On screen", `${formatNumber(frame.duration, 2)} s${frame.duration_set ? "" : " (reading time)"}`]] : []),
     ["Attempts", frame.attempts ?? "—"],
     ["Time", seconds ? `${seconds} s` : "—"],
   ];

@@ -58,6 +58,6 @@ function planFieldElement(index, name) {
   if (!row) return $("plan-rows");
   if (name === "cast" && $(`plan-cast-${row.key}-0`)) return $(`plan-cast-${row.key}-0`);
   if (name === "layout") return $(`plan-layout-${row.key}`);
-  const kind = ["caption", "scene", "shot"].includes(name) ? name : "caption";
+  const kind = ["caption", "scene", "shot", "dialogue"].includes(name) ? name : "caption";
   return $(`plan-${kind}-${row.key}`);
 }

@@ -89,7 +89,9 @@ function setPlanning(on) {
     : model ? `Asking ${model} for a plan… a local model can take a minute or more.` : "Planning…";
 }
 
-function setPlan(answer, premise) {
+/** An answer with ``panels`` (a plan, a screenplay's scene) into the editor; ``premise``: the
+ * story it was made from, to say when the story has changed since. */
+export function setPlan(answer, premise) {
   state.plan = {
     source: answer && answer.source,
     notices: ((answer && answer.notices) || []).filter((n) => typeof n === "string" && n.trim()),
@@ -108,7 +110,8 @@ function newPlanRow(panel = {}) {
   const caption = typeof panel.caption === "string" ? panel.caption : "";
   const scene = typeof panel.scene === "string" && panel.scene.trim() !== caption.trim() ? panel.scene : "";
   const shot = typeof panel.shot === "string" ? panel.shot : "";
-  return { key: state.planRowKey++, caption, scene, shot, cast: castKeys(panel.cast), layout: null };
+  const dialogue = typeof panel.dialogue === "string" ? panel.dialogue : "";
+  return { key: state.planRowKey++, caption, scene, shot, dialogue, cast: castKeys(panel.cast), layout: null };
 }
 
 /** The form's cast rows (keys) of a plan's names; null for no names or no named cast. */
@@ -146,6 +149,9 @@ export function discardPlan() {
 function planSourceText(plan) {
   if (plan.source === "llm") {
     return `Planned by ${plan.model || "the language model"}: captions in your language, scenes in English for the image.`;
+  }
+  if (plan.source === "screenplay") {
+    return "Read from the screenplay: a panel for each action beat, with the dialogue after it; the scene heading is in each scene.";
   }
   if (plan.source === "fallback") {
     return `Planned by the built-in splitter: ${plan.model || "the language model"}'s plan was not used (see why below).`;
@@ -189,6 +195,7 @@ function renderPlanRow(row, i, count) {
   ]);
   const caption = planText(row, "caption", 2, { placeholder: "What happens, in your words" });
   const scene = planText(row, "scene", 2, { placeholder: "Same as the caption" });
+  const dialogue = planText(row, "dialogue", 1, { placeholder: "None" });
   const shot = el("select", { className: "plan-shot", attrs: { id: `plan-shot-${row.key}` } });
   // The row's own shot stays choosable even when this page does not know it.
   const shots = shotTypes().includes(row.shot) || !row.shot ? shotTypes() : [...shotTypes(), row.shot];
@@ -203,6 +210,8 @@ function renderPlanRow(row, i, count) {
     caption,
     planLabel(scene, "Scene", "for the image, in English; blank = the caption"),
     scene,
+    planLabel(dialogue, "Dialogue", "spoken over it, shown under the caption"),
+    dialogue,
     el("div", { className: "plan-shot-row" }, [planLabel(shot, "Shot"), shot]),
   );
   // One unnamed character too: a panel may show no one (an establishing shot of a place).
@@ -321,6 +330,7 @@ export async function drawPlan() {
   }
   values.panels = rows.map((row) => {
     const panel = { caption: row.caption.trim(), scene: row.scene.trim(), shot: row.shot };
+    if (row.dialogue.trim()) panel.dialogue = row.dialogue.trim();
     const cast = castNames(row.cast); // the one unnamed character is "", so [] is still no one
     if (cast !== null) panel.cast = cast; // missing: whoever the row's text names
     if (row.layout) panel.layout = row.layout;

@@ -6,8 +6,9 @@ export const state = {
   presets: null,
   health: null,
   planner: null, // GET /api/planner: {llm, model, server}
-  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot, cast, layout}]}
+  plan: null, // {source, notices, premise, model, rows: [{key, caption, scene, shot, dialogue, cast, layout}]}
   planning: false,
+  screenplay: null, // POST /api/screenplays: {title, scenes}, each scene a plan with its cast
   planRowKey: 1, // a plan row's key: stable while rows move, so ids and focus follow the row
   board: null,
   boardId: null,

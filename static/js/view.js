@@ -24,6 +24,7 @@ function renderHeader() {
   $("board-title").textContent = board ? board.title || "Untitled storyboard" : "No storyboard open";
   $("board-meta").textContent = board ? boardMetaText(board) : "";
   $("reuse").hidden = !board;
+  $("animatic-open").hidden = !board || !(board.frames || []).length;
   renderRefine(board);
   renderExports(board);
 }
