@@ -358,3 +358,29 @@ def test_the_look_without_the_identity_lock_is_refused_on_its_field(make_app):
     assert answer.status_code == 400 and answer.get_json()["field"] == "consistent_look"
     defaulted = make_app(consistent_look=True).test_client()  # the server's default follows the lock
     assert post_board(defaulted, identity_lock=False).status_code == 202
+
+
+def test_a_posed_panel_shares_inside_each_characters_skeleton(tiny_generator, monkeypatch):
+    # A layout's adapter adds residuals per row (zeros for the reference rows); the look's
+    # regions are the posed characters' boxes, as the identity lock's masks are.
+    from test_layout_generator import job, pose, sketch
+    from test_layout_generator import request as layout_request
+
+    layout = pose(0.2, 0.7)
+    regions = layout.regions(["0", "1"])
+    seen = []
+    original = Sharing.__init__
+
+    def spying(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.regions)
+
+    posed = layout_request(job(layout=layout, cast=(0, 1), regions=regions), references=("red", "blue"),
+                           consistent_look=True)
+    monkeypatch.setattr(Sharing, "__init__", spying)
+    result = tiny_generator.generate(posed)
+    assert result.panels[0].status == "done" and result.panels[0].ran.look_references == (1, 2)
+    assert seen == [tuple(regions)] and result.panels[0].ran.layout["adapter_steps"] >= 1
+    lightning = tiny_generator.generate(layout_request(job(layout=sketch()), preset=PRESETS["lightning"],
+                                                       consistent_look=True))
+    assert lightning.panels[0].status == "done" and lightning.panels[0].ran.look_references == (1,)
