@@ -212,15 +212,22 @@ def test_identity_is_still_scored(tiny_generator):
     assert len(seen) == 2 and all(panel.identity["score"] == 0.9 for panel in result.panels)
 
 
-def test_a_one_step_draft_draws_without_the_look(tiny_generator):
-    draft = tiny_generator.settings.preset_for("draft")
-    result = tiny_generator.generate(looked(dataclasses.replace(request(count=1, steps=None), preset=draft)))
+@pytest.fixture(scope="module")
+def distilled_generator(tiny_settings_factory):
+    """A generator of its own for the distilled modes: switching the session's one to a LoRA and
+    back leaves its weights a rounding away from a fresh one's, which other tests compare with."""
+    return StoryboardGenerator.load(tiny_settings_factory())
+
+
+def test_a_one_step_draft_draws_without_the_look(distilled_generator):
+    draft = distilled_generator.settings.preset_for("draft")
+    result = distilled_generator.generate(looked(dataclasses.replace(request(count=1, steps=None), preset=draft)))
     assert result.panels[0].ran.look_references is None
 
 
-def test_lightning_shares(tiny_generator):
-    lightning = tiny_generator.settings.preset_for("lightning")
-    result = tiny_generator.generate(looked(dataclasses.replace(request(count=2, steps=None), preset=lightning)))
+def test_lightning_shares(distilled_generator):
+    lightning = distilled_generator.settings.preset_for("lightning")
+    result = distilled_generator.generate(looked(dataclasses.replace(request(count=2, steps=None), preset=lightning)))
     assert result.panels[0].ran.look_references == (1,) and result.panels[0].ran.guidance_scale == 0.0
 
 
@@ -360,7 +367,7 @@ def test_the_look_without_the_identity_lock_is_refused_on_its_field(make_app):
     assert post_board(defaulted, identity_lock=False).status_code == 202
 
 
-def test_a_posed_panel_shares_inside_each_characters_skeleton(tiny_generator, monkeypatch):
+def test_a_posed_panel_shares_inside_each_characters_skeleton(distilled_generator, monkeypatch):
     # A layout's adapter adds residuals per row (zeros for the reference rows); the look's
     # regions are the posed characters' boxes, as the identity lock's masks are.
     from test_layout_generator import job, pose, sketch
@@ -378,9 +385,9 @@ def test_a_posed_panel_shares_inside_each_characters_skeleton(tiny_generator, mo
     posed = layout_request(job(layout=layout, cast=(0, 1), regions=regions), references=("red", "blue"),
                            consistent_look=True)
     monkeypatch.setattr(Sharing, "__init__", spying)
-    result = tiny_generator.generate(posed)
+    result = distilled_generator.generate(posed)
     assert result.panels[0].status == "done" and result.panels[0].ran.look_references == (1, 2)
     assert seen == [tuple(regions)] and result.panels[0].ran.layout["adapter_steps"] >= 1
-    lightning = tiny_generator.generate(layout_request(job(layout=sketch()), preset=PRESETS["lightning"],
+    lightning = distilled_generator.generate(layout_request(job(layout=sketch()), preset=PRESETS["lightning"],
                                                        consistent_look=True))
     assert lightning.panels[0].status == "done" and lightning.panels[0].ran.look_references == (1,)
