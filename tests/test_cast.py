@@ -254,7 +254,8 @@ def test_an_old_data_dir_opens_as_a_cast_of_one_unnamed_character(tmp_path, make
         board = client.get(f"/api/storyboards/{board_id}").get_json()
         assert board["characters"] == [{"name": "", "traits": "red hair", "reference": {
             "kind": "uploaded", "image_url": f"/api/storyboards/{board_id}/references/1.png"}}]
-        assert board["settings"] == {k: v for k, v in OLD_OPTIONS.items() if k != "notices"}
+        # ... and without the consistent look, which it predates
+        assert board["settings"] == {**{k: v for k, v in OLD_OPTIONS.items() if k != "notices"}, "consistent_look": False}
         assert board["notices"] == OLD_OPTIONS["notices"] and board["style"] == "ink"
         assert [f["cast"] for f in board["frames"]] == [[""], [""]] and board["frames"][0]["seed"] == 40
         for url in (f"/api/storyboards/{board_id}/reference.png", board["characters"][0]["reference"]["image_url"]):
