@@ -31,6 +31,7 @@ import posixpath
 import re
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Mapping
 
@@ -205,9 +206,13 @@ def _safe_member(name: str) -> str:
 
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    """The entry's bytes, refusing it as soon as it inflates past ``limit``."""
-    with archive.open(info) as entry:
-        data = entry.read(limit + 1)
+    """The entry's bytes, refusing it as soon as it inflates past ``limit``, or when it cannot
+    be read (damaged, encrypted, compressed in a way Python's zipfile does not know)."""
+    try:
+        with archive.open(info) as entry:
+            data = entry.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as error:
+        raise _refuse(f"{info.filename} cannot be read from the ZIP ({error}).") from None
     if len(data) > limit:
         raise _refuse(f"{info.filename} is larger than {limit // (1024 * 1024)} MB once unpacked.")
     return data

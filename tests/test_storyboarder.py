@@ -240,3 +240,10 @@ def test_an_imported_drawing_becomes_the_panels_sketch_layout(client):
     first, second = answer.get_json()["frames"]
     assert first["layout"]["kind"] == "sketch" and second["layout"] is None
     assert (first["duration"], second["duration"]) == (1.5, 2.0)
+
+
+def test_a_damaged_entry_is_refused_by_name_not_a_server_error():
+    data = bytearray(zipped_deflated({"p/p.storyboarder": scene() * 50}))
+    data[60:70] = b"\xff" * 10  # inside the entry's deflated bytes: its CRC no longer matches
+    with pytest.raises(InputError, match="p/p.storyboarder cannot be read from the ZIP"):
+        read_project(bytes(data), 8)
