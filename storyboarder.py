@@ -218,12 +218,13 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
     return data
 
 
-def read_project(data: bytes, max_boards: int) -> ImportedProject:
-    """A zipped Storyboarder project's boards. Raises InputError (field ``project``) naming
+def read_project(data: bytes | BinaryIO, max_boards: int) -> ImportedProject:
+    """A zipped Storyboarder project's boards (``data``: its bytes, or a seekable file, as an
+    upload is spooled). Raises InputError (field ``project``) naming
     what is wrong: not a ZIP, no or several ``.storyboarder`` files, a path outside the
     project's folder, a layer image that is missing, too many boards, too large unpacked."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         raise _refuse("The file is not a ZIP: zip the Storyboarder project's folder and upload that.") from None

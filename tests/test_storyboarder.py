@@ -247,3 +247,22 @@ def test_a_damaged_entry_is_refused_by_name_not_a_server_error():
     data[60:70] = b"\xff" * 10  # inside the entry's deflated bytes: its CRC no longer matches
     with pytest.raises(InputError, match="p/p.storyboarder cannot be read from the ZIP"):
         read_project(bytes(data), 8)
+
+
+def test_a_project_larger_than_its_setting_is_413_naming_it(make_app):
+    client = make_app(max_project_mb=1).test_client()
+    big = zipped({"p/p.storyboarder": scene(), "p/padding.bin": bytes(1_200_000)})
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(big), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 413 and answer.get_json()["field"] == "project"
+    assert "STORYBOARD_MAX_PROJECT_MB" in answer.get_json()["error"]
+
+
+def test_a_project_larger_than_a_face_upload_is_accepted(make_app):
+    client = make_app(max_upload_mb=1).test_client()
+    archive = zipfile.ZipFile(io.BytesIO(drawn_project()))
+    files = {name: archive.read(name) for name in archive.namelist()}
+    files["p/notes.bin"] = bytes(1_500_000)  # past the 1 MB a face may be
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(zipped(files)), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 202
