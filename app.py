@@ -29,7 +29,7 @@ from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layout_pngs, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
@@ -739,7 +739,7 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     """The board as exported, its panels' files opened now (read one at a time as the export
-    is written) and its references."""
+    is written), its references and its panels' layout pictures (small, by index)."""
     from exporting import PanelFiles
 
     store = current_studio().store
@@ -753,13 +753,13 @@ def _export_parts(board_id: str):
                     files[index] = opened.enter_context(path.open("rb"))
             references = store.reference_pngs(board)
             opened.pop_all()  # all opened: from here PanelFiles closes them
-        return board_json(board), PanelFiles(files), references
+        return board_json(board), PanelFiles(files), references, layout_pngs(board)
 
     return _on_current_board(board_id, read)
 
 
 def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
-    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+    """An export written by ``write(board, images, references=..., layouts=..., out=...)`` into a temporary
     file in the data dir (not memory; nothing is left of it after a crash), then streamed
     from there. At most ``export_concurrency`` are written at once; another is told so."""
     studio = current_studio()
@@ -769,9 +769,9 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
     try:
         spool = tempfile.TemporaryFile(dir=studio.store.root)
         try:
-            board, images, references = _export_parts(board_id)
+            board, images, references, layout_images = _export_parts(board_id)
             try:
-                write(board, images, references=references, out=spool)
+                write(board, images, references=references, layouts=layout_images, out=spool)
             finally:
                 images.close()
         except BaseException:
