@@ -1947,14 +1947,16 @@ def api_presets(page) -> dict:
     return page.request.get("/api/presets").json()
 
 
-def _rough_drawing() -> bytes:
-    """A scanned thumbnail: a dark box and a line on grey paper."""
-    from PIL import Image, ImageDraw
+def _rough_drawing(chalk: bool = False) -> bytes:
+    """A scanned thumbnail: a dark box and a line on grey paper (``chalk``: the same, light on dark)."""
+    from PIL import Image, ImageDraw, ImageOps
 
     image = Image.new("RGB", (300, 200), (200, 200, 200))
     draw = ImageDraw.Draw(image)
     draw.rectangle((60, 40, 140, 160), outline=(20, 20, 20), width=6)
     draw.line((160, 150, 280, 60), fill=(20, 20, 20), width=6)
+    if chalk:
+        image = ImageOps.invert(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -1993,6 +1995,13 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         page.set_input_files("#sketch-upload", files=[{"name": "thumb.png", "mimeType": "image/png",
                                                         "buffer": _rough_drawing()}])
         _poll(lambda: page.evaluate(DARK_PIXELS) > 0, message="the uploaded drawing on the canvas")
+        drawn = page.evaluate(DARK_PIXELS)
+        # Light lines on dark (a chalk drawing; the studio's stored sketches) are turned round.
+        page.keyboard.press("Control+z")
+        assert page.evaluate(DARK_PIXELS) == 0
+        page.set_input_files("#sketch-upload", files=[{"name": "chalk.png", "mimeType": "image/png",
+                                                        "buffer": _rough_drawing(chalk=True)}])
+        _poll(lambda: page.evaluate(DARK_PIXELS) == drawn, message="the chalk drawing, turned round")
         page.set_input_files("#sketch-upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                                         "buffer": b"not a picture"}])
         expect(page.locator("#layout-error")).to_contain_text("notes.txt is not a picture")

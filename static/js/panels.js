@@ -111,7 +111,7 @@ function renderLayoutOverlay(frame, n, box) {
   if (!url) return null;
   const shown = state.layoutShown.has(frame.id);
   box.classList.toggle("layout-shown", shown);
-  const overlay = el("img", { className: `panel-layout ${frame.layout.kind === "pose" ? "pose" : "sketch"}-overlay`,
+  const overlay = el("img", { className: "panel-layout",
     attrs: { src: url, alt: `The ${frame.layout.kind} panel ${n} follows`, draggable: "false" } });
   overlay.hidden = !shown;
   const toggle = actionButton("layout-toggle", frame.layout.kind === "pose" ? "Pose" : "Sketch",

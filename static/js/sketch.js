@@ -34,7 +34,7 @@ export class SketchCanvas {
     const scale = SKETCH_LONG_SIDE / Math.max(width, height);
     this.canvas.width = Math.round(width * scale);
     this.canvas.height = Math.round(height * scale);
-    this.steps = image ? [{ kind: "image", image }] : [];
+    this.steps = image ? [{ kind: "image", image: onPaper(image) }] : [];
     this.stroke = null;
     this.render();
   }
@@ -66,7 +66,7 @@ export class SketchCanvas {
 
   /** An uploaded drawing (an ImageBitmap or an <img>) becomes a step under what follows. */
   load(image) {
-    this.steps.push({ kind: "image", image });
+    this.steps.push({ kind: "image", image: onPaper(image) });
     this.changed();
   }
 
@@ -153,4 +153,26 @@ export class SketchCanvas {
     this.stroke = null;
     this.changed();
   }
+}
+
+/** A drawing as dark lines on light paper: the studio stores a sketch as the adapter takes it
+ * (white lines on black), and a chalk drawing comes that way too; such a one is turned round. */
+function onPaper(image) {
+  const copy = document.createElement("canvas");
+  copy.width = image.width;
+  copy.height = image.height;
+  const context = copy.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, copy.width, copy.height);
+  const { data } = pixels;
+  let light = 0;
+  for (let i = 0; i < data.length; i += 4) light += data[i] + data[i + 1] + data[i + 2];
+  if (light / (data.length / 4) / 3 >= 128) return copy;
+  for (let i = 0; i < data.length; i += 4) {
+    data[i] = 255 - data[i];
+    data[i + 1] = 255 - data[i + 1];
+    data[i + 2] = 255 - data[i + 2];
+  }
+  context.putImageData(pixels, 0, 0);
+  return copy;
 }
