@@ -508,8 +508,8 @@ class Settings:
     )
     export_concurrency: int = field(
         default=2,
-        metadata={"help": "Most PDF or ZIP exports written at once (each is written to a temporary file in "
-                  "DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
+        metadata={"help": "Most exports written at once (PDF, ZIP, animatic MP4, timelines, Storyboarder: each "
+                  "to a file in DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
     )
     max_story_chars: int = field(
         default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}
