@@ -841,7 +841,7 @@ def start_animatic(board_id: str):
     options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
                               push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
     studio = current_studio()
-    board, images, _references = _export_parts(board_id)  # the snapshot: the board now, its files opened now
+    board, images, _references, _layouts = _export_parts(board_id)  # the snapshot: the board now, its files opened now
     try:
         job = studio.animatics.start(board, images, options)
     except Busy:
