@@ -22,7 +22,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
@@ -890,11 +890,17 @@ def import_storyboarder():
     the panels with their durations, its frame rate, its aspect as the nearest the studio
     draws; drawn like a posted board."""
     _refuse_if_unavailable()
-    fields, uploads = _payload()
+    limit = current_studio().settings.max_project_mb
+    request.max_content_length = int(limit * 2**20)  # a project's images outweigh a face's upload
+    try:
+        fields, uploads = _payload()
+    except RequestEntityTooLarge:
+        raise InputError("project", f"The project is larger than {limit:g} MB (STORYBOARD_MAX_PROJECT_MB).",
+                         status=413) from None
     upload = request.files.get("project")
     if upload is None or not upload.filename:
         raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
-    project = storyboarder.read_project(upload.read(), MAX_FRAMES)
+    project = storyboarder.read_project(upload.stream, MAX_FRAMES)  # read where Werkzeug spooled it
     fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
     durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
                  for n, board in enumerate(project.boards, start=1)]
