@@ -22,20 +22,23 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
+import cut
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layout_pngs, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
-from serializers import board_json, frame_json, preset_json, reference_url, summary_json
+from serializers import animatic_json, board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
+import storyboarder
+import timeline_export
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from timing import FRAME_RATES, board_timeline, read_duration, read_fps
@@ -337,10 +340,15 @@ def presets():
 
 @api.post("/api/storyboards")
 def create_storyboard():
+    _refuse_if_unavailable()
+    board_id = _create_board(*_payload())
+    return jsonify(board_json(current_studio().store.board(board_id))), 202
+
+
+def _create_board(fields: dict, uploads: dict[str, bytes]) -> str:
+    """A new board from a request's fields and uploaded faces, queued; its id."""
     studio = current_studio()
     settings: Settings = studio.settings
-    _refuse_if_unavailable()
-    fields, uploads = _payload()
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
     characters, references = _cast(fields, uploads, settings)
     style = text_field(fields, "style", settings.style)
@@ -368,7 +376,7 @@ def create_storyboard():
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio.backend.wake()
-    return jsonify(board_json(studio.store.board(board_id))), 202
+    return board_id
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
@@ -739,7 +747,7 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     """The board as exported, its panels' files opened now (read one at a time as the export
-    is written) and its references."""
+    is written), its references and its panels' layout pictures (small, by index)."""
     from exporting import PanelFiles
 
     store = current_studio().store
@@ -753,13 +761,14 @@ def _export_parts(board_id: str):
                     files[index] = opened.enter_context(path.open("rb"))
             references = store.reference_pngs(board)
             opened.pop_all()  # all opened: from here PanelFiles closes them
-        return board_json(board), PanelFiles(files), references
+        return board_json(board), PanelFiles(files), references, layout_pngs(board)
 
     return _on_current_board(board_id, read)
 
 
-def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
-    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str, layouts: bool = False) -> Response:
+    """An export written by ``write(board, images, references=..., out=...)`` (and ``layouts=...``,
+    the panels' layout pictures, for a writer that shows them) into a temporary
     file in the data dir (not memory; nothing is left of it after a crash), then streamed
     from there. At most ``export_concurrency`` are written at once; another is told so."""
     studio = current_studio()
@@ -769,9 +778,10 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
     try:
         spool = tempfile.TemporaryFile(dir=studio.store.root)
         try:
-            board, images, references = _export_parts(board_id)
+            board, images, references, layout_images = _export_parts(board_id)
             try:
-                write(board, images, references=references, out=spool)
+                write(board, images, references=references, out=spool,
+                      **({"layouts": layout_images} if layouts else {}))
             finally:
                 images.close()
         except BaseException:
@@ -787,14 +797,122 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    return _export(board_id, storyboard_pdf, "application/pdf", "pdf")
+    return _export(board_id, storyboard_pdf, "application/pdf", "pdf", layouts=True)
 
 
 @api.get("/api/storyboards/<board_id>/export.zip")
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    return _export(board_id, storyboard_zip, "application/zip", "zip")
+    return _export(board_id, storyboard_zip, "application/zip", "zip", layouts=True)
+
+
+# The cut's exports (cut.py, timeline_export.py, storyboarder.py): route name -> (writer,
+# mimetype, the download's suffix after "storyboard-<id>.").
+_CUT_EXPORTS = {
+    "captions.vtt": (cut.captions_vtt, "text/vtt", "vtt"),
+    "captions.srt": (cut.captions_srt, "application/x-subrip", "srt"),
+    "timeline.otio": (timeline_export.writer("otio"), "application/json", "otio"),
+    "timeline.xml": (timeline_export.writer("xml"), "application/xml", "xml"),
+    "timeline.edl": (timeline_export.writer("edl"), "text/plain", "edl"),
+    "timeline.zip": (timeline_export.export_timeline_zip, "application/zip", "timeline.zip"),
+    "storyboarder.zip": (storyboarder.export_project, "application/zip", "storyboarder.zip"),
+}
+
+
+def export_cut(board_id: str, name: str):
+    return _export(board_id, *_CUT_EXPORTS[name])
+
+
+for _name in _CUT_EXPORTS:  # one route each, so each is its own path in the OpenAPI document
+    api.add_url_rule(f"/api/storyboards/<board_id>/{_name}", f"export_{_name.replace('.', '_')}", export_cut,
+                     defaults={"name": _name})
+
+
+@api.post("/api/storyboards/<board_id>/animatic")
+def start_animatic(board_id: str):
+    """Start writing the board's animatic MP4 (animatic_jobs.py): 202 and the job to follow."""
+    from animatic import DEFAULT_RESOLUTION, RESOLUTIONS, AnimaticOptions
+    from animatic_jobs import Busy
+
+    fields = json_body(required=False) or {}
+    if not isinstance(fields, dict):
+        raise InputError("body", "Send a JSON object: resolution, push_in, burn_in.")
+    options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
+                              push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
+    studio = current_studio()
+    board, images, _references, _layouts = _export_parts(board_id)  # the snapshot: the board now, its files opened now
+    try:
+        job = studio.animatics.start(board, images, options)
+    except Busy:
+        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
+                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429) from None
+    return jsonify(animatic_json(job)), 202
+
+
+def _animatic_or_404(board_id: str, job_id: str):
+    job = current_studio().animatics.get(board_id, job_id)
+    if job is None:
+        abort(404)
+    return job
+
+
+@api.get("/api/storyboards/<board_id>/animatics/<job_id>")
+def animatic_status(board_id: str, job_id: str):
+    return jsonify(animatic_json(_animatic_or_404(board_id, job_id)))
+
+
+@api.post("/api/storyboards/<board_id>/animatics/<job_id>/cancel")
+def cancel_animatic(board_id: str, job_id: str):
+    job = _animatic_or_404(board_id, job_id)
+    current_studio().animatics.cancel(job)
+    return jsonify(animatic_json(job)), 202
+
+
+@api.get("/api/storyboards/<board_id>/animatics/<job_id>/animatic.mp4")
+def animatic_file(board_id: str, job_id: str):
+    from animatic_jobs import JobState
+
+    job = _animatic_or_404(board_id, job_id)
+    if job.state is not JobState.DONE:
+        raise InputError("animatic", f"The animatic is {job.state.value}, not written: nothing to download.",
+                         status=409)
+    try:  # opened now: a later animatic of the board may remove the file, not this download's copy
+        return send_file(job.path, mimetype="video/mp4", as_attachment=True,
+                         download_name=f"storyboard-{board_id}.mp4")
+    except FileNotFoundError:
+        abort(404)
+
+
+@api.post("/api/storyboards/import")
+def import_storyboarder():
+    """A new board from a zipped Storyboarder project (storyboarder.py): its boards' text as
+    the panels with their durations, its frame rate, its aspect as the nearest the studio
+    draws; drawn like a posted board."""
+    _refuse_if_unavailable()
+    limit = current_studio().settings.max_project_mb
+    request.max_content_length = int(limit * 2**20)  # a project's images outweigh a face's upload
+    try:
+        fields, uploads = _payload()
+    except RequestEntityTooLarge:
+        raise InputError("project", f"The project is larger than {limit:g} MB (STORYBOARD_MAX_PROJECT_MB).",
+                         status=413) from None
+    upload = request.files.get("project")
+    if upload is None or not upload.filename:
+        raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
+    project = storyboarder.read_project(upload.stream, MAX_FRAMES)  # read where Werkzeug spooled it
+    fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
+    durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
+                 for n, board in enumerate(project.boards, start=1)]
+    aspect = min(ASPECTS, key=lambda name: abs(ASPECTS[name][0] / ASPECTS[name][1] - project.aspect_ratio))
+    panels = project.panels()
+    board_id = _create_board({**fields, "story": "\n".join(p["caption"] for p in panels), "panels": panels,
+                              "aspect": fields.get("aspect") or aspect}, uploads)
+    store = current_studio().store
+    store.set_fps(board_id, fps)
+    for frame_id, seconds in enumerate(durations, start=1):  # a new board's panels are 1..n
+        store.edit_panel(board_id, frame_id, duration=seconds)
+    return jsonify(_board_json(board_id)), 202
 
 
 # --- Server-Sent Events --------------------------------------------------------------------

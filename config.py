@@ -506,10 +506,15 @@ class Settings:
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
                                 "range": (0.1, 200.0)}
     )
+    max_project_mb: float = field(
+        default=200.0, metadata={"help": "Largest accepted Storyboarder project (its folder zipped, POST "
+                                 "/api/storyboards/import), in MB; it is read where the upload is spooled, never unpacked.",
+                                 "range": (1.0, 1000.0)}
+    )
     export_concurrency: int = field(
         default=2,
-        metadata={"help": "Most PDF or ZIP exports written at once (each is written to a temporary file in "
-                  "DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
+        metadata={"help": "Most exports written at once (PDF, ZIP, animatic MP4, timelines, Storyboarder: each "
+                  "to a file in DATA_DIR, then streamed); another is answered 429 (busy) at once.", "range": (1, 64)},
     )
     max_story_chars: int = field(
         default=4000, metadata={"help": "Longest accepted story text.", "range": (1, 100000)}

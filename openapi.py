@@ -8,6 +8,7 @@ ratios, panel count) come from config.py, so they cannot drift either.
 
 from __future__ import annotations
 
+from animatic import DEFAULT_RESOLUTION, RESOLUTIONS
 from board_params import MAX_CHARACTERS, MAX_NAME_CHARS, MAX_SEED
 from config import ASPECTS, DECODERS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS
 from layouts import JOINTS, KINDS, LAYOUT_KINDS, MAX_SKETCH_BYTES
@@ -62,6 +63,8 @@ REFINE_BODY = {"required": False, "content": {"application/json": {"schema": {
         "strength": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
                      "description": "How far it may move from the take: it runs strength x steps steps. Missing: "
                                     "STORYBOARD_REFINE_STRENGTH (0.35)."}}}}}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "An animatic job's id, from its links."}
 CHARACTER = {"name": "character", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_CHARACTERS},
              "description": "The character's place in the board's `characters` (1-based)."}
@@ -110,6 +113,17 @@ LAYOUT_SCHEMAS = {
 def _schemas() -> dict:
     string, integer, number, boolean = ({"type": t} for t in ("string", "integer", "number", "boolean"))
     return {
+        "AnimaticJob": {
+            "type": "object", "description": "An animatic MP4 being written from the board as it was when asked "
+                                             "for; poll links.self for the progress.",
+            "properties": {
+                "id": string, "state": {"type": "string", "enum": ["running", "done", "failed", "canceled"]},
+                "error": _nullable(string), "frames_done": {"type": "integer"}, "frames_total": {"type": "integer"},
+                "resolution": {"type": "string", "enum": list(RESOLUTIONS)}, "push_in": {"type": "boolean"},
+                "burn_in": {"type": "boolean"},
+                "links": {"type": "object", "properties": {
+                    "self": string, "cancel": {**string, "description": "POST: stop it between two frames."},
+                    "download": {**string, "description": "The MP4, once state is done."}}}}},
         "Error": {
             "type": "object", "required": ["error", "field"],
             "properties": {"error": {**string, "description": "What went wrong, in words."},
@@ -301,7 +315,11 @@ def _schemas() -> dict:
                                                                   "durations are whole frames of it."},
                 "duration": {**number, "description": "Seconds of the whole board played in order."},
                 "frames": {"type": "array", "items": _ref("Frame")},
-                "export": {"type": "object", "properties": {"pdf": string, "zip": string}},
+                "export": {"type": "object", "properties": {
+                    "pdf": string, "zip": string,
+                    "animatic": {**string, "description": "POST: start writing the animatic MP4 (an AnimaticJob)."},
+                    "vtt": string, "srt": string, "otio": string, "fcp_xml": string, "edl": string,
+                    "timeline_zip": string, "storyboarder": string}},
                 "pdf_notice": {**_nullable(string), "description": "Text of the board that no font on the "
                                "studio's machine can draw: the PDF leaves it out and says so; null: none."},
                 "links": {"type": "object", "description": "Every URL of the board, so a client reads them "
@@ -667,6 +685,50 @@ def _paths() -> dict:
                                                          "the cast: names, traits and reference faces.",
                                           "content": {"application/pdf": {}}}, **_errors(404, 429)}},
         },
+        **_cut_paths(),
+        "/api/storyboards/{board_id}/animatic": {
+            "parameters": [BOARD_ID],
+            "post": {"summary": "Start writing the animatic: an H.264 MP4 of the panels in time at the board's "
+                                "aspect, captions as a mov_text subtitle track", "operationId": "startAnimatic",
+                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {
+                             "resolution": {"type": "string", "enum": list(RESOLUTIONS), "default": DEFAULT_RESOLUTION,
+                                            "description": "The video's shorter side."},
+                             "push_in": {"type": "boolean", "default": False,
+                                         "description": "A slow push-in on every panel."},
+                             "burn_in": {"type": "boolean", "default": False,
+                                         "description": "The captions drawn into the picture too."}}}}}},
+                     "responses": {"202": _json(_ref("AnimaticJob"), "Started."), **_errors(400, 404, 429)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "get": {"summary": "An animatic's progress", "operationId": "animaticJob",
+                    "responses": {"200": _json(_ref("AnimaticJob"), "The job now."), **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}/cancel": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "post": {"summary": "Cancel an animatic; its partial file is removed", "operationId": "cancelAnimatic",
+                     "responses": {"202": _json(_ref("AnimaticJob"), "Canceling."), **_errors(404)}},
+        },
+        "/api/storyboards/{board_id}/animatics/{job_id}/animatic.mp4": {
+            "parameters": [BOARD_ID, JOB_ID],
+            "get": {"summary": "The finished animatic", "operationId": "animaticFile",
+                    "responses": {"200": {"description": "H.264 (yuv420p) and a mov_text caption track.",
+                                          "content": {"video/mp4": {}}}, **_errors(404, 409)}},
+        },
+        "/api/storyboards/import": {
+            "post": {"summary": "A new board from a zipped Storyboarder project: its boards' action (else "
+                                "dialogue, else notes) as the panels' captions, its aspect as the nearest "
+                                "the studio draws; queued like a posted board", "operationId": "importStoryboarder",
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                         "type": "object", "required": ["project"],
+                         "properties": {"project": {"type": "string", "contentMediaType": "application/zip",
+                                                    "description": "The project's folder, zipped: one .storyboarder "
+                                                                   "file and its images/."},
+                                        "style": {"type": "string"}, "preset": {"type": "string"},
+                                        "aspect": {"type": "string"}, "seed": {"type": "string"}}}}}},
+                     "responses": {"202": board, **_errors(400, 413, 429, 503)}},
+        },
         "/api/storyboards/{board_id}/export.zip": {
             "parameters": [BOARD_ID],
             "get": {"summary": "ZIP export: panel-01.png... in display order, reference-1.png... (one per "
@@ -676,6 +738,27 @@ def _paths() -> dict:
                                   **_errors(404, 429)}},
         },
     }
+
+
+def _cut_paths() -> dict:
+    """The cut's downloads (cut.py, timeline_export.py, storyboarder.py)."""
+    files = {
+        "captions.vtt": ("exportVtt", "The captions as WebVTT, one cue per panel with text.", "text/vtt"),
+        "captions.srt": ("exportSrt", "The captions as SubRip.", "application/x-subrip"),
+        "timeline.otio": ("exportOtio", "OpenTimelineIO: one clip per panel (its PNG by file name, caption, "
+                                        "prompt and seed in metadata, a marker).", "application/json"),
+        "timeline.xml": ("exportFcpXml", "The timeline as Final Cut Pro 7 XML.", "application/xml"),
+        "timeline.edl": ("exportEdl", "The timeline as a CMX 3600 EDL.", "text/plain"),
+        "timeline.zip": ("exportTimelineZip", "storyboard.otio, .xml and .edl beside the panel-NN.png they "
+                                              "name, to unzip and relink.", "application/zip"),
+        "storyboarder.zip": ("exportStoryboarder", "A Storyboarder project folder: its .storyboarder file and "
+                                                   "images/ (each panel on a reference layer).", "application/zip"),
+    }
+    return {f"/api/storyboards/{{board_id}}/{name}": {
+        "parameters": [BOARD_ID],
+        "get": {"summary": words.split(":")[0].rstrip("."), "operationId": operation,
+                "responses": {"200": {"description": words, "content": {mimetype: {}}}, **_errors(404, 429)}},
+    } for name, (operation, words, mimetype) in files.items()}
 
 
 def openapi_document() -> dict:

@@ -141,7 +141,13 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
         "fps": timeline.fps,
         "duration": timeline.duration,  # the animatic's length in seconds
         "frames": [frame_json(board_id, timed) for timed in timeline],
-        "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip")},
+        "export": {"pdf": board_url(board_id, "export.pdf"), "zip": board_url(board_id, "export.zip"),
+                   # POST: starts writing the MP4, answers the job to follow (animatic_json)
+                   "animatic": board_url(board_id, "animatic"),
+                   "vtt": board_url(board_id, "captions.vtt"), "srt": board_url(board_id, "captions.srt"),
+                   "otio": board_url(board_id, "timeline.otio"), "fcp_xml": board_url(board_id, "timeline.xml"),
+                   "edl": board_url(board_id, "timeline.edl"), "timeline_zip": board_url(board_id, "timeline.zip"),
+                   "storyboarder": board_url(board_id, "storyboarder.zip")},
         "links": {"self": board_url(board_id), "events": board_url(board_id, "events"),
                   "cancel": board_url(board_id, "cancel"), "resume": board_url(board_id, "resume"),
                   "order": board_url(board_id, "order"), "refine": board_url(board_id, "refine")},
@@ -151,6 +157,18 @@ def board_json(board: dict, progress: dict | None = None) -> dict:
 
     answer["pdf_notice"] = pdf_notice(answer)
     return answer
+
+
+def animatic_json(job) -> dict:
+    """An animatic being written (animatic_jobs.AnimaticJob): how far, and where to get it."""
+    links = {"self": board_url(job.board_id, "animatics", job.id),
+             "cancel": board_url(job.board_id, "animatics", job.id, "cancel")}
+    if job.state.value == "done":
+        links["download"] = board_url(job.board_id, "animatics", job.id, "animatic.mp4")
+    return {"id": job.id, "state": job.state.value, "error": job.error,
+            "frames_done": job.frames_done, "frames_total": job.frames_total,
+            "resolution": job.options.resolution, "push_in": job.options.push_in, "burn_in": job.options.burn_in,
+            "links": links}
 
 
 def summary_json(row: dict) -> dict:

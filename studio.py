@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask, current_app
 
+from animatic_jobs import AnimaticJobs
 from backend import Backend
 from config import Settings
 from events import EventHub, EventTexts
@@ -20,8 +21,9 @@ from storage import Store
 @dataclass
 class Studio:
     """Its settings, the store that owns its boards, the web layer's event hub, the backend
-    that draws them, each event's text made once however many pages listen, and the slots
-    that bound the planner calls and the exports running at once."""
+    that draws them, each event's text made once however many pages listen, the slots
+    that bound the planner calls and the exports running at once, and the animatics being
+    written (their MP4s in DATA_DIR/exports)."""
 
     settings: Settings
     store: Store
@@ -30,14 +32,17 @@ class Studio:
     event_texts: EventTexts = field(default_factory=EventTexts)
     planner_slots: threading.BoundedSemaphore = field(init=False)
     export_slots: threading.BoundedSemaphore = field(init=False)
+    animatics: AnimaticJobs = field(init=False)
 
     def __post_init__(self) -> None:
         self.planner_slots = threading.BoundedSemaphore(self.settings.planner_concurrency)
         self.export_slots = threading.BoundedSemaphore(self.settings.export_concurrency)
+        self.animatics = AnimaticJobs(self.store.root / "exports", self.export_slots)
 
     def close(self) -> None:
         """Stop drawing and close the database (tests, embedding; a server just exits)."""
         self.backend.stop()
+        self.animatics.close()
         self.store.close()
 
 

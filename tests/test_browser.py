@@ -988,6 +988,60 @@ def test_refine_on_the_board_gives_every_panel_a_take_in_the_chosen_mode(browser
             watch.close()
 
 
+def test_the_animatic_downloads_as_an_mp4_and_a_storyboarder_project_imports_back(browser, tiny_settings_factory,
+                                                                                    tmp_path):
+    """The board's animatic is written on the server with its progress shown, then downloaded:
+    an H.264 MP4 with a frame per 1/24 s of the board and a caption track. The editors' formats
+    are links from the board's answer; its Storyboarder project, chosen in the form, comes back
+    as a new board with the same captions."""
+    import av
+    from playwright.sync_api import expect
+
+    from app import create_app
+    from fakes import FakeGenerator
+
+    with _serving(create_app(tiny_settings_factory(), load_generator=FakeGenerator)) as url:
+        watch = PageWatch(browser, url, viewport={"width": 1280, "height": 900})
+        page = watch.page
+        try:
+            page.goto("/")
+            page.fill("#story", "A fox finds a map.\nЛиса поднимается на холм.")
+            page.fill("#frames", "2")
+            page.click("#generate")
+            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            board_id = page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+            board = json.loads(page.request.get(f"/api/storyboards/{board_id}").text())
+            expect(page.locator("#export-edl")).to_have_attribute("href", board["export"]["edl"])
+            expect(page.locator("#export-storyboarder")).to_have_attribute("download",
+                                                                           f"storyboard-{board_id}.storyboarder.zip")
+
+            page.click("#export-animatic")
+            expect(page.locator("#animatic-export")).to_be_visible()
+            page.check("#animatic-burn-in")
+            with page.expect_download(timeout=BOARD_TIMEOUT_MS) as download:
+                page.click("#animatic-start")
+            assert download.value.suggested_filename == f"storyboard-{board_id}.mp4"
+            expect(page.locator("#animatic-status")).to_have_text("Written.")
+            expect(page.locator("#animatic-download")).to_be_visible()
+            path = tmp_path / "animatic.mp4"
+            download.value.save_as(path)
+            with av.open(str(path)) as container:
+                assert container.streams.video[0].codec_context.name == "h264"
+                assert container.streams.subtitles[0].codec_context.name == "mov_text"
+                frames = sum(1 for _ in container.decode(video=0))
+            assert frames == round(board["duration"] * 24)
+
+            project = tmp_path / "project.zip"
+            project.write_bytes(page.request.get(board["export"]["storyboarder"]).body())
+            page.set_input_files("#import-storyboarder", str(project))
+            page.wait_for_function("id => !location.hash.endsWith(encodeURIComponent(id))", arg=board_id)
+            expect(page.locator("#board .panel .panel-caption")).to_have_text(
+                ["A fox finds a map.", "Лиса поднимается на холм."])
+            watch.assert_clean()
+        finally:
+            watch.close()
+
+
 class HeldAtEachPanel:
     """The real tiny generator, held right after the first step of every panel it draws (its
     progress sent) until the test lets it go on (``go.release()``); ``held`` counts the holds."""
@@ -1713,13 +1767,14 @@ def test_the_form_modules_import_only_downward():
 
 
 def test_the_page_builds_no_api_url_past_the_entry_points():
-    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards, /api/plans and
-    /api/screenplays comes from an answer (a board's links): only api.js names a URL, and only those."""
+    """Every URL past /api/health, /api/presets, /api/planner, /api/storyboards (and its import),
+    /api/plans and /api/screenplays comes from an answer (a board's links): only api.js names a
+    URL, and only those."""
     literals = {path.name: re.findall(r"[\"'`](/api[^\"'`]*)", path.read_text(encoding="utf-8"))
                 for path in STATIC_JS.glob("*.js")}
     assert {name: urls for name, urls in literals.items() if urls and name != "api.js"} == {}
     assert sorted(literals["api.js"]) == ["/api/health", "/api/planner", "/api/plans", "/api/presets",
-                                          "/api/screenplays", "/api/storyboards"]
+                                          "/api/screenplays", "/api/storyboards", "/api/storyboards/import"]
 
 
 def test_the_speed_modes_come_from_the_server():

@@ -12,6 +12,7 @@ export const ENTRY = {
   storyboards: "/api/storyboards",
   plans: "/api/plans",
   screenplays: "/api/screenplays",
+  storyboarderImport: "/api/storyboards/import",
 };
 
 export const NETWORK_ERROR = "Cannot reach the studio server";

@@ -9,13 +9,14 @@
  */
 
 import { boardUrl } from "./api.js";
-import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard } from "./board.js";
+import { boardIdFromHash, cancelBoard, openBoard, refineBoard, resumeBoard, revealBoard } from "./board.js";
 import { addCastRow, followCast, onAddCharacter, renderCast } from "./cast.js";
 import { onDialogClick } from "./dialog.js";
 import { $ } from "./dom.js";
 import { setUpAnimatic } from "./animatic.js";
 import { setUpLayoutDialog } from "./layout.js";
 import { onFormInput } from "./errors.js";
+import { cancelAnimatic, importStoryboarder, startAnimatic, toggleAnimatic } from "./exports.js";
 import { onSubmit, reuseSettings } from "./form.js";
 import { checkHealth } from "./health.js";
 import { refreshHistory } from "./history.js";
@@ -58,6 +59,14 @@ function bindEvents() {
   $("resume").addEventListener("click", resumeBoard);
   $("reuse").addEventListener("click", reuseSettings);
   $("refine").addEventListener("click", refineBoard);
+  $("export-animatic").addEventListener("click", toggleAnimatic);
+  $("animatic-start").addEventListener("click", startAnimatic);
+  $("animatic-cancel").addEventListener("click", cancelAnimatic);
+  $("import-storyboarder").addEventListener("change", (event) => importStoryboarder(event, async (created) => {
+    await openBoard(created.id, created.links.self, { subscribe: true });
+    revealBoard();
+    refreshHistory();
+  }));
   $("panel-dialog").addEventListener("click", onDialogClick);
   setUpLayoutDialog();
   setUpAnimatic();
