@@ -30,7 +30,7 @@ import cut
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layout_pngs, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
@@ -747,7 +747,7 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     """The board as exported, its panels' files opened now (read one at a time as the export
-    is written) and its references."""
+    is written), its references and its panels' layout pictures (small, by index)."""
     from exporting import PanelFiles
 
     store = current_studio().store
@@ -761,13 +761,14 @@ def _export_parts(board_id: str):
                     files[index] = opened.enter_context(path.open("rb"))
             references = store.reference_pngs(board)
             opened.pop_all()  # all opened: from here PanelFiles closes them
-        return board_json(board), PanelFiles(files), references
+        return board_json(board), PanelFiles(files), references, layout_pngs(board)
 
     return _on_current_board(board_id, read)
 
 
-def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
-    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str, layouts: bool = False) -> Response:
+    """An export written by ``write(board, images, references=..., out=...)`` (and ``layouts=...``,
+    the panels' layout pictures, for a writer that shows them) into a temporary
     file in the data dir (not memory; nothing is left of it after a crash), then streamed
     from there. At most ``export_concurrency`` are written at once; another is told so."""
     studio = current_studio()
@@ -777,9 +778,10 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
     try:
         spool = tempfile.TemporaryFile(dir=studio.store.root)
         try:
-            board, images, references = _export_parts(board_id)
+            board, images, references, layout_images = _export_parts(board_id)
             try:
-                write(board, images, references=references, out=spool)
+                write(board, images, references=references, out=spool,
+                      **({"layouts": layout_images} if layouts else {}))
             finally:
                 images.close()
         except BaseException:
@@ -795,14 +797,14 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    return _export(board_id, storyboard_pdf, "application/pdf", "pdf")
+    return _export(board_id, storyboard_pdf, "application/pdf", "pdf", layouts=True)
 
 
 @api.get("/api/storyboards/<board_id>/export.zip")
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    return _export(board_id, storyboard_zip, "application/zip", "zip")
+    return _export(board_id, storyboard_zip, "application/zip", "zip", layouts=True)
 
 
 # The cut's exports (cut.py, timeline_export.py, storyboarder.py): route name -> (writer,
@@ -839,7 +841,7 @@ def start_animatic(board_id: str):
     options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
                               push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
     studio = current_studio()
-    board, images, _references = _export_parts(board_id)  # the snapshot: the board now, its files opened now
+    board, images, _references, _layouts = _export_parts(board_id)  # the snapshot: the board now, its files opened now
     try:
         job = studio.animatics.start(board, images, options)
     except Busy:
