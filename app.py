@@ -22,7 +22,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
@@ -30,7 +30,7 @@ import cut
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layout_pngs, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
@@ -752,7 +752,7 @@ def reference_image(board_id: str):
 
 def _export_parts(board_id: str):
     """The board as exported, its panels' files opened now (read one at a time as the export
-    is written) and its references."""
+    is written), its references and its panels' layout pictures (small, by index)."""
     from exporting import PanelFiles
 
     store = current_studio().store
@@ -766,13 +766,14 @@ def _export_parts(board_id: str):
                     files[index] = opened.enter_context(path.open("rb"))
             references = store.reference_pngs(board)
             opened.pop_all()  # all opened: from here PanelFiles closes them
-        return board_json(board), PanelFiles(files), references
+        return board_json(board), PanelFiles(files), references, layout_pngs(board)
 
     return _on_current_board(board_id, read)
 
 
-def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str) -> Response:
-    """An export written by ``write(board, images, references=..., out=...)`` into a temporary
+def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str, layouts: bool = False) -> Response:
+    """An export written by ``write(board, images, references=..., out=...)`` (and ``layouts=...``,
+    the panels' layout pictures, for a writer that shows them) into a temporary
     file in the data dir (not memory; nothing is left of it after a crash), then streamed
     from there. At most ``export_concurrency`` are written at once; another is told so."""
     studio = current_studio()
@@ -782,9 +783,10 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
     try:
         spool = tempfile.TemporaryFile(dir=studio.store.root)
         try:
-            board, images, references = _export_parts(board_id)
+            board, images, references, layout_images = _export_parts(board_id)
             try:
-                write(board, images, references=references, out=spool)
+                write(board, images, references=references, out=spool,
+                      **({"layouts": layout_images} if layouts else {}))
             finally:
                 images.close()
         except BaseException:
@@ -800,14 +802,14 @@ def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str
 def export_pdf(board_id: str):
     from exporting import storyboard_pdf
 
-    return _export(board_id, storyboard_pdf, "application/pdf", "pdf")
+    return _export(board_id, storyboard_pdf, "application/pdf", "pdf", layouts=True)
 
 
 @api.get("/api/storyboards/<board_id>/export.zip")
 def export_zip(board_id: str):
     from exporting import storyboard_zip
 
-    return _export(board_id, storyboard_zip, "application/zip", "zip")
+    return _export(board_id, storyboard_zip, "application/zip", "zip", layouts=True)
 
 
 # The cut's exports (cut.py, timeline_export.py, storyboarder.py): route name -> (writer,
@@ -844,7 +846,7 @@ def start_animatic(board_id: str):
     options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
                               push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
     studio = current_studio()
-    board, images, _references = _export_parts(board_id)  # the snapshot: the board now, its files opened now
+    board, images, _references, _layouts = _export_parts(board_id)  # the snapshot: the board now, its files opened now
     try:
         job = studio.animatics.start(board, images, options)
     except Busy:
@@ -893,11 +895,17 @@ def import_storyboarder():
     the panels with their durations, its frame rate, its aspect as the nearest the studio
     draws; drawn like a posted board."""
     _refuse_if_unavailable()
-    fields, uploads = _payload()
+    limit = current_studio().settings.max_project_mb
+    request.max_content_length = int(limit * 2**20)  # a project's images outweigh a face's upload
+    try:
+        fields, uploads = _payload()
+    except RequestEntityTooLarge:
+        raise InputError("project", f"The project is larger than {limit:g} MB (STORYBOARD_MAX_PROJECT_MB).",
+                         status=413) from None
     upload = request.files.get("project")
     if upload is None or not upload.filename:
         raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
-    project = storyboarder.read_project(upload.read(), MAX_FRAMES)
+    project = storyboarder.read_project(upload.stream, MAX_FRAMES)  # read where Werkzeug spooled it
     fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
     durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
                  for n, board in enumerate(project.boards, start=1)]

@@ -519,6 +519,11 @@ class Settings:
         default=10.0, metadata={"help": "Largest accepted request (reference upload), in MB.",
                                 "range": (0.1, 200.0)}
     )
+    max_project_mb: float = field(
+        default=200.0, metadata={"help": "Largest accepted Storyboarder project (its folder zipped, POST "
+                                 "/api/storyboards/import), in MB; it is read where the upload is spooled, never unpacked.",
+                                 "range": (1.0, 1000.0)}
+    )
     export_concurrency: int = field(
         default=2,
         metadata={"help": "Most exports written at once (PDF, ZIP, animatic MP4, timelines, Storyboarder: each "

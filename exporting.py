@@ -59,13 +59,18 @@ def _reference_file(character: int) -> str:
     return f"reference-{character}.png"
 
 
+def _layout_file(position: int) -> str:
+    return f"layout-{position:02d}.png"
+
+
 def storyboard_zip(
     board: Mapping[str, Any], images: Mapping[int, bytes], references: Mapping[int, bytes] | None = None,
-    out: BinaryIO | None = None,
+    out: BinaryIO | None = None, layouts: Mapping[int, bytes] | None = None,
 ) -> bytes | None:
-    """ZIP with ``panel-NN.png`` per frame that has an image, ``reference-K.png`` per
+    """ZIP with ``panel-NN.png`` per frame that has an image, ``layout-NN.png`` per frame with a
+    layout in ``layouts`` (by index: its sketch, or its pose drawn), ``reference-K.png`` per
     character K (1-based) with a reference in ``references``, and ``storyboard.json`` (the
-    whole board, each frame and each character's reference annotated with its ``file``).
+    whole board, each frame, its layout and each character's reference annotated with its ``file``).
 
     Written to ``out`` when given (the studio spools an export to a file, taking each image
     from ``images`` as it goes: one in memory at a time, see :class:`PanelFiles`), else
@@ -87,6 +92,10 @@ def storyboard_zip(
             frame["file"] = _panel_file(position) if data else None
             if data:
                 put(frame["file"], data, zipfile.ZIP_STORED)  # PNG is already compressed
+            layout = (layouts or {}).get(frame.get("index"))
+            if layout and isinstance(frame.get("layout"), dict):
+                frame["layout"]["file"] = _layout_file(position)
+                put(frame["layout"]["file"], layout, zipfile.ZIP_STORED)
         characters = meta.get("characters") or []
         for character, data in sorted((references or {}).items()):
             name = _reference_file(character)
@@ -516,6 +525,23 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
         pdf.cell(cell_w, _CAPTION_LINE_H, line)
 
 
+_THUMBNAIL_SHARE = 0.25  # of the panel's width
+
+
+def _layout_thumbnail(pdf: FPDF, png: bytes, x: float, y: float, cell_w: float, box_h: float) -> None:
+    """The panel's layout, small, framed in the top right corner of its picture: the shot as
+    directed beside the shot as drawn."""
+    w, h = cell_w * _THUMBNAIL_SHARE, box_h * _THUMBNAIL_SHARE
+    left, top = x + cell_w - w - 1, y + 1
+    try:
+        pdf.image(io.BytesIO(png), x=left, y=top, w=w, h=h, keep_aspect_ratio=True)
+    except Exception:  # noqa: BLE001 - an unreadable layout file leaves the panel as it is
+        log.warning("a layout file is damaged; the panel is exported without its thumbnail")
+        return
+    pdf.set_draw_color(255)
+    pdf.rect(left, top, w, h)
+
+
 _CAST_COLS = 4
 _REFERENCE_WORDS = {"uploaded": "Uploaded face", "generated": "Generated portrait"}
 
@@ -563,9 +589,10 @@ def _cast_page(pdf: FPDF, board: Mapping[str, Any], references: Mapping[int, byt
 def storyboard_pdf(
     board: Mapping[str, Any], images: Mapping[int, bytes], font_path: str | Path | None = None,
     references: Mapping[int, bytes] | None = None, out: BinaryIO | None = None,
-    fallback_fonts: Iterable[tuple[str, str | Path, int]] | None = None,
+    fallback_fonts: Iterable[tuple[str, str | Path, int]] | None = None, layouts: Mapping[int, bytes] | None = None,
 ) -> bytes | None:
-    """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each; then,
+    """A4-landscape PDF: header per page, panels in a 3x2 grid, captions under each (a panel
+    with a layout in ``layouts``, by index: its thumbnail in the picture's corner); then,
     for a board with ``characters``, a cast page (``references``: each character's face).
     ``fallback_fonts`` (family, file, face in a collection): for glyphs the main font lacks,
     tried in order (default: :func:`find_fallback_fonts`); text is shaped (Arabic and Hebrew
@@ -613,6 +640,8 @@ def storyboard_pdf(
             y = _MARGIN + _HEADER_H + row * (cell_h + _GUTTER)
             _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h,
                    board.get("error"))
+            if (layouts or {}).get(frame.get("index")):
+                _layout_thumbnail(pdf, layouts[frame.get("index")], x, y, cell_w, box_h)
     if board.get("characters"):
         pdf.add_page()
         _header(pdf, board, pages, ran, notice)
@@ -646,6 +675,10 @@ def _a1111_parameters(p: Mapping[str, Any]) -> str:
             fields.append(f"{label}: {_fmt(p[key])}")
     if p.get("decoder") == "taesdxl":  # A1111's field for the decoder; SDXL's own VAE goes unnamed, as there
         fields.append("VAE: TAESDXL")
+    layout = p.get("layout")
+    if isinstance(layout, dict):  # as A1111's ControlNet extension names its unit: model, weight
+        fields.append(f"T2I-Adapter: {layout.get('adapter')}, Layout: {layout.get('kind')}, "
+                      f"Weight: {_fmt(layout.get('strength'))}")
     lines.append(", ".join(fields))
     return "\n".join(lines)
 

@@ -102,6 +102,17 @@ def edited_layout(raw: Any, board: dict, frame: dict) -> tuple[dict, bytes] | No
     return stored(read_layout(raw, "layout", frame["cast"], None, layout_size(aspect)), aspect)
 
 
+def layout_pngs(board: dict) -> dict[int, bytes]:
+    """Each panel's layout picture, by index (1-based, display order), for the exports."""
+    store = current_studio().store
+    pngs = {}
+    for index, frame in enumerate(board["frames"], start=1):
+        path = store.file_path(board["id"], frame["layout"]["file"]) if frame.get("layout") else None
+        if path is not None:
+            pngs[index] = path.read_bytes()
+    return pngs
+
+
 def _board_or_404(board_id: str) -> dict:
     board = current_studio().store.board(board_id)
     if board is None:

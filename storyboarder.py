@@ -1,6 +1,7 @@
 """Storyboarder projects (wonderunit/storyboarder, the format of its 3.0.0 source): out, a ZIP
 of a project folder that Storyboarder opens so an artist can draw over the generated panels;
-in, a zipped project's boards read back as panels (their text and durations).
+in, a zipped project's boards read back as panels (their text and durations, and what was
+drawn on their drawing layers as each panel's sketch layout).
 
 The format, as Storyboarder 3.0.0 writes it (src/js/main.js "new project",
 src/js/window/main-window.js insertNewBoardDataAtPosition / insertNewBoardsWithFiles /
@@ -21,6 +22,7 @@ artist draws on the layers above it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -29,6 +31,7 @@ import posixpath
 import re
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Mapping
 
@@ -153,12 +156,19 @@ def _created_ms(board: Mapping[str, Any]) -> int:
 # --- In -------------------------------------------------------------------------------
 
 
+# The layers an artist draws on, bottom to top (StoryboarderSketchPane's order); the reference
+# layer holds an imported picture (the studio's own panel, in its exports) and is not a drawing.
+DRAWING_LAYERS = ("fill", "tone", "pencil", "ink")
+MAX_LAYER_PIXELS = 4096 * 4096
+
+
 @dataclass(frozen=True)
 class ImportedBoard:
     caption: str
     dialogue: str
     notes: str
     duration: float | None  # seconds; None: the project's default
+    drawing: bytes | None = None  # its drawing layers flattened on white (PNG); None: nothing drawn
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,10 @@ class ImportedProject:
         """The boards as a plan's panels (POST /api/storyboards ``panels``): the action is the
         caption, under it the dialogue; a board with only dialogue or notes takes that."""
         return [{"caption": board.caption or board.dialogue or board.notes or f"Board {n}",
-                 "dialogue": board.dialogue if board.caption else ""}
+                 "dialogue": board.dialogue if board.caption else "",
+                 # A drawing becomes the panel's sketch layout: the new panel follows its composition.
+                 **({"layout": {"kind": "sketch", "image": "data:image/png;base64,"
+                                + base64.b64encode(board.drawing).decode("ascii")}} if board.drawing else {})}
                 for n, board in enumerate(self.boards, start=1)]
 
 
@@ -193,20 +206,25 @@ def _safe_member(name: str) -> str:
 
 
 def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
-    """The entry's bytes, refusing it as soon as it inflates past ``limit``."""
-    with archive.open(info) as entry:
-        data = entry.read(limit + 1)
+    """The entry's bytes, refusing it as soon as it inflates past ``limit``, or when it cannot
+    be read (damaged, encrypted, compressed in a way Python's zipfile does not know)."""
+    try:
+        with archive.open(info) as entry:
+            data = entry.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as error:
+        raise _refuse(f"{info.filename} cannot be read from the ZIP ({error}).") from None
     if len(data) > limit:
         raise _refuse(f"{info.filename} is larger than {limit // (1024 * 1024)} MB once unpacked.")
     return data
 
 
-def read_project(data: bytes, max_boards: int) -> ImportedProject:
-    """A zipped Storyboarder project's boards. Raises InputError (field ``project``) naming
+def read_project(data: bytes | BinaryIO, max_boards: int) -> ImportedProject:
+    """A zipped Storyboarder project's boards (``data``: its bytes, or a seekable file, as an
+    upload is spooled). Raises InputError (field ``project``) naming
     what is wrong: not a ZIP, no or several ``.storyboarder`` files, a path outside the
     project's folder, a layer image that is missing, too many boards, too large unpacked."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError):
         raise _refuse("The file is not a ZIP: zip the Storyboarder project's folder and upload that.") from None
@@ -236,7 +254,8 @@ def read_project(data: bytes, max_boards: int) -> ImportedProject:
         if not isinstance(board, dict):
             raise _refuse(f"Board {number} of {found[0]} is not an object.")
         layers = board.get("layers") or {}
-        for layer in (layers.values() if isinstance(layers, dict) else ()):
+        drawn = []
+        for name, layer in (layers.items() if isinstance(layers, dict) else ()):
             url = layer.get("url") if isinstance(layer, dict) else None
             if not isinstance(url, str) or not url:
                 continue
@@ -245,14 +264,43 @@ def read_project(data: bytes, max_boards: int) -> ImportedProject:
                 raise _refuse(f"Board {number} names an image outside the project's images folder: {url!r}.")
             if path not in members:
                 raise _refuse(f"Board {number}'s image {url} is missing from the ZIP (looked for {path}).")
-            total += len(_read(archive, members[path], MAX_PROJECT_BYTES - total))  # inflates within the limit
+            data = _read(archive, members[path], MAX_PROJECT_BYTES - total)  # inflates within the limit
+            total += len(data)
+            if name in DRAWING_LAYERS:
+                drawn.append((DRAWING_LAYERS.index(name), path, data, _number(layer.get("opacity"), 1.0)))
         imported.append(ImportedBoard(
             caption=_text(board.get("action")), dialogue=_text(board.get("dialogue")), notes=_text(board.get("notes")),
-            duration=_seconds(board.get("duration"))))
+            duration=_seconds(board.get("duration")), drawing=_flattened(sorted(drawn))))
     return ImportedProject(
         name=posixpath.basename(found[0])[: -len(".storyboarder")],
         aspect_ratio=_number(scene.get("aspectRatio"), 16 / 9), fps=_number(scene.get("fps"), 24.0),
         default_duration=_seconds(scene.get("defaultBoardTiming")) or 2.0, boards=tuple(imported))
+
+
+def _flattened(layers: list[tuple[int, str, bytes, float]]) -> bytes | None:
+    """The drawing layers (order, path, PNG, opacity), bottom first, on white paper as
+    Storyboarder shows them; None when none has a stroke."""
+    paper = None
+    for _order, path, data, opacity in layers:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_LAYER_PIXELS:
+                    raise _refuse(f"{path} is too large ({image.width}x{image.height}; at most 4096x4096).")
+                layer = image.convert("RGBA")
+        except InputError:
+            raise
+        except (OSError, ValueError, Image.DecompressionBombError):
+            raise _refuse(f"{path} is not a readable image.") from None
+        if layer.getchannel("A").getbbox() is None:  # an empty layer: Storyboarder saves them too
+            continue
+        if paper is None:
+            paper = Image.new("RGBA", layer.size, "white")
+        if layer.size != paper.size:
+            layer = layer.resize(paper.size)
+        if opacity < 1:
+            layer.putalpha(layer.getchannel("A").point(lambda alpha: round(alpha * min(opacity, 1.0))))
+        paper.alpha_composite(layer)
+    return None if paper is None else _png(paper.convert("RGB"))
 
 
 def _text(value: Any) -> str:

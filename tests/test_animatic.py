@@ -207,3 +207,26 @@ def test_a_burned_in_caption_is_drawn_with_the_pdfs_font_that_has_its_script():
         pytest.skip("no CJK font here (CI installs fonts-noto-cjk)")
     assert _font(20, "Кошка спит").path == str(find_unicode_font())
     assert _font(20, "猫在屋顶上睡觉").path == str(cjk)
+
+
+def test_a_boards_next_animatic_replaces_its_last_and_its_file(client):
+    board_json = wait_for(client, post_board(client).get_json()["id"])
+    first = finished(client, client.post(board_json["export"]["animatic"]).get_json())
+    folder = client.application.extensions["studio"].animatics.folder
+    assert [p.name for p in folder.glob("*.mp4")] == [f"{first['id']}.mp4"]
+    second = finished(client, client.post(board_json["export"]["animatic"]).get_json())
+    assert client.get(first["links"]["self"]).status_code == 404
+    assert [p.name for p in folder.glob("*.mp4")] == [f"{second['id']}.mp4"]
+
+
+def test_closing_the_studio_cancels_its_animatics_and_removes_their_files(client, held):
+    started, release = held
+    board_json = wait_for(client, post_board(client).get_json()["id"])
+    client.post(board_json["export"]["animatic"])
+    assert started.wait(30)
+    jobs = client.application.extensions["studio"].animatics
+    closing = threading.Thread(target=jobs.close)
+    closing.start()
+    release.set()
+    closing.join(30)
+    assert not closing.is_alive() and list(jobs.folder.glob("*.mp4")) == []

@@ -162,3 +162,18 @@ def test_a_drifted_layout_panel_is_redrawn_with_its_layout(tiny_generator):
     finally:
         tiny_generator.settings = settings
     assert result.panels[0].attempts == 2 and all(c["adapter"] for c in calls)
+
+
+def test_under_compile_a_layout_panel_runs_the_unet_itself_and_queues_no_graph(tiny_settings_factory, tmp_path):
+    import torch
+
+    from test_gpu_decisions import CountingBackend
+
+    torch._dynamo.reset()
+    generator = StoryboardGenerator.load(tiny_settings_factory(data_dir=str(tmp_path)))
+    backend = CountingBackend()
+    generator._compile(backend=backend)
+    generator.graphs.waiting.clear()
+    result = generator.generate(request(job(layout=sketch())))
+    assert result.panels[0].status == "done" and result.panels[0].ran.layout is not None
+    assert backend.graphs == [] and list(generator.graphs.waiting) == []

@@ -191,3 +191,85 @@ def test_a_sketched_and_a_posed_panel_are_drawn_and_exported_with_their_layouts(
     assert (meta["layout"]["kind"], meta["layout"]["strength"], meta["layout"]["adapter"]) == (
         "sketch", 0.9, "TencentARC/t2i-adapter-sketch-sdxl-1.0")
     assert "file" not in meta["layout"]
+    parameters = Image.open(io.BytesIO(tiny_client.get(sketched["image_url"]).data)).text["parameters"]
+    assert "T2I-Adapter: TencentARC/t2i-adapter-sketch-sdxl-1.0, Layout: sketch, Weight: 0.9" in parameters
+
+
+def test_the_zip_holds_each_panels_layout_and_the_pdf_its_thumbnail(client):
+    board = drawn(client, sketch(), None, pose(("Mara", 0.3), ("Ivan", 0.6)))
+    archive = zipfile.ZipFile(io.BytesIO(client.get(board["export"]["zip"]).data))
+    assert {"layout-01.png", "layout-03.png"} <= set(archive.namelist()) and "layout-02.png" not in archive.namelist()
+    assert archive.read("layout-03.png") == client.get(board["frames"][2]["layout"]["image"]).data
+    frames = json.loads(archive.read("storyboard.json"))["frames"]
+    assert [f["layout"] and f["layout"]["file"] for f in frames] == ["layout-01.png", None, "layout-03.png"]
+    with_layouts = client.get(board["export"]["pdf"]).data
+    client.patch(board["frames"][0]["links"]["self"], json={"layout": None})
+    client.patch(board["frames"][2]["links"]["self"], json={"layout": None})
+    without = client.get(board["export"]["pdf"]).data
+    assert with_layouts.count(b"/Subtype /Image") == without.count(b"/Subtype /Image") + 2
+
+
+# --- A job's spec carries the layout (a Redis worker's payload) ---------------------------
+
+
+def layout_spec():
+    """test_drawing's cast spec with Ilya and Mara posed in panel 1 and Ilya sketched in panel 2."""
+    from dataclasses import replace
+
+    from layouts import read_layout
+    from test_drawing import cast_spec
+
+    posed = read_layout(pose(("Ilya", 0.2), ("Mara", 0.7)), "l", ["Mara", "Ilya"])
+    drawn_sketch = read_layout(sketch(), "l", ["Ilya"])
+    spec = cast_spec()
+    first, second, third = spec.panels
+    return replace(spec, panels=(
+        replace(first, layout={**posed.to_json(), "file": "layout-1-ab.png"}),
+        replace(second, layout={**drawn_sketch.to_json(), "file": "layout-2-cd.png"}, layout_png=drawn_sketch.sketch),
+        third))
+
+
+def test_a_spec_with_layouts_survives_json_unchanged():
+    from drawing import JobSpec
+
+    spec = layout_spec()
+    assert JobSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda p: p[0]["layout"]["poses"][0].update(character="Olga"), "panels[0].layout.poses[0].character"),
+    (lambda p: p[1].update(layout_png=None), "panels[1].layout.image"),
+    (lambda p: p[0]["layout"].update(strength=3), "panels[0].layout.strength"),
+])
+def test_a_payload_with_a_bad_layout_is_refused_naming_the_field(change, field):
+    from drawing import JobSpec
+    from errors import InputError
+
+    payload = layout_spec().to_json()
+    change(payload["panels"])
+    with pytest.raises(InputError) as caught:
+        JobSpec.from_json(payload)
+    assert caught.value.field == field
+
+
+def test_a_posed_panel_names_its_cast_left_to_right_with_each_ones_region():
+    from drawing import draw
+    from fakes import FakeGenerator
+
+    generator, sink = FakeGenerator(), Recorder()
+    draw(generator, layout_spec(), sink)
+    posed = generator.requests[0].panels[0]
+    assert posed.cast == (1, 0)  # Ilya (place 2) stands left of Mara (place 1)
+    assert posed.regions[0][2] < 0.5 < posed.regions[1][0]
+    assert sink.prompts_seen[1].prompt.startswith("left: old man")
+
+
+class Recorder:
+    def __init__(self):
+        self.prompts_seen = {}
+
+    def prompts(self, prompts):
+        self.prompts_seen.update(prompts)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None

@@ -190,3 +190,79 @@ def test_an_import_without_a_project_or_with_a_bad_one_is_400(client):
     answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(b"not a zip"), "x.zip")},
                          content_type="multipart/form-data")
     assert answer.status_code == 400 and answer.get_json()["field"] == "project"
+
+
+def drawn_project() -> bytes:
+    """A project of two boards: one with a pencil line (and an empty fill layer, as Storyboarder
+    saves them), one with only a reference picture."""
+    from PIL import Image, ImageDraw
+
+    pencil = Image.new("RGBA", (160, 90), (0, 0, 0, 0))
+    ImageDraw.Draw(pencil).line((10, 45, 150, 45), fill=(0, 0, 0, 255), width=5)
+    empty = Image.new("RGBA", (160, 90), (0, 0, 0, 0))
+
+    def png(image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    boards = [{"uid": "AAAAA", "url": "board-1-AAAAA.png", "action": "A horizon.", "duration": 1500,
+               "layers": {"pencil": {"url": "board-1-AAAAA-pencil.png"}, "fill": {"url": "board-1-AAAAA-fill.png"}}},
+              {"uid": "BBBBB", "url": "board-2-BBBBB.png", "action": "A photo.",
+               "layers": {"reference": {"url": "board-2-BBBBB-reference.png", "opacity": 1}}}]
+    return zipped({"p/p.storyboarder": json.dumps({"version": "3.0.0", "aspectRatio": 16 / 9, "fps": 24,
+                                                    "defaultBoardTiming": 2000, "boards": boards}),
+                   "p/images/board-1-AAAAA-pencil.png": png(pencil), "p/images/board-1-AAAAA-fill.png": png(empty),
+                   "p/images/board-2-BBBBB-reference.png": png_bytes((160, 90), "blue")})
+
+
+def test_what_was_drawn_on_a_board_is_flattened_on_white_and_a_reference_picture_is_not():
+    from PIL import Image
+
+    first, second = read_project(drawn_project(), 8).boards
+    drawing = Image.open(io.BytesIO(first.drawing))
+    assert drawing.getpixel((80, 45)) == (0, 0, 0) and drawing.getpixel((80, 10)) == (255, 255, 255)
+    assert second.drawing is None
+
+
+def test_a_drawing_layer_that_is_not_an_image_is_refused_by_name():
+    archive = zipfile.ZipFile(io.BytesIO(drawn_project()))
+    files = {name: archive.read(name) for name in archive.namelist()}
+    files["p/images/board-1-AAAAA-pencil.png"] = b"not a png"
+    with pytest.raises(InputError, match="board-1-AAAAA-pencil.png is not a readable image"):
+        read_project(zipped(files), 8)
+
+
+def test_an_imported_drawing_becomes_the_panels_sketch_layout(client):
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(drawn_project()), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 202, answer.get_json()
+    first, second = answer.get_json()["frames"]
+    assert first["layout"]["kind"] == "sketch" and second["layout"] is None
+    assert (first["duration"], second["duration"]) == (1.5, 2.0)
+
+
+def test_a_damaged_entry_is_refused_by_name_not_a_server_error():
+    data = bytearray(zipped_deflated({"p/p.storyboarder": scene() * 50}))
+    data[60:70] = b"\xff" * 10  # inside the entry's deflated bytes: its CRC no longer matches
+    with pytest.raises(InputError, match="p/p.storyboarder cannot be read from the ZIP"):
+        read_project(bytes(data), 8)
+
+
+def test_a_project_larger_than_its_setting_is_413_naming_it(make_app):
+    client = make_app(max_project_mb=1).test_client()
+    big = zipped({"p/p.storyboarder": scene(), "p/padding.bin": bytes(1_200_000)})
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(big), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 413 and answer.get_json()["field"] == "project"
+    assert "STORYBOARD_MAX_PROJECT_MB" in answer.get_json()["error"]
+
+
+def test_a_project_larger_than_a_face_upload_is_accepted(make_app):
+    client = make_app(max_upload_mb=1).test_client()
+    archive = zipfile.ZipFile(io.BytesIO(drawn_project()))
+    files = {name: archive.read(name) for name in archive.namelist()}
+    files["p/notes.bin"] = bytes(1_500_000)  # past the 1 MB a face may be
+    answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(zipped(files)), "p.zip")},
+                         content_type="multipart/form-data")
+    assert answer.status_code == 202

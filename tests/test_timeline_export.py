@@ -62,3 +62,14 @@ def test_the_timelines_download_through_the_api_in_the_boards_order(client, name
     assert len(clips) == 3 and [c.name for c in clips] == ["Panel 1", "Panel 2", "Panel 3"]
     if adapter == "otio_json":
         assert [c.metadata["storyboard"]["frame_id"] for c in clips] == [3, 1, 2]
+
+
+@pytest.mark.parametrize("suffix", list(FORMATS))
+def test_an_ntsc_board_keeps_its_frames_in_every_timeline(suffix):
+    board = {**BOARD, "fps": 23.976, "frames": [{"id": 1, "caption": "a", "duration": 2.002},
+                                                {"id": 2, "caption": "b", "duration": 1.001}]}
+    read = otio.adapters.read_from_string(timeline_text(Cut.from_board(board), suffix), adapter_name=FORMATS[suffix])
+    clips = list(read.find_clips())
+    assert [clip.duration().value for clip in clips] == [48, 24]
+    if suffix != "edl":  # an EDL holds timecode, not a rate: its reader assumes 24
+        assert all(abs(clip.duration().rate - 24000 / 1001) < 1e-9 for clip in clips)
