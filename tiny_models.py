@@ -370,6 +370,7 @@ def _lora_pair(module, rank: int, generator, std: float, dtype):
     def rand(*shape):
         return (torch.randn(*shape, generator=generator, device=generator.device) * std).to(dtype)
 
+    module = getattr(module, "base_layer", module)  # a layer another LoRA already wraps (peft): its own shape
     if isinstance(module, torch.nn.Conv2d):
         return rand(rank, module.in_channels, *module.kernel_size), rand(module.out_channels, rank, 1, 1)
     return rand(rank, module.in_features), rand(module.out_features, rank)

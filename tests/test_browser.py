@@ -2019,9 +2019,10 @@ def _rough_drawing(chalk: bool = False) -> bytes:
 
 def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its_layout(browser, server,
                                                                                        artifacts):
-    """A drawn panel's Layout: an uploaded rough drawing is the sketch, sent with the panel's
-    seed to its redraw link (the answer stood in for), and Remove sends layout null. A panel
-    with a layout shows it over its picture at a toggle (kept across renders) and in its details."""
+    """A drawn panel's Layout: an uploaded rough drawing is the sketch (a chalk one turned
+    round, a file that is no picture said), sent with the panel's seed to its redraw link (the
+    answer stood in for), and Remove sends layout null. A panel's layout toggle holds across
+    renders. (The studio's own answers: the end-to-end test below.)"""
     from helpers import png_bytes
     from playwright.sync_api import expect
 
@@ -2084,11 +2085,6 @@ def test_a_panels_layout_button_redraws_it_with_a_sketch_and_the_panel_shows_its
         expect(panel.locator("img.panel-layout")).to_be_visible()  # the toggle holds across renders
         expect(panel.locator(".layout-toggle")).to_have_attribute("aria-pressed", "true")
         panel.screenshot(path=str(artifacts / "layout-overlay.png"))
-        panel.locator(".panel-open").click()
-        assert page.evaluate(DIALOG_DETAILS)["Layout"] == (
-            "pose of the character · strength 0.80 · on every step · TencentARC/t2i-adapter-openpose-sdxl-1.0")
-        expect(page.locator("#panel-dialog-details .layout-image")).to_have_attribute("src", image)
-        page.keyboard.press("Escape")
 
         # Its Layout opens on the pose; Remove sends layout null.
         panel.locator(".layout-edit").click()
@@ -2249,6 +2245,115 @@ def test_a_screenplay_scene_becomes_a_board_with_its_cast_and_plays_as_an_animat
         expect(rows).to_have_count(1)
         expect(_plan_row(page, 1).locator(".plan-caption")).to_have_value("The ships come in.")
         watch.assert_clean(answered=(400,))
+    except Exception as error:
+        raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
+    finally:
+        watch.close()
+
+
+def test_a_sketched_panel_and_a_posed_one_are_drawn_and_exported(browser, server, artifacts):
+    """Issue 23 end to end on the tiny models: in a plan, panel 1 is sketched and panel 2 poses
+    Mara and Ilya; drawn, each panel has its layout (kind, the studio's default strength, its
+    adapter, its picture) on the board, over its picture at its toggle, in its details, and in
+    the ZIP."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        page.goto("/")
+        expect(page.locator("#preset option")).not_to_have_count(0)
+        page.fill("#story", "\n".join(LAYOUT_LINES))
+        page.select_option("#preset", "ultra_fast")
+        page.fill("#seed", "3")
+        page.fill("#character-name", "Mara")
+        page.fill("#character", MARA)
+        page.click("#cast-add")
+        page.fill("#character-name-2", "Ilya")
+        page.fill("#character-2", ILYA)
+        page.click("#plan")
+        expect(page.locator("#plan-rows .plan-row")).to_have_count(2)
+
+        _plan_row(page, 1).locator(".plan-layout-edit").click()
+        box = page.evaluate(CANVAS_BOX, "#sketch-canvas")
+        _mouse_stroke(page, box, [(0.1, 0.8), (0.5, 0.2), (0.9, 0.8)])
+        _mouse_stroke(page, box, [(0.3, 0.9), (0.7, 0.9)])
+        page.click("#layout-apply")
+
+        _plan_row(page, 2).locator(".plan-layout-edit").click()
+        page.click("#layout-tab-pose")
+        box = page.evaluate(CANVAS_BOX, "#pose-canvas")
+        poses = page.evaluate("async () => (await import('/static/js/pose.js')).POSES")
+        wrist = _starting_pose(poses, "standing", 2 / 3, box["cw"], box["ch"])[4]
+        _mouse_stroke(page, box, [(wrist[0] / box["cw"], wrist[1] / box["ch"]), (0.85, 0.25)])
+        page.select_option("#pose-figure", "0")
+        page.click("#pose-starts button[data-pose='pointing']")
+        page.click("#layout-apply")
+        expect(page.locator("#plan-rows .plan-layout")).to_have_text(["sketch", "pose of Mara, Ilya"])
+
+        page.click("#draw-plan")
+        expect(page.locator("#board .panel")).to_have_count(2)
+        page.wait_for_function(ALL_PANELS_LOADED, arg=2, timeout=BOARD_TIMEOUT_MS)
+        expect(page.locator("#board-status")).to_have_text("done")
+        board = api.get(f"/api/storyboards/{in_page(page, 'return m.state.boardId;')}").json()
+        sketch, pose = (frame["layout"] for frame in board["frames"])
+        assert (sketch["kind"], sketch["adapter"]) == ("sketch", "TencentARC/t2i-adapter-sketch-sdxl-1.0")
+        assert (pose["kind"], pose["adapter"]) == ("pose", "TencentARC/t2i-adapter-openpose-sdxl-1.0")
+        assert [p["character"] for p in pose["poses"]] == ["Mara", "Ilya"]
+        assert pose["poses"][1]["keypoints"][4] == pytest.approx([0.85, 0.25], abs=0.01)
+        for layout in (sketch, pose):
+            assert 0 <= layout["strength"] <= 1 and 0 < layout["factor"] <= 1
+            assert api.get(layout["image"]).body().startswith(b"\x89PNG")
+
+        # On the board: each panel's toggle lays its layout over its picture.
+        for n, layout, label in ((1, sketch, "Sketch"), (2, pose, "Pose")):
+            panel = page.locator(f"#board .panel[data-index='{n}']")
+            toggle = panel.locator(".layout-toggle")
+            expect(toggle).to_have_text(label)
+            toggle.click()
+            overlay = panel.locator("img.panel-layout")
+            expect(overlay).to_have_attribute("src", layout["image"])
+            page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=overlay.element_handle())
+        page.locator("#board").screenshot(path=str(artifacts / "layout-board.png"))
+
+        # In the details: what the panel followed, and its picture.
+        page.locator("#board .panel[data-index='2'] .panel-open").click()
+        assert page.evaluate(DIALOG_DETAILS)["Layout"] == (
+            f"pose of Mara, Ilya · strength {pose['strength']:.2f} · "
+            + ("on every step" if pose["factor"] >= 1 else f"on the first {round(pose['factor'] * 100)}% of the steps")
+            + " · TencentARC/t2i-adapter-openpose-sdxl-1.0")
+        expect(page.locator("#panel-dialog-details .layout-image")).to_have_attribute("src", pose["image"])
+        page.keyboard.press("Escape")
+
+        # Panel 1's stored sketch opens as dark lines on paper; a line more redraws it with its
+        # seed, as a new take with the new layout.
+        page.locator("#board .panel[data-index='1'] .layout-edit").click()
+        _poll(lambda: 0 < page.evaluate(DARK_PIXELS) < 0.1 * box["cw"] * box["ch"], message="the stored sketch")
+        box = page.evaluate(CANVAS_BOX, "#sketch-canvas")
+        _mouse_stroke(page, box, [(0.2, 0.2), (0.4, 0.2)])
+        page.click("#layout-apply")
+        redrawn = _poll(lambda: (b := api.get(f"/api/storyboards/{board['id']}").json())["status"] == "done"
+                        and len(b["frames"][0]["takes"]) == 2 and b, timeout=BOARD_TIMEOUT_MS / 1000,
+                        message="panel 1 to be redrawn with its new sketch")
+        assert redrawn["frames"][0]["seed"] == board["frames"][0]["seed"]
+        assert redrawn["frames"][0]["layout"]["image"] != sketch["image"]
+        page.wait_for_function(ALL_PANELS_LOADED, arg=2, timeout=TIMEOUT_MS)
+        page.locator("#board .panel[data-index='1'] .panel-open").click()
+        expect(page.locator("#panel-dialog-details .take")).to_have_count(2)
+        for take in page.locator("#panel-dialog-details .take > span").all_text_contents():
+            assert "following its sketch" in take  # each take keeps the layout it was drawn with
+        page.keyboard.press("Escape")
+
+        # In the ZIP: each panel's layout picture beside its PNG, named in storyboard.json.
+        zipped = api.get(page.locator("#export-zip").get_attribute("href"))
+        with zipfile.ZipFile(io.BytesIO(zipped.body())) as archive:
+            assert {"layout-01.png", "layout-02.png"} <= set(archive.namelist())
+            assert all(archive.read(name).startswith(b"\x89PNG") for name in ("layout-01.png", "layout-02.png"))
+            exported = json.loads(archive.read("storyboard.json").decode("utf-8"))
+        assert [(f["layout"]["kind"], f["layout"]["file"]) for f in exported["frames"]] == [
+            ("sketch", "layout-01.png"), ("pose", "layout-02.png")]
+        watch.assert_clean()
     except Exception as error:
         raise AssertionError(f"{error}\n--- what the server says ---\n{_server_state(page)}") from error
     finally:

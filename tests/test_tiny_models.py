@@ -79,3 +79,19 @@ def test_every_distilled_lora_twin_has_the_kohya_keys_of_its_real_file(hf_cache)
 def test_asking_whether_the_models_are_built_writes_nothing(tmp_path):
     assert not tiny_models.is_built(tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_random_lora_for_a_unet_that_already_has_one_has_the_same_shapes(tiny_generator):
+    """sdxl-random loads each distilled family's random LoRA into a UNet that may hold another's
+    already (lightning, then draft): the layers peft wrapped must still get their own shapes (a
+    conv's down weight with its kernel), or the second LoRA does not load."""
+    import copy
+
+    unet = copy.deepcopy(tiny_generator.pipe.unet)
+    plain = tiny_models.kohya_lora_tensors(unet, tiny_models.LORA_RANK, tiny_models.LORA_ALPHA)
+    from peft import LoraConfig
+
+    unet.add_adapter(LoraConfig(r=4, target_modules=["conv1", "to_q"]), adapter_name="other")
+    wrapped = tiny_models.kohya_lora_tensors(unet, tiny_models.LORA_RANK, tiny_models.LORA_ALPHA)
+    assert {k: v.shape for k, v in wrapped.items()} == {k: v.shape for k, v in plain.items()}
+    assert any(t.dim() == 4 and t.shape[-1] == 3 for t in plain.values())  # a 3x3 conv's down weight is there

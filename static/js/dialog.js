@@ -84,7 +84,7 @@ export function distinctScene(frame) {
   return scene && scene !== (frame.caption || "").trim() ? scene : "";
 }
 
-/** What made a take, in a line: "seed 99 · fast · 12 steps, Euler, CFG 6.5 · 1.2 s". */
+/** What made a take, in a line: "seed 99 · fast · 12 steps, Euler, CFG 6.5 · 1.2 s · following its sketch". */
 function takeText(take, takes) {
   const ran = take.settings || {};
   const how = [
@@ -100,6 +100,7 @@ function takeText(take, takes) {
     take.mode || "",
     how,
     seconds ? `${seconds} s` : "",
+    take.layout ? `following its ${take.layout.kind}` : "",
     parent >= 0 ? `refined from take ${parent + 1}` : "",
   ].filter(Boolean).join(" · ");
 }
