@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
@@ -386,7 +385,3 @@ def _png(image) -> bytes:
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
-
-def layout_json_text(layout: Layout | None) -> str | None:
-    """A layout as the store's column keeps it (None: no layout)."""
-    return None if layout is None else json.dumps(layout.to_json())

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, request, send_file
+from flask import Blueprint, abort, request, send_file
 
 from config import ASPECTS
 from errors import InputError
 from layouts import POSE, Layout, read_layout
 from prompt_enhancer import StoryPlan
-from serializers import board_json
 from studio import current_studio
 from web_input import json_list_field
 

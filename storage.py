@@ -213,7 +213,7 @@ class Store:
         """Store a new board with its planned panels and queue its job; returns the id.
 
         ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?, "layout"?
-        ((layout JSON, its PNG), see :meth:`set_layout`)} each;
+        ((layout JSON, its PNG): the file is written beside the panel's images)} each;
         ``references``: the uploaded face of each character (1-based) that has one. With
         ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
         the insert share one transaction, so concurrent requests cannot overshoot it.
@@ -357,8 +357,8 @@ class Store:
     def edit_panel(self, board_id: str, frame_id: int, **changes) -> bool:
         """Change what a panel shows without drawing it again, in one transaction: its
         ``duration`` (seconds; None: the reading-time default) and its ``dialogue`` (None:
-        none); and its ``layout`` for its next drawing (as :meth:`set_layout` takes it;
-        Conflict while the panel is being drawn). False: no such panel."""
+        none); and its ``layout`` for its next drawing ((its JSON, its PNG), or None: none; the
+        takes keep the one they were drawn with; Conflict while the panel is being drawn). False: no such panel."""
         layout = changes.pop("layout", KEEP)
         unknown = set(changes) - {"duration", "dialogue"}
         if unknown:
@@ -501,11 +501,6 @@ class Store:
     #
     # A layout's file (the sketch, or the pose drawn) is named once and never rewritten; the
     # panel and each take drawn with it point at it, and it goes when the last of them lets go.
-
-    def set_layout(self, board_id: str, frame_id: int, layout: tuple[dict, bytes] | None) -> None:
-        """The panel's layout from now on ((its JSON, its PNG), or None: none); the takes keep
-        the one they were drawn with. Conflict while the panel is being drawn."""
-        self._replace_layout(board_id, frame_id, layout, lambda db: None)
 
     def _replace_layout(self, board_id: str, frame_id: int, layout, also) -> None:
         """Write the new layout's file, then in one transaction point the panel at it and run
@@ -721,7 +716,7 @@ class Store:
     def redraw(self, board_id: str, frame_id: int, caption: str, seed: int, scene: str | None = None,
                cast: tuple[str, ...] | None = None, queue_limit: int | None = None, layout=KEEP) -> None:
         """Queue one panel again with this caption, scene, seed, cast (None: the panel's own) and
-        layout (KEEP: the panel's own; None: none; else as :meth:`set_layout` takes it);
+        layout (KEEP: the panel's own; None: none; else (its JSON, its PNG));
         Conflict, QueueFull: nothing changed."""
         if layout is not KEEP:
             self._replace_layout(board_id, frame_id, layout, lambda db: self._queue_redraw(

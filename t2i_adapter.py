@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -57,8 +58,11 @@ class LayoutAdapters:
 
             source = check_source(hub_id, "layout adapter")
             try:
-                adapter = T2IAdapter.from_pretrained(source, dtype=self.dtype, use_safetensors=True,
-                                                     **hub_options(self.settings))
+                with warnings.catch_warnings():
+                    # diffusers hands the hub an argument it has deprecated; nothing for a studio user.
+                    warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is deprecated", UserWarning)
+                    adapter = T2IAdapter.from_pretrained(source, dtype=self.dtype, use_safetensors=True,
+                                                         **hub_options(self.settings))
             except Exception as error:  # noqa: BLE001 - any load failure becomes words for the user
                 raise ModelNotAvailable(load_failure_message(
                     "the layout's T2I-Adapter", source, "STORYBOARD_HF_CACHE_DIR", self.settings.cache_dir, error,

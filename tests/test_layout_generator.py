@@ -98,6 +98,15 @@ def test_the_adapter_runs_once_and_steers_every_step_of_its_share(tiny_generator
     assert [c["adapter"] for c in calls] == [True] * 9 + [False]
 
 
+def test_loading_an_adapter_warns_of_nothing(tiny_settings_factory, recwarn):
+    import torch
+
+    from t2i_adapter import LayoutAdapters
+
+    LayoutAdapters(tiny_settings_factory(), "cpu", torch.float32).adapter(sketch().adapter)
+    assert [str(w.message) for w in recwarn] == []
+
+
 def test_one_sdxl_in_memory_the_adapter_pipeline_shares_its_components(tiny_generator):
     adapter_pipe = tiny_generator.layouts.pipeline(tiny_generator.pipe, sketch().adapter)
     for name in ("unet", "vae", "text_encoder", "text_encoder_2", "image_encoder", "scheduler"):

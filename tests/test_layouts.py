@@ -209,3 +209,12 @@ def test_a_sketch_or_a_single_figure_keeps_the_plain_lock():
 def test_a_stored_layout_reads_back_equal():
     layout = read_layout(pose_json(("Mara", 0.75), ("Ivan", 0.25)), "l", ["Mara", "Ivan"])
     assert Layout.from_json(layout.to_json()) == layout
+
+
+def test_the_adapter_reads_sdxls_own_sizes_as_they_are_and_pads_the_tiny_ones():
+    from config import ASPECTS
+    from t2i_adapter import conditioning_size
+
+    for width, height in ASPECTS.values():  # every size the studio draws on SDXL: multiples of 16
+        assert conditioning_size(width, height, 8, 16) == (width, height)
+    assert conditioning_size(88, 48, 8, 16) == (96, 48)  # 11x6 latents: the UNet's first down block makes 6x3

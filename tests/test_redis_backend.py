@@ -295,6 +295,25 @@ def test_a_cast_travels_to_a_worker_and_each_portrait_comes_back_as_its_characte
     assert board["frames"][1]["prompt"].startswith("left: old man, grey beard; right: boy, freckles")
 
 
+def test_layouts_travel_to_a_worker_and_each_take_comes_back_with_the_one_it_was_drawn_with(studio, workers):
+    from test_layouts_api import CAST, panels, pose, sketch
+
+    app = studio()
+    client = app.test_client()
+    workers.ensure(1)
+    live_workers(client, 1)
+    answer = client.post("/api/storyboards", json={"story": "", "seed": 3, "preset": "ultra_fast", "characters": CAST,
+                                                   "panels": panels(sketch(), pose(("Ivan", 0.2), ("Mara", 0.7)))})
+    assert answer.status_code == 202, answer.get_json()
+    board = wait_for(client, answer.get_json()["id"], timeout=180)
+    assert board["status"] == "done"
+    sketched, posed = (frame["takes"][0] for frame in board["frames"])
+    assert (sketched["layout"]["kind"], sketched["settings"]["layout"]["adapter"]) == (
+        "sketch", "TencentARC/t2i-adapter-sketch-sdxl-1.0")
+    assert posed["settings"]["layout"]["kind"] == "pose"
+    assert board["frames"][1]["prompt"].startswith("left: a beard; right: red hair")  # Ivan posed on the left
+
+
 def test_a_refine_travels_to_a_worker_with_its_take_and_comes_back_as_a_new_take(studio, workers):
     app = studio()
     client = app.test_client()
