@@ -188,12 +188,12 @@ def _caption_overlay(text: str, width: int, height: int) -> Image.Image:
 def _font(size: int, text: str) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The PDF's font (exporting.find_unicode_font), or the first of its fallbacks that has
     every character of ``text`` (a caption in Chinese or Hindi); PIL's own font without any."""
-    from exporting import _font_code_points  # the PDF's reading of a font's characters, cached
+    from exporting import font_code_points  # the PDF's reading of a font's characters, cached
 
     files = _font_files()
     wanted = {ord(char) for char in text if not char.isspace()}
     for path, face in files:
-        if wanted <= _font_code_points(str(path), face):
+        if wanted <= font_code_points(str(path), face):
             return ImageFont.truetype(str(path), size, index=face)
     if files:
         return ImageFont.truetype(str(files[0][0]), size, index=files[0][1])

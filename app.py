@@ -9,8 +9,6 @@ generator. Handlers only validate, store and enqueue; the worker draws.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import contextlib
 import dataclasses
 import io
@@ -42,14 +40,13 @@ import timeline_export
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from timing import FRAME_RATES, board_timeline, read_duration, read_fps
+from uploaded_images import base64_bytes, open_image
 from web_input import bool_field, choice_field, form_fields, int_field, json_body, json_list_field, text_field
 from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
 
 log = logging.getLogger(__name__)
 
-ALLOWED_FORMATS = {"PNG", "JPEG", "WEBP"}
-MAX_REFERENCE_PIXELS = 4096 * 4096
 # A stream writes at least this often, so a listener that has gone is noticed (its
 # thread ends at the failed write) even while its board is quiet.
 SSE_KEEPALIVE_S = 15.0
@@ -212,43 +209,18 @@ def _payload() -> tuple[dict, dict[str, bytes]]:
         raise InputError("body", "Send a JSON object (Content-Type: application/json) or a multipart form.")
     uploads = {}
     if body.get("reference_image"):
-        uploads["reference"] = _base64(body["reference_image"], "reference_image")
+        uploads["reference"] = base64_bytes(body["reference_image"], "reference_image")
     characters = body.get("characters")
     if isinstance(characters, list):
         for k, item in enumerate(characters[:MAX_CHARACTERS], start=1):
             if isinstance(item, dict) and item.get("reference_image"):
-                uploads[f"reference_{k}"] = _base64(item["reference_image"], f"characters[{k - 1}].reference_image")
+                uploads[f"reference_{k}"] = base64_bytes(item["reference_image"], f"characters[{k - 1}].reference_image")
     return body, uploads
-
-
-def _base64(encoded: Any, field: str) -> bytes:
-    if not isinstance(encoded, str):
-        raise InputError(field, f"{field} must be a base64 string.")
-    if encoded.startswith("data:"):
-        encoded = encoded.partition(",")[2]
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(field, f"{field} is not valid base64.") from None
 
 
 def decode_reference(data: bytes, field: str = "reference") -> bytes:
     """Check an uploaded face and return it re-encoded as a clean PNG."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in ALLOWED_FORMATS:
-                raise InputError(field, f"The reference must be PNG, JPEG or WebP, not {image.format}.")
-            if image.width * image.height > MAX_REFERENCE_PIXELS:
-                raise InputError(field, f"The reference image is too large ({image.width}x{image.height}; "
-                                        "at most 4096x4096).")
-            image.load()
-            rgb = image.convert("RGB")
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(field, "The reference is not a readable PNG, JPEG or WebP image.") from error
+    rgb = open_image(data, field, "The reference").convert("RGB")
     rgb.thumbnail((1024, 1024))
     buffer = io.BytesIO()
     rgb.save(buffer, format="PNG")

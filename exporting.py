@@ -36,7 +36,8 @@ FONT_PACKAGE_HINT = (
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-def _board_date(board: Mapping[str, Any]) -> datetime:
+def board_date(board: Mapping[str, Any]) -> datetime:
+    """When the board was made (its created_at), the one date every export shows."""
     raw = board.get("created_at")
     if isinstance(raw, str):
         try:
@@ -76,7 +77,7 @@ def storyboard_zip(
     from ``images`` as it goes: one in memory at a time, see :class:`PanelFiles`), else
     returned."""
     meta = copy.deepcopy(dict(board))
-    stamp = _board_date(board).timetuple()[:6]
+    stamp = board_date(board).timetuple()[:6]
     stamp = max(stamp, (1980, 1, 1, 0, 0, 0))  # ZIP cannot store dates before 1980
     buf = io.BytesIO() if out is None else out
     with zipfile.ZipFile(buf, "w") as zf:
@@ -204,7 +205,7 @@ def find_fallback_fonts() -> list[tuple[str, Path, int]]:
 
 
 @functools.cache
-def _font_code_points(path: str, face: int) -> frozenset[int]:
+def font_code_points(path: str, face: int) -> frozenset[int]:
     """The characters a font file has (its best cmap, as fpdf2 reads it), read once a process:
     a CJK collection's is ~45,000 entries and takes a second."""
     from fontTools.ttLib import TTFont
@@ -225,7 +226,7 @@ def undrawable_scripts(texts: Iterable[str], font_path: str | Path | None = None
     for path, face in fonts:
         if not left:
             break
-        covered = _font_code_points(str(path), face)
+        covered = font_code_points(str(path), face)
         left = {c for c in left if ord(c) not in covered}
     scripts = []
     for char in sorted(left):
@@ -316,7 +317,7 @@ def _settings_line(board: Mapping[str, Any], ran: Mapping[str, list] | None = No
     if mode:
         parts.append(str(mode))
     if board.get("created_at"):
-        parts.append(_board_date(board).strftime("%d %b %Y"))
+        parts.append(board_date(board).strftime("%d %b %Y"))
     if board.get("style"):
         parts.append(f"style: {board['style']}")
     lock_off = settings.get("identity_lock") is False
@@ -601,7 +602,7 @@ def storyboard_pdf(
     logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
     pdf = FPDF(orientation="L", unit="mm", format="A4")
     pdf.set_auto_page_break(False)  # the grid places everything itself
-    pdf.set_creation_date(_board_date(board))
+    pdf.set_creation_date(board_date(board))
     pdf.set_title(str(board.get("title") or "Storyboard"))
     pdf.set_creator("storyboard studio")
     font_path = font_path or find_unicode_font()

@@ -13,14 +13,13 @@ Pure: Pillow only, no torch, nothing done on import.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from errors import InputError
+from uploaded_images import base64_bytes, open_image
 
 SKETCH, POSE = "sketch", "pose"
 KINDS = (SKETCH, POSE)
@@ -59,8 +58,6 @@ LIMB_SHADE = 0.6  # limbs are drawn at 60% of their colour, keypoints at full
 STICK_WIDTH = 4  # the annotator's limb half-width and keypoint radius at 512 pixels
 
 MAX_SKETCH_BYTES = 8 * 2**20
-MAX_SKETCH_PIXELS = 4096 * 4096
-SKETCH_FORMATS = ("PNG", "JPEG", "WEBP")
 # A sketch with less ink than this share of its pixels is blank (a cleared canvas, an empty scan).
 MIN_INK = 0.0005
 INK_LEVEL = 64  # a pixel this bright above the paper is a line
@@ -176,7 +173,9 @@ def read_layout(raw: Any, field: str, cast: Sequence[str], upload: bytes | None 
         if image is None and upload is None:
             raise InputError(f"{field}.image", f"{field}.image needs the sketch: a data URL (PNG, JPEG or WebP) "
                                                "or a file in the form.")
-        data = upload if image is None else _data_url(image, f"{field}.image")
+        if isinstance(image, str) and len(image) > MAX_SKETCH_BYTES * 4 // 3 + 100:  # refused before decoding
+            raise InputError(f"{field}.image", f"The sketch is larger than {MAX_SKETCH_BYTES // 2**20} MB.")
+        data = upload if image is None else base64_bytes(image, f"{field}.image", data_url=True)
         return Layout(SKETCH, strength, sketch=normalise_sketch(data, f"{field}.image", size))
     return Layout(POSE, strength, poses=_poses(raw.get("poses"), f"{field}.poses", cast))
 
@@ -203,45 +202,22 @@ def _strength(value: Any, field: str, default: float) -> float:
     return float(value)
 
 
-def _data_url(value: Any, field: str) -> bytes:
-    if not isinstance(value, str) or len(value) > MAX_SKETCH_BYTES * 4 // 3 + 100:
-        raise InputError(field, f"{field} must be a data URL of a PNG, JPEG or WebP of at most "
-                                f"{MAX_SKETCH_BYTES // 2**20} MB.")
-    head, comma, encoded = value.partition(",")
-    if not comma or not head.startswith("data:image/") or not head.endswith(";base64"):
-        raise InputError(field, f"{field} must be a data URL (data:image/png;base64,...).")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(field, f"{field} is not valid base64.") from None
-
-
 def normalise_sketch(data: bytes, field: str, size: tuple[int, int]) -> bytes:
     """A drawn, scanned or photographed sketch as the sketch adapter takes one: white lines on
     black, fitted (not stretched, not cut) to the panel's aspect ``size``, as PNG. Dark lines
     on light paper are turned round; the paper's own shade goes. A sketch without lines is refused."""
-    from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageChops, ImageOps
 
     if len(data) > MAX_SKETCH_BYTES:
         raise InputError(field, f"The sketch is larger than {MAX_SKETCH_BYTES // 2**20} MB.")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.format not in SKETCH_FORMATS:
-                raise InputError(field, f"The sketch must be PNG, JPEG or WebP, not {image.format}.")
-            if image.width * image.height > MAX_SKETCH_PIXELS:
-                raise InputError(field, f"The sketch is too large ({image.width}x{image.height}; at most 4096x4096).")
-            image.load()
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                # A canvas's lines on a transparent ground: the ground is paper.
-                rgba = image.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                grey = Image.alpha_composite(paper, rgba).convert("L")
-            else:
-                grey = image.convert("L")
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(field, "The sketch is not a readable PNG, JPEG or WebP image.") from error
+    image = open_image(data, field, "The sketch")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # A canvas's lines on a transparent ground: the ground is paper.
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        grey = Image.alpha_composite(paper, rgba).convert("L")
+    else:
+        grey = image.convert("L")
     histogram = grey.histogram()
     paper = _median(histogram)
     if paper > 127:  # dark lines on light paper

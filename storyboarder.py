@@ -148,9 +148,9 @@ def export_project(board: Mapping[str, Any], images: Mapping[int, bytes], refere
 
 
 def _created_ms(board: Mapping[str, Any]) -> int:
-    from exporting import _board_date  # one reading of the board's date for every export
+    from exporting import board_date  # one reading of the board's date for every export
 
-    return int(_board_date(board).timestamp() * 1000)
+    return int(board_date(board).timestamp() * 1000)
 
 
 # --- In -------------------------------------------------------------------------------

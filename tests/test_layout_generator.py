@@ -186,3 +186,16 @@ def test_under_compile_a_layout_panel_runs_the_unet_itself_and_queues_no_graph(t
     result = generator.generate(request(job(layout=sketch())))
     assert result.panels[0].status == "done" and result.panels[0].ran.layout is not None
     assert backend.graphs == [] and list(generator.graphs.waiting) == []
+
+
+def test_the_adapter_pipeline_names_its_device_as_the_others_do(tiny_generator, monkeypatch):
+    """The adapter twin is made per call from the loaded components: it answers the generator's
+    device as SDXL's own pipeline does, rather than searching every module for offload hooks."""
+    from diffusers import DiffusionPipeline
+
+    searches = []
+    search = DiffusionPipeline._execution_device.fget
+    monkeypatch.setattr(DiffusionPipeline, "_execution_device",
+                        property(lambda pipe: searches.append(type(pipe).__name__) or search(pipe)))
+    drawn = tiny_generator.generate(request(job(layout=sketch())))
+    assert drawn.panels[0].ran.layout is not None and searches == []

@@ -168,8 +168,9 @@ def test_unreadable_or_blank_sketches_are_refused(png, words):
 
 def test_a_huge_sketch_is_refused(monkeypatch):
     import layouts
+    import uploaded_images
 
-    monkeypatch.setattr(layouts, "MAX_SKETCH_PIXELS", 100 * 100)
+    monkeypatch.setattr(uploaded_images, "MAX_IMAGE_PIXELS", 100 * 100)
     error = refused({"kind": "sketch", "image": data_url(sketch_png())}, ("Mara",))
     assert error.field == "panels[2].layout.image" and "too large" in error.message
     monkeypatch.setattr(layouts, "MAX_SKETCH_BYTES", 100)
