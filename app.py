@@ -317,8 +317,11 @@ def create_storyboard():
     return jsonify(board_json(current_studio().store.board(board_id))), 202
 
 
-def _create_board(fields: dict, uploads: dict[str, bytes]) -> str:
-    """A new board from a request's fields and uploaded faces, queued; its id."""
+def _create_board(fields: dict, uploads: dict[str, bytes], fps: float | None = None,
+                  durations: tuple[float, ...] = ()) -> str:
+    """A new board from a request's fields and uploaded faces, queued; its id. ``fps`` and the
+    panels' ``durations`` (in order), when given, are stored with it: the board is never seen
+    with the default timing."""
     studio = current_studio()
     settings: Settings = studio.settings
     story = text_field(fields, "story", "", limit=settings.max_story_chars)
@@ -345,11 +348,11 @@ def _create_board(fields: dict, uploads: dict[str, bytes]) -> str:
     # A scene is stored only when it is not the caption (an English scene from an edited plan).
     panels = [{"id": n, "caption": panel.caption, "scene": panel.scene if panel.scene != panel.caption else None,
                "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue,
-               "layout": panel_layouts.get(n)}
+               "layout": panel_layouts.get(n), "duration": durations[n - 1] if durations else None}
               for n, panel in enumerate(plan.panels, start=1)]
     try:
         board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
-                                                references=references, queue_limit=settings.queue_limit)
+                                                references=references, queue_limit=settings.queue_limit, fps=fps)
     except QueueFull:  # counted in the same transaction as the insert, so exact under load
         raise _busy(settings.queue_limit) from None
     studio.backend.wake()
@@ -879,16 +882,12 @@ def import_storyboarder():
         raise InputError("project", "Choose a zipped Storyboarder project (.zip of its folder) as project.")
     project = storyboarder.read_project(upload.stream, MAX_FRAMES)  # read where Werkzeug spooled it
     fps = read_fps(project.fps, "project: its fps")  # checked before anything is stored
-    durations = [read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
-                 for n, board in enumerate(project.boards, start=1)]
+    durations = tuple(read_duration(board.duration or project.default_duration, f"project: board {n}'s duration")
+                      for n, board in enumerate(project.boards, start=1))
     aspect = min(ASPECTS, key=lambda name: abs(ASPECTS[name][0] / ASPECTS[name][1] - project.aspect_ratio))
     panels = project.panels()
     board_id = _create_board({**fields, "story": "\n".join(p["caption"] for p in panels), "panels": panels,
-                              "aspect": fields.get("aspect") or aspect}, uploads)
-    store = current_studio().store
-    store.set_fps(board_id, fps)
-    for frame_id, seconds in enumerate(durations, start=1):  # a new board's panels are 1..n
-        store.edit_panel(board_id, frame_id, duration=seconds)
+                              "aspect": fields.get("aspect") or aspect}, uploads, fps, durations)
     return jsonify(_board_json(board_id)), 202
 
 

@@ -209,11 +209,12 @@ class Store:
     # -- storyboards --
 
     def create_board(self, *, title: str, story: str, params: BoardParams, panels: list[dict],
-                     references: dict[int, bytes], queue_limit: int | None = None) -> str:
+                     references: dict[int, bytes], queue_limit: int | None = None, fps: float | None = None) -> str:
         """Store a new board with its planned panels and queue its job; returns the id.
 
-        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?, "layout"?
-        ((layout JSON, its PNG): the file is written beside the panel's images)} each;
+        ``panels``: {"id", "caption", "scene", "shot", "seed", "cast" (names), "dialogue"?, "duration"?
+        (seconds; None: the reading-time default), "layout"? ((layout JSON, its PNG): the file is
+        written beside the panel's images)} each; ``fps``: the board's frame rate (None: the default);
         ``references``: the uploaded face of each character (1-based) that has one. With
         ``queue_limit``, raises QueueFull when that many jobs already wait. The count and
         the insert share one transaction, so concurrent requests cannot overshoot it.
@@ -228,14 +229,14 @@ class Store:
                 write_atomic(folder / files[character], png)
             panels = [{**panel, "layout": self._write_layout(board_id, panel["id"], panel.get("layout"))}
                       for panel in panels]
-            self._insert_board(board_id, title, story, params, panels, files, queue_limit)
+            self._insert_board(board_id, title, story, params, panels, files, queue_limit, fps)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # nothing is left of a board that was not stored
             raise
         return board_id
 
     def _insert_board(self, board_id, title, story, params: BoardParams, panels, files: dict[int, str],
-                      queue_limit) -> None:
+                      queue_limit, fps: float | None) -> None:
         with self._tx() as db:
             self._check_room(db, queue_limit)
             db.execute(
@@ -243,16 +244,18 @@ class Store:
                 " VALUES (?, ?, 'queued', ?, ?, ?)",
                 (board_id, title, now(), story, json.dumps(params.to_json())),
             )
+            if fps is not None:  # the column's default otherwise, as for a board posted without one
+                db.execute("UPDATE storyboards SET fps = ? WHERE id = ?", (fps, board_id))
             for character, name in files.items():
                 db.execute("INSERT INTO board_references (storyboard_id, character, kind, file)"
                            " VALUES (?, ?, 'uploaded', ?)", (board_id, character, name))
             for panel in panels:
                 db.execute(
                     "INSERT INTO frames (storyboard_id, id, position, status, caption, scene, shot, seed, cast_names,"
-                    " dialogue, layout) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                    " dialogue, duration, layout) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                     (board_id, panel["id"], panel["id"], panel["caption"], panel.get("scene"), panel["shot"],
                      panel["seed"], json.dumps(list(panel["cast"])), panel.get("dialogue") or None,
-                     _json(panel.get("layout"))),
+                     panel.get("duration"), _json(panel.get("layout"))),
                 )
             self._add_job(db, board_id, "board")
 

@@ -176,6 +176,25 @@ def test_a_boards_storyboarder_export_imports_back_as_a_new_board(client, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data-0"]  # nothing written outside the data dir
 
 
+def test_an_imported_board_is_stored_with_its_timing_in_one_go(app, monkeypatch):
+    from studio import studio_of
+
+    store, first_seen = studio_of(app).store, []
+    create = store.create_board
+
+    def create_and_read(**kwargs):  # the board as anyone could read it the moment it exists
+        board_id = create(**kwargs)
+        first_seen.append(store.board(board_id))
+        return board_id
+
+    monkeypatch.setattr(store, "create_board", create_and_read)
+    answer = app.test_client().post("/api/storyboards/import", content_type="multipart/form-data",
+                                    data={"project": (io.BytesIO(drawn_project(fps=25)), "p.zip")})
+    assert answer.status_code == 202, answer.get_json()
+    (board,) = first_seen
+    assert board["fps"] == 25 and [f["duration"] for f in board["frames"]] == [1.5, 2.0]
+
+
 def test_a_project_whose_timing_the_studio_cannot_take_is_refused_and_nothing_is_stored(client):
     files = {"p/p.storyboarder": json.dumps({**json.loads(scene()), "fps": 7,
                                              "boards": [{"url": "board-1-AAAAA.png", "action": "x"}]})}
@@ -192,7 +211,7 @@ def test_an_import_without_a_project_or_with_a_bad_one_is_400(client):
     assert answer.status_code == 400 and answer.get_json()["field"] == "project"
 
 
-def drawn_project() -> bytes:
+def drawn_project(fps: float = 24) -> bytes:
     """A project of two boards: one with a pencil line (and an empty fill layer, as Storyboarder
     saves them), one with only a reference picture."""
     from PIL import Image, ImageDraw
@@ -210,7 +229,7 @@ def drawn_project() -> bytes:
                "layers": {"pencil": {"url": "board-1-AAAAA-pencil.png"}, "fill": {"url": "board-1-AAAAA-fill.png"}}},
               {"uid": "BBBBB", "url": "board-2-BBBBB.png", "action": "A photo.",
                "layers": {"reference": {"url": "board-2-BBBBB-reference.png", "opacity": 1}}}]
-    return zipped({"p/p.storyboarder": json.dumps({"version": "3.0.0", "aspectRatio": 16 / 9, "fps": 24,
+    return zipped({"p/p.storyboarder": json.dumps({"version": "3.0.0", "aspectRatio": 16 / 9, "fps": fps,
                                                     "defaultBoardTiming": 2000, "boards": boards}),
                    "p/images/board-1-AAAAA-pencil.png": png(pencil), "p/images/board-1-AAAAA-fill.png": png(empty),
                    "p/images/board-2-BBBBB-reference.png": png_bytes((160, 90), "blue")})
