@@ -240,7 +240,7 @@ def _board_texts(board: Mapping[str, Any]) -> list[str]:
     """Every text of the board the PDF draws."""
     texts = [str(board.get(key) or "") for key in ("title", "style")]
     for frame in board.get("frames") or []:
-        texts += [str(frame.get("caption") or ""), str(frame.get("shot") or "")]
+        texts += [str(frame.get(key) or "") for key in ("caption", "dialogue", "shot")]
         texts += [str(name) for name in frame.get("cast") or []]
     for character in board.get("characters") or []:
         texts += [str(character.get("name") or ""), str(character.get("traits") or "")]
@@ -271,7 +271,7 @@ _COLS, _ROWS, _GUTTER = 3, 2, 6.0
 _HEADER_H = 20.0
 _LABEL_H, _CAPTION_LINE_H, _CAPTION_LINES = 6.0, 4.2, 3
 # Under the label: who is in the panel (two lines of small type, more taken from the caption
-# when a cast of long names needs them), then the caption.
+# when a cast of long names needs them), then the caption and the dialogue.
 _CAST_LINE_H, _CAST_LINES, _CAST_SIZES = 3.4, 2, (7.5, 6.5, 5.5)
 _BELOW_LABEL_H = _CAST_LINE_H * _CAST_LINES + _CAPTION_LINE_H * _CAPTION_LINES
 _TEXT_H = 1.5 + _LABEL_H + _BELOW_LABEL_H
@@ -455,7 +455,9 @@ def _own_error(frame: Mapping[str, Any], board_error: Any) -> str | None:
 
 
 def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None,
-           x: float, y: float, cell_w: float, box_h: float, board_error: Any = None) -> None:
+           x: float, y: float, cell_w: float, box_h: float, below_label_h: float, board_error: Any = None) -> None:
+    """One panel: its picture in ``box_h``, then its label and, in ``below_label_h``, its cast,
+    caption and dialogue."""
     pdf.set_draw_color(190)
     damaged = False
     if image:
@@ -517,11 +519,24 @@ def _panel(pdf: FPDF, frame: Mapping[str, Any], number: int, image: bytes | None
             pdf.set_xy(x + offset, top + _LABEL_H + i * _CAST_LINE_H)
             pdf.cell(pdf.get_string_width(text), _CAST_LINE_H, text)
 
+    # The caption, then the dialogue in quotes, share the lines left: the dialogue takes what the
+    # caption leaves, and at least one (the caption giving up its last) when it has none.
     caption_top = top + _LABEL_H + len(cast_lines) * _CAST_LINE_H
-    caption_lines = max(1, int((_BELOW_LABEL_H - len(cast_lines) * _CAST_LINE_H) // _CAPTION_LINE_H))
-    pdf.set_text_color(40)
+    lines_left = int((below_label_h - len(cast_lines) * _CAST_LINE_H) // _CAPTION_LINE_H)
     pdf.set_font_size(9)
-    for i, line in enumerate(_clip(pdf, str(frame.get("caption") or ""), cell_w, caption_lines)):
+    caption = str(frame.get("caption") or "")
+    dialogue = str(frame.get("dialogue") or "").strip()
+    dialogue_lines = []
+    if dialogue:
+        caption_wants = len(pdf.multi_cell(cell_w, text=caption, dry_run=True, output="LINES"))
+        dialogue_lines = _clip(pdf, f"“{dialogue}”", cell_w, max(1, lines_left - caption_wants))
+    caption_lines = _clip(pdf, caption, cell_w, max(1, lines_left - len(dialogue_lines)))
+    pdf.set_text_color(40)
+    for i, line in enumerate(caption_lines):
+        pdf.set_xy(x, caption_top + i * _CAPTION_LINE_H)
+        pdf.cell(cell_w, _CAPTION_LINE_H, line)
+    pdf.set_text_color(_NEUTRAL_GREY)
+    for i, line in enumerate(dialogue_lines, start=len(caption_lines)):
         pdf.set_xy(x, caption_top + i * _CAPTION_LINE_H)
         pdf.cell(cell_w, _CAPTION_LINE_H, line)
 
@@ -625,6 +640,7 @@ def storyboard_pdf(
     settings = board.get("settings") or {}
     aspect = (settings.get("height") or 9) / (settings.get("width") or 16)
     box_h = min(cell_w * aspect, cell_h - _TEXT_H)
+    below_label_h = cell_h - box_h - (_TEXT_H - _BELOW_LABEL_H)  # a wide picture leaves the text more room
 
     frames = list(board.get("frames") or [])
     ran = _ran(images[frame.get("index")] for frame in frames if images.get(frame.get("index")))
@@ -640,7 +656,7 @@ def storyboard_pdf(
             x = _MARGIN + col * (cell_w + _GUTTER)
             y = _MARGIN + _HEADER_H + row * (cell_h + _GUTTER)
             _panel(pdf, frame, start + slot + 1, images.get(frame.get("index")), x, y, cell_w, box_h,
-                   board.get("error"))
+                   below_label_h, board.get("error"))
             if (layouts or {}).get(frame.get("index")):
                 _layout_thumbnail(pdf, layouts[frame.get("index")], x, y, cell_w, box_h)
     if board.get("characters"):

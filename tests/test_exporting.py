@@ -300,6 +300,9 @@ def test_the_page_is_told_what_the_pdf_cannot_draw_as_the_pdf_says_it(board, ima
     notice = pdf_notice(board)
     assert notice == "Text in Tibetan cannot be drawn with the fonts on this machine and is missing from the PDF."
     assert notice.replace("from the PDF", "below") in pdf_text(storyboard_pdf(board, images))
+    board["frames"][1]["caption"] = "A calm sea."
+    board["frames"][1]["dialogue"] = TIBETAN
+    assert "Tibetan" in pdf_notice(board)  # the dialogue is drawn under the caption
     del board["frames"][1]
     board["characters"] = [{"name": TIBETAN, "traits": "", "reference": None}]
     assert "Tibetan" in pdf_notice(board)  # a character's name is drawn on the cast page
@@ -400,6 +403,22 @@ def test_a_cast_of_four_long_names_shows_every_name_and_score_in_full(board, ima
     for k, name in enumerate(LONG_NAMES):
         assert f"{name} {0.3 + k / 100:.2f} ✓" in page
     assert "…" not in page and "The four of them climb the spiral stairs together" in page
+
+
+def test_a_panels_dialogue_is_drawn_in_quotes_under_its_caption(board, images):
+    board["frames"][0]["dialogue"] = "MARA: Up there, on the rocks!"
+    page = " ".join(pdf_text(storyboard_pdf(board, images)).split())
+    assert "The lighthouse keeper" in page and "“MARA: Up there, on the rocks!”" in page
+
+
+def test_a_long_dialogue_under_a_cast_of_long_names_keeps_a_line_of_the_caption(board, images):
+    board["characters"] = [{"name": name, "traits": "", "reference": {"kind": None}} for name in LONG_NAMES]
+    board["frames"][0]["cast"] = LONG_NAMES
+    board["frames"][0]["caption"] = "The four of them climb"
+    board["frames"][0]["dialogue"] = "MARA: " + "Keep climbing, all of you, we are nearly there. " * 6
+    page = " ".join(PdfReader(io.BytesIO(storyboard_pdf(board, images))).pages[0].extract_text().split())
+    assert all(name in page for name in LONG_NAMES)
+    assert "The four of them climb" in page and "“MARA: Keep climbing" in page and "…" in page
 
 
 def test_a_panel_with_no_one_says_so(board, images):

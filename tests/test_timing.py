@@ -1,6 +1,9 @@
 """Panel durations and the board's timeline: the reading-time default, snapping to frames, the
 store's columns and the API that edits them."""
 
+import io
+import json
+import zipfile
 from fractions import Fraction
 
 import pytest
@@ -134,6 +137,13 @@ def test_a_panel_edit_changes_only_what_is_named(store):
     assert not store.set_fps("nope", 25.0)
 
 
+def test_a_board_can_be_stored_with_its_rate_and_durations(store):
+    board = store.board(store.create_board(title="T", story="One.", params=store.board(store.board_id)["params"],
+                                           panels=[{"id": 1, "caption": "One.", "shot": "wide shot", "seed": 1,
+                                                    "cast": ("",), "duration": 4.5}], references={}, fps=25.0))
+    assert (board["fps"], board["frames"][0]["duration"]) == (25.0, 4.5)
+
+
 def test_edit_panel_refuses_other_columns(store):
     with pytest.raises(TypeError):
         store.edit_panel(store.board_id, 1, caption="x")
@@ -169,6 +179,15 @@ def test_dialogue_set_through_the_api_lengthens_the_default(client, board):
                           json={"dialogue": "Is anyone there? I heard you calling from the hall."}).get_json()
     assert answer["frames"][0]["dialogue"] == "Is anyone there? I heard you calling from the hall."
     assert answer["frames"][0]["duration"] > board["frames"][0]["duration"]
+
+
+def test_the_zips_storyboard_json_carries_the_timing_and_the_dialogue(client, board):
+    client.patch(board["links"]["self"], json={"fps": 25})
+    client.patch(board["frames"][0]["links"]["self"], json={"duration": 4.2, "dialogue": "MARA: Up there!"})
+    data = client.get(board["export"]["zip"]).data
+    meta = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("storyboard.json"))
+    first = meta["frames"][0]
+    assert (meta["fps"], first["duration"], first["dialogue"]) == (25, 4.2, "MARA: Up there!")
 
 
 def test_the_board_rate_changes_every_snap(client, board):
