@@ -795,6 +795,50 @@ def test_text_the_pdf_cannot_draw_is_said_beside_its_link(browser, server):
         watch.close()
 
 
+def test_a_panels_dialogue_is_edited_in_its_edit_form_without_drawing_it_again(browser, server):
+    """The panel's Edit has its dialogue: a change of it alone is saved (the button says Save) and
+    shown under the caption, with no new take; with the text changed too, it is saved and redrawn."""
+    from playwright.sync_api import expect
+
+    watch = PageWatch(browser, server, viewport={"width": 1280, "height": 900})
+    page = watch.page
+    api = page.request
+    try:
+        answer = api.post("/api/storyboards", data={"story": "A door in the dark.", "frames": 1,
+                                                    "preset": "draft", "seed": 3})
+        assert answer.ok, answer.text()
+        board_url = answer.json()["links"]["self"]
+        done = _poll(lambda: (b := api.get(board_url).json())["status"] == "done" and b,
+                     timeout=BOARD_TIMEOUT_MS / 1000, message="the board to be drawn")
+        page.goto(f"/#board={done['id']}")
+        panel = page.locator("#board .panel[data-index='1']")
+        panel.locator(".edit").click()
+        submit = panel.locator(".edit-form button[type='submit']")
+        expect(submit).to_have_text("Redraw")
+        panel.locator(".edit-dialogue").fill("MARA: Who is there?")
+        expect(submit).to_have_text("Save")
+        submit.click()
+        expect(panel.locator(".edit-form")).to_have_count(0)
+        expect(panel.locator(".panel-dialogue")).to_have_text("MARA: Who is there?")
+        saved = api.get(board_url).json()["frames"][0]
+        assert saved["dialogue"] == "MARA: Who is there?" and len(saved["takes"]) == len(done["frames"][0]["takes"])
+
+        panel.locator(".edit").click()
+        expect(panel.locator(".edit-dialogue")).to_have_value("MARA: Who is there?")
+        panel.locator(".edit-dialogue").fill("")
+        panel.locator(".edit-caption").fill("A door opens in the dark.")
+        expect(submit).to_have_text("Redraw")
+        submit.click()
+        redrawn = _poll(lambda: (b := api.get(board_url).json())["status"] == "done"
+                        and len(b["frames"][0]["takes"]) > len(saved["takes"]) and b["frames"][0],
+                        timeout=BOARD_TIMEOUT_MS / 1000, message="the panel to be redrawn")
+        assert (redrawn["caption"], redrawn["dialogue"]) == ("A door opens in the dark.", "")
+        expect(panel.locator(".panel-dialogue")).to_have_count(0)
+        watch.assert_clean()
+    finally:
+        watch.close()
+
+
 def test_an_unreadable_face_is_said_on_its_field_not_shown_broken(browser, server):
     """A file that is not a picture, or a broken PNG, chosen as a face: the page says which
     field cannot be read, instead of showing a broken image, and sends nothing."""

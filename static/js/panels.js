@@ -277,7 +277,7 @@ function renderPanelActions(frame, n, position, count) {
   actions.append(
     actionButton("redraw", "Redraw", `Redraw panel ${n} with a new seed`,
       () => regenerateFrame(frame, { seed: null }), busy),
-    actionButton("edit", "Edit", `Edit the text, scene, seed or cast of panel ${n}`, () => startEdit(frame), busy),
+    actionButton("edit", "Edit", `Edit the text, scene, seed, cast or dialogue of panel ${n}`, () => startEdit(frame), busy),
     actionButton("layout-edit", "Layout", `Sketch or pose the composition of panel ${n}`,
       () => editPanelLayout(frame, n), busy),
     actionButton("refine", "Refine", `Refine panel ${n}: a new Quality take that keeps its composition`,
