@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from board_lookup import board_or_404, frame_of, on_current_board, send_png, take_of
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
 import cut
@@ -441,14 +442,7 @@ def _board_json(board_id: str) -> dict:
     """The board as the API shows it now, with the running job's progress; 404 when it was
     deleted meanwhile (never a 200 with ``null``)."""
     studio = current_studio()
-    return board_json(_board_or_404(board_id), studio.backend.progress(board_id))
-
-
-def _board_or_404(board_id: str) -> dict:
-    board = current_studio().store.board(board_id)
-    if board is None:
-        abort(404)
-    return board
+    return board_json(board_or_404(board_id), studio.backend.progress(board_id))
 
 
 @api.get("/api/storyboards/<board_id>")
@@ -460,7 +454,7 @@ def get_storyboard(board_id: str):
 def edit_storyboard(board_id: str):
     """Change how the board plays (its frame rate); nothing is drawn again."""
     studio = current_studio()
-    _board_or_404(board_id)
+    board_or_404(board_id)
     body = json_body()
     if not isinstance(body, dict) or "fps" not in body:
         raise InputError("fps", "Send what to change, e.g. {\"fps\": 25}.")
@@ -471,7 +465,7 @@ def edit_storyboard(board_id: str):
 
 @api.delete("/api/storyboards/<board_id>")
 def delete_storyboard(board_id: str):
-    _board_or_404(board_id)
+    board_or_404(board_id)
     studio = current_studio()
     studio.backend.cancel(board_id)
     studio.store.delete_board(board_id)
@@ -481,7 +475,7 @@ def delete_storyboard(board_id: str):
 
 @api.post("/api/storyboards/<board_id>/cancel")
 def cancel_storyboard(board_id: str):
-    board = _board_or_404(board_id)
+    board = board_or_404(board_id)
     if board["status"] not in ("queued", "running"):
         raise InputError("status", f"The storyboard is {board['status']}; only a queued or running one can be "
                                    "canceled.", status=409)
@@ -495,7 +489,7 @@ def cancel_storyboard(board_id: str):
 @api.post("/api/storyboards/<board_id>/resume")
 def resume_storyboard(board_id: str):
     studio = current_studio()
-    _board_or_404(board_id)
+    board_or_404(board_id)
     _refuse_if_unavailable()
     try:
         studio.store.resume(board_id, queue_limit=studio.settings.queue_limit)
@@ -516,7 +510,7 @@ def _frame_at(board: dict, n: int) -> dict:
 @api.post("/api/storyboards/<board_id>/frames/<int:n>/regenerate")
 def regenerate_frame(board_id: str, n: int):
     studio = current_studio()
-    board = _board_or_404(board_id)
+    board = board_or_404(board_id)
     frame = _frame_at(board, n)
     fields = json_body(required=False)
     if not isinstance(fields, dict):
@@ -544,21 +538,14 @@ def regenerate_frame(board_id: str, n: int):
     return jsonify(_board_json(board_id)), 202
 
 
-def _frame_of(board: dict, frame_id: int) -> dict:
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    if frame is None:
-        abort(404)
-    return frame
-
-
 @api.patch("/api/storyboards/<board_id>/frames/<int:frame_id>")
 def edit_frame(board_id: str, frame_id: int):
     """Change what a panel shows over time, without drawing it again: its ``duration``
     (seconds; null: the time to read it) and its ``dialogue``; and its ``layout`` for its next
     drawing (null: none)."""
     studio = current_studio()
-    board = _board_or_404(board_id)
-    frame = _frame_of(board, frame_id)
+    board = board_or_404(board_id)
+    frame = frame_of(board, frame_id)
     body = json_body()
     changes = {}
     if isinstance(body, dict) and "duration" in body:
@@ -583,7 +570,7 @@ def edit_frame(board_id: str, frame_id: int):
 def choose_take(board_id: str, frame_id: int):
     """Show another of the panel's takes: instant (nothing is drawn), and it undoes a redraw."""
     studio = current_studio()
-    _frame_of(_board_or_404(board_id), frame_id)
+    frame_of(board_or_404(board_id), frame_id)
     body = json_body()
     if not isinstance(body, dict) or body.get("take") is None:
         raise InputError("take", "Send the take to show, e.g. {\"take\": 1}.")
@@ -597,7 +584,7 @@ def choose_take(board_id: str, frame_id: int):
 @api.delete("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>")
 def delete_take(board_id: str, frame_id: int, take_id: int):
     studio = current_studio()
-    _frame_of(_board_or_404(board_id), frame_id)
+    frame_of(board_or_404(board_id), frame_id)
     try:
         deleted = studio.store.delete_take(board_id, frame_id, take_id)
     except Conflict as error:
@@ -641,22 +628,22 @@ def _queue_refine(board_id: str, frame_id: int | None):
 @api.post("/api/storyboards/<board_id>/frames/<int:frame_id>/refine")
 def refine_frame(board_id: str, frame_id: int):
     """Refine the panel's chosen take into a new take that keeps its composition."""
-    board = _board_or_404(board_id)
-    _frame_of(board, frame_id)
+    board = board_or_404(board_id)
+    frame_of(board, frame_id)
     return _queue_refine(board_id, frame_id)
 
 
 @api.post("/api/storyboards/<board_id>/refine")
 def refine_board(board_id: str):
     """Refine every drawn panel's chosen take."""
-    _board_or_404(board_id)
+    board_or_404(board_id)
     return _queue_refine(board_id, None)
 
 
 @api.put("/api/storyboards/<board_id>/order")
 def reorder(board_id: str):
     studio = current_studio()
-    board = _board_or_404(board_id)
+    board = board_or_404(board_id)
     body = json_body()
     order = body.get("order") if isinstance(body, dict) else None
     ids = sorted(frame["id"] for frame in board["frames"])
@@ -670,53 +657,20 @@ def reorder(board_id: str):
 # --- Files ---------------------------------------------------------------------------------
 
 
-def _on_current_board(board_id: str, read: Callable[[dict], Any]) -> Any:
-    """``read(board)`` on the board as it is now. A redraw may replace a panel's file (and
-    remove the old one) between reading the board and opening the file, and ``read`` then
-    raises FileNotFoundError: once more on the board as it is after the redraw. A board
-    deleted meanwhile is a 404."""
-    for _ in range(2):
-        try:
-            return read(_board_or_404(board_id))
-        except FileNotFoundError:
-            continue
-    abort(404)
-
-
-def _send_png(board_id: str, file_of: Callable[[dict], str | None]) -> Response:
-    """The PNG that ``file_of(board)`` names (None: the board has none: 404)."""
-
-    def send(board: dict) -> Response:
-        name = file_of(board)
-        if name is None:
-            abort(404)
-        path = current_studio().store.file_path(board_id, name)
-        if path is None:
-            raise FileNotFoundError(name)
-        return send_file(path, mimetype="image/png", max_age=0)  # opens it, or FileNotFoundError
-
-    return _on_current_board(board_id, send)
-
-
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/image.png")
 def frame_image(board_id: str, frame_id: int):
-    return _send_png(board_id, lambda board: next(
+    return send_png(board_id, lambda board: next(
         (f["image_file"] for f in board["frames"] if f["id"] == frame_id), None))
 
 
 @api.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/image.png")
 def take_image(board_id: str, frame_id: int, take_id: int):
-    frame = _frame_of(_board_or_404(board_id), frame_id)
-    take = next((t for t in frame["takes"] if t["id"] == take_id), None)
-    path = current_studio().store.file_path(board_id, take["image_file"]) if take else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
+    return send_png(board_id, lambda board: take_of(frame_of(board, frame_id), take_id)["image_file"])
 
 
 @api.get("/api/storyboards/<board_id>/references/<int:character>.png")
 def character_reference(board_id: str, character: int):
-    return _send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
+    return send_png(board_id, lambda board: (board["references"].get(character) or {}).get("file"))
 
 
 @api.get("/api/storyboards/<board_id>/reference.png")
@@ -743,7 +697,7 @@ def _export_parts(board_id: str):
             opened.pop_all()  # all opened: from here PanelFiles closes them
         return board_json(board), PanelFiles(files), references, layout_pngs(board)
 
-    return _on_current_board(board_id, read)
+    return on_current_board(board_id, read)
 
 
 def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str, layouts: bool = False) -> Response:
@@ -921,7 +875,7 @@ def _event_data(studio: Studio, board_id: str, seq: int, kind: str, fact: dict) 
 
 @api.get("/api/storyboards/<board_id>/events")
 def events(board_id: str):
-    _board_or_404(board_id)
+    board_or_404(board_id)
     studio = current_studio()
     hub, store = studio.hub, studio.store
     after = hub.parse_id(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, request, send_file
+from flask import Blueprint, request
 
+from board_lookup import frame_of, send_png, take_of
 from config import ASPECTS
 from errors import InputError
 from layouts import POSE, Layout, read_layout
@@ -112,34 +113,15 @@ def layout_pngs(board: dict) -> dict[int, bytes]:
     return pngs
 
 
-def _board_or_404(board_id: str) -> dict:
-    board = current_studio().store.board(board_id)
-    if board is None:
-        abort(404)
-    return board
-
-
-def _frame_or_404(board: dict, frame_id: int) -> dict:
-    frame = next((f for f in board["frames"] if f["id"] == frame_id), None)
-    if frame is None:
-        abort(404)
-    return frame
-
-
-def _send_layout(board_id: str, layout: dict | None):
-    path = current_studio().store.file_path(board_id, layout["file"]) if layout else None
-    if path is None:
-        abort(404)
-    return send_file(path, mimetype="image/png", max_age=0)
-
-
 @layouts.get("/api/storyboards/<board_id>/frames/<int:frame_id>/layout.png")
 def layout_image(board_id: str, frame_id: int):
-    return _send_layout(board_id, _frame_or_404(_board_or_404(board_id), frame_id)["layout"])
+    return send_png(board_id, lambda board: _file(frame_of(board, frame_id)["layout"]))
 
 
 @layouts.get("/api/storyboards/<board_id>/frames/<int:frame_id>/takes/<int:take_id>/layout.png")
 def take_layout_image(board_id: str, frame_id: int, take_id: int):
-    frame = _frame_or_404(_board_or_404(board_id), frame_id)
-    take = next((t for t in frame["takes"] if t["id"] == take_id), None)
-    return _send_layout(board_id, take["layout"] if take else None)
+    return send_png(board_id, lambda board: _file(take_of(frame_of(board, frame_id), take_id)["layout"]))
+
+
+def _file(layout: dict | None) -> str | None:
+    return layout["file"] if layout else None
