@@ -914,10 +914,10 @@ class RedisSink:
     def __init__(self, redis, job_id: int, board_id: str, attempt: int | None = None):
         self.redis, self.job_id, self.board_id, self.attempt = redis, job_id, board_id, attempt
 
-    def _send(self, kind: str, data: dict | None = None, png: bytes | None = None, also=None) -> None:
+    def _send(self, kind: str, data: dict | None = None, png: bytes | None = None, also=None) -> bool:
         """One fact on the stream, with what goes with it (a panel marked delivered), unless
         a later attempt took the job over: then nothing, so that the live attempt's record
-        of delivered panels stays true (checked and written in one transaction)."""
+        of delivered panels stays true (checked and written in one transaction). Whether it was sent."""
         from redis.exceptions import WatchError
 
         fields = {"type": kind, "job": json.dumps(self.job_id), "board": self.board_id,
@@ -933,13 +933,13 @@ class RedisSink:
                     if superseded(self.attempt, pipe.get(attempt_key(self.board_id, self.job_id))):
                         log.warning("job %d is no longer attempt %d's (taken over, ended or lost with Redis's "
                                     "data): its %s report is not sent", self.job_id, self.attempt, kind)
-                        return
+                        return False
                     pipe.multi()
                     pipe.xadd(RESULTS, fields)
                     if also:
                         also(pipe)
                     pipe.execute()
-                    return
+                    return True
                 except WatchError:
                     continue  # the attempt changed meanwhile: look again
 
@@ -948,8 +948,10 @@ class RedisSink:
                                for k, p in prompts.items()})
 
     def panel_started(self, frame_id: int) -> None:
-        log.info("job %d, attempt %s: drawing panel %d", self.job_id, self.attempt, frame_id)
-        self._send("started", {"frame_id": frame_id})
+        # Said after its first step: a worker paused in that step and resumed after a takeover
+        # says only that its report is not sent (and stops at the step's cancel check).
+        if self._send("started", {"frame_id": frame_id}):
+            log.info("job %d, attempt %s: drawing panel %d", self.job_id, self.attempt, frame_id)
 
     def panel_saved(self, panel) -> None:
         self._send("saved", {"frame_id": panel.frame_id, "seed": panel.seed, "identity": panel.identity,

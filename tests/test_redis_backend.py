@@ -667,6 +667,27 @@ def test_a_report_of_a_superseded_attempt_is_dropped_and_logged_once(studio, wor
     assert sum("dropped the reports of attempt 1" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_a_superseded_attempt_says_nothing_of_a_panel_it_was_drawing_when_paused(redis_server, caplog):
+    """A worker paused inside a panel's first step, resumed after a takeover, reaches the
+    step's end: it neither reports the panel as started nor says it is drawing it (the step's
+    cancel check then stops it); the live attempt does both."""
+    import logging
+
+    from redis_backend import RESULTS, RedisSink, attempt_key
+
+    redis = redis_server.client()
+    redis.delete(RESULTS)
+    redis.set(attempt_key("b1", 7), 2)  # attempt 2 took job 7 over while attempt 1 was paused
+    with caplog.at_level(logging.INFO, logger="redis_backend"):
+        RedisSink(redis, 7, "b1", attempt=1).panel_started(3)
+        assert redis.xlen(RESULTS) == 0
+        assert not [r for r in caplog.records if "drawing panel" in r.getMessage()]
+        RedisSink(redis, 7, "b1", attempt=2).panel_started(3)
+    assert redis.xlen(RESULTS) == 1
+    assert [r.getMessage() for r in caplog.records if "drawing panel" in r.getMessage()] == \
+        ["job 7, attempt 2: drawing panel 3"]
+
+
 def whole_log(workers, name: str) -> str:
     """A worker's whole log (WorkerPool.log keeps its tail only): each panel it began is a line."""
     return (workers.folder / f"{name}.log").read_text(errors="replace")
