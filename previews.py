@@ -21,11 +21,12 @@ JPEG_QUALITY = 70
 
 class PreviewDecoder:
     """TAESDXL on the generator's device, loaded on first use (a board drawn with previews off,
-    in a mode other than draft, never loads it)."""
+    in a mode other than draft, never loads it). ``taesd``: a module already built to use
+    instead of loading one (the full-size benchmark's random TAESDXL, bench/sdxl_random.py)."""
 
-    def __init__(self, settings: Settings, device: str, dtype):
+    def __init__(self, settings: Settings, device: str, dtype, taesd=None):
         self.settings, self.device, self.dtype = settings, device, dtype
-        self._taesd = None
+        self._taesd = taesd
 
     def model(self):
         """The one TAESDXL of the generator: the previews' decoder and the draft mode's."""

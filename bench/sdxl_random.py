@@ -468,8 +468,9 @@ def build_generator(settings, device: str | None = None, dtype=None, force_upcas
 
     ``StoryboardGenerator.from_pipeline`` does what ``load`` does after ``from_pretrained``
     (attention setup, IP-Adapter when the identity lock is on by default, channels_last and
-    torch.compile on CUDA). ``generator.build_info`` holds the parameter counts and per-part
-    build seconds.
+    torch.compile on CUDA). Its TAESDXL, the draft mode's and the previews' decoder, is random
+    too (:func:`random_previews`). ``generator.build_info`` holds the parameter counts and
+    per-part build seconds.
     """
     from local_image_generator import StoryboardGenerator, resolve_device, resolve_dtype
 
@@ -478,10 +479,27 @@ def build_generator(settings, device: str | None = None, dtype=None, force_upcas
     dtype = dtype or resolve_dtype(settings.precision, device)
     pipe, info = build_pipeline(device, dtype, force_upcast=force_upcast)
     generator = StoryboardGenerator.from_pipeline(pipe, settings, device, dtype)
+    generator.previews = random_previews(settings, device, dtype, info)
     _sync(device)
     generator.load_seconds = time.perf_counter() - started
     generator.build_info = info
     return generator
+
+
+def random_previews(settings, device: str, dtype, info: dict | None = None):
+    """The generator's TAESDXL (previews.PreviewDecoder) with random weights of the real
+    architecture on ``device``, instead of ``madebyollin/taesdxl`` from the hub, which the
+    benchmark never downloads; ``info`` (build_pipeline's) gets its parameters and seconds."""
+    import torch
+    from previews import PreviewDecoder
+
+    started = time.perf_counter()
+    torch.manual_seed(5)
+    taesd = build_taesdxl(device, dtype)
+    if info is not None:
+        info["parameters"]["taesdxl"] = count_parameters(taesd)
+        info["seconds"]["taesdxl"] = time.perf_counter() - started
+    return PreviewDecoder(settings, device, dtype, taesd=taesd)
 
 
 # --- FLOPs on the meta device -------------------------------------------------------------

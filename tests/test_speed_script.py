@@ -105,6 +105,29 @@ def test_sdxl_unet_has_the_real_parameter_count_and_flops():
     assert flops == pytest.approx(6.76e12, rel=0.15)
 
 
+def test_the_full_size_generator_decodes_drafts_and_previews_with_a_random_taesdxl_not_the_hub(monkeypatch):
+    # The draft benchmark on sdxl-random failed loading madebyollin/taesdxl: nothing downloads.
+    import torch
+
+    import model_loading
+    from bench import sdxl_random
+    from config import Settings
+
+    def no_hub(*_args, **_kwargs):
+        raise AssertionError("the benchmark asked the hub for TAESDXL")
+
+    monkeypatch.setattr(model_loading, "load_taesdxl", no_hub)
+    info = {"parameters": {}, "seconds": {}}
+    decoder = sdxl_random.random_previews(Settings(), "cpu", torch.float32, info)
+    taesd = decoder.model()
+    # The real architecture: the same parameters as the hub's config builds (on meta, for free).
+    assert info["parameters"]["taesdxl"] == sdxl_random.count_parameters(sdxl_random.build_taesdxl("meta"))
+    assert sum(p.numel() for p in taesd.decoder.parameters()) == pytest.approx(1.22e6, rel=0.01)
+    assert any(p.abs().sum() > 0 for p in taesd.parameters())  # random, not zeros
+    (picture,) = decoder.decode(torch.randn(1, 4, 32, 32))
+    assert max(picture.size) <= 256 and picture.getextrema() != ((0, 0), (0, 0), (0, 0))
+
+
 def test_a_layout_costs_one_adapter_run_within_three_percent_of_a_fast_panel():
     import test_speed
 
