@@ -292,7 +292,8 @@ def presets():
         presets=[preset_json(preset, step_time.seconds_per_panel(preset, measured))
                  for preset in map(settings.preset_for, PRESETS)],
         step_time=None if measured is None else {"seconds_per_pass": round(measured.seconds_per_pass, 4),
-                                                 "measured_at": measured.measured_at},
+                                                 "measured_at": measured.measured_at,
+                                                 "panels_per_call": measured.panels_per_call},
         default_preset=settings.preset,
         aspects=[{"name": name, "width": settings.size_for(name)[0], "height": settings.size_for(name)[1]}
                  for name in ASPECTS],

@@ -111,11 +111,22 @@ class SpeedPreset:
         return round(self.panel_flops() / 1e12, 1)
 
     @property
+    def look_passes(self) -> int:
+        """UNet passes the consistent look adds to a pipeline call for each character the call's
+        panels show: that character's reference row, at every step and under CFG as the panels
+        are (consistent_look.py); none below LOOK_MIN_STEPS (the one-step draft draws without it)."""
+        return self.unet_passes if self.steps >= LOOK_MIN_STEPS else 0
+
+    @property
     def passes_per_panel(self) -> float:
         """A panel's whole cost in UNet passes (its decode and encodes included): the unit a
         measured step time turns into a board's time (step_time.py)."""
         return self.panel_flops() / PANEL_PART_FLOPS["unet_forward_identity"]
 
+
+# The consistent look needs at least this many steps: a one-step draft's only step is at the top
+# of the schedule, where a reference is noise (consistent_look.py).
+LOOK_MIN_STEPS = 2
 
 # The lightning mode's IP-Adapter scale, between FAST's 0.50 and BALANCED's 0.65: without
 # CFG nothing amplifies the reference's pull, and 4 steps give it few chances to act, so not

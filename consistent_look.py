@@ -44,15 +44,16 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
+from config import LOOK_MIN_STEPS
+
 # The fixed noise of every reference's ghost: part of the reference, not of any panel, so a
 # character's ghost is the same in every request (REFERENCE_SEED + its place in the cast).
 REFERENCE_SEED = 20_241_210
-MIN_STEPS = 2  # fewer steps (the one-step draft): no look (see above)
 
 
 def wanted(request) -> bool:
     """Whether ``request`` (local_image_generator.StoryboardRequest) draws with the look."""
-    return request.consistent_look and request.identity_lock and request.num_steps >= MIN_STEPS
+    return request.consistent_look and request.identity_lock and request.num_steps >= LOOK_MIN_STEPS
 
 
 class Look:

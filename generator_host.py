@@ -92,11 +92,15 @@ class GeneratorHost:
 
     def _measured(self, job: JobSpec, result) -> None:
         """Keep the step time this board measured, for the next board's estimates and restarts
-        (not a refine's: it runs a share of its mode's steps)."""
-        if job.strength is not None:
+        (not a refine's: it runs a share of its mode's steps; not a board's drawn with the
+        consistent look: its reference rows are passes the mode does not count)."""
+        if job.strength is not None or result is None:
             return
-        seconds = [panel.seconds for panel in (result.panels if result else ()) if panel.status == "done"]
-        self._step_time = step_time.record(self.settings, job.preset, seconds) or self._step_time
+        done = [panel for panel in result.panels if panel.status == "done"]
+        if any(panel.ran is not None and panel.ran.look_references for panel in done):
+            return
+        self._step_time = step_time.record(self.settings, job.preset, [panel.seconds for panel in done],
+                                           result.timings.get("panels_per_call") or 1) or self._step_time
 
     def _judge(self, generator):
         """The identity judge, or None when faces are not scored (turned off, or no scorer)."""

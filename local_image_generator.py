@@ -698,7 +698,9 @@ class StoryboardGenerator:
         # 4. The panels, batched where the device allows; one cast per call.
         started = time.perf_counter()
         results: list[PanelResult] = []
+        timings["panels_per_call"] = 0  # the largest call's: what a board's time depends on (step_time.py)
         for batch in self._batches(request.panels, request.width, request.height, key=run.call_of):
+            timings["panels_per_call"] = max(timings["panels_per_call"], len(batch))
             references = self._use_cast(run, run.cast_of(batch[0]), batch[0].regions)
             for result in self._draw(batch, run):
                 if judge is not None and references and result.status == "done":

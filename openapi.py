@@ -462,6 +462,9 @@ def _schemas() -> dict:
                                                               "lock on, counted on the full-size models."},
                 "seconds_per_panel": {**_nullable(number), "description": "A panel's time on this machine, "
                                       "estimated from the measured UNet pass; null until a board was drawn."},
+                "look_passes": {**integer, "description": "UNet passes the consistent look adds to each "
+                                "pipeline call per character its panels show (a reference row at every "
+                                "step); 0: the mode draws without it."},
             },
         },
         "Presets": {
@@ -469,7 +472,9 @@ def _schemas() -> dict:
             "properties": {
                 "presets": {"type": "array", "items": _ref("Preset")},
                 "step_time": {**_nullable({"type": "object", "properties": {
-                    "seconds_per_pass": number, "measured_at": number}}),
+                    "seconds_per_pass": number, "measured_at": number, "panels_per_call": {
+                        **integer, "description": "Panels in the measured board's largest pipeline call: "
+                                                  "1 drawn one by one, more batched."}}}),
                     "description": "A UNet pass as last measured on this machine (kept across restarts); "
                                    "null until a board was drawn."},
                 "default_preset": string,

@@ -201,5 +201,5 @@ def preset_json(preset: SpeedPreset, seconds_per_panel: float | None = None) -> 
     """A mode with what it costs: counted FLOPs (1024x1024, lock on) and, once a board was drawn
     on this machine, the estimated seconds a panel (step_time.py)."""
     return {**preset.to_dict(), "unet_passes": preset.unet_passes, "description": preset.description,
-            "tflops_per_panel": preset.tflops_per_panel,
+            "tflops_per_panel": preset.tflops_per_panel, "look_passes": preset.look_passes,
             "seconds_per_panel": None if seconds_per_panel is None else round(seconds_per_panel, 3)}

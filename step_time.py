@@ -28,6 +28,9 @@ class StepTime:
     seconds_per_pass: float  # a UNet pass at ~1 megapixel (or the tiny model's size), identity lock on
     model: str  # what it was measured on (model_key)
     measured_at: float  # Unix time
+    # Panels in the board's largest pipeline call: 1 drawn one by one (off CUDA), more batched.
+    # What the consistent look's estimate needs: it adds its rows per call, not per panel.
+    panels_per_call: int = 1
 
 
 def model_key(settings: Settings) -> str:
@@ -38,7 +41,8 @@ def read(settings: Settings) -> StepTime | None:
     """The last measurement of this settings' model, or None (none yet, another model's, unreadable)."""
     try:
         data = json.loads((settings.data_path / FILE_NAME).read_text())
-        measured = StepTime(float(data["seconds_per_pass"]), str(data["model"]), float(data["measured_at"]))
+        measured = StepTime(float(data["seconds_per_pass"]), str(data["model"]), float(data["measured_at"]),
+                            max(1, int(data.get("panels_per_call", 1))))  # files from before it was kept: 1
     except (OSError, ValueError, TypeError, KeyError):
         return None
     if measured.model != model_key(settings) or not measured.seconds_per_pass > 0:
@@ -54,13 +58,14 @@ def measure(preset: SpeedPreset, panel_seconds: list[float]) -> float | None:
     return sum(panel_seconds) / (len(panel_seconds) * preset.passes_per_panel)
 
 
-def record(settings: Settings, preset: SpeedPreset, panel_seconds: list[float]) -> StepTime | None:
+def record(settings: Settings, preset: SpeedPreset, panel_seconds: list[float],
+           panels_per_call: int = 1) -> StepTime | None:
     """Measure and write it (atomically: a reader never sees half a file); None when nothing
     was drawn. A failed write is logged, never the board's failure."""
     seconds = measure(preset, panel_seconds)
     if seconds is None:
         return None
-    measured = StepTime(seconds, model_key(settings), time.time())
+    measured = StepTime(seconds, model_key(settings), time.time(), panels_per_call)
     path = settings.data_path / FILE_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1567,6 +1567,19 @@ def test_each_mode_shows_its_cost_and_this_machines_estimate_of_the_board(browse
             expect(hint).to_contain_text("174.3 TFLOP a panel · about 2 min for 6 panels on this machine")
             page.fill("#frames", "2")
             expect(hint).to_contain_text("about 26 s for 2 panels on this machine")
+            # The consistent look adds a reference row a step and character to each call (one
+            # panel a call here): 24 passes at 0.5 s a panel, 12 s, 26 + 24 = 50 s for two.
+            page.check("#identity-lock")
+            page.check("#consistent-look")
+            expect(hint).to_contain_text("about 50 s for 2 panels on this machine, the consistent look included")
+            page.click("#cast-add")  # two characters: two rows a call, 26 + 48 = 74 s, about 2 min
+            expect(hint).to_contain_text("about 2 min for 2 panels on this machine, the consistent look included")
+            page.uncheck("#identity-lock")  # no lock, no look
+            expect(hint).to_contain_text("about 26 s for 2 panels on this machine")
+            expect(hint).not_to_contain_text("consistent look")
+            page.check("#identity-lock")
+            page.select_option("#preset", "draft")  # one step: drawn without the look
+            expect(hint).not_to_contain_text("consistent look")
             watch.assert_clean()
         finally:
             watch.close()

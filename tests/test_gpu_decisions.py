@@ -37,8 +37,10 @@ def test_with_batches_the_first_panel_is_drawn_alone_then_the_rest_batched(tiny_
     original = generator._draw_batch
     monkeypatch.setattr(generator, "_draw_batch", lambda batch, run: calls.append(len(batch)) or original(batch, run))
     delivered = []
-    generator.generate(request(6, steps=1), on_panel=lambda result: delivered.append((result.index, list(calls))))
+    result = generator.generate(request(6, steps=1),
+                                on_panel=lambda result: delivered.append((result.index, list(calls))))
     assert calls == [1, 4, 1]
+    assert result.timings["panels_per_call"] == 4  # kept with the step time: the look's estimate reads it
     assert delivered[0] == (1, [1])  # panel 1 was on the page before the batch of four was drawn
 
 

@@ -128,3 +128,50 @@ def test_a_refine_measures_nothing_it_runs_a_share_of_its_modes_steps(settings):
         dataclasses.replace(panel, source_png=png_bytes((48, 48))) for panel in base.panels))
     GeneratorHost(settings, Timed).run(1, lambda: refine, Sink(), threading.Event())
     assert step_time.read(settings) is None
+
+
+class Looked(Timed):
+    """Every panel took 2 s and was drawn with the consistent look, as the generator reports it."""
+
+    def _generate(self, *args):
+        from local_image_generator import PanelRun
+
+        result = super()._generate(*args)
+        for panel in result.panels:
+            panel.ran = PanelRun("Fake", "Fake", 12, 6.5, 0.5, None, look_references=(1,), look_sampling_rate=0.5)
+        return result
+
+
+def test_a_board_drawn_with_the_consistent_look_measures_nothing_its_reference_rows_are_extra_passes(settings):
+    GeneratorHost(settings, Looked).run(1, lambda: spec(preset=PRESETS["fast"]), Sink(), threading.Event())
+    assert step_time.read(settings) is None  # 2 s a panel would have read as a pass half again slower
+
+
+class Batched(Timed):
+    """The generator drew the board three panels a call."""
+
+    def _generate(self, *args):
+        result = super()._generate(*args)
+        result.timings["panels_per_call"] = 3
+        return result
+
+
+def test_the_panels_a_call_are_kept_with_the_step_time_and_older_files_read_as_one(settings, make_app):
+    import json
+
+    GeneratorHost(settings, Batched).run(1, lambda: spec(preset=PRESETS["fast"]), Sink(), threading.Event())
+    assert step_time.read(settings).panels_per_call == 3
+    served = make_app(data_dir=settings.data_path).test_client().get("/api/presets").get_json()
+    assert served["step_time"]["panels_per_call"] == 3
+    path = settings.data_path / step_time.FILE_NAME
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k != "panels_per_call"}
+    path.write_text(json.dumps(older))
+    assert step_time.read(settings).panels_per_call == 1
+
+
+def test_each_mode_says_what_the_consistent_look_adds_a_call_and_the_draft_adds_nothing(make_app, tmp_path):
+    served = make_app(data_dir=tmp_path).test_client().get("/api/presets").get_json()
+    look = {p["name"]: p["look_passes"] for p in served["presets"]}
+    assert look["draft"] == 0  # one step: drawn without it
+    assert look["fast"] == PRESETS["fast"].unet_passes == 24  # a reference row at each of 12 CFG steps
+    assert look["lightning"] == PRESETS["lightning"].steps  # no CFG: one row a step

@@ -112,11 +112,11 @@ export function reuseSettings() {
   $("style").value = board.style || "";
   if ((board.frames || []).length) $("frames").value = board.frames.length;
   setSelect($("preset"), s.preset);
-  renderPresetHint();
   setSelect($("aspect"), s.aspect);
   $("seed").value = s.seed ?? "";
   if (typeof s.identity_lock === "boolean") $("identity-lock").checked = s.identity_lock;
   if (typeof s.consistent_look === "boolean") $("consistent-look").checked = s.consistent_look;
+  renderPresetHint(); // the mode, the panels, the cast and the look: what the estimate reads
   $("story").focus();
   announce("The board's settings are in the form.");
 }

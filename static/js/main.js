@@ -55,6 +55,8 @@ function bindEvents() {
   $("story").addEventListener("input", renderPlanStale);
   $("preset").addEventListener("change", renderPresetHint);
   $("frames").addEventListener("input", renderPresetHint); // the board's estimated time
+  $("consistent-look").addEventListener("change", renderPresetHint); // ... which the look adds to
+  $("identity-lock").addEventListener("change", renderPresetHint);
   $("cancel").addEventListener("click", cancelBoard);
   $("resume").addEventListener("click", resumeBoard);
   $("reuse").addEventListener("click", reuseSettings);
@@ -88,7 +90,7 @@ function renderPlanIfAny() {
 }
 
 async function start() {
-  followCast({ changed: renderPlanIfAny, removed: forgetPlanCharacter });
+  followCast({ changed: () => { renderPlanIfAny(); renderPresetHint(); }, removed: forgetPlanCharacter });
   addCastRow(); // the first character: the form as it was before the cast
   bindEvents();
   collapseHistoryOnPhones();

@@ -4,6 +4,7 @@
 import { api, ENTRY, RETRY_MS } from "./api.js";
 import { $, el } from "./dom.js";
 import { showError } from "./errors.js";
+import { castRows } from "./fields.js";
 import { roughDuration } from "./format.js";
 import { state } from "./state.js";
 
@@ -29,8 +30,9 @@ function presetLabel(p) {
 }
 
 /** What a mode costs, in the server's words when it has them; then its counted FLOPs and,
- * once this machine has drawn a board, the time ``panels`` would take here. */
-function presetDetails(p, panels) {
+ * once this machine has drawn a board, the time ``panels`` would take here, with the
+ * consistent look's reference rows (``look``: the characters it shares, 0 when off). */
+function presetDetails(p, panels, look) {
   const parts = [];
   if (typeof p.description === "string" && p.description.trim()) {
     parts.push(p.description.trim());
@@ -43,18 +45,31 @@ function presetDetails(p, panels) {
   if (typeof p.ip_adapter_scale === "number") parts.push(`IP-Adapter scale ${p.ip_adapter_scale.toFixed(2)}`);
   if (typeof p.tflops_per_panel === "number") parts.push(`${p.tflops_per_panel.toFixed(1)} TFLOP a panel`);
   if (typeof p.seconds_per_panel === "number" && Number.isInteger(panels) && panels > 0) {
-    parts.push(`about ${roughDuration(p.seconds_per_panel * panels)} for ${panels} panel${panels > 1 ? "s" : ""}`
-      + " on this machine");
+    const extra = lookSeconds(p, panels, look);
+    parts.push(`about ${roughDuration(p.seconds_per_panel * panels + extra)} for ${panels} panel${panels > 1 ? "s" : ""}`
+      + ` on this machine${extra > 0 ? ", the consistent look included" : ""}`);
   }
   return parts.join(" · ");
 }
 
-/** The chosen mode's cost, for the panel count in the form (both may change: main.js). */
+/* The consistent look adds one reference row a step per character to every pipeline call
+ * (look_passes UNet passes); the machine's measured board says how many panels share a call.
+ * Every panel is counted as showing the whole cast: an estimate from above. */
+function lookSeconds(p, panels, characters) {
+  const measured = state.presets && state.presets.step_time;
+  if (!characters || !p.look_passes || !measured) return 0;
+  const calls = Math.ceil(panels / Math.max(1, measured.panels_per_call || 1));
+  return calls * characters * p.look_passes * measured.seconds_per_pass;
+}
+
+/** The chosen mode's cost, for the panel count in the form (both may change, and the consistent
+ * look, the identity lock and the cast: main.js). */
 export function renderPresetHint() {
   const presets = (state.presets && state.presets.presets) || [];
   const chosen = presets.find((p) => p.name === $("preset").value);
   const panels = Number.parseInt($("frames").value, 10);
-  $("preset-hint").textContent = chosen ? presetDetails(chosen, panels) : "";
+  const look = $("consistent-look").checked && $("identity-lock").checked ? castRows().length : 0;
+  $("preset-hint").textContent = chosen ? presetDetails(chosen, panels, look) : "";
 }
 
 export function renderPresetOptions(data) {
