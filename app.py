@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
@@ -47,6 +47,7 @@ from backend import DISK_FULL_MESSAGE, Backend, is_disk_full
 from events import EventHub
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A stream writes at least this often, so a listener that has gone is noticed (its
 # thread ends at the failed write) even while its board is quiet.
@@ -352,13 +353,9 @@ def _create_board(fields: dict, uploads: dict[str, bytes], fps: float | None = N
                "shot": panel.shot, "seed": panel_seed(seed, n), "cast": panel.cast, "dialogue": panel.dialogue,
                "layout": panel_layouts.get(n), "duration": durations[n - 1] if durations else None}
               for n, panel in enumerate(plan.panels, start=1)]
-    try:
-        board_id = studio.store.create_board(title=_title(story), story=story, params=params, panels=panels,
-                                                references=references, queue_limit=settings.queue_limit, fps=fps)
-    except QueueFull:  # counted in the same transaction as the insert, so exact under load
-        raise _busy(settings.queue_limit) from None
-    studio.backend.wake()
-    return board_id
+    return _queue_drawing(lambda limit: studio.store.create_board(
+        title=_title(story), story=story, params=params, panels=panels, references=references,
+        queue_limit=limit, fps=fps))
 
 
 def _cast(fields: dict, uploads: dict[str, bytes], settings: Settings) -> tuple[tuple[Character, ...], dict]:
@@ -429,9 +426,25 @@ def _refuse_if_unavailable() -> None:
         raise InputError("queue", reason, status=503)
 
 
-def _busy(limit: int) -> InputError:
-    return InputError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
-                               "Try again when some have finished.", status=429)
+def _queue_drawing(call: Callable[[int], T], field: str = "status", conflict: str | None = None,
+                   board_id: str | None = None) -> T:
+    """Queue a drawing and wake the worker: ``call(queue_limit)`` is the store's queueing, which
+    counts the queue in its own transaction (so the limit is exact under load). A full queue is
+    a 429; the store's Conflict a 409 on ``field``, in ``conflict``'s words or the store's, and
+    a 404 when ``board_id``'s board was deleted since the request read it."""
+    studio = current_studio()
+    limit = studio.settings.queue_limit
+    try:
+        queued = call(limit)
+    except Conflict as error:
+        if board_id is not None and studio.store.board_status(board_id) is None:
+            abort(404)
+        raise InputError(field, conflict or str(error), status=409) from None
+    except QueueFull:
+        raise InputError("queue", f"The studio is busy: {limit} storyboards are already waiting. "
+                                  "Try again when some have finished.", status=429) from None
+    studio.backend.wake()
+    return queued
 
 
 @api.get("/api/storyboards")
@@ -492,13 +505,7 @@ def resume_storyboard(board_id: str):
     studio = current_studio()
     board_or_404(board_id)
     _refuse_if_unavailable()
-    try:
-        studio.store.resume(board_id, queue_limit=studio.settings.queue_limit)
-    except Conflict as error:
-        raise InputError("status", str(error), status=409) from None
-    except QueueFull:  # counted in the same transaction as the resume
-        raise _busy(studio.settings.queue_limit) from None
-    studio.backend.wake()
+    _queue_drawing(lambda limit: studio.store.resume(board_id, queue_limit=limit), board_id=board_id)
     return jsonify(id=board_id, status="queued"), 202
 
 
@@ -526,16 +533,9 @@ def regenerate_frame(board_id: str, n: int):
     layout = redraw_layout(fields, board, frame, cast)
     seed = random_seed() if seed is None else seed
     _refuse_if_unavailable()
-    try:
-        studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
-                               queue_limit=studio.settings.queue_limit, layout=layout)
-    except Conflict:
-        if studio.store.board_status(board_id) is None:  # deleted since it was read
-            abort(404)
-        raise InputError("frame", f"Panel {n} is already being drawn.", status=409) from None
-    except QueueFull:
-        raise _busy(studio.settings.queue_limit) from None
-    studio.backend.wake()
+    _queue_drawing(lambda limit: studio.store.redraw(board_id, frame["id"], caption, seed, scene=scene, cast=cast,
+                                                     queue_limit=limit, layout=layout),
+                   "frame", f"Panel {n} is already being drawn.", board_id)
     return jsonify(_board_json(board_id)), 202
 
 
@@ -616,13 +616,8 @@ def _queue_refine(board_id: str, frame_id: int | None):
     studio = current_studio()
     preset, strength = _refine_order(studio.settings)
     _refuse_if_unavailable()
-    try:
-        studio.store.refine(board_id, frame_id, preset, strength, queue_limit=studio.settings.queue_limit)
-    except Conflict as error:
-        raise InputError("frame" if frame_id is not None else "status", str(error), status=409) from None
-    except QueueFull:
-        raise _busy(studio.settings.queue_limit) from None
-    studio.backend.wake()
+    _queue_drawing(lambda limit: studio.store.refine(board_id, frame_id, preset, strength, queue_limit=limit),
+                   "frame" if frame_id is not None else "status", board_id=board_id)
     return jsonify(_board_json(board_id)), 202
 
 

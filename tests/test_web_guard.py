@@ -239,6 +239,10 @@ BOARD_ROUTES = [
     ("PUT", "/api/storyboards/{id}/order", {"order": [3, 2, 1]}),
     ("POST", "/api/storyboards/{id}/frames/2/regenerate", {"seed": 5}),
     ("POST", "/api/storyboards/{id}/resume", None),
+    ("POST", "/api/storyboards/{id}/refine", {}),
+    ("POST", "/api/storyboards/{id}/frames/1/refine", {}),
+    ("PUT", "/api/storyboards/{id}/frames/1/take", {"take": 1}),
+    ("PATCH", "/api/storyboards/{id}/frames/1", {"dialogue": "Later."}),
     ("POST", "/api/storyboards/{id}/cancel", None),
     ("GET", "/api/storyboards/{id}/frames/1/image.png", None),
     ("GET", "/api/storyboards/{id}/reference.png", None),
@@ -284,8 +288,8 @@ def test_a_board_deleted_mid_request_is_a_404_or_the_board_never_500_or_null(mak
     store.board = board_then_deleted
     response = client.open(path.format(id=board_id), method=method, json=body)
     # 409 only for what the board was when read (a finished board cannot be canceled); a
-    # deleted board's panel is not "being drawn".
-    allowed = (200, 202, 204, 404) if "regenerate" in path else (200, 202, 204, 404, 409)
+    # deleted board is not "being drawn", nor "already drawn" to a resume or a refine.
+    allowed = (200, 202, 204, 404, 409) if path.endswith("/cancel") else (200, 202, 204, 404)
     assert response.status_code in allowed, response.get_data(as_text=True)[:300]
     if response.is_json:
         assert response.get_json() is not None
