@@ -300,6 +300,22 @@ def _identity_words(identity: dict) -> str:
     return f"{words} (CLIP similarity {identity['clip_similarity']:.2f})"
 
 
+def _draw_board(page, story: str, frames: int) -> str:
+    """Draw a board through the form as a person would, wait until it is done; its id."""
+    from playwright.sync_api import expect
+
+    page.fill("#story", story)
+    page.fill("#frames", str(frames))
+    page.click("#generate")
+    expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+    return _open_board_id(page)
+
+
+def _open_board_id(page) -> str:
+    """The id of the board the page shows (its address says it)."""
+    return page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+
+
 def _page_order(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all("#board .panel", "nodes => nodes.map(n => n.dataset.frameId)")]
 
@@ -1010,10 +1026,7 @@ def test_refine_on_the_board_gives_every_panel_a_take_in_the_chosen_mode(browser
         page = watch.page
         try:
             page.goto("/")
-            page.fill("#story", "A fox finds a map.\nThe fox climbs a hill.")
-            page.fill("#frames", "2")
-            page.click("#generate")
-            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
+            _draw_board(page, "A fox finds a map.\nThe fox climbs a hill.", 2)
             expect(page.locator("#refine-preset option")).to_have_text(["Fast", "Balanced", "Quality"])
             expect(page.locator("#refine-preset")).to_have_value("quality")
             expect(page.locator("#refine")).to_have_attribute("title", re.compile(r"strength 0\.5\b"))
@@ -1027,7 +1040,7 @@ def test_refine_on_the_board_gives_every_panel_a_take_in_the_chosen_mode(browser
                 expect(panels.nth(i).locator(".take-count")).to_have_text("2/2", timeout=BOARD_TIMEOUT_MS)
             expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
             expect(page.locator("#refine-board")).to_be_visible()
-            board_id = page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+            board_id = _open_board_id(page)
             board = json.loads(page.request.get(f"/api/storyboards/{board_id}").text())
             for frame in board["frames"]:
                 first, refined = frame["takes"]
@@ -1054,11 +1067,7 @@ def test_the_animatic_downloads_as_an_mp4_and_a_storyboarder_project_imports_bac
         page = watch.page
         try:
             page.goto("/")
-            page.fill("#story", "A fox finds a map.\nЛиса поднимается на холм.")
-            page.fill("#frames", "2")
-            page.click("#generate")
-            expect(page.locator("#board-status")).to_have_text("done", timeout=BOARD_TIMEOUT_MS)
-            board_id = page.evaluate("() => decodeURIComponent(location.hash.slice('#board='.length))")
+            board_id = _draw_board(page, "A fox finds a map.\nЛиса поднимается на холм.", 2)
             board = json.loads(page.request.get(f"/api/storyboards/{board_id}").text())
             expect(page.locator("#export-edl")).to_have_attribute("href", board["export"]["edl"])
             expect(page.locator("#export-storyboarder")).to_have_attribute("download",
