@@ -9,35 +9,32 @@ generator. Handlers only validate, store and enqueue; the worker draws.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import io
 import json
 import logging
 import os
-import tempfile
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request, send_file
+from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from board_lookup import board_or_404, frame_of, on_current_board, send_png, take_of
+from board_lookup import board_or_404, frame_of, send_png, take_of
 from board_params import MAX_CHARACTERS, MAX_SEED, BoardParams, Character, panel_cast, panel_seed, random_seed, \
     read_cast
-import cut
 from config import ASPECTS, MAX_FRAMES, PRESETS, REFINE_DEFAULT_PRESET, REFINE_PRESETS, Settings, SettingsError, \
     is_loopback, load_settings
 from errors import InputError
-from layouts_api import edited_layout, layout_pngs, layouts, plan_layouts, redraw_layout
+from layouts_api import edited_layout, layouts, plan_layouts, redraw_layout
 from planner import SOURCE_LLM, planner_client, validated_panels
 from plans_api import llm_plan, plans
 from screenplay_api import screenplays
+from exports_api import exports
 from prompt_enhancer import SHOT_TYPES, StoryPlan, cast_from_text, plan_story
-from serializers import animatic_json, board_json, frame_json, preset_json, reference_url, summary_json
+from serializers import board_json, frame_json, preset_json, reference_url, summary_json
 import step_time
 import storyboarder
-import timeline_export
 from storage import FINAL, Conflict, DataDirInUse, DatabaseDamaged, QueueFull, Store, lock_data_dir
 from studio import Studio, current_studio
 from timing import FRAME_RATES, board_timeline, read_duration, read_fps
@@ -99,6 +96,7 @@ def create_app(
     app.register_blueprint(plans)
     app.register_blueprint(layouts)
     app.register_blueprint(screenplays)
+    app.register_blueprint(exports)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(InputError, _input_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -673,145 +671,6 @@ def character_reference(board_id: str, character: int):
 def reference_image(board_id: str):
     """The first character's reference (the URL from before the cast)."""
     return character_reference(board_id, 1)
-
-
-def _export_parts(board_id: str):
-    """The board as exported, its panels' files opened now (read one at a time as the export
-    is written), its references and its panels' layout pictures (small, by index)."""
-    from exporting import PanelFiles
-
-    store = current_studio().store
-
-    def read(board: dict):
-        with contextlib.ExitStack() as opened:
-            files = {}
-            for index, frame in enumerate(board["frames"], start=1):
-                path = store.file_path(board_id, frame["image_file"])
-                if path is not None:
-                    files[index] = opened.enter_context(path.open("rb"))
-            references = store.reference_pngs(board)
-            opened.pop_all()  # all opened: from here PanelFiles closes them
-        return board_json(board), PanelFiles(files), references, layout_pngs(board)
-
-    return on_current_board(board_id, read)
-
-
-def _export(board_id: str, write: Callable[..., Any], mimetype: str, suffix: str, layouts: bool = False) -> Response:
-    """An export written by ``write(board, images, references=..., out=...)`` (and ``layouts=...``,
-    the panels' layout pictures, for a writer that shows them) into a temporary
-    file in the data dir (not memory; nothing is left of it after a crash), then streamed
-    from there. At most ``export_concurrency`` are written at once; another is told so."""
-    studio = current_studio()
-    if not studio.export_slots.acquire(blocking=False):
-        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
-                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429)
-    try:
-        spool = tempfile.TemporaryFile(dir=studio.store.root)
-        try:
-            board, images, references, layout_images = _export_parts(board_id)
-            try:
-                write(board, images, references=references, out=spool,
-                      **({"layouts": layout_images} if layouts else {}))
-            finally:
-                images.close()
-        except BaseException:
-            spool.close()
-            raise
-    finally:
-        studio.export_slots.release()
-    spool.seek(0)
-    return send_file(spool, mimetype=mimetype, as_attachment=True, download_name=f"storyboard-{board_id}.{suffix}")
-
-
-@api.get("/api/storyboards/<board_id>/export.pdf")
-def export_pdf(board_id: str):
-    from exporting import storyboard_pdf
-
-    return _export(board_id, storyboard_pdf, "application/pdf", "pdf", layouts=True)
-
-
-@api.get("/api/storyboards/<board_id>/export.zip")
-def export_zip(board_id: str):
-    from exporting import storyboard_zip
-
-    return _export(board_id, storyboard_zip, "application/zip", "zip", layouts=True)
-
-
-# The cut's exports (cut.py, timeline_export.py, storyboarder.py): route name -> (writer,
-# mimetype, the download's suffix after "storyboard-<id>.").
-_CUT_EXPORTS = {
-    "captions.vtt": (cut.captions_vtt, "text/vtt", "vtt"),
-    "captions.srt": (cut.captions_srt, "application/x-subrip", "srt"),
-    "timeline.otio": (timeline_export.writer("otio"), "application/json", "otio"),
-    "timeline.xml": (timeline_export.writer("xml"), "application/xml", "xml"),
-    "timeline.edl": (timeline_export.writer("edl"), "text/plain", "edl"),
-    "timeline.zip": (timeline_export.export_timeline_zip, "application/zip", "timeline.zip"),
-    "storyboarder.zip": (storyboarder.export_project, "application/zip", "storyboarder.zip"),
-}
-
-
-def export_cut(board_id: str, name: str):
-    return _export(board_id, *_CUT_EXPORTS[name])
-
-
-for _name in _CUT_EXPORTS:  # one route each, so each is its own path in the OpenAPI document
-    api.add_url_rule(f"/api/storyboards/<board_id>/{_name}", f"export_{_name.replace('.', '_')}", export_cut,
-                     defaults={"name": _name})
-
-
-@api.post("/api/storyboards/<board_id>/animatic")
-def start_animatic(board_id: str):
-    """Start writing the board's animatic MP4 (animatic_jobs.py): 202 and the job to follow."""
-    from animatic import DEFAULT_RESOLUTION, RESOLUTIONS, AnimaticOptions
-    from animatic_jobs import Busy
-
-    fields = json_body(required=False) or {}
-    if not isinstance(fields, dict):
-        raise InputError("body", "Send a JSON object: resolution, push_in, burn_in.")
-    options = AnimaticOptions(resolution=choice_field(fields, "resolution", tuple(RESOLUTIONS), DEFAULT_RESOLUTION),
-                              push_in=bool_field(fields, "push_in", False), burn_in=bool_field(fields, "burn_in", False))
-    studio = current_studio()
-    board, images, _references, _layouts = _export_parts(board_id)  # the snapshot: the board now, its files opened now
-    try:
-        job = studio.animatics.start(board, images, options)
-    except Busy:
-        raise InputError("export", f"The studio is busy writing {studio.settings.export_concurrency} export(s); "
-                                   "try again in a moment (STORYBOARD_EXPORT_CONCURRENCY).", status=429) from None
-    return jsonify(animatic_json(job)), 202
-
-
-def _animatic_or_404(board_id: str, job_id: str):
-    job = current_studio().animatics.get(board_id, job_id)
-    if job is None:
-        abort(404)
-    return job
-
-
-@api.get("/api/storyboards/<board_id>/animatics/<job_id>")
-def animatic_status(board_id: str, job_id: str):
-    return jsonify(animatic_json(_animatic_or_404(board_id, job_id)))
-
-
-@api.post("/api/storyboards/<board_id>/animatics/<job_id>/cancel")
-def cancel_animatic(board_id: str, job_id: str):
-    job = _animatic_or_404(board_id, job_id)
-    current_studio().animatics.cancel(job)
-    return jsonify(animatic_json(job)), 202
-
-
-@api.get("/api/storyboards/<board_id>/animatics/<job_id>/animatic.mp4")
-def animatic_file(board_id: str, job_id: str):
-    from animatic_jobs import JobState
-
-    job = _animatic_or_404(board_id, job_id)
-    if job.state is not JobState.DONE:
-        raise InputError("animatic", f"The animatic is {job.state.value}, not written: nothing to download.",
-                         status=409)
-    try:  # opened now: a later animatic of the board may remove the file, not this download's copy
-        return send_file(job.path, mimetype="video/mp4", as_attachment=True,
-                         download_name=f"storyboard-{board_id}.mp4")
-    except FileNotFoundError:
-        abort(404)
 
 
 @api.post("/api/storyboards/import")
