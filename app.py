@@ -14,10 +14,11 @@ import io
 import json
 import logging
 import os
+import tempfile
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, abort, jsonify, render_template, request
+from flask import Blueprint, Flask, Request, Response, abort, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from board_lookup import board_or_404, frame_of, send_png, take_of
@@ -52,6 +53,18 @@ SSE_KEEPALIVE_S = 15.0
 
 api = Blueprint("studio", __name__)
 
+# An upload up to this size is kept in memory while its request is read (Werkzeug's own spool).
+UPLOAD_SPOOL_BYTES = 500 * 1024
+
+
+class StudioRequest(Request):
+    """A bigger upload (a Storyboarder project, a large face) spools into the data dir, as
+    exports do, not into the system's temp dir: that may be a small tmpfs, and the data dir is
+    where the studio's disk is watched and said full."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        return tempfile.SpooledTemporaryFile(max_size=UPLOAD_SPOOL_BYTES, mode="rb+", dir=current_studio().store.root)
+
 
 
 # --- The factory ---------------------------------------------------------------------------
@@ -69,6 +82,7 @@ def create_app(
 
     settings = settings or load_settings()
     app = Flask(__name__)
+    app.request_class = StudioRequest
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_mb * 1024 * 1024)
     app.json.ensure_ascii = False
     if settings.trusted_proxies:

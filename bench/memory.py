@@ -7,6 +7,8 @@ their count) after a warm-up panel, and prints the weights and the peak above th
 torch's allocator (torch.cuda.max_memory_allocated), elsewhere the process's resident memory
 sampled every 20 ms. Half precision: fp16 on CUDA/MPS, bf16 on a CPU (the same bytes).
 ``--consistent-look``: two steps with it on (its reference row in the batch, consistent_look.py).
+The peak is also given apart for the steps (encoders and UNet) and for the decode, and the panel's
+metadata says what ran (its steps, the references it shared).
 """
 
 from __future__ import annotations
@@ -67,14 +69,38 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.02)
 
         threading.Thread(target=sample, daemon=True).start()
+    def read_peak() -> int:
+        if device == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated()
+        return peak[0]
+
+    # The steps' peak apart from the decode's: the consistent look's reference row is in the steps.
+    steps_peak, vae_decode = [0], generator.pipe.vae.decode
+
+    def decode(*decode_args, **decode_kwargs):
+        steps_peak[0] = read_peak()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            peak[0] = process.memory_info().rss
+        return vae_decode(*decode_args, **decode_kwargs)
+
+    generator.pipe.vae.decode = decode
     started = time.perf_counter()
-    status = generator.generate(request).panels[0].status
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak[0] = torch.cuda.max_memory_allocated()
+    panel = generator.generate(request).panels[0]
+    decode_peak = read_peak()
     stop.set()
-    figures = {"device": device, "consistent_look": args.consistent_look, "dtype": str(dtype).replace("torch.", ""), "size": args.size, "status": status,
-               "weights_gb": round(weights / 1e9, 2), "peak_above_start_gb": round((peak[0] - base) / 1e9, 2),
+    generator.pipe.vae.decode = vae_decode
+    ran = panel.ran.to_json() if panel.ran is not None else {}
+    figures = {"device": device, "consistent_look": args.consistent_look, "dtype": str(dtype).replace("torch.", ""),
+               "size": args.size, "status": panel.status,
+               # What ran, from the panel's metadata: the characters whose reference it shared (none: off).
+               "look_references": ran.get("look_references"), "steps": ran.get("steps"),
+               "weights_gb": round(weights / 1e9, 2),
+               "peak_above_start_gb": round((max(steps_peak[0], decode_peak) - base) / 1e9, 2),
+               "peak_steps_gb": round((steps_peak[0] - base) / 1e9, 2),
+               "peak_decode_gb": round((decode_peak - base) / 1e9, 2),
                "measure": "torch.cuda.max_memory_allocated" if device == "cuda" else "process RSS, sampled",
                "panel_s": round(time.perf_counter() - started, 2)}
     figures["estimate_one_panel_gb"] = round(figures["weights_gb"] + figures["peak_above_start_gb"], 2)

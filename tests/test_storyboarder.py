@@ -285,3 +285,27 @@ def test_a_project_larger_than_a_face_upload_is_accepted(make_app):
     answer = client.post("/api/storyboards/import", data={"project": (io.BytesIO(zipped(files)), "p.zip")},
                          content_type="multipart/form-data")
     assert answer.status_code == 202
+
+
+def test_a_big_project_spools_into_the_data_dir_not_the_systems_temp_dir(client, tmp_path, monkeypatch):
+    # Werkzeug spools an upload over 500 KB to the system's temp dir, which may be a small
+    # tmpfs: here it is missing, so a spool there fails the import.
+    import os
+    import tempfile
+
+    from PIL import Image
+
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (640, 360), os.urandom(640 * 360 * 3)).save(noise, "PNG")
+    project = exported(images={1: noise.getvalue(), 2: png_bytes()})
+    assert len(project) > 600_000
+    # Encoded first: the test client's own encoding spools through the temp dir too.
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
+
+    boundary, body = encode_multipart({"project": FileStorage(io.BytesIO(project), "big.zip")})
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-system-temp"))
+    answer = client.post("/api/storyboards/import", data=body,
+                         content_type=f"multipart/form-data; boundary={boundary}")
+    assert answer.status_code == 202, answer.get_data(as_text=True)[:300]
+    assert [f["caption"] for f in answer.get_json()["frames"]] == [f["caption"] for f in BOARD["frames"]]
