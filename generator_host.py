@@ -1,5 +1,5 @@
 """The one generator a worker owns, for both backends: the embedded worker's thread
-(worker.py) and a Redis worker process (redis_backend.StudioWorker) each hold one host.
+(worker.py) and a Redis worker process (redis_worker.StudioWorker) each hold one host.
 
 The host loads the model on first use (again on the next job when the load failed), runs
 its compiled-graph warm-up one graph at a time while there is nothing to draw, judges

@@ -1,5 +1,5 @@
 """The embedded backend: the one thread in the studio's process that owns the generator,
-and ``python worker.py``, a Redis worker process (see redis_backend.py).
+and ``python worker.py``, a Redis worker process (see redis_worker.py).
 
 Request handlers only validate, store and enqueue (jobs live in SQLite, so they survive a
 restart); this worker takes them first come, first served, and is the only code that
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from redis.exceptions import RedisError
 
-    from redis_backend import StudioWorker, connect, redis_problem, safe_url
+    from redis_protocol import connect, redis_problem, safe_url
+    from redis_worker import StudioWorker
 
     redis = connect(settings.queue_url, settings.queue_password)
     try:

@@ -86,7 +86,8 @@ def test_importing_modules_does_nothing(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, threading; import app, config, storage, worker, local_image_generator, tiny_models; "
+    code = ("import sys, threading; import app, config, storage, worker, local_image_generator, tiny_models, "
+            "redis_protocol, redis_backend, redis_worker, exports_api; "
             "assert threading.active_count() == 1; "
             "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, 'heavy import'")
     root = Path(__file__).parent.parent

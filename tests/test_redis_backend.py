@@ -240,7 +240,7 @@ def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server
     workers.ensure(1)
     redis = redis_server.client()
     payload = {"version": 1, "job_id": 424242, "board_id": "badpayload01", "panels": [{"shot": "drone shot"}]}
-    Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue("redis_backend.draw_job", payload)
+    Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue("redis_worker.draw_job", payload)
 
     def ended():
         for _, fields in redis.xrange("sb:results"):
@@ -356,7 +356,7 @@ def test_an_idle_worker_compiles_its_waiting_graphs_and_says_how_far_it_is(studi
 
     from backend import ModelState
     from fakes import FakeGenerator, Warming
-    from redis_backend import StudioWorker
+    from redis_worker import StudioWorker
 
     generator = Warming(FakeGenerator(), graphs=3, hold=2)
     settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
@@ -389,7 +389,7 @@ def test_a_stop_asked_for_during_a_compile_stops_the_worker_after_that_graph(red
     import signal
 
     from fakes import FakeGenerator, Warming
-    from redis_backend import StudioWorker
+    from redis_worker import StudioWorker
 
     generator = Warming(FakeGenerator(), graphs=3, hold=0)
     settings = load_settings({}, {"model": "tiny", "queue_url": redis_server.url})
@@ -518,7 +518,7 @@ def test_a_second_studio_on_the_same_redis_is_refused_with_words_and_the_first_d
 
 def test_the_queue_limit_counts_boards_waiting_for_a_worker_and_health_says_they_wait(studio, workers,
                                                                                      redis_server):
-    from redis_backend import rq_queue
+    from redis_protocol import rq_queue
 
     workers.stop_all()
     queue = rq_queue(redis_server.client())
@@ -564,7 +564,7 @@ def test_a_late_report_of_a_finished_job_never_replaces_newer_work(studio, worke
     timing is not the test's to choose)."""
     from drawing import SavedPanel
     from helpers import png_bytes
-    from redis_backend import RedisSink
+    from redis_worker import RedisSink
 
     app = studio()
     client, store = app.test_client(), studio_of(app).store
@@ -673,12 +673,13 @@ def test_a_superseded_attempt_says_nothing_of_a_panel_it_was_drawing_when_paused
     cancel check then stops it); the live attempt does both."""
     import logging
 
-    from redis_backend import RESULTS, RedisSink, attempt_key
+    from redis_protocol import RESULTS, attempt_key
+    from redis_worker import RedisSink
 
     redis = redis_server.client()
     redis.delete(RESULTS)
     redis.set(attempt_key("b1", 7), 2)  # attempt 2 took job 7 over while attempt 1 was paused
-    with caplog.at_level(logging.INFO, logger="redis_backend"):
+    with caplog.at_level(logging.INFO, logger="redis_worker"):
         RedisSink(redis, 7, "b1", attempt=1).panel_started(3)
         assert redis.xlen(RESULTS) == 0
         assert not [r for r in caplog.records if "drawing panel" in r.getMessage()]
@@ -697,7 +698,7 @@ def test_a_paused_worker_resumed_after_a_takeover_draws_nothing_more_and_overwri
                                                                                            redis_server):
     import re
 
-    from redis_backend import delivered_key
+    from redis_protocol import delivered_key
 
     workers.stop_all()
     app = studio()

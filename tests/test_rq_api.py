@@ -1,4 +1,4 @@
-"""redis_backend.StudioWorker uses RQ through its public API only. This file pins the
+"""redis_worker.StudioWorker uses RQ through its public API only. This file pins the
 signature of every RQ method it overrides or calls, as in the RQ of requirements.txt: an
 RQ upgrade that changes one fails here, naming it, instead of breaking workers silently
 (RQ's main branch already has get_heartbeat_ttl(job, working_time) and
@@ -9,7 +9,8 @@ import inspect
 import pytest
 from rq import SimpleWorker, get_current_job
 
-from redis_backend import StudioJob, StudioWorker
+from redis_protocol import StudioJob
+from redis_worker import StudioWorker
 
 # Overridden by StudioWorker, with RQ's own signature.
 OVERRIDDEN = {

@@ -423,7 +423,8 @@ def test_a_board_is_read_as_one_snapshot_while_another_thread_deletes_it(make_ap
 
 
 def test_an_rq_job_id_in_redis_that_only_looks_numeric_is_not_the_studios():
-    from redis_backend import parse_rq_job_id, superseded
+    from redis_backend import parse_rq_job_id
+    from redis_protocol import superseded
 
     assert parse_rq_job_id("sb-0123456789ab-12-ab12") == ("0123456789ab", 12)
     for foreign in ("sb-0123456789ab-²-ab12", "sb-0123456789ab-١٢-ab12", "sb-x-1_0-y"):
