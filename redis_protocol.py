@@ -102,6 +102,9 @@ def rq_queue(connection):
 
 
 DRAW_JOB = "redis_worker.draw_job"
+# The same function under the name a studio gave it before the workers' side had a module of
+# its own: a job such a studio queued is still drawn by a worker of this release.
+DRAW_JOB_NAMES = (DRAW_JOB, "redis_backend.draw_job")
 
 
 class ForeignJob(Exception):
@@ -117,7 +120,7 @@ class StudioJob(Job):
 
     @property
     def func(self):
-        if self.func_name != DRAW_JOB or self.instance is not None:
+        if self.func_name not in DRAW_JOB_NAMES or self.instance is not None:
             raise ForeignJob(f"refused job {self.id}: it names {self.func_name!r}; this queue runs {DRAW_JOB} only")
         from redis_worker import draw_job
 

@@ -233,18 +233,21 @@ def test_redis_down_is_said_refuses_new_work_and_everything_resumes(studio, work
     assert board["status"] == "done"
 
 
-def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server):
+@pytest.mark.parametrize("function", ["redis_worker.draw_job", "redis_backend.draw_job"])
+def test_a_worker_refuses_a_bad_payload_with_words(studio, workers, redis_server, function):
+    # The studio's job under its name, or under the one an earlier studio queued it with.
     from rq import Queue
     from rq.serializers import JSONSerializer
 
     workers.ensure(1)
     redis = redis_server.client()
-    payload = {"version": 1, "job_id": 424242, "board_id": "badpayload01", "panels": [{"shot": "drone shot"}]}
-    Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue("redis_worker.draw_job", payload)
+    board = f"badpayload{function[6]}"
+    payload = {"version": 1, "job_id": 424242, "board_id": board, "panels": [{"shot": "drone shot"}]}
+    Queue("storyboard", connection=redis, serializer=JSONSerializer).enqueue(function, payload)
 
     def ended():
         for _, fields in redis.xrange("sb:results"):
-            if fields[b"board"] == b"badpayload01" and fields[b"type"] == b"end":
+            if fields[b"board"] == board.encode() and fields[b"type"] == b"end":
                 return json.loads(fields[b"data"])
         return None
 
