@@ -35,7 +35,7 @@ from model_loading import (  # the loading API, also public here: callers load t
     known_device,
     load_pipeline,
     offloaded,
-    on_the_same_device,
+    twin,
     place,
     quiet_library_logs,
     resolve_device,
@@ -941,7 +941,7 @@ class StoryboardGenerator:
             return self.pipe, {"width": width, "height": height}, None
         from diffusers import StableDiffusionXLImg2ImgPipeline
 
-        img2img = on_the_same_device(StableDiffusionXLImg2ImgPipeline.from_pipe(self.pipe), self.pipe)
+        img2img = twin(StableDiffusionXLImg2ImgPipeline, self.pipe)
         img2img.set_progress_bar_config(disable=True)
         images = [job.init_image.convert("RGB").resize((width, height)) for job in batch]
         return img2img, {"image": images, "strength": run.request.strength}, None

@@ -114,9 +114,16 @@ def known_device(pipe, device):
     return pipe
 
 
-def on_the_same_device(pipe, like):
-    """A pipeline made from ``like``'s components (diffusers' ``from_pipe``) answering the
-    device ``like`` does, when ``like`` names one."""
+def twin(pipeline_class, like, **components):
+    """A ``pipeline_class`` on ``like``'s loaded components (diffusers' ``from_pipe``: no second
+    copy of any model), with ``components`` added (an adapter), answering the device ``like``
+    does when it names one.
+
+    In their own dtype: told none, ``from_pipe`` casts every component to float32, in place,
+    so the studio's half-precision SDXL (fp16 on a GPU or a Mac, bf16 on a CPU) became a
+    float32 one, twice its memory and slower for every later panel, at its first refine or
+    layout (the full-size model ran out of memory on a 24 GB machine)."""
+    pipe = pipeline_class.from_pipe(like, dtype=like.unet.dtype, **components)
     device = getattr(like, "_studio_device", None)
     return known_device(pipe, device) if device is not None else pipe
 

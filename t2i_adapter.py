@@ -20,7 +20,7 @@ from typing import Sequence
 
 from config import Settings
 from layouts import Layout
-from model_loading import ModelNotAvailable, check_source, hub_options, load_failure_message, on_the_same_device
+from model_loading import ModelNotAvailable, check_source, hub_options, load_failure_message, twin
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ class LayoutAdapters:
         """diffusers' SDXL adapter pipeline on ``pipe``'s loaded components, with ``hub_id``'s adapter."""
         from diffusers import StableDiffusionXLAdapterPipeline
 
-        adapter_pipe = on_the_same_device(StableDiffusionXLAdapterPipeline.from_pipe(pipe, adapter=self.adapter(hub_id)),
-                                          pipe)
+        adapter_pipe = twin(StableDiffusionXLAdapterPipeline, pipe, adapter=self.adapter(hub_id))
         adapter_pipe.set_progress_bar_config(disable=True)
         return adapter_pipe
 
