@@ -908,6 +908,8 @@ def _run(args, diffusers, torch) -> int:
     if args.model == "sdxl-random":
         from bench import sdxl_random
 
+        if args.json:  # what took the hour so far is kept, whatever happens to the extras
+            _write_json(Path(args.json), results)
         results["sdxl_random"] = sdxl_random_extras(
             generator, reference, args, width, height, results["steps"], flops, results)
         results["peak_memory_gb"] = sdxl_random.peak_memory_bytes(generator.device) / 1e9
@@ -918,11 +920,14 @@ def _run(args, diffusers, torch) -> int:
         results["build_peak_memory_gb"] = build_peak / 1e9
     print(format_table(results))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
-        print(f"wrote {path}")
+        _write_json(Path(args.json), results)
+        print(f"wrote {args.json}")
     return 0
+
+
+def _write_json(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -662,9 +662,9 @@ def component_timings(generator, reference, width: int, height: int, prompt: str
                 break  # fp32 never upcasts: nothing to compare
             vae.register_to_config(force_upcast=upcast)
             try:
-                generator._decode(latents, force_fp32=False)  # warm-up (and the dtype switch)
+                generator._decode(latents, vae, force_fp32=False)  # warm-up (and the dtype switch)
                 out[f"vae_decode_{'upcast' if upcast else 'no_upcast'}_s"] = median_time(
-                    lambda: generator._decode(latents, force_fp32=False))
+                    lambda: generator._decode(latents, vae, force_fp32=False))
             finally:
                 vae.register_to_config(force_upcast=configured)
         out["vae_decode_s"] = out[f"vae_decode_{'upcast' if configured else 'no_upcast'}_s"]

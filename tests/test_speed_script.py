@@ -215,3 +215,15 @@ def test_draft_benchmark_prints_flops_by_part_and_times_beside_fast_and_lightnin
     assert (refine["fresh"]["unet_passes_per_panel"], refine["refine"]["unet_passes_per_panel"]) == (24, 8)
     assert len(refine["refine"]["runs"]) == len(refine["fresh"]["runs"]) == 1
     assert refine["ratio_to_fresh"] == pytest.approx(refine["refine"]["runs"][0] / refine["fresh"]["runs"][0], rel=1e-3)
+
+
+def test_the_full_size_benchmarks_part_timings_run_on_the_generator_as_it_is(tiny_generator):
+    # component_timings calls into the generator (its decode, its identity mode): run here on
+    # the tiny model so that a changed signature fails a test, not an hour-long full-size run.
+    from PIL import Image
+
+    from bench import sdxl_random
+
+    out = sdxl_random.component_timings(tiny_generator, Image.new("RGB", (64, 64), "tan"), 64, 64, "a fox")
+    assert out["vae_decode_s"] > 0 and out["unet_step_ip_s"] > 0 and out["unet_ops_ip"] > 0
+    assert out["unet_ops_ip_folded"] <= out["unet_ops_ip"]
