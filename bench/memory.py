@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.02)
 
         threading.Thread(target=sample, daemon=True).start()
+
     def read_peak() -> int:
         if device == "cuda":
             torch.cuda.synchronize()
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     panel = generator.generate(request).panels[0]
     decode_peak = read_peak()
     stop.set()
-    generator.pipe.vae.decode = vae_decode
+    del generator.pipe.vae.decode  # the VAE's own method again
     ran = panel.ran.to_json() if panel.ran is not None else {}
     figures = {"device": device, "consistent_look": args.consistent_look, "dtype": str(dtype).replace("torch.", ""),
                "size": args.size, "status": panel.status,
